@@ -1,0 +1,364 @@
+//! The device <-> node protocol over one WebSocket.
+//!
+//! Every WebSocket message is one binary frame holding one postcard-encoded value: a
+//! [`ClientFrame`] from the device, a [`ServerFrame`] from the node. The node speaks first with
+//! [`ServerFrame::Hello`], which carries a fresh sign-in challenge. Until the device has sent a
+//! successful [`Request::Register`] or [`Request::SignIn`] only those two and
+//! [`Request::InvitePreview`] are served. Each request carries an id chosen by the device; the
+//! node answers it exactly once with a [`ServerFrame::Response`] carrying the same id. Events
+//! ([`ServerFrame::Event`]) may arrive at any time after sign-in.
+//!
+//! See `spec/protocol.md` for the flows and the error codes.
+
+use crate::ids::{AccountId, ChatKind, DeviceId, GroupId, InviteId, Retention, Role};
+use crate::link::SECRET_LEN;
+use serde::{Deserialize, Serialize};
+
+/// An ed25519 signature (64 bytes; any other length fails verification).
+pub type Signature = Vec<u8>;
+
+/// A frame from a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    pub id: u32,
+    pub request: Request,
+}
+
+/// A frame from the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    Hello(Hello),
+    Response { id: u32, result: Result<Response, ApiError> },
+    Event(Event),
+    /// The node is closing this connection because the device broke the protocol.
+    Fatal(ApiError),
+}
+
+/// First frame on every connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u16,
+    pub node_id: String,
+    pub node_name: String,
+    pub registration: RegistrationPolicy,
+    /// Sign this (see [`crate::auth`]); valid once, on this connection only.
+    pub challenge: [u8; crate::auth::CHALLENGE_LEN],
+}
+
+/// Who may register on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistrationPolicy {
+    /// Anyone who can reach the node.
+    Open,
+    /// Holders of a valid invite link (a chat invite or a node invite).
+    Invite,
+    /// Nobody new.
+    Closed,
+}
+
+/// Proof of holding an invite link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteToken {
+    pub invite: InviteId,
+    pub secret: [u8; SECRET_LEN],
+}
+
+/// What a device asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Registers a new account with its first device, and signs in.
+    Register {
+        device: DeviceId,
+        account: AccountId,
+        display_name: String,
+        invite: Option<InviteToken>,
+        signature: Signature,
+    },
+    /// Signs in a registered device.
+    SignIn { device: DeviceId, signature: Signature },
+    /// The signed-in account.
+    Me,
+    /// Uploads one-time key packages and optionally replaces the last-resort one.
+    PublishKeyPackages { packages: Vec<Vec<u8>>, last_resort: Option<Vec<u8>> },
+    /// Takes one key package of every device of an account (one-time ones first).
+    ClaimKeyPackages { account: AccountId },
+    /// Display names of accounts.
+    Profiles { accounts: Vec<AccountId> },
+    /// Registers a new chat whose MLS group the device has just created (epoch 0, only itself).
+    CreateChat {
+        group: GroupId,
+        kind: ChatKind,
+        name: String,
+        description: String,
+        /// For direct chats: the other member. Only one direct chat per pair exists.
+        peer: Option<AccountId>,
+        group_info: Vec<u8>,
+    },
+    /// Chats the account is in.
+    Chats,
+    /// One chat with its members.
+    Chat { group: GroupId },
+    /// An MLS commit (PublicMessage) made by a member, with the Welcome for added members and
+    /// the GroupInfo of the new epoch.
+    Commit { group: GroupId, commit: Vec<u8>, welcome: Option<Vec<u8>>, group_info: Vec<u8> },
+    /// An MLS proposal or application message for the chat's current epoch.
+    Send { group: GroupId, message: Vec<u8> },
+    /// Log entries with sequence numbers greater than `after`, oldest first.
+    Fetch { group: GroupId, after: u64, limit: u32 },
+    /// The device has durably processed everything up to `seq`.
+    Ack { group: GroupId, seq: u64 },
+    /// Welcomes waiting for this device.
+    Welcomes,
+    /// The device has joined from this welcome; the node may drop it.
+    AckWelcome { id: u64 },
+    /// Creates an invite link (chat invite with `group`, node invite without; node invites are for admins).
+    CreateInvite { group: Option<GroupId>, max_uses: Option<u32>, expires_in_secs: Option<u64> },
+    RevokeInvite { invite: InviteId },
+    /// Invites of a chat (owner/admin).
+    Invites { group: GroupId },
+    /// What an invite link leads to. Served before sign-in (the join page shows it).
+    InvitePreview { token: InviteToken },
+    /// The current GroupInfo of the chat an invite admits to, for an MLS external commit.
+    JoinGroupInfo { token: InviteToken },
+    /// Joins a chat by invite with an external commit, and the GroupInfo of the new epoch.
+    Join { token: InviteToken, commit: Vec<u8>, group_info: Vec<u8> },
+    /// Sets how long the node keeps the chat's log (owner only).
+    SetRetention { group: GroupId, retention: Retention },
+}
+
+/// What the node answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Ok,
+    SignedIn(Account),
+    KeyPackages(Vec<Vec<u8>>),
+    Profiles(Vec<Profile>),
+    Chat(ChatInfo),
+    Chats(Vec<ChatInfo>),
+    /// The message is durably stored under this sequence number.
+    Stored { seq: u64 },
+    Messages { messages: Vec<Delivered>, head: u64 },
+    Welcomes(Vec<WelcomeEnvelope>),
+    InviteCreated { invite: InviteInfo, secret: [u8; SECRET_LEN] },
+    Invites(Vec<InviteInfo>),
+    InvitePreview(InvitePreview),
+    GroupInfo(Vec<u8>),
+}
+
+/// Something that happened, pushed to signed-in devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A new log entry in a chat the device is in.
+    Message(Delivered),
+    /// The device was added to a chat.
+    Welcome(WelcomeEnvelope),
+    /// The device fell behind on live events; fetch to catch up.
+    Lagged,
+}
+
+/// The signed-in account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub account: AccountId,
+    pub device: DeviceId,
+    pub display_name: String,
+    pub node_admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub account: AccountId,
+    pub display_name: String,
+}
+
+/// Whether a log entry is an MLS handshake (commit/proposal) or an application message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    Handshake,
+    Application,
+}
+
+/// One entry of a chat's log as delivered to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    pub group: GroupId,
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub epoch: u64,
+    /// The account whose device sent it (as authenticated by the node; MLS authenticates again).
+    pub sender: AccountId,
+    /// Node clock when stored, milliseconds since the Unix epoch.
+    pub stored_at_ms: u64,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WelcomeEnvelope {
+    pub id: u64,
+    pub group: GroupId,
+    /// Sequence number of the commit that added the device; read the log after it.
+    pub commit_seq: u64,
+    pub welcome: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub account: AccountId,
+    pub display_name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatInfo {
+    pub group: GroupId,
+    pub kind: ChatKind,
+    pub name: String,
+    pub description: String,
+    /// Node id of the chat's home node, which orders its messages.
+    pub home_node: String,
+    pub retention: Retention,
+    pub epoch: u64,
+    /// Sequence number of the newest log entry (0: empty).
+    pub head: u64,
+    pub members: Vec<MemberInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteInfo {
+    pub invite: InviteId,
+    pub group: Option<GroupId>,
+    pub created_by: AccountId,
+    pub created_at_ms: u64,
+    pub expires_at_ms: Option<u64>,
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitePreview {
+    pub group: Option<GroupId>,
+    pub name: String,
+    pub description: String,
+    pub member_count: u32,
+    pub node_name: String,
+}
+
+/// A refused request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    /// Human-readable explanation, safe to show to the member.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+}
+
+/// Machine-readable reason for a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The frame could not be decoded.
+    Malformed,
+    /// A field is invalid (the message says which).
+    BadRequest,
+    /// Larger than the node accepts.
+    TooLarge,
+    /// Sign in first.
+    Unauthenticated,
+    /// Signature did not verify against this connection's challenge.
+    BadSignature,
+    /// Already signed in on this connection, or the challenge was used.
+    ChallengeUsed,
+    /// The account may not do this (role, membership, node policy).
+    Forbidden,
+    NotFound,
+    /// Already exists (device registered, direct chat for this pair, chat id taken).
+    Conflict,
+    /// The commit or message is for an epoch that is no longer current: fetch, process, retry.
+    StaleEpoch { current: u64 },
+    /// Registration needs an invite link on this node.
+    InviteRequired,
+    RegistrationClosed,
+    InviteInvalid,
+    InviteExpired,
+    InviteRevoked,
+    InviteUsedUp,
+    /// Slow down.
+    RateLimited,
+    /// The node failed; the request may be retried.
+    Internal,
+}
+
+/// Decoding a frame failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes is larger than {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, FrameError> {
+    if bytes.len() > max {
+        return Err(FrameError::TooLarge { len: bytes.len(), max });
+    }
+    postcard::from_bytes(bytes).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // postcard only fails on writer errors or unsupported types; a Vec writer and our types have neither.
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+impl ClientFrame {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+    pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
+        decode(bytes, crate::MAX_FRAME_BYTES)
+    }
+}
+
+impl ServerFrame {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+    /// Node frames can be large (a page of messages); devices accept up to 16 MiB.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
+        decode(bytes, 16 * 1024 * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let frame = ClientFrame {
+            id: 7,
+            request: Request::Send { group: GroupId([1; 16]), message: vec![1, 2, 3] },
+        };
+        assert_eq!(ClientFrame::decode(&frame.encode()).unwrap(), frame);
+        let resp = ServerFrame::Response {
+            id: 7,
+            result: Err(ApiError::new(ErrorCode::StaleEpoch { current: 4 }, "fetch and retry")),
+        };
+        assert_eq!(ServerFrame::decode(&resp.encode()).unwrap(), resp);
+    }
+
+    #[test]
+    fn truncated_and_oversized_frames_are_errors() {
+        let bytes = ClientFrame { id: 1, request: Request::Me }.encode();
+        for cut in 0..bytes.len() {
+            assert!(ClientFrame::decode(&bytes[..cut]).is_err());
+        }
+        let big = vec![0u8; crate::MAX_FRAME_BYTES + 1];
+        assert!(matches!(ClientFrame::decode(&big), Err(FrameError::TooLarge { .. })));
+    }
+}
