@@ -1,0 +1,115 @@
+//! HTTP surface: `/healthz`, `/metrics`, the device WebSocket at `/api/ws`, and a small landing
+//! page. Only this module knows HTTP and JSON; the WebSocket speaks `veche_protocol::wire`.
+
+mod handlers;
+mod ws;
+
+use crate::service::Node;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Most simultaneous WebSocket connections.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub node: Node,
+    pub connections: Arc<Semaphore>,
+    pub rate_limit: u32,
+    pub started: std::time::Instant,
+    /// Becomes true when the node shuts down; connections then close.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/ws", get(websocket))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {
+    let info = &state.node.info;
+    Json(serde_json::json!({
+        "status": "ok",
+        "node_id": info.node_id,
+        "name": info.name,
+        "version": info.version,
+        "protocol": veche_protocol::PROTOCOL_VERSION,
+        "registration": format!("{:?}", info.registration).to_lowercase(),
+        "uptime_s": state.started.elapsed().as_secs(),
+    }))
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let node = &state.node;
+    let m = &node.metrics;
+    m.connections.set(node.hub.connections() as i64);
+    m.devices
+        .set(crate::service::accounts::device_count(node) as i64);
+    m.events_pushed.set(
+        node.hub
+            .delivered
+            .load(std::sync::atomic::Ordering::Relaxed) as i64,
+    );
+    if let Ok(txn) = node.store.read() {
+        use redb::ReadableTableMetadata;
+        if let Ok(chats) = txn.open_table(crate::store::tables::CHATS) {
+            m.groups.set(chats.len().unwrap_or(0) as i64);
+        }
+        if let Ok(counters) = txn.open_table(crate::store::tables::COUNTERS) {
+            let get = |name: &str| {
+                counters
+                    .get(name)
+                    .ok()
+                    .flatten()
+                    .map(|g| g.value())
+                    .unwrap_or(0)
+            };
+            m.messages_in_store.set(get("messages_stored") as i64);
+            m.bytes_stored_total.set(get("bytes_stored") as i64);
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+async fn landing(State(state): State<ApiState>) -> Html<String> {
+    let info = &state.node.info;
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><title>{name} · Veche</title>\
+         <h1>{name}</h1><p>Veche node {version}. Node id <code>{id}</code>.</p>\
+         <p>Connect with <code>veche client --node &lt;this address&gt; --state DIR register --name NAME --invite LINK</code>.</p>",
+        name = escape(&info.name),
+        version = info.version,
+        id = escape(&info.node_id),
+    ))
+}
+
+async fn websocket(State(state): State<ApiState>, upgrade: WebSocketUpgrade) -> Response {
+    let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    };
+    upgrade
+        .max_message_size(ws::MAX_WS_MESSAGE)
+        .max_frame_size(ws::MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| ws::serve(state, socket, permit))
+}

@@ -1,0 +1,261 @@
+//! One device connection.
+//!
+//! Two tasks per connection: this reader, which decodes frames and handles requests one at a time
+//! (so a device's messages are ordered as it sent them), and a sender, which owns the socket's
+//! write half and merges responses with live events. Both queues are bounded. The connection
+//! ends when the device closes, on a protocol violation (after a `Fatal` frame), when sign-in
+//! takes too long, or when the node shuts down.
+
+use super::ApiState;
+use super::handlers::{self, Conn};
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use veche_protocol::wire::{
+    ApiError, ClientFrame, ErrorCode, Event, FrameError, Hello, ServerFrame,
+};
+
+/// Largest WebSocket message read at all; larger ones close the connection.
+pub const MAX_WS_MESSAGE: usize = 4 * veche_protocol::MAX_FRAME_BYTES;
+/// Time a device has to sign in.
+const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Frames allowed before sign-in.
+const MAX_UNAUTHENTICATED_FRAMES: u32 = 16;
+/// Consecutive rate-limited requests before the connection is closed.
+const MAX_RATE_LIMITED_IN_A_ROW: u32 = 2000;
+/// Undecodable frames before the connection is closed.
+const MAX_MALFORMED: u32 = 16;
+
+/// Token bucket: `rate` per second, bursts of `2 * rate`.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        Bucket {
+            tokens: 2.0 * rate as f64,
+            rate: rate as f64,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
+            .min(2.0 * self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePermit) {
+    state.node.metrics.connections_total.inc();
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<ServerFrame>(256);
+    let (events_tx, events_rx) = oneshot::channel::<crate::hub::Subscriber>();
+
+    // Sender task: responses and (after sign-in) live events.
+    let sender = tokio::spawn(async move {
+        let mut events_rx = Some(events_rx);
+        let mut subscriber: Option<crate::hub::Subscriber> = None;
+        loop {
+            let frame = tokio::select! {
+                frame = out_rx.recv() => match frame { Some(f) => f, None => break },
+                sub = async { events_rx.as_mut().expect("guarded by the select condition").await }, if events_rx.is_some() => {
+                    events_rx = None;
+                    subscriber = sub.ok();
+                    continue;
+                }
+                event = next_event(&mut subscriber) => match event { Some(e) => ServerFrame::Event(e), None => continue },
+            };
+            let fatal = matches!(frame, ServerFrame::Fatal(_));
+            if sink
+                .send(Message::Binary(frame.encode().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            if let Some(sub) = &subscriber
+                && sub.lagged.swap(false, Ordering::Relaxed)
+                && sink
+                    .send(Message::Binary(
+                        ServerFrame::Event(Event::Lagged).encode().into(),
+                    ))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+            if fatal {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+        subscriber.map(|s| s.id)
+    });
+
+    let mut challenge = [0u8; veche_protocol::auth::CHALLENGE_LEN];
+    if getrandom::fill(&mut challenge).is_err() {
+        return;
+    }
+    let info = &state.node.info;
+    let hello = Hello {
+        protocol: veche_protocol::PROTOCOL_VERSION,
+        node_id: info.node_id.clone(),
+        node_name: info.name.clone(),
+        registration: info.registration,
+        challenge,
+    };
+    let mut conn = Conn::new(state.node.clone(), challenge);
+    let _ = out_tx.send(ServerFrame::Hello(hello)).await;
+    let mut events_tx = Some(events_tx);
+    let mut bucket = Bucket::new(state.rate_limit);
+    let (mut unauthenticated_frames, mut limited_in_a_row, mut malformed) = (0u32, 0u32, 0u32);
+    let deadline = tokio::time::Instant::now() + SIGN_IN_TIMEOUT;
+    let mut shutdown = state.shutdown.clone();
+
+    loop {
+        let signed_in = conn.session().is_some();
+        let message = tokio::select! {
+            m = stream.next() => m,
+            _ = tokio::time::sleep_until(deadline), if !signed_in => {
+                let _ = out_tx.send(fatal(ErrorCode::Unauthenticated, "sign in within 30 seconds")).await;
+                break;
+            }
+            // The flag only ever turns true, so any change means shutdown.
+            _ = shutdown.changed() => {
+                let _ = out_tx.send(fatal(ErrorCode::Internal, "the node is shutting down")).await;
+                break;
+            }
+        };
+        let bytes = match message {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Text(_))) => {
+                let _ = out_tx
+                    .send(fatal(
+                        ErrorCode::Malformed,
+                        "frames are binary (postcard), not text",
+                    ))
+                    .await;
+                break;
+            }
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => continue, // ping/pong are answered by the library
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "websocket error");
+                break;
+            }
+        };
+        if conn.session().is_none() {
+            unauthenticated_frames += 1;
+            if unauthenticated_frames > MAX_UNAUTHENTICATED_FRAMES {
+                let _ = out_tx
+                    .send(fatal(
+                        ErrorCode::Unauthenticated,
+                        "too many requests before sign-in",
+                    ))
+                    .await;
+                break;
+            }
+        }
+        let frame = match ClientFrame::decode(&bytes) {
+            Ok(frame) => frame,
+            Err(e) => {
+                malformed += 1;
+                let id = postcard::take_from_bytes::<u32>(&bytes)
+                    .map(|(id, _)| id)
+                    .unwrap_or(0);
+                let code = match e {
+                    FrameError::TooLarge { .. } => ErrorCode::TooLarge,
+                    FrameError::Malformed(_) => ErrorCode::Malformed,
+                };
+                state.node.metrics.requests_refused.inc();
+                if malformed > MAX_MALFORMED {
+                    let _ = out_tx.send(fatal(code, "too many malformed frames")).await;
+                    break;
+                }
+                let _ = out_tx
+                    .send(ServerFrame::Response {
+                        id,
+                        result: Err(ApiError::new(code, e.to_string())),
+                    })
+                    .await;
+                continue;
+            }
+        };
+        state.node.metrics.requests.inc();
+        if !bucket.take() {
+            limited_in_a_row += 1;
+            state.node.metrics.rate_limited.inc();
+            state.node.metrics.requests_refused.inc();
+            if limited_in_a_row > MAX_RATE_LIMITED_IN_A_ROW {
+                let _ = out_tx
+                    .send(fatal(ErrorCode::RateLimited, "flooding; connection closed"))
+                    .await;
+                break;
+            }
+            let err = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
+            let _ = out_tx
+                .send(ServerFrame::Response {
+                    id: frame.id,
+                    result: Err(err),
+                })
+                .await;
+            continue;
+        }
+        limited_in_a_row = 0;
+        let was_signed_in = conn.session().is_some();
+        let outcome = handlers::handle(&mut conn, frame.request).await;
+        if outcome.result.is_err() {
+            state.node.metrics.requests_refused.inc();
+        }
+        if out_tx
+            .send(ServerFrame::Response {
+                id: frame.id,
+                result: outcome.result,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+        if let Some(reason) = outcome.close {
+            let _ = out_tx.send(ServerFrame::Fatal(reason)).await;
+            break;
+        }
+        if !was_signed_in
+            && let Some(session) = conn.session()
+            && let Some(tx) = events_tx.take()
+        {
+            let _ = tx.send(state.node.hub.subscribe(session.account));
+        }
+    }
+    drop(out_tx);
+    if let Ok(Some(id)) = sender.await
+        && let Some(session) = conn.session()
+    {
+        state.node.hub.unsubscribe(&session.account, id);
+    }
+}
+
+async fn next_event(subscriber: &mut Option<crate::hub::Subscriber>) -> Option<Event> {
+    match subscriber {
+        Some(sub) => sub.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn fatal(code: ErrorCode, message: &str) -> ServerFrame {
+    ServerFrame::Fatal(ApiError::new(code, message))
+}

@@ -1,0 +1,50 @@
+//! `veche client`: a scriptable member device. Every command prints JSON with `--json`.
+//! The device key and MLS state never leave `--state DIR`.
+
+mod commands;
+mod conn;
+mod session;
+mod state;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// Node URL, e.g. http://192.168.1.5:7800 (remembered at registration).
+    #[arg(long, env = "VECHE_NODE")]
+    pub node: Option<String>,
+    /// Directory holding this device's key and state.
+    #[arg(long, env = "VECHE_STATE")]
+    pub state: PathBuf,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: commands::Command,
+}
+
+pub async fn main(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let json = args.json;
+    match commands::run(args).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            if json {
+                let code = e
+                    .downcast_ref::<conn::CallError>()
+                    .and_then(|c| match c {
+                        conn::CallError::Api(api) => Some(format!("{:?}", api.code)),
+                        conn::CallError::Transport(_) => None,
+                    })
+                    .unwrap_or_else(|| "Error".to_string());
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": format!("{e:#}"), "code": code })
+                );
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            Ok(ExitCode::from(2))
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! A signed-in device: its state plus a live connection. Keeps the local MLS state in step with
+//! the node's log (welcomes first, then every chat from where it left off) and sends messages and
+//! commits with the retry rules of the delivery service.
+
+use super::conn::{CallError, Connection};
+use super::state::{self, HistoryBody, HistoryEntry, LocalChat, State};
+use anyhow::{Context, bail};
+use veche_mls::{CommitBundle, ProcessError, Processed};
+use veche_protocol::content::AppMessage;
+use veche_protocol::ids::{AccountId, ChatKind, GroupId};
+use veche_protocol::wire::{Delivered, EntryKind, ErrorCode, Event, Request, Response};
+
+/// Entries fetched per request while catching up.
+const PAGE: u32 = 500;
+/// Attempts when the chat's epoch moves under us.
+const MAX_ATTEMPTS: usize = 8;
+
+pub struct Session {
+    pub state: State,
+    pub conn: Connection,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn unexpected(response: Response) -> anyhow::Error {
+    anyhow::anyhow!("unexpected answer from the node: {response:?}")
+}
+
+impl Session {
+    /// Connects to the state's node and signs in.
+    pub async fn connect(state: State) -> anyhow::Result<Self> {
+        let device = state.device()?.clone();
+        let mut conn = Connection::open(&device.node_url).await?;
+        if conn.hello.node_id != device.node_id {
+            bail!(
+                "the node at {} now has id {}, not {}: refusing to sign in",
+                device.node_url,
+                conn.hello.node_id,
+                device.node_id
+            );
+        }
+        let key = ed25519_dalek::SigningKey::from_bytes(&device.secret);
+        let payload = veche_protocol::auth::sign_in_payload(
+            &conn.hello.node_id,
+            &conn.hello.challenge,
+            &device.device,
+        );
+        let signature = veche_protocol::auth::sign(&key, &payload);
+        conn.call(Request::SignIn {
+            device: device.device,
+            signature,
+        })
+        .await?;
+        Ok(Session { state, conn })
+    }
+
+    pub fn me(&self) -> anyhow::Result<AccountId> {
+        Ok(self.state.device()?.account)
+    }
+
+    pub async fn call(&mut self, request: Request) -> Result<Response, CallError> {
+        self.conn.call(request).await
+    }
+
+    /// Joins chats from waiting welcomes, then catches up every chat.
+    pub async fn sync_all(&mut self) -> anyhow::Result<()> {
+        self.sync_welcomes().await?;
+        for (group, chat) in self.state.chats()? {
+            if chat.active {
+                self.sync_chat(group).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn sync_welcomes(&mut self) -> anyhow::Result<()> {
+        let Response::Welcomes(welcomes) = self.call(Request::Welcomes).await? else {
+            bail!("unexpected answer to Welcomes");
+        };
+        for welcome in welcomes {
+            self.accept_welcome(welcome).await?;
+        }
+        Ok(())
+    }
+
+    async fn accept_welcome(
+        &mut self,
+        welcome: veche_protocol::wire::WelcomeEnvelope,
+    ) -> anyhow::Result<()> {
+        let known = self.state.chat(welcome.group)?.is_some_and(|c| c.active);
+        if !known {
+            match self.state.mls()?.join_from_welcome(&welcome.welcome) {
+                Ok(group) if group == welcome.group => {
+                    let info = self.chat_info(group).await?;
+                    let chat = LocalChat {
+                        kind: info.kind,
+                        name: info.name,
+                        processed: welcome.commit_seq,
+                        active: true,
+                    };
+                    self.state
+                        .persist(|txn| state::put_chat(txn, group, &chat))?;
+                }
+                Ok(other) => bail!("welcome for {} joined {other}", welcome.group),
+                Err(e) => eprintln!("warning: ignoring a welcome to {}: {e}", welcome.group),
+            }
+        }
+        match self.call(Request::AckWelcome { id: welcome.id }).await {
+            Ok(_) | Err(CallError::Api(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn chat_info(
+        &mut self,
+        group: GroupId,
+    ) -> anyhow::Result<veche_protocol::wire::ChatInfo> {
+        match self.call(Request::Chat { group }).await? {
+            Response::Chat(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Processes every log entry of a chat this device has not processed yet.
+    pub async fn sync_chat(&mut self, group: GroupId) -> anyhow::Result<()> {
+        self.resend_outbox(group).await?;
+        loop {
+            let chat = self
+                .state
+                .chat(group)?
+                .with_context(|| format!("unknown chat {group}"))?;
+            if !chat.active {
+                return Ok(());
+            }
+            let response = self
+                .call(Request::Fetch {
+                    group,
+                    after: chat.processed,
+                    limit: PAGE,
+                })
+                .await?;
+            let Response::Messages { messages, head } = response else {
+                bail!("unexpected answer to Fetch");
+            };
+            if messages.is_empty() {
+                return Ok(());
+            }
+            let last = self.process_batch(group, chat, messages)?;
+            self.call(Request::Ack { group, seq: last }).await?;
+            if last >= head {
+                self.commit_pending_leaves(group).await?;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Applies fetched or live entries in order and persists them in one transaction.
+    /// Returns the new processed sequence number.
+    pub fn process_batch(
+        &mut self,
+        group: GroupId,
+        mut chat: LocalChat,
+        entries: Vec<Delivered>,
+    ) -> anyhow::Result<u64> {
+        let me = self.me()?;
+        let mut history = Vec::new();
+        for entry in entries {
+            if entry.seq <= chat.processed || !chat.active {
+                continue;
+            }
+            if entry.seq != chat.processed + 1 && entry.seq > chat.processed + 1 {
+                // A gap: retention dropped entries, or live events skipped ahead. Stop here and let
+                // the caller fetch what is missing.
+                break;
+            }
+            chat.processed = entry.seq;
+            if entry.sender == me && self.state.has_history(group, entry.seq)? {
+                continue; // our own message or commit, recorded when the node stored it
+            }
+            let body = match self.state.mls()?.process(&entry.payload) {
+                Ok(Processed::Application { plaintext, .. }) => {
+                    match AppMessage::decode(&plaintext) {
+                        Ok(message) => Some((
+                            message.sent_at_ms,
+                            match message.as_text() {
+                                Some(text) => HistoryBody::Text(text.to_string()),
+                                None => HistoryBody::Unreadable("unknown content".into()),
+                            },
+                        )),
+                        Err(e) => Some((0, HistoryBody::Unreadable(e.to_string()))),
+                    }
+                }
+                Ok(Processed::Commit {
+                    added,
+                    removed,
+                    we_were_removed,
+                    ..
+                }) => {
+                    if we_were_removed {
+                        chat.active = false;
+                    }
+                    let describe = |ids: &[veche_mls::MemberIdentity]| {
+                        ids.iter()
+                            .map(|m| m.account.to_hex()[..12].to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let mut text = Vec::new();
+                    if !added.is_empty() {
+                        text.push(format!("added {}", describe(&added)));
+                    }
+                    if !removed.is_empty() {
+                        text.push(format!("removed {}", describe(&removed)));
+                    }
+                    (!text.is_empty()).then(|| (0, HistoryBody::System(text.join("; "))))
+                }
+                Ok(Processed::Proposal { .. }) => None,
+                Err(ProcessError::OwnMessage | ProcessError::Stale { .. }) => None,
+                Err(e) if entry.sender == me && entry.kind == EntryKind::Handshake => {
+                    // Our own commit, stored by the node although we never heard back: apply it.
+                    match self.state.mls()?.merge_pending_commit(group) {
+                        Ok(()) => None,
+                        Err(_) => Some((0, HistoryBody::Unreadable(e.to_string()))),
+                    }
+                }
+                Err(e) => Some((0, HistoryBody::Unreadable(e.to_string()))),
+            };
+            if let Some((sent_at_ms, body)) = body {
+                history.push(HistoryEntry {
+                    seq: entry.seq,
+                    sender: entry.sender,
+                    sent_at_ms,
+                    stored_at_ms: entry.stored_at_ms,
+                    own: entry.sender == me,
+                    body,
+                });
+            }
+        }
+        let processed = chat.processed;
+        self.state.persist(|txn| {
+            for entry in &history {
+                state::put_history(txn, group, entry)?;
+            }
+            state::put_chat(txn, group, &chat)
+        })?;
+        Ok(processed)
+    }
+
+    /// Handles a live event; returns the chat it touched.
+    pub async fn handle_event(&mut self, event: Event) -> anyhow::Result<Option<GroupId>> {
+        match event {
+            Event::Message(delivered) => {
+                let group = delivered.group;
+                let Some(chat) = self.state.chat(group)? else {
+                    return Ok(None);
+                };
+                if delivered.seq == chat.processed + 1 {
+                    let seq = self.process_batch(group, chat, vec![delivered])?;
+                    self.call(Request::Ack { group, seq }).await?;
+                    self.commit_pending_leaves(group).await?;
+                } else if delivered.seq > chat.processed + 1 {
+                    self.sync_chat(group).await?;
+                }
+                Ok(Some(group))
+            }
+            Event::Welcome(welcome) => {
+                let group = welcome.group;
+                self.accept_welcome(welcome).await?;
+                self.sync_chat(group).await?;
+                Ok(Some(group))
+            }
+            Event::Lagged => {
+                self.sync_all().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sends ciphertexts persisted before a crash (the node drops duplicates).
+    async fn resend_outbox(&mut self, group: GroupId) -> anyhow::Result<()> {
+        for (id, ciphertext) in self.state.outbox(group)? {
+            let result = self
+                .call(Request::Send {
+                    group,
+                    message: ciphertext,
+                })
+                .await;
+            match result {
+                Ok(_) | Err(CallError::Api(_)) => {
+                    // Stored (now or before), or refused for good (e.g. stale): either way done.
+                    self.state
+                        .persist(|txn| state::remove_outbox(txn, group, id))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a text message; returns its sequence number.
+    pub async fn send_text(&mut self, group: GroupId, text: &str) -> anyhow::Result<u64> {
+        let content = AppMessage::text(text, now_ms())?.encode()?;
+        for _ in 0..MAX_ATTEMPTS {
+            let chat = self
+                .state
+                .chat(group)?
+                .with_context(|| format!("unknown chat {group}"))?;
+            if !chat.active {
+                bail!("you are no longer a member of this chat");
+            }
+            let ciphertext = self.state.mls()?.encrypt(group, &content)?;
+            // Persist the advanced ratchet before the ciphertext leaves: a crash must never make
+            // this device encrypt twice with the same key.
+            let outbox_id = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            self.state
+                .persist(|txn| state::put_outbox(txn, group, outbox_id, &ciphertext))?;
+            let result = self
+                .call(Request::Send {
+                    group,
+                    message: ciphertext,
+                })
+                .await;
+            match result {
+                Ok(Response::Stored { seq }) => {
+                    let entry = HistoryEntry {
+                        seq,
+                        sender: self.me()?,
+                        sent_at_ms: now_ms(),
+                        stored_at_ms: now_ms(),
+                        own: true,
+                        body: HistoryBody::Text(text.to_string()),
+                    };
+                    self.state.persist(|txn| {
+                        state::remove_outbox(txn, group, outbox_id)?;
+                        state::put_history(txn, group, &entry)
+                    })?;
+                    return Ok(seq);
+                }
+                Ok(other) => return Err(unexpected(other)),
+                Err(CallError::Api(e)) if matches!(e.code, ErrorCode::StaleEpoch { .. }) => {
+                    self.state
+                        .persist(|txn| state::remove_outbox(txn, group, outbox_id))?;
+                    self.sync_chat(group).await?;
+                }
+                Err(CallError::Api(e)) => {
+                    self.state
+                        .persist(|txn| state::remove_outbox(txn, group, outbox_id))?;
+                    return Err(CallError::Api(e).into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!("the chat kept changing; try again")
+    }
+
+    /// Makes a commit with `make` (after catching up), sends it, and merges it once stored.
+    /// Retries when another commit won the epoch.
+    pub async fn commit(
+        &mut self,
+        group: GroupId,
+        describe: &str,
+        make: impl Fn(&mut veche_mls::Client) -> Result<CommitBundle, veche_mls::ClientError>,
+    ) -> anyhow::Result<(u64, CommitBundle)> {
+        for _ in 0..MAX_ATTEMPTS {
+            self.sync_chat(group).await?;
+            let bundle = make(self.state.mls()?)?;
+            self.state.persist(|_| Ok(()))?;
+            let request = Request::Commit {
+                group,
+                commit: bundle.commit.clone(),
+                welcome: bundle.welcome.clone(),
+                group_info: bundle.group_info.clone(),
+            };
+            match self.call(request).await {
+                Ok(Response::Stored { seq }) => {
+                    self.state.mls()?.merge_pending_commit(group)?;
+                    let entry = HistoryEntry {
+                        seq,
+                        sender: self.me()?,
+                        sent_at_ms: now_ms(),
+                        stored_at_ms: now_ms(),
+                        own: true,
+                        body: HistoryBody::System(describe.to_string()),
+                    };
+                    self.state
+                        .persist(|txn| state::put_history(txn, group, &entry))?;
+                    return Ok((seq, bundle));
+                }
+                Ok(other) => return Err(unexpected(other)),
+                Err(CallError::Api(e)) => {
+                    self.state.mls()?.discard_pending_commit(group)?;
+                    self.state.persist(|_| Ok(()))?;
+                    if !matches!(e.code, ErrorCode::StaleEpoch { .. }) {
+                        return Err(CallError::Api(e).into());
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!("the chat kept changing; try again")
+    }
+
+    /// Owners and admins commit the removal of members who asked to leave.
+    async fn commit_pending_leaves(&mut self, group: GroupId) -> anyhow::Result<()> {
+        let me = self.me()?;
+        let mls = self.state.mls()?;
+        if !mls.is_active(group) {
+            return Ok(());
+        }
+        let can = mls
+            .policy(group)
+            .map(|p| p.role(&me).can_manage_members())
+            .unwrap_or(false);
+        if !can {
+            return Ok(());
+        }
+        match mls.commit_pending_proposals(group) {
+            Ok(Some(bundle)) => {
+                self.state.persist(|_| Ok(()))?;
+                let request = Request::Commit {
+                    group,
+                    commit: bundle.commit,
+                    welcome: bundle.welcome,
+                    group_info: bundle.group_info,
+                };
+                match self.call(request).await {
+                    Ok(Response::Stored { seq }) => {
+                        self.state.mls()?.merge_pending_commit(group)?;
+                        let entry = HistoryEntry {
+                            seq,
+                            sender: me,
+                            sent_at_ms: now_ms(),
+                            stored_at_ms: now_ms(),
+                            own: true,
+                            body: HistoryBody::System("removed members who left".into()),
+                        };
+                        self.state
+                            .persist(|txn| state::put_history(txn, group, &entry))?;
+                    }
+                    _ => {
+                        // Someone else committed first, or the node refused: drop ours.
+                        let _ = self.state.mls()?.discard_pending_commit(group);
+                        self.state.persist(|_| Ok(()))?;
+                    }
+                }
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Records a chat this device created or joined at `processed`.
+    pub fn add_local_chat(
+        &mut self,
+        group: GroupId,
+        kind: ChatKind,
+        name: &str,
+        processed: u64,
+    ) -> anyhow::Result<()> {
+        let chat = LocalChat {
+            kind,
+            name: name.to_string(),
+            processed,
+            active: true,
+        };
+        self.state.persist(|txn| state::put_chat(txn, group, &chat))
+    }
+}

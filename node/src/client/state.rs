@@ -1,0 +1,218 @@
+//! The native client's state under `--state DIR`: one redb file holding the device key, the MLS
+//! state (via `veche_mls::redb_store`), the chats it knows with how far it has processed each, and
+//! its decrypted history. Every MLS operation is persisted in one write transaction together with
+//! the client data it produced, so a crash never leaves half a merge.
+
+use anyhow::{Context, bail};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use veche_protocol::ids::{AccountId, ChatKind, DeviceId, GroupId};
+
+const DEVICE: TableDefinition<&str, &[u8]> = TableDefinition::new("device");
+/// group -> LocalChat
+const CHATS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("chats");
+/// (group, seq) -> HistoryEntry
+const HISTORY: TableDefinition<([u8; 16], u64), &[u8]> = TableDefinition::new("history");
+/// (group, local id) -> ciphertext persisted before sending (resent verbatim after a crash)
+const OUTBOX: TableDefinition<([u8; 16], u64), &[u8]> = TableDefinition::new("outbox");
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub secret: [u8; 32],
+    pub account: AccountId,
+    pub device: DeviceId,
+    pub node_url: String,
+    pub node_id: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalChat {
+    pub kind: ChatKind,
+    pub name: String,
+    /// Every log entry up to this sequence number is processed.
+    pub processed: u64,
+    /// False once this device was removed or left.
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub sender: AccountId,
+    pub sent_at_ms: u64,
+    pub stored_at_ms: u64,
+    pub own: bool,
+    pub body: HistoryBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum HistoryBody {
+    Text(String),
+    /// Membership changes and other events, described in words.
+    System(String),
+    /// A message this device could not read, and why.
+    Unreadable(String),
+}
+
+pub struct State {
+    db: Database,
+    pub device: Option<DeviceRecord>,
+    pub mls: Option<veche_mls::Client>,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> anyhow::Result<T> {
+    postcard::from_bytes(bytes).context("corrupt client state")
+}
+
+impl State {
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let db = Database::create(dir.join("client.redb")).context("opening client state")?;
+        let txn = db.begin_write()?;
+        txn.open_table(DEVICE)?;
+        txn.open_table(CHATS)?;
+        txn.open_table(HISTORY)?;
+        txn.open_table(OUTBOX)?;
+        txn.commit()?;
+        let read = db.begin_read()?;
+        let device: Option<DeviceRecord> = match read.open_table(DEVICE)?.get("device")? {
+            Some(bytes) => Some(decode(bytes.value())?),
+            None => None,
+        };
+        let mls = match &device {
+            Some(d) => Some(veche_mls::Client::open(
+                d.secret,
+                veche_mls::redb_store::load(&read)?,
+            )?),
+            None => None,
+        };
+        drop(read);
+        Ok(State { db, device, mls })
+    }
+
+    pub fn device(&self) -> anyhow::Result<&DeviceRecord> {
+        self.device
+            .as_ref()
+            .context("this state dir has no registered device; run `register` first")
+    }
+
+    pub fn mls(&mut self) -> anyhow::Result<&mut veche_mls::Client> {
+        self.mls
+            .as_mut()
+            .context("this state dir has no registered device; run `register` first")
+    }
+
+    /// Persists the MLS changes made since the last call together with `f`'s writes, atomically.
+    pub fn persist(
+        &mut self,
+        f: impl FnOnce(&WriteTransaction) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        if let Some(mls) = self.mls.as_mut() {
+            let changes = mls.take_changes();
+            veche_mls::redb_store::write(&txn, &changes)?;
+        }
+        f(&txn)?;
+        txn.commit().context("saving client state")?;
+        Ok(())
+    }
+
+    pub fn save_device(
+        &mut self,
+        record: DeviceRecord,
+        mls: veche_mls::Client,
+    ) -> anyhow::Result<()> {
+        if self.device.is_some() {
+            bail!("this state dir already holds a registered device");
+        }
+        self.mls = Some(mls);
+        let bytes = encode(&record);
+        self.persist(|txn| {
+            txn.open_table(DEVICE)?.insert("device", bytes.as_slice())?;
+            Ok(())
+        })?;
+        self.device = Some(record);
+        Ok(())
+    }
+
+    pub fn chats(&self) -> anyhow::Result<Vec<(GroupId, LocalChat)>> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for item in txn.open_table(CHATS)?.iter()? {
+            let (key, value) = item?;
+            out.push((GroupId(key.value()), decode(value.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn chat(&self, group: GroupId) -> anyhow::Result<Option<LocalChat>> {
+        let txn = self.db.begin_read()?;
+        let value = txn.open_table(CHATS)?.get(group.0)?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    pub fn history(&self, group: GroupId, after: u64) -> anyhow::Result<Vec<HistoryEntry>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(HISTORY)?;
+        let mut out = Vec::new();
+        for item in table.range((group.0, after.saturating_add(1))..=(group.0, u64::MAX))? {
+            let (_, value) = item?;
+            out.push(decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn has_history(&self, group: GroupId, seq: u64) -> anyhow::Result<bool> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(HISTORY)?.get((group.0, seq))?.is_some())
+    }
+
+    pub fn outbox(&self, group: GroupId) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for item in table.range((group.0, 0)..=(group.0, u64::MAX))? {
+            let (key, value) = item?;
+            out.push((key.value().1, value.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// Writes used inside [`State::persist`].
+pub fn put_chat(txn: &WriteTransaction, group: GroupId, chat: &LocalChat) -> anyhow::Result<()> {
+    txn.open_table(CHATS)?
+        .insert(group.0, encode(chat).as_slice())?;
+    Ok(())
+}
+
+pub fn put_history(
+    txn: &WriteTransaction,
+    group: GroupId,
+    entry: &HistoryEntry,
+) -> anyhow::Result<()> {
+    txn.open_table(HISTORY)?
+        .insert((group.0, entry.seq), encode(entry).as_slice())?;
+    Ok(())
+}
+
+pub fn put_outbox(
+    txn: &WriteTransaction,
+    group: GroupId,
+    id: u64,
+    ciphertext: &[u8],
+) -> anyhow::Result<()> {
+    txn.open_table(OUTBOX)?.insert((group.0, id), ciphertext)?;
+    Ok(())
+}
+
+pub fn remove_outbox(txn: &WriteTransaction, group: GroupId, id: u64) -> anyhow::Result<()> {
+    txn.open_table(OUTBOX)?.remove((group.0, id))?;
+    Ok(())
+}

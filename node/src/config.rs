@@ -1,0 +1,141 @@
+//! `veche run` settings: command-line flags, `VECHE_*` environment variables and an optional TOML
+//! file (`--config FILE`, or `veche.toml` in the data dir). Flags and variables win over the file,
+//! the file wins over the defaults.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use veche_protocol::wire::RegistrationPolicy;
+
+/// Default HTTP/WebSocket address: all interfaces, so members on the LAN reach the node.
+pub const DEFAULT_HTTP: &str = "0.0.0.0:7800";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    Open,
+    Invite,
+    Closed,
+}
+
+impl From<Registration> for RegistrationPolicy {
+    fn from(r: Registration) -> Self {
+        match r {
+            Registration::Open => RegistrationPolicy::Open,
+            Registration::Invite => RegistrationPolicy::Invite,
+            Registration::Closed => RegistrationPolicy::Closed,
+        }
+    }
+}
+
+/// Flags of `veche run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit).
+    #[arg(long, env = "VECHE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the database and node key live [default: the user's data dir + /veche].
+    #[arg(long, env = "VECHE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP and WebSocket listen address [default: 0.0.0.0:7800].
+    #[arg(long, env = "VECHE_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Human name of this node [default: the host name].
+    #[arg(long, env = "VECHE_NAME")]
+    pub name: Option<String>,
+    /// Who may register [default: invite].
+    #[arg(long, env = "VECHE_REGISTRATION", value_enum)]
+    pub registration: Option<Registration>,
+    /// URL members use to reach this node, used in printed links [default: the first LAN address].
+    #[arg(long, env = "VECHE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Requests per second one connection may make (bursts of twice that) [default: 1000].
+    #[arg(long, env = "VECHE_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    http: Option<SocketAddr>,
+    name: Option<String>,
+    registration: Option<Registration>,
+    public_url: Option<String>,
+    rate_limit: Option<u32>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub name: String,
+    pub registration: Registration,
+    pub public_url: Option<String>,
+    pub rate_limit: u32,
+}
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("veche"))
+        .unwrap_or_else(|| PathBuf::from("veche-data"))
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+impl Config {
+    pub fn resolve(args: RunArgs) -> anyhow::Result<Self> {
+        let mut file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir.take())
+            .unwrap_or_else(default_data_dir);
+        if args.config.is_none() {
+            let implicit = data_dir.join("veche.toml");
+            if implicit.exists() {
+                file = read_file(&implicit)?;
+            }
+        }
+        let name = args
+            .name
+            .or(file.name)
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "veche".to_string());
+        let name = veche_protocol::validate::chat_name(&name)
+            .map_err(|e| anyhow::anyhow!("node name: {e}"))?;
+        let rate_limit = args.rate_limit.or(file.rate_limit).unwrap_or(1000);
+        anyhow::ensure!(rate_limit > 0, "rate_limit must be positive");
+        Ok(Config {
+            data_dir,
+            http: args
+                .http
+                .or(file.http)
+                .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default address")),
+            name,
+            registration: args
+                .registration
+                .or(file.registration)
+                .unwrap_or(Registration::Invite),
+            public_url: args
+                .public_url
+                .or(file.public_url)
+                .map(|u| u.trim_end_matches('/').to_string()),
+            rate_limit,
+        })
+    }
+}

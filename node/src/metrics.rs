@@ -1,0 +1,89 @@
+//! Prometheus metrics (`GET /metrics`).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Counters the node updates as it works. Gauges of stored totals are set at scrape time.
+#[derive(Default)]
+pub struct Metrics {
+    pub messages_stored: Counter,
+    pub messages_delivered: Counter,
+    pub bytes_delivered: Counter,
+    pub requests: Counter,
+    pub requests_refused: Counter,
+    pub rate_limited: Counter,
+    pub connections: Gauge,
+    pub connections_total: Counter,
+    pub devices: Gauge,
+    pub groups: Gauge,
+    pub messages_in_store: Gauge,
+    pub bytes_stored_total: Gauge,
+    pub events_pushed: Gauge,
+}
+
+impl Metrics {
+    /// Renders the text exposition format.
+    pub fn render(&self) -> String {
+        let mut registry = Registry::with_prefix("veche");
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            self.connections.clone(),
+        );
+        registry.register(
+            "connections_opened",
+            "WebSocket connections opened",
+            self.connections_total.clone(),
+        );
+        registry.register("devices", "Registered devices", self.devices.clone());
+        registry.register("groups", "Chats on this node", self.groups.clone());
+        registry.register(
+            "messages_stored",
+            "Messages ordered and stored",
+            self.messages_stored.clone(),
+        );
+        registry.register(
+            "messages_delivered",
+            "Messages handed to devices (live and fetched)",
+            self.messages_delivered.clone(),
+        );
+        registry.register(
+            "bytes_delivered",
+            "Ciphertext bytes handed to devices by fetch",
+            self.bytes_delivered.clone(),
+        );
+        registry.register(
+            "stored_messages_all_time",
+            "Messages stored since the node was created",
+            self.messages_in_store.clone(),
+        );
+        registry.register(
+            "stored_bytes_all_time",
+            "Ciphertext bytes stored since the node was created",
+            self.bytes_stored_total.clone(),
+        );
+        registry.register(
+            "live_messages_pushed",
+            "Log entries pushed live to connected devices",
+            self.events_pushed.clone(),
+        );
+        registry.register("requests", "Requests handled", self.requests.clone());
+        registry.register(
+            "requests_refused",
+            "Requests answered with an error",
+            self.requests_refused.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused for rate",
+            self.rate_limited.clone(),
+        );
+        let mut out = String::new();
+        if encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,126 @@
+//! What the node reads out of MLS messages it cannot decrypt, through `veche_mls::inspect`.
+//! Every failure is a `Malformed`/`BadRequest` API error: bytes from devices never panic the node.
+
+use std::collections::BTreeMap;
+use veche_protocol::ids::{AccountId, ChatKind, DeviceId, GroupId, Role};
+use veche_protocol::wire::{ApiError, ErrorCode};
+
+/// The kind of an MLS message as the node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Application,
+    Proposal,
+    Commit,
+    ExternalCommit,
+}
+
+/// What the node knows about a message.
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    pub group: GroupId,
+    pub epoch: u64,
+    pub kind: MessageKind,
+    /// Leaf index of a member sender, when the message is a PublicMessage from a member.
+    pub sender_leaf: Option<u32>,
+    /// Whether the node can read the handshake (PublicMessage).
+    pub public: bool,
+    /// Devices added by inline Add proposals.
+    pub added: Vec<(AccountId, DeviceId)>,
+    /// Leaves removed by inline Remove proposals.
+    pub removed_leaves: Vec<u32>,
+    /// Whether the policy extension changes.
+    pub changes_policy: bool,
+    /// A self-remove (leave) proposal.
+    pub self_remove: bool,
+}
+
+/// What the node knows about a GroupInfo: the epoch, the policy and the leaves of the tree.
+#[derive(Debug, Clone)]
+pub struct GroupInfoView {
+    pub group: GroupId,
+    pub epoch: u64,
+    pub kind: ChatKind,
+    pub roles: BTreeMap<AccountId, Role>,
+    pub leaves: BTreeMap<u32, (AccountId, DeviceId)>,
+}
+
+impl GroupInfoView {
+    /// Accounts with their roles (unlisted accounts are members).
+    pub fn roster(&self) -> BTreeMap<AccountId, Role> {
+        self.leaves
+            .values()
+            .map(|(account, _)| {
+                (
+                    *account,
+                    self.roles.get(account).copied().unwrap_or(Role::Member),
+                )
+            })
+            .collect()
+    }
+}
+
+fn malformed(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Malformed, format!("invalid {what}: {e}"))
+}
+
+/// Inspects an MLS message (PublicMessage or PrivateMessage).
+pub fn message(bytes: &[u8]) -> Result<MessageView, ApiError> {
+    use veche_mls::inspect::{
+        InspectedProposal, InspectedSender, MessageKind as Kind, inspect_message,
+    };
+    let inspected = inspect_message(bytes).map_err(|e| malformed("MLS message", e))?;
+    let kind = match inspected.kind {
+        Kind::Application => MessageKind::Application,
+        Kind::Proposal => MessageKind::Proposal,
+        Kind::Commit => MessageKind::Commit,
+        Kind::ExternalCommit => MessageKind::ExternalCommit,
+    };
+    let sender_leaf = match inspected.sender {
+        InspectedSender::Member(leaf) => Some(leaf),
+        _ => None,
+    };
+    let self_remove = inspected
+        .proposals
+        .iter()
+        .any(|p| matches!(p, InspectedProposal::SelfRemove))
+        || (kind == MessageKind::Proposal
+            && sender_leaf.is_some()
+            && inspected.removed_leaves() == sender_leaf.into_iter().collect::<Vec<_>>());
+    Ok(MessageView {
+        group: inspected.group,
+        epoch: inspected.epoch,
+        kind,
+        sender_leaf,
+        public: inspected.public,
+        added: inspected
+            .added()
+            .iter()
+            .map(|id| (id.account, id.device))
+            .collect(),
+        removed_leaves: inspected.removed_leaves(),
+        changes_policy: inspected.changes_extensions(),
+        self_remove,
+    })
+}
+
+/// Inspects a GroupInfo.
+pub fn group_info(bytes: &[u8]) -> Result<GroupInfoView, ApiError> {
+    let summary =
+        veche_mls::inspect::inspect_group_info(bytes).map_err(|e| malformed("GroupInfo", e))?;
+    Ok(GroupInfoView {
+        group: summary.group,
+        epoch: summary.epoch,
+        kind: summary.policy.kind,
+        roles: summary.policy.roles.clone(),
+        leaves: summary
+            .leaves
+            .iter()
+            .map(|(leaf, id)| (*leaf, (id.account, id.device)))
+            .collect(),
+    })
+}
+
+/// Validates a key package and returns whose it is.
+pub fn key_package(bytes: &[u8]) -> Result<veche_mls::MemberIdentity, ApiError> {
+    veche_mls::inspect::inspect_key_package(bytes).map_err(|e| malformed("key package", e))
+}

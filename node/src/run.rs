@@ -1,0 +1,158 @@
+//! `veche run`: opens the data dir, starts the writer, the API and the retention timer, prints how
+//! to reach the node, and shuts down gracefully on SIGINT/SIGTERM.
+
+use crate::api::{self, ApiState};
+use crate::config::{Config, RunArgs};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::service::{Node, NodeInfo};
+use crate::store::{Store, Writer};
+use anyhow::Context;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use veche_protocol::link::InviteLink;
+
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::resolve(args)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let keypair = crate::identity::load_or_create(&config.data_dir)?;
+    let node_id = keypair.public().to_peer_id().to_string();
+    let store = Store::open(&config.data_dir.join("veche.redb"))?;
+    let hub = Arc::new(Hub::default());
+    let writer = Writer::spawn(store.database().clone(), hub.clone())
+        .context("starting the writer thread")?;
+    let info = NodeInfo {
+        node_id: node_id.clone(),
+        name: config.name.clone(),
+        registration: config.registration.into(),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let node = Node {
+        store,
+        writer,
+        hub,
+        metrics: Arc::new(Metrics::default()),
+        info: Arc::new(info),
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("listening on {}", config.http))?;
+    let bound = listener.local_addr()?;
+    let urls = urls(bound, config.public_url.as_deref());
+    println!(
+        "Veche node \"{}\" {}",
+        config.name,
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("node id: {node_id}");
+    println!("data dir: {}", config.data_dir.display());
+    println!("registration: {:?}", config.registration);
+    for url in &urls {
+        println!("listening: {url}");
+    }
+    if config.registration != crate::config::Registration::Open
+        && let Some((invite, secret)) = crate::service::invites::create_admin_invite(&node).await?
+    {
+        let link = InviteLink {
+            node_url: urls[0].clone(),
+            invite,
+            secret,
+            group: None,
+        };
+        println!("admin link (one use; whoever registers with it becomes this node's admin):");
+        println!("  {}", link.to_url());
+    }
+    tracing::info!(%node_id, addr = %bound, "node started");
+
+    let retention_node = node.clone();
+    let retention = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RETENTION_EVERY);
+        loop {
+            tick.tick().await;
+            if let Err(e) = crate::service::retention::run_once(&retention_node).await {
+                tracing::warn!(error = %e, "retention pass failed");
+            }
+        }
+    });
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let state = ApiState {
+        node,
+        connections: Arc::new(Semaphore::new(api::MAX_CONNECTIONS)),
+        rate_limit: config.rate_limit,
+        started: std::time::Instant::now(),
+        shutdown: shutdown_rx,
+    };
+    axum::serve(
+        listener,
+        api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    })
+    .await?;
+    retention.abort();
+    tracing::info!("node stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// URLs to print: the public URL if set, else one per address we listen on.
+fn urls(bound: SocketAddr, public_url: Option<&str>) -> Vec<String> {
+    if let Some(url) = public_url {
+        return vec![url.to_string()];
+    }
+    let port = bound.port();
+    let mut ips: Vec<IpAddr> = if bound.ip().is_unspecified() {
+        let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+            .map(|addrs| {
+                addrs
+                    .into_iter()
+                    .map(|a| a.ip())
+                    .filter(|ip| ip.is_ipv4())
+                    .collect()
+            })
+            .unwrap_or_default();
+        // LAN addresses first: they are what members on other devices use.
+        ips.sort_by_key(|ip| ip.is_loopback());
+        ips
+    } else {
+        vec![bound.ip()]
+    };
+    if ips.is_empty() {
+        ips.push(IpAddr::from([127, 0, 0, 1]));
+    }
+    ips.into_iter()
+        .map(|ip| format!("http://{}", SocketAddr::new(ip, port)))
+        .collect()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,279 @@
+//! Chats: creation, listing, details and retention.
+
+use super::{ApiResult, Node, OrInternal, Session, err};
+use crate::mls_view;
+use crate::store::records::{self, Account, Chat, now_ms};
+use crate::store::tables::{ACCOUNTS, CHATS, CURSORS, DIRECT_PAIRS, GROUP_INFO, MEMBERSHIP};
+use redb::ReadableTable;
+use std::collections::BTreeMap;
+use veche_protocol::ids::{AccountId, ChatKind, GroupId, Retention, Role};
+use veche_protocol::wire::{ApiError, ChatInfo, ErrorCode, MemberInfo};
+
+/// Chats one account may be in.
+pub const MAX_CHATS_PER_ACCOUNT: usize = 10_000;
+
+/// Sorted pair key for direct chats.
+pub fn pair_key(a: AccountId, b: AccountId) -> ([u8; 32], [u8; 32]) {
+    if a <= b { (a.0, b.0) } else { (b.0, a.0) }
+}
+
+/// Registers a chat whose MLS group the device just created.
+pub async fn create(
+    node: &Node,
+    session: Session,
+    group: GroupId,
+    kind: ChatKind,
+    name: String,
+    description: String,
+    peer: Option<AccountId>,
+    group_info: Vec<u8>,
+) -> ApiResult<ChatInfo> {
+    let bad = |e: veche_protocol::validate::NameError| {
+        ApiError::new(ErrorCode::BadRequest, e.to_string())
+    };
+    let (name, description) = match kind {
+        ChatKind::Group => (
+            veche_protocol::validate::chat_name(&name).map_err(bad)?,
+            veche_protocol::validate::chat_description(&description).map_err(bad)?,
+        ),
+        ChatKind::Direct => (String::new(), String::new()),
+    };
+    if group_info.len() > veche_protocol::MAX_MLS_MESSAGE_BYTES {
+        return err(ErrorCode::TooLarge, "GroupInfo too large");
+    }
+    let view = mls_view::group_info(&group_info)?;
+    if view.group != group || view.epoch != 0 || view.kind != kind {
+        return err(
+            ErrorCode::BadRequest,
+            "GroupInfo does not describe a new chat of this id and kind",
+        );
+    }
+    let only_creator = view.leaves.len() == 1
+        && view
+            .leaves
+            .values()
+            .all(|(a, d)| *a == session.account && *d == session.device);
+    if !only_creator || view.roles.get(&session.account) != Some(&Role::Owner) {
+        return err(
+            ErrorCode::BadRequest,
+            "a new chat must hold only its creator, as owner",
+        );
+    }
+    match (kind, peer) {
+        (ChatKind::Direct, Some(p)) if p == session.account => {
+            return err(ErrorCode::BadRequest, "a direct chat needs another member");
+        }
+        (ChatKind::Direct, None) => {
+            return err(
+                ErrorCode::BadRequest,
+                "a direct chat needs the other member's id",
+            );
+        }
+        (ChatKind::Group, Some(_)) => {
+            return err(ErrorCode::BadRequest, "only direct chats name a peer");
+        }
+        _ => {}
+    }
+    let chat = Chat {
+        kind,
+        name,
+        description,
+        created_by: session.account,
+        created_ms: now_ms(),
+        retention: Retention::Forever,
+        epoch: 0,
+        head: 0,
+        tail: 1,
+        roster: view.roster(),
+        leaves: view.leaves.clone(),
+        leaving: Vec::new(),
+        removed_at: BTreeMap::new(),
+        peer,
+    };
+    let stored = chat.clone();
+    node.writer
+        .run(move |ctx| {
+            let txn = ctx.read();
+            if txn
+                .open_table(CHATS)
+                .or_internal()?
+                .get(group.0)
+                .or_internal()?
+                .is_some()
+            {
+                return err(ErrorCode::Conflict, "a chat with this id exists");
+            }
+            if let Some(peer) = peer {
+                if txn
+                    .open_table(ACCOUNTS)
+                    .or_internal()?
+                    .get(peer.0)
+                    .or_internal()?
+                    .is_none()
+                {
+                    return err(ErrorCode::NotFound, "no such member on this node");
+                }
+                if let Some(existing) = txn
+                    .open_table(DIRECT_PAIRS)
+                    .or_internal()?
+                    .get(pair_key(session.account, peer))
+                    .or_internal()?
+                {
+                    return err(
+                        ErrorCode::Conflict,
+                        format!(
+                            "a direct chat with this member exists: {}",
+                            GroupId(existing.value())
+                        ),
+                    );
+                }
+            }
+            let count = txn
+                .open_table(MEMBERSHIP)
+                .or_internal()?
+                .range((session.account.0, [0u8; 16])..=(session.account.0, [0xff; 16]))
+                .or_internal()?
+                .count();
+            if count >= MAX_CHATS_PER_ACCOUNT {
+                return err(ErrorCode::Forbidden, "too many chats");
+            }
+            let txn = ctx.write();
+            txn.open_table(CHATS)
+                .or_internal()?
+                .insert(group.0, records::encode(&stored).as_slice())
+                .or_internal()?;
+            txn.open_table(GROUP_INFO)
+                .or_internal()?
+                .insert(group.0, group_info.as_slice())
+                .or_internal()?;
+            txn.open_table(MEMBERSHIP)
+                .or_internal()?
+                .insert((session.account.0, group.0), ())
+                .or_internal()?;
+            txn.open_table(CURSORS)
+                .or_internal()?
+                .insert((session.device.0, group.0), 0)
+                .or_internal()?;
+            if let Some(peer) = peer {
+                txn.open_table(DIRECT_PAIRS)
+                    .or_internal()?
+                    .insert(pair_key(session.account, peer), group.0)
+                    .or_internal()?;
+            }
+            Ok(())
+        })
+        .await?;
+    tracing::info!(group = %group, ?kind, "chat created");
+    let txn = node.store.read().or_internal()?;
+    info(&txn, &node.info.node_id, group, &chat)
+}
+
+/// Loads a chat record.
+pub fn load(txn: &redb::ReadTransaction, group: GroupId) -> ApiResult<Option<Chat>> {
+    records::get(&txn.open_table(CHATS).or_internal()?, group.0)
+}
+
+/// Loads a chat the session's account is a member of.
+pub fn load_member(
+    txn: &redb::ReadTransaction,
+    session: &Session,
+    group: GroupId,
+) -> ApiResult<Chat> {
+    match load(txn, group)? {
+        Some(chat) if chat.roster.contains_key(&session.account) => Ok(chat),
+        _ => err(ErrorCode::NotFound, "no such chat, or you are not a member"),
+    }
+}
+
+/// Builds the public view of a chat.
+pub fn info(
+    txn: &redb::ReadTransaction,
+    home_node: &str,
+    group: GroupId,
+    chat: &Chat,
+) -> ApiResult<ChatInfo> {
+    let accounts = txn.open_table(ACCOUNTS).or_internal()?;
+    let mut members = Vec::with_capacity(chat.roster.len());
+    for (account, role) in &chat.roster {
+        let record: Option<Account> = records::get(&accounts, account.0)?;
+        let display_name = record.map(|r| r.display_name).unwrap_or_default();
+        members.push(MemberInfo {
+            account: *account,
+            display_name,
+            role: *role,
+        });
+    }
+    Ok(ChatInfo {
+        group,
+        kind: chat.kind,
+        name: chat.name.clone(),
+        description: chat.description.clone(),
+        home_node: home_node.to_string(),
+        retention: chat.retention,
+        epoch: chat.epoch,
+        head: chat.head,
+        members,
+    })
+}
+
+/// The session's chats.
+pub fn list(node: &Node, session: &Session) -> ApiResult<Vec<ChatInfo>> {
+    let txn = node.store.read().or_internal()?;
+    let groups: Vec<GroupId> = txn
+        .open_table(MEMBERSHIP)
+        .or_internal()?
+        .range((session.account.0, [0u8; 16])..=(session.account.0, [0xff; 16]))
+        .or_internal()?
+        .map(|item| item.map(|(k, _)| GroupId(k.value().1)))
+        .collect::<Result<_, _>>()
+        .or_internal()?;
+    let mut out = Vec::with_capacity(groups.len());
+    for group in groups {
+        if let Some(chat) = load(&txn, group)? {
+            out.push(info(&txn, &node.info.node_id, group, &chat)?);
+        }
+    }
+    Ok(out)
+}
+
+/// One chat of the session.
+pub fn get(node: &Node, session: &Session, group: GroupId) -> ApiResult<ChatInfo> {
+    let txn = node.store.read().or_internal()?;
+    let chat = load_member(&txn, session, group)?;
+    info(&txn, &node.info.node_id, group, &chat)
+}
+
+/// Sets retention (owner only).
+pub async fn set_retention(
+    node: &Node,
+    session: Session,
+    group: GroupId,
+    retention: Retention,
+) -> ApiResult<()> {
+    if let Retention::Days(0) = retention {
+        return err(ErrorCode::BadRequest, "retention must be at least one day");
+    }
+    node.writer
+        .run(move |ctx| {
+            let mut chat: Chat =
+                match records::get(&ctx.read().open_table(CHATS).or_internal()?, group.0)? {
+                    Some(chat) => chat,
+                    None => return err(ErrorCode::NotFound, "no such chat"),
+                };
+            match chat.role_of(&session.account) {
+                Some(Role::Owner) => {}
+                Some(_) => {
+                    return err(ErrorCode::Forbidden, "only the chat's owner sets retention");
+                }
+                None => return err(ErrorCode::NotFound, "no such chat, or you are not a member"),
+            }
+            chat.retention = retention;
+            ctx.write()
+                .open_table(CHATS)
+                .or_internal()?
+                .insert(group.0, records::encode(&chat).as_slice())
+                .or_internal()?;
+            Ok(())
+        })
+        .await
+}

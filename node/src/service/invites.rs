@@ -1,0 +1,392 @@
+//! Invite links: creation, revocation, preview, and joining a chat by external commit.
+
+use super::{ApiResult, Node, OrInternal, Session, err};
+use crate::mls_view::{self, MessageKind};
+use crate::store::records::{self, Account, Chat, Invite, now_ms};
+use crate::store::tables::{ACCOUNTS, CHATS, GROUP_INFO, INVITES};
+use redb::{ReadableTable, WriteTransaction};
+use std::time::Duration;
+use veche_protocol::ids::{GroupId, InviteId};
+use veche_protocol::link::{SECRET_LEN, secret_hash};
+use veche_protocol::wire::{ErrorCode, InviteInfo, InvitePreview, InviteToken};
+
+/// Longest an invite may stay valid.
+pub const MAX_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn random<const N: usize>() -> ApiResult<[u8; N]> {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).or_internal()?;
+    Ok(out)
+}
+
+fn to_info(id: InviteId, invite: &Invite) -> InviteInfo {
+    InviteInfo {
+        invite: id,
+        group: invite.group,
+        created_by: invite
+            .created_by
+            .unwrap_or(veche_protocol::ids::AccountId([0; 32])),
+        created_at_ms: invite.created_ms,
+        expires_at_ms: invite.expires_ms,
+        max_uses: invite.max_uses,
+        uses: invite.uses,
+        revoked: invite.revoked,
+    }
+}
+
+/// Checks a token: it exists, the secret matches, and it is not revoked, expired or used up.
+/// With `for_join`, it must be a chat invite.
+pub fn check_token(
+    txn: &WriteTransaction,
+    token: &InviteToken,
+    for_join: bool,
+) -> ApiResult<(InviteId, Invite)> {
+    let invite: Option<Invite> =
+        records::get(&txn.open_table(INVITES).or_internal()?, token.invite.0)?;
+    validate(invite, token, for_join)
+}
+
+fn validate(
+    invite: Option<Invite>,
+    token: &InviteToken,
+    for_join: bool,
+) -> ApiResult<(InviteId, Invite)> {
+    let Some(invite) = invite.filter(|i| i.secret_hash == secret_hash(&token.secret)) else {
+        return err(
+            ErrorCode::InviteInvalid,
+            "this invite link is not valid on this node",
+        );
+    };
+    if invite.revoked {
+        return err(ErrorCode::InviteRevoked, "this invite link was revoked");
+    }
+    if invite.expires_ms.is_some_and(|t| t <= now_ms()) {
+        return err(ErrorCode::InviteExpired, "this invite link has expired");
+    }
+    if invite.max_uses.is_some_and(|max| invite.uses >= max) {
+        return err(ErrorCode::InviteUsedUp, "this invite link has been used up");
+    }
+    if for_join && invite.group.is_none() {
+        return err(
+            ErrorCode::BadRequest,
+            "this link admits to the node, not to a chat",
+        );
+    }
+    Ok((token.invite, invite))
+}
+
+fn check_read(node: &Node, token: &InviteToken, for_join: bool) -> ApiResult<(InviteId, Invite)> {
+    let txn = node.store.read().or_internal()?;
+    let invite = records::get(&txn.open_table(INVITES).or_internal()?, token.invite.0)?;
+    validate(invite, token, for_join)
+}
+
+/// Creates an invite. Chat invites need owner/admin; node invites need a node admin.
+pub async fn create(
+    node: &Node,
+    session: Session,
+    group: Option<GroupId>,
+    max_uses: Option<u32>,
+    expires_in: Option<Duration>,
+) -> ApiResult<(InviteInfo, [u8; SECRET_LEN])> {
+    if max_uses == Some(0) {
+        return err(ErrorCode::BadRequest, "an invite needs at least one use");
+    }
+    if expires_in.is_some_and(|d| d.is_zero() || d > MAX_EXPIRY) {
+        return err(
+            ErrorCode::BadRequest,
+            "expiry must be between one second and one year",
+        );
+    }
+    let id = InviteId(random()?);
+    let secret: [u8; SECRET_LEN] = random()?;
+    let now = now_ms();
+    let invite = Invite {
+        group,
+        secret_hash: secret_hash(&secret),
+        created_by: Some(session.account),
+        created_ms: now,
+        expires_ms: expires_in.map(|d| now + d.as_millis() as u64),
+        max_uses,
+        uses: 0,
+        revoked: false,
+        grants_admin: false,
+    };
+    let stored = invite.clone();
+    node.writer
+        .run(move |ctx| {
+            let txn = ctx.read();
+            match group {
+                Some(group) => {
+                    let chat: Option<Chat> =
+                        records::get(&txn.open_table(CHATS).or_internal()?, group.0)?;
+                    let Some(role) = chat.as_ref().and_then(|c| c.role_of(&session.account)) else {
+                        return err(ErrorCode::NotFound, "no such chat, or you are not a member");
+                    };
+                    if !role.can_manage_members() {
+                        return err(
+                            ErrorCode::Forbidden,
+                            "only owners and admins create invite links",
+                        );
+                    }
+                    if chat.is_some_and(|c| c.kind == veche_protocol::ids::ChatKind::Direct) {
+                        return err(ErrorCode::Forbidden, "direct chats have no invite links");
+                    }
+                }
+                None => {
+                    let account: Option<Account> =
+                        records::get(&txn.open_table(ACCOUNTS).or_internal()?, session.account.0)?;
+                    if !account.is_some_and(|a| a.node_admin) {
+                        return err(ErrorCode::Forbidden, "only node admins create node invites");
+                    }
+                }
+            }
+            ctx.write()
+                .open_table(INVITES)
+                .or_internal()?
+                .insert(id.0, records::encode(&stored).as_slice())
+                .or_internal()?;
+            Ok(())
+        })
+        .await?;
+    Ok((to_info(id, &invite), secret))
+}
+
+/// Creates the one-time admin invite printed at start while the node has no admin.
+pub async fn create_admin_invite(node: &Node) -> ApiResult<Option<(InviteId, [u8; SECRET_LEN])>> {
+    let id = InviteId(random()?);
+    let secret: [u8; SECRET_LEN] = random()?;
+    let invite = Invite {
+        group: None,
+        secret_hash: secret_hash(&secret),
+        created_by: None,
+        created_ms: now_ms(),
+        expires_ms: None,
+        max_uses: Some(1),
+        uses: 0,
+        revoked: false,
+        grants_admin: true,
+    };
+    node.writer
+        .run(move |ctx| {
+            let has_admin = {
+                let accounts = ctx.read().open_table(ACCOUNTS).or_internal()?;
+                let mut found = false;
+                for item in accounts.iter().or_internal()? {
+                    let (_, value) = item.or_internal()?;
+                    if records::decode::<Account>(value.value())?.node_admin {
+                        found = true;
+                        break;
+                    }
+                }
+                found
+            };
+            if has_admin {
+                return Ok(None);
+            }
+            let txn = ctx.write();
+            let mut invites = txn.open_table(INVITES).or_internal()?;
+            // Earlier unused admin links stop working: only the newest printed one is valid.
+            let old: Vec<([u8; 8], Invite)> = invites
+                .iter()
+                .or_internal()?
+                .filter_map(|item| item.ok())
+                .filter_map(|(k, v)| {
+                    records::decode::<Invite>(v.value())
+                        .ok()
+                        .map(|i| (k.value(), i))
+                })
+                .filter(|(_, i)| i.grants_admin && !i.revoked)
+                .collect();
+            for (key, mut old) in old {
+                old.revoked = true;
+                invites
+                    .insert(key, records::encode(&old).as_slice())
+                    .or_internal()?;
+            }
+            invites
+                .insert(id.0, records::encode(&invite).as_slice())
+                .or_internal()?;
+            Ok(Some((id, secret)))
+        })
+        .await
+}
+
+/// Revokes an invite: its creator, a chat owner/admin, or a node admin.
+pub async fn revoke(node: &Node, session: Session, id: InviteId) -> ApiResult<()> {
+    node.writer
+        .run(move |ctx| {
+            let txn = ctx.read();
+            let invite: Option<Invite> =
+                records::get(&txn.open_table(INVITES).or_internal()?, id.0)?;
+            let Some(mut invite) = invite else {
+                return err(ErrorCode::NotFound, "no such invite");
+            };
+            let manages_chat = match invite.group {
+                Some(group) => {
+                    let chat: Option<Chat> =
+                        records::get(&txn.open_table(CHATS).or_internal()?, group.0)?;
+                    chat.and_then(|c| c.role_of(&session.account))
+                        .is_some_and(|r| r.can_manage_members())
+                }
+                None => false,
+            };
+            let admin = records::get::<_, Account, _>(
+                &txn.open_table(ACCOUNTS).or_internal()?,
+                session.account.0,
+            )?
+            .is_some_and(|a| a.node_admin);
+            if !(invite.created_by == Some(session.account) || manages_chat || admin) {
+                return err(ErrorCode::Forbidden, "you may not revoke this invite");
+            }
+            invite.revoked = true;
+            ctx.write()
+                .open_table(INVITES)
+                .or_internal()?
+                .insert(id.0, records::encode(&invite).as_slice())
+                .or_internal()?;
+            Ok(())
+        })
+        .await
+}
+
+/// Invites of a chat (owner/admin).
+pub fn list(node: &Node, session: &Session, group: GroupId) -> ApiResult<Vec<InviteInfo>> {
+    let txn = node.store.read().or_internal()?;
+    let chat = super::chats::load_member(&txn, session, group)?;
+    if !chat
+        .role_of(&session.account)
+        .is_some_and(|r| r.can_manage_members())
+    {
+        return err(
+            ErrorCode::Forbidden,
+            "only owners and admins see invite links",
+        );
+    }
+    let mut out = Vec::new();
+    for item in txn
+        .open_table(INVITES)
+        .or_internal()?
+        .iter()
+        .or_internal()?
+    {
+        let (key, value) = item.or_internal()?;
+        let invite: Invite = records::decode(value.value())?;
+        if invite.group == Some(group) {
+            out.push(to_info(InviteId(key.value()), &invite));
+        }
+    }
+    out.sort_by_key(|i| i.created_at_ms);
+    Ok(out)
+}
+
+/// What a link leads to (served before sign-in).
+pub fn preview(node: &Node, token: &InviteToken) -> ApiResult<InvitePreview> {
+    let (_, invite) = check_read(node, token, false)?;
+    let node_name = node.info.name.clone();
+    match invite.group {
+        Some(group) => {
+            let txn = node.store.read().or_internal()?;
+            let Some(chat) = super::chats::load(&txn, group)? else {
+                return err(
+                    ErrorCode::InviteInvalid,
+                    "the chat of this invite no longer exists",
+                );
+            };
+            Ok(InvitePreview {
+                group: Some(group),
+                name: chat.name,
+                description: chat.description,
+                member_count: chat.roster.len() as u32,
+                node_name,
+            })
+        }
+        None => Ok(InvitePreview {
+            group: None,
+            name: node_name.clone(),
+            description: String::new(),
+            member_count: 0,
+            node_name,
+        }),
+    }
+}
+
+/// The chat's current GroupInfo for a holder of a valid chat invite.
+pub fn group_info(node: &Node, token: &InviteToken) -> ApiResult<Vec<u8>> {
+    let (_, invite) = check_read(node, token, true)?;
+    let group = invite
+        .group
+        .ok_or_else(|| super::internal("chat invite without chat"))?;
+    let txn = node.store.read().or_internal()?;
+    match txn
+        .open_table(GROUP_INFO)
+        .or_internal()?
+        .get(group.0)
+        .or_internal()?
+    {
+        Some(bytes) => Ok(bytes.value().to_vec()),
+        None => err(
+            ErrorCode::InviteInvalid,
+            "the chat of this invite no longer exists",
+        ),
+    }
+}
+
+/// Joins the invite's chat with an external commit.
+pub async fn join(
+    node: &Node,
+    session: Session,
+    token: InviteToken,
+    commit: Vec<u8>,
+    group_info: Vec<u8>,
+) -> ApiResult<u64> {
+    for (bytes, what) in [(&commit, "commit"), (&group_info, "GroupInfo")] {
+        if bytes.len() > veche_protocol::MAX_MLS_MESSAGE_BYTES {
+            return err(ErrorCode::TooLarge, format!("{what} too large"));
+        }
+    }
+    let view = mls_view::message(&commit)?;
+    if view.kind != MessageKind::ExternalCommit {
+        return err(
+            ErrorCode::BadRequest,
+            "joining by link needs an external commit",
+        );
+    }
+    let next = mls_view::group_info(&group_info)?;
+    if next.group != view.group || next.epoch != view.epoch + 1 {
+        return err(
+            ErrorCode::BadRequest,
+            "GroupInfo is not for the epoch this commit creates",
+        );
+    }
+    let metrics = node.metrics.clone();
+    let seq = node
+        .writer
+        .run(move |ctx| {
+            // A retry of a join that was stored but whose answer was lost.
+            if let Some(seq) = super::delivery::already_stored(ctx, view.group, &commit)? {
+                return Ok(seq);
+            }
+            let (id, mut invite) = check_token(ctx.read(), &token, true)?;
+            if invite.group != Some(view.group) {
+                return err(
+                    ErrorCode::BadRequest,
+                    "this commit is for another chat than the invite's",
+                );
+            }
+            let seq = super::delivery::join_commit(
+                ctx, session, view.group, commit, group_info, view.epoch, next,
+            )?;
+            invite.uses += 1;
+            ctx.write()
+                .open_table(INVITES)
+                .or_internal()?
+                .insert(id.0, records::encode(&invite).as_slice())
+                .or_internal()?;
+            Ok(seq)
+        })
+        .await?;
+    metrics.messages_stored.inc();
+    tracing::info!(group = %view.group, "member joined by invite");
+    Ok(seq)
+}

@@ -1,0 +1,58 @@
+//! Table definitions. Keys are fixed-size ids (and sequence numbers); values are postcard bytes.
+
+use redb::{TableDefinition, WriteTransaction};
+
+/// Node settings and singletons: "node_key", "next_welcome_id".
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// account id -> records::Account
+pub const ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("accounts");
+/// device id -> account id
+pub const DEVICES: TableDefinition<[u8; 32], [u8; 32]> = TableDefinition::new("devices");
+/// (device, n) -> one-time key package
+pub const KEY_PACKAGES: TableDefinition<([u8; 32], u64), &[u8]> =
+    TableDefinition::new("key_packages");
+/// device -> last-resort key package
+pub const LAST_RESORT: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("last_resort");
+/// group -> records::Chat
+pub const CHATS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("chats");
+/// group -> latest GroupInfo (for external joins)
+pub const GROUP_INFO: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("group_info");
+/// (account, group) -> () : the chats an account is in
+pub const MEMBERSHIP: TableDefinition<([u8; 32], [u8; 16]), ()> =
+    TableDefinition::new("membership");
+/// sorted pair of accounts -> direct chat
+pub const DIRECT_PAIRS: TableDefinition<([u8; 32], [u8; 32]), [u8; 16]> =
+    TableDefinition::new("direct_pairs");
+/// (group, seq) -> records::LogEntry
+pub const LOG: TableDefinition<([u8; 16], u64), &[u8]> = TableDefinition::new("log");
+/// (device, group) -> highest acknowledged seq
+pub const CURSORS: TableDefinition<([u8; 32], [u8; 16]), u64> = TableDefinition::new("cursors");
+/// (device, welcome id) -> records::Welcome
+pub const WELCOMES: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("welcomes");
+/// invite id -> records::Invite
+pub const INVITES: TableDefinition<[u8; 8], &[u8]> = TableDefinition::new("invites");
+/// (group, sha256 of the MLS message) -> seq: a device that retries after losing the node's
+/// answer gets the original sequence number instead of a duplicate.
+pub const DEDUP: TableDefinition<([u8; 16], [u8; 32]), u64> = TableDefinition::new("dedup");
+/// counter name -> value (metrics that survive restarts)
+pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// Creates every table so readers never meet a missing one.
+pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
+    txn.open_table(META)?;
+    txn.open_table(ACCOUNTS)?;
+    txn.open_table(DEVICES)?;
+    txn.open_table(KEY_PACKAGES)?;
+    txn.open_table(LAST_RESORT)?;
+    txn.open_table(CHATS)?;
+    txn.open_table(GROUP_INFO)?;
+    txn.open_table(MEMBERSHIP)?;
+    txn.open_table(DIRECT_PAIRS)?;
+    txn.open_table(LOG)?;
+    txn.open_table(CURSORS)?;
+    txn.open_table(WELCOMES)?;
+    txn.open_table(INVITES)?;
+    txn.open_table(COUNTERS)?;
+    txn.open_table(DEDUP)?;
+    Ok(())
+}

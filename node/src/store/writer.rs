@@ -1,0 +1,170 @@
+//! The single writer: one OS thread owns every write transaction.
+//!
+//! Inbox: a bounded channel of [`Job`]s. Each loop turn takes the jobs that are waiting (up to
+//! [`MAX_BATCH`]), runs them in order inside one redb write transaction, commits once, and only then
+//! releases each job's reply and publishes its events to the [`Hub`] in job order. If the commit
+//! fails every job in the batch gets an internal error and no event is published.
+//!
+//! A job must validate before it writes: a job that returns an error after writing (it called
+//! [`TxnCtx::write`]) poisons the batch, which is then aborted as a whole.
+//!
+//! Shutdown: when every [`Writer`] handle is dropped the channel closes, the thread finishes the
+//! batch in hand and exits.
+
+use crate::hub::{Hub, Recipients};
+use redb::{Database, WriteTransaction};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use veche_protocol::wire::{ApiError, ErrorCode, Event};
+
+/// Most jobs committed by one transaction.
+pub const MAX_BATCH: usize = 512;
+/// Jobs waiting for the writer before callers are slowed down.
+const INBOX: usize = 4096;
+
+/// What a job sees: the transaction and the events it wants published after the commit.
+pub struct TxnCtx<'a> {
+    txn: &'a WriteTransaction,
+    events: Vec<(Recipients, Event)>,
+    wrote: bool,
+}
+
+impl<'a> TxnCtx<'a> {
+    /// For reads inside the transaction (sees this batch's earlier writes).
+    pub fn read(&self) -> &'a WriteTransaction {
+        self.txn
+    }
+
+    /// For writes. Call only after validation has passed.
+    pub fn write(&mut self) -> &'a WriteTransaction {
+        self.wrote = true;
+        self.txn
+    }
+
+    /// Publishes `event` to `to` once the transaction is durable.
+    pub fn publish(&mut self, to: Recipients, event: Event) {
+        self.events.push((to, event));
+    }
+}
+
+type Completion = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
+
+/// A unit of work for the writer.
+pub struct Job(Box<dyn FnOnce(&mut TxnCtx<'_>) -> (JobStatus, Completion) + Send>);
+
+/// How a job went, for the batch.
+struct JobStatus {
+    failed: bool,
+    wrote: bool,
+}
+
+/// Cloneable handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    inbox: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread.
+    pub fn spawn(db: Arc<Database>, hub: Arc<Hub>) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel(INBOX);
+        std::thread::Builder::new()
+            .name("veche-writer".into())
+            .spawn(move || run(db, hub, rx))?;
+        Ok(Writer { inbox: tx })
+    }
+
+    /// Runs `f` in the next write transaction and returns its result once committed.
+    pub async fn run<R, F>(&self, f: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut TxnCtx<'_>) -> Result<R, ApiError> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job = Job(Box::new(move |ctx: &mut TxnCtx<'_>| {
+            let result = f(ctx);
+            let status = JobStatus {
+                failed: result.is_err(),
+                wrote: ctx.wrote,
+            };
+            let completion: Completion = Box::new(move |committed| {
+                let _ = reply_tx.send(committed.and(result));
+            });
+            (status, completion)
+        }));
+        self.inbox.send(job).await.map_err(|_| shutting_down())?;
+        reply_rx.await.map_err(|_| shutting_down())?
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(ErrorCode::Internal, "the node is shutting down")
+}
+
+fn run(db: Arc<Database>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&db, &hub, &mut batch);
+    }
+    tracing::debug!("writer stopped");
+}
+
+fn run_batch(db: &Database, hub: &Hub, batch: &mut Vec<Job>) {
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot begin write transaction");
+            // Dropping the jobs answers their callers with an internal error.
+            batch.clear();
+            return;
+        }
+    };
+    let mut ctx = TxnCtx {
+        txn: &txn,
+        events: Vec::new(),
+        wrote: false,
+    };
+    let mut completions = Vec::with_capacity(batch.len());
+    let mut poisoned = false;
+    for job in batch.drain(..) {
+        ctx.wrote = false;
+        let before = ctx.events.len();
+        let (status, completion) = (job.0)(&mut ctx);
+        if status.failed {
+            // A job that failed publishes nothing; one that failed after writing poisons the batch.
+            ctx.events.truncate(before);
+            poisoned |= status.wrote;
+        }
+        completions.push(completion);
+    }
+    let events = std::mem::take(&mut ctx.events);
+    let outcome = if poisoned {
+        tracing::error!("a write job failed after writing; aborting its batch");
+        let _ = txn.abort();
+        Err(ApiError::new(
+            ErrorCode::Internal,
+            "the node failed to store this; retry",
+        ))
+    } else {
+        txn.commit().map_err(|e| {
+            tracing::error!(error = %e, "commit failed");
+            ApiError::new(ErrorCode::Internal, "the node failed to store this; retry")
+        })
+    };
+    let committed = outcome.is_ok();
+    for completion in completions {
+        completion(outcome.clone());
+    }
+    if committed {
+        for (to, event) in events {
+            hub.publish(&to, event);
+        }
+    }
+}
