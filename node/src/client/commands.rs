@@ -277,31 +277,21 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
         Command::Send { chat, text, stdin } => {
             let group = resolve_chat(&session, &chat)?;
-            let texts: Vec<String> = if stdin {
-                std::io::stdin()
-                    .lines()
-                    .collect::<Result<Vec<_>, _>>()?
-                    .into_iter()
-                    .filter(|l| !l.trim().is_empty())
-                    .collect()
+            if stdin {
+                // One message per line; each stored message is printed at once, so a script sees
+                // exactly which messages the node acknowledged even if the run is cut short.
+                for line in std::io::stdin().lines() {
+                    let line = line?;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let seq = session.send_text(group, &line).await?;
+                    print(json_mode, json!({"chat": group.to_hex(), "seq": seq}), || format!("sent #{seq}"));
+                }
             } else {
-                vec![text.context("give the text to send (or --stdin)")?]
-            };
-            let mut seqs = Vec::with_capacity(texts.len());
-            for text in &texts {
-                seqs.push(session.send_text(group, text).await?);
-            }
-            match seqs.as_slice() {
-                [seq] => print(
-                    json_mode,
-                    json!({"chat": group.to_hex(), "seq": seq}),
-                    || format!("sent #{seq}"),
-                ),
-                _ => print(
-                    json_mode,
-                    json!({"chat": group.to_hex(), "seqs": seqs}),
-                    || format!("sent {} messages", seqs.len()),
-                ),
+                let text = text.context("give the text to send (or --stdin)")?;
+                let seq = session.send_text(group, &text).await?;
+                print(json_mode, json!({"chat": group.to_hex(), "seq": seq}), || format!("sent #{seq}"));
             }
         }
         Command::Read {
@@ -438,6 +428,9 @@ fn chat_json(c: &ChatInfo) -> Value {
 /// A chat by id, or by its unique name among this device's chats.
 fn resolve_chat(session: &Session, chat: &str) -> anyhow::Result<GroupId> {
     if let Ok(group) = chat.parse::<GroupId>() {
+        if session.state.chat(group)?.is_none() {
+            bail!("this device is not in chat {group}");
+        }
         return Ok(group);
     }
     let matches: Vec<GroupId> = session
