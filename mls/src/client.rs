@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{
-    GroupId as MlsGroupId, KeyPackage, MlsGroup, MlsGroupJoinConfig, MlsMessageOut,
-    PURE_PLAINTEXT_WIRE_FORMAT_POLICY, SenderRatchetConfiguration,
+    GroupId as MlsGroupId, KeyPackage, MlsGroup, MlsGroupJoinConfig, MlsMessageOut, PURE_PLAINTEXT_WIRE_FORMAT_POLICY,
+    SenderRatchetConfiguration,
 };
 use openmls_traits::OpenMlsProvider;
 use serde::{Deserialize, Serialize};
@@ -75,11 +75,7 @@ impl Client {
     }
 
     fn fresh(key: DeviceKey, store: Store) -> Self {
-        let mut client = Self {
-            store,
-            key,
-            groups: BTreeMap::new(),
-        };
+        let mut client = Self { store, key, groups: BTreeMap::new() };
         client.save_meta();
         client.store.commit();
         client
@@ -103,14 +99,8 @@ impl Client {
         let mut groups = BTreeMap::new();
         for group in meta.groups {
             let loaded = MlsGroup::load(store.storage(), &mls_group_id(group))
-                .map_err(|e| OpenError::LoadGroup {
-                    group,
-                    reason: e.to_string(),
-                })?
-                .ok_or(OpenError::LoadGroup {
-                    group,
-                    reason: "missing from storage".into(),
-                })?;
+                .map_err(|e| OpenError::LoadGroup { group, reason: e.to_string() })?
+                .ok_or(OpenError::LoadGroup { group, reason: "missing from storage".into() })?;
             groups.insert(group, loaded);
         }
         Ok(Self { store, key, groups })
@@ -134,10 +124,7 @@ impl Client {
     }
 
     /// Runs one operation: keeps its writes on success, undoes them on failure.
-    pub(crate) fn atomic<T, E>(
-        &mut self,
-        op: impl FnOnce(&mut Self) -> Result<T, E>,
-    ) -> Result<T, E> {
+    pub(crate) fn atomic<T, E>(&mut self, op: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
         match op(self) {
             Ok(value) => {
                 self.store.commit();
@@ -175,8 +162,7 @@ impl Client {
             device: self.key.identity.device,
             groups: self.groups.keys().copied().collect(),
         };
-        self.store
-            .put_raw(META_KEY, postcard::to_allocvec(&meta).unwrap_or_default());
+        self.store.put_raw(META_KEY, postcard::to_allocvec(&meta).unwrap_or_default());
     }
 
     /// `n` fresh KeyPackages (TLS-serialized MLSMessages) for others to add this device.
@@ -195,12 +181,7 @@ impl Client {
             builder = builder.mark_as_last_resort();
         }
         let bundle = builder
-            .build(
-                CIPHERSUITE,
-                &self.store,
-                &self.key.signer,
-                self.key.credential_with_key(),
-            )
+            .build(CIPHERSUITE, &self.store, &self.key.signer, self.key.credential_with_key())
             .map_err(|e| MlsFailure::new("key package", e))?;
         serialize(MlsMessageOut::from(bundle.key_package().clone()))
     }
@@ -216,9 +197,7 @@ impl Client {
     }
 
     pub(crate) fn group(&self, group: GroupId) -> Result<&MlsGroup, ClientError> {
-        self.groups
-            .get(&group)
-            .ok_or(ClientError::UnknownGroup(group))
+        self.groups.get(&group).ok_or(ClientError::UnknownGroup(group))
     }
 
     /// The group's current epoch.
@@ -228,9 +207,7 @@ impl Client {
 
     /// The group's policy as of the current epoch.
     pub fn policy(&self, group: GroupId) -> Result<GroupPolicy, ClientError> {
-        Ok(GroupPolicy::from_extensions(
-            self.group(group)?.extensions(),
-        )?)
+        Ok(GroupPolicy::from_extensions(self.group(group)?.extensions())?)
     }
 
     /// Every leaf of the group with its role.
@@ -261,15 +238,12 @@ impl Client {
     pub fn encrypt(&mut self, group: GroupId, plaintext: &[u8]) -> Result<Vec<u8>, ClientError> {
         self.atomic(|c| {
             let Client { store, key, groups } = c;
-            let mls = groups
-                .get_mut(&group)
-                .ok_or(ClientError::UnknownGroup(group))?;
+            let mls = groups.get_mut(&group).ok_or(ClientError::UnknownGroup(group))?;
             if !mls.is_active() {
                 return Err(ClientError::NotActive(group));
             }
-            let message = mls
-                .create_message(store, &key.signer, plaintext)
-                .map_err(|e| MlsFailure::new("encrypt", e))?;
+            let message =
+                mls.create_message(store, &key.signer, plaintext).map_err(|e| MlsFailure::new("encrypt", e))?;
             serialize(message)
         })
     }
@@ -293,15 +267,10 @@ pub(crate) fn join_config() -> MlsGroupJoinConfig {
         .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
-        .sender_ratchet_configuration(SenderRatchetConfiguration::new(
-            OUT_OF_ORDER_TOLERANCE,
-            MAXIMUM_FORWARD_DISTANCE,
-        ))
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(OUT_OF_ORDER_TOLERANCE, MAXIMUM_FORWARD_DISTANCE))
         .build()
 }
 
 pub(crate) fn serialize(message: MlsMessageOut) -> Result<Vec<u8>, ClientError> {
-    message
-        .tls_serialize_detached()
-        .map_err(|e| ClientError::Mls(MlsFailure::new("serialize", e)))
+    message.tls_serialize_detached().map_err(|e| ClientError::Mls(MlsFailure::new("serialize", e)))
 }

@@ -16,10 +16,7 @@ pub struct MlsFailure {
 
 impl MlsFailure {
     pub(crate) fn new(op: &'static str, err: impl std::fmt::Display) -> Self {
-        Self {
-            op,
-            reason: err.to_string(),
-        }
+        Self { op, reason: err.to_string() }
     }
 }
 
@@ -80,16 +77,10 @@ pub enum ProcessError {
     /// A handshake from an epoch we already left (e.g. our own commit echoed after we merged
     /// it, or a commit that lost the race). Safe to skip.
     #[error("message from epoch {message_epoch}, group is at {current_epoch}")]
-    Stale {
-        message_epoch: u64,
-        current_epoch: u64,
-    },
+    Stale { message_epoch: u64, current_epoch: u64 },
     /// The message is from an epoch we have not reached: earlier commits are missing.
     #[error("message from future epoch {message_epoch}, group is at {current_epoch}")]
-    FutureEpoch {
-        message_epoch: u64,
-        current_epoch: u64,
-    },
+    FutureEpoch { message_epoch: u64, current_epoch: u64 },
     /// One of our own messages came back. Safe to skip.
     #[error("own message")]
     OwnMessage,

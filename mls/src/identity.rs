@@ -15,9 +15,7 @@ use veche_protocol::ids::{AccountId, DeviceId};
 pub const IDENTITY_LEN: usize = 64;
 
 /// The identity a leaf claims: the account it belongs to and the device that holds the leaf.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct MemberIdentity {
     pub account: AccountId,
     pub device: DeviceId,
@@ -37,10 +35,7 @@ pub enum IdentityError {
 impl MemberIdentity {
     /// The identity of an account's first device, whose account id is its own device key.
     pub fn first_device(device: DeviceId) -> Self {
-        Self {
-            account: AccountId(device.0),
-            device,
-        }
+        Self { account: AccountId(device.0), device }
     }
 
     /// The 64 identity bytes: account || device.
@@ -60,10 +55,7 @@ impl MemberIdentity {
         let mut device = [0u8; 32];
         account.copy_from_slice(&bytes[..32]);
         device.copy_from_slice(&bytes[32..]);
-        Ok(Self {
-            account: AccountId(account),
-            device: DeviceId(device),
-        })
+        Ok(Self { account: AccountId(account), device: DeviceId(device) })
     }
 
     /// Decodes the identity from a credential, without checking any signature key.
@@ -71,8 +63,7 @@ impl MemberIdentity {
         if credential.credential_type() != CredentialType::Basic {
             return Err(IdentityError::NotBasic);
         }
-        let basic =
-            BasicCredential::try_from(credential.clone()).map_err(|_| IdentityError::NotBasic)?;
+        let basic = BasicCredential::try_from(credential.clone()).map_err(|_| IdentityError::NotBasic)?;
         Self::decode(basic.identity())
     }
 
@@ -102,18 +93,11 @@ impl DeviceKey {
     pub(crate) fn new(secret: &[u8; 32], account: Option<AccountId>) -> Self {
         let public = device_id(secret);
         let identity = match account {
-            Some(account) => MemberIdentity {
-                account,
-                device: public,
-            },
+            Some(account) => MemberIdentity { account, device: public },
             None => MemberIdentity::first_device(public),
         };
         // openmls signs with its own ed25519-dalek; both sides agree on the raw 32-byte seed.
-        let signer = SignatureKeyPair::from_raw(
-            SignatureScheme::ED25519,
-            secret.to_vec(),
-            public.0.to_vec(),
-        );
+        let signer = SignatureKeyPair::from_raw(SignatureScheme::ED25519, secret.to_vec(), public.0.to_vec());
         Self { identity, signer }
     }
 
@@ -142,23 +126,11 @@ mod tests {
 
     #[test]
     fn identity_round_trips_and_rejects_bad_lengths() {
-        let id = MemberIdentity {
-            account: AccountId([1; 32]),
-            device: DeviceId([2; 32]),
-        };
+        let id = MemberIdentity { account: AccountId([1; 32]), device: DeviceId([2; 32]) };
         assert_eq!(MemberIdentity::decode(&id.encode()).unwrap(), id);
-        assert_eq!(
-            MemberIdentity::from_credential(&id.credential()).unwrap(),
-            id
-        );
-        assert_eq!(
-            MemberIdentity::decode(&[0; 63]),
-            Err(IdentityError::BadLength(63))
-        );
-        assert_eq!(
-            MemberIdentity::from_leaf(&id.credential(), &[3; 32]),
-            Err(IdentityError::KeyMismatch)
-        );
+        assert_eq!(MemberIdentity::from_credential(&id.credential()).unwrap(), id);
+        assert_eq!(MemberIdentity::decode(&[0; 63]), Err(IdentityError::BadLength(63)));
+        assert_eq!(MemberIdentity::from_leaf(&id.credential(), &[3; 32]), Err(IdentityError::KeyMismatch));
         assert!(MemberIdentity::from_leaf(&id.credential(), &[2; 32]).is_ok());
     }
 

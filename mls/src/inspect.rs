@@ -15,8 +15,8 @@
 
 use openmls::prelude::tls_codec::{Deserialize as _, DeserializeBytes, Serialize as _, VLBytes};
 use openmls::prelude::{
-    Credential, Extensions, GroupContext, KeyPackage, KeyPackageIn, MlsMessageBodyIn, MlsMessageIn,
-    ProposalIn, ProposalOrRefIn, ProposalStore, ProtocolVersion, PublicGroup, Sender,
+    Credential, Extensions, GroupContext, KeyPackage, KeyPackageIn, MlsMessageBodyIn, MlsMessageIn, ProposalIn,
+    ProposalOrRefIn, ProposalStore, ProtocolVersion, PublicGroup, Sender,
 };
 use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
@@ -118,9 +118,7 @@ impl Inspected {
 
     /// Whether the message changes the GroupContext extensions (the policy).
     pub fn changes_extensions(&self) -> bool {
-        self.proposals
-            .iter()
-            .any(|p| matches!(p, InspectedProposal::GroupContextExtensions { .. }))
+        self.proposals.iter().any(|p| matches!(p, InspectedProposal::GroupContextExtensions { .. }))
     }
 }
 
@@ -172,10 +170,7 @@ pub fn inspect_message(bytes: &[u8]) -> Result<Inspected, InspectError> {
             Ok(Inspected {
                 group,
                 epoch: public.epoch().as_u64(),
-                kind: kind_of(
-                    public.content_type(),
-                    sender == InspectedSender::NewMemberCommit,
-                ),
+                kind: kind_of(public.content_type(), sender == InspectedSender::NewMemberCommit),
                 sender,
                 public: true,
                 proposals: body.proposals,
@@ -183,9 +178,7 @@ pub fn inspect_message(bytes: &[u8]) -> Result<Inspected, InspectError> {
                 proposal_ref: body.proposal_ref,
             })
         }
-        _ => Err(InspectError::WrongType {
-            expected: "a group message",
-        }),
+        _ => Err(InspectError::WrongType { expected: "a group message" }),
     }
 }
 
@@ -216,40 +209,33 @@ fn parse_public_body(bytes: &[u8]) -> Result<PublicBody, InspectError> {
     let err = malformed::<openmls::prelude::tls_codec::Error>("public message");
     let (_version, rest) = u16::tls_deserialize_bytes(bytes).map_err(err)?;
     let authenticated_content = rest;
-    let (_wire_format, rest) =
-        u16::tls_deserialize_bytes(rest).map_err(malformed("wire format"))?;
+    let (_wire_format, rest) = u16::tls_deserialize_bytes(rest).map_err(malformed("wire format"))?;
     let (_group_id, rest) = VLBytes::tls_deserialize_bytes(rest).map_err(malformed("group id"))?;
     let (_epoch, rest) = u64::tls_deserialize_bytes(rest).map_err(malformed("epoch"))?;
     let (_sender, rest) = Sender::tls_deserialize_bytes(rest).map_err(malformed("sender"))?;
     let (_aad, rest) = VLBytes::tls_deserialize_bytes(rest).map_err(malformed("aad"))?;
-    let (content_type, rest) =
-        u8::tls_deserialize_bytes(rest).map_err(malformed("content type"))?;
+    let (content_type, rest) = u8::tls_deserialize_bytes(rest).map_err(malformed("content type"))?;
     let mut body = PublicBody::default();
     match content_type {
         2 => {
-            let (proposal, rest) =
-                ProposalIn::tls_deserialize_bytes(rest).map_err(malformed("proposal"))?;
+            let (proposal, rest) = ProposalIn::tls_deserialize_bytes(rest).map_err(malformed("proposal"))?;
             body.proposals.push(inspect_proposal(proposal)?);
             // AuthenticatedContent = wire_format || FramedContent || signature; the
             // membership tag that follows is not part of it.
-            let (_signature, tail) =
-                VLBytes::tls_deserialize_bytes(rest).map_err(malformed("signature"))?;
+            let (_signature, tail) = VLBytes::tls_deserialize_bytes(rest).map_err(malformed("signature"))?;
             let end = authenticated_content.len() - tail.len();
             body.proposal_ref = Some(proposal_ref(&authenticated_content[..end])?);
         }
         3 => {
-            let (proposals, rest) = Vec::<ProposalOrRefIn>::tls_deserialize_bytes(rest)
-                .map_err(malformed("commit proposals"))?;
+            let (proposals, rest) =
+                Vec::<ProposalOrRefIn>::tls_deserialize_bytes(rest).map_err(malformed("commit proposals"))?;
             for proposal in proposals {
                 body.proposals.push(match proposal {
                     ProposalOrRefIn::Proposal(p) => inspect_proposal(*p)?,
-                    ProposalOrRefIn::Reference(r) => {
-                        InspectedProposal::Reference(r.as_slice().to_vec())
-                    }
+                    ProposalOrRefIn::Reference(r) => InspectedProposal::Reference(r.as_slice().to_vec()),
                 });
             }
-            let (has_path, rest) =
-                u8::tls_deserialize_bytes(rest).map_err(malformed("commit path"))?;
+            let (has_path, rest) = u8::tls_deserialize_bytes(rest).map_err(malformed("commit path"))?;
             if has_path == 1 {
                 body.path_identity = Some(leaf_identity(rest)?);
             }
@@ -262,49 +248,31 @@ fn parse_public_body(bytes: &[u8]) -> Result<PublicBody, InspectError> {
 /// Reads the identity at the start of a serialized LeafNode: encryption_key, signature_key,
 /// credential, … and checks the signature key against the credential.
 fn leaf_identity(bytes: &[u8]) -> Result<MemberIdentity, InspectError> {
-    let (_encryption_key, rest) =
-        VLBytes::tls_deserialize_bytes(bytes).map_err(malformed("leaf node"))?;
-    let (signature_key, rest) =
-        VLBytes::tls_deserialize_bytes(rest).map_err(malformed("leaf node"))?;
-    let (credential, _) =
-        Credential::tls_deserialize_bytes(rest).map_err(malformed("leaf credential"))?;
-    Ok(MemberIdentity::from_leaf(
-        &credential,
-        signature_key.as_slice(),
-    )?)
+    let (_encryption_key, rest) = VLBytes::tls_deserialize_bytes(bytes).map_err(malformed("leaf node"))?;
+    let (signature_key, rest) = VLBytes::tls_deserialize_bytes(rest).map_err(malformed("leaf node"))?;
+    let (credential, _) = Credential::tls_deserialize_bytes(rest).map_err(malformed("leaf credential"))?;
+    Ok(MemberIdentity::from_leaf(&credential, signature_key.as_slice())?)
 }
 
 fn inspect_proposal(proposal: ProposalIn) -> Result<InspectedProposal, InspectError> {
     Ok(match proposal {
         ProposalIn::Add(add) => {
             // An Add proposal is exactly a KeyPackage on the wire.
-            let bytes = add
-                .tls_serialize_detached()
-                .map_err(malformed("add proposal"))?;
-            let key_package =
-                KeyPackageIn::tls_deserialize_exact(bytes).map_err(malformed("key package"))?;
+            let bytes = add.tls_serialize_detached().map_err(malformed("add proposal"))?;
+            let key_package = KeyPackageIn::tls_deserialize_exact(bytes).map_err(malformed("key package"))?;
             InspectedProposal::Add(validate_key_package_in(&RustCrypto::default(), key_package)?.1)
         }
         ProposalIn::Update(update) => {
-            let bytes = update
-                .tls_serialize_detached()
-                .map_err(malformed("update proposal"))?;
+            let bytes = update.tls_serialize_detached().map_err(malformed("update proposal"))?;
             InspectedProposal::Update(leaf_identity(&bytes)?)
         }
-        ProposalIn::Remove(remove) => InspectedProposal::Remove {
-            leaf: remove.removed().u32(),
-        },
+        ProposalIn::Remove(remove) => InspectedProposal::Remove { leaf: remove.removed().u32() },
         ProposalIn::SelfRemove => InspectedProposal::SelfRemove,
         ProposalIn::GroupContextExtensions(gce) => {
-            let bytes = gce
-                .tls_serialize_detached()
-                .map_err(malformed("extensions proposal"))?;
+            let bytes = gce.tls_serialize_detached().map_err(malformed("extensions proposal"))?;
             let policy = Extensions::<GroupContext>::tls_deserialize_exact(bytes)
                 .ok()
-                .and_then(|ext| {
-                    ext.unknown(POLICY_EXTENSION)
-                        .and_then(|p| GroupPolicy::decode(&p.0).ok())
-                });
+                .and_then(|ext| ext.unknown(POLICY_EXTENSION).and_then(|p| GroupPolicy::decode(&p.0).ok()));
             InspectedProposal::GroupContextExtensions { policy }
         }
         ProposalIn::ExternalInit(_) => InspectedProposal::ExternalInit,
@@ -321,13 +289,9 @@ fn proposal_ref(authenticated_content: &[u8]) -> Result<Vec<u8>, InspectError> {
         .tls_serialize_detached()
         .map_err(malformed("proposal ref"))?;
     input.extend(
-        VLBytes::new(authenticated_content.to_vec())
-            .tls_serialize_detached()
-            .map_err(malformed("proposal ref"))?,
+        VLBytes::new(authenticated_content.to_vec()).tls_serialize_detached().map_err(malformed("proposal ref"))?,
     );
-    RustCrypto::default()
-        .hash(HashType::Sha2_256, &input)
-        .map_err(malformed("proposal ref"))
+    RustCrypto::default().hash(HashType::Sha2_256, &input).map_err(malformed("proposal ref"))
 }
 
 /// Validates a KeyPackage (signatures, ciphersuite, lifetime, capabilities, identity) and
@@ -342,9 +306,7 @@ pub(crate) fn validate_key_package(
 ) -> Result<(KeyPackage, MemberIdentity), InspectError> {
     let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(malformed("MLS message"))?;
     let MlsMessageBodyIn::KeyPackage(key_package) = message.extract() else {
-        return Err(InspectError::WrongType {
-            expected: "a key package",
-        });
+        return Err(InspectError::WrongType { expected: "a key package" });
     };
     validate_key_package_in(crypto, key_package)
 }
@@ -357,16 +319,12 @@ fn validate_key_package_in(
         .validate(crypto, ProtocolVersion::Mls10)
         .map_err(|e| InspectError::InvalidKeyPackage(e.to_string()))?;
     if key_package.ciphersuite() != CIPHERSUITE {
-        return Err(InspectError::WrongCiphersuite(u16::from(
-            key_package.ciphersuite(),
-        )));
+        return Err(InspectError::WrongCiphersuite(u16::from(key_package.ciphersuite())));
     }
     let leaf = key_package.leaf_node();
     let policy_ext = openmls::prelude::ExtensionType::Unknown(POLICY_EXTENSION);
     if !leaf.capabilities().extensions().contains(&policy_ext) {
-        return Err(InspectError::InvalidKeyPackage(
-            "does not support the Veche policy extension".into(),
-        ));
+        return Err(InspectError::InvalidKeyPackage("does not support the Veche policy extension".into()));
     }
     let identity = MemberIdentity::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?;
     Ok((key_package, identity))
@@ -377,44 +335,25 @@ fn validate_key_package_in(
 pub fn inspect_group_info(bytes: &[u8]) -> Result<GroupInfoSummary, InspectError> {
     let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(malformed("MLS message"))?;
     let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
-        return Err(InspectError::WrongType {
-            expected: "a group info",
-        });
+        return Err(InspectError::WrongType { expected: "a group info" });
     };
     if info.ciphersuite() != CIPHERSUITE {
-        return Err(InspectError::WrongCiphersuite(u16::from(
-            info.ciphersuite(),
-        )));
+        return Err(InspectError::WrongCiphersuite(u16::from(info.ciphersuite())));
     }
     let group = group_id_of(info.group_id())?;
     let tree = info
         .extensions()
         .ratchet_tree()
-        .ok_or(InspectError::InvalidGroupInfo(
-            "no ratchet tree extension".into(),
-        ))?
+        .ok_or(InspectError::InvalidGroupInfo("no ratchet tree extension".into()))?
         .ratchet_tree()
         .clone();
-    let (public, _) = PublicGroup::from_external(
-        &RustCrypto::default(),
-        &MemoryStorage::default(),
-        tree,
-        info,
-        ProposalStore::new(),
-    )
-    .map_err(|e| InspectError::InvalidGroupInfo(e.to_string()))?;
+    let (public, _) =
+        PublicGroup::from_external(&RustCrypto::default(), &MemoryStorage::default(), tree, info, ProposalStore::new())
+            .map_err(|e| InspectError::InvalidGroupInfo(e.to_string()))?;
     let policy = GroupPolicy::from_extensions(public.group_context().extensions())?;
     let mut leaves = Vec::new();
     for member in public.members() {
-        leaves.push((
-            member.index.u32(),
-            MemberIdentity::from_leaf(&member.credential, &member.signature_key)?,
-        ));
+        leaves.push((member.index.u32(), MemberIdentity::from_leaf(&member.credential, &member.signature_key)?));
     }
-    Ok(GroupInfoSummary {
-        group,
-        epoch: public.group_context().epoch().as_u64(),
-        leaves,
-        policy,
-    })
+    Ok(GroupInfoSummary { group, epoch: public.group_context().epoch().as_u64(), leaves, policy })
 }

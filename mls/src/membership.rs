@@ -7,22 +7,20 @@
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    CommitBuilder, Extension, Extensions, Initial, LeafNodeParameters, MlsGroup, MlsMessageBodyIn,
-    MlsMessageIn, StagedWelcome,
+    CommitBuilder, Extension, Extensions, Initial, LeafNodeParameters, MlsGroup, MlsMessageBodyIn, MlsMessageIn,
+    StagedWelcome,
 };
 use openmls_traits::OpenMlsProvider;
 use veche_protocol::ids::{AccountId, ChatKind, GroupId, Role};
 
 use crate::CIPHERSUITE;
-use crate::client::{
-    Client, MAX_PAST_EPOCHS, join_config, mls_group_id, serialize, veche_group_id,
-};
+use crate::client::{Client, MAX_PAST_EPOCHS, join_config, mls_group_id, serialize, veche_group_id};
 use crate::client::{MAXIMUM_FORWARD_DISTANCE, OUT_OF_ORDER_TOLERANCE};
 use crate::error::{ClientError, MlsFailure};
 use crate::identity::MemberIdentity;
 use crate::policy::{
-    Actor, DIRECT_MAX_MEMBERS, GroupPolicy, POLICY_EXTENSION, PolicyViolation, check_commit,
-    group_context_extensions, leaf_capabilities,
+    Actor, DIRECT_MAX_MEMBERS, GroupPolicy, POLICY_EXTENSION, PolicyViolation, check_commit, group_context_extensions,
+    leaf_capabilities,
 };
 use crate::review::{commit_view, members_by_leaf};
 
@@ -49,10 +47,8 @@ impl Client {
                 return Err(ClientError::GroupExists(group));
             }
             let policy = GroupPolicy::new(kind, c.key.identity.account);
-            let extensions = group_context_extensions(&policy).map_err(|e| MlsFailure {
-                op: "group extensions",
-                reason: e,
-            })?;
+            let extensions =
+                group_context_extensions(&policy).map_err(|e| MlsFailure { op: "group extensions", reason: e })?;
             let mls = MlsGroup::builder()
                 .with_group_id(mls_group_id(group))
                 .ciphersuite(CIPHERSUITE)
@@ -74,11 +70,7 @@ impl Client {
     }
 
     /// Adds the devices of these KeyPackages (TLS-serialized MLSMessages).
-    pub fn add_members(
-        &mut self,
-        group: GroupId,
-        key_packages: &[Vec<u8>],
-    ) -> Result<CommitBundle, ClientError> {
+    pub fn add_members(&mut self, group: GroupId, key_packages: &[Vec<u8>]) -> Result<CommitBundle, ClientError> {
         if key_packages.is_empty() {
             return Err(ClientError::EmptyInput);
         }
@@ -95,11 +87,7 @@ impl Client {
 
     /// Removes every device of these accounts. When the Owner removes an account that holds a
     /// role, the role is dropped in the same commit.
-    pub fn remove_members(
-        &mut self,
-        group: GroupId,
-        accounts: &[AccountId],
-    ) -> Result<CommitBundle, ClientError> {
+    pub fn remove_members(&mut self, group: GroupId, accounts: &[AccountId]) -> Result<CommitBundle, ClientError> {
         if accounts.is_empty() {
             return Err(ClientError::EmptyInput);
         }
@@ -108,11 +96,7 @@ impl Client {
             let members = members_by_leaf(mls);
             let mut leaves = Vec::new();
             for account in accounts {
-                let found: Vec<_> = members
-                    .iter()
-                    .filter(|(_, id)| id.account == *account)
-                    .map(|(l, _)| *l)
-                    .collect();
+                let found: Vec<_> = members.iter().filter(|(_, id)| id.account == *account).map(|(l, _)| *l).collect();
                 if found.is_empty() {
                     return Err(ClientError::NotAMember(*account));
                 }
@@ -128,16 +112,13 @@ impl Client {
                     }
                 }
             }
-            let extensions = (policy != roles_before)
-                .then(|| replace_policy(mls.extensions(), &policy))
-                .transpose()?;
+            let extensions = (policy != roles_before).then(|| replace_policy(mls.extensions(), &policy)).transpose()?;
             c.commit(group, move |b| {
-                let b = b
-                    .propose_removals(leaves.into_iter().map(openmls::prelude::LeafNodeIndex::new));
+                let b = b.propose_removals(leaves.into_iter().map(openmls::prelude::LeafNodeIndex::new));
                 match extensions {
-                    Some(ext) => b
-                        .propose_group_context_extensions(ext)
-                        .map_err(|e| MlsFailure::new("propose", e).into()),
+                    Some(ext) => {
+                        b.propose_group_context_extensions(ext).map_err(|e| MlsFailure::new("propose", e).into())
+                    }
                     None => Ok(b),
                 }
             })
@@ -146,12 +127,7 @@ impl Client {
 
     /// Sets an account's role (Owner only). Making someone Owner hands ownership over: the
     /// current Owner becomes Admin.
-    pub fn set_role(
-        &mut self,
-        group: GroupId,
-        account: AccountId,
-        role: Role,
-    ) -> Result<CommitBundle, ClientError> {
+    pub fn set_role(&mut self, group: GroupId, account: AccountId, role: Role) -> Result<CommitBundle, ClientError> {
         self.atomic(|c| {
             let mls = c.group(group)?;
             let mut policy = GroupPolicy::from_extensions(mls.extensions())?;
@@ -171,8 +147,7 @@ impl Client {
             policy.set(account, role);
             let extensions = replace_policy(mls.extensions(), &policy)?;
             c.commit(group, move |b| {
-                b.propose_group_context_extensions(extensions)
-                    .map_err(|e| MlsFailure::new("propose", e).into())
+                b.propose_group_context_extensions(extensions).map_err(|e| MlsFailure::new("propose", e).into())
             })
         })
     }
@@ -181,33 +156,23 @@ impl Client {
     pub fn leave(&mut self, group: GroupId) -> Result<Vec<u8>, ClientError> {
         self.atomic(|c| {
             let Client { store, key, groups } = c;
-            let mls = groups
-                .get_mut(&group)
-                .ok_or(ClientError::UnknownGroup(group))?;
+            let mls = groups.get_mut(&group).ok_or(ClientError::UnknownGroup(group))?;
             if !mls.is_active() {
                 return Err(ClientError::NotActive(group));
             }
             let policy = GroupPolicy::from_extensions(mls.extensions())?;
             let account = key.identity.account;
-            let own_leaves = members_by_leaf(mls)
-                .values()
-                .filter(|m| m.account == account)
-                .count();
+            let own_leaves = members_by_leaf(mls).values().filter(|m| m.account == account).count();
             if policy.role(&account) == Role::Owner && own_leaves <= 1 {
                 return Err(ClientError::OwnerCannotLeave);
             }
-            let proposal = mls
-                .leave_group(store, &key.signer)
-                .map_err(|e| MlsFailure::new("leave", e))?;
+            let proposal = mls.leave_group(store, &key.signer).map_err(|e| MlsFailure::new("leave", e))?;
             serialize(proposal)
         })
     }
 
     /// Commits the proposals received and stored so far (e.g. a member's leave), if any.
-    pub fn commit_pending_proposals(
-        &mut self,
-        group: GroupId,
-    ) -> Result<Option<CommitBundle>, ClientError> {
+    pub fn commit_pending_proposals(&mut self, group: GroupId) -> Result<Option<CommitBundle>, ClientError> {
         if !self.group(group)?.has_pending_proposals() {
             return Ok(None);
         }
@@ -218,14 +183,11 @@ impl Client {
     pub fn merge_pending_commit(&mut self, group: GroupId) -> Result<(), ClientError> {
         self.atomic(|c| {
             let Client { store, groups, .. } = c;
-            let mls = groups
-                .get_mut(&group)
-                .ok_or(ClientError::UnknownGroup(group))?;
+            let mls = groups.get_mut(&group).ok_or(ClientError::UnknownGroup(group))?;
             if mls.pending_commit().is_none() {
                 return Err(ClientError::NoPendingCommit(group));
             }
-            mls.merge_pending_commit(store)
-                .map_err(|e| MlsFailure::new("merge pending commit", e).into())
+            mls.merge_pending_commit(store).map_err(|e| MlsFailure::new("merge pending commit", e).into())
         })
     }
 
@@ -235,14 +197,11 @@ impl Client {
     pub fn discard_pending_commit(&mut self, group: GroupId) -> Result<(), ClientError> {
         self.atomic(|c| {
             let Client { store, groups, .. } = c;
-            let mls = groups
-                .get_mut(&group)
-                .ok_or(ClientError::UnknownGroup(group))?;
+            let mls = groups.get_mut(&group).ok_or(ClientError::UnknownGroup(group))?;
             if mls.pending_commit().is_none() {
                 return Ok(());
             }
-            mls.clear_pending_commit(store.storage())
-                .map_err(|e| MlsFailure::new("clear pending commit", e).into())
+            mls.clear_pending_commit(store.storage()).map_err(|e| MlsFailure::new("clear pending commit", e).into())
         })
     }
 
@@ -250,12 +209,8 @@ impl Client {
     /// refused by the node).
     pub fn forget_group(&mut self, group: GroupId) -> Result<(), ClientError> {
         self.atomic(|c| {
-            let mut mls = c
-                .groups
-                .remove(&group)
-                .ok_or(ClientError::UnknownGroup(group))?;
-            mls.delete(c.store.storage())
-                .map_err(|e| MlsFailure::new("delete group", e))?;
+            let mut mls = c.groups.remove(&group).ok_or(ClientError::UnknownGroup(group))?;
+            mls.delete(c.store.storage()).map_err(|e| MlsFailure::new("delete group", e))?;
             c.save_meta();
             Ok(())
         })
@@ -264,8 +219,8 @@ impl Client {
     /// Joins a group from a Welcome (the ratchet tree comes from the GroupInfo extension).
     pub fn join_from_welcome(&mut self, welcome: &[u8]) -> Result<GroupId, ClientError> {
         self.atomic(|c| {
-            let message = MlsMessageIn::tls_deserialize_exact(welcome)
-                .map_err(|_| ClientError::Malformed("welcome"))?;
+            let message =
+                MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| ClientError::Malformed("welcome"))?;
             let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
                 return Err(ClientError::Malformed("not a welcome"));
             };
@@ -274,13 +229,8 @@ impl Client {
             }
             let mut builder = StagedWelcome::build_from_welcome(&c.store, &join_config(), welcome)
                 .map_err(|e| MlsFailure::new("welcome", e))?;
-            let group = veche_group_id(
-                builder
-                    .processed_welcome()
-                    .unverified_group_info()
-                    .group_id(),
-            )
-            .ok_or(ClientError::Malformed("group id length"))?;
+            let group = veche_group_id(builder.processed_welcome().unverified_group_info().group_id())
+                .ok_or(ClientError::Malformed("group id length"))?;
             match c.groups.get(&group) {
                 Some(existing) if existing.is_active() => {
                     return Err(ClientError::GroupExists(group));
@@ -292,9 +242,7 @@ impl Client {
             let policy = GroupPolicy::from_extensions(staged.group_context().extensions())?;
             let mut accounts = Vec::new();
             for member in staged.members() {
-                accounts.push(
-                    MemberIdentity::from_leaf(&member.credential, &member.signature_key)?.account,
-                );
+                accounts.push(MemberIdentity::from_leaf(&member.credential, &member.signature_key)?.account);
             }
             let owners: Vec<_> = policy.owners().collect();
             if owners.len() != 1 || !accounts.contains(owners[0]) {
@@ -303,9 +251,7 @@ impl Client {
             if policy.kind == ChatKind::Direct && accounts.len() > DIRECT_MAX_MEMBERS {
                 return Err(PolicyViolation::DirectTooLarge.into());
             }
-            let mls = staged
-                .into_group(&c.store)
-                .map_err(|e| MlsFailure::new("welcome", e))?;
+            let mls = staged.into_group(&c.store).map_err(|e| MlsFailure::new("welcome", e))?;
             c.groups.insert(group, mls);
             c.save_meta();
             Ok(group)
@@ -315,21 +261,17 @@ impl Client {
     /// Joins a group from its published GroupInfo with an external commit. openmls applies
     /// the commit locally at once; if the node refuses it, call [`Client::rollback`] before
     /// persisting (or [`Client::forget_group`]) and retry with a fresh GroupInfo.
-    pub fn join_external(
-        &mut self,
-        group_info: &[u8],
-    ) -> Result<(GroupId, CommitBundle), ClientError> {
+    pub fn join_external(&mut self, group_info: &[u8]) -> Result<(GroupId, CommitBundle), ClientError> {
         self.atomic(|c| {
-            let message = MlsMessageIn::tls_deserialize_exact(group_info)
-                .map_err(|_| ClientError::Malformed("group info"))?;
+            let message =
+                MlsMessageIn::tls_deserialize_exact(group_info).map_err(|_| ClientError::Malformed("group info"))?;
             let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
                 return Err(ClientError::Malformed("not a group info"));
             };
             if info.ciphersuite() != CIPHERSUITE {
                 return Err(ClientError::WrongCiphersuite);
             }
-            let group =
-                veche_group_id(info.group_id()).ok_or(ClientError::Malformed("group id length"))?;
+            let group = veche_group_id(info.group_id()).ok_or(ClientError::Malformed("group id length"))?;
             let epoch = info.epoch().as_u64();
             // Refuse early what every member would refuse (the GroupInfo is verified below).
             let policy = GroupPolicy::from_extensions(info.group_context().extensions())?;
@@ -337,35 +279,24 @@ impl Client {
                 return Err(PolicyViolation::DirectExternalJoin.into());
             }
             let me = c.key.identity;
-            let tree = info
-                .extensions()
-                .ratchet_tree()
-                .ok_or(ClientError::Malformed("no ratchet tree"))?;
+            let tree = info.extensions().ratchet_tree().ok_or(ClientError::Malformed("no ratchet tree"))?;
             let resync: Vec<MemberIdentity> = tree
                 .ratchet_tree()
                 .leaves()
                 .filter(|leaf| leaf.signature_key().as_slice() == me.device.0.as_slice())
-                .filter_map(|leaf| {
-                    MemberIdentity::from_leaf(leaf.credential(), leaf.signature_key().as_slice())
-                        .ok()
-                })
+                .filter_map(|leaf| MemberIdentity::from_leaf(leaf.credential(), leaf.signature_key().as_slice()).ok())
                 .collect();
             if resync.is_empty() && policy.role(&me.account) != Role::Member {
                 return Err(PolicyViolation::ExternalJoinPrivileged.into());
             }
             if let Some(mut old) = c.groups.remove(&group) {
-                old.delete(c.store.storage())
-                    .map_err(|e| MlsFailure::new("delete group", e))?;
+                old.delete(c.store.storage()).map_err(|e| MlsFailure::new("delete group", e))?;
             }
             let (mls, bundle) = MlsGroup::external_commit_builder()
                 .with_config(join_config())
                 .build_group(&c.store, info, c.key.credential_with_key())
                 .map_err(|e| MlsFailure::new("external commit", e))?
-                .leaf_node_parameters(
-                    LeafNodeParameters::builder()
-                        .with_capabilities(leaf_capabilities())
-                        .build(),
-                )
+                .leaf_node_parameters(LeafNodeParameters::builder().with_capabilities(leaf_capabilities()).build())
                 .load_psks(c.store.storage())
                 .map_err(|e| MlsFailure::new("external commit", e))?
                 .build(c.store.rand(), c.store.crypto(), &c.key.signer, |_| true)
@@ -398,14 +329,10 @@ impl Client {
     pub(crate) fn commit(
         &mut self,
         group: GroupId,
-        proposals: impl for<'a> FnOnce(
-            CommitBuilder<'a, Initial>,
-        ) -> Result<CommitBuilder<'a, Initial>, ClientError>,
+        proposals: impl for<'a> FnOnce(CommitBuilder<'a, Initial>) -> Result<CommitBuilder<'a, Initial>, ClientError>,
     ) -> Result<CommitBundle, ClientError> {
         let Client { store, key, groups } = self;
-        let mls = groups
-            .get_mut(&group)
-            .ok_or(ClientError::UnknownGroup(group))?;
+        let mls = groups.get_mut(&group).ok_or(ClientError::UnknownGroup(group))?;
         if !mls.is_active() {
             return Err(ClientError::NotActive(group));
         }
@@ -417,16 +344,11 @@ impl Client {
             .map_err(|e| MlsFailure::new("commit", e))?
             .stage_commit(store)
             .map_err(|e| MlsFailure::new("commit", e))?;
-        let staged = mls
-            .pending_commit()
-            .ok_or(ClientError::NoPendingCommit(group))?;
+        let staged = mls.pending_commit().ok_or(ClientError::NoPendingCommit(group))?;
         let view = commit_view(mls, Actor::Member(mls.own_leaf_index().u32()), staged)?;
         let effect = check_commit(&view)?;
         let (commit, welcome, info) = bundle.into_messages();
-        let info = info.ok_or(MlsFailure {
-            op: "commit",
-            reason: "no group info".into(),
-        })?;
+        let info = info.ok_or(MlsFailure { op: "commit", reason: "no group info".into() })?;
         Ok(CommitBundle {
             commit: serialize(commit)?,
             welcome: welcome.map(serialize).transpose()?,

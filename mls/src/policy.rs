@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use openmls::prelude::{
-    Capabilities, CredentialType, Extension, ExtensionType, Extensions, GroupContext,
-    RequiredCapabilitiesExtension, UnknownExtension,
+    Capabilities, CredentialType, Extension, ExtensionType, Extensions, GroupContext, RequiredCapabilitiesExtension,
+    UnknownExtension,
 };
 use serde::{Deserialize, Serialize};
 use veche_protocol::ids::{AccountId, ChatKind, DeviceId, Role};
@@ -46,10 +46,7 @@ pub enum PolicyDecodeError {
 impl GroupPolicy {
     /// A new group's policy: the creator is its only Owner.
     pub fn new(kind: ChatKind, owner: AccountId) -> Self {
-        Self {
-            kind,
-            roles: BTreeMap::from([(owner, Role::Owner)]),
-        }
+        Self { kind, roles: BTreeMap::from([(owner, Role::Owner)]) }
     }
 
     /// The role of an account (Member if not listed).
@@ -68,10 +65,7 @@ impl GroupPolicy {
 
     /// The accounts holding the Owner role.
     pub fn owners(&self) -> impl Iterator<Item = &AccountId> {
-        self.roles
-            .iter()
-            .filter(|(_, r)| **r == Role::Owner)
-            .map(|(a, _)| a)
+        self.roles.iter().filter(|(_, r)| **r == Role::Owner).map(|(a, _)| a)
     }
 
     /// Canonical bytes: a format byte, then postcard.
@@ -88,12 +82,8 @@ impl GroupPolicy {
         if format != POLICY_FORMAT {
             return Err(PolicyDecodeError::UnknownFormat(format));
         }
-        let (policy, rest): (Self, _) =
-            postcard::take_from_bytes(body).map_err(|_| PolicyDecodeError::Malformed)?;
-        if !rest.is_empty()
-            || policy.roles.values().any(|r| *r == Role::Member)
-            || policy.encode() != bytes
-        {
+        let (policy, rest): (Self, _) = postcard::take_from_bytes(body).map_err(|_| PolicyDecodeError::Malformed)?;
+        if !rest.is_empty() || policy.roles.values().any(|r| *r == Role::Member) || policy.encode() != bytes {
             return Err(PolicyDecodeError::Malformed);
         }
         Ok(policy)
@@ -101,9 +91,7 @@ impl GroupPolicy {
 
     /// Reads the policy from a group's (or GroupInfo's) extensions.
     pub fn from_extensions<T>(extensions: &Extensions<T>) -> Result<Self, PolicyDecodeError> {
-        let ext = extensions
-            .unknown(POLICY_EXTENSION)
-            .ok_or(PolicyDecodeError::Missing)?;
+        let ext = extensions.unknown(POLICY_EXTENSION).ok_or(PolicyDecodeError::Missing)?;
         Self::decode(&ext.0)
     }
 
@@ -115,11 +103,7 @@ impl GroupPolicy {
 
 /// The RequiredCapabilities extension every Veche group carries.
 pub(crate) fn required_capabilities() -> RequiredCapabilitiesExtension {
-    RequiredCapabilitiesExtension::new(
-        &[ExtensionType::Unknown(POLICY_EXTENSION)],
-        &[],
-        &[CredentialType::Basic],
-    )
+    RequiredCapabilitiesExtension::new(&[ExtensionType::Unknown(POLICY_EXTENSION)], &[], &[CredentialType::Basic])
 }
 
 /// The capabilities every Veche leaf and KeyPackage advertises.
@@ -127,24 +111,16 @@ pub(crate) fn leaf_capabilities() -> Capabilities {
     Capabilities::new(
         None,
         Some(&[CIPHERSUITE]),
-        Some(&[
-            ExtensionType::Unknown(POLICY_EXTENSION),
-            ExtensionType::LastResort,
-        ]),
+        Some(&[ExtensionType::Unknown(POLICY_EXTENSION), ExtensionType::LastResort]),
         None,
         Some(&[CredentialType::Basic]),
     )
 }
 
 /// The full GroupContext extensions for a policy.
-pub(crate) fn group_context_extensions(
-    policy: &GroupPolicy,
-) -> Result<Extensions<GroupContext>, String> {
-    Extensions::from_vec(vec![
-        Extension::RequiredCapabilities(required_capabilities()),
-        policy.to_extension(),
-    ])
-    .map_err(|e| e.to_string())
+pub(crate) fn group_context_extensions(policy: &GroupPolicy) -> Result<Extensions<GroupContext>, String> {
+    Extensions::from_vec(vec![Extension::RequiredCapabilities(required_capabilities()), policy.to_extension()])
+        .map_err(|e| e.to_string())
 }
 
 /// Why a commit or proposal is refused by the group policy.
@@ -245,10 +221,7 @@ pub(crate) fn check_commit(view: &CommitView) -> Result<CommitEffect, PolicyViol
             // A member's new leaf must keep the identity of its old leaf.
             let id = id.clone()?;
             if let Actor::Member(leaf) = view.committer {
-                let before = view
-                    .members_before
-                    .get(&leaf)
-                    .ok_or(PolicyViolation::UnknownLeaf(leaf))?;
+                let before = view.members_before.get(&leaf).ok_or(PolicyViolation::UnknownLeaf(leaf))?;
                 if *before != id {
                     return Err(PolicyViolation::IdentityChanged);
                 }
@@ -267,10 +240,7 @@ pub(crate) fn check_commit(view: &CommitView) -> Result<CommitEffect, PolicyViol
     let role_of_actor = |actor: Actor| -> Result<(Role, Option<u32>), PolicyViolation> {
         match actor {
             Actor::Member(leaf) => {
-                let id = view
-                    .members_before
-                    .get(&leaf)
-                    .ok_or(PolicyViolation::UnknownLeaf(leaf))?;
+                let id = view.members_before.get(&leaf).ok_or(PolicyViolation::UnknownLeaf(leaf))?;
                 Ok((old.role(&id.account), Some(leaf)))
             }
             Actor::Joiner => Ok((Role::Member, None)),
@@ -278,10 +248,7 @@ pub(crate) fn check_commit(view: &CommitView) -> Result<CommitEffect, PolicyViol
         }
     };
 
-    let mut effect = CommitEffect {
-        joiner,
-        ..Default::default()
-    };
+    let mut effect = CommitEffect { joiner, ..Default::default() };
     let mut removed_leaves = BTreeSet::new();
     let mut extensions_changed = false;
     let mut resync_of: Option<DeviceId> = None;
@@ -305,10 +272,7 @@ pub(crate) fn check_commit(view: &CommitView) -> Result<CommitEffect, PolicyViol
                 effect.added.push(identity);
             }
             ProposalView::Remove { leaf } => {
-                let target = view
-                    .members_before
-                    .get(leaf)
-                    .ok_or(PolicyViolation::UnknownLeaf(*leaf))?;
+                let target = view.members_before.get(leaf).ok_or(PolicyViolation::UnknownLeaf(*leaf))?;
                 let target_role = old.role(&target.account);
                 if *actor == Actor::Joiner {
                     // Resync: an external joiner may replace its own device's stale leaf.
@@ -323,10 +287,7 @@ pub(crate) fn check_commit(view: &CommitView) -> Result<CommitEffect, PolicyViol
                         Role::Member => false,
                     };
                     if !allowed {
-                        return Err(PolicyViolation::RemoveNotAllowed {
-                            actor: role,
-                            target: target_role,
-                        });
+                        return Err(PolicyViolation::RemoveNotAllowed { actor: role, target: target_role });
                     }
                 }
                 if removed_leaves.insert(*leaf) {
@@ -335,20 +296,14 @@ pub(crate) fn check_commit(view: &CommitView) -> Result<CommitEffect, PolicyViol
             }
             ProposalView::SelfRemove => {
                 let leaf = actor_leaf.ok_or(PolicyViolation::ExternalCommitTooBroad)?;
-                let target = view
-                    .members_before
-                    .get(&leaf)
-                    .ok_or(PolicyViolation::UnknownLeaf(leaf))?;
+                let target = view.members_before.get(&leaf).ok_or(PolicyViolation::UnknownLeaf(leaf))?;
                 if removed_leaves.insert(leaf) {
                     effect.removed.push(*target);
                 }
             }
             ProposalView::Update(identity) => {
                 let leaf = actor_leaf.ok_or(PolicyViolation::ExternalCommitTooBroad)?;
-                let before = view
-                    .members_before
-                    .get(&leaf)
-                    .ok_or(PolicyViolation::UnknownLeaf(leaf))?;
+                let before = view.members_before.get(&leaf).ok_or(PolicyViolation::UnknownLeaf(leaf))?;
                 if identity.clone()? != *before {
                     return Err(PolicyViolation::IdentityChanged);
                 }
@@ -388,12 +343,8 @@ pub(crate) fn check_commit(view: &CommitView) -> Result<CommitEffect, PolicyViol
     }
 
     // The tree after the commit.
-    let mut after: Vec<MemberIdentity> = view
-        .members_before
-        .iter()
-        .filter(|(l, _)| !removed_leaves.contains(l))
-        .map(|(_, id)| *id)
-        .collect();
+    let mut after: Vec<MemberIdentity> =
+        view.members_before.iter().filter(|(l, _)| !removed_leaves.contains(l)).map(|(_, id)| *id).collect();
     after.extend(effect.added.iter().copied());
     after.extend(effect.joiner);
     let mut owners = new.owners();
@@ -412,20 +363,13 @@ pub(crate) fn check_proposal(actor: Actor, proposal: &ProposalView) -> Result<()
     match (actor, proposal) {
         (Actor::Member(sender), ProposalView::Remove { leaf }) if *leaf == sender => Ok(()),
         (Actor::Member(_), ProposalView::SelfRemove) => Ok(()),
-        (Actor::Member(_), ProposalView::Remove { .. }) => Err(PolicyViolation::RemoveNotAllowed {
-            actor: Role::Member,
-            target: Role::Member,
-        }),
-        (Actor::Member(_), ProposalView::Add(_)) => {
-            Err(PolicyViolation::AddNotAllowed(Role::Member))
+        (Actor::Member(_), ProposalView::Remove { .. }) => {
+            Err(PolicyViolation::RemoveNotAllowed { actor: Role::Member, target: Role::Member })
         }
-        (Actor::Member(_), ProposalView::GroupContextExtensions) => {
-            Err(PolicyViolation::ExtensionsNotAllowed)
-        }
+        (Actor::Member(_), ProposalView::Add(_)) => Err(PolicyViolation::AddNotAllowed(Role::Member)),
+        (Actor::Member(_), ProposalView::GroupContextExtensions) => Err(PolicyViolation::ExtensionsNotAllowed),
         (Actor::Member(_), ProposalView::Update(_)) => Err(PolicyViolation::UnsupportedProposal(2)),
-        (Actor::Member(_), ProposalView::ExternalInit) => {
-            Err(PolicyViolation::UnsupportedProposal(6))
-        }
+        (Actor::Member(_), ProposalView::ExternalInit) => Err(PolicyViolation::UnsupportedProposal(6)),
         (Actor::Member(_), ProposalView::Other(t)) => Err(PolicyViolation::UnsupportedProposal(*t)),
         _ => Err(PolicyViolation::ExternalSender),
     }
@@ -463,131 +407,62 @@ mod tests {
         assert_eq!(GroupPolicy::decode(&p.encode()).unwrap(), p);
         let mut bytes = p.encode();
         bytes.push(0);
-        assert_eq!(
-            GroupPolicy::decode(&bytes),
-            Err(PolicyDecodeError::Malformed)
-        );
+        assert_eq!(GroupPolicy::decode(&bytes), Err(PolicyDecodeError::Malformed));
         assert_eq!(GroupPolicy::decode(&[]), Err(PolicyDecodeError::Malformed));
-        assert_eq!(
-            GroupPolicy::decode(&[9, 0]),
-            Err(PolicyDecodeError::UnknownFormat(9))
-        );
+        assert_eq!(GroupPolicy::decode(&[9, 0]), Err(PolicyDecodeError::UnknownFormat(9)));
     }
 
     #[test]
     fn roles_gate_removals() {
         // Admin removes a Member: fine. Admin removes the Owner: refused. Member removes: refused.
-        let ok = view(
-            Actor::Member(1),
-            vec![(Actor::Member(1), ProposalView::Remove { leaf: 2 })],
-        );
+        let ok = view(Actor::Member(1), vec![(Actor::Member(1), ProposalView::Remove { leaf: 2 })]);
         assert_eq!(check_commit(&ok).unwrap().removed, vec![id(3)]);
-        let bad = view(
-            Actor::Member(1),
-            vec![(Actor::Member(1), ProposalView::Remove { leaf: 0 })],
-        );
-        assert!(matches!(
-            check_commit(&bad),
-            Err(PolicyViolation::RemoveNotAllowed { .. })
-        ));
-        let bad = view(
-            Actor::Member(2),
-            vec![(Actor::Member(2), ProposalView::Remove { leaf: 3 })],
-        );
-        assert!(matches!(
-            check_commit(&bad),
-            Err(PolicyViolation::RemoveNotAllowed { .. })
-        ));
+        let bad = view(Actor::Member(1), vec![(Actor::Member(1), ProposalView::Remove { leaf: 0 })]);
+        assert!(matches!(check_commit(&bad), Err(PolicyViolation::RemoveNotAllowed { .. })));
+        let bad = view(Actor::Member(2), vec![(Actor::Member(2), ProposalView::Remove { leaf: 3 })]);
+        assert!(matches!(check_commit(&bad), Err(PolicyViolation::RemoveNotAllowed { .. })));
         // A member's own leave, committed by another Member: fine.
-        let leave = view(
-            Actor::Member(3),
-            vec![(Actor::Member(2), ProposalView::Remove { leaf: 2 })],
-        );
+        let leave = view(Actor::Member(3), vec![(Actor::Member(2), ProposalView::Remove { leaf: 2 })]);
         assert!(check_commit(&leave).is_ok());
         // The Owner cannot leave without handing over ownership.
-        let owner_leaves = view(
-            Actor::Member(3),
-            vec![(Actor::Member(0), ProposalView::Remove { leaf: 0 })],
-        );
+        let owner_leaves = view(Actor::Member(3), vec![(Actor::Member(0), ProposalView::Remove { leaf: 0 })]);
         assert_eq!(check_commit(&owner_leaves), Err(PolicyViolation::OwnerRule));
     }
 
     #[test]
     fn external_commits_add_only_the_joiner() {
-        let mut v = view(
-            Actor::Joiner,
-            vec![(Actor::Joiner, ProposalView::ExternalInit)],
-        );
+        let mut v = view(Actor::Joiner, vec![(Actor::Joiner, ProposalView::ExternalInit)]);
         v.path_identity = Some(Ok(id(9)));
         assert_eq!(check_commit(&v).unwrap().joiner, Some(id(9)));
         let mut add = v.clone();
-        add.proposals
-            .push((Actor::Joiner, ProposalView::Add(Ok(id(8)))));
-        assert_eq!(
-            check_commit(&add),
-            Err(PolicyViolation::ExternalCommitTooBroad)
-        );
+        add.proposals.push((Actor::Joiner, ProposalView::Add(Ok(id(8)))));
+        assert_eq!(check_commit(&add), Err(PolicyViolation::ExternalCommitTooBroad));
         let mut remove = v.clone();
-        remove
-            .proposals
-            .push((Actor::Joiner, ProposalView::Remove { leaf: 2 }));
-        assert_eq!(
-            check_commit(&remove),
-            Err(PolicyViolation::ExternalCommitTooBroad)
-        );
+        remove.proposals.push((Actor::Joiner, ProposalView::Remove { leaf: 2 }));
+        assert_eq!(check_commit(&remove), Err(PolicyViolation::ExternalCommitTooBroad));
         let mut admin = v.clone();
-        admin.path_identity = Some(Ok(MemberIdentity {
-            account: id(2).account,
-            device: DeviceId([7; 32]),
-        }));
-        assert_eq!(
-            check_commit(&admin),
-            Err(PolicyViolation::ExternalJoinPrivileged)
-        );
+        admin.path_identity = Some(Ok(MemberIdentity { account: id(2).account, device: DeviceId([7; 32]) }));
+        assert_eq!(check_commit(&admin), Err(PolicyViolation::ExternalJoinPrivileged));
         let mut direct = v;
         direct.old_policy.kind = ChatKind::Direct;
-        assert_eq!(
-            check_commit(&direct),
-            Err(PolicyViolation::DirectExternalJoin)
-        );
+        assert_eq!(check_commit(&direct), Err(PolicyViolation::DirectExternalJoin));
     }
 
     #[test]
     fn admins_cannot_add_devices_of_privileged_accounts() {
-        let fake_owner = MemberIdentity {
-            account: id(1).account,
-            device: DeviceId([9; 32]),
-        };
-        let by_admin = view(
-            Actor::Member(1),
-            vec![(Actor::Member(1), ProposalView::Add(Ok(fake_owner)))],
-        );
-        assert_eq!(
-            check_commit(&by_admin),
-            Err(PolicyViolation::AddPrivilegedAccount)
-        );
-        let by_admin = view(
-            Actor::Member(1),
-            vec![(Actor::Member(1), ProposalView::Add(Ok(id(9))))],
-        );
+        let fake_owner = MemberIdentity { account: id(1).account, device: DeviceId([9; 32]) };
+        let by_admin = view(Actor::Member(1), vec![(Actor::Member(1), ProposalView::Add(Ok(fake_owner)))]);
+        assert_eq!(check_commit(&by_admin), Err(PolicyViolation::AddPrivilegedAccount));
+        let by_admin = view(Actor::Member(1), vec![(Actor::Member(1), ProposalView::Add(Ok(id(9))))]);
         assert_eq!(check_commit(&by_admin).unwrap().added, vec![id(9)]);
-        let second_admin_device = MemberIdentity {
-            account: id(2).account,
-            device: DeviceId([9; 32]),
-        };
-        let by_owner = view(
-            Actor::Member(0),
-            vec![(Actor::Member(0), ProposalView::Add(Ok(second_admin_device)))],
-        );
+        let second_admin_device = MemberIdentity { account: id(2).account, device: DeviceId([9; 32]) };
+        let by_owner = view(Actor::Member(0), vec![(Actor::Member(0), ProposalView::Add(Ok(second_admin_device)))]);
         assert!(check_commit(&by_owner).is_ok());
     }
 
     #[test]
     fn only_the_owner_changes_roles() {
-        let mut v = view(
-            Actor::Member(1),
-            vec![(Actor::Member(1), ProposalView::GroupContextExtensions)],
-        );
+        let mut v = view(Actor::Member(1), vec![(Actor::Member(1), ProposalView::GroupContextExtensions)]);
         let mut changed = v.old_policy.clone();
         changed.set(id(3).account, Role::Admin);
         v.new_policy = Some(changed);
@@ -596,11 +471,7 @@ mod tests {
         v.proposals = vec![(Actor::Member(0), ProposalView::GroupContextExtensions)];
         assert!(check_commit(&v).unwrap().roles_changed);
         let mut two_owners = v.clone();
-        two_owners
-            .new_policy
-            .as_mut()
-            .unwrap()
-            .set(id(3).account, Role::Owner);
+        two_owners.new_policy.as_mut().unwrap().set(id(3).account, Role::Owner);
         assert_eq!(check_commit(&two_owners), Err(PolicyViolation::OwnerRule));
     }
 }

@@ -9,8 +9,7 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError, WriteTra
 use crate::storage::{Changes, Snapshot};
 
 /// The table holding the MLS state: openmls storage key -> value.
-pub const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
-    TableDefinition::new("mls_state");
+pub const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("mls_state");
 
 /// Reading or writing the MLS state table failed.
 #[derive(Debug, thiserror::Error)]

@@ -47,9 +47,7 @@ impl Changes {
 
     /// Keys to write with their new values.
     pub fn upserts(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.upserts
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.upserts.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
     /// Keys to delete.
@@ -82,9 +80,7 @@ impl Snapshot {
 
     /// Builds a snapshot from stored key/value pairs.
     pub fn from_entries(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
-        Self {
-            entries: entries.into_iter().collect(),
-        }
+        Self { entries: entries.into_iter().collect() }
     }
 
     /// Applies persisted changes (for in-memory persistence in tests and in the browser).
@@ -117,8 +113,7 @@ impl Snapshot {
 
     /// Parses [`Self::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SnapshotDecodeError> {
-        let entries: Vec<(Vec<u8>, Vec<u8>)> =
-            postcard::from_bytes(bytes).map_err(|_| SnapshotDecodeError)?;
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = postcard::from_bytes(bytes).map_err(|_| SnapshotDecodeError)?;
         Ok(Self::from_entries(entries))
     }
 }
@@ -159,30 +154,19 @@ impl Store {
 
     /// A store holding a persisted snapshot, with nothing to persist yet.
     pub fn from_snapshot(snapshot: Snapshot) -> Self {
-        let store = Self {
-            base: snapshot.entries.clone(),
-            ..Self::default()
-        };
+        let store = Self { base: snapshot.entries.clone(), ..Self::default() };
         *store.live_mut() = snapshot.entries;
         store
     }
 
     fn live_mut(&self) -> RwLockWriteGuard<'_, Map> {
         // A poisoned lock only means a panic elsewhere; the map itself is still whole.
-        self.live
-            .values
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.live.values.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Reads one raw value of the live state.
     pub(crate) fn get_raw(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.live
-            .values
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned()
+        self.live.values.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
     }
 
     /// Writes one raw value of the live state (our own metadata keys).
@@ -193,11 +177,7 @@ impl Store {
     /// Ends a successful operation: folds its writes into `base`, remembering the values they
     /// replaced until the next [`Self::take_changes`].
     pub fn commit(&mut self) {
-        let live = self
-            .live
-            .values
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let live = self.live.values.read().unwrap_or_else(PoisonError::into_inner);
         let mut changed: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         for (key, value) in live.iter() {
             if self.base.get(key) != Some(value) {
@@ -259,8 +239,7 @@ mod tests {
 
     #[test]
     fn journal_tracks_commits_aborts_and_rollbacks() {
-        let mut store =
-            Store::from_snapshot(Snapshot::from_entries([(b"a".to_vec(), b"1".to_vec())]));
+        let mut store = Store::from_snapshot(Snapshot::from_entries([(b"a".to_vec(), b"1".to_vec())]));
         store.put_raw(b"b", b"2".to_vec());
         store.commit();
         store.put_raw(b"a", b"x".to_vec());
@@ -289,14 +268,8 @@ mod tests {
     #[test]
     fn snapshot_bytes_round_trip() {
         let mut snap = Snapshot::empty();
-        snap.apply(&Changes {
-            upserts: vec![(vec![1], vec![2]), (vec![3], vec![4])],
-            deletes: vec![],
-        });
-        snap.apply(&Changes {
-            upserts: vec![],
-            deletes: vec![vec![3]],
-        });
+        snap.apply(&Changes { upserts: vec![(vec![1], vec![2]), (vec![3], vec![4])], deletes: vec![] });
+        snap.apply(&Changes { upserts: vec![], deletes: vec![vec![3]] });
         assert_eq!(Snapshot::from_bytes(&snap.to_bytes()).unwrap(), snap);
         assert!(Snapshot::from_bytes(&[0xff]).is_err());
     }

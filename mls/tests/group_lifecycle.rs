@@ -4,9 +4,7 @@
 mod common;
 
 use common::{Device, new_group_id, text};
-use veche_mls::inspect::{
-    InspectedSender, MessageKind, inspect_group_info, inspect_key_package, inspect_message,
-};
+use veche_mls::inspect::{InspectedSender, MessageKind, inspect_group_info, inspect_key_package, inspect_message};
 use veche_mls::{ClientError, ProcessError, Processed, ProposalKind};
 use veche_protocol::ids::{ChatKind, Role};
 
@@ -20,30 +18,18 @@ fn group_lifecycle() {
     let info = alice.client.create_group(group, ChatKind::Group).unwrap();
     alice.persist();
     let summary = inspect_group_info(&info).unwrap();
-    assert_eq!(
-        (summary.group, summary.epoch, summary.leaves.len()),
-        (group, 0, 1)
-    );
+    assert_eq!((summary.group, summary.epoch, summary.leaves.len()), (group, 0, 1));
     assert_eq!(summary.policy.role(&alice.account()), Role::Owner);
-    assert_eq!(
-        alice.client.create_group(group, ChatKind::Group),
-        Err(ClientError::GroupExists(group))
-    );
+    assert_eq!(alice.client.create_group(group, ChatKind::Group), Err(ClientError::GroupExists(group)));
 
     // Alice adds Bob and Carol from their KeyPackages.
     let kps = vec![bob.key_package(), carol.key_package()];
     assert_eq!(inspect_key_package(&kps[0]).unwrap(), bob.client.identity());
     let add = alice.client.add_members(group, &kps).unwrap();
     assert_eq!(add.epoch, 0);
-    assert_eq!(
-        add.added,
-        vec![bob.client.identity(), carol.client.identity()]
-    );
+    assert_eq!(add.added, vec![bob.client.identity(), carol.client.identity()]);
     let seen = inspect_message(&add.commit).unwrap();
-    assert_eq!(
-        (seen.group, seen.epoch, seen.kind),
-        (group, 0, MessageKind::Commit)
-    );
+    assert_eq!((seen.group, seen.epoch, seen.kind), (group, 0, MessageKind::Commit));
     assert_eq!(seen.sender, InspectedSender::Member(0));
     assert_eq!(seen.added(), add.added);
     assert!(!seen.changes_extensions());
@@ -64,10 +50,7 @@ fn group_lifecycle() {
 
     // They talk. Own messages echoed back are recognised.
     let hello = alice.send(group, "hello");
-    assert_eq!(
-        inspect_message(&hello).unwrap().kind,
-        MessageKind::Application
-    );
+    assert_eq!(inspect_message(&hello).unwrap().kind, MessageKind::Application);
     assert_eq!(text(bob.process(&hello)), "hello");
     assert_eq!(text(carol.process(&hello)), "hello");
     assert_eq!(alice.client.process(&hello), Err(ProcessError::OwnMessage));
@@ -81,37 +64,22 @@ fn group_lifecycle() {
     let seen = inspect_message(&leave).unwrap();
     assert_eq!(seen.kind, MessageKind::Proposal);
     assert_eq!(seen.removed_leaves(), vec![2]);
-    let proposal = Processed::Proposal {
-        sender: carol.client.identity(),
-        kind: ProposalKind::Leave,
-    };
+    let proposal = Processed::Proposal { sender: carol.client.identity(), kind: ProposalKind::Leave };
     assert_eq!(alice.process(&leave), proposal);
     assert_eq!(bob.process(&leave), proposal);
-    let commit = alice
-        .client
-        .commit_pending_proposals(group)
-        .unwrap()
-        .expect("a commit");
+    let commit = alice.client.commit_pending_proposals(group).unwrap().expect("a commit");
     assert_eq!(commit.removed, vec![carol.client.identity()]);
     // The commit refers to Carol's proposal by reference; the node can match it.
     let seen_commit = inspect_message(&commit.commit).unwrap();
     assert!(
         seen_commit
             .proposals
-            .contains(&veche_mls::inspect::InspectedProposal::Reference(
-                seen.proposal_ref.clone().unwrap()
-            ))
+            .contains(&veche_mls::inspect::InspectedProposal::Reference(seen.proposal_ref.clone().unwrap()))
     );
     alice.client.merge_pending_commit(group).unwrap();
     alice.persist();
     match bob.process(&commit.commit) {
-        Processed::Commit {
-            removed,
-            we_were_removed,
-            new_epoch,
-            sender,
-            ..
-        } => {
+        Processed::Commit { removed, we_were_removed, new_epoch, sender, .. } => {
             assert_eq!(removed, vec![carol.client.identity()]);
             assert!(!we_were_removed);
             assert_eq!(new_epoch, 2);
@@ -120,45 +88,27 @@ fn group_lifecycle() {
         other => panic!("{other:?}"),
     }
     match carol.process(&commit.commit) {
-        Processed::Commit {
-            we_were_removed, ..
-        } => assert!(we_were_removed),
+        Processed::Commit { we_were_removed, .. } => assert!(we_were_removed),
         other => panic!("{other:?}"),
     }
     assert!(!carol.client.is_active(group));
-    assert_eq!(
-        carol.client.encrypt(group, b"x"),
-        Err(ClientError::NotActive(group))
-    );
+    assert_eq!(carol.client.encrypt(group, b"x"), Err(ClientError::NotActive(group)));
 
     // Alice adds Dave, then removes Bob.
     let mut dave = Device::new();
-    let add = alice
-        .client
-        .add_members(group, &[dave.key_package()])
-        .unwrap();
+    let add = alice.client.add_members(group, &[dave.key_package()]).unwrap();
     alice.client.merge_pending_commit(group).unwrap();
     alice.persist();
     bob.process(&add.commit);
-    dave.client
-        .join_from_welcome(&add.welcome.unwrap())
-        .unwrap();
+    dave.client.join_from_welcome(&add.welcome.unwrap()).unwrap();
     dave.persist();
-    let remove = alice
-        .client
-        .remove_members(group, &[bob.account()])
-        .unwrap();
+    let remove = alice.client.remove_members(group, &[bob.account()]).unwrap();
     assert_eq!(remove.removed, vec![bob.client.identity()]);
-    assert_eq!(
-        inspect_message(&remove.commit).unwrap().removed_leaves(),
-        vec![1]
-    );
+    assert_eq!(inspect_message(&remove.commit).unwrap().removed_leaves(), vec![1]);
     alice.client.merge_pending_commit(group).unwrap();
     alice.persist();
     match bob.process(&remove.commit) {
-        Processed::Commit {
-            we_were_removed, ..
-        } => assert!(we_were_removed),
+        Processed::Commit { we_were_removed, .. } => assert!(we_were_removed),
         other => panic!("{other:?}"),
     }
     match dave.process(&remove.commit) {
@@ -166,10 +116,7 @@ fn group_lifecycle() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        alice
-            .client
-            .remove_members(group, &[bob.account()])
-            .unwrap_err(),
+        alice.client.remove_members(group, &[bob.account()]).unwrap_err(),
         ClientError::NotAMember(bob.account())
     );
 
@@ -181,13 +128,7 @@ fn group_lifecycle() {
     assert_eq!(joined, group);
     assert_eq!(external.added, vec![erin.client.identity()]);
     let seen = inspect_message(&external.commit).unwrap();
-    assert_eq!(
-        (seen.kind, seen.sender),
-        (
-            MessageKind::ExternalCommit,
-            InspectedSender::NewMemberCommit
-        )
-    );
+    assert_eq!((seen.kind, seen.sender), (MessageKind::ExternalCommit, InspectedSender::NewMemberCommit));
     assert_eq!(seen.path_identity, Some(erin.client.identity()));
     for device in [&mut alice, &mut dave] {
         match device.process(&external.commit) {
@@ -203,20 +144,11 @@ fn group_lifecycle() {
     assert_eq!(text(dave.process(&msg)), "I'm in");
     let summary = inspect_group_info(&external.group_info).unwrap();
     assert_eq!(summary.leaves.len(), 3);
-    assert_eq!(
-        alice.client.epoch(group).unwrap(),
-        erin.client.epoch(group).unwrap()
-    );
+    assert_eq!(alice.client.epoch(group).unwrap(), erin.client.epoch(group).unwrap());
 
     // Ownership hand-over: Dave becomes Owner, Alice Admin; then Alice may leave.
-    assert_eq!(
-        alice.client.leave(group),
-        Err(ClientError::OwnerCannotLeave)
-    );
-    let handover = alice
-        .client
-        .set_role(group, dave.account(), Role::Owner)
-        .unwrap();
+    assert_eq!(alice.client.leave(group), Err(ClientError::OwnerCannotLeave));
+    let handover = alice.client.set_role(group, dave.account(), Role::Owner).unwrap();
     alice.client.merge_pending_commit(group).unwrap();
     alice.persist();
     for device in [&mut dave, &mut erin] {
@@ -225,11 +157,7 @@ fn group_lifecycle() {
             other => panic!("{other:?}"),
         }
     }
-    assert!(
-        inspect_message(&handover.commit)
-            .unwrap()
-            .changes_extensions()
-    );
+    assert!(inspect_message(&handover.commit).unwrap().changes_extensions());
     let policy = erin.client.policy(group).unwrap();
     assert_eq!(policy.role(&dave.account()), Role::Owner);
     assert_eq!(policy.role(&alice.account()), Role::Admin);

@@ -11,8 +11,7 @@ use veche_protocol::ids::{ChatKind, Role};
 
 #[test]
 fn persistence_rollback_and_retry() {
-    let (mut alice, mut bob, mut carol, mut dave) =
-        (Device::new(), Device::new(), Device::new(), Device::new());
+    let (mut alice, mut bob, mut carol, mut dave) = (Device::new(), Device::new(), Device::new(), Device::new());
     let group = new_group_id();
     alice.client.create_group(group, ChatKind::Group).unwrap();
     alice.persist();
@@ -41,10 +40,7 @@ fn persistence_rollback_and_retry() {
     // message can be processed again (its ratchet step was undone too).
     let m3 = bob.send(group, "four");
     assert_eq!(text(alice.client.process(&m3).unwrap()), "four");
-    assert!(
-        alice.client.process(&m3).is_err(),
-        "a message decrypts once"
-    );
+    assert!(alice.client.process(&m3).is_err(), "a message decrypts once");
     alice.client.rollback();
     assert_eq!(text(alice.process(&m3)), "four");
 
@@ -56,37 +52,20 @@ fn persistence_rollback_and_retry() {
     assert!(alice.client.process(&forged_tail).is_err());
     alice.persist();
     alice.reopen();
-    assert!(
-        alice.client.process(&m4).is_err(),
-        "the persisted state already consumed m4"
-    );
+    assert!(alice.client.process(&m4).is_err(), "the persisted state already consumed m4");
 
     // Rolling back an unpersisted commit leaves no pending commit behind; the retry works.
     let carol_kp = carol.key_package();
-    alice
-        .client
-        .add_members(group, std::slice::from_ref(&carol_kp))
-        .unwrap();
+    alice.client.add_members(group, std::slice::from_ref(&carol_kp)).unwrap();
     alice.client.rollback();
-    assert_eq!(
-        alice.client.merge_pending_commit(group),
-        Err(ClientError::NoPendingCommit(group))
-    );
+    assert_eq!(alice.client.merge_pending_commit(group), Err(ClientError::NoPendingCommit(group)));
     assert_eq!(alice.client.epoch(group).unwrap(), 1);
 
     // Bob becomes Admin; our own commit echoed by the node is merged by processing it.
-    let promote = alice
-        .client
-        .set_role(group, bob.account(), Role::Admin)
-        .unwrap();
+    let promote = alice.client.set_role(group, bob.account(), Role::Admin).unwrap();
     alice.persist();
     match alice.process(&promote.commit) {
-        Processed::Commit {
-            sender,
-            roles_changed,
-            new_epoch,
-            ..
-        } => {
+        Processed::Commit { sender, roles_changed, new_epoch, .. } => {
             assert_eq!(sender, Some(alice.client.identity()));
             assert!(roles_changed);
             assert_eq!(new_epoch, 2);
@@ -94,19 +73,10 @@ fn persistence_rollback_and_retry() {
         other => panic!("{other:?}"),
     }
     bob.process(&promote.commit);
-    assert_eq!(
-        alice.client.process(&promote.commit),
-        Err(ProcessError::Stale {
-            message_epoch: 1,
-            current_epoch: 2
-        })
-    );
+    assert_eq!(alice.client.process(&promote.commit), Err(ProcessError::Stale { message_epoch: 1, current_epoch: 2 }));
 
     // Alice and Bob both commit in epoch 2; the node takes Bob's.
-    let alice_try = alice
-        .client
-        .add_members(group, std::slice::from_ref(&carol_kp))
-        .unwrap();
+    let alice_try = alice.client.add_members(group, std::slice::from_ref(&carol_kp)).unwrap();
     alice.persist();
     let dave_kp = dave.key_package();
     let bob_commit = bob.client.add_members(group, &[dave_kp]).unwrap();
@@ -122,17 +92,9 @@ fn persistence_rollback_and_retry() {
         Processed::Commit { added, .. } => assert_eq!(added, vec![dave.client.identity()]),
         other => panic!("{other:?}"),
     }
-    dave.client
-        .join_from_welcome(&bob_commit.welcome.unwrap())
-        .unwrap();
+    dave.client.join_from_welcome(&bob_commit.welcome.unwrap()).unwrap();
     dave.persist();
-    assert_eq!(
-        bob.client.process(&alice_try.commit),
-        Err(ProcessError::Stale {
-            message_epoch: 2,
-            current_epoch: 3
-        })
-    );
+    assert_eq!(bob.client.process(&alice_try.commit), Err(ProcessError::Stale { message_epoch: 2, current_epoch: 3 }));
     alice.client.discard_pending_commit(group).unwrap(); // idempotent
     // Retry on the new epoch.
     let retry = alice.client.add_members(group, &[carol_kp]).unwrap();
@@ -141,10 +103,7 @@ fn persistence_rollback_and_retry() {
     alice.persist();
     bob.process(&retry.commit);
     dave.process(&retry.commit);
-    carol
-        .client
-        .join_from_welcome(&retry.welcome.unwrap())
-        .unwrap();
+    carol.client.join_from_welcome(&retry.welcome.unwrap()).unwrap();
     carol.persist();
     carol.reopen();
     let hello = alice.send(group, "welcome carol");
@@ -159,19 +118,12 @@ fn persistence_rollback_and_retry() {
     assert_eq!(reopened.epoch(group).unwrap(), 4);
     assert!(reopened.encrypt(group, b"x").is_ok());
     assert_eq!(
-        Client::open(
-            Client::generate_secret(),
-            Snapshot::from_bytes(&blob).unwrap()
-        )
-        .unwrap_err(),
+        Client::open(Client::generate_secret(), Snapshot::from_bytes(&blob).unwrap()).unwrap_err(),
         OpenError::WrongDevice
     );
     // Messages from an epoch just left still decrypt (past epoch secrets are kept).
     let late = bob.send(group, "late");
-    let commit = alice
-        .client
-        .remove_members(group, &[dave.account()])
-        .unwrap();
+    let commit = alice.client.remove_members(group, &[dave.account()]).unwrap();
     alice.client.merge_pending_commit(group).unwrap();
     alice.persist();
     carol.process(&commit.commit);

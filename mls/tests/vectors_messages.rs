@@ -4,18 +4,14 @@
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    AddProposalIn, ExternalInitProposal, GroupContextExtensionProposalIn, MlsMessageIn,
-    PreSharedKeyProposal, ProtocolMessage, RatchetTreeIn, ReInitProposal, RemoveProposal,
-    UpdateProposalIn,
+    AddProposalIn, ExternalInitProposal, GroupContextExtensionProposalIn, MlsMessageIn, PreSharedKeyProposal,
+    ProtocolMessage, RatchetTreeIn, ReInitProposal, RemoveProposal, UpdateProposalIn,
 };
 use serde::Deserialize;
 use veche_mls::InspectError;
 use veche_mls::inspect::{MessageKind, inspect_group_info, inspect_key_package, inspect_message};
 
-const PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../spec/test-vectors/messages.json"
-);
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/test-vectors/messages.json");
 
 #[derive(Deserialize)]
 struct Vector {
@@ -57,24 +53,16 @@ fn de_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
     hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
-fn round_trip<
-    T: openmls::prelude::tls_codec::Deserialize + openmls::prelude::tls_codec::Serialize,
->(
+fn round_trip<T: openmls::prelude::tls_codec::Deserialize + openmls::prelude::tls_codec::Serialize>(
     bytes: &[u8],
     what: &str,
 ) {
     let decoded = T::tls_deserialize_exact(bytes).unwrap_or_else(|e| panic!("{what}: {e:?}"));
-    assert_eq!(
-        decoded.tls_serialize_detached().unwrap(),
-        bytes,
-        "{what} re-encodes byte for byte"
-    );
+    assert_eq!(decoded.tls_serialize_detached().unwrap(), bytes, "{what} re-encodes byte for byte");
 }
 
 /// Round-trips if openmls decodes the bytes; returns whether it did.
-fn try_round_trip<
-    T: openmls::prelude::tls_codec::Deserialize + openmls::prelude::tls_codec::Serialize,
->(
+fn try_round_trip<T: openmls::prelude::tls_codec::Deserialize + openmls::prelude::tls_codec::Serialize>(
     bytes: &[u8],
 ) -> bool {
     match T::tls_deserialize_exact(bytes) {
@@ -107,8 +95,7 @@ fn commit_round_trip(commit: &[u8]) {
 
 #[test]
 fn messages_vectors() {
-    let vectors: Vec<Vector> =
-        serde_json::from_str(&std::fs::read_to_string(PATH).expect("vector file")).unwrap();
+    let vectors: Vec<Vector> = serde_json::from_str(&std::fs::read_to_string(PATH).expect("vector file")).unwrap();
     assert!(!vectors.is_empty());
     let mut optional = [0usize; 3]; // reinit, external init, gce proposals that openmls decodes
     let mut inspected = [0usize; 4]; // ok, refused as non-Veche, group infos refused, key packages refused
@@ -134,9 +121,7 @@ fn messages_vectors() {
         // must re-encode exactly.
         optional[0] += try_round_trip::<ReInitProposal>(&v.re_init_proposal) as usize;
         optional[1] += try_round_trip::<ExternalInitProposal>(&v.external_init_proposal) as usize;
-        optional[2] +=
-            try_round_trip::<GroupContextExtensionProposalIn>(&v.group_context_extensions_proposal)
-                as usize;
+        optional[2] += try_round_trip::<GroupContextExtensionProposalIn>(&v.group_context_extensions_proposal) as usize;
         commit_round_trip(&v.commit);
 
         // The node's view. These are not Veche messages (other credentials, no policy), so
@@ -147,10 +132,8 @@ fn messages_vectors() {
             (&v.public_message_commit, MessageKind::Commit),
             (&v.private_message, MessageKind::Application),
         ] {
-            let protocol = MlsMessageIn::tls_deserialize_exact(bytes.as_slice())
-                .unwrap()
-                .try_into_protocol_message()
-                .unwrap();
+            let protocol =
+                MlsMessageIn::tls_deserialize_exact(bytes.as_slice()).unwrap().try_into_protocol_message().unwrap();
             match inspect_message(bytes) {
                 Ok(seen) => {
                     inspected[0] += 1;
@@ -163,31 +146,23 @@ fn messages_vectors() {
                     check_frame(&protocol, &seen);
                 }
                 Err(
-                    InspectError::InvalidKeyPackage(_)
-                    | InspectError::Identity(_)
-                    | InspectError::WrongCiphersuite(_),
+                    InspectError::InvalidKeyPackage(_) | InspectError::Identity(_) | InspectError::WrongCiphersuite(_),
                 ) => inspected[1] += 1,
                 Err(InspectError::BadGroupId(n)) => assert_ne!(n, 16),
                 Err(other) => panic!("#{i}: inspect failed on a well-formed message: {other:?}"),
             }
         }
         match inspect_group_info(&v.mls_group_info) {
-            Err(
-                InspectError::InvalidGroupInfo(_)
-                | InspectError::Identity(_)
-                | InspectError::Policy(_),
-            ) => inspected[2] += 1,
-            Err(InspectError::WrongCiphersuite(_) | InspectError::BadGroupId(_)) => {
+            Err(InspectError::InvalidGroupInfo(_) | InspectError::Identity(_) | InspectError::Policy(_)) => {
                 inspected[2] += 1
             }
+            Err(InspectError::WrongCiphersuite(_) | InspectError::BadGroupId(_)) => inspected[2] += 1,
             other => panic!("#{i}: a non-Veche group info must be refused: {other:?}"),
         }
         match inspect_key_package(&v.mls_key_package) {
-            Err(
-                InspectError::InvalidKeyPackage(_)
-                | InspectError::Identity(_)
-                | InspectError::WrongCiphersuite(_),
-            ) => inspected[3] += 1,
+            Err(InspectError::InvalidKeyPackage(_) | InspectError::Identity(_) | InspectError::WrongCiphersuite(_)) => {
+                inspected[3] += 1
+            }
             other => panic!("#{i}: a non-Veche key package must be refused: {other:?}"),
         }
     }
@@ -211,8 +186,5 @@ fn messages_vectors() {
 }
 
 fn check_frame(protocol: &ProtocolMessage, seen: &veche_mls::inspect::Inspected) {
-    assert_eq!(
-        seen.public,
-        matches!(protocol, ProtocolMessage::PublicMessage(_))
-    );
+    assert_eq!(seen.public, matches!(protocol, ProtocolMessage::PublicMessage(_)));
 }

@@ -11,9 +11,8 @@
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    Ciphersuite, KeyPackage, KeyPackageBundle, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup,
-    MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent, RatchetTreeIn,
-    StagedWelcome,
+    Ciphersuite, KeyPackage, KeyPackageBundle, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupJoinConfig,
+    MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent, RatchetTreeIn, StagedWelcome,
 };
 use openmls::schedule::psk::PreSharedKeyId;
 use openmls_traits::OpenMlsProvider;
@@ -30,9 +29,7 @@ fn de_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
 }
 
 fn de_hex_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|s| hex::decode(s).map_err(serde::de::Error::custom))
-        .transpose()
+    Option::<String>::deserialize(d)?.map(|s| hex::decode(s).map_err(serde::de::Error::custom)).transpose()
 }
 
 #[derive(Deserialize)]
@@ -93,33 +90,22 @@ impl Passive {
     fn reload(&mut self) {
         let snapshot = redb_store::load(&self.db.begin_read().unwrap()).unwrap();
         self.store = Store::from_snapshot(snapshot);
-        let id = self
-            .group
-            .as_ref()
-            .map(|g| g.group_id().clone())
-            .expect("joined");
+        let id = self.group.as_ref().map(|g| g.group_id().clone()).expect("joined");
         self.group = MlsGroup::load(self.store.storage(), &id).unwrap();
     }
 
     fn authenticator(&self) -> Vec<u8> {
-        self.group
-            .as_ref()
-            .unwrap()
-            .epoch_authenticator()
-            .as_slice()
-            .to_vec()
+        self.group.as_ref().unwrap().epoch_authenticator().as_slice().to_vec()
     }
 
     fn process(&mut self, message: &[u8]) {
         let message = MlsMessageIn::tls_deserialize_exact(message).unwrap();
         let group = self.group.as_mut().unwrap();
-        let processed = group
-            .process_message(&self.store, message.try_into_protocol_message().unwrap())
-            .unwrap();
+        let processed = group.process_message(&self.store, message.try_into_protocol_message().unwrap()).unwrap();
         match processed.into_content() {
-            ProcessedMessageContent::ProposalMessage(proposal) => group
-                .store_pending_proposal(self.store.storage(), *proposal)
-                .unwrap(),
+            ProcessedMessageContent::ProposalMessage(proposal) => {
+                group.store_pending_proposal(self.store.storage(), *proposal).unwrap()
+            }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 group.merge_staged_commit(&self.store, *staged).unwrap()
             }
@@ -136,14 +122,11 @@ impl Passive {
 /// bundle is therefore assembled from openmls' own serde encodings of its parts.
 fn inject_key_package(store: &Store, v: &Vector) {
     let MlsMessageBodyIn::KeyPackage(key_package) =
-        MlsMessageIn::tls_deserialize_exact(&v.key_package)
-            .unwrap()
-            .extract()
+        MlsMessageIn::tls_deserialize_exact(&v.key_package).unwrap().extract()
     else {
         panic!("not a key package")
     };
-    let key_package: KeyPackage =
-        serde_json::from_value(serde_json::to_value(&key_package).unwrap()).unwrap();
+    let key_package: KeyPackage = serde_json::from_value(serde_json::to_value(&key_package).unwrap()).unwrap();
     let init = openmls::prelude::HpkePrivateKey::from(v.init_priv.clone());
     let encryption = openmls::prelude::HpkePrivateKey::from(v.encryption_priv.clone());
     let bundle: KeyPackageBundle = serde_json::from_value(serde_json::json!({
@@ -153,32 +136,22 @@ fn inject_key_package(store: &Store, v: &Vector) {
     }))
     .unwrap();
     let hash_ref = key_package.hash_ref(store.crypto()).unwrap();
-    store
-        .storage()
-        .write_key_package(&hash_ref, &bundle)
-        .unwrap();
+    store.storage().write_key_package(&hash_ref, &bundle).unwrap();
 }
 
 fn run(v: &Vector) {
     let mut client = Passive {
         store: Store::new(),
-        db: Database::builder()
-            .create_with_backend(InMemoryBackend::new())
-            .unwrap(),
+        db: Database::builder().create_with_backend(InMemoryBackend::new()).unwrap(),
         group: None,
     };
     for psk in &v.external_psks {
-        PreSharedKeyId::external(psk.psk_id.clone(), vec![])
-            .store(&client.store, &psk.psk)
-            .unwrap();
+        PreSharedKeyId::external(psk.psk_id.clone(), vec![]).store(&client.store, &psk.psk).unwrap();
     }
     inject_key_package(&client.store, v);
     client.persist();
 
-    let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(&v.welcome)
-        .unwrap()
-        .extract()
-    else {
+    let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(&v.welcome).unwrap().extract() else {
         panic!("not a welcome")
     };
     let config = MlsGroupJoinConfig::builder()
@@ -186,12 +159,10 @@ fn run(v: &Vector) {
         .use_ratchet_tree_extension(true)
         .number_of_resumption_psks(16)
         .build();
-    let mut join = StagedWelcome::build_from_welcome(&client.store, &config, welcome)
-        .unwrap()
-        .skip_lifetime_validation();
+    let mut join =
+        StagedWelcome::build_from_welcome(&client.store, &config, welcome).unwrap().skip_lifetime_validation();
     if let Some(tree) = &v.ratchet_tree {
-        join =
-            join.with_ratchet_tree(RatchetTreeIn::tls_deserialize_exact(tree.as_slice()).unwrap());
+        join = join.with_ratchet_tree(RatchetTreeIn::tls_deserialize_exact(tree.as_slice()).unwrap());
     }
     let group = join.build().unwrap().into_group(&client.store).unwrap();
     client.group = Some(group);
@@ -207,11 +178,7 @@ fn run(v: &Vector) {
             client.process(&proposal.0);
         }
         client.process(&epoch.commit);
-        assert_eq!(
-            client.authenticator(),
-            epoch.epoch_authenticator,
-            "epoch {i} (before rollback)"
-        );
+        assert_eq!(client.authenticator(), epoch.epoch_authenticator, "epoch {i} (before rollback)");
         client.store.rollback();
         client.reload();
         // Then for real.
@@ -219,31 +186,21 @@ fn run(v: &Vector) {
             client.process(&proposal.0);
         }
         client.process(&epoch.commit);
-        assert_eq!(
-            client.authenticator(),
-            epoch.epoch_authenticator,
-            "epoch {i}"
-        );
+        assert_eq!(client.authenticator(), epoch.epoch_authenticator, "epoch {i}");
         client.persist();
         client.reload();
-        assert_eq!(
-            client.authenticator(),
-            epoch.epoch_authenticator,
-            "epoch {i} after reload"
-        );
+        assert_eq!(client.authenticator(), epoch.epoch_authenticator, "epoch {i} after reload");
     }
 }
 
 /// Runs every case of a vector file whose ciphersuite the crypto provider supports.
 fn run_file(name: &str) -> (usize, usize) {
     let path = format!("{}/../spec/test-vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    let vectors: Vec<Vector> =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let vectors: Vec<Vector> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let crypto = openmls_rust_crypto::RustCrypto::default();
     let (mut ran, mut skipped) = (0, 0);
     for v in &vectors {
-        let supported =
-            Ciphersuite::try_from(v.cipher_suite).is_ok_and(|cs| crypto.supports(cs).is_ok());
+        let supported = Ciphersuite::try_from(v.cipher_suite).is_ok_and(|cs| crypto.supports(cs).is_ok());
         if supported {
             run(v);
             ran += 1;

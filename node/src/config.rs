@@ -78,14 +78,11 @@ pub struct Config {
 }
 
 fn default_data_dir() -> PathBuf {
-    dirs::data_dir()
-        .map(|d| d.join("veche"))
-        .unwrap_or_else(|| PathBuf::from("veche-data"))
+    dirs::data_dir().map(|d| d.join("veche")).unwrap_or_else(|| PathBuf::from("veche-data"))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -95,11 +92,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let data_dir = args
-            .data_dir
-            .clone()
-            .or(file.data_dir.take())
-            .unwrap_or_else(default_data_dir);
+        let data_dir = args.data_dir.clone().or(file.data_dir.take()).unwrap_or_else(default_data_dir);
         if args.config.is_none() {
             let implicit = data_dir.join("veche.toml");
             if implicit.exists() {
@@ -109,32 +102,18 @@ impl Config {
         let name = args
             .name
             .or(file.name)
-            .or_else(|| {
-                std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_string())
-            })
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "veche".to_string());
-        let name = veche_protocol::validate::chat_name(&name)
-            .map_err(|e| anyhow::anyhow!("node name: {e}"))?;
+        let name = veche_protocol::validate::chat_name(&name).map_err(|e| anyhow::anyhow!("node name: {e}"))?;
         let rate_limit = args.rate_limit.or(file.rate_limit).unwrap_or(1000);
         anyhow::ensure!(rate_limit > 0, "rate_limit must be positive");
         Ok(Config {
             data_dir,
-            http: args
-                .http
-                .or(file.http)
-                .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default address")),
+            http: args.http.or(file.http).unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default address")),
             name,
-            registration: args
-                .registration
-                .or(file.registration)
-                .unwrap_or(Registration::Invite),
-            public_url: args
-                .public_url
-                .or(file.public_url)
-                .map(|u| u.trim_end_matches('/').to_string()),
+            registration: args.registration.or(file.registration).unwrap_or(Registration::Invite),
+            public_url: args.public_url.or(file.public_url).map(|u| u.trim_end_matches('/').to_string()),
             rate_limit,
         })
     }

@@ -44,17 +44,9 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
         let lagged = Arc::new(AtomicBool::new(false));
-        let slot = Slot {
-            id,
-            tx,
-            lagged: lagged.clone(),
-        };
+        let slot = Slot { id, tx, lagged: lagged.clone() };
         self.lock().entry(account).or_default().push(slot);
-        Subscriber {
-            id,
-            events: rx,
-            lagged,
-        }
+        Subscriber { id, events: rx, lagged }
     }
 
     /// Removes a connection.

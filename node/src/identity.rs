@@ -19,19 +19,13 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<libp2p_identity::Keypai
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
+            let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
             file.write_all(&secret)?;
             file.sync_all()?;
             secret
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    anyhow::ensure!(
-        secret.len() == 32,
-        "{} is not a 32-byte key",
-        path.display()
-    );
+    anyhow::ensure!(secret.len() == 32, "{} is not a 32-byte key", path.display());
     libp2p_identity::Keypair::ed25519_from_bytes(&mut secret).context("invalid node key")
 }

@@ -14,11 +14,7 @@ mod store;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "veche",
-    version,
-    about = "Veche: a self-hosted, community-run communication node"
-)]
+#[command(name = "veche", version, about = "Veche: a self-hosted, community-run communication node")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,10 +30,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

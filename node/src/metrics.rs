@@ -27,23 +27,11 @@ impl Metrics {
     /// Renders the text exposition format.
     pub fn render(&self) -> String {
         let mut registry = Registry::with_prefix("veche");
-        registry.register(
-            "connections",
-            "Open WebSocket connections",
-            self.connections.clone(),
-        );
-        registry.register(
-            "connections_opened",
-            "WebSocket connections opened",
-            self.connections_total.clone(),
-        );
+        registry.register("connections", "Open WebSocket connections", self.connections.clone());
+        registry.register("connections_opened", "WebSocket connections opened", self.connections_total.clone());
         registry.register("devices", "Registered devices", self.devices.clone());
         registry.register("groups", "Chats on this node", self.groups.clone());
-        registry.register(
-            "messages_stored",
-            "Messages ordered and stored",
-            self.messages_stored.clone(),
-        );
+        registry.register("messages_stored", "Messages ordered and stored", self.messages_stored.clone());
         registry.register(
             "messages_delivered",
             "Messages handed to devices (live and fetched)",
@@ -70,16 +58,8 @@ impl Metrics {
             self.events_pushed.clone(),
         );
         registry.register("requests", "Requests handled", self.requests.clone());
-        registry.register(
-            "requests_refused",
-            "Requests answered with an error",
-            self.requests_refused.clone(),
-        );
-        registry.register(
-            "rate_limited",
-            "Requests refused for rate",
-            self.rate_limited.clone(),
-        );
+        registry.register("requests_refused", "Requests answered with an error", self.requests_refused.clone());
+        registry.register("rate_limited", "Requests refused for rate", self.rate_limited.clone());
         let mut out = String::new();
         if encode(&mut out, &registry).is_err() {
             out.clear();

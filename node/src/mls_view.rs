@@ -49,12 +49,7 @@ impl GroupInfoView {
     pub fn roster(&self) -> BTreeMap<AccountId, Role> {
         self.leaves
             .values()
-            .map(|(account, _)| {
-                (
-                    *account,
-                    self.roles.get(account).copied().unwrap_or(Role::Member),
-                )
-            })
+            .map(|(account, _)| (*account, self.roles.get(account).copied().unwrap_or(Role::Member)))
             .collect()
     }
 }
@@ -65,9 +60,7 @@ fn malformed(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 /// Inspects an MLS message (PublicMessage or PrivateMessage).
 pub fn message(bytes: &[u8]) -> Result<MessageView, ApiError> {
-    use veche_mls::inspect::{
-        InspectedProposal, InspectedSender, MessageKind as Kind, inspect_message,
-    };
+    use veche_mls::inspect::{InspectedProposal, InspectedSender, MessageKind as Kind, inspect_message};
     let inspected = inspect_message(bytes).map_err(|e| malformed("MLS message", e))?;
     let kind = match inspected.kind {
         Kind::Application => MessageKind::Application,
@@ -79,10 +72,7 @@ pub fn message(bytes: &[u8]) -> Result<MessageView, ApiError> {
         InspectedSender::Member(leaf) => Some(leaf),
         _ => None,
     };
-    let self_remove = inspected
-        .proposals
-        .iter()
-        .any(|p| matches!(p, InspectedProposal::SelfRemove))
+    let self_remove = inspected.proposals.iter().any(|p| matches!(p, InspectedProposal::SelfRemove))
         || (kind == MessageKind::Proposal
             && sender_leaf.is_some()
             && inspected.removed_leaves() == sender_leaf.into_iter().collect::<Vec<_>>());
@@ -92,11 +82,7 @@ pub fn message(bytes: &[u8]) -> Result<MessageView, ApiError> {
         kind,
         sender_leaf,
         public: inspected.public,
-        added: inspected
-            .added()
-            .iter()
-            .map(|id| (id.account, id.device))
-            .collect(),
+        added: inspected.added().iter().map(|id| (id.account, id.device)).collect(),
         removed_leaves: inspected.removed_leaves(),
         changes_policy: inspected.changes_extensions(),
         self_remove,
@@ -105,18 +91,13 @@ pub fn message(bytes: &[u8]) -> Result<MessageView, ApiError> {
 
 /// Inspects a GroupInfo.
 pub fn group_info(bytes: &[u8]) -> Result<GroupInfoView, ApiError> {
-    let summary =
-        veche_mls::inspect::inspect_group_info(bytes).map_err(|e| malformed("GroupInfo", e))?;
+    let summary = veche_mls::inspect::inspect_group_info(bytes).map_err(|e| malformed("GroupInfo", e))?;
     Ok(GroupInfoView {
         group: summary.group,
         epoch: summary.epoch,
         kind: summary.policy.kind,
         roles: summary.policy.roles.clone(),
-        leaves: summary
-            .leaves
-            .iter()
-            .map(|(leaf, id)| (*leaf, (id.account, id.device)))
-            .collect(),
+        leaves: summary.leaves.iter().map(|(leaf, id)| (*leaf, (id.account, id.device))).collect(),
     })
 }
 

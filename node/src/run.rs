@@ -20,38 +20,25 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::resolve(args)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let keypair = crate::identity::load_or_create(&config.data_dir)?;
     let node_id = keypair.public().to_peer_id().to_string();
     let store = Store::open(&config.data_dir.join("veche.redb"))?;
     let hub = Arc::new(Hub::default());
-    let writer = Writer::spawn(store.database().clone(), hub.clone())
-        .context("starting the writer thread")?;
+    let writer = Writer::spawn(store.database().clone(), hub.clone()).context("starting the writer thread")?;
     let info = NodeInfo {
         node_id: node_id.clone(),
         name: config.name.clone(),
         registration: config.registration.into(),
         version: env!("CARGO_PKG_VERSION"),
     };
-    let node = Node {
-        store,
-        writer,
-        hub,
-        metrics: Arc::new(Metrics::default()),
-        info: Arc::new(info),
-    };
+    let node = Node { store, writer, hub, metrics: Arc::new(Metrics::default()), info: Arc::new(info) };
 
-    let listener = tokio::net::TcpListener::bind(config.http)
-        .await
-        .with_context(|| format!("listening on {}", config.http))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.http).await.with_context(|| format!("listening on {}", config.http))?;
     let bound = listener.local_addr()?;
     let urls = urls(bound, config.public_url.as_deref());
-    println!(
-        "Veche node \"{}\" {}",
-        config.name,
-        env!("CARGO_PKG_VERSION")
-    );
+    println!("Veche node \"{}\" {}", config.name, env!("CARGO_PKG_VERSION"));
     println!("node id: {node_id}");
     println!("data dir: {}", config.data_dir.display());
     println!("registration: {:?}", config.registration);
@@ -61,12 +48,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if config.registration != crate::config::Registration::Open
         && let Some((invite, secret)) = crate::service::invites::create_admin_invite(&node).await?
     {
-        let link = InviteLink {
-            node_url: urls[0].clone(),
-            invite,
-            secret,
-            group: None,
-        };
+        let link = InviteLink { node_url: urls[0].clone(), invite, secret, group: None };
         println!("admin link (one use; whoever registers with it becomes this node's admin):");
         println!("  {}", link.to_url());
     }
@@ -91,15 +73,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         started: std::time::Instant::now(),
         shutdown: shutdown_rx,
     };
-    axum::serve(
-        listener,
-        api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = shutdown_tx.send(true);
-    })
-    .await?;
+    axum::serve(listener, api::router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = shutdown_tx.send(true);
+        })
+        .await?;
     retention.abort();
     tracing::info!("node stopped");
     Ok(ExitCode::SUCCESS)
@@ -113,13 +92,7 @@ fn urls(bound: SocketAddr, public_url: Option<&str>) -> Vec<String> {
     let port = bound.port();
     let mut ips: Vec<IpAddr> = if bound.ip().is_unspecified() {
         let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
-            .map(|addrs| {
-                addrs
-                    .into_iter()
-                    .map(|a| a.ip())
-                    .filter(|ip| ip.is_ipv4())
-                    .collect()
-            })
+            .map(|addrs| addrs.into_iter().map(|a| a.ip()).filter(|ip| ip.is_ipv4()).collect())
             .unwrap_or_default();
         // LAN addresses first: they are what members on other devices use.
         ips.sort_by_key(|ip| ip.is_loopback());
@@ -130,23 +103,20 @@ fn urls(bound: SocketAddr, public_url: Option<&str>) -> Vec<String> {
     if ips.is_empty() {
         ips.push(IpAddr::from([127, 0, 0, 1]));
     }
-    ips.into_iter()
-        .map(|ip| format!("http://{}", SocketAddr::new(ip, port)))
-        .collect()
+    ips.into_iter().map(|ip| format!("http://{}", SocketAddr::new(ip, port))).collect()
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

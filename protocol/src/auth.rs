@@ -64,8 +64,7 @@ pub fn sign(key: &SigningKey, payload: &[u8]) -> Vec<u8> {
 pub fn verify(device: &DeviceId, payload: &[u8], signature: &[u8]) -> Result<(), AuthError> {
     let key = VerifyingKey::from_bytes(device.as_bytes()).map_err(|_| AuthError::BadKey)?;
     let signature = Signature::from_slice(signature).map_err(|_| AuthError::BadSignature)?;
-    key.verify_strict(payload, &signature)
-        .map_err(|_| AuthError::BadSignature)
+    key.verify_strict(payload, &signature).map_err(|_| AuthError::BadSignature)
 }
 
 #[cfg(test)]

@@ -77,8 +77,8 @@ impl AppMessage {
         if bytes.len() > crate::MAX_CONTENT_BYTES {
             return Err(ContentError::TooLarge { max: crate::MAX_CONTENT_BYTES });
         }
-        let (version, rest) = postcard::take_from_bytes::<u16>(bytes)
-            .map_err(|e| ContentError::Malformed(e.to_string()))?;
+        let (version, rest) =
+            postcard::take_from_bytes::<u16>(bytes).map_err(|e| ContentError::Malformed(e.to_string()))?;
         if version != CONTENT_VERSION {
             return Err(ContentError::UnsupportedVersion(version));
         }

@@ -28,7 +28,10 @@ pub struct ClientFrame {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerFrame {
     Hello(Hello),
-    Response { id: u32, result: Result<Response, ApiError> },
+    Response {
+        id: u32,
+        result: Result<Response, ApiError>,
+    },
     Event(Event),
     /// The node is closing this connection because the device broke the protocol.
     Fatal(ApiError),
@@ -75,15 +78,25 @@ pub enum Request {
         signature: Signature,
     },
     /// Signs in a registered device.
-    SignIn { device: DeviceId, signature: Signature },
+    SignIn {
+        device: DeviceId,
+        signature: Signature,
+    },
     /// The signed-in account.
     Me,
     /// Uploads one-time key packages and optionally replaces the last-resort one.
-    PublishKeyPackages { packages: Vec<Vec<u8>>, last_resort: Option<Vec<u8>> },
+    PublishKeyPackages {
+        packages: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+    },
     /// Takes one key package of every device of an account (one-time ones first).
-    ClaimKeyPackages { account: AccountId },
+    ClaimKeyPackages {
+        account: AccountId,
+    },
     /// Display names of accounts.
-    Profiles { accounts: Vec<AccountId> },
+    Profiles {
+        accounts: Vec<AccountId>,
+    },
     /// Registers a new chat whose MLS group the device has just created (epoch 0, only itself).
     CreateChat {
         group: GroupId,
@@ -97,33 +110,71 @@ pub enum Request {
     /// Chats the account is in.
     Chats,
     /// One chat with its members.
-    Chat { group: GroupId },
+    Chat {
+        group: GroupId,
+    },
     /// An MLS commit (PublicMessage) made by a member, with the Welcome for added members and
     /// the GroupInfo of the new epoch.
-    Commit { group: GroupId, commit: Vec<u8>, welcome: Option<Vec<u8>>, group_info: Vec<u8> },
+    Commit {
+        group: GroupId,
+        commit: Vec<u8>,
+        welcome: Option<Vec<u8>>,
+        group_info: Vec<u8>,
+    },
     /// An MLS proposal or application message for the chat's current epoch.
-    Send { group: GroupId, message: Vec<u8> },
+    Send {
+        group: GroupId,
+        message: Vec<u8>,
+    },
     /// Log entries with sequence numbers greater than `after`, oldest first.
-    Fetch { group: GroupId, after: u64, limit: u32 },
+    Fetch {
+        group: GroupId,
+        after: u64,
+        limit: u32,
+    },
     /// The device has durably processed everything up to `seq`.
-    Ack { group: GroupId, seq: u64 },
+    Ack {
+        group: GroupId,
+        seq: u64,
+    },
     /// Welcomes waiting for this device.
     Welcomes,
     /// The device has joined from this welcome; the node may drop it.
-    AckWelcome { id: u64 },
+    AckWelcome {
+        id: u64,
+    },
     /// Creates an invite link (chat invite with `group`, node invite without; node invites are for admins).
-    CreateInvite { group: Option<GroupId>, max_uses: Option<u32>, expires_in_secs: Option<u64> },
-    RevokeInvite { invite: InviteId },
+    CreateInvite {
+        group: Option<GroupId>,
+        max_uses: Option<u32>,
+        expires_in_secs: Option<u64>,
+    },
+    RevokeInvite {
+        invite: InviteId,
+    },
     /// Invites of a chat (owner/admin).
-    Invites { group: GroupId },
+    Invites {
+        group: GroupId,
+    },
     /// What an invite link leads to. Served before sign-in (the join page shows it).
-    InvitePreview { token: InviteToken },
+    InvitePreview {
+        token: InviteToken,
+    },
     /// The current GroupInfo of the chat an invite admits to, for an MLS external commit.
-    JoinGroupInfo { token: InviteToken },
+    JoinGroupInfo {
+        token: InviteToken,
+    },
     /// Joins a chat by invite with an external commit, and the GroupInfo of the new epoch.
-    Join { token: InviteToken, commit: Vec<u8>, group_info: Vec<u8> },
+    Join {
+        token: InviteToken,
+        commit: Vec<u8>,
+        group_info: Vec<u8>,
+    },
     /// Sets how long the node keeps the chat's log (owner only).
-    SetRetention { group: GroupId, retention: Retention },
+    SetRetention {
+        group: GroupId,
+        retention: Retention,
+    },
 }
 
 /// What the node answers.
@@ -136,10 +187,18 @@ pub enum Response {
     Chat(ChatInfo),
     Chats(Vec<ChatInfo>),
     /// The message is durably stored under this sequence number.
-    Stored { seq: u64 },
-    Messages { messages: Vec<Delivered>, head: u64 },
+    Stored {
+        seq: u64,
+    },
+    Messages {
+        messages: Vec<Delivered>,
+        head: u64,
+    },
     Welcomes(Vec<WelcomeEnvelope>),
-    InviteCreated { invite: InviteInfo, secret: [u8; SECRET_LEN] },
+    InviteCreated {
+        invite: InviteInfo,
+        secret: [u8; SECRET_LEN],
+    },
     Invites(Vec<InviteInfo>),
     InvitePreview(InvitePreview),
     GroupInfo(Vec<u8>),
@@ -280,7 +339,9 @@ pub enum ErrorCode {
     /// Already exists (device registered, direct chat for this pair, chat id taken).
     Conflict,
     /// The commit or message is for an epoch that is no longer current: fetch, process, retry.
-    StaleEpoch { current: u64 },
+    StaleEpoch {
+        current: u64,
+    },
     /// Registration needs an invite link on this node.
     InviteRequired,
     RegistrationClosed,
@@ -340,10 +401,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let frame = ClientFrame {
-            id: 7,
-            request: Request::Send { group: GroupId([1; 16]), message: vec![1, 2, 3] },
-        };
+        let frame = ClientFrame { id: 7, request: Request::Send { group: GroupId([1; 16]), message: vec![1, 2, 3] } };
         assert_eq!(ClientFrame::decode(&frame.encode()).unwrap(), frame);
         let resp = ServerFrame::Response {
             id: 7,

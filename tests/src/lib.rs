@@ -178,7 +178,9 @@ impl Node {
 
     /// SIGTERM and wait for a graceful exit; returns the exit status success.
     pub fn terminate(&mut self) -> anyhow::Result<bool> {
-        let Some(mut child) = self.child.take() else { return Ok(true) };
+        let Some(mut child) = self.child.take() else {
+            return Ok(true);
+        };
         Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -249,7 +251,10 @@ impl Client {
     pub fn fail(&self, args: &[&str]) -> anyhow::Result<Value> {
         let output = self.command(args).stdin(Stdio::null()).output()?;
         if output.status.success() {
-            bail!("veche client {args:?} succeeded but should have failed: {}", String::from_utf8_lossy(&output.stdout));
+            bail!(
+                "veche client {args:?} succeeded but should have failed: {}",
+                String::from_utf8_lossy(&output.stdout)
+            );
         }
         let mut lines = parse_lines(&output.stdout)?;
         lines.pop().context("no error JSON")
@@ -257,7 +262,12 @@ impl Client {
 
     /// Starts `send CHAT --stdin` feeding `texts`; returns the child (stdout: one JSON line per stored message).
     pub fn spawn_send(&self, chat: &str, texts: Vec<String>) -> anyhow::Result<Child> {
-        let mut child = self.command(&["send", chat, "--stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let mut child = self
+            .command(&["send", chat, "--stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
         let mut stdin = child.stdin.take().context("stdin")?;
         std::thread::spawn(move || {
             for text in texts {
@@ -318,7 +328,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Whether any file under `dir` contains `needle` (raw bytes).
 pub fn dir_contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
-    files_under(dir).into_iter().find(|path| {
-        std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-    })
+    files_under(dir)
+        .into_iter()
+        .find(|path| std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)))
 }

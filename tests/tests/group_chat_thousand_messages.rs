@@ -19,7 +19,10 @@ fn three_members_exchange_a_thousand_messages_in_one_order() -> anyhow::Result<(
     let carol = Client::new(tmp.path(), "carol", &node.url);
     assert_eq!(alice.run(&["register", "--name", "Alice", "--invite", &admin_link])?["node_admin"], true);
     let group = alice.run(&["group", "create", "Town hall"])?["chat"].as_str().unwrap().to_string();
-    let link = alice.run(&["invite", "create", &group, "--uses", "2", "--expires", "1h"])?["link"].as_str().unwrap().to_string();
+    let link = alice.run(&["invite", "create", &group, "--uses", "2", "--expires", "1h"])?["link"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Alice's device is offline from here on (no client process runs): joining needs nobody.
     for (client, name) in [(&bob, "Bob"), (&carol, "Carol")] {

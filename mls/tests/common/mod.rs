@@ -22,15 +22,8 @@ pub struct Device {
 impl Device {
     pub fn new() -> Self {
         let secret = Client::generate_secret();
-        let db = Database::builder()
-            .create_with_backend(InMemoryBackend::new())
-            .expect("in-memory redb");
-        let mut device = Self {
-            client: Client::new(secret),
-            secret,
-            db,
-            mirror: Snapshot::empty(),
-        };
+        let db = Database::builder().create_with_backend(InMemoryBackend::new()).expect("in-memory redb");
+        let mut device = Self { client: Client::new(secret), secret, db, mirror: Snapshot::empty() };
         device.persist();
         device
     }
@@ -52,10 +45,7 @@ impl Device {
     pub fn reopen(&mut self) {
         let txn = self.db.begin_read().expect("begin read");
         let snapshot = redb_store::load(&txn).expect("load");
-        assert_eq!(
-            snapshot, self.mirror,
-            "redb holds exactly the persisted state"
-        );
+        assert_eq!(snapshot, self.mirror, "redb holds exactly the persisted state");
         self.client = Client::open(self.secret, snapshot).expect("open");
     }
 
@@ -73,10 +63,7 @@ impl Device {
     }
 
     pub fn send(&mut self, group: GroupId, text: &str) -> Vec<u8> {
-        let message = self
-            .client
-            .encrypt(group, text.as_bytes())
-            .expect("encrypt");
+        let message = self.client.encrypt(group, text.as_bytes()).expect("encrypt");
         self.persist();
         message
     }
@@ -92,11 +79,7 @@ impl Device {
         .expect("load")
         .expect("group exists");
         let public = veche_mls::identity::device_id(&self.secret);
-        let signer = SignatureKeyPair::from_raw(
-            SignatureScheme::ED25519,
-            self.secret.to_vec(),
-            public.0.to_vec(),
-        );
+        let signer = SignatureKeyPair::from_raw(SignatureScheme::ED25519, self.secret.to_vec(), public.0.to_vec());
         (store, mls, signer)
     }
 }
@@ -109,9 +92,5 @@ pub fn text(processed: Processed) -> String {
 }
 
 pub fn new_group_id() -> GroupId {
-    GroupId(
-        Client::generate_secret()[..16]
-            .try_into()
-            .expect("16 bytes"),
-    )
+    GroupId(Client::generate_secret()[..16].try_into().expect("16 bytes"))
 }

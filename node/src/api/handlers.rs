@@ -25,13 +25,7 @@ pub struct Outcome {
 
 impl Conn {
     pub fn new(node: Node, challenge: [u8; auth::CHALLENGE_LEN]) -> Self {
-        Conn {
-            node,
-            challenge,
-            challenge_used: false,
-            auth_failures: 0,
-            session: None,
-        }
+        Conn { node, challenge, challenge_used: false, auth_failures: 0, session: None }
     }
 
     pub fn session(&self) -> Option<Session> {
@@ -40,24 +34,15 @@ impl Conn {
 
     fn bad_signature(&mut self) -> Outcome {
         self.auth_failures += 1;
-        let error = ApiError::new(
-            ErrorCode::BadSignature,
-            "signature does not match this connection's challenge",
-        );
+        let error = ApiError::new(ErrorCode::BadSignature, "signature does not match this connection's challenge");
         let close = (self.auth_failures >= MAX_AUTH_FAILURES)
             .then(|| ApiError::new(ErrorCode::BadSignature, "too many failed sign-in attempts"));
-        Outcome {
-            result: Err(error),
-            close,
-        }
+        Outcome { result: Err(error), close }
     }
 }
 
 fn reply(result: Result<Response, ApiError>) -> Outcome {
-    Outcome {
-        result,
-        close: None,
-    }
+    Outcome { result, close: None }
 }
 
 fn ok(result: Result<(), ApiError>) -> Outcome {
@@ -69,54 +54,26 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
     let node = conn.node.clone();
     let session = match (&request, conn.session) {
         (Request::Register { .. } | Request::SignIn { .. }, Some(_)) => {
-            return reply(Err(ApiError::new(
-                ErrorCode::ChallengeUsed,
-                "already signed in on this connection",
-            )));
+            return reply(Err(ApiError::new(ErrorCode::ChallengeUsed, "already signed in on this connection")));
         }
-        (
-            Request::Register {
-                device,
-                account,
-                display_name,
-                invite,
-                signature,
-            },
-            None,
-        ) => {
+        (Request::Register { device, account, display_name, invite, signature }, None) => {
             if conn.challenge_used {
-                return reply(Err(ApiError::new(
-                    ErrorCode::ChallengeUsed,
-                    "challenge already used; reconnect",
-                )));
+                return reply(Err(ApiError::new(ErrorCode::ChallengeUsed, "challenge already used; reconnect")));
             }
-            let payload = auth::register_payload(
-                &node.info.node_id,
-                &conn.challenge,
-                device,
-                account,
-                display_name,
-            );
+            let payload = auth::register_payload(&node.info.node_id, &conn.challenge, device, account, display_name);
             if auth::verify(device, &payload, signature).is_err() {
                 return conn.bad_signature();
             }
-            let result =
-                accounts::register(&node, *device, *account, display_name, invite.clone()).await;
+            let result = accounts::register(&node, *device, *account, display_name, invite.clone()).await;
             if let Ok(account) = &result {
                 conn.challenge_used = true;
-                conn.session = Some(Session {
-                    account: account.account,
-                    device: account.device,
-                });
+                conn.session = Some(Session { account: account.account, device: account.device });
             }
             return reply(result.map(Response::SignedIn));
         }
         (Request::SignIn { device, signature }, None) => {
             if conn.challenge_used {
-                return reply(Err(ApiError::new(
-                    ErrorCode::ChallengeUsed,
-                    "challenge already used; reconnect",
-                )));
+                return reply(Err(ApiError::new(ErrorCode::ChallengeUsed, "challenge already used; reconnect")));
             }
             let payload = auth::sign_in_payload(&node.info.node_id, &conn.challenge, device);
             if auth::verify(device, &payload, signature).is_err() {
@@ -125,10 +82,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             let result = accounts::sign_in(&node, *device);
             if let Ok(account) = &result {
                 conn.challenge_used = true;
-                conn.session = Some(Session {
-                    account: account.account,
-                    device: account.device,
-                });
+                conn.session = Some(Session { account: account.account, device: account.device });
             }
             return reply(result.map(Response::SignedIn));
         }
@@ -136,10 +90,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             return reply(invites::preview(&node, token).map(Response::InvitePreview));
         }
         (_, None) => {
-            return reply(Err(ApiError::new(
-                ErrorCode::Unauthenticated,
-                "sign in first",
-            )));
+            return reply(Err(ApiError::new(ErrorCode::Unauthenticated, "sign in first")));
         }
         (_, Some(session)) => session,
     };
@@ -148,100 +99,45 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             reply(Err(service::internal("unreachable request kind")))
         }
         Request::Me => reply(accounts::sign_in(&node, session.device).map(Response::SignedIn)),
-        Request::PublishKeyPackages {
-            packages,
-            last_resort,
-        } => ok(accounts::publish_key_packages(&node, session, packages, last_resort).await),
-        Request::ClaimKeyPackages { account } => reply(
-            accounts::claim_key_packages(&node, account)
-                .await
-                .map(Response::KeyPackages),
-        ),
-        Request::Profiles { accounts: ids } => {
-            reply(accounts::profiles(&node, &ids).map(Response::Profiles))
+        Request::PublishKeyPackages { packages, last_resort } => {
+            ok(accounts::publish_key_packages(&node, session, packages, last_resort).await)
         }
-        Request::CreateChat {
-            group,
-            kind,
-            name,
-            description,
-            peer,
-            group_info,
-        } => reply(
-            chats::create(
-                &node,
-                session,
-                group,
-                kind,
-                name,
-                description,
-                peer,
-                group_info,
-            )
-            .await
-            .map(Response::Chat),
-        ),
+        Request::ClaimKeyPackages { account } => {
+            reply(accounts::claim_key_packages(&node, account).await.map(Response::KeyPackages))
+        }
+        Request::Profiles { accounts: ids } => reply(accounts::profiles(&node, &ids).map(Response::Profiles)),
+        Request::CreateChat { group, kind, name, description, peer, group_info } => {
+            let new = chats::NewChat { group, kind, name, description, peer, group_info };
+            reply(chats::create(&node, session, new).await.map(Response::Chat))
+        }
         Request::Chats => reply(chats::list(&node, &session).map(Response::Chats)),
         Request::Chat { group } => reply(chats::get(&node, &session, group).map(Response::Chat)),
-        Request::Commit {
-            group,
-            commit,
-            welcome,
-            group_info,
-        } => reply(
+        Request::Commit { group, commit, welcome, group_info } => reply(
             delivery::commit(&node, session, group, commit, welcome, group_info)
                 .await
                 .map(|seq| Response::Stored { seq }),
         ),
-        Request::Send { group, message } => reply(
-            delivery::send(&node, session, group, message)
-                .await
-                .map(|seq| Response::Stored { seq }),
-        ),
-        Request::Fetch {
-            group,
-            after,
-            limit,
-        } => reply(
+        Request::Send { group, message } => {
+            reply(delivery::send(&node, session, group, message).await.map(|seq| Response::Stored { seq }))
+        }
+        Request::Fetch { group, after, limit } => reply(
             delivery::fetch(&node, &session, group, after, limit)
                 .map(|(messages, head)| Response::Messages { messages, head }),
         ),
         Request::Ack { group, seq } => ok(delivery::ack(&node, session, group, seq).await),
         Request::Welcomes => reply(delivery::welcomes(&node, &session).map(Response::Welcomes)),
         Request::AckWelcome { id } => ok(delivery::ack_welcome(&node, session, id).await),
-        Request::CreateInvite {
-            group,
-            max_uses,
-            expires_in_secs,
-        } => reply(
-            invites::create(
-                &node,
-                session,
-                group,
-                max_uses,
-                expires_in_secs.map(Duration::from_secs),
-            )
-            .await
-            .map(|(invite, secret)| Response::InviteCreated { invite, secret }),
+        Request::CreateInvite { group, max_uses, expires_in_secs } => reply(
+            invites::create(&node, session, group, max_uses, expires_in_secs.map(Duration::from_secs))
+                .await
+                .map(|(invite, secret)| Response::InviteCreated { invite, secret }),
         ),
         Request::RevokeInvite { invite } => ok(invites::revoke(&node, session, invite).await),
-        Request::Invites { group } => {
-            reply(invites::list(&node, &session, group).map(Response::Invites))
+        Request::Invites { group } => reply(invites::list(&node, &session, group).map(Response::Invites)),
+        Request::JoinGroupInfo { token } => reply(invites::group_info(&node, &token).map(Response::GroupInfo)),
+        Request::Join { token, commit, group_info } => {
+            reply(invites::join(&node, session, token, commit, group_info).await.map(|seq| Response::Stored { seq }))
         }
-        Request::JoinGroupInfo { token } => {
-            reply(invites::group_info(&node, &token).map(Response::GroupInfo))
-        }
-        Request::Join {
-            token,
-            commit,
-            group_info,
-        } => reply(
-            invites::join(&node, session, token, commit, group_info)
-                .await
-                .map(|seq| Response::Stored { seq }),
-        ),
-        Request::SetRetention { group, retention } => {
-            ok(chats::set_retention(&node, session, group, retention).await)
-        }
+        Request::SetRetention { group, retention } => ok(chats::set_retention(&node, session, group, retention).await),
     }
 }

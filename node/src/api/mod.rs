@@ -52,48 +52,25 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     let node = &state.node;
     let m = &node.metrics;
     m.connections.set(node.hub.connections() as i64);
-    m.devices
-        .set(crate::service::accounts::device_count(node) as i64);
-    m.events_pushed.set(
-        node.hub
-            .delivered
-            .load(std::sync::atomic::Ordering::Relaxed) as i64,
-    );
+    m.devices.set(crate::service::accounts::device_count(node) as i64);
+    m.events_pushed.set(node.hub.delivered.load(std::sync::atomic::Ordering::Relaxed) as i64);
     if let Ok(txn) = node.store.read() {
         use redb::ReadableTableMetadata;
         if let Ok(chats) = txn.open_table(crate::store::tables::CHATS) {
             m.groups.set(chats.len().unwrap_or(0) as i64);
         }
         if let Ok(counters) = txn.open_table(crate::store::tables::COUNTERS) {
-            let get = |name: &str| {
-                counters
-                    .get(name)
-                    .ok()
-                    .flatten()
-                    .map(|g| g.value())
-                    .unwrap_or(0)
-            };
+            let get = |name: &str| counters.get(name).ok().flatten().map(|g| g.value()).unwrap_or(0);
             m.messages_in_store.set(get("messages_stored") as i64);
             m.bytes_stored_total.set(get("bytes_stored") as i64);
         }
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render()).into_response()
 }
 
 async fn landing(State(state): State<ApiState>) -> Html<String> {
     let info = &state.node.info;
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
+    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     Html(format!(
         "<!doctype html><meta charset=utf-8><title>{name} · Veche</title>\
          <h1>{name}</h1><p>Veche node {version}. Node id <code>{id}</code>.</p>\

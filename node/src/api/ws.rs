@@ -13,9 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use veche_protocol::wire::{
-    ApiError, ClientFrame, ErrorCode, Event, FrameError, Hello, ServerFrame,
-};
+use veche_protocol::wire::{ApiError, ClientFrame, ErrorCode, Event, FrameError, Hello, ServerFrame};
 
 /// Largest WebSocket message read at all; larger ones close the connection.
 pub const MAX_WS_MESSAGE: usize = 4 * veche_protocol::MAX_FRAME_BYTES;
@@ -37,17 +35,12 @@ struct Bucket {
 
 impl Bucket {
     fn new(rate: u32) -> Self {
-        Bucket {
-            tokens: 2.0 * rate as f64,
-            rate: rate as f64,
-            last: Instant::now(),
-        }
+        Bucket { tokens: 2.0 * rate as f64, rate: rate as f64, last: Instant::now() }
     }
 
     fn take(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
-            .min(2.0 * self.rate);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(2.0 * self.rate);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -79,21 +72,12 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
                 event = next_event(&mut subscriber) => match event { Some(e) => ServerFrame::Event(e), None => continue },
             };
             let fatal = matches!(frame, ServerFrame::Fatal(_));
-            if sink
-                .send(Message::Binary(frame.encode().into()))
-                .await
-                .is_err()
-            {
+            if sink.send(Message::Binary(frame.encode().into())).await.is_err() {
                 break;
             }
             if let Some(sub) = &subscriber
                 && sub.lagged.swap(false, Ordering::Relaxed)
-                && sink
-                    .send(Message::Binary(
-                        ServerFrame::Event(Event::Lagged).encode().into(),
-                    ))
-                    .await
-                    .is_err()
+                && sink.send(Message::Binary(ServerFrame::Event(Event::Lagged).encode().into())).await.is_err()
             {
                 break;
             }
@@ -142,12 +126,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
         let bytes = match message {
             Some(Ok(Message::Binary(bytes))) => bytes,
             Some(Ok(Message::Text(_))) => {
-                let _ = out_tx
-                    .send(fatal(
-                        ErrorCode::Malformed,
-                        "frames are binary (postcard), not text",
-                    ))
-                    .await;
+                let _ = out_tx.send(fatal(ErrorCode::Malformed, "frames are binary (postcard), not text")).await;
                 break;
             }
             Some(Ok(Message::Close(_))) | None => break,
@@ -160,12 +139,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
         if conn.session().is_none() {
             unauthenticated_frames += 1;
             if unauthenticated_frames > MAX_UNAUTHENTICATED_FRAMES {
-                let _ = out_tx
-                    .send(fatal(
-                        ErrorCode::Unauthenticated,
-                        "too many requests before sign-in",
-                    ))
-                    .await;
+                let _ = out_tx.send(fatal(ErrorCode::Unauthenticated, "too many requests before sign-in")).await;
                 break;
             }
         }
@@ -173,9 +147,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             Ok(frame) => frame,
             Err(e) => {
                 malformed += 1;
-                let id = postcard::take_from_bytes::<u32>(&bytes)
-                    .map(|(id, _)| id)
-                    .unwrap_or(0);
+                let id = postcard::take_from_bytes::<u32>(&bytes).map(|(id, _)| id).unwrap_or(0);
                 let code = match e {
                     FrameError::TooLarge { .. } => ErrorCode::TooLarge,
                     FrameError::Malformed(_) => ErrorCode::Malformed,
@@ -185,12 +157,8 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
                     let _ = out_tx.send(fatal(code, "too many malformed frames")).await;
                     break;
                 }
-                let _ = out_tx
-                    .send(ServerFrame::Response {
-                        id,
-                        result: Err(ApiError::new(code, e.to_string())),
-                    })
-                    .await;
+                let _ =
+                    out_tx.send(ServerFrame::Response { id, result: Err(ApiError::new(code, e.to_string())) }).await;
                 continue;
             }
         };
@@ -200,18 +168,11 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             state.node.metrics.rate_limited.inc();
             state.node.metrics.requests_refused.inc();
             if limited_in_a_row > MAX_RATE_LIMITED_IN_A_ROW {
-                let _ = out_tx
-                    .send(fatal(ErrorCode::RateLimited, "flooding; connection closed"))
-                    .await;
+                let _ = out_tx.send(fatal(ErrorCode::RateLimited, "flooding; connection closed")).await;
                 break;
             }
             let err = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
-            let _ = out_tx
-                .send(ServerFrame::Response {
-                    id: frame.id,
-                    result: Err(err),
-                })
-                .await;
+            let _ = out_tx.send(ServerFrame::Response { id: frame.id, result: Err(err) }).await;
             continue;
         }
         limited_in_a_row = 0;
@@ -220,14 +181,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
         if outcome.result.is_err() {
             state.node.metrics.requests_refused.inc();
         }
-        if out_tx
-            .send(ServerFrame::Response {
-                id: frame.id,
-                result: outcome.result,
-            })
-            .await
-            .is_err()
-        {
+        if out_tx.send(ServerFrame::Response { id: frame.id, result: outcome.result }).await.is_err() {
             break;
         }
         if let Some(reason) = outcome.close {

@@ -68,11 +68,7 @@ pub enum Command {
     /// Leave a chat.
     Leave { chat: String },
     /// Change a member's role (owner).
-    Role {
-        chat: String,
-        member: AccountId,
-        role: Role,
-    },
+    Role { chat: String, member: AccountId, role: Role },
     /// How long the node keeps the chat's ciphertext: forever, <N>d, until-fetched (owner).
     Retention { chat: String, policy: Retention },
 }
@@ -117,14 +113,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     let json_mode = args.json;
     let state = State::open(&args.state)?;
     if let Command::Register { name, invite } = &args.command {
-        return register(
-            state,
-            args.node.as_deref(),
-            name,
-            invite.as_deref(),
-            json_mode,
-        )
-        .await;
+        return register(state, args.node.as_deref(), name, invite.as_deref(), json_mode).await;
     }
     let mut session = Session::connect(state).await?;
     session.sync_all().await?;
@@ -132,19 +121,12 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         Command::Register { .. } => unreachable!("handled above"),
         Command::Whoami => {
             let device = session.state.device()?.clone();
-            let Response::SignedIn(account) = session.call(Request::Me).await? else {
-                bail!("unexpected answer")
-            };
+            let Response::SignedIn(account) = session.call(Request::Me).await? else { bail!("unexpected answer") };
             print(
                 json_mode,
                 json!({"account": account.account.to_hex(), "device": device.device.to_hex(), "name": account.display_name,
                        "node_admin": account.node_admin, "node": device.node_url, "node_id": device.node_id}),
-                || {
-                    format!(
-                        "{} ({}) on {}",
-                        account.display_name, account.account, device.node_url
-                    )
-                },
+                || format!("{} ({}) on {}", account.display_name, account.account, device.node_url),
             );
         }
         Command::Group(GroupCommand::Create { name, description }) => {
@@ -169,38 +151,22 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 }
             };
             session.add_local_chat(group, ChatKind::Group, &info.name, 0)?;
-            print(
-                json_mode,
-                json!({"chat": group.to_hex(), "name": info.name}),
-                || format!("created {} {}", group, info.name),
-            );
+            print(json_mode, json!({"chat": group.to_hex(), "name": info.name}), || {
+                format!("created {} {}", group, info.name)
+            });
         }
         Command::Chats => {
-            let Response::Chats(chats) = session.call(Request::Chats).await? else {
-                bail!("unexpected answer")
-            };
+            let Response::Chats(chats) = session.call(Request::Chats).await? else { bail!("unexpected answer") };
             let list: Vec<Value> = chats.iter().map(chat_json).collect();
             print(json_mode, json!({"chats": list}), || {
                 chats
                     .iter()
-                    .map(|c| {
-                        format!(
-                            "{} {:?} {} ({} members)",
-                            c.group,
-                            c.kind,
-                            c.name,
-                            c.members.len()
-                        )
-                    })
+                    .map(|c| format!("{} {:?} {} ({} members)", c.group, c.kind, c.name, c.members.len()))
                     .collect::<Vec<_>>()
                     .join("\n")
             });
         }
-        Command::Invite(InviteCommand::Create {
-            chat,
-            uses,
-            expires,
-        }) => {
+        Command::Invite(InviteCommand::Create { chat, uses, expires }) => {
             let group = resolve_chat(&session, &chat)?;
             let request = Request::CreateInvite {
                 group: Some(group),
@@ -211,13 +177,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 bail!("unexpected answer")
             };
             let node_url = session.state.device()?.node_url.clone();
-            let link = InviteLink {
-                node_url,
-                invite: invite.invite,
-                secret,
-                group: Some(group),
-            }
-            .to_url();
+            let link = InviteLink { node_url, invite: invite.invite, secret, group: Some(group) }.to_url();
             print(
                 json_mode,
                 json!({"id": invite.invite.to_hex(), "link": link, "uses": invite.max_uses, "expires_at_ms": invite.expires_at_ms}),
@@ -226,9 +186,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
         Command::Invite(InviteCommand::Revoke { id }) => {
             session.call(Request::RevokeInvite { invite: id }).await?;
-            print(json_mode, json!({"revoked": id.to_hex()}), || {
-                format!("revoked {id}")
-            });
+            print(json_mode, json!({"revoked": id.to_hex()}), || format!("revoked {id}"));
         }
         Command::Invite(InviteCommand::List { chat }) => {
             let group = resolve_chat(&session, &chat)?;
@@ -242,38 +200,25 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             print(json_mode, json!({"invites": list}), || {
                 invites
                     .iter()
-                    .map(|i| {
-                        format!(
-                            "{} used {}/{:?} revoked={}",
-                            i.invite, i.uses, i.max_uses, i.revoked
-                        )
-                    })
+                    .map(|i| format!("{} used {}/{:?} revoked={}", i.invite, i.uses, i.max_uses, i.revoked))
                     .collect::<Vec<_>>()
                     .join("\n")
             });
         }
         Command::Join { link } => {
             let (group, seq) = join(&mut session, &link).await?;
-            print(
-                json_mode,
-                json!({"chat": group.to_hex(), "seq": seq}),
-                || format!("joined {group}"),
-            );
+            print(json_mode, json!({"chat": group.to_hex(), "seq": seq}), || format!("joined {group}"));
         }
         Command::Dm { member } => {
             let group = dm(&mut session, member).await?;
-            print(json_mode, json!({"chat": group.to_hex()}), || {
-                format!("direct chat {group}")
-            });
+            print(json_mode, json!({"chat": group.to_hex()}), || format!("direct chat {group}"));
         }
         Command::Add { chat, member } => {
             let group = resolve_chat(&session, &chat)?;
             let seq = add_member(&mut session, group, member).await?;
-            print(
-                json_mode,
-                json!({"chat": group.to_hex(), "added": member.to_hex(), "seq": seq}),
-                || format!("added {member}"),
-            );
+            print(json_mode, json!({"chat": group.to_hex(), "added": member.to_hex(), "seq": seq}), || {
+                format!("added {member}")
+            });
         }
         Command::Send { chat, text, stdin } => {
             let group = resolve_chat(&session, &chat)?;
@@ -294,12 +239,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 print(json_mode, json!({"chat": group.to_hex(), "seq": seq}), || format!("sent #{seq}"));
             }
         }
-        Command::Read {
-            chat,
-            since,
-            follow,
-            idle_exit,
-        } => {
+        Command::Read { chat, since, follow, idle_exit } => {
             let group = resolve_chat(&session, &chat)?;
             let mut names = HashMap::new();
             let mut last = since;
@@ -308,15 +248,12 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 session.conn.clear_events();
                 loop {
                     let event = match idle_exit {
-                        Some(secs) => match tokio::time::timeout(
-                            Duration::from_secs(secs),
-                            session.conn.next_event(),
-                        )
-                        .await
-                        {
-                            Ok(event) => event?,
-                            Err(_) => break,
-                        },
+                        Some(secs) => {
+                            match tokio::time::timeout(Duration::from_secs(secs), session.conn.next_event()).await {
+                                Ok(event) => event?,
+                                Err(_) => break,
+                            }
+                        }
                         None => session.conn.next_event().await?,
                     };
                     session.handle_event(event).await?;
@@ -332,60 +269,42 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|m| json!({"account": m.account.to_hex(), "name": m.display_name, "role": m.role.as_str()}))
                 .collect();
-            print(
-                json_mode,
-                json!({"chat": group.to_hex(), "members": list}),
-                || {
-                    info.members
-                        .iter()
-                        .map(|m| format!("{} {} {}", m.account, m.role.as_str(), m.display_name))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                },
-            );
+            print(json_mode, json!({"chat": group.to_hex(), "members": list}), || {
+                info.members
+                    .iter()
+                    .map(|m| format!("{} {} {}", m.account, m.role.as_str(), m.display_name))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
         }
         Command::Remove { chat, member } => {
             let group = resolve_chat(&session, &chat)?;
             let (seq, _) = session
-                .commit(
-                    group,
-                    &format!("removed {}", &member.to_hex()[..12]),
-                    |mls| mls.remove_members(group, &[member]),
-                )
+                .commit(group, &format!("removed {}", &member.to_hex()[..12]), |mls| {
+                    mls.remove_members(group, &[member])
+                })
                 .await?;
-            print(
-                json_mode,
-                json!({"chat": group.to_hex(), "removed": member.to_hex(), "seq": seq}),
-                || format!("removed {member}"),
-            );
+            print(json_mode, json!({"chat": group.to_hex(), "removed": member.to_hex(), "seq": seq}), || {
+                format!("removed {member}")
+            });
         }
         Command::Leave { chat } => {
             let group = resolve_chat(&session, &chat)?;
             let proposal = session.state.mls()?.leave(group)?;
             session.state.persist(|_| Ok(()))?;
-            let Response::Stored { seq } = session
-                .call(Request::Send {
-                    group,
-                    message: proposal,
-                })
-                .await?
-            else {
+            let Response::Stored { seq } = session.call(Request::Send { group, message: proposal }).await? else {
                 bail!("unexpected answer")
             };
-            print(
-                json_mode,
-                json!({"chat": group.to_hex(), "left": true, "seq": seq}),
-                || format!("left {group}; an admin's device completes the removal"),
-            );
+            print(json_mode, json!({"chat": group.to_hex(), "left": true, "seq": seq}), || {
+                format!("left {group}; an admin's device completes the removal")
+            });
         }
         Command::Role { chat, member, role } => {
             let group = resolve_chat(&session, &chat)?;
             let (seq, _) = session
-                .commit(
-                    group,
-                    &format!("made {} {}", &member.to_hex()[..12], role.as_str()),
-                    |mls| mls.set_role(group, member, role),
-                )
+                .commit(group, &format!("made {} {}", &member.to_hex()[..12], role.as_str()), |mls| {
+                    mls.set_role(group, member, role)
+                })
                 .await?;
             print(
                 json_mode,
@@ -395,17 +314,10 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
         Command::Retention { chat, policy } => {
             let group = resolve_chat(&session, &chat)?;
-            session
-                .call(Request::SetRetention {
-                    group,
-                    retention: policy,
-                })
-                .await?;
-            print(
-                json_mode,
-                json!({"chat": group.to_hex(), "retention": policy.to_string()}),
-                || format!("retention {policy}"),
-            );
+            session.call(Request::SetRetention { group, retention: policy }).await?;
+            print(json_mode, json!({"chat": group.to_hex(), "retention": policy.to_string()}), || {
+                format!("retention {policy}")
+            });
         }
     }
     Ok(())
@@ -433,13 +345,8 @@ fn resolve_chat(session: &Session, chat: &str) -> anyhow::Result<GroupId> {
         }
         return Ok(group);
     }
-    let matches: Vec<GroupId> = session
-        .state
-        .chats()?
-        .into_iter()
-        .filter(|(_, c)| c.name == chat && c.active)
-        .map(|(g, _)| g)
-        .collect();
+    let matches: Vec<GroupId> =
+        session.state.chats()?.into_iter().filter(|(_, c)| c.name == chat && c.active).map(|(g, _)| g).collect();
     match matches.as_slice() {
         [group] => Ok(*group),
         [] => bail!("no chat named {chat:?} (use its id)"),
@@ -476,10 +383,7 @@ async fn register(
         name,
     );
     let signature = veche_protocol::auth::sign(&key, &payload);
-    let token = link.map(|l| InviteToken {
-        invite: l.invite,
-        secret: l.secret,
-    });
+    let token = link.map(|l| InviteToken { invite: l.invite, secret: l.secret });
     let request = Request::Register {
         device: identity.device,
         account: identity.account,
@@ -487,16 +391,10 @@ async fn register(
         invite: token,
         signature,
     };
-    let Response::SignedIn(account) = conn.call(request).await? else {
-        bail!("unexpected answer")
-    };
+    let Response::SignedIn(account) = conn.call(request).await? else { bail!("unexpected answer") };
     let packages = mls.key_packages(KEY_PACKAGES)?;
     let last_resort = mls.last_resort_key_package()?;
-    conn.call(Request::PublishKeyPackages {
-        packages,
-        last_resort: Some(last_resort),
-    })
-    .await?;
+    conn.call(Request::PublishKeyPackages { packages, last_resort: Some(last_resort) }).await?;
     let record = DeviceRecord {
         secret,
         account: account.account,
@@ -516,11 +414,7 @@ async fn register(
                 "registered {} as {}{}",
                 account.display_name,
                 account.account,
-                if account.node_admin {
-                    " (node admin)"
-                } else {
-                    ""
-                }
+                if account.node_admin { " (node admin)" } else { "" }
             )
         },
     );
@@ -529,25 +423,14 @@ async fn register(
 
 async fn join(session: &mut Session, link: &str) -> anyhow::Result<(GroupId, u64)> {
     let link = InviteLink::parse(link)?;
-    let token = InviteToken {
-        invite: link.invite,
-        secret: link.secret,
-    };
+    let token = InviteToken { invite: link.invite, secret: link.secret };
     for _ in 0..8 {
-        let Response::GroupInfo(group_info) = session
-            .call(Request::JoinGroupInfo {
-                token: token.clone(),
-            })
-            .await?
+        let Response::GroupInfo(group_info) = session.call(Request::JoinGroupInfo { token: token.clone() }).await?
         else {
             bail!("unexpected answer")
         };
         let (group, bundle) = session.state.mls()?.join_external(&group_info)?;
-        let request = Request::Join {
-            token: token.clone(),
-            commit: bundle.commit,
-            group_info: bundle.group_info,
-        };
+        let request = Request::Join { token: token.clone(), commit: bundle.commit, group_info: bundle.group_info };
         match session.call(request).await {
             Ok(Response::Stored { seq }) => {
                 session.state.persist(|_| Ok(()))?;
@@ -571,21 +454,12 @@ async fn join(session: &mut Session, link: &str) -> anyhow::Result<(GroupId, u64
     bail!("the chat kept changing; try again")
 }
 
-async fn add_member(
-    session: &mut Session,
-    group: GroupId,
-    member: AccountId,
-) -> anyhow::Result<u64> {
-    let Response::KeyPackages(packages) = session
-        .call(Request::ClaimKeyPackages { account: member })
-        .await?
-    else {
+async fn add_member(session: &mut Session, group: GroupId, member: AccountId) -> anyhow::Result<u64> {
+    let Response::KeyPackages(packages) = session.call(Request::ClaimKeyPackages { account: member }).await? else {
         bail!("unexpected answer")
     };
     let (seq, _) = session
-        .commit(group, &format!("added {}", &member.to_hex()[..12]), |mls| {
-            mls.add_members(group, &packages)
-        })
+        .commit(group, &format!("added {}", &member.to_hex()[..12]), |mls| mls.add_members(group, &packages))
         .await?;
     Ok(seq)
 }
@@ -595,12 +469,9 @@ async fn dm(session: &mut Session, member: AccountId) -> anyhow::Result<GroupId>
     if member == me {
         bail!("that is you");
     }
-    let Response::Chats(chats) = session.call(Request::Chats).await? else {
-        bail!("unexpected answer")
-    };
-    if let Some(existing) = chats
-        .iter()
-        .find(|c| c.kind == ChatKind::Direct && c.members.iter().any(|m| m.account == member))
+    let Response::Chats(chats) = session.call(Request::Chats).await? else { bail!("unexpected answer") };
+    if let Some(existing) =
+        chats.iter().find(|c| c.kind == ChatKind::Direct && c.members.iter().any(|m| m.account == member))
     {
         return Ok(existing.group);
     }
@@ -633,14 +504,9 @@ async fn print_history(
     names: &mut HashMap<AccountId, String>,
 ) -> anyhow::Result<u64> {
     let entries = session.state.history(group, after)?;
-    let unknown: Vec<AccountId> = entries
-        .iter()
-        .map(|e| e.sender)
-        .filter(|a| !names.contains_key(a))
-        .collect();
+    let unknown: Vec<AccountId> = entries.iter().map(|e| e.sender).filter(|a| !names.contains_key(a)).collect();
     if !unknown.is_empty()
-        && let Ok(Response::Profiles(profiles)) =
-            session.call(Request::Profiles { accounts: unknown }).await
+        && let Ok(Response::Profiles(profiles)) = session.call(Request::Profiles { accounts: unknown }).await
     {
         for p in profiles {
             names.insert(p.account, p.display_name);
@@ -648,11 +514,7 @@ async fn print_history(
     }
     let mut last = after;
     for entry in &entries {
-        print_entry(
-            entry,
-            names.get(&entry.sender).map(String::as_str).unwrap_or("?"),
-            json_mode,
-        );
+        print_entry(entry, names.get(&entry.sender).map(String::as_str).unwrap_or("?"), json_mode);
         last = entry.seq;
     }
     Ok(last)
@@ -671,12 +533,6 @@ fn print_entry(entry: &HistoryEntry, name: &str, json_mode: bool) {
                    "text": text, "sent_at_ms": entry.sent_at_ms, "stored_at_ms": entry.stored_at_ms})
         );
     } else {
-        println!(
-            "#{} {}: {}{}",
-            entry.seq,
-            name,
-            if kind == "text" { "" } else { "* " },
-            text
-        );
+        println!("#{} {}: {}{}", entry.seq, name, if kind == "text" { "" } else { "* " }, text);
     }
 }

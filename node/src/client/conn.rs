@@ -52,23 +52,12 @@ impl Connection {
             other => bail!("node did not greet: {other:?}"),
         };
         if hello.protocol != veche_protocol::PROTOCOL_VERSION {
-            bail!(
-                "node speaks protocol {}, this client {}",
-                hello.protocol,
-                veche_protocol::PROTOCOL_VERSION
-            );
+            bail!("node speaks protocol {}, this client {}", hello.protocol, veche_protocol::PROTOCOL_VERSION);
         }
-        Ok(Connection {
-            ws,
-            next_id: 1,
-            hello,
-            events: VecDeque::new(),
-        })
+        Ok(Connection { ws, next_id: 1, hello, events: VecDeque::new() })
     }
 
-    async fn read_frame(
-        ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>,
-    ) -> anyhow::Result<ServerFrame> {
+    async fn read_frame(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> anyhow::Result<ServerFrame> {
         loop {
             match ws.next().await {
                 Some(Ok(Message::Binary(bytes))) => return Ok(ServerFrame::decode(&bytes)?),
@@ -84,10 +73,7 @@ impl Connection {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let frame = ClientFrame { id, request };
-        self.ws
-            .send(Message::Binary(frame.encode().into()))
-            .await
-            .map_err(anyhow::Error::from)?;
+        self.ws.send(Message::Binary(frame.encode().into())).await.map_err(anyhow::Error::from)?;
         loop {
             match Self::read_frame(&mut self.ws).await? {
                 ServerFrame::Response { id: got, result } if got == id => {

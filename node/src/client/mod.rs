@@ -37,10 +37,7 @@ pub async fn main(args: ClientArgs) -> anyhow::Result<ExitCode> {
                         conn::CallError::Transport(_) => None,
                     })
                     .unwrap_or_else(|| "Error".to_string());
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": format!("{e:#}"), "code": code })
-                );
+                println!("{}", serde_json::json!({ "error": format!("{e:#}"), "code": code }));
             } else {
                 eprintln!("error: {e:#}");
             }

@@ -21,10 +21,7 @@ pub struct Session {
 }
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn unexpected(response: Response) -> anyhow::Error {
@@ -45,17 +42,9 @@ impl Session {
             );
         }
         let key = ed25519_dalek::SigningKey::from_bytes(&device.secret);
-        let payload = veche_protocol::auth::sign_in_payload(
-            &conn.hello.node_id,
-            &conn.hello.challenge,
-            &device.device,
-        );
+        let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &device.device);
         let signature = veche_protocol::auth::sign(&key, &payload);
-        conn.call(Request::SignIn {
-            device: device.device,
-            signature,
-        })
-        .await?;
+        conn.call(Request::SignIn { device: device.device, signature }).await?;
         Ok(Session { state, conn })
     }
 
@@ -88,23 +77,15 @@ impl Session {
         Ok(())
     }
 
-    async fn accept_welcome(
-        &mut self,
-        welcome: veche_protocol::wire::WelcomeEnvelope,
-    ) -> anyhow::Result<()> {
+    async fn accept_welcome(&mut self, welcome: veche_protocol::wire::WelcomeEnvelope) -> anyhow::Result<()> {
         let known = self.state.chat(welcome.group)?.is_some_and(|c| c.active);
         if !known {
             match self.state.mls()?.join_from_welcome(&welcome.welcome) {
                 Ok(group) if group == welcome.group => {
                     let info = self.chat_info(group).await?;
-                    let chat = LocalChat {
-                        kind: info.kind,
-                        name: info.name,
-                        processed: welcome.commit_seq,
-                        active: true,
-                    };
-                    self.state
-                        .persist(|txn| state::put_chat(txn, group, &chat))?;
+                    let chat =
+                        LocalChat { kind: info.kind, name: info.name, processed: welcome.commit_seq, active: true };
+                    self.state.persist(|txn| state::put_chat(txn, group, &chat))?;
                 }
                 Ok(other) => bail!("welcome for {} joined {other}", welcome.group),
                 Err(e) => eprintln!("warning: ignoring a welcome to {}: {e}", welcome.group),
@@ -116,10 +97,7 @@ impl Session {
         }
     }
 
-    pub async fn chat_info(
-        &mut self,
-        group: GroupId,
-    ) -> anyhow::Result<veche_protocol::wire::ChatInfo> {
+    pub async fn chat_info(&mut self, group: GroupId) -> anyhow::Result<veche_protocol::wire::ChatInfo> {
         match self.call(Request::Chat { group }).await? {
             Response::Chat(info) => Ok(info),
             other => Err(unexpected(other)),
@@ -130,20 +108,11 @@ impl Session {
     pub async fn sync_chat(&mut self, group: GroupId) -> anyhow::Result<()> {
         self.resend_outbox(group).await?;
         loop {
-            let chat = self
-                .state
-                .chat(group)?
-                .with_context(|| format!("unknown chat {group}"))?;
+            let chat = self.state.chat(group)?.with_context(|| format!("unknown chat {group}"))?;
             if !chat.active {
                 return Ok(());
             }
-            let response = self
-                .call(Request::Fetch {
-                    group,
-                    after: chat.processed,
-                    limit: PAGE,
-                })
-                .await?;
+            let response = self.call(Request::Fetch { group, after: chat.processed, limit: PAGE }).await?;
             let Response::Messages { messages, head } = response else {
                 bail!("unexpected answer to Fetch");
             };
@@ -183,32 +152,22 @@ impl Session {
                 continue; // our own message or commit, recorded when the node stored it
             }
             let body = match self.state.mls()?.process(&entry.payload) {
-                Ok(Processed::Application { plaintext, .. }) => {
-                    match AppMessage::decode(&plaintext) {
-                        Ok(message) => Some((
-                            message.sent_at_ms,
-                            match message.as_text() {
-                                Some(text) => HistoryBody::Text(text.to_string()),
-                                None => HistoryBody::Unreadable("unknown content".into()),
-                            },
-                        )),
-                        Err(e) => Some((0, HistoryBody::Unreadable(e.to_string()))),
-                    }
-                }
-                Ok(Processed::Commit {
-                    added,
-                    removed,
-                    we_were_removed,
-                    ..
-                }) => {
+                Ok(Processed::Application { plaintext, .. }) => match AppMessage::decode(&plaintext) {
+                    Ok(message) => Some((
+                        message.sent_at_ms,
+                        match message.as_text() {
+                            Some(text) => HistoryBody::Text(text.to_string()),
+                            None => HistoryBody::Unreadable("unknown content".into()),
+                        },
+                    )),
+                    Err(e) => Some((0, HistoryBody::Unreadable(e.to_string()))),
+                },
+                Ok(Processed::Commit { added, removed, we_were_removed, .. }) => {
                     if we_were_removed {
                         chat.active = false;
                     }
                     let describe = |ids: &[veche_mls::MemberIdentity]| {
-                        ids.iter()
-                            .map(|m| m.account.to_hex()[..12].to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        ids.iter().map(|m| m.account.to_hex()[..12].to_string()).collect::<Vec<_>>().join(", ")
                     };
                     let mut text = Vec::new();
                     if !added.is_empty() {
@@ -284,17 +243,11 @@ impl Session {
     /// Sends ciphertexts persisted before a crash (the node drops duplicates).
     async fn resend_outbox(&mut self, group: GroupId) -> anyhow::Result<()> {
         for (id, ciphertext) in self.state.outbox(group)? {
-            let result = self
-                .call(Request::Send {
-                    group,
-                    message: ciphertext,
-                })
-                .await;
+            let result = self.call(Request::Send { group, message: ciphertext }).await;
             match result {
                 Ok(_) | Err(CallError::Api(_)) => {
                     // Stored (now or before), or refused for good (e.g. stale): either way done.
-                    self.state
-                        .persist(|txn| state::remove_outbox(txn, group, id))?;
+                    self.state.persist(|txn| state::remove_outbox(txn, group, id))?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -306,10 +259,7 @@ impl Session {
     pub async fn send_text(&mut self, group: GroupId, text: &str) -> anyhow::Result<u64> {
         let content = AppMessage::text(text, now_ms())?.encode()?;
         for _ in 0..MAX_ATTEMPTS {
-            let chat = self
-                .state
-                .chat(group)?
-                .with_context(|| format!("unknown chat {group}"))?;
+            let chat = self.state.chat(group)?.with_context(|| format!("unknown chat {group}"))?;
             if !chat.active {
                 bail!("you are no longer a member of this chat");
             }
@@ -320,14 +270,8 @@ impl Session {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0);
-            self.state
-                .persist(|txn| state::put_outbox(txn, group, outbox_id, &ciphertext))?;
-            let result = self
-                .call(Request::Send {
-                    group,
-                    message: ciphertext,
-                })
-                .await;
+            self.state.persist(|txn| state::put_outbox(txn, group, outbox_id, &ciphertext))?;
+            let result = self.call(Request::Send { group, message: ciphertext }).await;
             match result {
                 Ok(Response::Stored { seq }) => {
                     let entry = HistoryEntry {
@@ -346,13 +290,11 @@ impl Session {
                 }
                 Ok(other) => return Err(unexpected(other)),
                 Err(CallError::Api(e)) if matches!(e.code, ErrorCode::StaleEpoch { .. }) => {
-                    self.state
-                        .persist(|txn| state::remove_outbox(txn, group, outbox_id))?;
+                    self.state.persist(|txn| state::remove_outbox(txn, group, outbox_id))?;
                     self.sync_chat(group).await?;
                 }
                 Err(CallError::Api(e)) => {
-                    self.state
-                        .persist(|txn| state::remove_outbox(txn, group, outbox_id))?;
+                    self.state.persist(|txn| state::remove_outbox(txn, group, outbox_id))?;
                     return Err(CallError::Api(e).into());
                 }
                 Err(e) => return Err(e.into()),
@@ -390,8 +332,7 @@ impl Session {
                         own: true,
                         body: HistoryBody::System(describe.to_string()),
                     };
-                    self.state
-                        .persist(|txn| state::put_history(txn, group, &entry))?;
+                    self.state.persist(|txn| state::put_history(txn, group, &entry))?;
                     return Ok((seq, bundle));
                 }
                 Ok(other) => return Err(unexpected(other)),
@@ -415,10 +356,7 @@ impl Session {
         if !mls.is_active(group) {
             return Ok(());
         }
-        let can = mls
-            .policy(group)
-            .map(|p| p.role(&me).can_manage_members())
-            .unwrap_or(false);
+        let can = mls.policy(group).map(|p| p.role(&me).can_manage_members()).unwrap_or(false);
         if !can {
             return Ok(());
         }
@@ -442,8 +380,7 @@ impl Session {
                             own: true,
                             body: HistoryBody::System("removed members who left".into()),
                         };
-                        self.state
-                            .persist(|txn| state::put_history(txn, group, &entry))?;
+                        self.state.persist(|txn| state::put_history(txn, group, &entry))?;
                     }
                     _ => {
                         // Someone else committed first, or the node refused: drop ours.
@@ -459,19 +396,8 @@ impl Session {
     }
 
     /// Records a chat this device created or joined at `processed`.
-    pub fn add_local_chat(
-        &mut self,
-        group: GroupId,
-        kind: ChatKind,
-        name: &str,
-        processed: u64,
-    ) -> anyhow::Result<()> {
-        let chat = LocalChat {
-            kind,
-            name: name.to_string(),
-            processed,
-            active: true,
-        };
+    pub fn add_local_chat(&mut self, group: GroupId, kind: ChatKind, name: &str, processed: u64) -> anyhow::Result<()> {
+        let chat = LocalChat { kind, name: name.to_string(), processed, active: true };
         self.state.persist(|txn| state::put_chat(txn, group, &chat))
     }
 }

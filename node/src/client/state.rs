@@ -86,10 +86,7 @@ impl State {
             None => None,
         };
         let mls = match &device {
-            Some(d) => Some(veche_mls::Client::open(
-                d.secret,
-                veche_mls::redb_store::load(&read)?,
-            )?),
+            Some(d) => Some(veche_mls::Client::open(d.secret, veche_mls::redb_store::load(&read)?)?),
             None => None,
         };
         drop(read);
@@ -97,22 +94,15 @@ impl State {
     }
 
     pub fn device(&self) -> anyhow::Result<&DeviceRecord> {
-        self.device
-            .as_ref()
-            .context("this state dir has no registered device; run `register` first")
+        self.device.as_ref().context("this state dir has no registered device; run `register` first")
     }
 
     pub fn mls(&mut self) -> anyhow::Result<&mut veche_mls::Client> {
-        self.mls
-            .as_mut()
-            .context("this state dir has no registered device; run `register` first")
+        self.mls.as_mut().context("this state dir has no registered device; run `register` first")
     }
 
     /// Persists the MLS changes made since the last call together with `f`'s writes, atomically.
-    pub fn persist(
-        &mut self,
-        f: impl FnOnce(&WriteTransaction) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+    pub fn persist(&mut self, f: impl FnOnce(&WriteTransaction) -> anyhow::Result<()>) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
         if let Some(mls) = self.mls.as_mut() {
             let changes = mls.take_changes();
@@ -123,11 +113,7 @@ impl State {
         Ok(())
     }
 
-    pub fn save_device(
-        &mut self,
-        record: DeviceRecord,
-        mls: veche_mls::Client,
-    ) -> anyhow::Result<()> {
+    pub fn save_device(&mut self, record: DeviceRecord, mls: veche_mls::Client) -> anyhow::Result<()> {
         if self.device.is_some() {
             bail!("this state dir already holds a registered device");
         }
@@ -187,27 +173,16 @@ impl State {
 
 /// Writes used inside [`State::persist`].
 pub fn put_chat(txn: &WriteTransaction, group: GroupId, chat: &LocalChat) -> anyhow::Result<()> {
-    txn.open_table(CHATS)?
-        .insert(group.0, encode(chat).as_slice())?;
+    txn.open_table(CHATS)?.insert(group.0, encode(chat).as_slice())?;
     Ok(())
 }
 
-pub fn put_history(
-    txn: &WriteTransaction,
-    group: GroupId,
-    entry: &HistoryEntry,
-) -> anyhow::Result<()> {
-    txn.open_table(HISTORY)?
-        .insert((group.0, entry.seq), encode(entry).as_slice())?;
+pub fn put_history(txn: &WriteTransaction, group: GroupId, entry: &HistoryEntry) -> anyhow::Result<()> {
+    txn.open_table(HISTORY)?.insert((group.0, entry.seq), encode(entry).as_slice())?;
     Ok(())
 }
 
-pub fn put_outbox(
-    txn: &WriteTransaction,
-    group: GroupId,
-    id: u64,
-    ciphertext: &[u8],
-) -> anyhow::Result<()> {
+pub fn put_outbox(txn: &WriteTransaction, group: GroupId, id: u64, ciphertext: &[u8]) -> anyhow::Result<()> {
     txn.open_table(OUTBOX)?.insert((group.0, id), ciphertext)?;
     Ok(())
 }

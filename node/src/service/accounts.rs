@@ -24,28 +24,15 @@ pub async fn register(
     let display_name = veche_protocol::validate::display_name(display_name)
         .map_err(|e| wire::ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
     if account.0 != device.0 {
-        return err(
-            ErrorCode::BadRequest,
-            "the first device's key must be the account key",
-        );
+        return err(ErrorCode::BadRequest, "the first device's key must be the account key");
     }
     let policy = node.info.registration;
     let name = display_name.clone();
     let record = node
         .writer
         .run(move |ctx| {
-            if ctx
-                .read()
-                .open_table(DEVICES)
-                .or_internal()?
-                .get(device.0)
-                .or_internal()?
-                .is_some()
-            {
-                return err(
-                    ErrorCode::Conflict,
-                    "this device is already registered; sign in instead",
-                );
+            if ctx.read().open_table(DEVICES).or_internal()?.get(device.0).or_internal()?.is_some() {
+                return err(ErrorCode::Conflict, "this device is already registered; sign in instead");
             }
             let invite = match &invite {
                 Some(token) => Some(super::invites::check_token(ctx.read(), token, false)?),
@@ -57,16 +44,10 @@ pub async fn register(
                 (_, Some(_)) if grants_admin => {}
                 (RegistrationPolicy::Invite, Some(_)) => {}
                 (RegistrationPolicy::Invite, None) => {
-                    return err(
-                        ErrorCode::InviteRequired,
-                        "this node admits new members by invite link only",
-                    );
+                    return err(ErrorCode::InviteRequired, "this node admits new members by invite link only");
                 }
                 (RegistrationPolicy::Closed, _) => {
-                    return err(
-                        ErrorCode::RegistrationClosed,
-                        "this node is not accepting new members",
-                    );
+                    return err(ErrorCode::RegistrationClosed, "this node is not accepting new members");
                 }
             }
             let txn = ctx.write();
@@ -80,62 +61,32 @@ pub async fn register(
                     .insert(id.0, records::encode(&inv).as_slice())
                     .or_internal()?;
             }
-            let record = Account {
-                display_name: name,
-                created_ms: now_ms(),
-                node_admin: grants_admin,
-                devices: vec![device],
-            };
+            let record =
+                Account { display_name: name, created_ms: now_ms(), node_admin: grants_admin, devices: vec![device] };
             txn.open_table(ACCOUNTS)
                 .or_internal()?
                 .insert(account.0, records::encode(&record).as_slice())
                 .or_internal()?;
-            txn.open_table(DEVICES)
-                .or_internal()?
-                .insert(device.0, account.0)
-                .or_internal()?;
+            txn.open_table(DEVICES).or_internal()?.insert(device.0, account.0).or_internal()?;
             Ok(record)
         })
         .await?;
     tracing::info!(account = %account, admin = record.node_admin, "member registered");
-    Ok(wire::Account {
-        account,
-        device,
-        display_name,
-        node_admin: record.node_admin,
-    })
+    Ok(wire::Account { account, device, display_name, node_admin: record.node_admin })
 }
 
 /// Looks up a registered device for sign-in.
 pub fn sign_in(node: &Node, device: DeviceId) -> ApiResult<wire::Account> {
     let txn = node.store.read().or_internal()?;
-    let Some(account) = txn
-        .open_table(DEVICES)
-        .or_internal()?
-        .get(device.0)
-        .or_internal()?
-        .map(|g| g.value())
-    else {
-        return err(
-            ErrorCode::NotFound,
-            "this device is not registered on this node",
-        );
+    let Some(account) = txn.open_table(DEVICES).or_internal()?.get(device.0).or_internal()?.map(|g| g.value()) else {
+        return err(ErrorCode::NotFound, "this device is not registered on this node");
     };
     let account = AccountId(account);
-    let record =
-        load_account(&txn, &account)?.ok_or_else(|| super::internal("device without account"))?;
-    Ok(wire::Account {
-        account,
-        device,
-        display_name: record.display_name,
-        node_admin: record.node_admin,
-    })
+    let record = load_account(&txn, &account)?.ok_or_else(|| super::internal("device without account"))?;
+    Ok(wire::Account { account, device, display_name: record.display_name, node_admin: record.node_admin })
 }
 
-pub(crate) fn load_account(
-    txn: &redb::ReadTransaction,
-    account: &AccountId,
-) -> ApiResult<Option<Account>> {
+pub(crate) fn load_account(txn: &redb::ReadTransaction, account: &AccountId) -> ApiResult<Option<Account>> {
     records::get(&txn.open_table(ACCOUNTS).or_internal()?, account.0)
 }
 
@@ -148,10 +99,7 @@ pub fn profiles(node: &Node, accounts: &[AccountId]) -> ApiResult<Vec<Profile>> 
     let mut out = Vec::with_capacity(accounts.len());
     for account in accounts {
         if let Some(record) = load_account(&txn, account)? {
-            out.push(Profile {
-                account: *account,
-                display_name: record.display_name,
-            });
+            out.push(Profile { account: *account, display_name: record.display_name });
         }
     }
     Ok(out)
@@ -165,10 +113,7 @@ pub async fn publish_key_packages(
     last_resort: Option<Vec<u8>>,
 ) -> ApiResult<()> {
     if packages.len() as u64 > MAX_KEY_PACKAGES {
-        return err(
-            ErrorCode::TooLarge,
-            format!("upload at most {MAX_KEY_PACKAGES} key packages at once"),
-        );
+        return err(ErrorCode::TooLarge, format!("upload at most {MAX_KEY_PACKAGES} key packages at once"));
     }
     for package in packages.iter().chain(last_resort.iter()) {
         if package.len() > MAX_KEY_PACKAGE_BYTES {
@@ -176,19 +121,14 @@ pub async fn publish_key_packages(
         }
         let identity = mls_view::key_package(package)?;
         if identity.device != session.device || identity.account != session.account {
-            return err(
-                ErrorCode::Forbidden,
-                "key package belongs to another device",
-            );
+            return err(ErrorCode::Forbidden, "key package belongs to another device");
         }
     }
     node.writer
         .run(move |ctx| {
             let existing = {
                 let table = ctx.read().open_table(KEY_PACKAGES).or_internal()?;
-                let range = table
-                    .range((session.device.0, 0)..=(session.device.0, u64::MAX))
-                    .or_internal()?;
+                let range = table.range((session.device.0, 0)..=(session.device.0, u64::MAX)).or_internal()?;
                 let mut count = 0u64;
                 let mut last = 0u64;
                 for item in range {
@@ -199,20 +139,12 @@ pub async fn publish_key_packages(
                 (count, last)
             };
             if existing.0 + packages.len() as u64 > MAX_KEY_PACKAGES {
-                return err(
-                    ErrorCode::TooLarge,
-                    format!("a device keeps at most {MAX_KEY_PACKAGES} key packages"),
-                );
+                return err(ErrorCode::TooLarge, format!("a device keeps at most {MAX_KEY_PACKAGES} key packages"));
             }
             let txn = ctx.write();
             let mut table = txn.open_table(KEY_PACKAGES).or_internal()?;
             for (i, package) in packages.iter().enumerate() {
-                table
-                    .insert(
-                        (session.device.0, existing.1 + 1 + i as u64),
-                        package.as_slice(),
-                    )
-                    .or_internal()?;
+                table.insert((session.device.0, existing.1 + 1 + i as u64), package.as_slice()).or_internal()?;
             }
             if let Some(package) = &last_resort {
                 txn.open_table(LAST_RESORT)
@@ -230,8 +162,7 @@ pub async fn publish_key_packages(
 pub async fn claim_key_packages(node: &Node, account: AccountId) -> ApiResult<Vec<Vec<u8>>> {
     node.writer
         .run(move |ctx| {
-            let record: Option<Account> =
-                records::get(&ctx.read().open_table(ACCOUNTS).or_internal()?, account.0)?;
+            let record: Option<Account> = records::get(&ctx.read().open_table(ACCOUNTS).or_internal()?, account.0)?;
             let Some(record) = record else {
                 return err(ErrorCode::NotFound, "no such member on this node");
             };
@@ -255,10 +186,7 @@ pub async fn claim_key_packages(node: &Node, account: AccountId) -> ApiResult<Ve
                 }
             }
             if out.is_empty() {
-                return err(
-                    ErrorCode::NotFound,
-                    "this member has no key packages; they must come online first",
-                );
+                return err(ErrorCode::NotFound, "this member has no key packages; they must come online first");
             }
             Ok(out)
         })
@@ -267,9 +195,5 @@ pub async fn claim_key_packages(node: &Node, account: AccountId) -> ApiResult<Ve
 
 /// Counts for metrics.
 pub fn device_count(node: &Node) -> u64 {
-    node.store
-        .read()
-        .ok()
-        .and_then(|txn| txn.open_table(DEVICES).ok().and_then(|t| t.len().ok()))
-        .unwrap_or(0)
+    node.store.read().ok().and_then(|txn| txn.open_table(DEVICES).ok().and_then(|t| t.len().ok())).unwrap_or(0)
 }

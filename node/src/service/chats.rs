@@ -17,20 +17,20 @@ pub fn pair_key(a: AccountId, b: AccountId) -> ([u8; 32], [u8; 32]) {
     if a <= b { (a.0, b.0) } else { (b.0, a.0) }
 }
 
+/// A chat a device asks the node to register (see `Request::CreateChat`).
+pub struct NewChat {
+    pub group: GroupId,
+    pub kind: ChatKind,
+    pub name: String,
+    pub description: String,
+    pub peer: Option<AccountId>,
+    pub group_info: Vec<u8>,
+}
+
 /// Registers a chat whose MLS group the device just created.
-pub async fn create(
-    node: &Node,
-    session: Session,
-    group: GroupId,
-    kind: ChatKind,
-    name: String,
-    description: String,
-    peer: Option<AccountId>,
-    group_info: Vec<u8>,
-) -> ApiResult<ChatInfo> {
-    let bad = |e: veche_protocol::validate::NameError| {
-        ApiError::new(ErrorCode::BadRequest, e.to_string())
-    };
+pub async fn create(node: &Node, session: Session, new: NewChat) -> ApiResult<ChatInfo> {
+    let NewChat { group, kind, name, description, peer, group_info } = new;
+    let bad = |e: veche_protocol::validate::NameError| ApiError::new(ErrorCode::BadRequest, e.to_string());
     let (name, description) = match kind {
         ChatKind::Group => (
             veche_protocol::validate::chat_name(&name).map_err(bad)?,
@@ -43,31 +43,19 @@ pub async fn create(
     }
     let view = mls_view::group_info(&group_info)?;
     if view.group != group || view.epoch != 0 || view.kind != kind {
-        return err(
-            ErrorCode::BadRequest,
-            "GroupInfo does not describe a new chat of this id and kind",
-        );
+        return err(ErrorCode::BadRequest, "GroupInfo does not describe a new chat of this id and kind");
     }
-    let only_creator = view.leaves.len() == 1
-        && view
-            .leaves
-            .values()
-            .all(|(a, d)| *a == session.account && *d == session.device);
+    let only_creator =
+        view.leaves.len() == 1 && view.leaves.values().all(|(a, d)| *a == session.account && *d == session.device);
     if !only_creator || view.roles.get(&session.account) != Some(&Role::Owner) {
-        return err(
-            ErrorCode::BadRequest,
-            "a new chat must hold only its creator, as owner",
-        );
+        return err(ErrorCode::BadRequest, "a new chat must hold only its creator, as owner");
     }
     match (kind, peer) {
         (ChatKind::Direct, Some(p)) if p == session.account => {
             return err(ErrorCode::BadRequest, "a direct chat needs another member");
         }
         (ChatKind::Direct, None) => {
-            return err(
-                ErrorCode::BadRequest,
-                "a direct chat needs the other member's id",
-            );
+            return err(ErrorCode::BadRequest, "a direct chat needs the other member's id");
         }
         (ChatKind::Group, Some(_)) => {
             return err(ErrorCode::BadRequest, "only direct chats name a peer");
@@ -94,37 +82,19 @@ pub async fn create(
     node.writer
         .run(move |ctx| {
             let txn = ctx.read();
-            if txn
-                .open_table(CHATS)
-                .or_internal()?
-                .get(group.0)
-                .or_internal()?
-                .is_some()
-            {
+            if txn.open_table(CHATS).or_internal()?.get(group.0).or_internal()?.is_some() {
                 return err(ErrorCode::Conflict, "a chat with this id exists");
             }
             if let Some(peer) = peer {
-                if txn
-                    .open_table(ACCOUNTS)
-                    .or_internal()?
-                    .get(peer.0)
-                    .or_internal()?
-                    .is_none()
-                {
+                if txn.open_table(ACCOUNTS).or_internal()?.get(peer.0).or_internal()?.is_none() {
                     return err(ErrorCode::NotFound, "no such member on this node");
                 }
-                if let Some(existing) = txn
-                    .open_table(DIRECT_PAIRS)
-                    .or_internal()?
-                    .get(pair_key(session.account, peer))
-                    .or_internal()?
+                if let Some(existing) =
+                    txn.open_table(DIRECT_PAIRS).or_internal()?.get(pair_key(session.account, peer)).or_internal()?
                 {
                     return err(
                         ErrorCode::Conflict,
-                        format!(
-                            "a direct chat with this member exists: {}",
-                            GroupId(existing.value())
-                        ),
+                        format!("a direct chat with this member exists: {}", GroupId(existing.value())),
                     );
                 }
             }
@@ -138,22 +108,10 @@ pub async fn create(
                 return err(ErrorCode::Forbidden, "too many chats");
             }
             let txn = ctx.write();
-            txn.open_table(CHATS)
-                .or_internal()?
-                .insert(group.0, records::encode(&stored).as_slice())
-                .or_internal()?;
-            txn.open_table(GROUP_INFO)
-                .or_internal()?
-                .insert(group.0, group_info.as_slice())
-                .or_internal()?;
-            txn.open_table(MEMBERSHIP)
-                .or_internal()?
-                .insert((session.account.0, group.0), ())
-                .or_internal()?;
-            txn.open_table(CURSORS)
-                .or_internal()?
-                .insert((session.device.0, group.0), 0)
-                .or_internal()?;
+            txn.open_table(CHATS).or_internal()?.insert(group.0, records::encode(&stored).as_slice()).or_internal()?;
+            txn.open_table(GROUP_INFO).or_internal()?.insert(group.0, group_info.as_slice()).or_internal()?;
+            txn.open_table(MEMBERSHIP).or_internal()?.insert((session.account.0, group.0), ()).or_internal()?;
+            txn.open_table(CURSORS).or_internal()?.insert((session.device.0, group.0), 0).or_internal()?;
             if let Some(peer) = peer {
                 txn.open_table(DIRECT_PAIRS)
                     .or_internal()?
@@ -174,11 +132,7 @@ pub fn load(txn: &redb::ReadTransaction, group: GroupId) -> ApiResult<Option<Cha
 }
 
 /// Loads a chat the session's account is a member of.
-pub fn load_member(
-    txn: &redb::ReadTransaction,
-    session: &Session,
-    group: GroupId,
-) -> ApiResult<Chat> {
+pub fn load_member(txn: &redb::ReadTransaction, session: &Session, group: GroupId) -> ApiResult<Chat> {
     match load(txn, group)? {
         Some(chat) if chat.roster.contains_key(&session.account) => Ok(chat),
         _ => err(ErrorCode::NotFound, "no such chat, or you are not a member"),
@@ -186,22 +140,13 @@ pub fn load_member(
 }
 
 /// Builds the public view of a chat.
-pub fn info(
-    txn: &redb::ReadTransaction,
-    home_node: &str,
-    group: GroupId,
-    chat: &Chat,
-) -> ApiResult<ChatInfo> {
+pub fn info(txn: &redb::ReadTransaction, home_node: &str, group: GroupId, chat: &Chat) -> ApiResult<ChatInfo> {
     let accounts = txn.open_table(ACCOUNTS).or_internal()?;
     let mut members = Vec::with_capacity(chat.roster.len());
     for (account, role) in &chat.roster {
         let record: Option<Account> = records::get(&accounts, account.0)?;
         let display_name = record.map(|r| r.display_name).unwrap_or_default();
-        members.push(MemberInfo {
-            account: *account,
-            display_name,
-            role: *role,
-        });
+        members.push(MemberInfo { account: *account, display_name, role: *role });
     }
     Ok(ChatInfo {
         group,
@@ -244,22 +189,16 @@ pub fn get(node: &Node, session: &Session, group: GroupId) -> ApiResult<ChatInfo
 }
 
 /// Sets retention (owner only).
-pub async fn set_retention(
-    node: &Node,
-    session: Session,
-    group: GroupId,
-    retention: Retention,
-) -> ApiResult<()> {
+pub async fn set_retention(node: &Node, session: Session, group: GroupId, retention: Retention) -> ApiResult<()> {
     if let Retention::Days(0) = retention {
         return err(ErrorCode::BadRequest, "retention must be at least one day");
     }
     node.writer
         .run(move |ctx| {
-            let mut chat: Chat =
-                match records::get(&ctx.read().open_table(CHATS).or_internal()?, group.0)? {
-                    Some(chat) => chat,
-                    None => return err(ErrorCode::NotFound, "no such chat"),
-                };
+            let mut chat: Chat = match records::get(&ctx.read().open_table(CHATS).or_internal()?, group.0)? {
+                Some(chat) => chat,
+                None => return err(ErrorCode::NotFound, "no such chat"),
+            };
             match chat.role_of(&session.account) {
                 Some(Role::Owner) => {}
                 Some(_) => {

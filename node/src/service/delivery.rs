@@ -8,9 +8,7 @@
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::mls_view::{self, GroupInfoView, MessageKind};
 use crate::store::records::{self, Chat, LogEntry, Welcome, now_ms};
-use crate::store::tables::{
-    CHATS, COUNTERS, CURSORS, DEDUP, GROUP_INFO, LOG, MEMBERSHIP, META, WELCOMES,
-};
+use crate::store::tables::{CHATS, COUNTERS, CURSORS, DEDUP, GROUP_INFO, LOG, MEMBERSHIP, META, WELCOMES};
 use crate::store::writer::TxnCtx;
 use redb::ReadableTable;
 use sha2::{Digest, Sha256};
@@ -25,10 +23,7 @@ fn check_size(bytes: &[u8], what: &str) -> ApiResult<()> {
     if bytes.len() > veche_protocol::MAX_MLS_MESSAGE_BYTES {
         return err(
             ErrorCode::TooLarge,
-            format!(
-                "{what} is larger than {} bytes",
-                veche_protocol::MAX_MLS_MESSAGE_BYTES
-            ),
+            format!("{what} is larger than {} bytes", veche_protocol::MAX_MLS_MESSAGE_BYTES),
         );
     }
     Ok(())
@@ -42,10 +37,7 @@ fn load_chat(ctx: &TxnCtx<'_>, group: GroupId) -> ApiResult<Chat> {
 }
 
 fn stale(current: u64) -> ApiResult<u64> {
-    err(
-        ErrorCode::StaleEpoch { current },
-        format!("the chat is at epoch {current}: fetch new messages and retry"),
-    )
+    err(ErrorCode::StaleEpoch { current }, format!("the chat is at epoch {current}: fetch new messages and retry"))
 }
 
 /// Hash under which a stored message is remembered for idempotent retries.
@@ -55,16 +47,9 @@ pub fn message_hash(payload: &[u8]) -> [u8; 32] {
 
 /// The sequence number of an identical message already stored in this chat, if any: a device
 /// that lost the node's answer and retries gets the original number, not a duplicate.
-pub(crate) fn already_stored(
-    ctx: &TxnCtx<'_>,
-    group: GroupId,
-    payload: &[u8],
-) -> ApiResult<Option<u64>> {
+pub(crate) fn already_stored(ctx: &TxnCtx<'_>, group: GroupId, payload: &[u8]) -> ApiResult<Option<u64>> {
     let table = ctx.read().open_table(DEDUP).or_internal()?;
-    Ok(table
-        .get((group.0, message_hash(payload)))
-        .or_internal()?
-        .map(|g| g.value()))
+    Ok(table.get((group.0, message_hash(payload))).or_internal()?.map(|g| g.value()))
 }
 
 /// Appends one entry and publishes it to `recipients`.
@@ -79,26 +64,13 @@ fn append(
     let seq = chat.head;
     let bytes = entry.payload.len() as u64;
     let txn = ctx.write();
-    txn.open_table(DEDUP)
-        .or_internal()?
-        .insert((group.0, message_hash(&entry.payload)), seq)
-        .or_internal()?;
-    txn.open_table(LOG)
-        .or_internal()?
-        .insert((group.0, seq), records::encode(&entry).as_slice())
-        .or_internal()?;
-    txn.open_table(CHATS)
-        .or_internal()?
-        .insert(group.0, records::encode(&*chat).as_slice())
-        .or_internal()?;
+    txn.open_table(DEDUP).or_internal()?.insert((group.0, message_hash(&entry.payload)), seq).or_internal()?;
+    txn.open_table(LOG).or_internal()?.insert((group.0, seq), records::encode(&entry).as_slice()).or_internal()?;
+    txn.open_table(CHATS).or_internal()?.insert(group.0, records::encode(&*chat).as_slice()).or_internal()?;
     {
         let mut counters = txn.open_table(COUNTERS).or_internal()?;
         for (name, add) in [("messages_stored", 1), ("bytes_stored", bytes)] {
-            let value = counters
-                .get(name)
-                .or_internal()?
-                .map(|g| g.value())
-                .unwrap_or(0);
+            let value = counters.get(name).or_internal()?.map(|g| g.value()).unwrap_or(0);
             counters.insert(name, value + add).or_internal()?;
         }
     }
@@ -116,12 +88,7 @@ fn append(
 }
 
 /// Stores an application message or a proposal for the chat's current epoch.
-pub async fn send(
-    node: &Node,
-    session: Session,
-    group: GroupId,
-    message: Vec<u8>,
-) -> ApiResult<u64> {
+pub async fn send(node: &Node, session: Session, group: GroupId, message: Vec<u8>) -> ApiResult<u64> {
     check_size(&message, "message")?;
     let view = mls_view::message(&message)?;
     if view.group != group {
@@ -131,10 +98,7 @@ pub async fn send(
         MessageKind::Application => EntryKind::Application,
         MessageKind::Proposal => EntryKind::Handshake,
         MessageKind::Commit | MessageKind::ExternalCommit => {
-            return err(
-                ErrorCode::BadRequest,
-                "send commits with Commit, with their GroupInfo",
-            );
+            return err(ErrorCode::BadRequest, "send commits with Commit, with their GroupInfo");
         }
     };
     let metrics = node.metrics.clone();
@@ -154,36 +118,22 @@ pub async fn send(
             if kind == EntryKind::Handshake {
                 // The only proposal a device sends on its own is leaving (a self-remove), as a
                 // PublicMessage from its own leaf. Then the account is marked as leaving.
-                let own_leaf = view
-                    .sender_leaf
-                    .and_then(|leaf| chat.leaves.get(&leaf))
-                    .map(|(_, d)| *d);
+                let own_leaf = view.sender_leaf.and_then(|leaf| chat.leaves.get(&leaf)).map(|(_, d)| *d);
                 if !view.public || !view.self_remove || own_leaf != Some(session.device) {
-                    return err(
-                        ErrorCode::Forbidden,
-                        "the only proposal a member sends is leaving, from its own leaf",
-                    );
+                    return err(ErrorCode::Forbidden, "the only proposal a member sends is leaving, from its own leaf");
                 }
                 if chat.roster.get(&session.account) == Some(&Role::Owner)
                     && chat.roster.values().filter(|r| **r == Role::Owner).count() == 1
                     && chat.roster.len() > 1
                 {
-                    return err(
-                        ErrorCode::Forbidden,
-                        "the only owner cannot leave; make someone else owner first",
-                    );
+                    return err(ErrorCode::Forbidden, "the only owner cannot leave; make someone else owner first");
                 }
                 if !chat.leaving.contains(&session.account) {
                     chat.leaving.push(session.account);
                 }
             }
-            let entry = LogEntry {
-                kind,
-                epoch: view.epoch,
-                sender: session.account,
-                stored_ms: now_ms(),
-                payload: message,
-            };
+            let entry =
+                LogEntry { kind, epoch: view.epoch, sender: session.account, stored_ms: now_ms(), payload: message };
             let recipients = chat.roster.keys().copied().collect();
             append(ctx, group, &mut chat, entry, recipients)
         })
@@ -204,30 +154,14 @@ fn diff(chat: &Chat, next: &GroupInfoView) -> Change {
     let new_devices: BTreeSet<_> = next.leaves.values().copied().collect();
     let next_roster = next.roster();
     let added = new_devices.difference(&old_devices).copied().collect();
-    let removed = chat
-        .roster
-        .keys()
-        .filter(|a| !next_roster.contains_key(a))
-        .copied()
-        .collect();
-    let roles_changed = chat
-        .roster
-        .iter()
-        .any(|(a, role)| next_roster.get(a).is_some_and(|new| new != role));
-    Change {
-        added,
-        removed,
-        roles_changed,
-    }
+    let removed = chat.roster.keys().filter(|a| !next_roster.contains_key(a)).copied().collect();
+    let roles_changed = chat.roster.iter().any(|(a, role)| next_roster.get(a).is_some_and(|new| new != role));
+    Change { added, removed, roles_changed }
 }
 
 /// The commit's own proposals must describe the same change as the GroupInfo it came with:
 /// the node polices the GroupInfo, and members apply the commit.
-fn check_commit_matches(
-    chat: &Chat,
-    view: &mls_view::MessageView,
-    change: &Change,
-) -> ApiResult<()> {
+fn check_commit_matches(chat: &Chat, view: &mls_view::MessageView, change: &Change) -> ApiResult<()> {
     let added_by_commit: BTreeSet<_> = view.added.iter().copied().collect();
     let added_by_info: BTreeSet<_> = change.added.iter().copied().collect();
     let mut removed_by_commit = BTreeSet::new();
@@ -237,43 +171,24 @@ fn check_commit_matches(
                 removed_by_commit.insert(*account);
             }
             None => {
-                return err(
-                    ErrorCode::BadRequest,
-                    "commit removes a leaf that is not in the chat",
-                );
+                return err(ErrorCode::BadRequest, "commit removes a leaf that is not in the chat");
             }
         }
     }
     let removed_by_info: BTreeSet<_> = change.removed.iter().copied().collect();
     // Removals of members who asked to leave may come by reference; every other must be inline.
-    let unexplained = removed_by_info
-        .iter()
-        .any(|a| !removed_by_commit.contains(a) && !chat.leaving.contains(a));
-    if added_by_commit != added_by_info
-        || unexplained
-        || !removed_by_commit.is_subset(&removed_by_info)
-    {
-        return err(
-            ErrorCode::BadRequest,
-            "the GroupInfo does not match the commit's changes",
-        );
+    let unexplained = removed_by_info.iter().any(|a| !removed_by_commit.contains(a) && !chat.leaving.contains(a));
+    if added_by_commit != added_by_info || unexplained || !removed_by_commit.is_subset(&removed_by_info) {
+        return err(ErrorCode::BadRequest, "the GroupInfo does not match the commit's changes");
     }
     if change.roles_changed && !view.changes_policy {
-        return err(
-            ErrorCode::BadRequest,
-            "the GroupInfo changes roles but the commit does not",
-        );
+        return err(ErrorCode::BadRequest, "the GroupInfo changes roles but the commit does not");
     }
     Ok(())
 }
 
 /// Checks a member's commit against the role policy.
-fn check_policy(
-    chat: &Chat,
-    sender: AccountId,
-    change: &Change,
-    next: &GroupInfoView,
-) -> ApiResult<()> {
+fn check_policy(chat: &Chat, sender: AccountId, change: &Change, next: &GroupInfoView) -> ApiResult<()> {
     let Some(role) = chat.role_of(&sender) else {
         return err(ErrorCode::Forbidden, "you are not a member of this chat");
     };
@@ -282,9 +197,8 @@ fn check_policy(
     }
     for account in &change.removed {
         let target = chat.role_of(account).unwrap_or(Role::Member);
-        let allowed = chat.leaving.contains(account)
-            || role == Role::Owner
-            || (role == Role::Admin && target == Role::Member);
+        let allowed =
+            chat.leaving.contains(account) || role == Role::Owner || (role == Role::Admin && target == Role::Member);
         if !allowed {
             return err(ErrorCode::Forbidden, "your role may not remove this member");
         }
@@ -292,41 +206,32 @@ fn check_policy(
     if change.roles_changed && role != Role::Owner {
         return err(ErrorCode::Forbidden, "only the owner changes roles");
     }
-    let owners = next
-        .roster()
-        .values()
-        .filter(|r| **r == Role::Owner)
-        .count();
+    let owners = next.roster().values().filter(|r| **r == Role::Owner).count();
     if owners != 1 && !next.leaves.is_empty() {
         return err(ErrorCode::Forbidden, "a chat keeps exactly one owner");
     }
     if chat.kind == ChatKind::Direct {
-        let allowed: BTreeSet<AccountId> = [Some(chat.created_by), chat.peer]
-            .into_iter()
-            .flatten()
-            .collect();
+        let allowed: BTreeSet<AccountId> = [Some(chat.created_by), chat.peer].into_iter().flatten().collect();
         if next.roster().keys().any(|a| !allowed.contains(a)) {
-            return err(
-                ErrorCode::Forbidden,
-                "a direct chat has only its two members",
-            );
+            return err(ErrorCode::Forbidden, "a direct chat has only its two members");
         }
     }
     Ok(())
 }
 
-/// Applies an accepted commit: log entry, new epoch, roster, memberships, welcomes.
-fn apply_commit(
-    ctx: &mut TxnCtx<'_>,
-    group: GroupId,
-    mut chat: Chat,
+/// A commit that passed every check, with what it changes.
+struct Accepted {
     sender: AccountId,
     commit: Vec<u8>,
     welcome: Option<Vec<u8>>,
     group_info: Vec<u8>,
     next: GroupInfoView,
     change: Change,
-) -> ApiResult<u64> {
+}
+
+/// Applies an accepted commit: log entry, new epoch, roster, memberships, welcomes.
+fn apply_commit(ctx: &mut TxnCtx<'_>, group: GroupId, mut chat: Chat, accepted: Accepted) -> ApiResult<u64> {
+    let Accepted { sender, commit, welcome, group_info, next, change } = accepted;
     let old_roster: Vec<AccountId> = chat.roster.keys().copied().collect();
     let epoch = chat.epoch;
     chat.epoch = next.epoch;
@@ -335,13 +240,7 @@ fn apply_commit(
     chat.leaving.retain(|a| chat.roster.contains_key(a));
     let mut recipients: BTreeSet<AccountId> = old_roster.into_iter().collect();
     recipients.extend(chat.roster.keys().copied());
-    let entry = LogEntry {
-        kind: EntryKind::Handshake,
-        epoch,
-        sender,
-        stored_ms: now_ms(),
-        payload: commit,
-    };
+    let entry = LogEntry { kind: EntryKind::Handshake, epoch, sender, stored_ms: now_ms(), payload: commit };
     let seq = chat.head + 1;
     for account in &change.removed {
         chat.removed_at.insert(*account, seq);
@@ -349,18 +248,9 @@ fn apply_commit(
     for (account, _) in &change.added {
         chat.removed_at.remove(account);
     }
-    let seq = append(
-        ctx,
-        group,
-        &mut chat,
-        entry,
-        recipients.into_iter().collect(),
-    )?;
+    let seq = append(ctx, group, &mut chat, entry, recipients.into_iter().collect())?;
     let txn = ctx.write();
-    txn.open_table(GROUP_INFO)
-        .or_internal()?
-        .insert(group.0, group_info.as_slice())
-        .or_internal()?;
+    txn.open_table(GROUP_INFO).or_internal()?.insert(group.0, group_info.as_slice()).or_internal()?;
     {
         let mut membership = txn.open_table(MEMBERSHIP).or_internal()?;
         for account in &change.removed {
@@ -384,27 +274,15 @@ fn apply_commit(
             .and_then(|g| g.value().try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(1);
         let mut welcomes = txn.open_table(WELCOMES).or_internal()?;
-        let record = Welcome {
-            group,
-            commit_seq: seq,
-            welcome,
-        };
+        let record = Welcome { group, commit_seq: seq, welcome };
         let mut events = Vec::new();
         for (account, device) in &change.added {
-            welcomes
-                .insert((device.0, next_id), records::encode(&record).as_slice())
-                .or_internal()?;
-            let envelope = WelcomeEnvelope {
-                id: next_id,
-                group,
-                commit_seq: seq,
-                welcome: record.welcome.clone(),
-            };
+            welcomes.insert((device.0, next_id), records::encode(&record).as_slice()).or_internal()?;
+            let envelope = WelcomeEnvelope { id: next_id, group, commit_seq: seq, welcome: record.welcome.clone() };
             events.push((vec![*account], Event::Welcome(envelope)));
             next_id += 1;
         }
-        meta.insert("next_welcome_id", next_id.to_be_bytes().as_slice())
-            .or_internal()?;
+        meta.insert("next_welcome_id", next_id.to_be_bytes().as_slice()).or_internal()?;
         drop((meta, welcomes));
         for (to, event) in events {
             ctx.publish(to, event);
@@ -433,10 +311,7 @@ pub async fn commit(
     }
     let next = mls_view::group_info(&group_info)?;
     if next.group != group || next.epoch != view.epoch + 1 {
-        return err(
-            ErrorCode::BadRequest,
-            "GroupInfo is not for the epoch this commit creates",
-        );
+        return err(ErrorCode::BadRequest, "GroupInfo is not for the epoch this commit creates");
     }
     let metrics = node.metrics.clone();
     let seq = node
@@ -455,43 +330,22 @@ pub async fn commit(
             if let Some(leaf) = view.sender_leaf
                 && chat.leaves.get(&leaf).map(|(_, d)| *d) != Some(session.device)
             {
-                return err(
-                    ErrorCode::Forbidden,
-                    "commit signed by another member's leaf",
-                );
+                return err(ErrorCode::Forbidden, "commit signed by another member's leaf");
             }
             if next.kind != chat.kind {
-                return err(
-                    ErrorCode::Forbidden,
-                    "a commit may not change the chat's kind",
-                );
+                return err(ErrorCode::Forbidden, "a commit may not change the chat's kind");
             }
             if !view.public {
-                return err(
-                    ErrorCode::BadRequest,
-                    "commits must be PublicMessages so the home node can check them",
-                );
+                return err(ErrorCode::BadRequest, "commits must be PublicMessages so the home node can check them");
             }
             let change = diff(&chat, &next);
             check_commit_matches(&chat, &view, &change)?;
             check_policy(&chat, session.account, &change, &next)?;
             if !change.added.is_empty() && welcome.is_none() {
-                return err(
-                    ErrorCode::BadRequest,
-                    "a commit that adds members needs their Welcome",
-                );
+                return err(ErrorCode::BadRequest, "a commit that adds members needs their Welcome");
             }
-            apply_commit(
-                ctx,
-                group,
-                chat,
-                session.account,
-                commit,
-                welcome,
-                group_info,
-                next,
-                change,
-            )
+            let accepted = Accepted { sender: session.account, commit, welcome, group_info, next, change };
+            apply_commit(ctx, group, chat, accepted)
         })
         .await?;
     metrics.messages_stored.inc();
@@ -511,10 +365,7 @@ pub fn join_commit(
 ) -> ApiResult<u64> {
     let chat = load_chat(ctx, group)?;
     if chat.kind == ChatKind::Direct {
-        return err(
-            ErrorCode::Forbidden,
-            "direct chats cannot be joined by link",
-        );
+        return err(ErrorCode::Forbidden, "direct chats cannot be joined by link");
     }
     if chat.roster.contains_key(&session.account) {
         return err(ErrorCode::Conflict, "you are already a member of this chat");
@@ -523,31 +374,15 @@ pub fn join_commit(
         return stale(chat.epoch);
     }
     let change = diff(&chat, &next);
-    let only_self =
-        change.added == [(session.account, session.device)] && change.removed.is_empty();
+    let only_self = change.added == [(session.account, session.device)] && change.removed.is_empty();
     if !only_self || change.roles_changed || next.kind != chat.kind {
-        return err(
-            ErrorCode::Forbidden,
-            "an external commit may only add the joining device",
-        );
+        return err(ErrorCode::Forbidden, "an external commit may only add the joining device");
     }
     if next.roster().get(&session.account) != Some(&Role::Member) {
-        return err(
-            ErrorCode::Forbidden,
-            "a member who joins by link joins as a member",
-        );
+        return err(ErrorCode::Forbidden, "a member who joins by link joins as a member");
     }
-    apply_commit(
-        ctx,
-        group,
-        chat,
-        session.account,
-        commit,
-        None,
-        group_info,
-        next,
-        change,
-    )
+    let accepted = Accepted { sender: session.account, commit, welcome: None, group_info, next, change };
+    apply_commit(ctx, group, chat, accepted)
 }
 
 /// Entries after `after`, oldest first. Former members read up to the commit that removed them.
@@ -573,11 +408,7 @@ pub fn fetch(
     let log = txn.open_table(LOG).or_internal()?;
     let mut out = Vec::new();
     let mut bytes = 0u64;
-    for item in log
-        .range((group.0, after.saturating_add(1))..=(group.0, upto))
-        .or_internal()?
-        .take(limit)
-    {
+    for item in log.range((group.0, after.saturating_add(1))..=(group.0, upto)).or_internal()?.take(limit) {
         let (key, value) = item.or_internal()?;
         let entry: LogEntry = records::decode(value.value())?;
         bytes += entry.payload.len() as u64;
@@ -601,16 +432,12 @@ pub async fn ack(node: &Node, session: Session, group: GroupId, seq: u64) -> Api
     node.writer
         .run(move |ctx| {
             let chat = load_chat(ctx, group)?;
-            let member = chat.roster.contains_key(&session.account)
-                || chat.removed_at.contains_key(&session.account);
+            let member = chat.roster.contains_key(&session.account) || chat.removed_at.contains_key(&session.account);
             if !member {
                 return err(ErrorCode::NotFound, "no such chat, or you are not a member");
             }
             if seq > chat.head {
-                return err(
-                    ErrorCode::BadRequest,
-                    "cannot acknowledge beyond the newest message",
-                );
+                return err(ErrorCode::BadRequest, "cannot acknowledge beyond the newest message");
             }
             let current = ctx
                 .read()
@@ -622,11 +449,7 @@ pub async fn ack(node: &Node, session: Session, group: GroupId, seq: u64) -> Api
             if current.is_some_and(|c| c >= seq) {
                 return Ok(());
             }
-            ctx.write()
-                .open_table(CURSORS)
-                .or_internal()?
-                .insert((session.device.0, group.0), seq)
-                .or_internal()?;
+            ctx.write().open_table(CURSORS).or_internal()?.insert((session.device.0, group.0), seq).or_internal()?;
             Ok(())
         })
         .await
@@ -637,10 +460,7 @@ pub fn welcomes(node: &Node, session: &Session) -> ApiResult<Vec<WelcomeEnvelope
     let txn = node.store.read().or_internal()?;
     let table = txn.open_table(WELCOMES).or_internal()?;
     let mut out = Vec::new();
-    for item in table
-        .range((session.device.0, 0)..=(session.device.0, u64::MAX))
-        .or_internal()?
-    {
+    for item in table.range((session.device.0, 0)..=(session.device.0, u64::MAX)).or_internal()? {
         let (key, value) = item.or_internal()?;
         let record: Welcome = records::decode(value.value())?;
         out.push(WelcomeEnvelope {
@@ -657,21 +477,12 @@ pub fn welcomes(node: &Node, session: &Session) -> ApiResult<Vec<WelcomeEnvelope
 pub async fn ack_welcome(node: &Node, session: Session, id: u64) -> ApiResult<()> {
     node.writer
         .run(move |ctx| {
-            let exists = ctx
-                .read()
-                .open_table(WELCOMES)
-                .or_internal()?
-                .get((session.device.0, id))
-                .or_internal()?
-                .is_some();
+            let exists =
+                ctx.read().open_table(WELCOMES).or_internal()?.get((session.device.0, id)).or_internal()?.is_some();
             if !exists {
                 return err(ErrorCode::NotFound, "no such welcome");
             }
-            ctx.write()
-                .open_table(WELCOMES)
-                .or_internal()?
-                .remove((session.device.0, id))
-                .or_internal()?;
+            ctx.write().open_table(WELCOMES).or_internal()?.remove((session.device.0, id)).or_internal()?;
             Ok(())
         })
         .await

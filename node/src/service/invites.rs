@@ -23,9 +23,7 @@ fn to_info(id: InviteId, invite: &Invite) -> InviteInfo {
     InviteInfo {
         invite: id,
         group: invite.group,
-        created_by: invite
-            .created_by
-            .unwrap_or(veche_protocol::ids::AccountId([0; 32])),
+        created_by: invite.created_by.unwrap_or(veche_protocol::ids::AccountId([0; 32])),
         created_at_ms: invite.created_ms,
         expires_at_ms: invite.expires_ms,
         max_uses: invite.max_uses,
@@ -36,26 +34,14 @@ fn to_info(id: InviteId, invite: &Invite) -> InviteInfo {
 
 /// Checks a token: it exists, the secret matches, and it is not revoked, expired or used up.
 /// With `for_join`, it must be a chat invite.
-pub fn check_token(
-    txn: &WriteTransaction,
-    token: &InviteToken,
-    for_join: bool,
-) -> ApiResult<(InviteId, Invite)> {
-    let invite: Option<Invite> =
-        records::get(&txn.open_table(INVITES).or_internal()?, token.invite.0)?;
+pub fn check_token(txn: &WriteTransaction, token: &InviteToken, for_join: bool) -> ApiResult<(InviteId, Invite)> {
+    let invite: Option<Invite> = records::get(&txn.open_table(INVITES).or_internal()?, token.invite.0)?;
     validate(invite, token, for_join)
 }
 
-fn validate(
-    invite: Option<Invite>,
-    token: &InviteToken,
-    for_join: bool,
-) -> ApiResult<(InviteId, Invite)> {
+fn validate(invite: Option<Invite>, token: &InviteToken, for_join: bool) -> ApiResult<(InviteId, Invite)> {
     let Some(invite) = invite.filter(|i| i.secret_hash == secret_hash(&token.secret)) else {
-        return err(
-            ErrorCode::InviteInvalid,
-            "this invite link is not valid on this node",
-        );
+        return err(ErrorCode::InviteInvalid, "this invite link is not valid on this node");
     };
     if invite.revoked {
         return err(ErrorCode::InviteRevoked, "this invite link was revoked");
@@ -67,10 +53,7 @@ fn validate(
         return err(ErrorCode::InviteUsedUp, "this invite link has been used up");
     }
     if for_join && invite.group.is_none() {
-        return err(
-            ErrorCode::BadRequest,
-            "this link admits to the node, not to a chat",
-        );
+        return err(ErrorCode::BadRequest, "this link admits to the node, not to a chat");
     }
     Ok((token.invite, invite))
 }
@@ -93,10 +76,7 @@ pub async fn create(
         return err(ErrorCode::BadRequest, "an invite needs at least one use");
     }
     if expires_in.is_some_and(|d| d.is_zero() || d > MAX_EXPIRY) {
-        return err(
-            ErrorCode::BadRequest,
-            "expiry must be between one second and one year",
-        );
+        return err(ErrorCode::BadRequest, "expiry must be between one second and one year");
     }
     let id = InviteId(random()?);
     let secret: [u8; SECRET_LEN] = random()?;
@@ -118,16 +98,12 @@ pub async fn create(
             let txn = ctx.read();
             match group {
                 Some(group) => {
-                    let chat: Option<Chat> =
-                        records::get(&txn.open_table(CHATS).or_internal()?, group.0)?;
+                    let chat: Option<Chat> = records::get(&txn.open_table(CHATS).or_internal()?, group.0)?;
                     let Some(role) = chat.as_ref().and_then(|c| c.role_of(&session.account)) else {
                         return err(ErrorCode::NotFound, "no such chat, or you are not a member");
                     };
                     if !role.can_manage_members() {
-                        return err(
-                            ErrorCode::Forbidden,
-                            "only owners and admins create invite links",
-                        );
+                        return err(ErrorCode::Forbidden, "only owners and admins create invite links");
                     }
                     if chat.is_some_and(|c| c.kind == veche_protocol::ids::ChatKind::Direct) {
                         return err(ErrorCode::Forbidden, "direct chats have no invite links");
@@ -191,22 +167,14 @@ pub async fn create_admin_invite(node: &Node) -> ApiResult<Option<(InviteId, [u8
                 .iter()
                 .or_internal()?
                 .filter_map(|item| item.ok())
-                .filter_map(|(k, v)| {
-                    records::decode::<Invite>(v.value())
-                        .ok()
-                        .map(|i| (k.value(), i))
-                })
+                .filter_map(|(k, v)| records::decode::<Invite>(v.value()).ok().map(|i| (k.value(), i)))
                 .filter(|(_, i)| i.grants_admin && !i.revoked)
                 .collect();
             for (key, mut old) in old {
                 old.revoked = true;
-                invites
-                    .insert(key, records::encode(&old).as_slice())
-                    .or_internal()?;
+                invites.insert(key, records::encode(&old).as_slice()).or_internal()?;
             }
-            invites
-                .insert(id.0, records::encode(&invite).as_slice())
-                .or_internal()?;
+            invites.insert(id.0, records::encode(&invite).as_slice()).or_internal()?;
             Ok(Some((id, secret)))
         })
         .await
@@ -217,25 +185,19 @@ pub async fn revoke(node: &Node, session: Session, id: InviteId) -> ApiResult<()
     node.writer
         .run(move |ctx| {
             let txn = ctx.read();
-            let invite: Option<Invite> =
-                records::get(&txn.open_table(INVITES).or_internal()?, id.0)?;
+            let invite: Option<Invite> = records::get(&txn.open_table(INVITES).or_internal()?, id.0)?;
             let Some(mut invite) = invite else {
                 return err(ErrorCode::NotFound, "no such invite");
             };
             let manages_chat = match invite.group {
                 Some(group) => {
-                    let chat: Option<Chat> =
-                        records::get(&txn.open_table(CHATS).or_internal()?, group.0)?;
-                    chat.and_then(|c| c.role_of(&session.account))
-                        .is_some_and(|r| r.can_manage_members())
+                    let chat: Option<Chat> = records::get(&txn.open_table(CHATS).or_internal()?, group.0)?;
+                    chat.and_then(|c| c.role_of(&session.account)).is_some_and(|r| r.can_manage_members())
                 }
                 None => false,
             };
-            let admin = records::get::<_, Account, _>(
-                &txn.open_table(ACCOUNTS).or_internal()?,
-                session.account.0,
-            )?
-            .is_some_and(|a| a.node_admin);
+            let admin = records::get::<_, Account, _>(&txn.open_table(ACCOUNTS).or_internal()?, session.account.0)?
+                .is_some_and(|a| a.node_admin);
             if !(invite.created_by == Some(session.account) || manages_chat || admin) {
                 return err(ErrorCode::Forbidden, "you may not revoke this invite");
             }
@@ -254,22 +216,11 @@ pub async fn revoke(node: &Node, session: Session, id: InviteId) -> ApiResult<()
 pub fn list(node: &Node, session: &Session, group: GroupId) -> ApiResult<Vec<InviteInfo>> {
     let txn = node.store.read().or_internal()?;
     let chat = super::chats::load_member(&txn, session, group)?;
-    if !chat
-        .role_of(&session.account)
-        .is_some_and(|r| r.can_manage_members())
-    {
-        return err(
-            ErrorCode::Forbidden,
-            "only owners and admins see invite links",
-        );
+    if !chat.role_of(&session.account).is_some_and(|r| r.can_manage_members()) {
+        return err(ErrorCode::Forbidden, "only owners and admins see invite links");
     }
     let mut out = Vec::new();
-    for item in txn
-        .open_table(INVITES)
-        .or_internal()?
-        .iter()
-        .or_internal()?
-    {
+    for item in txn.open_table(INVITES).or_internal()?.iter().or_internal()? {
         let (key, value) = item.or_internal()?;
         let invite: Invite = records::decode(value.value())?;
         if invite.group == Some(group) {
@@ -288,10 +239,7 @@ pub fn preview(node: &Node, token: &InviteToken) -> ApiResult<InvitePreview> {
         Some(group) => {
             let txn = node.store.read().or_internal()?;
             let Some(chat) = super::chats::load(&txn, group)? else {
-                return err(
-                    ErrorCode::InviteInvalid,
-                    "the chat of this invite no longer exists",
-                );
+                return err(ErrorCode::InviteInvalid, "the chat of this invite no longer exists");
             };
             Ok(InvitePreview {
                 group: Some(group),
@@ -314,21 +262,11 @@ pub fn preview(node: &Node, token: &InviteToken) -> ApiResult<InvitePreview> {
 /// The chat's current GroupInfo for a holder of a valid chat invite.
 pub fn group_info(node: &Node, token: &InviteToken) -> ApiResult<Vec<u8>> {
     let (_, invite) = check_read(node, token, true)?;
-    let group = invite
-        .group
-        .ok_or_else(|| super::internal("chat invite without chat"))?;
+    let group = invite.group.ok_or_else(|| super::internal("chat invite without chat"))?;
     let txn = node.store.read().or_internal()?;
-    match txn
-        .open_table(GROUP_INFO)
-        .or_internal()?
-        .get(group.0)
-        .or_internal()?
-    {
+    match txn.open_table(GROUP_INFO).or_internal()?.get(group.0).or_internal()? {
         Some(bytes) => Ok(bytes.value().to_vec()),
-        None => err(
-            ErrorCode::InviteInvalid,
-            "the chat of this invite no longer exists",
-        ),
+        None => err(ErrorCode::InviteInvalid, "the chat of this invite no longer exists"),
     }
 }
 
@@ -347,17 +285,11 @@ pub async fn join(
     }
     let view = mls_view::message(&commit)?;
     if view.kind != MessageKind::ExternalCommit {
-        return err(
-            ErrorCode::BadRequest,
-            "joining by link needs an external commit",
-        );
+        return err(ErrorCode::BadRequest, "joining by link needs an external commit");
     }
     let next = mls_view::group_info(&group_info)?;
     if next.group != view.group || next.epoch != view.epoch + 1 {
-        return err(
-            ErrorCode::BadRequest,
-            "GroupInfo is not for the epoch this commit creates",
-        );
+        return err(ErrorCode::BadRequest, "GroupInfo is not for the epoch this commit creates");
     }
     let metrics = node.metrics.clone();
     let seq = node
@@ -369,14 +301,9 @@ pub async fn join(
             }
             let (id, mut invite) = check_token(ctx.read(), &token, true)?;
             if invite.group != Some(view.group) {
-                return err(
-                    ErrorCode::BadRequest,
-                    "this commit is for another chat than the invite's",
-                );
+                return err(ErrorCode::BadRequest, "this commit is for another chat than the invite's");
             }
-            let seq = super::delivery::join_commit(
-                ctx, session, view.group, commit, group_info, view.epoch, next,
-            )?;
+            let seq = super::delivery::join_commit(ctx, session, view.group, commit, group_info, view.epoch, next)?;
             invite.uses += 1;
             ctx.write()
                 .open_table(INVITES)

@@ -47,10 +47,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// Maps a storage failure to an internal error (logged, never shown in detail).
 pub fn internal<E: Display>(e: E) -> ApiError {
     tracing::error!(error = %e, "storage error");
-    ApiError::new(
-        ErrorCode::Internal,
-        "the node failed to process this; retry later",
-    )
+    ApiError::new(ErrorCode::Internal, "the node failed to process this; retry later")
 }
 
 pub(crate) trait OrInternal<T> {

@@ -36,9 +36,7 @@ pub async fn run_once(node: &Node) -> ApiResult<u64> {
 
 fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> ApiResult<u64> {
     let txn = ctx.read();
-    let Some(mut chat): Option<Chat> =
-        records::get(&txn.open_table(CHATS).or_internal()?, group.0)?
-    else {
+    let Some(mut chat): Option<Chat> = records::get(&txn.open_table(CHATS).or_internal()?, group.0)? else {
         return Ok(0);
     };
     // Highest seq that may be dropped.
@@ -48,11 +46,7 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
             let cursors = txn.open_table(CURSORS).or_internal()?;
             let mut min = chat.head;
             for (_, device) in chat.devices() {
-                let seen = cursors
-                    .get((device.0, group.0))
-                    .or_internal()?
-                    .map(|g| g.value())
-                    .unwrap_or(0);
+                let seen = cursors.get((device.0, group.0)).or_internal()?.map(|g| g.value()).unwrap_or(0);
                 min = min.min(seen);
             }
             min
@@ -61,11 +55,7 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
             let cutoff = now_ms().saturating_sub(u64::from(days) * 86_400_000);
             let log = txn.open_table(LOG).or_internal()?;
             let mut last = 0;
-            for item in log
-                .range((group.0, chat.tail)..=(group.0, chat.head))
-                .or_internal()?
-                .take(MAX_DROP_PER_PASS)
-            {
+            for item in log.range((group.0, chat.tail)..=(group.0, chat.head)).or_internal()?.take(MAX_DROP_PER_PASS) {
                 let (key, value) = item.or_internal()?;
                 let entry: LogEntry = records::decode(value.value())?;
                 if entry.stored_ms >= cutoff {
@@ -89,10 +79,7 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
     }
     let dropped = upto + 1 - chat.tail;
     chat.tail = upto + 1;
-    txn.open_table(CHATS)
-        .or_internal()?
-        .insert(group.0, records::encode(&chat).as_slice())
-        .or_internal()?;
+    txn.open_table(CHATS).or_internal()?.insert(group.0, records::encode(&chat).as_slice()).or_internal()?;
     tracing::debug!(%group, dropped, "retention dropped entries");
     Ok(dropped)
 }

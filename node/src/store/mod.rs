@@ -27,8 +27,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database file and its tables.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let db = Database::create(path)
-            .with_context(|| format!("opening database {}", path.display()))?;
+        let db = Database::create(path).with_context(|| format!("opening database {}", path.display()))?;
         let txn = db.begin_write()?;
         tables::create_all(&txn)?;
         txn.commit()?;

@@ -94,10 +94,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Reads and decodes one record.
-pub fn get<'k, K, T, Tbl>(
-    table: &Tbl,
-    key: impl std::borrow::Borrow<K::SelfType<'k>>,
-) -> Result<Option<T>, ApiError>
+pub fn get<'k, K, T, Tbl>(table: &Tbl, key: impl std::borrow::Borrow<K::SelfType<'k>>) -> Result<Option<T>, ApiError>
 where
     K: redb::Key + 'static,
     T: DeserializeOwned,
@@ -111,8 +108,5 @@ where
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -9,8 +9,7 @@ pub const ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("acc
 /// device id -> account id
 pub const DEVICES: TableDefinition<[u8; 32], [u8; 32]> = TableDefinition::new("devices");
 /// (device, n) -> one-time key package
-pub const KEY_PACKAGES: TableDefinition<([u8; 32], u64), &[u8]> =
-    TableDefinition::new("key_packages");
+pub const KEY_PACKAGES: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("key_packages");
 /// device -> last-resort key package
 pub const LAST_RESORT: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("last_resort");
 /// group -> records::Chat
@@ -18,11 +17,9 @@ pub const CHATS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("chats"
 /// group -> latest GroupInfo (for external joins)
 pub const GROUP_INFO: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("group_info");
 /// (account, group) -> () : the chats an account is in
-pub const MEMBERSHIP: TableDefinition<([u8; 32], [u8; 16]), ()> =
-    TableDefinition::new("membership");
+pub const MEMBERSHIP: TableDefinition<([u8; 32], [u8; 16]), ()> = TableDefinition::new("membership");
 /// sorted pair of accounts -> direct chat
-pub const DIRECT_PAIRS: TableDefinition<([u8; 32], [u8; 32]), [u8; 16]> =
-    TableDefinition::new("direct_pairs");
+pub const DIRECT_PAIRS: TableDefinition<([u8; 32], [u8; 32]), [u8; 16]> = TableDefinition::new("direct_pairs");
 /// (group, seq) -> records::LogEntry
 pub const LOG: TableDefinition<([u8; 16], u64), &[u8]> = TableDefinition::new("log");
 /// (device, group) -> highest acknowledged seq

@@ -50,7 +50,9 @@ impl<'a> TxnCtx<'a> {
 type Completion = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
 
 /// A unit of work for the writer.
-pub struct Job(Box<dyn FnOnce(&mut TxnCtx<'_>) -> (JobStatus, Completion) + Send>);
+pub struct Job(JobFn);
+
+type JobFn = Box<dyn FnOnce(&mut TxnCtx<'_>) -> (JobStatus, Completion) + Send>;
 
 /// How a job went, for the batch.
 struct JobStatus {
@@ -68,9 +70,7 @@ impl Writer {
     /// Starts the writer thread.
     pub fn spawn(db: Arc<Database>, hub: Arc<Hub>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(INBOX);
-        std::thread::Builder::new()
-            .name("veche-writer".into())
-            .spawn(move || run(db, hub, rx))?;
+        std::thread::Builder::new().name("veche-writer".into()).spawn(move || run(db, hub, rx))?;
         Ok(Writer { inbox: tx })
     }
 
@@ -83,10 +83,7 @@ impl Writer {
         let (reply_tx, reply_rx) = oneshot::channel();
         let job = Job(Box::new(move |ctx: &mut TxnCtx<'_>| {
             let result = f(ctx);
-            let status = JobStatus {
-                failed: result.is_err(),
-                wrote: ctx.wrote,
-            };
+            let status = JobStatus { failed: result.is_err(), wrote: ctx.wrote };
             let completion: Completion = Box::new(move |committed| {
                 let _ = reply_tx.send(committed.and(result));
             });
@@ -126,11 +123,7 @@ fn run_batch(db: &Database, hub: &Hub, batch: &mut Vec<Job>) {
             return;
         }
     };
-    let mut ctx = TxnCtx {
-        txn: &txn,
-        events: Vec::new(),
-        wrote: false,
-    };
+    let mut ctx = TxnCtx { txn: &txn, events: Vec::new(), wrote: false };
     let mut completions = Vec::with_capacity(batch.len());
     let mut poisoned = false;
     for job in batch.drain(..) {
@@ -148,10 +141,7 @@ fn run_batch(db: &Database, hub: &Hub, batch: &mut Vec<Job>) {
     let outcome = if poisoned {
         tracing::error!("a write job failed after writing; aborting its batch");
         let _ = txn.abort();
-        Err(ApiError::new(
-            ErrorCode::Internal,
-            "the node failed to store this; retry",
-        ))
+        Err(ApiError::new(ErrorCode::Internal, "the node failed to store this; retry"))
     } else {
         txn.commit().map_err(|e| {
             tracing::error!(error = %e, "commit failed");
