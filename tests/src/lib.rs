@@ -332,3 +332,11 @@ pub fn dir_contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
         .into_iter()
         .find(|path| std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)))
 }
+
+/// Asserts two members' views of a chat are identical, reporting only the first difference.
+pub fn assert_same_history(a: &[(u64, String, String)], b: &[(u64, String, String)], what: &str) {
+    if let Some(i) = (0..a.len().min(b.len())).find(|&i| a[i] != b[i]) {
+        panic!("{what}: first difference at index {i}: {:?} vs {:?}", a[i], b[i]);
+    }
+    assert_eq!(a.len(), b.len(), "{what}: different lengths");
+}

@@ -4,7 +4,7 @@
 //! chat works. Neither the node's data dir nor its logs ever hold a message's plaintext.
 
 use std::collections::HashSet;
-use veche_tests::{Client, Node, TempDir, dir_contains, parse_lines};
+use veche_tests::{Client, Node, TempDir, assert_same_history, dir_contains, parse_lines};
 
 const MARKER: &str = "zq-plaintext-marker";
 
@@ -51,8 +51,8 @@ fn three_members_exchange_a_thousand_messages_in_one_order() -> anyhow::Result<(
     let bob_view = bob.texts(&group)?;
     let carol_view = carol.texts(&group)?;
     assert_eq!(alice_view.len(), 1000, "alice decrypted every message");
-    assert_eq!(alice_view, bob_view, "alice and bob see the same messages in the same order");
-    assert_eq!(alice_view, carol_view, "alice and carol see the same messages in the same order");
+    assert_same_history(&alice_view, &bob_view, "alice and bob");
+    assert_same_history(&alice_view, &carol_view, "alice and carol");
     let distinct: HashSet<_> = alice_view.iter().map(|(_, _, t)| t.clone()).collect();
     assert_eq!(distinct.len(), 1000, "no message twice");
     // Each sender's messages keep their order, and the name before each is the sender's.

@@ -242,17 +242,37 @@ impl Session {
 
     /// Sends ciphertexts persisted before a crash (the node drops duplicates).
     async fn resend_outbox(&mut self, group: GroupId) -> anyhow::Result<()> {
-        for (id, ciphertext) in self.state.outbox(group)? {
-            let result = self.call(Request::Send { group, message: ciphertext }).await;
+        for (id, entry) in self.state.outbox(group)? {
+            let result = self.call(Request::Send { group, message: entry.ciphertext }).await;
             match result {
+                Ok(Response::Stored { seq }) => {
+                    // Stored now, or before the crash (the node answers with the original seq).
+                    let history = self.own_text(seq, entry.text)?;
+                    self.state.persist(|txn| {
+                        state::remove_outbox(txn, group, id)?;
+                        state::put_history(txn, group, &history)
+                    })?;
+                }
                 Ok(_) | Err(CallError::Api(_)) => {
-                    // Stored (now or before), or refused for good (e.g. stale): either way done.
+                    // Refused for good (e.g. the epoch moved on): the message was never stored.
+                    eprintln!("warning: a message saved before a crash could not be sent: {}", entry.text);
                     self.state.persist(|txn| state::remove_outbox(txn, group, id))?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(())
+    }
+
+    fn own_text(&self, seq: u64, text: String) -> anyhow::Result<HistoryEntry> {
+        Ok(HistoryEntry {
+            seq,
+            sender: self.me()?,
+            sent_at_ms: now_ms(),
+            stored_at_ms: now_ms(),
+            own: true,
+            body: HistoryBody::Text(text),
+        })
     }
 
     /// Sends a text message; returns its sequence number.
@@ -270,18 +290,12 @@ impl Session {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0);
-            self.state.persist(|txn| state::put_outbox(txn, group, outbox_id, &ciphertext))?;
+            let outbox = state::OutboxEntry { ciphertext: ciphertext.clone(), text: text.to_string() };
+            self.state.persist(|txn| state::put_outbox(txn, group, outbox_id, &outbox))?;
             let result = self.call(Request::Send { group, message: ciphertext }).await;
             match result {
                 Ok(Response::Stored { seq }) => {
-                    let entry = HistoryEntry {
-                        seq,
-                        sender: self.me()?,
-                        sent_at_ms: now_ms(),
-                        stored_at_ms: now_ms(),
-                        own: true,
-                        body: HistoryBody::Text(text.to_string()),
-                    };
+                    let entry = self.own_text(seq, text.to_string())?;
                     self.state.persist(|txn| {
                         state::remove_outbox(txn, group, outbox_id)?;
                         state::put_history(txn, group, &entry)

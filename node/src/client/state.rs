@@ -14,7 +14,7 @@ const DEVICE: TableDefinition<&str, &[u8]> = TableDefinition::new("device");
 const CHATS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("chats");
 /// (group, seq) -> HistoryEntry
 const HISTORY: TableDefinition<([u8; 16], u64), &[u8]> = TableDefinition::new("history");
-/// (group, local id) -> ciphertext persisted before sending (resent verbatim after a crash)
+/// (group, local id) -> OutboxEntry persisted before sending (resent verbatim after a crash)
 const OUTBOX: TableDefinition<([u8; 16], u64), &[u8]> = TableDefinition::new("outbox");
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -35,6 +35,13 @@ pub struct LocalChat {
     pub processed: u64,
     /// False once this device was removed or left.
     pub active: bool,
+}
+
+/// A message encrypted and saved before it was sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub ciphertext: Vec<u8>,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,13 +166,13 @@ impl State {
         Ok(txn.open_table(HISTORY)?.get((group.0, seq))?.is_some())
     }
 
-    pub fn outbox(&self, group: GroupId) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+    pub fn outbox(&self, group: GroupId) -> anyhow::Result<Vec<(u64, OutboxEntry)>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(OUTBOX)?;
         let mut out = Vec::new();
         for item in table.range((group.0, 0)..=(group.0, u64::MAX))? {
             let (key, value) = item?;
-            out.push((key.value().1, value.value().to_vec()));
+            out.push((key.value().1, decode(value.value())?));
         }
         Ok(out)
     }
@@ -182,8 +189,8 @@ pub fn put_history(txn: &WriteTransaction, group: GroupId, entry: &HistoryEntry)
     Ok(())
 }
 
-pub fn put_outbox(txn: &WriteTransaction, group: GroupId, id: u64, ciphertext: &[u8]) -> anyhow::Result<()> {
-    txn.open_table(OUTBOX)?.insert((group.0, id), ciphertext)?;
+pub fn put_outbox(txn: &WriteTransaction, group: GroupId, id: u64, entry: &OutboxEntry) -> anyhow::Result<()> {
+    txn.open_table(OUTBOX)?.insert((group.0, id), encode(entry).as_slice())?;
     Ok(())
 }
 
