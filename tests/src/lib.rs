@@ -340,3 +340,5 @@ pub fn assert_same_history(a: &[(u64, String, String)], b: &[(u64, String, Strin
     }
     assert_eq!(a.len(), b.len(), "{what}: different lengths");
 }
+
+pub mod raw;

@@ -1,0 +1,133 @@
+//! A device that speaks the wire protocol directly, for tests of what a misbehaving or malicious
+//! device can send: raw frames, forged signatures, replays, floods, and MLS messages built by hand.
+
+use anyhow::{Context, bail};
+use ed25519_dalek::SigningKey;
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use veche_protocol::ids::{AccountId, DeviceId};
+use veche_protocol::wire::{ApiError, ClientFrame, Hello, InviteToken, Request, Response, ServerFrame};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A raw WebSocket connection to a node.
+pub struct RawConn {
+    ws: Ws,
+    next_id: u32,
+    pub hello: Hello,
+}
+
+/// What came back for a request.
+pub type Answer = Result<Response, ApiError>;
+
+impl RawConn {
+    pub async fn open(node_url: &str) -> anyhow::Result<Self> {
+        let url = format!("{}/api/ws", node_url.replacen("http://", "ws://", 1));
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+        let hello = match read(&mut ws).await? {
+            ServerFrame::Hello(hello) => hello,
+            other => bail!("expected Hello, got {other:?}"),
+        };
+        Ok(RawConn { ws, next_id: 1, hello })
+    }
+
+    pub async fn send_bytes(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.ws.send(Message::Binary(bytes.into())).await?;
+        Ok(())
+    }
+
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// Sends a request without waiting; returns its id.
+    pub async fn send(&mut self, request: Request) -> anyhow::Result<u32> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_bytes(ClientFrame { id, request }.encode()).await?;
+        Ok(id)
+    }
+
+    /// The next response or fatal frame (events are skipped).
+    pub async fn next_answer(&mut self) -> anyhow::Result<(u32, Answer)> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), read(&mut self.ws)).await?? {
+                ServerFrame::Response { id, result } => return Ok((id, result)),
+                ServerFrame::Fatal(error) => return Ok((u32::MAX, Err(error))),
+                _ => continue,
+            }
+        }
+    }
+
+    pub async fn call(&mut self, request: Request) -> anyhow::Result<Answer> {
+        let id = self.send(request).await?;
+        loop {
+            let (got, answer) = self.next_answer().await?;
+            if got == id || got == u32::MAX {
+                return Ok(answer);
+            }
+        }
+    }
+
+    /// Whether the node closes the connection within `within` (frames before the close are skipped).
+    pub async fn closed_within(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
+
+async fn read(ws: &mut Ws) -> anyhow::Result<ServerFrame> {
+    loop {
+        match ws.next().await.context("connection closed")?? {
+            Message::Binary(bytes) => return Ok(ServerFrame::decode(&bytes)?),
+            Message::Close(_) => bail!("connection closed"),
+            _ => continue,
+        }
+    }
+}
+
+/// A registered device with its own in-memory MLS client.
+pub struct RawDevice {
+    pub key: SigningKey,
+    pub mls: veche_mls::Client,
+    pub conn: RawConn,
+}
+
+impl RawDevice {
+    pub fn device(&self) -> DeviceId {
+        DeviceId(self.key.verifying_key().to_bytes())
+    }
+
+    pub fn account(&self) -> AccountId {
+        AccountId(self.key.verifying_key().to_bytes())
+    }
+
+    /// Registers a new device (signing this connection's challenge) and publishes key packages.
+    pub async fn register(node_url: &str, name: &str, invite: Option<InviteToken>) -> anyhow::Result<RawDevice> {
+        let secret = veche_mls::Client::generate_secret();
+        let key = SigningKey::from_bytes(&secret);
+        let mut mls = veche_mls::Client::new(secret);
+        let mut conn = RawConn::open(node_url).await?;
+        let device = DeviceId(key.verifying_key().to_bytes());
+        let account = AccountId(device.0);
+        let payload =
+            veche_protocol::auth::register_payload(&conn.hello.node_id, &conn.hello.challenge, &device, &account, name);
+        let signature = veche_protocol::auth::sign(&key, &payload);
+        let request = Request::Register { device, account, display_name: name.into(), invite, signature };
+        conn.call(request).await?.map_err(|e| anyhow::anyhow!("register: {e}"))?;
+        let packages = mls.key_packages(5)?;
+        let last_resort = Some(mls.last_resort_key_package()?);
+        conn.call(Request::PublishKeyPackages { packages, last_resort }).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(RawDevice { key, mls, conn })
+    }
+}
