@@ -73,6 +73,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         started: std::time::Instant::now(),
         shutdown: shutdown_rx,
     };
+    // Small request/response frames: never wait for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    });
     axum::serve(listener, api::router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

@@ -11,8 +11,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Uses this `veche` binary instead of looking for one (the benchmark points at a release build).
+pub fn set_bin(path: &Path) {
+    let _ = BIN.set(path.to_path_buf());
+}
+
 /// The `veche` binary under test.
 pub fn veche_bin() -> PathBuf {
+    if let Some(path) = BIN.get() {
+        return path.clone();
+    }
     if let Ok(path) = std::env::var("VECHE_BIN") {
         return PathBuf::from(path);
     }
@@ -197,6 +207,11 @@ impl Node {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill9();
         self.spawn()
+    }
+
+    /// Process id of the running node.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
     pub fn log(&self) -> String {

@@ -11,7 +11,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use veche_protocol::ids::{AccountId, DeviceId};
 use veche_protocol::wire::{ApiError, ClientFrame, Hello, InviteToken, Request, Response, ServerFrame};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A raw WebSocket connection to a node.
 pub struct RawConn {
@@ -26,12 +26,17 @@ pub type Answer = Result<Response, ApiError>;
 impl RawConn {
     pub async fn open(node_url: &str) -> anyhow::Result<Self> {
         let url = format!("{}/api/ws", node_url.replacen("http://", "ws://", 1));
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await?;
         let hello = match read(&mut ws).await? {
             ServerFrame::Hello(hello) => hello,
             other => bail!("expected Hello, got {other:?}"),
         };
         Ok(RawConn { ws, next_id: 1, hello })
+    }
+
+    /// The underlying WebSocket (the benchmark splits it into reader and writer).
+    pub fn into_ws(self) -> Ws {
+        self.ws
     }
 
     pub async fn send_bytes(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {

@@ -44,7 +44,7 @@ pub fn ws_url(node_url: &str) -> anyhow::Result<String> {
 impl Connection {
     pub async fn open(node_url: &str) -> anyhow::Result<Self> {
         let url = ws_url(node_url)?;
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
             .await
             .with_context(|| format!("connecting to {node_url}"))?;
         let hello = match Self::read_frame(&mut ws).await? {
