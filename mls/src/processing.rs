@@ -87,9 +87,16 @@ impl Client {
                     let we_were_removed = staged.self_removed();
                     let new_epoch = staged.epoch().as_u64();
                     mls.merge_staged_commit(store, *staged).map_err(|e| MlsFailure::new("merge commit", e))?;
+                    // Someone who joins by external commit is added too, by themselves.
+                    let mut added = effect.added;
+                    if let (Actor::Joiner, Some(joiner)) = (sender, effect.joiner)
+                        && !added.contains(&joiner)
+                    {
+                        added.push(joiner);
+                    }
                     Ok(Processed::Commit {
                         sender: committer,
-                        added: effect.added,
+                        added,
                         removed: effect.removed,
                         roles_changed: effect.roles_changed,
                         we_were_removed,

@@ -134,7 +134,7 @@ fn group_lifecycle() {
         match device.process(&external.commit) {
             Processed::Commit { sender, added, .. } => {
                 assert_eq!(sender, Some(erin.client.identity()));
-                assert!(added.is_empty());
+                assert_eq!(added, vec![erin.client.identity()], "the joiner counts as added");
             }
             other => panic!("{other:?}"),
         }

@@ -32,7 +32,8 @@ impl From<Registration> for RegistrationPolicy {
 /// Flags of `veche run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit).
+    /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
+    /// retention_interval).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -53,6 +54,9 @@ pub struct RunArgs {
     /// Requests per second one connection may make (bursts of twice that) [default: 1000].
     #[arg(long, env = "VECHE_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
+    /// How often to drop messages that chats' retention no longer keeps, e.g. 60s [default: 60s].
+    #[arg(long, env = "VECHE_RETENTION_INTERVAL", value_parser = humantime::parse_duration)]
+    pub retention_interval: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +68,18 @@ struct FileConfig {
     registration: Option<Registration>,
     public_url: Option<String>,
     rate_limit: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    retention_interval: Option<std::time::Duration>,
+}
+
+/// `retention_interval = "60s"` in the TOML file.
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
+    }
 }
 
 /// Resolved settings.
@@ -75,6 +91,7 @@ pub struct Config {
     pub registration: Registration,
     pub public_url: Option<String>,
     pub rate_limit: u32,
+    pub retention_interval: std::time::Duration,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -115,6 +132,11 @@ impl Config {
             registration: args.registration.or(file.registration).unwrap_or(Registration::Invite),
             public_url: args.public_url.or(file.public_url).map(|u| u.trim_end_matches('/').to_string()),
             rate_limit,
+            retention_interval: args
+                .retention_interval
+                .or(file.retention_interval)
+                .unwrap_or(std::time::Duration::from_secs(60))
+                .max(std::time::Duration::from_millis(100)),
         })
     }
 }

@@ -1,15 +1,17 @@
 //! Live delivery: which signed-in connections belong to which account.
 //!
-//! Each connection registers a bounded event queue. Publishing never blocks: when a connection's
-//! queue is full the event is dropped for it and the connection is flagged as lagged; it then
-//! tells its device to fetch (every event is also in the durable log, so nothing is lost).
+//! Each connection registers a bounded event queue. An event is encoded once and the same bytes
+//! are shared by every connection it goes to. Publishing never blocks: when a connection's queue
+//! is full the event is dropped for it and the connection is flagged as lagged; it then tells its
+//! device to fetch (every event is also in the durable log, so nothing is lost).
 
+use axum::body::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use veche_protocol::ids::AccountId;
-use veche_protocol::wire::Event;
+use veche_protocol::wire::{Event, ServerFrame};
 
 /// Events queued per connection before it counts as lagging.
 pub const CONNECTION_QUEUE: usize = 1024;
@@ -20,13 +22,14 @@ pub type Recipients = Vec<AccountId>;
 /// One signed-in connection's inbox.
 pub struct Subscriber {
     pub id: u64,
-    pub events: mpsc::Receiver<Event>,
+    /// Encoded `ServerFrame::Event`s.
+    pub events: mpsc::Receiver<Bytes>,
     pub lagged: Arc<AtomicBool>,
 }
 
 struct Slot {
     id: u64,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Bytes>,
     lagged: Arc<AtomicBool>,
 }
 
@@ -62,10 +65,11 @@ impl Hub {
 
     /// Sends `event` to every connection of the recipients, without blocking.
     pub fn publish(&self, to: &[AccountId], event: Event) {
+        let frame = Bytes::from(ServerFrame::Event(event).encode());
         let map = self.lock();
         for account in to {
             for slot in map.get(account).into_iter().flatten() {
-                match slot.tx.try_send(event.clone()) {
+                match slot.tx.try_send(frame.clone()) {
                     Ok(()) => {
                         self.delivered.fetch_add(1, Ordering::Relaxed);
                     }

@@ -27,14 +27,18 @@ impl Metrics {
     /// Renders the text exposition format.
     pub fn render(&self) -> String {
         let mut registry = Registry::with_prefix("veche");
-        registry.register("connections", "Open WebSocket connections", self.connections.clone());
+        registry.register("connections", "Signed-in WebSocket connections", self.connections.clone());
         registry.register("connections_opened", "WebSocket connections opened", self.connections_total.clone());
         registry.register("devices", "Registered devices", self.devices.clone());
         registry.register("groups", "Chats on this node", self.groups.clone());
-        registry.register("messages_stored", "Messages ordered and stored", self.messages_stored.clone());
+        registry.register(
+            "messages_stored",
+            "Store requests answered Stored (including idempotent retries)",
+            self.messages_stored.clone(),
+        );
         registry.register(
             "messages_delivered",
-            "Messages handed to devices (live and fetched)",
+            "Log entries handed to devices by Fetch",
             self.messages_delivered.clone(),
         );
         registry.register(
@@ -54,7 +58,7 @@ impl Metrics {
         );
         registry.register(
             "live_messages_pushed",
-            "Log entries pushed live to connected devices",
+            "Events pushed live to connected devices (messages and welcomes)",
             self.events_pushed.clone(),
         );
         registry.register("requests", "Requests handled", self.requests.clone());

@@ -32,6 +32,8 @@ pub struct MessageView {
     pub changes_policy: bool,
     /// A self-remove (leave) proposal.
     pub self_remove: bool,
+    /// For a commit with an update path: whose leaf it installs (an external joiner's own).
+    pub path_identity: Option<(AccountId, DeviceId)>,
 }
 
 /// What the node knows about a GroupInfo: the epoch, the policy and the leaves of the tree.
@@ -86,6 +88,7 @@ pub fn message(bytes: &[u8]) -> Result<MessageView, ApiError> {
         removed_leaves: inspected.removed_leaves(),
         changes_policy: inspected.changes_extensions(),
         self_remove,
+        path_identity: inspected.path_identity.map(|id| (id.account, id.device)),
     })
 }
 

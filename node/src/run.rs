@@ -11,12 +11,8 @@ use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Semaphore;
 use veche_protocol::link::InviteLink;
-
-/// How often retention runs.
-const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::resolve(args)?;
@@ -55,8 +51,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(%node_id, addr = %bound, "node started");
 
     let retention_node = node.clone();
+    let retention_every = config.retention_interval;
     let retention = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RETENTION_EVERY);
+        let mut tick = tokio::time::interval(retention_every);
         loop {
             tick.tick().await;
             if let Err(e) = crate::service::retention::run_once(&retention_node).await {

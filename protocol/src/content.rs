@@ -1,7 +1,7 @@
 //! The plaintext inside an MLS application message.
 //!
 //! Encoding: postcard of [`Envelope`], whose first field is the content version as a varint. A
-//! client decodes the version first and refuses anything newer than it knows with
+//! client decodes the version first and refuses any version it does not know with
 //! [`ContentError::UnsupportedVersion`], so an old client shows "update to read this" instead of
 //! garbage. New content kinds (replies, reactions, attachments, system events) are added as new
 //! [`Body`] variants under a new version.
@@ -17,7 +17,7 @@ pub const MAX_TEXT_CHARS: usize = 8000;
 /// Errors decoding or building content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContentError {
-    #[error("message content version {0} is newer than this client understands (max {CONTENT_VERSION})")]
+    #[error("message content version {0} is not one this client understands (it reads version {CONTENT_VERSION})")]
     UnsupportedVersion(u16),
     #[error("message content is larger than {max} bytes")]
     TooLarge { max: usize },

@@ -5,7 +5,7 @@
 //! - [`ids`]: account, device, group and invite identifiers.
 //! - [`wire`]: the framed request/response/event protocol spoken over the node's WebSocket.
 //! - [`content`]: the versioned plaintext that travels inside MLS application messages.
-//! - [`link`]: invite links (`https://node/join#g=..&i=..&s=..`).
+//! - [`link`]: invite links (`https://node/join#i=..&s=..&g=..`).
 //! - [`auth`]: the exact bytes a device signs to register and sign in.
 //! - [`validate`]: user-facing input rules shared by node and clients.
 

@@ -8,6 +8,7 @@
 
 use super::ApiState;
 use super::handlers::{self, Conn};
+use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
@@ -25,6 +26,8 @@ const MAX_UNAUTHENTICATED_FRAMES: u32 = 16;
 const MAX_RATE_LIMITED_IN_A_ROW: u32 = 2000;
 /// Undecodable frames before the connection is closed.
 const MAX_MALFORMED: u32 = 16;
+/// Most frames written before one flush.
+const WRITE_BATCH: usize = 64;
 
 /// Token bucket: `rate` per second, bursts of `2 * rate`.
 struct Bucket {
@@ -57,31 +60,51 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
     let (out_tx, mut out_rx) = mpsc::channel::<ServerFrame>(256);
     let (events_tx, events_rx) = oneshot::channel::<crate::hub::Subscriber>();
 
-    // Sender task: responses and (after sign-in) live events.
+    // Sender task: responses and (after sign-in) live events. Frames waiting in either queue are
+    // written together and flushed once, so a burst costs one write, not one per frame.
     let sender = tokio::spawn(async move {
         let mut events_rx = Some(events_rx);
         let mut subscriber: Option<crate::hub::Subscriber> = None;
         loop {
-            let frame = tokio::select! {
-                frame = out_rx.recv() => match frame { Some(f) => f, None => break },
+            let first = tokio::select! {
+                frame = out_rx.recv() => match frame { Some(f) => Outgoing::Frame(f), None => break },
                 sub = async { events_rx.as_mut().expect("guarded by the select condition").await }, if events_rx.is_some() => {
                     events_rx = None;
                     subscriber = sub.ok();
                     continue;
                 }
-                event = next_event(&mut subscriber) => match event { Some(e) => ServerFrame::Event(e), None => continue },
+                event = next_event(&mut subscriber) => match event { Some(bytes) => Outgoing::Encoded(bytes), None => continue },
             };
-            let fatal = matches!(frame, ServerFrame::Fatal(_));
-            if sink.send(Message::Binary(frame.encode().into())).await.is_err() {
-                break;
+            let mut fatal = false;
+            let mut next = Some(first);
+            let mut written = 0;
+            while let Some(outgoing) = next.take() {
+                let bytes = match outgoing {
+                    Outgoing::Frame(frame) => {
+                        fatal |= matches!(frame, ServerFrame::Fatal(_));
+                        Bytes::from(frame.encode())
+                    }
+                    Outgoing::Encoded(bytes) => bytes,
+                };
+                if sink.feed(Message::Binary(bytes)).await.is_err() {
+                    return subscriber.map(|s| s.id);
+                }
+                written += 1;
+                if fatal || written >= WRITE_BATCH {
+                    break;
+                }
+                next = match out_rx.try_recv() {
+                    Ok(frame) => Some(Outgoing::Frame(frame)),
+                    Err(_) => subscriber.as_mut().and_then(|s| s.events.try_recv().ok()).map(Outgoing::Encoded),
+                };
             }
             if let Some(sub) = &subscriber
                 && sub.lagged.swap(false, Ordering::Relaxed)
-                && sink.send(Message::Binary(ServerFrame::Event(Event::Lagged).encode().into())).await.is_err()
+                && sink.feed(Message::Binary(ServerFrame::Event(Event::Lagged).encode().into())).await.is_err()
             {
                 break;
             }
-            if fatal {
+            if sink.flush().await.is_err() || fatal {
                 break;
             }
         }
@@ -203,7 +226,13 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
     }
 }
 
-async fn next_event(subscriber: &mut Option<crate::hub::Subscriber>) -> Option<Event> {
+/// Something for the sender task to write.
+enum Outgoing {
+    Frame(ServerFrame),
+    Encoded(Bytes),
+}
+
+async fn next_event(subscriber: &mut Option<crate::hub::Subscriber>) -> Option<Bytes> {
     match subscriber {
         Some(sub) => sub.events.recv().await,
         None => std::future::pending().await,

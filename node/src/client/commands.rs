@@ -454,10 +454,24 @@ async fn join(session: &mut Session, link: &str) -> anyhow::Result<(GroupId, u64
     bail!("the chat kept changing; try again")
 }
 
-async fn add_member(session: &mut Session, group: GroupId, member: AccountId) -> anyhow::Result<u64> {
+async fn claim(session: &mut Session, member: AccountId) -> anyhow::Result<Vec<Vec<u8>>> {
     let Response::KeyPackages(packages) = session.call(Request::ClaimKeyPackages { account: member }).await? else {
         bail!("unexpected answer")
     };
+    Ok(packages)
+}
+
+async fn add_member(session: &mut Session, group: GroupId, member: AccountId) -> anyhow::Result<u64> {
+    let packages = claim(session, member).await?;
+    add_with(session, group, member, packages).await
+}
+
+async fn add_with(
+    session: &mut Session,
+    group: GroupId,
+    member: AccountId,
+    packages: Vec<Vec<u8>>,
+) -> anyhow::Result<u64> {
     let (seq, _) = session
         .commit(group, &format!("added {}", &member.to_hex()[..12]), |mls| mls.add_members(group, &packages))
         .await?;
@@ -475,6 +489,8 @@ async fn dm(session: &mut Session, member: AccountId) -> anyhow::Result<GroupId>
     {
         return Ok(existing.group);
     }
+    // Their key packages first: if they cannot be added, no half-made chat is left behind.
+    let packages = claim(session, member).await?;
     let group = random_group()?;
     let group_info = session.state.mls()?.create_group(group, ChatKind::Direct)?;
     session.state.persist(|_| Ok(()))?;
@@ -492,7 +508,7 @@ async fn dm(session: &mut Session, member: AccountId) -> anyhow::Result<GroupId>
         return Err(e.into());
     }
     session.add_local_chat(group, ChatKind::Direct, "", 0)?;
-    add_member(session, group, member).await?;
+    add_with(session, group, member, packages).await?;
     Ok(group)
 }
 
@@ -504,7 +520,13 @@ async fn print_history(
     names: &mut HashMap<AccountId, String>,
 ) -> anyhow::Result<u64> {
     let entries = session.state.history(group, after)?;
-    let unknown: Vec<AccountId> = entries.iter().map(|e| e.sender).filter(|a| !names.contains_key(a)).collect();
+    let unknown: Vec<AccountId> = entries
+        .iter()
+        .map(|e| e.sender)
+        .filter(|a| !names.contains_key(a))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if !unknown.is_empty()
         && let Ok(Response::Profiles(profiles)) = session.call(Request::Profiles { accounts: unknown }).await
     {

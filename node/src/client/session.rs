@@ -119,7 +119,7 @@ impl Session {
             if messages.is_empty() {
                 return Ok(());
             }
-            let last = self.process_batch(group, chat, messages)?;
+            let last = self.process_batch(group, chat, messages, true)?;
             self.call(Request::Ack { group, seq: last }).await?;
             if last >= head {
                 self.commit_pending_leaves(group).await?;
@@ -129,12 +129,14 @@ impl Session {
     }
 
     /// Applies fetched or live entries in order and persists them in one transaction.
-    /// Returns the new processed sequence number.
+    /// Returns the new processed sequence number. `fetched`: the entries come from a Fetch, so a
+    /// gap before them means the node no longer keeps what is missing (retention).
     pub fn process_batch(
         &mut self,
         group: GroupId,
         mut chat: LocalChat,
         entries: Vec<Delivered>,
+        fetched: bool,
     ) -> anyhow::Result<u64> {
         let me = self.me()?;
         let mut history = Vec::new();
@@ -142,10 +144,22 @@ impl Session {
             if entry.seq <= chat.processed || !chat.active {
                 continue;
             }
-            if entry.seq != chat.processed + 1 && entry.seq > chat.processed + 1 {
-                // A gap: retention dropped entries, or live events skipped ahead. Stop here and let
-                // the caller fetch what is missing.
-                break;
+            if entry.seq > chat.processed + 1 {
+                if !fetched {
+                    // Live events skipped ahead: stop here and let the caller fetch what is missing.
+                    break;
+                }
+                let missing = entry.seq - chat.processed - 1;
+                history.push(HistoryEntry {
+                    seq: chat.processed + 1,
+                    sender: me,
+                    sent_at_ms: 0,
+                    stored_at_ms: entry.stored_at_ms,
+                    own: false,
+                    body: HistoryBody::System(format!(
+                        "{missing} earlier messages expired on the node before this device fetched them"
+                    )),
+                });
             }
             chat.processed = entry.seq;
             if entry.sender == me && self.state.has_history(group, entry.seq)? {
@@ -162,7 +176,7 @@ impl Session {
                     )),
                     Err(e) => Some((0, HistoryBody::Unreadable(e.to_string()))),
                 },
-                Ok(Processed::Commit { added, removed, we_were_removed, .. }) => {
+                Ok(Processed::Commit { sender, added, removed, we_were_removed, .. }) => {
                     if we_were_removed {
                         chat.active = false;
                     }
@@ -170,7 +184,9 @@ impl Session {
                         ids.iter().map(|m| m.account.to_hex()[..12].to_string()).collect::<Vec<_>>().join(", ")
                     };
                     let mut text = Vec::new();
-                    if !added.is_empty() {
+                    if sender.is_some() && added.len() == 1 && added.first() == sender.as_ref() {
+                        text.push(format!("{} joined by link", describe(&added)));
+                    } else if !added.is_empty() {
                         text.push(format!("added {}", describe(&added)));
                     }
                     if !removed.is_empty() {
@@ -219,7 +235,7 @@ impl Session {
                     return Ok(None);
                 };
                 if delivered.seq == chat.processed + 1 {
-                    let seq = self.process_batch(group, chat, vec![delivered])?;
+                    let seq = self.process_batch(group, chat, vec![delivered], false)?;
                     self.call(Request::Ack { group, seq }).await?;
                     self.commit_pending_leaves(group).await?;
                 } else if delivered.seq > chat.processed + 1 {

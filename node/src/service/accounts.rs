@@ -50,12 +50,27 @@ pub async fn register(
                     return err(ErrorCode::RegistrationClosed, "this node is not accepting new members");
                 }
             }
+            // Node invites are spent by registering. Chat invites are spent by joining, and admit
+            // at most as many new accounts as they have uses.
+            let invite = match invite {
+                Some((id, mut inv)) if inv.group.is_none() => {
+                    inv.uses += 1;
+                    Some((id, inv))
+                }
+                Some((id, mut inv)) => {
+                    if inv.max_uses.is_some_and(|max| inv.registrations >= max) {
+                        return err(
+                            ErrorCode::InviteUsedUp,
+                            "this invite link has admitted as many new members as it may",
+                        );
+                    }
+                    inv.registrations += 1;
+                    Some((id, inv))
+                }
+                None => None,
+            };
             let txn = ctx.write();
-            if let Some((id, mut inv)) = invite
-                && inv.group.is_none()
-            {
-                // Node invites are spent by registering; chat invites by joining.
-                inv.uses += 1;
+            if let Some((id, inv)) = invite {
                 txn.open_table(crate::store::tables::INVITES)
                     .or_internal()?
                     .insert(id.0, records::encode(&inv).as_slice())
@@ -166,27 +181,37 @@ pub async fn claim_key_packages(node: &Node, account: AccountId) -> ApiResult<Ve
             let Some(record) = record else {
                 return err(ErrorCode::NotFound, "no such member on this node");
             };
-            let txn = ctx.write();
-            let mut one_time = txn.open_table(KEY_PACKAGES).or_internal()?;
-            let last_resort = txn.open_table(LAST_RESORT).or_internal()?;
+            // Read first: a job may only write once it cannot fail any more.
             let mut out = Vec::new();
-            for device in &record.devices {
-                let first = one_time
-                    .range((device.0, 0)..=(device.0, u64::MAX))
-                    .or_internal()?
-                    .next()
-                    .transpose()
-                    .or_internal()?
-                    .map(|(k, v)| (k.value(), v.value().to_vec()));
-                if let Some((key, package)) = first {
-                    one_time.remove(key).or_internal()?;
-                    out.push(package);
-                } else if let Some(package) = last_resort.get(device.0).or_internal()? {
-                    out.push(package.value().to_vec());
+            let mut spent = Vec::new();
+            {
+                let txn = ctx.read();
+                let one_time = txn.open_table(KEY_PACKAGES).or_internal()?;
+                let last_resort = txn.open_table(LAST_RESORT).or_internal()?;
+                for device in &record.devices {
+                    let first = one_time
+                        .range((device.0, 0)..=(device.0, u64::MAX))
+                        .or_internal()?
+                        .next()
+                        .transpose()
+                        .or_internal()?
+                        .map(|(k, v)| (k.value(), v.value().to_vec()));
+                    if let Some((key, package)) = first {
+                        spent.push(key);
+                        out.push(package);
+                    } else if let Some(package) = last_resort.get(device.0).or_internal()? {
+                        out.push(package.value().to_vec());
+                    }
                 }
             }
             if out.is_empty() {
                 return err(ErrorCode::NotFound, "this member has no key packages; they must come online first");
+            }
+            if !spent.is_empty() {
+                let mut one_time = ctx.write().open_table(KEY_PACKAGES).or_internal()?;
+                for key in spent {
+                    one_time.remove(key).or_internal()?;
+                }
             }
             Ok(out)
         })

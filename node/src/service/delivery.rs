@@ -18,6 +18,8 @@ use veche_protocol::wire::{Delivered, EntryKind, ErrorCode, Event, WelcomeEnvelo
 
 /// Most entries returned by one fetch.
 pub const MAX_FETCH: u32 = 1000;
+/// Most payload bytes returned by one fetch (at least one entry is always returned).
+pub const MAX_FETCH_BYTES: u64 = 4 * 1024 * 1024;
 
 fn check_size(bytes: &[u8], what: &str) -> ApiResult<()> {
     if bytes.len() > veche_protocol::MAX_MLS_MESSAGE_BYTES {
@@ -160,8 +162,9 @@ fn diff(chat: &Chat, next: &GroupInfoView) -> Change {
 }
 
 /// The commit's own proposals must describe the same change as the GroupInfo it came with:
-/// the node polices the GroupInfo, and members apply the commit.
-fn check_commit_matches(chat: &Chat, view: &mls_view::MessageView, change: &Change) -> ApiResult<()> {
+/// the node polices the GroupInfo, and members apply the commit. Returns the accounts the commit
+/// removes inline.
+fn check_commit_matches(chat: &Chat, view: &mls_view::MessageView, change: &Change) -> ApiResult<BTreeSet<AccountId>> {
     let added_by_commit: BTreeSet<_> = view.added.iter().copied().collect();
     let added_by_info: BTreeSet<_> = change.added.iter().copied().collect();
     let mut removed_by_commit = BTreeSet::new();
@@ -184,21 +187,34 @@ fn check_commit_matches(chat: &Chat, view: &mls_view::MessageView, change: &Chan
     if change.roles_changed && !view.changes_policy {
         return err(ErrorCode::BadRequest, "the GroupInfo changes roles but the commit does not");
     }
-    Ok(())
+    Ok(removed_by_commit)
 }
 
-/// Checks a member's commit against the role policy.
-fn check_policy(chat: &Chat, sender: AccountId, change: &Change, next: &GroupInfoView) -> ApiResult<()> {
+/// Checks a member's commit against the role policy (the same rules every member device applies).
+fn check_policy(
+    chat: &Chat,
+    sender: AccountId,
+    change: &Change,
+    next: &GroupInfoView,
+    removed_inline: &BTreeSet<AccountId>,
+) -> ApiResult<()> {
     let Some(role) = chat.role_of(&sender) else {
         return err(ErrorCode::Forbidden, "you are not a member of this chat");
     };
     if !change.added.is_empty() && !role.can_manage_members() {
         return err(ErrorCode::Forbidden, "only owners and admins add members");
     }
+    // A device claiming an account that holds a role may only be added by the owner.
+    let privileged_added = change.added.iter().any(|(a, _)| chat.role_of(a).is_some_and(|r| r != Role::Member));
+    if privileged_added && role != Role::Owner {
+        return err(ErrorCode::Forbidden, "only the owner adds devices of owners and admins");
+    }
     for account in &change.removed {
         let target = chat.role_of(account).unwrap_or(Role::Member);
-        let allowed =
-            chat.leaving.contains(account) || role == Role::Owner || (role == Role::Admin && target == Role::Member);
+        // A member who asked to leave may be removed by anyone committing their own proposal (by
+        // reference); removing them inline needs the rights to remove them.
+        let own_leave = chat.leaving.contains(account) && !removed_inline.contains(account);
+        let allowed = own_leave || role == Role::Owner || (role == Role::Admin && target == Role::Member);
         if !allowed {
             return err(ErrorCode::Forbidden, "your role may not remove this member");
         }
@@ -327,10 +343,9 @@ pub async fn commit(
             if view.epoch != chat.epoch {
                 return stale(chat.epoch);
             }
-            if let Some(leaf) = view.sender_leaf
-                && chat.leaves.get(&leaf).map(|(_, d)| *d) != Some(session.device)
-            {
-                return err(ErrorCode::Forbidden, "commit signed by another member's leaf");
+            let sender_device = view.sender_leaf.and_then(|leaf| chat.leaves.get(&leaf)).map(|(_, d)| *d);
+            if sender_device != Some(session.device) {
+                return err(ErrorCode::Forbidden, "a commit must come from your own leaf");
             }
             if next.kind != chat.kind {
                 return err(ErrorCode::Forbidden, "a commit may not change the chat's kind");
@@ -339,8 +354,8 @@ pub async fn commit(
                 return err(ErrorCode::BadRequest, "commits must be PublicMessages so the home node can check them");
             }
             let change = diff(&chat, &next);
-            check_commit_matches(&chat, &view, &change)?;
-            check_policy(&chat, session.account, &change, &next)?;
+            let removed_inline = check_commit_matches(&chat, &view, &change)?;
+            check_policy(&chat, session.account, &change, &next, &removed_inline)?;
             if !change.added.is_empty() && welcome.is_none() {
                 return err(ErrorCode::BadRequest, "a commit that adds members needs their Welcome");
             }
@@ -357,12 +372,12 @@ pub async fn commit(
 pub fn join_commit(
     ctx: &mut TxnCtx<'_>,
     session: Session,
-    group: GroupId,
     commit: Vec<u8>,
     group_info: Vec<u8>,
-    epoch: u64,
+    view: &mls_view::MessageView,
     next: GroupInfoView,
 ) -> ApiResult<u64> {
+    let (group, epoch) = (view.group, view.epoch);
     let chat = load_chat(ctx, group)?;
     if chat.kind == ChatKind::Direct {
         return err(ErrorCode::Forbidden, "direct chats cannot be joined by link");
@@ -372,6 +387,9 @@ pub fn join_commit(
     }
     if epoch != chat.epoch {
         return stale(chat.epoch);
+    }
+    if view.path_identity != Some((session.account, session.device)) {
+        return err(ErrorCode::Forbidden, "an external commit must carry the joining device's own leaf");
     }
     let change = diff(&chat, &next);
     let only_self = change.added == [(session.account, session.device)] && change.removed.is_empty();
@@ -411,6 +429,9 @@ pub fn fetch(
     for item in log.range((group.0, after.saturating_add(1))..=(group.0, upto)).or_internal()?.take(limit) {
         let (key, value) = item.or_internal()?;
         let entry: LogEntry = records::decode(value.value())?;
+        if !out.is_empty() && bytes + entry.payload.len() as u64 > MAX_FETCH_BYTES {
+            break;
+        }
         bytes += entry.payload.len() as u64;
         out.push(Delivered {
             group,

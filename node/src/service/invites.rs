@@ -89,6 +89,7 @@ pub async fn create(
         expires_ms: expires_in.map(|d| now + d.as_millis() as u64),
         max_uses,
         uses: 0,
+        registrations: 0,
         revoked: false,
         grants_admin: false,
     };
@@ -140,6 +141,7 @@ pub async fn create_admin_invite(node: &Node) -> ApiResult<Option<(InviteId, [u8
         expires_ms: None,
         max_uses: Some(1),
         uses: 0,
+        registrations: 0,
         revoked: false,
         grants_admin: true,
     };
@@ -292,6 +294,7 @@ pub async fn join(
         return err(ErrorCode::BadRequest, "GroupInfo is not for the epoch this commit creates");
     }
     let metrics = node.metrics.clone();
+    let group = view.group;
     let seq = node
         .writer
         .run(move |ctx| {
@@ -303,7 +306,7 @@ pub async fn join(
             if invite.group != Some(view.group) {
                 return err(ErrorCode::BadRequest, "this commit is for another chat than the invite's");
             }
-            let seq = super::delivery::join_commit(ctx, session, view.group, commit, group_info, view.epoch, next)?;
+            let seq = super::delivery::join_commit(ctx, session, commit, group_info, &view, next)?;
             invite.uses += 1;
             ctx.write()
                 .open_table(INVITES)
@@ -314,6 +317,6 @@ pub async fn join(
         })
         .await?;
     metrics.messages_stored.inc();
-    tracing::info!(group = %view.group, "member joined by invite");
+    tracing::info!(%group, "member joined by invite");
     Ok(seq)
 }

@@ -77,6 +77,8 @@ pub struct Invite {
     pub expires_ms: Option<u64>,
     pub max_uses: Option<u32>,
     pub uses: u32,
+    /// Accounts registered with this (chat) invite; at most `max_uses`.
+    pub registrations: u32,
     pub revoked: bool,
     /// Whoever registers with it becomes a node admin.
     pub grants_admin: bool,

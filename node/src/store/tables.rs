@@ -2,7 +2,7 @@
 
 use redb::{TableDefinition, WriteTransaction};
 
-/// Node settings and singletons: "node_key", "next_welcome_id".
+/// Node singletons: "next_welcome_id". (The node key is the `node.key` file.)
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// account id -> records::Account
 pub const ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("accounts");

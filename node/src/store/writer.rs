@@ -95,7 +95,7 @@ impl Writer {
 }
 
 fn shutting_down() -> ApiError {
-    ApiError::new(ErrorCode::Internal, "the node is shutting down")
+    ApiError::new(ErrorCode::Internal, "the node could not store this (shutting down or database unavailable); retry")
 }
 
 fn run(db: Arc<Database>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Job>) {
@@ -118,7 +118,7 @@ fn run_batch(db: &Database, hub: &Hub, batch: &mut Vec<Job>) {
         Ok(txn) => txn,
         Err(e) => {
             tracing::error!(error = %e, "cannot begin write transaction");
-            // Dropping the jobs answers their callers with an internal error.
+            // Dropping the jobs answers their callers with an internal error ("retry").
             batch.clear();
             return;
         }

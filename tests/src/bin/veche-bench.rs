@@ -68,6 +68,16 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -227,6 +237,8 @@ struct Phase {
     samples: usize,
     errors: u64,
     peak_rss_kib: u64,
+    /// Node CPU use during the phase, in percent of one core.
+    node_cpu_pct: f64,
 }
 
 async fn phase(node: &Node, n: usize, paced: Option<u64>, seconds: u64, observers: usize) -> anyhow::Result<Phase> {
@@ -243,11 +255,13 @@ async fn phase(node: &Node, n: usize, paced: Option<u64>, seconds: u64, observer
         tasks.push(tokio::spawn(run_client(device, plan, shared)));
     }
     let pid = node.pid();
+    let cpu_before = cpu_seconds(pid);
     let mut peak = 0;
     while Instant::now() < until {
         peak = peak.max(rss_kib(pid));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let node_cpu_pct = (cpu_seconds(pid) - cpu_before) / seconds as f64 * 100.0;
     for task in tasks {
         task.await??;
     }
@@ -261,6 +275,7 @@ async fn phase(node: &Node, n: usize, paced: Option<u64>, seconds: u64, observer
         samples: lat.len(),
         errors: shared.errors.load(Ordering::Relaxed),
         peak_rss_kib: peak,
+        node_cpu_pct,
     })
 }
 
@@ -314,7 +329,7 @@ async fn main() -> anyhow::Result<()> {
         let paced = phase(&node, n, Some(args.rate), args.seconds, args.observers).await?;
         let unpaced = phase(&node, n, None, args.seconds, args.observers).await?;
         println!(
-            "| {n} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.0} | {:.2} | {:.1} | {:.1} |",
+            "| {n} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.0} | {:.2} | {:.1} | {:.1} | {:.0} |",
             args.rate,
             paced.rate,
             paced.p50_ms,
@@ -325,6 +340,7 @@ async fn main() -> anyhow::Result<()> {
             unpaced.p99_ms,
             idle as f64 / 1024.0,
             paced.peak_rss_kib.max(unpaced.peak_rss_kib) as f64 / 1024.0,
+            paced.node_cpu_pct,
         );
     }
     println!("\n| group size | add one member: commit + merge + persist ms | process at a member ms |");
