@@ -318,9 +318,9 @@ async fn main() -> anyhow::Result<()> {
     use_binary(&args.veche);
     println!("# veche-bench (offered load {} msg/s, {} s per phase)\n", args.rate, args.seconds);
     println!(
-        "| clients | offered msg/s | stored msg/s | p50 ms | p99 ms | samples | errors | max msg/s (unpaced) | unpaced p99 ms | node RSS idle MiB | node RSS peak MiB |"
+        "| clients | offered msg/s | stored msg/s | p50 ms | p99 ms | samples | errors | max msg/s (unpaced) | unpaced p99 ms | node RSS idle MiB | node RSS peak MiB | node CPU % (paced) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &args.sizes {
         let tmp = TempDir::new("bench");
         let node = Node::start(tmp.path(), &["--registration", "open", "--rate-limit", "100000"])?;
