@@ -175,6 +175,8 @@ pub enum Request {
         group: GroupId,
         retention: Retention,
     },
+    /// How many one-time key packages of this device the node still holds.
+    KeyPackageCount,
 }
 
 /// What the node answers.
@@ -202,6 +204,7 @@ pub enum Response {
     Invites(Vec<InviteInfo>),
     InvitePreview(InvitePreview),
     GroupInfo(Vec<u8>),
+    KeyPackageCount(u32),
 }
 
 /// Something that happened, pushed to signed-in devices.

@@ -3,7 +3,7 @@
 use super::ClientArgs;
 use super::conn::{CallError, Connection};
 use super::session::Session;
-use super::state::{DeviceRecord, HistoryBody, HistoryEntry, State};
+use super::state::{self, DeviceRecord, HistoryBody, HistoryEntry, State};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -370,7 +370,16 @@ async fn register(
         .or_else(|| link.as_ref().map(|l| l.node_url.clone()))
         .context("give --node URL (or an --invite link)")?;
     let node_url = node_url.trim_end_matches('/').to_string();
-    let secret = veche_mls::Client::generate_secret();
+    let mut state = state;
+    // Reuse the key of a registration that was interrupted: the node may have accepted it.
+    let secret = match state.pending_secret()? {
+        Some(secret) => secret,
+        None => {
+            let secret = veche_mls::Client::generate_secret();
+            state.set_pending_secret(&secret)?;
+            secret
+        }
+    };
     let mut mls = veche_mls::Client::new(secret);
     let identity = mls.identity();
     let mut conn = Connection::open(&node_url).await?;
@@ -391,7 +400,21 @@ async fn register(
         invite: token,
         signature,
     };
-    let Response::SignedIn(account) = conn.call(request).await? else { bail!("unexpected answer") };
+    let account = match conn.call(request).await {
+        Ok(Response::SignedIn(account)) => account,
+        Ok(_) => bail!("unexpected answer"),
+        Err(CallError::Api(e)) if e.code == veche_protocol::wire::ErrorCode::Conflict => {
+            // Registered before an interruption: sign in with the same key instead.
+            let payload =
+                veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &identity.device);
+            let signature = veche_protocol::auth::sign(&key, &payload);
+            match conn.call(Request::SignIn { device: identity.device, signature }).await? {
+                Response::SignedIn(account) => account,
+                _ => bail!("unexpected answer"),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     let packages = mls.key_packages(KEY_PACKAGES)?;
     let last_resort = mls.last_resort_key_package()?;
     conn.call(Request::PublishKeyPackages { packages, last_resort: Some(last_resort) }).await?;
@@ -403,7 +426,6 @@ async fn register(
         node_id: conn.hello.node_id.clone(),
         display_name: account.display_name.clone(),
     };
-    let mut state = state;
     state.save_device(record, mls)?;
     print(
         json_mode,
@@ -430,25 +452,20 @@ async fn join(session: &mut Session, link: &str) -> anyhow::Result<(GroupId, u64
             bail!("unexpected answer")
         };
         let (group, bundle) = session.state.mls()?.join_external(&group_info)?;
-        let request = Request::Join { token: token.clone(), commit: bundle.commit, group_info: bundle.group_info };
-        match session.call(request).await {
-            Ok(Response::Stored { seq }) => {
-                session.state.persist(|_| Ok(()))?;
-                let info = session.chat_info(group).await?;
-                session.add_local_chat(group, info.kind, &info.name, seq)?;
-                return Ok((group, seq));
-            }
-            Ok(_) => bail!("unexpected answer"),
-            Err(CallError::Api(e)) => {
-                session.state.mls()?.rollback();
-                if !matches!(e.code, veche_protocol::wire::ErrorCode::StaleEpoch { .. }) {
-                    return Err(CallError::Api(e).into());
-                }
-            }
-            Err(e) => {
-                session.state.mls()?.rollback();
-                return Err(e.into());
-            }
+        // Save the joined state and the commit before sending, so a crash after the node has
+        // accepted it cannot lose this device's leaf (the next run resends it; the node answers
+        // a repeat with the original sequence number).
+        let pending = state::PendingJoin {
+            invite: token.invite,
+            secret: token.secret,
+            commit: bundle.commit,
+            group_info: bundle.group_info,
+        };
+        session.state.persist(|txn| state::put_pending_join(txn, group, &pending))?;
+        match session.finish_join(group, pending).await {
+            Ok(Some(seq)) => return Ok((group, seq)),
+            Ok(None) => continue, // the chat moved on: try again with its new GroupInfo
+            Err(e) => return Err(e),
         }
     }
     bail!("the chat kept changing; try again")

@@ -14,6 +14,10 @@ use veche_protocol::wire::{Delivered, EntryKind, ErrorCode, Event, Request, Resp
 const PAGE: u32 = 500;
 /// Attempts when the chat's epoch moves under us.
 const MAX_ATTEMPTS: usize = 8;
+/// Below this many one-time key packages on the node, the device uploads more.
+const KEY_PACKAGES_LOW: u32 = 10;
+/// How many it uploads then.
+const KEY_PACKAGES_BATCH: usize = 40;
 
 pub struct Session {
     pub state: State,
@@ -56,14 +60,63 @@ impl Session {
         self.conn.call(request).await
     }
 
-    /// Joins chats from waiting welcomes, then catches up every chat.
+    /// Finishes interrupted joins, tops up key packages, joins chats from waiting welcomes, then
+    /// catches up every chat.
     pub async fn sync_all(&mut self) -> anyhow::Result<()> {
+        for (group, pending) in self.state.pending_joins()? {
+            self.finish_join(group, pending).await?;
+        }
+        self.replenish_key_packages().await?;
         self.sync_welcomes().await?;
         for (group, chat) in self.state.chats()? {
             if chat.active {
                 self.sync_chat(group).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Sends (or resends) a saved external commit. Returns the sequence number once stored, None
+    /// when the node refused it (the local group is then forgotten).
+    pub async fn finish_join(&mut self, group: GroupId, pending: state::PendingJoin) -> anyhow::Result<Option<u64>> {
+        let token = veche_protocol::wire::InviteToken { invite: pending.invite, secret: pending.secret };
+        let request = Request::Join { token, commit: pending.commit, group_info: pending.group_info };
+        match self.call(request).await {
+            Ok(Response::Stored { seq }) => {
+                let info = self.chat_info(group).await?;
+                let chat = LocalChat { kind: info.kind, name: info.name, processed: seq, active: true };
+                self.state.persist(|txn| {
+                    state::remove_pending_join(txn, group)?;
+                    state::put_chat(txn, group, &chat)
+                })?;
+                Ok(Some(seq))
+            }
+            Ok(other) => Err(unexpected(other)),
+            Err(CallError::Api(e)) => {
+                self.state.mls()?.forget_group(group)?;
+                self.state.persist(|txn| state::remove_pending_join(txn, group))?;
+                match e.code {
+                    ErrorCode::StaleEpoch { .. } => Ok(None),
+                    _ => Err(CallError::Api(e).into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Uploads fresh one-time key packages when the node holds few of this device's.
+    async fn replenish_key_packages(&mut self) -> anyhow::Result<()> {
+        let Response::KeyPackageCount(count) = self.call(Request::KeyPackageCount).await? else {
+            bail!("unexpected answer to KeyPackageCount");
+        };
+        if count >= KEY_PACKAGES_LOW {
+            return Ok(());
+        }
+        let packages = self.state.mls()?.key_packages(KEY_PACKAGES_BATCH)?;
+        // Their private keys are saved before the packages leave, or a Welcome to one of them
+        // could never be opened.
+        self.state.persist(|_| Ok(()))?;
+        self.call(Request::PublishKeyPackages { packages, last_resort: None }).await?;
         Ok(())
     }
 

@@ -14,6 +14,9 @@ const DEVICE: TableDefinition<&str, &[u8]> = TableDefinition::new("device");
 const CHATS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("chats");
 /// (group, seq) -> HistoryEntry
 const HISTORY: TableDefinition<([u8; 16], u64), &[u8]> = TableDefinition::new("history");
+/// "secret": a device key generated for a registration not yet confirmed;
+/// "join:<chat id>": a PendingJoin whose answer has not arrived yet.
+const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("pending");
 /// (group, local id) -> OutboxEntry persisted before sending (resent verbatim after a crash)
 const OUTBOX: TableDefinition<([u8; 16], u64), &[u8]> = TableDefinition::new("outbox");
 
@@ -35,6 +38,16 @@ pub struct LocalChat {
     pub processed: u64,
     /// False once this device was removed or left.
     pub active: bool,
+}
+
+/// An external commit applied locally and saved before it was sent: resent (idempotently) after a
+/// crash, so the device never loses a leaf the node has accepted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingJoin {
+    pub invite: veche_protocol::ids::InviteId,
+    pub secret: [u8; veche_protocol::link::SECRET_LEN],
+    pub commit: Vec<u8>,
+    pub group_info: Vec<u8>,
 }
 
 /// A message encrypted and saved before it was sent.
@@ -86,6 +99,7 @@ impl State {
         txn.open_table(CHATS)?;
         txn.open_table(HISTORY)?;
         txn.open_table(OUTBOX)?;
+        txn.open_table(PENDING)?;
         txn.commit()?;
         let read = db.begin_read()?;
         let device: Option<DeviceRecord> = match read.open_table(DEVICE)?.get("device")? {
@@ -120,6 +134,34 @@ impl State {
         Ok(())
     }
 
+    /// The key of a registration that was started but not confirmed (a crash or a refusal).
+    pub fn pending_secret(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        let txn = self.db.begin_read()?;
+        let value = txn.open_table(PENDING)?.get("secret")?;
+        Ok(value.and_then(|v| <[u8; 32]>::try_from(v.value()).ok()))
+    }
+
+    /// Saves a new device key before it is registered, so a crash after the node accepted it
+    /// cannot lose the account.
+    pub fn set_pending_secret(&mut self, secret: &[u8; 32]) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(PENDING)?.insert("secret", secret.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn pending_joins(&self) -> anyhow::Result<Vec<(GroupId, PendingJoin)>> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for item in txn.open_table(PENDING)?.iter()? {
+            let (key, value) = item?;
+            if let Some(group) = key.value().strip_prefix("join:").and_then(|g| g.parse::<GroupId>().ok()) {
+                out.push((group, decode(value.value())?));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn save_device(&mut self, record: DeviceRecord, mls: veche_mls::Client) -> anyhow::Result<()> {
         if self.device.is_some() {
             bail!("this state dir already holds a registered device");
@@ -128,6 +170,7 @@ impl State {
         let bytes = encode(&record);
         self.persist(|txn| {
             txn.open_table(DEVICE)?.insert("device", bytes.as_slice())?;
+            txn.open_table(PENDING)?.remove("secret")?;
             Ok(())
         })?;
         self.device = Some(record);
@@ -196,5 +239,15 @@ pub fn put_outbox(txn: &WriteTransaction, group: GroupId, id: u64, entry: &Outbo
 
 pub fn remove_outbox(txn: &WriteTransaction, group: GroupId, id: u64) -> anyhow::Result<()> {
     txn.open_table(OUTBOX)?.remove((group.0, id))?;
+    Ok(())
+}
+
+pub fn put_pending_join(txn: &WriteTransaction, group: GroupId, join: &PendingJoin) -> anyhow::Result<()> {
+    txn.open_table(PENDING)?.insert(format!("join:{group}").as_str(), encode(join).as_slice())?;
+    Ok(())
+}
+
+pub fn remove_pending_join(txn: &WriteTransaction, group: GroupId) -> anyhow::Result<()> {
+    txn.open_table(PENDING)?.remove(format!("join:{group}").as_str())?;
     Ok(())
 }

@@ -218,6 +218,14 @@ pub async fn claim_key_packages(node: &Node, account: AccountId) -> ApiResult<Ve
         .await
 }
 
+/// One-time key packages of the session's device still on the node.
+pub fn key_package_count(node: &Node, session: &Session) -> ApiResult<u32> {
+    let txn = node.store.read().or_internal()?;
+    let table = txn.open_table(KEY_PACKAGES).or_internal()?;
+    let count = table.range((session.device.0, 0)..=(session.device.0, u64::MAX)).or_internal()?.count();
+    Ok(count as u32)
+}
+
 /// Counts for metrics.
 pub fn device_count(node: &Node) -> u64 {
     node.store.read().ok().and_then(|txn| txn.open_table(DEVICES).ok().and_then(|t| t.len().ok())).unwrap_or(0)
