@@ -5,14 +5,7 @@ use std::collections::BTreeMap;
 use veche_protocol::ids::{AccountId, ChatKind, DeviceId, GroupId, Role};
 use veche_protocol::wire::{ApiError, ErrorCode};
 
-/// The kind of an MLS message as the node sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    Application,
-    Proposal,
-    Commit,
-    ExternalCommit,
-}
+pub use veche_mls::inspect::MessageKind;
 
 /// What the node knows about a message.
 #[derive(Debug, Clone)]
@@ -62,14 +55,9 @@ fn malformed(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 /// Inspects an MLS message (PublicMessage or PrivateMessage).
 pub fn message(bytes: &[u8]) -> Result<MessageView, ApiError> {
-    use veche_mls::inspect::{InspectedProposal, InspectedSender, MessageKind as Kind, inspect_message};
+    use veche_mls::inspect::{InspectedProposal, InspectedSender, inspect_message};
     let inspected = inspect_message(bytes).map_err(|e| malformed("MLS message", e))?;
-    let kind = match inspected.kind {
-        Kind::Application => MessageKind::Application,
-        Kind::Proposal => MessageKind::Proposal,
-        Kind::Commit => MessageKind::Commit,
-        Kind::ExternalCommit => MessageKind::ExternalCommit,
-    };
+    let kind = inspected.kind;
     let sender_leaf = match inspected.sender {
         InspectedSender::Member(leaf) => Some(leaf),
         _ => None,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use veche_protocol::ids::{AccountId, DeviceId};
+use veche_protocol::ids::{AccountId, ChatKind, DeviceId, GroupId};
 use veche_protocol::wire::{ApiError, ClientFrame, Hello, InviteToken, Request, Response, ServerFrame};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -134,5 +134,46 @@ impl RawDevice {
         let last_resort = Some(mls.last_resort_key_package()?);
         conn.call(Request::PublishKeyPackages { packages, last_resort }).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(RawDevice { key, mls, conn })
+    }
+}
+
+impl RawDevice {
+    /// Creates a group chat with this device as owner.
+    pub async fn create_chat(&mut self, group: GroupId, name: &str) -> anyhow::Result<()> {
+        let group_info = self.mls.create_group(group, ChatKind::Group)?;
+        let request = Request::CreateChat {
+            group,
+            kind: ChatKind::Group,
+            name: name.into(),
+            description: String::new(),
+            peer: None,
+            group_info,
+        };
+        self.conn.call(request).await?.map_err(|e| anyhow::anyhow!("create chat: {e}"))?;
+        Ok(())
+    }
+
+    /// An unlimited invite to a chat this device manages.
+    pub async fn invite(&mut self, group: GroupId) -> anyhow::Result<InviteToken> {
+        let request = Request::CreateInvite { group: Some(group), max_uses: None, expires_in_secs: None };
+        match self.conn.call(request).await? {
+            Ok(Response::InviteCreated { invite, secret }) => Ok(InviteToken { invite: invite.invite, secret }),
+            other => bail!("create invite: {other:?}"),
+        }
+    }
+
+    /// Joins by invite with an external commit; returns the commit's sequence number and the commit.
+    pub async fn join(&mut self, token: &InviteToken) -> anyhow::Result<(u64, Vec<u8>)> {
+        let Ok(Response::GroupInfo(info)) = self.conn.call(Request::JoinGroupInfo { token: token.clone() }).await?
+        else {
+            bail!("no GroupInfo for the invite")
+        };
+        let (_, bundle) = self.mls.join_external(&info)?;
+        let request =
+            Request::Join { token: token.clone(), commit: bundle.commit.clone(), group_info: bundle.group_info };
+        match self.conn.call(request).await? {
+            Ok(Response::Stored { seq }) => Ok((seq, bundle.commit)),
+            other => bail!("join: {other:?}"),
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! and a Welcome built on a fresh one opens (their private keys were saved before upload).
 
 use std::collections::HashSet;
-use veche_protocol::ids::{AccountId, ChatKind, GroupId};
+use veche_protocol::ids::{AccountId, GroupId};
 use veche_protocol::wire::{Request, Response};
 use veche_tests::raw::RawDevice;
 use veche_tests::{Client, Node, TempDir};
@@ -42,16 +42,7 @@ async fn exhausted_key_packages_are_replenished_and_usable() -> anyhow::Result<(
 
     // A chat built on the fresh package: Carol's device opens the Welcome and reads the chat.
     let group = GroupId([77; 16]);
-    let info = other.mls.create_group(group, ChatKind::Group)?;
-    let create = Request::CreateChat {
-        group,
-        kind: ChatKind::Group,
-        name: "Fresh".into(),
-        description: String::new(),
-        peer: None,
-        group_info: info,
-    };
-    assert!(other.conn.call(create).await?.is_ok());
+    other.create_chat(group, "Fresh").await?;
     let bundle = other.mls.add_members(group, &[fresh])?;
     let commit =
         Request::Commit { group, commit: bundle.commit, welcome: bundle.welcome, group_info: bundle.group_info };

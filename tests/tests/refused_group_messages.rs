@@ -4,7 +4,7 @@
 //! commits whose GroupInfo does not match, and member actions reserved for owners and admins.
 
 use veche_protocol::ids::{ChatKind, GroupId};
-use veche_protocol::wire::{ErrorCode, InviteToken, Request, Response};
+use veche_protocol::wire::{ErrorCode, Request, Response};
 use veche_tests::raw::{Answer, RawDevice};
 use veche_tests::{Node, TempDir};
 
@@ -23,31 +23,10 @@ async fn stale_foreign_and_forged_group_traffic_is_refused() -> anyhow::Result<(
 
     // The owner creates a chat and an invite; the member joins by external commit (epoch 0 -> 1).
     let group = GroupId([42; 16]);
-    let group_info = owner.mls.create_group(group, ChatKind::Group)?;
-    let create = Request::CreateChat {
-        group,
-        kind: ChatKind::Group,
-        name: "Refusals".into(),
-        description: String::new(),
-        peer: None,
-        group_info,
-    };
-    assert!(owner.conn.call(create).await?.is_ok());
-    let Ok(Response::InviteCreated { invite, secret }) =
-        owner.conn.call(Request::CreateInvite { group: Some(group), max_uses: None, expires_in_secs: None }).await?
-    else {
-        panic!("invite")
-    };
-    let token = InviteToken { invite: invite.invite, secret };
-    let Ok(Response::GroupInfo(info)) = member.conn.call(Request::JoinGroupInfo { token: token.clone() }).await? else {
-        panic!()
-    };
-    let (_, join) = member.mls.join_external(&info)?;
-    let joined = member
-        .conn
-        .call(Request::Join { token: token.clone(), commit: join.commit.clone(), group_info: join.group_info })
-        .await?;
-    assert_eq!(joined, Ok(Response::Stored { seq: 1 }));
+    owner.create_chat(group, "Refusals").await?;
+    let token = owner.invite(group).await?;
+    let (seq, join_commit) = member.join(&token).await?;
+    assert_eq!(seq, 1);
 
     // The owner's device has not processed the join: its commit and message are for epoch 0.
     let Ok(Response::KeyPackages(packages)) =
@@ -144,7 +123,7 @@ async fn stale_foreign_and_forged_group_traffic_is_refused() -> anyhow::Result<(
     assert_eq!(code(&member.conn.call(Request::Ack { group, seq: 99 }).await?), Some(ErrorCode::BadRequest));
     // Joining twice with the same link: already a member (a retry of the same commit is idempotent).
     let again =
-        member.conn.call(Request::Join { token: token.clone(), commit: join.commit, group_info: Vec::new() }).await?;
+        member.conn.call(Request::Join { token: token.clone(), commit: join_commit, group_info: Vec::new() }).await?;
     assert!(matches!(code(&again), Some(ErrorCode::Malformed | ErrorCode::BadRequest)), "{again:?}");
     // The member still reads everything in order.
     let Ok(Response::Messages { messages, head }) =

@@ -3,8 +3,8 @@
 //! all have; a non-owner cannot change retention.
 
 use std::time::Duration;
-use veche_protocol::ids::{ChatKind, GroupId, Retention};
-use veche_protocol::wire::{ErrorCode, InviteToken, Request, Response};
+use veche_protocol::ids::{GroupId, Retention};
+use veche_protocol::wire::{ErrorCode, Request, Response};
 use veche_tests::raw::RawDevice;
 use veche_tests::{Node, TempDir};
 
@@ -22,27 +22,9 @@ async fn until_fetched_drops_ciphertext_once_every_device_has_it() -> anyhow::Re
     let mut owner = RawDevice::register(&node.url, "Owner", None).await?;
     let mut member = RawDevice::register(&node.url, "Member", None).await?;
     let group = GroupId([3; 16]);
-    let info = owner.mls.create_group(group, ChatKind::Group)?;
-    let create = Request::CreateChat {
-        group,
-        kind: ChatKind::Group,
-        name: "Ephemeral".into(),
-        description: String::new(),
-        peer: None,
-        group_info: info,
-    };
-    assert!(owner.conn.call(create).await?.is_ok());
-    let Ok(Response::InviteCreated { invite, secret }) =
-        owner.conn.call(Request::CreateInvite { group: Some(group), max_uses: None, expires_in_secs: None }).await?
-    else {
-        panic!("invite")
-    };
-    let token = InviteToken { invite: invite.invite, secret };
-    let Ok(Response::GroupInfo(info)) = member.conn.call(Request::JoinGroupInfo { token: token.clone() }).await? else {
-        panic!()
-    };
-    let (_, join) = member.mls.join_external(&info)?;
-    assert!(member.conn.call(Request::Join { token, commit: join.commit, group_info: join.group_info }).await?.is_ok());
+    owner.create_chat(group, "Ephemeral").await?;
+    let token = owner.invite(group).await?;
+    member.join(&token).await?;
 
     let retention = Request::SetRetention { group, retention: Retention::UntilFetched };
     assert_eq!(member.conn.call(retention.clone()).await?.err().map(|e| e.code), Some(ErrorCode::Forbidden));
