@@ -6,7 +6,7 @@
 //! MLS commit times for adding one member to groups of 10, 100 and 1,000.
 //!
 //! Clients run in this process (one task and one WebSocket each, with their own MLS state), on
-//! the same 2 cores as the node. Latency is measured at up to `--observers` receiving clients
+//! the same 2 cores as the node. Latency is measured at `--observers` (default 3) receiving clients
 //! that decrypt every message; the other members receive every message but skip decryption so
 //! the load generator does not starve the node.
 //!
@@ -39,7 +39,7 @@ fn parse_args() -> anyhow::Result<Args> {
         sizes: vec![2, 10, 100],
         rate: 1000,
         seconds: 10,
-        observers: 10,
+        observers: 3,
         commit_sizes: vec![10, 100, 1000],
     };
     let mut it = std::env::args().skip(1);
@@ -150,19 +150,22 @@ struct Plan {
     until: Instant,
     /// Time between sends; None: send the next as soon as the previous is acknowledged.
     interval: Option<Duration>,
+    /// This client's first send is this far into the interval, so that senders take turns
+    /// (a smooth offered load, not all clients at once).
+    phase: Duration,
     /// Whether this client decrypts and records latency.
     observer: bool,
 }
 
 async fn run_client(device: RawDevice, plan: Plan, shared: Arc<Shared>) -> anyhow::Result<()> {
-    let Plan { group, start, until, interval, observer } = plan;
+    let Plan { group, start, until, interval, phase, observer } = plan;
     let RawDevice { mut mls, conn, key } = device;
     let me = AccountId(key.verifying_key().to_bytes());
     let (mut sink, mut stream) = conn.into_ws().split();
     let mut next_id = 1000u32;
     let mut in_flight = 0u32;
     let mut tick = interval.map(|i| {
-        let mut t = tokio::time::interval(i);
+        let mut t = tokio::time::interval_at((start + phase).into(), i);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
@@ -248,10 +251,11 @@ async fn phase(node: &Node, n: usize, paced: Option<u64>, seconds: u64, observer
     let until = start + Duration::from_secs(seconds);
     let interval = paced.map(|rate| Duration::from_secs_f64(n as f64 / rate as f64));
     let mut tasks = Vec::new();
-    for (i, device) in devices.into_iter().enumerate() {
-        let observer = i >= n.saturating_sub(observers) || n <= observers;
+    for (index, device) in devices.into_iter().enumerate() {
+        let observer = index >= n.saturating_sub(observers) || n <= observers;
         let shared = shared.clone();
-        let plan = Plan { group, start, until, interval, observer };
+        let phase = interval.map(|i| i.mul_f64(index as f64 / n as f64)).unwrap_or_default();
+        let plan = Plan { group, start, until, interval, phase, observer };
         tasks.push(tokio::spawn(run_client(device, plan, shared)));
     }
     let pid = node.pid();
