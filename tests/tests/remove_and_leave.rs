@@ -40,12 +40,22 @@ fn owner_admin_member_remove_and_leave() -> anyhow::Result<()> {
     admin.run(&["remove", &group, &member.account()?])?;
     assert!(member.fail(&["send", &group, "still here?"]).is_ok(), "a removed member cannot send");
 
-    // The leaver leaves; the owner's device commits the removal when it next syncs.
+    // The leaver leaves. Before an owner's or admin's device sees it, a newcomer joins by link:
+    // that commit makes the leave proposal stale, yet the owner's device still completes the
+    // removal when it next syncs.
+    let link = owner.run(&["invite", "create", &group])?["link"].as_str().unwrap().to_string();
     leaver.run(&["leave", &group])?;
+    let newcomer = Client::new(tmp.path(), "newcomer", &node.url);
+    newcomer.run(&["register", "--name", "newcomer"])?;
+    newcomer.run(&["join", &link])?;
     owner.run(&["send", &group, "goodbye, leaver"])?;
     assert_eq!(
         roles(owner)?,
-        vec![("admin".to_string(), "admin".to_string()), ("owner".to_string(), "owner".to_string())]
+        vec![
+            ("admin".to_string(), "admin".to_string()),
+            ("newcomer".to_string(), "member".to_string()),
+            ("owner".to_string(), "owner".to_string())
+        ]
     );
     assert!(leaver.fail(&["send", &group, "wait"]).is_ok(), "a member who left cannot send");
     admin.run(&["send", &group, "just us now"])?;

@@ -84,7 +84,8 @@ impl Session {
         match self.call(request).await {
             Ok(Response::Stored { seq }) => {
                 let info = self.chat_info(group).await?;
-                let chat = LocalChat { kind: info.kind, name: info.name, processed: seq, active: true };
+                let chat =
+                    LocalChat { kind: info.kind, name: info.name, processed: seq, active: true, leavers: Vec::new() };
                 self.state.persist(|txn| {
                     state::remove_pending_join(txn, group)?;
                     state::put_chat(txn, group, &chat)
@@ -136,8 +137,13 @@ impl Session {
             match self.state.mls()?.join_from_welcome(&welcome.welcome) {
                 Ok(group) if group == welcome.group => {
                     let info = self.chat_info(group).await?;
-                    let chat =
-                        LocalChat { kind: info.kind, name: info.name, processed: welcome.commit_seq, active: true };
+                    let chat = LocalChat {
+                        kind: info.kind,
+                        name: info.name,
+                        processed: welcome.commit_seq,
+                        active: true,
+                        leavers: Vec::new(),
+                    };
                     self.state.persist(|txn| state::put_chat(txn, group, &chat))?;
                 }
                 Ok(other) => bail!("welcome for {} joined {other}", welcome.group),
@@ -230,6 +236,7 @@ impl Session {
                     Err(e) => Some((0, HistoryBody::Unreadable(e.to_string()))),
                 },
                 Ok(Processed::Commit { sender, added, removed, we_were_removed, .. }) => {
+                    chat.leavers.retain(|a| !removed.iter().any(|r| r.account == *a));
                     if we_were_removed {
                         chat.active = false;
                     }
@@ -247,7 +254,12 @@ impl Session {
                     }
                     (!text.is_empty()).then(|| (0, HistoryBody::System(text.join("; "))))
                 }
-                Ok(Processed::Proposal { .. }) => None,
+                Ok(Processed::Proposal { sender, kind: veche_mls::ProposalKind::Leave }) => {
+                    if !chat.leavers.contains(&sender.account) {
+                        chat.leavers.push(sender.account);
+                    }
+                    None
+                }
                 Err(ProcessError::OwnMessage | ProcessError::Stale { .. }) => None,
                 Err(e) if entry.sender == me && entry.kind == EntryKind::Handshake => {
                     // Our own commit, stored by the node although we never heard back: apply it.
@@ -432,55 +444,64 @@ impl Session {
         bail!("the chat kept changing; try again")
     }
 
-    /// Owners and admins commit the removal of members who asked to leave.
+    /// Owners and admins commit the removal of members who asked to leave: their pending leave
+    /// proposals if still valid, else (a commit made them stale) an inline removal.
     async fn commit_pending_leaves(&mut self, group: GroupId) -> anyhow::Result<()> {
         let me = self.me()?;
         let mls = self.state.mls()?;
         if !mls.is_active(group) {
             return Ok(());
         }
-        let can = mls.policy(group).map(|p| p.role(&me).can_manage_members()).unwrap_or(false);
-        if !can {
+        let Ok(policy) = mls.policy(group) else { return Ok(()) };
+        if !policy.role(&me).can_manage_members() {
             return Ok(());
         }
-        match mls.commit_pending_proposals(group) {
-            Ok(Some(bundle)) => {
-                self.state.persist(|_| Ok(()))?;
-                let request = Request::Commit {
-                    group,
-                    commit: bundle.commit,
-                    welcome: bundle.welcome,
-                    group_info: bundle.group_info,
-                };
-                match self.call(request).await {
-                    Ok(Response::Stored { seq }) => {
-                        self.state.mls()?.merge_pending_commit(group)?;
-                        let entry = HistoryEntry {
-                            seq,
-                            sender: me,
-                            sent_at_ms: now_ms(),
-                            stored_at_ms: now_ms(),
-                            own: true,
-                            body: HistoryBody::System("removed members who left".into()),
-                        };
-                        self.state.persist(|txn| state::put_history(txn, group, &entry))?;
-                    }
-                    _ => {
-                        // Someone else committed first, or the node refused: drop ours.
-                        let _ = self.state.mls()?.discard_pending_commit(group);
-                        self.state.persist(|_| Ok(()))?;
-                    }
-                }
-                Ok(())
+        let bundle = match mls.commit_pending_proposals(group) {
+            Ok(Some(bundle)) => Some(bundle),
+            Ok(None) | Err(_) => {
+                let leavers = self.state.chat(group)?.map(|c| c.leavers).unwrap_or_default();
+                let mls = self.state.mls()?;
+                let members: Vec<AccountId> =
+                    mls.members(group).map(|m| m.into_iter().map(|(id, _)| id.account).collect()).unwrap_or_default();
+                let still_here: Vec<AccountId> = leavers.into_iter().filter(|a| members.contains(a)).collect();
+                if still_here.is_empty() { None } else { mls.remove_members(group, &still_here).ok() }
             }
-            Ok(None) => Ok(()),
-            Err(_) => Ok(()),
+        };
+        let Some(bundle) = bundle else { return Ok(()) };
+        self.state.persist(|_| Ok(()))?;
+        let request =
+            Request::Commit { group, commit: bundle.commit, welcome: bundle.welcome, group_info: bundle.group_info };
+        match self.call(request).await {
+            Ok(Response::Stored { seq }) => {
+                self.state.mls()?.merge_pending_commit(group)?;
+                let entry = HistoryEntry {
+                    seq,
+                    sender: me,
+                    sent_at_ms: now_ms(),
+                    stored_at_ms: now_ms(),
+                    own: true,
+                    body: HistoryBody::System("removed members who left".into()),
+                };
+                let mut chat = self.state.chat(group)?.context("chat vanished")?;
+                let removed: Vec<AccountId> = bundle.removed.iter().map(|m| m.account).collect();
+                chat.leavers.retain(|a| !removed.contains(a));
+                self.state.persist(|txn| {
+                    state::put_history(txn, group, &entry)?;
+                    state::put_chat(txn, group, &chat)
+                })?;
+            }
+            _ => {
+                // Someone else committed first, or the node refused: drop ours; the next sync retries.
+                let _ = self.state.mls()?.discard_pending_commit(group);
+                self.state.persist(|_| Ok(()))?;
+            }
         }
+        Ok(())
     }
 
     /// Records a chat this device created or joined at `processed`.
     pub fn add_local_chat(&mut self, group: GroupId, kind: ChatKind, name: &str, processed: u64) -> anyhow::Result<()> {
-        let chat = LocalChat { kind, name: name.to_string(), processed, active: true };
+        let chat = LocalChat { kind, name: name.to_string(), processed, active: true, leavers: Vec::new() };
         self.state.persist(|txn| state::put_chat(txn, group, &chat))
     }
 }

@@ -38,6 +38,9 @@ pub struct LocalChat {
     pub processed: u64,
     /// False once this device was removed or left.
     pub active: bool,
+    /// Members who asked to leave and are still in the chat. An owner's or admin's device
+    /// removes them, even when their leave proposal went stale because another commit came first.
+    pub leavers: Vec<AccountId>,
 }
 
 /// An external commit applied locally and saved before it was sent: resent (idempotently) after a
