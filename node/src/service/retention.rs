@@ -83,3 +83,102 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
     tracing::debug!(%group, dropped, "retention dropped entries");
     Ok(dropped)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Hub;
+    use crate::metrics::Metrics;
+    use crate::service::NodeInfo;
+    use crate::store::{Store, Writer};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use veche_protocol::ids::{AccountId, ChatKind, Role};
+    use veche_protocol::wire::{EntryKind, RegistrationPolicy};
+
+    fn node(dir: &std::path::Path) -> Node {
+        let store = Store::open(&dir.join("veche.redb")).unwrap();
+        let hub = Arc::new(Hub::default());
+        let writer = Writer::spawn(store.database().clone(), hub.clone()).unwrap();
+        let info = NodeInfo {
+            node_id: "test".into(),
+            name: "test".into(),
+            registration: RegistrationPolicy::Open,
+            version: "0",
+        };
+        Node { store, writer, hub, metrics: Arc::new(Metrics::default()), info: Arc::new(info) }
+    }
+
+    /// A chat with entries stored `ages_days` ago (oldest first), and the given retention.
+    async fn chat_with_entries(node: &Node, group: GroupId, retention: Retention, ages_days: &[f64]) {
+        let owner = AccountId([1; 32]);
+        let now = now_ms();
+        let entries: Vec<u64> = ages_days.iter().map(|d| now - (d * 86_400_000.0) as u64).collect();
+        node.writer
+            .run(move |ctx| {
+                let chat = Chat {
+                    kind: ChatKind::Group,
+                    name: "old".into(),
+                    description: String::new(),
+                    created_by: owner,
+                    created_ms: 0,
+                    retention,
+                    epoch: 0,
+                    head: entries.len() as u64,
+                    tail: 1,
+                    roster: BTreeMap::from([(owner, Role::Owner)]),
+                    leaves: BTreeMap::new(),
+                    leaving: Vec::new(),
+                    removed_at: BTreeMap::new(),
+                    peer: None,
+                };
+                let txn = ctx.write();
+                let mut log = txn.open_table(LOG).or_internal()?;
+                for (i, stored_ms) in entries.iter().enumerate() {
+                    let entry = LogEntry {
+                        kind: EntryKind::Application,
+                        epoch: 0,
+                        sender: owner,
+                        stored_ms: *stored_ms,
+                        payload: vec![0; 8],
+                    };
+                    log.insert((group.0, i as u64 + 1), records::encode(&entry).as_slice()).or_internal()?;
+                }
+                drop(log);
+                txn.open_table(CHATS)
+                    .or_internal()?
+                    .insert(group.0, records::encode(&chat).as_slice())
+                    .or_internal()?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+
+    fn stored_seqs(node: &Node, group: GroupId) -> Vec<u64> {
+        let txn = node.store.read().unwrap();
+        let log = txn.open_table(LOG).unwrap();
+        log.range((group.0, 0)..=(group.0, u64::MAX)).unwrap().map(|i| i.unwrap().0.value().1).collect()
+    }
+
+    #[tokio::test]
+    async fn days_retention_drops_only_older_entries() {
+        let dir = std::env::temp_dir().join(format!("veche-retention-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let node = node(&dir);
+        let week = GroupId([1; 16]);
+        let forever = GroupId([2; 16]);
+        chat_with_entries(&node, week, Retention::Days(7), &[30.0, 8.0, 7.5, 6.9, 1.0, 0.0]).await;
+        chat_with_entries(&node, forever, Retention::Forever, &[400.0, 30.0]).await;
+
+        assert_eq!(run_once(&node).await.unwrap(), 3);
+        assert_eq!(stored_seqs(&node, week), vec![4, 5, 6], "entries older than 7 days are gone");
+        assert_eq!(stored_seqs(&node, forever), vec![1, 2], "forever keeps everything");
+        let txn = node.store.read().unwrap();
+        let chat = crate::service::chats::load(&txn, week).unwrap().unwrap();
+        assert_eq!((chat.tail, chat.head), (4, 6));
+        drop(txn);
+        assert_eq!(run_once(&node).await.unwrap(), 0, "a second pass finds nothing more");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
