@@ -82,7 +82,11 @@ impl AppMessage {
         if version != CONTENT_VERSION {
             return Err(ContentError::UnsupportedVersion(version));
         }
-        let message: AppMessage = postcard::from_bytes(rest).map_err(|e| ContentError::Malformed(e.to_string()))?;
+        let (message, trailing) =
+            postcard::take_from_bytes::<AppMessage>(rest).map_err(|e| ContentError::Malformed(e.to_string()))?;
+        if !trailing.is_empty() {
+            return Err(ContentError::Malformed(format!("{} trailing bytes", trailing.len())));
+        }
         if let Body::Text { text } = &message.body
             && text.chars().count() > MAX_TEXT_CHARS
         {

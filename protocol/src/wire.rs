@@ -371,7 +371,11 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, F
     if bytes.len() > max {
         return Err(FrameError::TooLarge { len: bytes.len(), max });
     }
-    postcard::from_bytes(bytes).map_err(|e| FrameError::Malformed(e.to_string()))
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(FrameError::Malformed(format!("{} trailing bytes after the frame", rest.len()))),
+        Err(e) => Err(FrameError::Malformed(e.to_string())),
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -411,6 +415,13 @@ mod tests {
             result: Err(ApiError::new(ErrorCode::StaleEpoch { current: 4 }, "fetch and retry")),
         };
         assert_eq!(ServerFrame::decode(&resp.encode()).unwrap(), resp);
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = ClientFrame { id: 1, request: Request::Me }.encode();
+        bytes.push(0);
+        assert!(matches!(ClientFrame::decode(&bytes), Err(FrameError::Malformed(_))));
     }
 
     #[test]
