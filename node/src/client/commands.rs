@@ -27,7 +27,7 @@ pub enum Command {
     },
     /// Show this device's account.
     Whoami,
-    /// Chats.
+    /// Group chats.
     #[command(subcommand)]
     Group(GroupCommand),
     /// List chats.
@@ -111,7 +111,10 @@ fn print(json_mode: bool, value: Value, human: impl FnOnce() -> String) {
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     let json_mode = args.json;
-    let state = State::open(&args.state)?;
+    let dir = args.state.clone().unwrap_or_else(|| {
+        dirs::data_dir().map(|d| d.join("veche-client")).unwrap_or_else(|| std::path::PathBuf::from("veche-client"))
+    });
+    let state = State::open(&dir)?;
     if let Command::Register { name, invite } = &args.command {
         return register(state, args.node.as_deref(), name, invite.as_deref(), json_mode).await;
     }

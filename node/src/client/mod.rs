@@ -14,9 +14,9 @@ pub struct ClientArgs {
     /// Node URL, e.g. http://192.168.1.5:7800 (remembered at registration).
     #[arg(long, env = "VECHE_NODE")]
     pub node: Option<String>,
-    /// Directory holding this device's key and state.
+    /// Directory holding this device's key and state [default: the user's data dir + /veche-client].
     #[arg(long, env = "VECHE_STATE")]
-    pub state: PathBuf,
+    pub state: Option<PathBuf>,
     /// Print JSON.
     #[arg(long, global = true)]
     pub json: bool,
