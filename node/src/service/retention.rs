@@ -2,11 +2,12 @@
 //!
 //! Runs periodically through the writer. `Days(n)` drops entries stored more than n days ago;
 //! `UntilFetched` drops entries every current member device has acknowledged. The chat's `tail`
-//! records the lowest sequence number still stored.
+//! records the lowest sequence number still stored. An entry's row in the retry (dedup) index is
+//! dropped with it.
 
 use super::{ApiResult, Node, OrInternal};
 use crate::store::records::{self, Chat, LogEntry, now_ms};
-use crate::store::tables::{CHATS, CURSORS, LOG};
+use crate::store::tables::{CHATS, CURSORS, DEDUP, LOG};
 use redb::ReadableTable;
 use veche_protocol::ids::{GroupId, Retention};
 
@@ -73,8 +74,13 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
     let txn = ctx.write();
     {
         let mut log = txn.open_table(LOG).or_internal()?;
+        let mut dedup = txn.open_table(DEDUP).or_internal()?;
         for seq in chat.tail..=upto {
-            log.remove((group.0, seq)).or_internal()?;
+            // The retry index goes with the entry: nothing retries a message this old.
+            if let Some(value) = log.remove((group.0, seq)).or_internal()? {
+                let entry: LogEntry = records::decode(value.value())?;
+                dedup.remove((group.0, crate::service::delivery::message_hash(&entry.payload))).or_internal()?;
+            }
         }
     }
     let dropped = upto + 1 - chat.tail;
@@ -140,11 +146,19 @@ mod tests {
                         epoch: 0,
                         sender: owner,
                         stored_ms: *stored_ms,
-                        payload: vec![0; 8],
+                        payload: vec![i as u8; 8],
                     };
                     log.insert((group.0, i as u64 + 1), records::encode(&entry).as_slice()).or_internal()?;
                 }
                 drop(log);
+                let mut dedup = txn.open_table(DEDUP).or_internal()?;
+                for i in 0..entries.len() {
+                    let payload = vec![i as u8; 8];
+                    dedup
+                        .insert((group.0, crate::service::delivery::message_hash(&payload)), i as u64 + 1)
+                        .or_internal()?;
+                }
+                drop(dedup);
                 txn.open_table(CHATS)
                     .or_internal()?
                     .insert(group.0, records::encode(&chat).as_slice())
@@ -153,6 +167,15 @@ mod tests {
             })
             .await
             .unwrap();
+    }
+
+    fn dedup_seqs(node: &Node, group: GroupId) -> Vec<u64> {
+        let txn = node.store.read().unwrap();
+        let dedup = txn.open_table(DEDUP).unwrap();
+        let mut seqs: Vec<u64> =
+            dedup.range((group.0, [0u8; 32])..=(group.0, [0xff; 32])).unwrap().map(|i| i.unwrap().1.value()).collect();
+        seqs.sort();
+        seqs
     }
 
     fn stored_seqs(node: &Node, group: GroupId) -> Vec<u64> {
@@ -174,6 +197,8 @@ mod tests {
         assert_eq!(run_once(&node).await.unwrap(), 3);
         assert_eq!(stored_seqs(&node, week), vec![4, 5, 6], "entries older than 7 days are gone");
         assert_eq!(stored_seqs(&node, forever), vec![1, 2], "forever keeps everything");
+        assert_eq!(dedup_seqs(&node, week), vec![4, 5, 6], "the retry index follows the log");
+        assert_eq!(dedup_seqs(&node, forever), vec![1, 2]);
         let txn = node.store.read().unwrap();
         let chat = crate::service::chats::load(&txn, week).unwrap().unwrap();
         assert_eq!((chat.tail, chat.head), (4, 6));
