@@ -27,6 +27,10 @@ pub struct MessageView {
     pub self_remove: bool,
     /// For a commit with an update path: whose leaf it installs (an external joiner's own).
     pub path_identity: Option<(AccountId, DeviceId)>,
+    /// For a public proposal: its ProposalRef, as commits refer to it.
+    pub proposal_ref: Option<Vec<u8>>,
+    /// For a commit: the proposals it includes by reference.
+    pub references: Vec<Vec<u8>>,
 }
 
 /// What the node knows about a GroupInfo: the epoch, the policy and the leaves of the tree.
@@ -77,6 +81,15 @@ pub fn message(bytes: &[u8]) -> Result<MessageView, ApiError> {
         changes_policy: inspected.changes_extensions(),
         self_remove,
         path_identity: inspected.path_identity.map(|id| (id.account, id.device)),
+        references: inspected
+            .proposals
+            .iter()
+            .filter_map(|p| match p {
+                InspectedProposal::Reference(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect(),
+        proposal_ref: inspected.proposal_ref,
     })
 }
 

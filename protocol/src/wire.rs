@@ -283,6 +283,8 @@ pub struct ChatInfo {
     /// Sequence number of the newest log entry (0: empty).
     pub head: u64,
     pub members: Vec<MemberInfo>,
+    /// For a direct chat: the member it was opened with (its creator is the other one).
+    pub peer: Option<AccountId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,5 +61,24 @@ fn owner_admin_member_remove_and_leave() -> anyhow::Result<()> {
     admin.run(&["send", &group, "just us now"])?;
     let texts: Vec<String> = owner.texts(&group)?.into_iter().map(|(_, _, t)| t).collect();
     assert_eq!(texts, vec!["goodbye, leaver", "just us now"]);
+
+    // The removed member is re-added while offline: their device rejoins from the Welcome.
+    owner.run(&["add", &group, &member.account()?])?;
+    owner.run(&["send", &group, "welcome back"])?;
+    let seen: Vec<String> = member.texts(&group)?.into_iter().map(|(_, _, t)| t).collect();
+    assert_eq!(seen.last().map(String::as_str), Some("welcome back"));
+
+    // A device added and removed again while offline: its stale Welcome does not block it.
+    let late = Client::new(tmp.path(), "late", &node.url);
+    late.run(&["register", "--name", "late"])?;
+    owner.run(&["add", &group, &late.account()?])?;
+    owner.run(&["remove", &group, &late.account()?])?;
+    late.run(&["whoami"])?;
+    assert_eq!(late.run(&["chats"])?["chats"].as_array().unwrap().len(), 0);
+
+    // The admin leaves; a plain member's device commits that leave itself and can send at once.
+    admin.run(&["leave", &group])?;
+    newcomer.run(&["send", &group, "bye, admin"])?;
+    assert!(!roles(&newcomer)?.iter().any(|(name, _)| name == "admin"), "the leave was committed");
     Ok(())
 }

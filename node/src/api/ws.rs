@@ -87,7 +87,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
                     Outgoing::Encoded(bytes) => bytes,
                 };
                 if sink.feed(Message::Binary(bytes)).await.is_err() {
-                    return subscriber.map(|s| s.id);
+                    return;
                 }
                 written += 1;
                 if fatal || written >= WRITE_BATCH {
@@ -109,7 +109,6 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             }
         }
         let _ = sink.close().await;
-        subscriber.map(|s| s.id)
     });
 
     let mut challenge = [0u8; veche_protocol::auth::CHALLENGE_LEN];
@@ -127,6 +126,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
     let mut conn = Conn::new(state.node.clone(), challenge);
     let _ = out_tx.send(ServerFrame::Hello(hello)).await;
     let mut events_tx = Some(events_tx);
+    let mut subscription: Option<u64> = None;
     let mut bucket = Bucket::new(state.rate_limit);
     let (mut unauthenticated_frames, mut limited_in_a_row, mut malformed) = (0u32, 0u32, 0u32);
     let deadline = tokio::time::Instant::now() + SIGN_IN_TIMEOUT;
@@ -215,13 +215,15 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             && let Some(session) = conn.session()
             && let Some(tx) = events_tx.take()
         {
-            let _ = tx.send(state.node.hub.subscribe(session.account));
+            let subscriber = state.node.hub.subscribe(session.account);
+            subscription = Some(subscriber.id);
+            let _ = tx.send(subscriber);
         }
     }
     drop(out_tx);
-    if let Ok(Some(id)) = sender.await
-        && let Some(session) = conn.session()
-    {
+    let _ = sender.await;
+    // Unsubscribe here, whatever became of the sender task, so no slot outlives its connection.
+    if let (Some(id), Some(session)) = (subscription, conn.session()) {
         state.node.hub.unsubscribe(&session.account, id);
     }
 }

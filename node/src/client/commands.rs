@@ -248,7 +248,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             let mut last = since;
             last = print_history(&mut session, group, last, json_mode, &mut names).await?;
             if follow {
-                session.conn.clear_events();
+                // Events buffered meanwhile are kept: handle_event skips what is already processed.
                 loop {
                     let event = match idle_exit {
                         Some(secs) => {
@@ -504,10 +504,19 @@ async fn dm(session: &mut Session, member: AccountId) -> anyhow::Result<GroupId>
         bail!("that is you");
     }
     let Response::Chats(chats) = session.call(Request::Chats).await? else { bail!("unexpected answer") };
-    if let Some(existing) =
-        chats.iter().find(|c| c.kind == ChatKind::Direct && c.members.iter().any(|m| m.account == member))
-    {
-        return Ok(existing.group);
+    let existing = chats.iter().find(|c| {
+        c.kind == ChatKind::Direct && (c.peer == Some(member) || c.members.iter().any(|m| m.account == member))
+    });
+    if let Some(existing) = existing {
+        let group = existing.group;
+        // A direct chat this device opened earlier whose add did not complete: finish it.
+        if !existing.members.iter().any(|m| m.account == member) {
+            if session.state.chat(group)?.is_none() {
+                bail!("the direct chat {group} with this member was opened on another device");
+            }
+            add_member(session, group, member).await?;
+        }
+        return Ok(group);
     }
     // Their key packages first: if they cannot be added, no half-made chat is left behind.
     let packages = claim(session, member).await?;

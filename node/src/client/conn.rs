@@ -99,9 +99,4 @@ impl Connection {
             }
         }
     }
-
-    /// Drops buffered events (after a full sync they are stale).
-    pub fn clear_events(&mut self) {
-        self.events.clear();
-    }
 }

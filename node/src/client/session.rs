@@ -28,6 +28,11 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Refusals after which the same request may succeed later (the outbox keeps the message).
+fn retryable(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::Internal | ErrorCode::RateLimited)
+}
+
 fn unexpected(response: Response) -> anyhow::Error {
     anyhow::anyhow!("unexpected answer from the node: {response:?}")
 }
@@ -67,13 +72,13 @@ impl Session {
             self.finish_join(group, pending).await?;
         }
         self.replenish_key_packages().await?;
-        self.sync_welcomes().await?;
+        // Chats first: a removal must be processed before a Welcome that re-adds this device.
         for (group, chat) in self.state.chats()? {
             if chat.active {
                 self.sync_chat(group).await?;
             }
         }
-        Ok(())
+        self.sync_welcomes().await
     }
 
     /// Sends (or resends) a saved external commit. Returns the sequence number once stored, None
@@ -122,36 +127,64 @@ impl Session {
     }
 
     pub async fn sync_welcomes(&mut self) -> anyhow::Result<()> {
-        let Response::Welcomes(welcomes) = self.call(Request::Welcomes).await? else {
-            bail!("unexpected answer to Welcomes");
-        };
-        for welcome in welcomes {
-            self.accept_welcome(welcome).await?;
+        loop {
+            let Response::Welcomes(welcomes) = self.call(Request::Welcomes).await? else {
+                bail!("unexpected answer to Welcomes");
+            };
+            if welcomes.is_empty() {
+                return Ok(());
+            }
+            for welcome in welcomes {
+                let group = welcome.group;
+                if self.accept_welcome(welcome).await? {
+                    self.sync_chat(group).await?;
+                }
+            }
         }
-        Ok(())
     }
 
-    async fn accept_welcome(&mut self, welcome: veche_protocol::wire::WelcomeEnvelope) -> anyhow::Result<()> {
-        let known = self.state.chat(welcome.group)?.is_some_and(|c| c.active);
-        if !known {
+    /// Joins from a Welcome unless this device is already in that chat past it. A Welcome that
+    /// cannot be used (removed again meanwhile, or built for another chat) is dropped with a
+    /// warning so it never blocks the device. Returns whether the device joined.
+    async fn accept_welcome(&mut self, welcome: veche_protocol::wire::WelcomeEnvelope) -> anyhow::Result<bool> {
+        let current = self.state.chat(welcome.group)?.is_some_and(|c| c.active && c.processed >= welcome.commit_seq);
+        let mut joined = false;
+        if !current {
             match self.state.mls()?.join_from_welcome(&welcome.welcome) {
-                Ok(group) if group == welcome.group => {
-                    let info = self.chat_info(group).await?;
-                    let chat = LocalChat {
-                        kind: info.kind,
-                        name: info.name,
-                        processed: welcome.commit_seq,
-                        active: true,
-                        leavers: Vec::new(),
-                    };
-                    self.state.persist(|txn| state::put_chat(txn, group, &chat))?;
+                Ok(group) if group == welcome.group => match self.call(Request::Chat { group }).await {
+                    Ok(Response::Chat(info)) => {
+                        let chat = LocalChat {
+                            kind: info.kind,
+                            name: info.name,
+                            processed: welcome.commit_seq,
+                            active: true,
+                            leavers: Vec::new(),
+                        };
+                        self.state.persist(|txn| state::put_chat(txn, group, &chat))?;
+                        joined = true;
+                    }
+                    Ok(other) => return Err(unexpected(other)),
+                    Err(CallError::Api(e)) => {
+                        eprintln!("warning: a welcome to {group} is no longer usable: {}", e.message);
+                        self.state.mls()?.forget_group(group)?;
+                        self.state.persist(|_| Ok(()))?;
+                    }
+                    Err(e) => {
+                        // Keep the welcome for the next run; do not keep a half-joined group.
+                        self.state.mls()?.rollback();
+                        return Err(e.into());
+                    }
+                },
+                Ok(other) => {
+                    eprintln!("warning: a welcome for {} was for chat {other}; ignored", welcome.group);
+                    self.state.mls()?.forget_group(other)?;
+                    self.state.persist(|_| Ok(()))?;
                 }
-                Ok(other) => bail!("welcome for {} joined {other}", welcome.group),
                 Err(e) => eprintln!("warning: ignoring a welcome to {}: {e}", welcome.group),
             }
         }
         match self.call(Request::AckWelcome { id: welcome.id }).await {
-            Ok(_) | Err(CallError::Api(_)) => Ok(()),
+            Ok(_) | Err(CallError::Api(_)) => Ok(joined),
             Err(e) => Err(e.into()),
         }
     }
@@ -176,7 +209,7 @@ impl Session {
                 bail!("unexpected answer to Fetch");
             };
             if messages.is_empty() {
-                return Ok(());
+                return self.commit_pending_leaves(group).await;
             }
             let last = self.process_batch(group, chat, messages, true)?;
             self.call(Request::Ack { group, seq: last }).await?;
@@ -310,8 +343,9 @@ impl Session {
             }
             Event::Welcome(welcome) => {
                 let group = welcome.group;
-                self.accept_welcome(welcome).await?;
-                self.sync_chat(group).await?;
+                if self.accept_welcome(welcome).await? {
+                    self.sync_chat(group).await?;
+                }
                 Ok(Some(group))
             }
             Event::Lagged => {
@@ -334,6 +368,7 @@ impl Session {
                         state::put_history(txn, group, &history)
                     })?;
                 }
+                Err(CallError::Api(e)) if retryable(e.code) => return Err(CallError::Api(e).into()),
                 Ok(_) | Err(CallError::Api(_)) => {
                     // Refused for good (e.g. the epoch moved on): the message was never stored.
                     eprintln!("warning: a message saved before a crash could not be sent: {}", entry.text);
@@ -388,6 +423,8 @@ impl Session {
                     self.state.persist(|txn| state::remove_outbox(txn, group, outbox_id))?;
                     self.sync_chat(group).await?;
                 }
+                // The node may store it on a retry: keep it in the outbox for the next run.
+                Err(CallError::Api(e)) if retryable(e.code) => return Err(CallError::Api(e).into()),
                 Err(CallError::Api(e)) => {
                     self.state.persist(|txn| state::remove_outbox(txn, group, outbox_id))?;
                     return Err(CallError::Api(e).into());
@@ -453,11 +490,12 @@ impl Session {
             return Ok(());
         }
         let Ok(policy) = mls.policy(group) else { return Ok(()) };
-        if !policy.role(&me).can_manage_members() {
-            return Ok(());
-        }
+        let manager = policy.role(&me).can_manage_members();
+        // Any member may commit a leave proposal (until it is committed nobody can send);
+        // removing a leaver inline, after their proposal went stale, needs the rights to remove.
         let bundle = match mls.commit_pending_proposals(group) {
             Ok(Some(bundle)) => Some(bundle),
+            Ok(None) | Err(_) if !manager => None,
             Ok(None) | Err(_) => {
                 let leavers = self.state.chat(group)?.map(|c| c.leavers).unwrap_or_default();
                 let mls = self.state.mls()?;
@@ -469,8 +507,12 @@ impl Session {
         };
         let Some(bundle) = bundle else { return Ok(()) };
         self.state.persist(|_| Ok(()))?;
-        let request =
-            Request::Commit { group, commit: bundle.commit, welcome: bundle.welcome, group_info: bundle.group_info };
+        let request = Request::Commit {
+            group,
+            commit: bundle.commit.clone(),
+            welcome: bundle.welcome.clone(),
+            group_info: bundle.group_info.clone(),
+        };
         match self.call(request).await {
             Ok(Response::Stored { seq }) => {
                 self.state.mls()?.merge_pending_commit(group)?;
@@ -490,11 +532,14 @@ impl Session {
                     state::put_chat(txn, group, &chat)
                 })?;
             }
-            _ => {
+            Ok(other) => return Err(unexpected(other)),
+            Err(CallError::Api(_)) => {
                 // Someone else committed first, or the node refused: drop ours; the next sync retries.
                 let _ = self.state.mls()?.discard_pending_commit(group);
                 self.state.persist(|_| Ok(()))?;
             }
+            // The node may have stored it: keep it pending; the next sync merges or discards it.
+            Err(e) => return Err(e.into()),
         }
         Ok(())
     }

@@ -126,7 +126,17 @@ impl State {
     }
 
     /// Persists the MLS changes made since the last call together with `f`'s writes, atomically.
+    /// If anything fails, the in-memory MLS state is reloaded from disk, so memory never runs
+    /// ahead of what is saved.
     pub fn persist(&mut self, f: impl FnOnce(&WriteTransaction) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let result = self.try_persist(f);
+        if result.is_err() {
+            self.reload_mls()?;
+        }
+        result
+    }
+
+    fn try_persist(&mut self, f: impl FnOnce(&WriteTransaction) -> anyhow::Result<()>) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
         if let Some(mls) = self.mls.as_mut() {
             let changes = mls.take_changes();
@@ -134,6 +144,14 @@ impl State {
         }
         f(&txn)?;
         txn.commit().context("saving client state")?;
+        Ok(())
+    }
+
+    fn reload_mls(&mut self) -> anyhow::Result<()> {
+        if let Some(device) = &self.device {
+            let read = self.db.begin_read()?;
+            self.mls = Some(veche_mls::Client::open(device.secret, veche_mls::redb_store::load(&read)?)?);
+        }
         Ok(())
     }
 

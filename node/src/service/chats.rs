@@ -74,7 +74,7 @@ pub async fn create(node: &Node, session: Session, new: NewChat) -> ApiResult<Ch
         tail: 1,
         roster: view.roster(),
         leaves: view.leaves.clone(),
-        leaving: Vec::new(),
+        leaving: BTreeMap::new(),
         removed_at: BTreeMap::new(),
         peer,
     };
@@ -158,6 +158,7 @@ pub fn info(txn: &redb::ReadTransaction, home_node: &str, group: GroupId, chat: 
         epoch: chat.epoch,
         head: chat.head,
         members,
+        peer: chat.peer,
     })
 }
 

@@ -107,12 +107,14 @@ pub async fn send(node: &Node, session: Session, group: GroupId, message: Vec<u8
     let seq = node
         .writer
         .run(move |ctx| {
+            // A retry of a message already stored gets its number, even if the sender has been
+            // removed since.
+            if let Some(seq) = already_stored(ctx, group, &message)? {
+                return Ok(seq);
+            }
             let mut chat = load_chat(ctx, group)?;
             if !chat.roster.contains_key(&session.account) {
                 return err(ErrorCode::Forbidden, "you are not a member of this chat");
-            }
-            if let Some(seq) = already_stored(ctx, group, &message)? {
-                return Ok(seq);
             }
             if view.epoch != chat.epoch {
                 return stale(chat.epoch);
@@ -130,9 +132,12 @@ pub async fn send(node: &Node, session: Session, group: GroupId, message: Vec<u8
                 {
                     return err(ErrorCode::Forbidden, "the only owner cannot leave; make someone else owner first");
                 }
-                if !chat.leaving.contains(&session.account) {
-                    chat.leaving.push(session.account);
-                }
+                // Remember the proposal's reference: only a commit that includes it may remove the
+                // account without the rights to remove them.
+                let Some(reference) = view.proposal_ref.clone() else {
+                    return err(ErrorCode::BadRequest, "a leave proposal must be a PublicMessage with a reference");
+                };
+                chat.leaving.insert(session.account, reference);
             }
             let entry =
                 LogEntry { kind, epoch: view.epoch, sender: session.account, stored_ms: now_ms(), payload: message };
@@ -180,7 +185,8 @@ fn check_commit_matches(chat: &Chat, view: &mls_view::MessageView, change: &Chan
     }
     let removed_by_info: BTreeSet<_> = change.removed.iter().copied().collect();
     // Removals of members who asked to leave may come by reference; every other must be inline.
-    let unexplained = removed_by_info.iter().any(|a| !removed_by_commit.contains(a) && !chat.leaving.contains(a));
+    let referenced = |a: &AccountId| chat.leaving.get(a).is_some_and(|r| view.references.contains(r));
+    let unexplained = removed_by_info.iter().any(|a| !removed_by_commit.contains(a) && !referenced(a));
     if added_by_commit != added_by_info || unexplained || !removed_by_commit.is_subset(&removed_by_info) {
         return err(ErrorCode::BadRequest, "the GroupInfo does not match the commit's changes");
     }
@@ -213,7 +219,7 @@ fn check_policy(
         let target = chat.role_of(account).unwrap_or(Role::Member);
         // A member who asked to leave may be removed by anyone committing their own proposal (by
         // reference); removing them inline needs the rights to remove them.
-        let own_leave = chat.leaving.contains(account) && !removed_inline.contains(account);
+        let own_leave = chat.leaving.contains_key(account) && !removed_inline.contains(account);
         let allowed = own_leave || role == Role::Owner || (role == Role::Admin && target == Role::Member);
         if !allowed {
             return err(ErrorCode::Forbidden, "your role may not remove this member");
@@ -253,7 +259,9 @@ fn apply_commit(ctx: &mut TxnCtx<'_>, group: GroupId, mut chat: Chat, accepted: 
     chat.epoch = next.epoch;
     chat.roster = next.roster();
     chat.leaves = next.leaves.clone();
-    chat.leaving.retain(|a| chat.roster.contains_key(a));
+    // A proposal belongs to its epoch: after any commit, a leave must be proposed again (owner and
+    // admin devices remove members who asked to leave inline).
+    chat.leaving.clear();
     let mut recipients: BTreeSet<AccountId> = old_roster.into_iter().collect();
     recipients.extend(chat.roster.keys().copied());
     let entry = LogEntry { kind: EntryKind::Handshake, epoch, sender, stored_ms: now_ms(), payload: commit };
@@ -278,8 +286,10 @@ fn apply_commit(ctx: &mut TxnCtx<'_>, group: GroupId, mut chat: Chat, accepted: 
     }
     {
         let mut cursors = txn.open_table(CURSORS).or_internal()?;
+        // Not `seq`: the entry that adds a device must stay (under until-fetched retention) until
+        // that device has acknowledged it, or a join whose answer was lost could not be resent.
         for (_, device) in &change.added {
-            cursors.insert((device.0, group.0), seq).or_internal()?;
+            cursors.insert((device.0, group.0), seq - 1).or_internal()?;
         }
     }
     if let Some(welcome) = welcome {
@@ -481,8 +491,14 @@ pub fn welcomes(node: &Node, session: &Session) -> ApiResult<Vec<WelcomeEnvelope
     let txn = node.store.read().or_internal()?;
     let table = txn.open_table(WELCOMES).or_internal()?;
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     for item in table.range((session.device.0, 0)..=(session.device.0, u64::MAX)).or_internal()? {
         let (key, value) = item.or_internal()?;
+        // Paged like Fetch: the device acknowledges these and asks again for the rest.
+        if !out.is_empty() && bytes + value.value().len() > MAX_FETCH_BYTES as usize {
+            break;
+        }
+        bytes += value.value().len();
         let record: Welcome = records::decode(value.value())?;
         out.push(WelcomeEnvelope {
             id: key.value().1,

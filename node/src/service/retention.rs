@@ -30,7 +30,11 @@ pub async fn run_once(node: &Node) -> ApiResult<u64> {
     };
     let mut dropped = 0;
     for (group, _) in groups {
-        dropped += node.writer.run(move |ctx| drop_expired(ctx, group)).await?;
+        // One chat's failure does not stop the pass for the others.
+        match node.writer.run(move |ctx| drop_expired(ctx, group)).await {
+            Ok(n) => dropped += n,
+            Err(e) => tracing::warn!(%group, error = %e.message, "retention pass failed for a chat"),
+        }
     }
     Ok(dropped)
 }
@@ -77,8 +81,9 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
         let mut dedup = txn.open_table(DEDUP).or_internal()?;
         for seq in chat.tail..=upto {
             // The retry index goes with the entry: nothing retries a message this old.
-            if let Some(value) = log.remove((group.0, seq)).or_internal()? {
-                let entry: LogEntry = records::decode(value.value())?;
+            if let Some(value) = log.remove((group.0, seq)).or_internal()?
+                && let Ok(entry) = records::decode::<LogEntry>(value.value())
+            {
                 dedup.remove((group.0, crate::service::delivery::message_hash(&entry.payload))).or_internal()?;
             }
         }
@@ -134,7 +139,7 @@ mod tests {
                     tail: 1,
                     roster: BTreeMap::from([(owner, Role::Owner)]),
                     leaves: BTreeMap::new(),
-                    leaving: Vec::new(),
+                    leaving: BTreeMap::new(),
                     removed_at: BTreeMap::new(),
                     peer: None,
                 };

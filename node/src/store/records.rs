@@ -32,8 +32,9 @@ pub struct Chat {
     pub roster: BTreeMap<AccountId, Role>,
     /// MLS leaves of the current epoch: leaf index -> (account, device).
     pub leaves: BTreeMap<u32, (AccountId, DeviceId)>,
-    /// Accounts that asked to leave; their removal may be committed by any member.
-    pub leaving: Vec<AccountId>,
+    /// Accounts that asked to leave in the current epoch, with their proposal's reference: a
+    /// commit that includes that reference may remove them whoever commits it.
+    pub leaving: BTreeMap<AccountId, Vec<u8>>,
     /// Former members -> sequence number of the commit that removed them (they may read up to it).
     pub removed_at: BTreeMap<AccountId, u64>,
     /// The other member of a direct chat.
