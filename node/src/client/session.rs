@@ -28,6 +28,16 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// The Commit request for a bundle this device made.
+fn commit_request(group: GroupId, bundle: &CommitBundle) -> Request {
+    Request::Commit {
+        group,
+        commit: bundle.commit.clone(),
+        welcome: bundle.welcome.clone(),
+        group_info: bundle.group_info.clone(),
+    }
+}
+
 /// Refusals after which the same request may succeed later (the outbox keeps the message).
 fn retryable(code: ErrorCode) -> bool {
     matches!(code, ErrorCode::Internal | ErrorCode::RateLimited)
@@ -362,7 +372,7 @@ impl Session {
             match result {
                 Ok(Response::Stored { seq }) => {
                     // Stored now, or before the crash (the node answers with the original seq).
-                    let history = self.own_text(seq, entry.text)?;
+                    let history = self.own_entry(seq, HistoryBody::Text(entry.text))?;
                     self.state.persist(|txn| {
                         state::remove_outbox(txn, group, id)?;
                         state::put_history(txn, group, &history)
@@ -380,15 +390,9 @@ impl Session {
         Ok(())
     }
 
-    fn own_text(&self, seq: u64, text: String) -> anyhow::Result<HistoryEntry> {
-        Ok(HistoryEntry {
-            seq,
-            sender: self.me()?,
-            sent_at_ms: now_ms(),
-            stored_at_ms: now_ms(),
-            own: true,
-            body: HistoryBody::Text(text),
-        })
+    /// A history entry for something this device sent and the node stored as `seq`.
+    fn own_entry(&self, seq: u64, body: HistoryBody) -> anyhow::Result<HistoryEntry> {
+        Ok(HistoryEntry { seq, sender: self.me()?, sent_at_ms: now_ms(), stored_at_ms: now_ms(), own: true, body })
     }
 
     /// Sends a text message; returns its sequence number.
@@ -411,7 +415,7 @@ impl Session {
             let result = self.call(Request::Send { group, message: ciphertext }).await;
             match result {
                 Ok(Response::Stored { seq }) => {
-                    let entry = self.own_text(seq, text.to_string())?;
+                    let entry = self.own_entry(seq, HistoryBody::Text(text.to_string()))?;
                     self.state.persist(|txn| {
                         state::remove_outbox(txn, group, outbox_id)?;
                         state::put_history(txn, group, &entry)
@@ -447,23 +451,11 @@ impl Session {
             self.sync_chat(group).await?;
             let bundle = make(self.state.mls()?)?;
             self.state.persist(|_| Ok(()))?;
-            let request = Request::Commit {
-                group,
-                commit: bundle.commit.clone(),
-                welcome: bundle.welcome.clone(),
-                group_info: bundle.group_info.clone(),
-            };
+            let request = commit_request(group, &bundle);
             match self.call(request).await {
                 Ok(Response::Stored { seq }) => {
                     self.state.mls()?.merge_pending_commit(group)?;
-                    let entry = HistoryEntry {
-                        seq,
-                        sender: self.me()?,
-                        sent_at_ms: now_ms(),
-                        stored_at_ms: now_ms(),
-                        own: true,
-                        body: HistoryBody::System(describe.to_string()),
-                    };
+                    let entry = self.own_entry(seq, HistoryBody::System(describe.to_string()))?;
                     self.state.persist(|txn| state::put_history(txn, group, &entry))?;
                     return Ok((seq, bundle));
                 }
@@ -507,23 +499,11 @@ impl Session {
         };
         let Some(bundle) = bundle else { return Ok(()) };
         self.state.persist(|_| Ok(()))?;
-        let request = Request::Commit {
-            group,
-            commit: bundle.commit.clone(),
-            welcome: bundle.welcome.clone(),
-            group_info: bundle.group_info.clone(),
-        };
+        let request = commit_request(group, &bundle);
         match self.call(request).await {
             Ok(Response::Stored { seq }) => {
                 self.state.mls()?.merge_pending_commit(group)?;
-                let entry = HistoryEntry {
-                    seq,
-                    sender: me,
-                    sent_at_ms: now_ms(),
-                    stored_at_ms: now_ms(),
-                    own: true,
-                    body: HistoryBody::System("removed members who left".into()),
-                };
+                let entry = self.own_entry(seq, HistoryBody::System("removed members who left".into()))?;
                 let mut chat = self.state.chat(group)?.context("chat vanished")?;
                 let removed: Vec<AccountId> = bundle.removed.iter().map(|m| m.account).collect();
                 chat.leavers.retain(|a| !removed.contains(a));
