@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, MLS test vectors, and integration tests that start real
-# `veche` processes. Builds the binary once and reuses it across tests.
+# The whole test suite: unit tests, MLS test vectors, integration tests that start real `veche`
+# processes, and browser end-to-end tests (Debian chromium driven by playwright-core) against the
+# built web UI. Builds each binary once and reuses it across tests. Installs chromium and the npm
+# packages it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked -p veche-node
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export VECHE_BIN="$target_dir/debug/veche"
 cargo test --locked --workspace --all-features -- --test-threads=2
+
+echo "== web UI build"
+bash scripts/build-ui.sh
+echo "== browser tests"
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+node --test --test-concurrency=1 tests/browser/

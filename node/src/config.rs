@@ -33,7 +33,7 @@ impl From<Registration> for RegistrationPolicy {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
-    /// retention_interval).
+    /// retention_interval, ui_dir).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// How often to drop messages that chats' retention no longer keeps, e.g. 60s [default: 60s].
     #[arg(long, env = "VECHE_RETENTION_INTERVAL", value_parser = humantime::parse_duration)]
     pub retention_interval: Option<std::time::Duration>,
+    /// Folder of the built web UI (holding index.html) [default: web-ui/dist under the current
+    /// directory or the source tree the binary was built in].
+    #[arg(long, env = "VECHE_UI_DIR")]
+    pub ui_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +74,7 @@ struct FileConfig {
     rate_limit: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
     retention_interval: Option<std::time::Duration>,
+    ui_dir: Option<PathBuf>,
 }
 
 /// `retention_interval = "60s"` in the TOML file.
@@ -92,10 +97,24 @@ pub struct Config {
     pub public_url: Option<String>,
     pub rate_limit: u32,
     pub retention_interval: std::time::Duration,
+    /// The built web UI, when found.
+    pub ui_dir: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
     dirs::data_dir().map(|d| d.join("veche")).unwrap_or_else(|| PathBuf::from("veche-data"))
+}
+
+/// The built UI next to where the node runs: `web-ui/dist` under the current directory, or under
+/// the source tree of the binary (`target/<profile>/veche` → `../../web-ui/dist`).
+fn find_ui_dir() -> Option<PathBuf> {
+    let mut candidates = vec![PathBuf::from("web-ui/dist")];
+    if let Ok(exe) = std::env::current_exe() {
+        for up in exe.ancestors().skip(1).take(4) {
+            candidates.push(up.join("web-ui/dist"));
+        }
+    }
+    candidates.into_iter().find(|dir| dir.join("index.html").is_file())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -137,6 +156,13 @@ impl Config {
                 .or(file.retention_interval)
                 .unwrap_or(std::time::Duration::from_secs(60))
                 .max(std::time::Duration::from_millis(100)),
+            ui_dir: match args.ui_dir.or(file.ui_dir) {
+                Some(dir) => {
+                    anyhow::ensure!(dir.join("index.html").is_file(), "{} has no index.html", dir.display());
+                    Some(dir)
+                }
+                None => find_ui_dir(),
+            },
         })
     }
 }

@@ -38,6 +38,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     println!("node id: {node_id}");
     println!("data dir: {}", config.data_dir.display());
     println!("registration: {:?}", config.registration);
+    match &config.ui_dir {
+        Some(dir) => println!("web UI: {}", dir.display()),
+        None => println!("web UI: not built (run scripts/build-ui.sh); serving a landing page"),
+    }
     for url in &urls {
         println!("listening: {url}");
     }
@@ -69,6 +73,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         rate_limit: config.rate_limit,
         started: std::time::Instant::now(),
         shutdown: shutdown_rx,
+        ui_dir: config.ui_dir.clone(),
     };
     // Small request/response frames: never wait for Nagle.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

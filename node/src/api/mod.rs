@@ -1,7 +1,8 @@
-//! HTTP surface: `/healthz`, `/metrics`, the device WebSocket at `/api/ws`, and a small landing
+//! HTTP surface: `/healthz`, `/metrics`, the device WebSocket at `/api/ws`, and the web UI (or a small landing
 //! page. Only this module knows HTTP and JSON; the WebSocket speaks `veche_protocol::wire`.
 
 mod handlers;
+mod ui;
 mod ws;
 
 use crate::service::Node;
@@ -24,15 +25,17 @@ pub struct ApiState {
     pub started: std::time::Instant,
     /// Becomes true when the node shuts down; connections then close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The built web UI served at `/` (and every app path), if any.
+    pub ui_dir: Option<std::path::PathBuf>,
 }
 
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/", get(landing))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/ws", get(websocket))
-        .with_state(state)
+    let api =
+        Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).route("/api/ws", get(websocket));
+    match state.ui_dir.clone() {
+        Some(dir) => ui::routes(api, &dir).with_state(state),
+        None => api.route("/", get(landing)).with_state(state),
+    }
 }
 
 async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {

@@ -1,0 +1,315 @@
+//! One chat: header, timeline with infinite scroll back, composer.
+
+use leptos::html;
+use leptos::prelude::*;
+use veche_protocol::ids::{AccountId, ChatKind, GroupId};
+use veche_ui_core::format::{civil_date, clock, day_number};
+use veche_ui_core::i18n::Arg;
+use veche_ui_core::model::{Delivery, TimelineItem, grow_window, with_day_separators};
+
+use crate::components::{Avatar, BTN_GHOST, BTN_PRIMARY};
+use crate::device::store::SystemEvent;
+use crate::device::{Cmd, DeviceHandle};
+use crate::i18n::{I18n, use_i18n};
+use crate::route::navigate;
+use crate::state::{AppState, MsgBody, MsgView, Route};
+use crate::views::chat_list::{ConnIndicator, chat_title, tz_offset_min};
+use crate::views::dialogs::{ChatSettingsDialog, InviteDialog};
+
+const PAGE: usize = 60;
+
+/// A system line in the member's language.
+pub fn system_text(app: &AppState, i18n: &I18n, event: &SystemEvent, sender: Option<AccountId>) -> String {
+    let names = |list: &[AccountId]| list.iter().map(|a| app.name_of(a)).collect::<Vec<_>>().join(", ");
+    let who = sender.map(|s| app.name_of(&s)).unwrap_or_default();
+    match event {
+        SystemEvent::Created => i18n.t("sys-created"),
+        SystemEvent::JoinedByLink(a) => i18n.t_with("sys-joined", &[("name", Arg::Str(&app.name_of(a)))]),
+        SystemEvent::Added(list) => {
+            i18n.t_with("sys-added", &[("actor", Arg::Str(&who)), ("names", Arg::Str(&names(list)))])
+        }
+        SystemEvent::Removed(list) => {
+            i18n.t_with("sys-removed", &[("actor", Arg::Str(&who)), ("names", Arg::Str(&names(list)))])
+        }
+        SystemEvent::RoleChanged(a) => i18n.t_with("sys-role", &[("name", Arg::Str(&app.name_of(a)))]),
+        SystemEvent::Left => i18n.t("sys-left"),
+        SystemEvent::RemovedLeavers => i18n.t("sys-removed-leavers"),
+        SystemEvent::Expired(n) => i18n.t_with("sys-expired", &[("count", Arg::Num(*n as i64))]),
+        SystemEvent::Unreadable => i18n.t("sys-unreadable"),
+    }
+}
+
+fn day_label(i18n: &I18n, day: i64) -> String {
+    let today = day_number(js_sys::Date::now() as u64, tz_offset_min());
+    if day == today {
+        i18n.t("today")
+    } else if day == today - 1 {
+        i18n.t("yesterday")
+    } else {
+        let (y, m, d) = civil_date(day);
+        format!("{d:02}.{m:02}.{y}")
+    }
+}
+
+#[component]
+pub fn ChatView(group: GroupId) -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let handle = expect_context::<DeviceHandle>();
+    let i18n = use_i18n();
+    let chat = Memo::new(move |_| app.chats.with(|c| c.get(&group).cloned()));
+    let shown = RwSignal::new(PAGE);
+    let inviting = RwSignal::new(false);
+    let settings = RwSignal::new(false);
+    let scroller = NodeRef::<html::Div>::new();
+    let me = move || app.me.with(|m| m.as_ref().map(|m| m.account));
+
+    // Newest messages are seen while the chat is open.
+    {
+        let handle = handle.clone();
+        Effect::new(move |_| {
+            if let Some(c) = chat.get() {
+                let newest = c.messages.iter().filter_map(|m| m.seq).max().unwrap_or(0);
+                if newest > c.seen {
+                    handle.send(Cmd::Seen { group });
+                }
+            }
+        });
+    }
+    // Keep the view at the bottom when new messages arrive and the member was near it.
+    let count = Memo::new(move |_| chat.with(|c| c.as_ref().map(|c| c.messages.len()).unwrap_or(0)));
+    Effect::new(move |prev: Option<usize>| {
+        let n = count.get();
+        if let Some(el) = scroller.get() {
+            let near_bottom = el.scroll_height() - el.scroll_top() - el.client_height() < 160;
+            if prev.is_none() || near_bottom || prev.is_some_and(|p| p < n) && near_bottom {
+                request_animation_frame(move || el.set_scroll_top(el.scroll_height()));
+            }
+        }
+        n
+    });
+    let on_scroll = move |_| {
+        let Some(el) = scroller.get() else { return };
+        let total = count.get_untracked();
+        if el.scroll_top() < 40 && shown.get_untracked() < total {
+            let before = el.scroll_height();
+            shown.set(grow_window(shown.get_untracked(), PAGE, total));
+            request_animation_frame(move || el.set_scroll_top(el.scroll_height() - before + el.scroll_top()));
+        }
+    };
+    let title = move || chat.with(|c| c.as_ref().map(|c| chat_title(&app, c)).unwrap_or_default());
+    let subtitle = move || {
+        chat.with(|c| match c {
+            Some(c) if c.kind == ChatKind::Direct => i18n.t("direct-chat"),
+            Some(c) => i18n.t_with("members-count", &[("count", Arg::Num(c.members.len() as i64))]),
+            None => String::new(),
+        })
+    };
+    let can_invite = move || {
+        chat.with(|c| {
+            c.as_ref().is_some_and(|c| {
+                c.kind != ChatKind::Direct
+                    && c.active
+                    && me().and_then(|m| c.role_of(&m)).is_some_and(|r| r.can_manage_members())
+            })
+        })
+    };
+    let active = move || chat.with(|c| c.as_ref().is_some_and(|c| c.active));
+    let timeline = move || {
+        let Some(c) = chat.get() else { return Vec::new() };
+        let n = c.messages.len();
+        let start = n.saturating_sub(shown.get());
+        let messages = &c.messages[start..];
+        let offset = tz_offset_min();
+        with_day_separators(messages, |m| m.time_ms, offset)
+            .into_iter()
+            .map(|item| match item {
+                TimelineItem::Day(d) => (format!("d{d}"), None, d),
+                TimelineItem::Message(m) => (m.key.clone(), Some(m.clone()), 0),
+            })
+            .collect::<Vec<_>>()
+    };
+    view! {
+        <header class="flex items-center gap-3 border-b border-slate-200 bg-white px-3 py-2.5">
+            <button class=format!("{BTN_GHOST} md:hidden") data-testid="back" aria-label=move || i18n.t("back")
+                on:click=move |_| navigate(app.route, Route::Chats)>
+                <svg class="h-5 w-5" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path fill-rule="evenodd" d="M12.8 4.2a.75.75 0 0 1 0 1.06L8.06 10l4.74 4.74a.75.75 0 1 1-1.06 1.06l-5.27-5.27a.75.75 0 0 1 0-1.06l5.27-5.27a.75.75 0 0 1 1.06 0Z" clip-rule="evenodd"/></svg>
+            </button>
+            <Avatar name=Signal::derive(title) seed=group.0.to_vec()/>
+            <button class="min-w-0 flex-1 text-left rounded focus-visible:outline focus-visible:outline-2 focus-visible:outline-indigo-600"
+                data-testid="chat-header" on:click=move |_| settings.set(true)>
+                <h1 class="truncate font-semibold text-slate-900" data-testid="chat-name">{title}</h1>
+                <p class="truncate text-xs text-slate-500">{subtitle}</p>
+            </button>
+            <div class="hidden sm:block"><ConnIndicator/></div>
+            <Show when=can_invite>
+                <button class=BTN_GHOST data-testid="open-invite" aria-label=move || i18n.t("invite-people") title=move || i18n.t("invite-people")
+                    on:click=move |_| inviting.set(true)>
+                    <svg class="h-5 w-5" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><path d="M15 19a6 6 0 0 0-12 0M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8Zm10-3v6m3-3h-6"/></svg>
+                </button>
+            </Show>
+            <button class=BTN_GHOST data-testid="open-chat-settings" aria-label=move || i18n.t("chat-settings")
+                on:click=move |_| settings.set(true)>
+                <svg class="h-5 w-5" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path d="M10 3a1.5 1.5 0 1 1 0 3 1.5 1.5 0 0 1 0-3Zm0 5.5a1.5 1.5 0 1 1 0 3 1.5 1.5 0 0 1 0-3ZM11.5 15.5a1.5 1.5 0 1 0-3 0 1.5 1.5 0 0 0 3 0Z"/></svg>
+            </button>
+        </header>
+        <div node_ref=scroller on:scroll=on_scroll class="flex-1 overflow-y-auto px-3 py-4 sm:px-6" data-testid="timeline"
+            role="log" aria-live="polite" aria-label=move || i18n.t("messages")>
+            <Show when=move || chat.with(|c| c.as_ref().is_some_and(|c| c.messages.is_empty()))>
+                <p class="py-10 text-center text-sm text-slate-400">{move || i18n.t("no-messages")}</p>
+            </Show>
+            <ol class="mx-auto flex max-w-3xl flex-col gap-1.5">
+                <For each=timeline key=|(key, m, _)| (key.clone(), m.as_ref().map(|m| m.delivery)) let:item>
+                    {match item.1 {
+                        Some(m) => view! { <MessageView m=m group=group/> }.into_any(),
+                        None => view! {
+                            <li class="my-3 flex justify-center" data-testid="day">
+                                <span class="rounded-full bg-white px-3 py-1 text-xs text-slate-500 shadow-sm">{day_label(&i18n, item.2)}</span>
+                            </li>
+                        }.into_any(),
+                    }}
+                </For>
+            </ol>
+        </div>
+        <Show when=active fallback=move || view! {
+            <p class="border-t border-slate-200 bg-white p-4 text-center text-sm text-slate-500">{move || i18n.t("not-a-member")}</p>
+        }>
+            <Composer group=group/>
+        </Show>
+        <Show when=move || inviting.get()>
+            <InviteDialog group=group on_close=Callback::new(move |_| inviting.set(false))/>
+        </Show>
+        <Show when=move || settings.get()>
+            <ChatSettingsDialog group=group on_close=Callback::new(move |_| settings.set(false))/>
+        </Show>
+    }
+}
+
+#[component]
+fn MessageView(m: MsgView, group: GroupId) -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let handle = expect_context::<DeviceHandle>();
+    let i18n = use_i18n();
+    let time = clock(m.time_ms, tz_offset_min());
+    match m.body.clone() {
+        MsgBody::System(event) => view! {
+            <li class="my-1 flex justify-center" data-testid="system-message">
+                <span class="rounded-full bg-slate-200/70 px-3 py-1 text-center text-xs text-slate-600">
+                    {move || system_text(&app, &i18n, &event, Some(m.sender))}
+                </span>
+            </li>
+        }
+        .into_any(),
+        MsgBody::Text(text) if m.own => {
+            let state = match m.delivery {
+                Delivery::Sending => "sending",
+                Delivery::Stored => "stored",
+                Delivery::Failed => "failed",
+            };
+            let label_id = m.delivery.label_id();
+            let outbox_id = m.outbox_id;
+            let failed = m.delivery == Delivery::Failed;
+            view! {
+                <li class="flex justify-end" data-testid="message" data-own="true">
+                    <div class="max-w-[85%] sm:max-w-[70%]">
+                        <div class=if failed { "rounded-2xl rounded-br-md bg-rose-100 px-3.5 py-2 text-slate-900 ring-1 ring-rose-300" }
+                                   else { "rounded-2xl rounded-br-md bg-indigo-600 px-3.5 py-2 text-white shadow-sm" }>
+                            <p class="whitespace-pre-wrap break-words" data-testid="msg-text">{text}</p>
+                        </div>
+                        <div class="mt-0.5 flex items-center justify-end gap-1.5 text-[11px] text-slate-500">
+                            <span>{time}</span>
+                            <span data-testid="msg-delivery" data-state=state title=move || i18n.t(label_id) aria-label=move || i18n.t(label_id)>
+                                {match m.delivery {
+                                    Delivery::Sending => "◷",
+                                    Delivery::Stored => "✓",
+                                    Delivery::Failed => "!",
+                                }}
+                            </span>
+                            <Show when=move || failed>
+                                <button class="font-semibold text-rose-700 underline" data-testid="msg-retry"
+                                    on:click={
+                                        let handle = handle.clone();
+                                        move |_| if let Some(id) = outbox_id { handle.send(Cmd::Retry { group, outbox_id: id }) }
+                                    }>
+                                    {move || i18n.t("retry")}
+                                </button>
+                                <button class="font-semibold text-slate-600 underline" data-testid="msg-discard"
+                                    on:click={
+                                        let handle = handle.clone();
+                                        move |_| if let Some(id) = outbox_id { handle.send(Cmd::Discard { group, outbox_id: id }) }
+                                    }>
+                                    {move || i18n.t("delete")}
+                                </button>
+                            </Show>
+                        </div>
+                    </div>
+                </li>
+            }
+            .into_any()
+        }
+        MsgBody::Text(text) => {
+            let sender = m.sender;
+            let name = move || app.name_of(&sender);
+            view! {
+                <li class="flex items-end gap-2" data-testid="message" data-own="false">
+                    <Avatar name=Signal::derive(name) seed=sender.0.to_vec() size="h-8 w-8 text-xs"/>
+                    <div class="max-w-[80%] sm:max-w-[70%]">
+                        <div class="rounded-2xl rounded-bl-md bg-white px-3.5 py-2 shadow-sm ring-1 ring-slate-200">
+                            <p class="text-xs font-semibold text-indigo-700" data-testid="msg-sender">{name}</p>
+                            <p class="whitespace-pre-wrap break-words text-slate-900" data-testid="msg-text">{text}</p>
+                        </div>
+                        <div class="mt-0.5 text-[11px] text-slate-500">{time}</div>
+                    </div>
+                </li>
+            }
+            .into_any()
+        }
+    }
+}
+
+#[component]
+fn Composer(group: GroupId) -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let handle = expect_context::<DeviceHandle>();
+    let i18n = use_i18n();
+    let area = NodeRef::<html::Textarea>::new();
+    let draft = move || app.drafts.with(|d| d.get(&group).cloned().unwrap_or_default());
+    let send = move || {
+        let text = draft();
+        if text.trim().is_empty() {
+            return;
+        }
+        handle.send(Cmd::Send { group, text });
+        app.drafts.update(|d| {
+            d.remove(&group);
+        });
+        if let Some(el) = area.get() {
+            let _ = el.focus();
+        }
+    };
+    let send_key = send.clone();
+    view! {
+        <form class="border-t border-slate-200 bg-white p-3" on:submit=move |ev| { ev.prevent_default(); send() }>
+            <div class="mx-auto flex max-w-3xl items-end gap-2">
+                <label for="composer" class="sr-only">{move || i18n.t("message-placeholder")}</label>
+                <textarea id="composer" node_ref=area data-testid="composer" rows="1"
+                    class="block max-h-40 min-h-[2.75rem] w-full resize-none rounded-xl border-0 px-3.5 py-2.5 text-slate-900 ring-1 ring-inset ring-slate-300 placeholder:text-slate-400 focus:ring-2 focus:ring-inset focus:ring-indigo-600 text-base sm:text-sm"
+                    placeholder=move || i18n.t("message-placeholder")
+                    prop:value=draft
+                    on:input=move |ev| {
+                        let value = event_target_value(&ev);
+                        app.drafts.update(|d| { d.insert(group, value); });
+                    }
+                    on:keydown=move |ev: web_sys::KeyboardEvent| {
+                        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                            ev.prevent_default();
+                            send_key();
+                        }
+                    }></textarea>
+                <button type="submit" class=BTN_PRIMARY data-testid="send" aria-label=move || i18n.t("send")
+                    disabled=move || draft().trim().is_empty()>
+                    <svg class="h-5 w-5" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path d="M3.1 2.3a.75.75 0 0 0-.9 1l2.3 6H11a.75.75 0 0 1 0 1.5H4.5l-2.3 6a.75.75 0 0 0 .9 1 44 44 0 0 0 14.6-7.2.75.75 0 0 0 0-1.2A44 44 0 0 0 3.1 2.3Z"/></svg>
+                </button>
+            </div>
+        </form>
+    }
+}

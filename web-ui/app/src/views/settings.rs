@@ -1,0 +1,71 @@
+//! The member's settings: language, who they are on this node.
+
+use leptos::prelude::*;
+use veche_ui_core::i18n::Lang;
+
+use crate::components::{Avatar, BTN_GHOST, INPUT, LABEL};
+use crate::i18n::{save_lang, use_i18n};
+use crate::route::navigate;
+use crate::state::{AppState, Route};
+
+#[component]
+pub fn LanguageSelect() -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let i18n = use_i18n();
+    view! {
+        <label class="inline-flex items-center gap-2 text-sm text-slate-600">
+            <span>{move || i18n.t("language")}</span>
+            <select data-testid="lang-select" class="rounded-md border-0 py-1 pl-2 pr-7 text-sm ring-1 ring-inset ring-slate-300 focus:ring-2 focus:ring-indigo-600"
+                prop:value=move || app.lang.get().code()
+                on:change=move |ev| {
+                    if let Some(lang) = Lang::from_tag(&event_target_value(&ev)) {
+                        save_lang(lang);
+                        app.lang.set(lang);
+                    }
+                }>
+                {Lang::ALL.into_iter().map(|l| view! { <option value=l.code()>{l.native_name()}</option> }).collect_view()}
+            </select>
+        </label>
+    }
+}
+
+#[component]
+pub fn SettingsView() -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let i18n = use_i18n();
+    let me = move || app.me.get();
+    view! {
+        <header class="flex items-center gap-3 border-b border-slate-200 bg-white px-3 py-2.5">
+            <button class=format!("{BTN_GHOST} md:hidden") aria-label=move || i18n.t("back") on:click=move |_| navigate(app.route, Route::Chats)>
+                <svg class="h-5 w-5" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path fill-rule="evenodd" d="M12.8 4.2a.75.75 0 0 1 0 1.06L8.06 10l4.74 4.74a.75.75 0 1 1-1.06 1.06l-5.27-5.27a.75.75 0 0 1 0-1.06l5.27-5.27a.75.75 0 0 1 1.06 0Z" clip-rule="evenodd"/></svg>
+            </button>
+            <h1 class="font-semibold text-slate-900">{move || i18n.t("settings")}</h1>
+        </header>
+        <div class="flex-1 overflow-y-auto p-4 sm:p-8" data-testid="settings">
+            <div class="mx-auto max-w-xl space-y-6">
+                {move || me().map(|me| view! {
+                    <section class="flex items-center gap-4 rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
+                        <Avatar name=me.name.clone() seed=me.account.0.to_vec() size="h-14 w-14 text-lg"/>
+                        <div class="min-w-0">
+                            <p class="text-lg font-semibold text-slate-900" data-testid="my-name">{me.name.clone()}</p>
+                            <p class="truncate font-mono text-xs text-slate-500" title=move || i18n.t("account-id")>{me.account.to_hex()}</p>
+                            <Show when=move || me.node_admin>
+                                <span class="mt-1 inline-block rounded-full bg-amber-100 px-2 py-0.5 text-xs font-semibold text-amber-800" data-testid="admin-badge">
+                                    {move || i18n.t("node-admin")}
+                                </span>
+                            </Show>
+                        </div>
+                    </section>
+                })}
+                <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
+                    <LanguageSelect/>
+                </section>
+                <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
+                    <label class=LABEL for="node">{move || i18n.t("node")}</label>
+                    <input id="node" class=INPUT readonly prop:value=move || app.node_name.get()/>
+                    <p class="mt-2 text-xs text-slate-500">{move || i18n.t("keys-stay-here")}</p>
+                </section>
+            </div>
+        </div>
+    }
+}

@@ -1,0 +1,117 @@
+//! Formatting for display: avatar initials and colours, times, previews.
+
+/// Up to two initials of a display name, upper-cased (`"анна петрова"` → `"АП"`, `"bob"` → `"B"`).
+pub fn initials(name: &str) -> String {
+    let mut words = name.split_whitespace().filter_map(|w| w.chars().find(|c| c.is_alphanumeric()));
+    let first = words.next();
+    let last = words.next_back();
+    [first, last].into_iter().flatten().flat_map(char::to_uppercase).collect::<String>().chars().take(2).collect()
+}
+
+/// A stable hue (0-359) for an avatar, from an id's bytes.
+pub fn avatar_hue(seed: &[u8]) -> u16 {
+    let folded = seed.iter().fold(2166136261u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(16777619));
+    (folded % 360) as u16
+}
+
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
+
+/// Milliseconds since the Unix epoch, shifted into local time (`offset_min`: minutes east of UTC).
+fn local_ms(ms: u64, offset_min: i32) -> i64 {
+    ms as i64 + i64::from(offset_min) * MINUTE_MS
+}
+
+/// Local wall-clock time `HH:MM`.
+pub fn clock(ms: u64, offset_min: i32) -> String {
+    let minutes = local_ms(ms, offset_min).rem_euclid(DAY_MS) / MINUTE_MS;
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// The local day number (days since 1970-01-01), to group messages by day.
+pub fn day_number(ms: u64, offset_min: i32) -> i64 {
+    local_ms(ms, offset_min).div_euclid(DAY_MS)
+}
+
+/// Local calendar date `(year, month, day)` of a day number.
+pub fn civil_date(day: i64) -> (i64, u32, u32) {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// How the time of a chat's last message shows in the chat list: `HH:MM` today, else `DD.MM.YYYY`.
+pub fn list_time(ms: u64, now_ms: u64, offset_min: i32) -> String {
+    if day_number(ms, offset_min) == day_number(now_ms, offset_min) {
+        clock(ms, offset_min)
+    } else {
+        let (y, m, d) = civil_date(day_number(ms, offset_min));
+        format!("{d:02}.{m:02}.{y}")
+    }
+}
+
+/// One line of at most `max` characters, for the chat list's preview.
+pub fn preview(text: &str, max: usize) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        line
+    } else {
+        let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initials_of_names() {
+        assert_eq!(initials("Anna Petrova"), "AP");
+        assert_eq!(initials("анна петрова"), "АП");
+        assert_eq!(initials("bob"), "B");
+        assert_eq!(initials("  Mary  Ann  Smith "), "MS");
+        assert_eq!(initials("(Dr) Who"), "DW");
+        assert_eq!(initials(""), "");
+        assert_eq!(initials("ß"), "SS");
+    }
+
+    #[test]
+    fn hue_is_stable_and_spread() {
+        assert_eq!(avatar_hue(b"abc"), avatar_hue(b"abc"));
+        let hues: std::collections::BTreeSet<u16> = (0u8..50).map(|i| avatar_hue(&[i, 7, 9])).collect();
+        assert!(hues.len() > 30);
+        assert!(hues.iter().all(|h| *h < 360));
+    }
+
+    #[test]
+    fn clock_and_dates_in_local_time() {
+        // 2026-11-23 10:05:00 UTC
+        let ms = 1_795_428_300_000;
+        assert_eq!(clock(ms, 0), "10:05");
+        assert_eq!(clock(ms, 180), "13:05"); // Moscow
+        assert_eq!(clock(ms, -600), "00:05");
+        assert_eq!(civil_date(day_number(ms, 0)), (2026, 11, 23));
+        assert_eq!(civil_date(day_number(ms, 14 * 60)), (2026, 11, 24));
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(day_number(951_782_400_000, 0)), (2000, 2, 29));
+        assert_eq!(list_time(ms, ms + 60_000, 0), "10:05");
+        assert_eq!(list_time(ms, ms + 86_400_000, 0), "23.11.2026");
+    }
+
+    #[test]
+    fn previews_are_one_short_line() {
+        assert_eq!(preview("hello\n  world", 40), "hello world");
+        assert_eq!(preview("abcdefgh", 5), "abcd…");
+        assert_eq!(preview("привет мир", 6), "приве…");
+        assert_eq!(preview("", 5), "");
+    }
+}
