@@ -12,8 +12,10 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q '0.2.130'; then
   cargo install wasm-bindgen-cli --version =0.2.130
 fi
 command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+# `npm install`, not `npm ci`: this npm writes lock files without the other platforms' optional
+# packages and then refuses them in `npm ci`. The direct dependencies are pinned exactly.
 if [ ! -x web-ui/node_modules/.bin/tailwindcss ] || [ ! -x web-ui/node_modules/.bin/wasm-opt ]; then
-  (cd web-ui && npm ci --no-audit --no-fund --loglevel=error)
+  (cd web-ui && npm install --no-audit --no-fund --loglevel=error)
 fi
 export CARGO_TARGET_DIR="${VECHE_UI_TARGET_DIR:-$HOME/.cache/veche-ui-target}"
 (cd web-ui/app && cargo build --release --locked)

@@ -16,5 +16,5 @@ echo "== browser tests"
 if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
-(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/browser && npm install --no-audit --no-fund --loglevel=error)
 node --test --test-concurrency=1 tests/browser/

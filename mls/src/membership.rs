@@ -171,6 +171,13 @@ impl Client {
         })
     }
 
+    /// Commits a fresh leaf key and path secrets for this device: the group moves to a new epoch
+    /// whose secrets the device's earlier state never held. A device restored from a backup does
+    /// this before sending, so it cannot reuse an encryption key it used after the backup.
+    pub fn self_update(&mut self, group: GroupId) -> Result<CommitBundle, ClientError> {
+        self.atomic(|c| c.commit(group, |b| Ok(b.force_self_update(true))))
+    }
+
     /// Commits the proposals received and stored so far (e.g. a member's leave), if any.
     pub fn commit_pending_proposals(&mut self, group: GroupId) -> Result<Option<CommitBundle>, ClientError> {
         if !self.group(group)?.has_pending_proposals() {

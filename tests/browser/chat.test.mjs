@@ -145,7 +145,7 @@ for (const run of runs) {
 
       // The node never saw the plaintexts.
       node.stop();
-      await new Promise((r) => node.proc.on("exit", r));
+      await node.stopped();
       for (const text of [hello, reply.split(", ")[1], fromCarol, welcome]) {
         assert.ok(!dirContains(node.dataDir, text), `plaintext ${JSON.stringify(text)} found in the node's data dir`);
         assert.ok(!node.log().includes(text), "plaintext in the node's log");

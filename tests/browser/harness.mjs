@@ -18,26 +18,42 @@ const uiDir = process.env.VECHE_UI_DIR || join(root, "web-ui", "dist");
 
 let nextPort = 17900 + Math.floor(Math.random() * 1000);
 
-/// Starts a node; resolves once it prints its admin link.
-export async function startNode({ name = "Town Library", registration = "invite" } = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), "veche-e2e-"));
-  const port = nextPort++;
+/// Starts a node; resolves once it listens (with its admin link, while it still prints one).
+/// `restart()` starts it again on the same port and data dir.
+export async function startNode({ name = "Town Library", registration = "invite", dataDir, port } = {}) {
+  dataDir = dataDir || mkdtempSync(join(tmpdir(), "veche-e2e-"));
+  port = port || nextPort++;
   const url = `http://127.0.0.1:${port}`;
   const proc = spawn(veche, ["run", "--data-dir", dataDir, "--http", `127.0.0.1:${port}`, "--name", name,
     "--registration", registration, "--public-url", url, "--ui-dir", uiDir],
     { env: { ...process.env, VECHE_LOG: "debug" }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   proc.stderr.on("data", (d) => { out += d; });
+  proc.stdout.on("data", (d) => { out += d; });
+  // "node started" is logged (stderr) after the banner and admin link (stdout) are printed.
   const adminLink = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("node did not start:\n" + out)), 15000);
-    proc.stdout.on("data", (d) => {
-      out += d;
-      const m = out.match(/admin link[^\n]*\n\s+(\S+)/);
-      if (m && out.includes("listening")) { clearTimeout(timer); resolve(m[1]); }
-    });
-    proc.on("exit", (code) => { clearTimeout(timer); reject(new Error(`node exited ${code}:\n${out}`)); });
+    const started = Date.now();
+    const poll = setInterval(() => {
+      if (out.includes("node started")) {
+        clearInterval(poll);
+        setTimeout(() => {
+          const m = out.match(/admin link[^\n]*\n\s+(\S+)/);
+          resolve(m ? m[1] : null);
+        }, 100);
+      } else if (Date.now() - started > 15000) {
+        clearInterval(poll);
+        reject(new Error("node did not start:\n" + out));
+      }
+    }, 20);
+    proc.on("exit", (code) => { clearInterval(poll); reject(new Error(`node exited ${code}:\n${out}`)); });
   });
-  return { url, dataDir, adminLink, proc, log: () => out, stop: () => proc.kill("SIGTERM") };
+  const node = {
+    url, dataDir, port, adminLink, proc, log: () => out,
+    stop: () => proc.kill("SIGTERM"),
+    stopped: () => new Promise((r) => (proc.exitCode !== null ? r() : proc.on("exit", r))),
+    restart: async () => { node.stop(); await node.stopped(); return startNode({ name, registration, dataDir, port }); },
+  };
+  return node;
 }
 
 export async function launchBrowser() {
@@ -71,4 +87,61 @@ export function dirContains(dir, text) {
 
 export function tempDir(prefix) {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export const tid = (id) => `[data-testid="${id}"]`;
+
+/// A browser context (one member's browser) with console errors forwarded to the test output.
+export async function member(browser, label, options = {}) {
+  const context = await browser.newContext({ locale: "en-US", viewport: { width: 1280, height: 800 }, acceptDownloads: true, ...options });
+  const page = await context.newPage();
+  watch(page, label);
+  return { context, page };
+}
+
+export function watch(page, label) {
+  page.on("pageerror", (e) => console.error(`[${label} page error]`, e.message));
+  page.on("console", (m) => { if (m.type() === "error" && !m.text().includes("WebSocket")) console.error(`[${label} console]`, m.text()); });
+}
+
+/// Registers through the node's admin link (or any node link) and waits for the chat list.
+export async function onboardWithLink(page, link, name) {
+  await page.goto(link);
+  await page.locator(tid("join-name")).fill(name);
+  await page.locator(tid("join-submit")).click();
+}
+
+export async function createGroup(page, name) {
+  await page.locator(tid("new-group")).click();
+  await page.locator(tid("group-name")).fill(name);
+  await page.locator(tid("create-group-submit")).click();
+  await page.locator(tid("chat-name")).filter({ hasText: name }).waitFor();
+}
+
+/// Creates an invite link in the open chat; `uses`: "1", "10", "100" or "0" (unlimited).
+export async function createInvite(page, { uses = "10" } = {}) {
+  await page.locator(tid("open-invite")).click();
+  await page.locator(tid("invite-uses")).selectOption(uses);
+  await page.locator(tid("invite-create")).click();
+  const link = await page.locator(tid("invite-link")).inputValue();
+  await page.keyboard.press("Escape");
+  await page.locator(tid("invite-dialog")).waitFor({ state: "detached" });
+  return link;
+}
+
+export async function joinByLink(page, link, name) {
+  await page.goto(link);
+  await page.locator(tid("join-name")).fill(name);
+  await page.locator(tid("join-submit")).click();
+  await page.locator(tid("composer")).waitFor({ timeout: 30000 });
+}
+
+export async function send(page, text) {
+  await page.locator(tid("composer")).fill(text);
+  await page.locator(tid("composer")).press("Enter");
+}
+
+/// The message bubble holding `text` (someone else's unless `own`).
+export function message(page, text, own = false) {
+  return page.locator(tid("message") + `[data-own="${own}"]`).filter({ hasText: text });
 }

@@ -1,7 +1,9 @@
-//! Pure logic of the web UI: translations, formatting, and the chat-list model.
+//! Pure logic of the web UI: translations, formatting, the chat-list model, and the sealed
+//! recovery file.
 //!
 //! Nothing here touches browser APIs, so it is unit-tested natively; `web-ui/app` renders it.
 
 pub mod format;
 pub mod i18n;
 pub mod model;
+pub mod recovery;

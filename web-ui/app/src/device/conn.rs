@@ -84,10 +84,12 @@ impl Conn {
         ws.set_binary_type(BinaryType::Arraybuffer);
         let pending: Pending = Rc::default();
         let (hello_tx, hello_rx) = oneshot::channel::<Hello>();
-        let hello_tx = RefCell::new(Some(hello_tx));
+        // Shared with the close callback, which drops it so a refused connection fails at once.
+        let hello_tx = Rc::new(RefCell::new(Some(hello_tx)));
         let on_message = {
             let pending = pending.clone();
             let events = events.clone();
+            let hello_tx = hello_tx.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
                 let Ok(buffer) = event.data().dyn_into::<ArrayBuffer>() else { return };
                 let bytes = Uint8Array::new(&buffer).to_vec();
@@ -117,8 +119,9 @@ impl Conn {
         let on_close = {
             let pending = pending.clone();
             Closure::<dyn FnMut(CloseEvent)>::new(move |_event: CloseEvent| {
-                // Dropping the senders fails every waiting call.
+                // Dropping the senders fails every waiting call (and the wait for Hello).
                 pending.borrow_mut().clear();
+                hello_tx.borrow_mut().take();
                 let _ = events.unbounded_send((generation, Incoming::Closed));
             })
         };

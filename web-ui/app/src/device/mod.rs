@@ -51,24 +51,93 @@ type Reply<T> = oneshot::Sender<Result<T, String>>;
 
 /// What the views ask of the device.
 pub enum Cmd {
-    Register { name: String, link: Option<String>, reply: Reply<()> },
-    Preview { link: String, reply: Reply<InvitePreview> },
-    Join { link: String, reply: Reply<GroupId> },
-    CreateGroup { name: String, description: String, reply: Reply<GroupId> },
-    Send { group: GroupId, text: String },
-    Retry { group: GroupId, outbox_id: u64 },
-    Discard { group: GroupId, outbox_id: u64 },
-    Seen { group: GroupId },
-    CreateInvite { group: GroupId, max_uses: Option<u32>, expires_in_secs: Option<u64>, reply: Reply<String> },
-    Invites { group: GroupId, reply: Reply<Vec<InviteInfo>> },
-    RevokeInvite { invite: InviteId, reply: Reply<()> },
-    DirectChat { member: AccountId, reply: Reply<GroupId> },
-    Remove { group: GroupId, member: AccountId, reply: Reply<()> },
-    SetRole { group: GroupId, member: AccountId, role: Role, reply: Reply<()> },
-    Leave { group: GroupId, reply: Reply<()> },
-    SetRetention { group: GroupId, retention: Retention, reply: Reply<()> },
-    KeepHistory { group: GroupId, keep: bool },
+    Register {
+        name: String,
+        link: Option<String>,
+        reply: Reply<()>,
+    },
+    Preview {
+        link: String,
+        reply: Reply<InvitePreview>,
+    },
+    Join {
+        link: String,
+        reply: Reply<GroupId>,
+    },
+    CreateGroup {
+        name: String,
+        description: String,
+        reply: Reply<GroupId>,
+    },
+    Send {
+        group: GroupId,
+        text: String,
+    },
+    Retry {
+        group: GroupId,
+        outbox_id: u64,
+    },
+    Discard {
+        group: GroupId,
+        outbox_id: u64,
+    },
+    Seen {
+        group: GroupId,
+    },
+    CreateInvite {
+        group: GroupId,
+        max_uses: Option<u32>,
+        expires_in_secs: Option<u64>,
+        reply: Reply<String>,
+    },
+    Invites {
+        group: GroupId,
+        reply: Reply<Vec<InviteInfo>>,
+    },
+    RevokeInvite {
+        invite: InviteId,
+        reply: Reply<()>,
+    },
+    DirectChat {
+        member: AccountId,
+        reply: Reply<GroupId>,
+    },
+    Remove {
+        group: GroupId,
+        member: AccountId,
+        reply: Reply<()>,
+    },
+    SetRole {
+        group: GroupId,
+        member: AccountId,
+        role: Role,
+        reply: Reply<()>,
+    },
+    Leave {
+        group: GroupId,
+        reply: Reply<()>,
+    },
+    SetRetention {
+        group: GroupId,
+        retention: Retention,
+        reply: Reply<()>,
+    },
+    KeepHistory {
+        group: GroupId,
+        keep: bool,
+    },
     Reconnect,
+    /// The sealed recovery file of this device.
+    Export {
+        passphrase: String,
+        reply: Reply<Vec<u8>>,
+    },
+    /// Restores a device from a recovery file (before registering); the page then reloads.
+    Import {
+        file: Vec<u8>,
+        passphrase: String,
+        reply: Reply<()>,
+    },
 }
 
 /// The views' way to the device task.
@@ -240,7 +309,10 @@ impl Device {
 
     /// Opens a connection (and signs in when registered); on failure waits longer next time.
     async fn connect(&mut self) {
-        self.ui.conn.set(ConnState::Connecting);
+        // After a failure the indicator stays "offline" while retrying.
+        if self.ui.conn.get_untracked() != ConnState::Offline {
+            self.ui.conn.set(ConnState::Connecting);
+        }
         self.generation = self.generation.wrapping_add(1);
         let url = conn::node_ws_url();
         let conn = match Conn::open(&url, self.generation, self.events.clone()).await {
@@ -420,6 +492,13 @@ impl Device {
                     self.publish_chat(group);
                 }
             }
+            Cmd::Export { passphrase, reply } => {
+                let _ = reply.send(export(&passphrase).await);
+            }
+            Cmd::Import { file, passphrase, reply } => {
+                let result = self.import(&file, &passphrase).await;
+                let _ = reply.send(result);
+            }
             Cmd::Reconnect => {
                 if self.conn.is_none() {
                     self.backoff_ms = 0;
@@ -555,6 +634,9 @@ impl Device {
         for (group, join) in pending {
             self.finish_join(group, join).await?;
         }
+        if self.db.restored {
+            self.refresh_keys_after_restore().await?;
+        }
         self.replenish_key_packages().await?;
         if let Ok(Response::Chats(infos)) = self.call(Request::Chats).await {
             for info in infos {
@@ -566,6 +648,61 @@ impl Device {
             self.sync_chat(group).await?;
         }
         self.sync_welcomes().await
+    }
+
+    /// A restored state may be older than what the device did before it was lost: its sender
+    /// ratchets may have been used since. Before anything is encrypted, every chat moves to a
+    /// new epoch by this device's own commit, whose secrets the old state never held.
+    async fn refresh_keys_after_restore(&mut self) -> Result<(), String> {
+        let groups: Vec<GroupId> = self.db.chats.iter().filter(|(_, c)| c.active).map(|(g, _)| *g).collect();
+        for group in groups {
+            if let Err(e) = self.commit(group, SystemEvent::KeysRefreshed, move |mls| mls.self_update(group)).await {
+                if !self.signed_in {
+                    return Err(e); // offline: try again on the next connection
+                }
+                // The old state cannot follow this chat any more (it missed its own later commits).
+                if let Some(mut chat) = self.db.chats.get(&group).cloned() {
+                    chat.active = false;
+                    let mut batch = Batch::default();
+                    batch.chat(group, chat);
+                    self.persist(batch).await?;
+                    self.publish_chat(group);
+                }
+            }
+        }
+        let mut batch = Batch::default();
+        batch.restored(false);
+        self.persist(batch).await
+    }
+
+    async fn import(&mut self, file: &[u8], passphrase: &str) -> Result<(), String> {
+        if self.db.device.is_some() {
+            return Err("this browser already has an account".into());
+        }
+        let payload = veche_ui_core::recovery::open(passphrase, file).map_err(|e| match e {
+            veche_ui_core::recovery::RecoveryError::NotARecoveryFile => "@err-not-recovery-file".to_string(),
+            _ => "@err-wrong-passphrase".to_string(),
+        })?;
+        let entries: Vec<(String, Vec<u8>)> =
+            postcard::from_bytes(&payload).map_err(|_| "@err-not-recovery-file".to_string())?;
+        let record: DeviceRecord = entries
+            .iter()
+            .find(|(k, _)| k == "device")
+            .and_then(|(_, v)| postcard::from_bytes(v).ok())
+            .ok_or_else(|| "@err-not-recovery-file".to_string())?;
+        if self.conn.is_none() {
+            self.connect().await;
+        }
+        if let Some(conn) = self.conn.as_ref()
+            && conn.hello.node_id != record.node_id
+        {
+            return Err("@err-other-node".into());
+        }
+        Db::restore(entries).await?;
+        if let Some(window) = web_sys::window() {
+            let _ = window.location().reload();
+        }
+        Ok(())
     }
 
     async fn replenish_key_packages(&mut self) -> Result<(), String> {
@@ -1290,6 +1427,16 @@ impl Device {
             }
         }
     }
+}
+
+async fn export(passphrase: &str) -> Result<Vec<u8>, String> {
+    let entries = Db::dump().await?;
+    let payload = postcard::to_allocvec(&entries).map_err(|e| e.to_string())?;
+    let mut salt = [0u8; veche_ui_core::recovery::SALT_LEN];
+    let mut nonce = [0u8; veche_ui_core::recovery::NONCE_LEN];
+    getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
+    getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
+    veche_ui_core::recovery::seal(passphrase, &payload, salt, nonce).map_err(|_| "@err-weak-passphrase".to_string())
 }
 
 fn new_local_chat(kind: ChatKind, name: &str, processed: u64) -> LocalChat {

@@ -62,6 +62,8 @@ pub enum SystemEvent {
     Expired(u64),
     /// A message this device could not decrypt or read.
     Unreadable,
+    /// This device refreshed its keys after being restored from a recovery file.
+    KeysRefreshed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +113,8 @@ pub struct Db {
     pub outbox: BTreeMap<GroupId, BTreeMap<u64, OutboxEntry>>,
     pub pending_joins: BTreeMap<GroupId, PendingJoin>,
     pub profiles: BTreeMap<AccountId, String>,
+    /// Restored from a recovery file and not yet past the key refresh (see `Device::sync_all`).
+    pub restored: bool,
 }
 
 /// Changes to write in one transaction.
@@ -130,6 +134,7 @@ enum Op {
     PendingJoin(GroupId, PendingJoin),
     RemovePendingJoin(GroupId),
     Profile(AccountId, String),
+    Restored(bool),
 }
 
 impl Batch {
@@ -172,6 +177,10 @@ impl Batch {
     }
     pub fn profile(&mut self, account: AccountId, name: String) -> &mut Self {
         self.ops.push(Op::Profile(account, name));
+        self
+    }
+    pub fn restored(&mut self, restored: bool) -> &mut Self {
+        self.ops.push(Op::Restored(restored));
         self
     }
 }
@@ -242,6 +251,7 @@ impl Db {
             "j" => {
                 self.pending_joins.insert(group()?, decode(&value)?);
             }
+            "restored" => self.restored = true,
             "p" => {
                 let account = rest.parse::<AccountId>().map_err(|_| "bad account id")?;
                 self.profiles.insert(account, decode(&value)?);
@@ -293,6 +303,10 @@ impl Db {
                     deletes.push(&format!("j:{}", group.to_hex()).into());
                 }
                 Op::Profile(account, name) => put(format!("p:{}", account.to_hex()), encode(name)),
+                Op::Restored(true) => put("restored".into(), vec![1]),
+                Op::Restored(false) => {
+                    deletes.push(&"restored".into());
+                }
             }
         }
         if puts.length() > 0 || deletes.length() > 0 {
@@ -327,6 +341,7 @@ impl Db {
                 Op::Profile(account, name) => {
                     self.profiles.insert(account, name);
                 }
+                Op::Restored(restored) => self.restored = restored,
             }
         }
         Ok(())
@@ -339,5 +354,35 @@ impl Db {
             _ => None,
         });
         in_batch.or_else(|| self.chats.get(&group).map(|c| c.keep_history)).unwrap_or(true)
+    }
+
+    /// Every stored entry, for the recovery file.
+    pub async fn dump() -> Result<Vec<(String, Vec<u8>)>, String> {
+        let entries: Array = kv_load(DB_NAME).await.map_err(js_err)?.into();
+        Ok(entries
+            .iter()
+            .filter_map(|entry| {
+                let pair: Array = entry.into();
+                Some((pair.get(0).as_string()?, Uint8Array::new(&pair.get(1)).to_vec()))
+            })
+            .collect())
+    }
+
+    /// Replaces everything stored with `entries` (from a recovery file), marked as restored.
+    pub async fn restore(entries: Vec<(String, Vec<u8>)>) -> Result<(), String> {
+        let puts = Array::new();
+        for (key, value) in entries.into_iter().filter(|(k, _)| k != "restored") {
+            let pair = Array::new();
+            pair.push(&key.into());
+            pair.push(&Uint8Array::from(value.as_slice()));
+            puts.push(&pair);
+        }
+        let pair = Array::new();
+        pair.push(&"restored".into());
+        pair.push(&Uint8Array::from([1u8].as_slice()));
+        puts.push(&pair);
+        let deletes = Array::new();
+        deletes.push(&"*".into());
+        kv_apply(DB_NAME, puts, deletes).await.map(|_| ()).map_err(js_err)
     }
 }

@@ -36,6 +36,7 @@ pub fn system_text(app: &AppState, i18n: &I18n, event: &SystemEvent, sender: Opt
         SystemEvent::RemovedLeavers => i18n.t("sys-removed-leavers"),
         SystemEvent::Expired(n) => i18n.t_with("sys-expired", &[("count", Arg::Num(*n as i64))]),
         SystemEvent::Unreadable => i18n.t("sys-unreadable"),
+        SystemEvent::KeysRefreshed => i18n.t("sys-keys-refreshed"),
     }
 }
 
@@ -272,6 +273,22 @@ fn Composer(group: GroupId) -> impl IntoView {
     let handle = expect_context::<DeviceHandle>();
     let i18n = use_i18n();
     let area = NodeRef::<html::Textarea>::new();
+    // The draft survives switching chats and reloading (kept in localStorage, never sent).
+    let storage = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
+    let key = format!("veche-draft-{}", group.to_hex());
+    if app.drafts.with_untracked(|d| !d.contains_key(&group))
+        && let Some(saved) = storage.as_ref().and_then(|s| s.get_item(&key).ok().flatten())
+    {
+        app.drafts.update(|d| {
+            d.insert(group, saved);
+        });
+    }
+    let save = move |text: &str| {
+        if let Some(s) = storage.as_ref() {
+            let _ = if text.is_empty() { s.remove_item(&key) } else { s.set_item(&key, text) };
+        }
+    };
+    let save_input = save.clone();
     let draft = move || app.drafts.with(|d| d.get(&group).cloned().unwrap_or_default());
     let send = move || {
         let text = draft();
@@ -282,6 +299,7 @@ fn Composer(group: GroupId) -> impl IntoView {
         app.drafts.update(|d| {
             d.remove(&group);
         });
+        save("");
         if let Some(el) = area.get() {
             let _ = el.focus();
         }
@@ -297,6 +315,7 @@ fn Composer(group: GroupId) -> impl IntoView {
                     prop:value=draft
                     on:input=move |ev| {
                         let value = event_target_value(&ev);
+                        save_input(&value);
                         app.drafts.update(|d| { d.insert(group, value); });
                     }
                     on:keydown=move |ev: web_sys::KeyboardEvent| {

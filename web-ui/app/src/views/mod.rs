@@ -4,6 +4,7 @@ mod chat;
 mod chat_list;
 mod dialogs;
 mod onboarding;
+mod recovery;
 mod settings;
 
 use leptos::prelude::*;

@@ -62,6 +62,7 @@ pub fn Onboarding() -> impl IntoView {
             busy.set(false);
         });
     };
+    let restoring = RwSignal::new(false);
     let needs_invite = move || app.registration.get() == Some(RegistrationPolicy::Invite);
     let closed = move || app.registration.get() == Some(RegistrationPolicy::Closed);
     view! {
@@ -98,6 +99,15 @@ pub fn Onboarding() -> impl IntoView {
                         {move || if busy.get() { i18n.t("creating-account") } else { i18n.t("create-account") }}
                     </button>
                 </form>
+                <div class="mt-6 border-t border-slate-100 pt-4">
+                    <button type="button" class="text-sm font-medium text-indigo-600 hover:text-indigo-500" data-testid="show-restore"
+                        aria-expanded=move || restoring.get().to_string() on:click=move |_| restoring.update(|r| *r = !*r)>
+                        {move || i18n.t("restore-from-file")}
+                    </button>
+                    <Show when=move || restoring.get()>
+                        <div class="mt-3"><crate::views::recovery::ImportRecovery/></div>
+                    </Show>
+                </div>
                 <div class="mt-6 flex justify-center"><LanguageSelect/></div>
             </div>
         </main>

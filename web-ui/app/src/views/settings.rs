@@ -61,6 +61,9 @@ pub fn SettingsView() -> impl IntoView {
                     <LanguageSelect/>
                 </section>
                 <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
+                    <crate::views::recovery::ExportRecovery/>
+                </section>
+                <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
                     <label class=LABEL for="node">{move || i18n.t("node")}</label>
                     <input id="node" class=INPUT readonly prop:value=move || app.node_name.get()/>
                     <p class="mt-2 text-xs text-slate-500">{move || i18n.t("keys-stay-here")}</p>
