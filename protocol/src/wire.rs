@@ -177,6 +177,12 @@ pub enum Request {
     },
     /// How many one-time key packages of this device the node still holds.
     KeyPackageCount,
+    /// Renames a group chat and sets its description (owner or admin; not direct chats).
+    UpdateChat {
+        group: GroupId,
+        name: String,
+        description: String,
+    },
 }
 
 /// What the node answers.
@@ -216,6 +222,8 @@ pub enum Event {
     Welcome(WelcomeEnvelope),
     /// The device fell behind on live events; fetch to catch up.
     Lagged,
+    /// A chat's name or description changed; ask for its `Chat` again.
+    ChatUpdated { group: GroupId },
 }
 
 /// The signed-in account.

@@ -89,7 +89,7 @@ test("messages typed while the node is down are sent when it is back", { timeout
   }
 });
 
-test("direct chat from a member card, unread counts, and one device per browser", { timeout: 180000 }, async () => {
+test("renaming a group, a direct chat from a member card, unread counts, one device per browser", { timeout: 180000 }, async () => {
   const node = await startNode();
   const browser = await launchBrowser();
   try {
@@ -102,8 +102,15 @@ test("direct chat from a member card, unread counts, and one device per browser"
     await b.goto(node.url + "/");
     await b.locator(tid("chat-row")).first().waitFor();
 
-    // Alice opens Boris's card in the group and starts a direct chat.
+    // Alice renames the group in its settings; Boris's list follows live.
     await a.locator(tid("open-chat-settings")).click();
+    await a.locator(tid("chat-edit-name")).fill("Garden club");
+    await a.locator(tid("chat-edit-description")).fill("Saturdays, bring gloves");
+    await a.locator(tid("chat-save")).click();
+    await b.locator(tid("chat-title")).filter({ hasText: "Garden club" }).waitFor({ timeout: 15000 });
+    await a.locator(tid("chat-name")).filter({ hasText: "Garden club" }).waitFor();
+
+    // Alice opens Boris's card in the group and starts a direct chat.
     const boris = a.locator(tid("member-row")).filter({ hasText: "Boris" });
     await boris.locator(tid("member-dm")).click();
     await a.locator(tid("chat-name")).filter({ hasText: "Boris" }).waitFor({ timeout: 20000 });

@@ -139,6 +139,9 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             reply(invites::join(&node, session, token, commit, group_info).await.map(|seq| Response::Stored { seq }))
         }
         Request::SetRetention { group, retention } => ok(chats::set_retention(&node, session, group, retention).await),
+        Request::UpdateChat { group, name, description } => {
+            ok(chats::update(&node, session, group, name, description).await)
+        }
         Request::KeyPackageCount => reply(accounts::key_package_count(&node, &session).map(Response::KeyPackageCount)),
     }
 }

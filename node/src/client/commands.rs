@@ -81,6 +81,14 @@ pub enum GroupCommand {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Rename a group chat and/or change its description (owner/admin).
+    Update {
+        chat: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -157,6 +165,19 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             print(json_mode, json!({"chat": group.to_hex(), "name": info.name}), || {
                 format!("created {} {}", group, info.name)
             });
+        }
+        Command::Group(GroupCommand::Update { chat, name, description }) => {
+            let group = resolve_chat(&session, &chat)?;
+            let current = session.chat_info(group).await?;
+            let name = name.unwrap_or(current.name);
+            let description = description.unwrap_or(current.description);
+            session.call(Request::UpdateChat { group, name, description }).await?;
+            let info = session.refresh_chat_name(group).await?;
+            print(
+                json_mode,
+                json!({"chat": group.to_hex(), "name": info.name, "description": info.description}),
+                || format!("{} is now {}", group, info.name),
+            );
         }
         Command::Chats => {
             let Response::Chats(chats) = session.call(Request::Chats).await? else { bail!("unexpected answer") };
@@ -334,7 +355,8 @@ fn random_group() -> anyhow::Result<GroupId> {
 
 fn chat_json(c: &ChatInfo) -> Value {
     json!({
-        "chat": c.group.to_hex(), "kind": format!("{:?}", c.kind).to_lowercase(), "name": c.name, "epoch": c.epoch,
+        "chat": c.group.to_hex(), "kind": format!("{:?}", c.kind).to_lowercase(), "name": c.name,
+        "description": c.description, "epoch": c.epoch,
         "head": c.head, "retention": c.retention.to_string(), "home_node": c.home_node,
         "members": c.members.iter().map(|m| json!({"account": m.account.to_hex(), "name": m.display_name, "role": m.role.as_str()})).collect::<Vec<_>>(),
     })

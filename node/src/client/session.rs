@@ -206,6 +206,18 @@ impl Session {
         }
     }
 
+    /// Reloads the chat's info from the node and keeps its (possibly new) name locally.
+    pub async fn refresh_chat_name(&mut self, group: GroupId) -> anyhow::Result<veche_protocol::wire::ChatInfo> {
+        let info = self.chat_info(group).await?;
+        if let Some(mut chat) = self.state.chat(group)?
+            && chat.name != info.name
+        {
+            chat.name = info.name.clone();
+            self.state.persist(|txn| state::put_chat(txn, group, &chat))?;
+        }
+        Ok(info)
+    }
+
     /// Processes every log entry of a chat this device has not processed yet.
     pub async fn sync_chat(&mut self, group: GroupId) -> anyhow::Result<()> {
         self.resend_outbox(group).await?;
@@ -361,6 +373,12 @@ impl Session {
             Event::Lagged => {
                 self.sync_all().await?;
                 Ok(None)
+            }
+            Event::ChatUpdated { group } => {
+                if self.state.chat(group)?.is_some() {
+                    self.refresh_chat_name(group).await?;
+                }
+                Ok(Some(group))
             }
         }
     }

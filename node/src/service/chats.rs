@@ -7,7 +7,7 @@ use crate::store::tables::{ACCOUNTS, CHATS, CURSORS, DIRECT_PAIRS, GROUP_INFO, M
 use redb::ReadableTable;
 use std::collections::BTreeMap;
 use veche_protocol::ids::{AccountId, ChatKind, GroupId, Retention, Role};
-use veche_protocol::wire::{ApiError, ChatInfo, ErrorCode, MemberInfo};
+use veche_protocol::wire::{ApiError, ChatInfo, ErrorCode, Event, MemberInfo};
 
 /// Chats one account may be in.
 pub const MAX_CHATS_PER_ACCOUNT: usize = 10_000;
@@ -213,6 +213,39 @@ pub async fn set_retention(node: &Node, session: Session, group: GroupId, retent
                 .or_internal()?
                 .insert(group.0, records::encode(&chat).as_slice())
                 .or_internal()?;
+            Ok(())
+        })
+        .await
+}
+
+/// Renames a group chat and sets its description (owner or admin), and tells its members.
+pub async fn update(node: &Node, session: Session, group: GroupId, name: String, description: String) -> ApiResult<()> {
+    let name =
+        veche_protocol::validate::chat_name(&name).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let description = veche_protocol::validate::chat_description(&description)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    node.writer
+        .run(move |ctx| {
+            let mut chat: Chat = match records::get(&ctx.read().open_table(CHATS).or_internal()?, group.0)? {
+                Some(chat) => chat,
+                None => return err(ErrorCode::NotFound, "no such chat"),
+            };
+            match chat.role_of(&session.account) {
+                Some(role) if role.can_manage_members() => {}
+                Some(_) => return err(ErrorCode::Forbidden, "only the chat's owner and admins rename it"),
+                None => return err(ErrorCode::NotFound, "no such chat, or you are not a member"),
+            }
+            if chat.kind == ChatKind::Direct {
+                return err(ErrorCode::BadRequest, "a direct chat has no name");
+            }
+            chat.name = name;
+            chat.description = description;
+            ctx.write()
+                .open_table(CHATS)
+                .or_internal()?
+                .insert(group.0, records::encode(&chat).as_slice())
+                .or_internal()?;
+            ctx.publish(chat.roster.keys().copied().collect(), Event::ChatUpdated { group });
             Ok(())
         })
         .await

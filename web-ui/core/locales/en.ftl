@@ -131,3 +131,5 @@ err-wrong-passphrase = Wrong passphrase, or the file was damaged.
 err-weak-passphrase = The passphrase must have at least 8 characters.
 err-other-node = This recovery file belongs to an account on another node.
 err-pick-file = Choose the recovery file first.
+save = Save
+saved = Saved

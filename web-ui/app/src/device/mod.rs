@@ -69,6 +69,12 @@ pub enum Cmd {
         description: String,
         reply: Reply<GroupId>,
     },
+    UpdateChat {
+        group: GroupId,
+        name: String,
+        description: String,
+        reply: Reply<()>,
+    },
     Send {
         group: GroupId,
         text: String,
@@ -470,6 +476,12 @@ impl Device {
             Cmd::SetRetention { group, retention, reply } => {
                 let result =
                     self.call(Request::SetRetention { group, retention }).await.map(|_| ()).map_err(api_message);
+                self.refresh_chat(group).await;
+                let _ = reply.send(result);
+            }
+            Cmd::UpdateChat { group, name, description, reply } => {
+                let result =
+                    self.call(Request::UpdateChat { group, name, description }).await.map(|_| ()).map_err(api_message);
                 self.refresh_chat(group).await;
                 let _ = reply.send(result);
             }
@@ -928,6 +940,7 @@ impl Device {
                 }
             }
             Event::Lagged => self.sync_all().await?,
+            Event::ChatUpdated { group } => self.refresh_chat(group).await,
         }
         Ok(())
     }

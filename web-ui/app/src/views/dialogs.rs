@@ -248,14 +248,49 @@ pub fn ChatSettingsDialog(group: GroupId, on_close: Callback<()>) -> impl IntoVi
         })
     };
     let keep = move || chat.with(|c| c.as_ref().is_some_and(|c| c.keep_history));
+    let can_edit = move || my_role().is_some_and(|r| r.can_manage_members());
+    let edit_name = RwSignal::new(chat.with_untracked(|c| c.as_ref().map(|c| c.name.clone()).unwrap_or_default()));
+    let edit_description =
+        RwSignal::new(chat.with_untracked(|c| c.as_ref().map(|c| c.description.clone()).unwrap_or_default()));
+    let save_details = {
+        let handle = handle.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let handle = handle.clone();
+            let (name, description) = (edit_name.get_untracked(), edit_description.get_untracked());
+            spawn_ui(async move {
+                handle.ask(|reply| Cmd::UpdateChat { group, name, description, reply }).await?;
+                app.toast(i18n.t("saved"), false);
+                Ok(())
+            });
+        }
+    };
     let act_retention = act.clone();
     let act_leave = act.clone();
     let handle_keep = handle.clone();
     view! {
         <Dialog title=Signal::derive(move || i18n.t("chat-settings")) on_close=on_close testid="chat-settings">
-            <Show when=is_group>
-                <p class="text-lg font-semibold text-slate-900">{move || chat.with(|c| c.as_ref().map(|c| c.name.clone()))}</p>
+            <Show when=move || is_group() && !can_edit()>
+                <p class="text-lg font-semibold text-slate-900" data-testid="chat-settings-name">{move || chat.with(|c| c.as_ref().map(|c| c.name.clone()))}</p>
                 <p class="mb-4 text-sm text-slate-600 whitespace-pre-wrap">{move || chat.with(|c| c.as_ref().map(|c| c.description.clone()))}</p>
+            </Show>
+            <Show when=move || is_group() && can_edit()>
+                <form class="mb-5 space-y-3" on:submit=save_details.clone()>
+                    <div>
+                        <label for="edit-name" class=LABEL>{move || i18n.t("group-name")}</label>
+                        <input id="edit-name" data-testid="chat-edit-name" class=INPUT required maxlength="100"
+                            prop:value=move || edit_name.get() on:input=move |ev| edit_name.set(event_target_value(&ev))/>
+                    </div>
+                    <div>
+                        <label for="edit-description" class=LABEL>{move || i18n.t("group-description")}</label>
+                        <textarea id="edit-description" data-testid="chat-edit-description" class=INPUT rows="2" maxlength="1000"
+                            prop:value=move || edit_description.get() on:input=move |ev| edit_description.set(event_target_value(&ev))></textarea>
+                    </div>
+                    <button type="submit" class=BTN_SECONDARY data-testid="chat-save"
+                        disabled=move || edit_name.get().trim().is_empty() || chat.with(|c| c.as_ref().is_some_and(|c| c.name == edit_name.get() && c.description == edit_description.get()))>
+                        {move || i18n.t("save")}
+                    </button>
+                </form>
             </Show>
             <h3 class="mb-2 text-sm font-semibold text-slate-700">{move || i18n.t("members")}</h3>
             <ul class="divide-y divide-slate-100" role="list">
