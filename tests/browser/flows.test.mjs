@@ -1,11 +1,13 @@
-// Browser flows beyond the first chat: link refusals, offline sending, direct chats from a
-// member card with unread counts, one device per browser across tabs, and the recovery file.
+// Browser flows beyond the first chat: link refusals, offline sending, renaming, direct chats
+// from a member card with unread counts, one device per browser across tabs, the recovery file,
+// scrolling back through a long history, and chats kept out of the browser's storage.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import {
-  startNode, launchBrowser, client, tempDir, artifacts, tid, member, watch, onboardWithLink, createGroup,
+  startNode, launchBrowser, client, tempDir, veche, artifacts, tid, member, watch, onboardWithLink, createGroup,
   createInvite, joinByLink, send, message,
 } from "./harness.mjs";
 
@@ -194,6 +196,50 @@ test("a recovery file brings a member back after the browser lost everything", {
     assert.equal(await back.locator(tid("msg-sender")).innerText(), "Boris");
     await send(a, "welcome back");
     await message(c, "welcome back").waitFor({ timeout: 20000 });
+  } finally {
+    await browser.close();
+    node.stop();
+  }
+});
+
+test("long history scrolls back; a chat kept out of the browser is gone after a reload", { timeout: 240000 }, async () => {
+  const node = await startNode();
+  const browser = await launchBrowser();
+  try {
+    const { page: a } = await member(browser, "A");
+    await onboardWithLink(a, node.adminLink, "Alice");
+    await createGroup(a, "Log");
+    const link = await createInvite(a);
+    const carol = tempDir("veche-e2e-carol-");
+    client(carol, "register", "--name", "Carol", "--invite", link);
+    const chat = JSON.parse(client(carol, "join", link)).chat;
+    const lines = Array.from({ length: 150 }, (_, i) => `line ${String(i).padStart(3, "0")}`);
+    execFileSync(veche, ["client", "--state", carol, "send", chat, "--stdin"], { input: lines.join("\n") + "\n", timeout: 60000 });
+
+    await message(a, "line 149").waitFor({ timeout: 30000 });
+    const shown = () => a.locator(tid("message")).count();
+    const first = await shown();
+    assert.ok(first <= 60, `the newest page only: ${first}`);
+    assert.equal(await message(a, "line 000").count(), 0);
+    // Scrolling to the top brings older messages, page by page, until the first.
+    for (let i = 0; i < 6 && (await message(a, "line 000").count()) === 0; i++) {
+      await a.locator(tid("timeline")).evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event("scroll")); });
+      await a.waitForTimeout(200);
+    }
+    await message(a, "line 000").waitFor();
+    assert.equal(await shown(), 150);
+    await a.screenshot({ path: join(artifacts, "en-long-history.png") });
+
+    // Alice stops keeping this chat's history in the browser: after a reload it is gone,
+    // while new messages still arrive.
+    await a.locator(tid("open-chat-settings")).click();
+    await a.locator(tid("keep-history")).uncheck();
+    await a.keyboard.press("Escape");
+    await a.reload();
+    await a.locator(tid("composer")).waitFor();
+    client(carol, "send", chat, "after the reload");
+    await message(a, "after the reload").waitFor({ timeout: 20000 });
+    assert.equal(await message(a, "line 149").count(), 0, "history not kept in the browser");
   } finally {
     await browser.close();
     node.stop();

@@ -30,10 +30,14 @@ impl I18n {
         self.bundle().t_with(id, args)
     }
 
-    /// An error from the device: `@id` is translated, anything else shown as it is.
+    /// An error from the device: `@id` or `@id|detail` is translated (the detail, technical and
+    /// untranslated, follows in parentheses); anything else is shown as it is.
     pub fn error(&self, message: &str) -> String {
         match message.strip_prefix('@') {
-            Some(id) => self.bundle().t(id),
+            Some(rest) => match rest.split_once('|') {
+                Some((id, detail)) => format!("{} ({detail})", self.bundle().t(id)),
+                None => self.bundle().t(rest),
+            },
             None => message.to_string(),
         }
     }

@@ -181,7 +181,8 @@ mod tests {
                         for (i, _) in text.match_indices(marker) {
                             let rest = &text[i + marker.len()..];
                             let Some(end) = rest.find('"') else { continue };
-                            let id = &rest[..end];
+                            // `"@id|{detail}"`: the id ends at the `|`.
+                            let id = rest[..end].split('|').next().unwrap_or("");
                             let plain = id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
                             // Match arms and `if` branches hold ids too, but also other strings: only
                             // the hyphenated ones of the id families count there.

@@ -159,7 +159,7 @@ impl DeviceHandle {
     pub async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, String> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx));
-        rx.await.unwrap_or_else(|_| Err("the device stopped".into()))
+        rx.await.unwrap_or_else(|_| Err("@err-device-stopped".into()))
     }
 }
 
@@ -174,10 +174,15 @@ fn api_message(e: CallError) -> String {
     match &e {
         CallError::Api(api) => match error_key(api.code) {
             Some(key) => format!("@{key}"),
-            None => api.message.clone(),
+            None => format!("@err-refused|{}", api.message),
         },
         CallError::Transport(_) => "@err-offline".into(),
     }
+}
+
+/// A failure of the MLS layer, for the member (with the technical detail after `|`).
+fn mls_err(e: impl std::fmt::Display) -> String {
+    format!("@err-mls|{e}")
 }
 
 fn error_key(code: ErrorCode) -> Option<&'static str> {
@@ -190,6 +195,12 @@ fn error_key(code: ErrorCode) -> Option<&'static str> {
         ErrorCode::InviteUsedUp => "err-invite-used-up",
         ErrorCode::RateLimited => "err-rate-limited",
         ErrorCode::Forbidden => "err-forbidden",
+        ErrorCode::NotFound => "err-not-found",
+        ErrorCode::Conflict => "err-conflict",
+        ErrorCode::TooLarge => "err-too-long",
+        ErrorCode::StaleEpoch { .. } => "err-chat-busy",
+        ErrorCode::Internal => "err-node-internal",
+        ErrorCode::Unauthenticated | ErrorCode::BadSignature | ErrorCode::ChallengeUsed => "err-sign-in",
         _ => return None,
     })
 }
@@ -276,11 +287,11 @@ async fn run(ui: AppState, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
 
 impl Device {
     fn mls(&mut self) -> Result<&mut veche_mls::Client, String> {
-        self.mls.as_mut().ok_or_else(|| "no device yet".to_string())
+        self.mls.as_mut().ok_or_else(|| "@err-no-device".to_string())
     }
 
     fn me(&self) -> Result<AccountId, String> {
-        self.db.device.as_ref().map(|d| d.account).ok_or_else(|| "no device yet".to_string())
+        self.db.device.as_ref().map(|d| d.account).ok_or_else(|| "@err-no-device".to_string())
     }
 
     /// Writes the batch with the MLS client's pending changes; rolls the client back on failure.
@@ -290,7 +301,7 @@ impl Device {
             if let Some(mls) = self.mls.as_mut() {
                 mls.rollback();
             }
-            return Err(format!("could not save in this browser: {e}"));
+            return Err(format!("@err-storage|{e}"));
         }
         Ok(())
     }
@@ -354,7 +365,7 @@ impl Device {
         let record = self.db.device.clone().ok_or("no device")?;
         let conn = self.conn.as_ref().ok_or("offline")?;
         if conn.hello.node_id != record.node_id {
-            return Err(format!("this node's id changed to {}: not signing in", conn.hello.node_id));
+            return Err(format!("@err-node-changed|{}", conn.hello.node_id));
         }
         let key = ed25519_dalek::SigningKey::from_bytes(&record.secret);
         let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &record.device);
@@ -377,7 +388,7 @@ impl Device {
                 }));
                 Ok(())
             }
-            Ok(_) => Err("unexpected answer to sign-in".into()),
+            Ok(_) => Err("@err-unexpected".into()),
             Err(e) => Err(api_message(e)),
         }
     }
@@ -432,7 +443,7 @@ impl Device {
                         Ok(InviteLink { node_url: page_origin(), invite: invite.invite, secret, group: Some(group) }
                             .to_url())
                     }
-                    Ok(_) => Err("unexpected answer".into()),
+                    Ok(_) => Err("@err-unexpected".into()),
                     Err(e) => Err(api_message(e)),
                 };
                 let _ = reply.send(result);
@@ -440,7 +451,7 @@ impl Device {
             Cmd::Invites { group, reply } => {
                 let result = match self.call(Request::Invites { group }).await {
                     Ok(Response::Invites(list)) => Ok(list),
-                    Ok(_) => Err("unexpected answer".into()),
+                    Ok(_) => Err("@err-unexpected".into()),
                     Err(e) => Err(api_message(e)),
                 };
                 let _ = reply.send(result);
@@ -539,10 +550,10 @@ impl Device {
         if self.db.device.is_some() {
             return Ok(());
         }
-        let name = veche_protocol::validate::display_name(name).map_err(|e| e.to_string())?;
+        let name = veche_protocol::validate::display_name(name).map_err(|e| format!("@err-bad-name|{e}"))?;
         let token = match link {
             Some(link) => {
-                let link = InviteLink::parse(link).map_err(|e| e.to_string())?;
+                let link = InviteLink::parse(link).map_err(|_| "@err-invite-invalid".to_string())?;
                 Some(InviteToken { invite: link.invite, secret: link.secret })
             }
             None => None,
@@ -565,7 +576,7 @@ impl Device {
         let identity = mls.identity();
         let (node_id, challenge) = match self.conn.as_ref() {
             Some(conn) => (conn.hello.node_id.clone(), conn.hello.challenge),
-            None => return Err("cannot reach the node".into()),
+            None => return Err("@err-offline".into()),
         };
         let key = ed25519_dalek::SigningKey::from_bytes(&secret);
         let payload =
@@ -580,20 +591,20 @@ impl Device {
         };
         let account = match self.call(request).await {
             Ok(Response::SignedIn(account)) => account,
-            Ok(_) => return Err("unexpected answer".into()),
+            Ok(_) => return Err("@err-unexpected".into()),
             Err(CallError::Api(e)) if e.code == ErrorCode::Conflict => {
                 let payload = veche_protocol::auth::sign_in_payload(&node_id, &challenge, &identity.device);
                 let signature = veche_protocol::auth::sign(&key, &payload);
                 match self.call(Request::SignIn { device: identity.device, signature }).await {
                     Ok(Response::SignedIn(account)) => account,
-                    Ok(_) => return Err("unexpected answer".into()),
+                    Ok(_) => return Err("@err-unexpected".into()),
                     Err(e) => return Err(api_message(e)),
                 }
             }
             Err(e) => return Err(api_message(e)),
         };
-        let packages = mls.key_packages(FIRST_KEY_PACKAGES).map_err(|e| e.to_string())?;
-        let last_resort = mls.last_resort_key_package().map_err(|e| e.to_string())?;
+        let packages = mls.key_packages(FIRST_KEY_PACKAGES).map_err(mls_err)?;
+        let last_resort = mls.last_resort_key_package().map_err(mls_err)?;
         // The packages' private keys are saved before the packages leave the device.
         let record = DeviceRecord {
             secret,
@@ -627,14 +638,14 @@ impl Device {
     }
 
     async fn preview(&mut self, link: &str) -> Result<InvitePreview, String> {
-        let link = InviteLink::parse(link).map_err(|e| e.to_string())?;
+        let link = InviteLink::parse(link).map_err(|_| "@err-invite-invalid".to_string())?;
         if self.conn.is_none() {
             self.connect().await;
         }
         let token = InviteToken { invite: link.invite, secret: link.secret };
         match self.call(Request::InvitePreview { token }).await {
             Ok(Response::InvitePreview(preview)) => Ok(preview),
-            Ok(_) => Err("unexpected answer".into()),
+            Ok(_) => Err("@err-unexpected".into()),
             Err(e) => Err(api_message(e)),
         }
     }
@@ -689,7 +700,7 @@ impl Device {
 
     async fn import(&mut self, file: &[u8], passphrase: &str) -> Result<(), String> {
         if self.db.device.is_some() {
-            return Err("this browser already has an account".into());
+            return Err("@err-has-account".into());
         }
         let payload = veche_ui_core::recovery::open(passphrase, file).map_err(|e| match e {
             veche_ui_core::recovery::RecoveryError::NotARecoveryFile => "@err-not-recovery-file".to_string(),
@@ -719,12 +730,12 @@ impl Device {
 
     async fn replenish_key_packages(&mut self) -> Result<(), String> {
         let Ok(Response::KeyPackageCount(count)) = self.call(Request::KeyPackageCount).await else {
-            return Err("could not count key packages".into());
+            return Err("@err-unexpected".into());
         };
         if count >= KEY_PACKAGES_LOW {
             return Ok(());
         }
-        let packages = self.mls()?.key_packages(KEY_PACKAGES_BATCH).map_err(|e| e.to_string())?;
+        let packages = self.mls()?.key_packages(KEY_PACKAGES_BATCH).map_err(mls_err)?;
         self.persist(Batch::default()).await?;
         self.call(Request::PublishKeyPackages { packages, last_resort: None }).await.map_err(api_message)?;
         Ok(())
@@ -734,7 +745,7 @@ impl Device {
         loop {
             let welcomes = match self.call(Request::Welcomes).await {
                 Ok(Response::Welcomes(w)) => w,
-                Ok(_) => return Err("unexpected answer".into()),
+                Ok(_) => return Err("@err-unexpected".into()),
                 Err(e) => return Err(api_message(e)),
             };
             if welcomes.is_empty() {
@@ -763,9 +774,9 @@ impl Device {
                         self.apply_info(info);
                         joined = true;
                     }
-                    Ok(_) => return Err("unexpected answer".into()),
+                    Ok(_) => return Err("@err-unexpected".into()),
                     Err(CallError::Api(_)) => {
-                        self.mls()?.forget_group(group).map_err(|e| e.to_string())?;
+                        self.mls()?.forget_group(group).map_err(mls_err)?;
                         self.persist(Batch::default()).await?;
                     }
                     Err(e) => {
@@ -774,7 +785,7 @@ impl Device {
                     }
                 },
                 Ok(other) => {
-                    self.mls()?.forget_group(other).map_err(|e| e.to_string())?;
+                    self.mls()?.forget_group(other).map_err(mls_err)?;
                     self.persist(Batch::default()).await?;
                 }
                 Err(_) => {} // unusable welcome: acknowledged below so it never blocks the device
@@ -801,7 +812,7 @@ impl Device {
             let request = Request::Fetch { group, after: chat.processed, limit: PAGE };
             let (messages, head) = match self.call(request).await {
                 Ok(Response::Messages { messages, head }) => (messages, head),
-                Ok(_) => return Err("unexpected answer".into()),
+                Ok(_) => return Err("@err-unexpected".into()),
                 Err(e) => return Err(api_message(e)),
             };
             if messages.is_empty() {
@@ -952,7 +963,7 @@ impl Device {
         if text.is_empty() {
             return Ok(());
         }
-        AppMessage::text(&text, now_ms()).map_err(|e| e.to_string())?;
+        AppMessage::text(&text, now_ms()).map_err(|_| "@err-too-long".to_string())?;
         let mut id = now_ms() * 1000;
         while self.db.outbox.get(&group).is_some_and(|o| o.contains_key(&id)) {
             id += 1;
@@ -990,7 +1001,7 @@ impl Device {
                 }
                 attempts += 1;
                 if attempts > MAX_ATTEMPTS {
-                    return Err("the chat kept changing; try again".into());
+                    return Err("@err-chat-busy".into());
                 }
                 let active = self.db.chats.get(&group).is_some_and(|c| c.active);
                 let ciphertext = match entry.ciphertext.clone() {
@@ -1006,8 +1017,8 @@ impl Device {
                     None => {
                         let content = AppMessage::text(&entry.text, entry.sent_at_ms)
                             .and_then(|m| m.encode())
-                            .map_err(|e| e.to_string())?;
-                        let ciphertext = self.mls()?.encrypt(group, &content).map_err(|e| e.to_string())?;
+                            .map_err(mls_err)?;
+                        let ciphertext = self.mls()?.encrypt(group, &content).map_err(mls_err)?;
                         // The advanced ratchet and the ciphertext are saved before it leaves.
                         entry.ciphertext = Some(ciphertext.clone());
                         let mut batch = Batch::default();
@@ -1033,7 +1044,7 @@ impl Device {
                         self.publish_chat(group);
                         break;
                     }
-                    Ok(_) => return Err("unexpected answer".into()),
+                    Ok(_) => return Err("@err-unexpected".into()),
                     Err(CallError::Api(e)) if matches!(e.code, ErrorCode::StaleEpoch { .. }) => {
                         entry.ciphertext = None;
                         let mut batch = Batch::default();
@@ -1067,11 +1078,11 @@ impl Device {
     ) -> Result<u64, String> {
         for _ in 0..MAX_ATTEMPTS {
             self.catch_up(group).await?;
-            let bundle = make(self.mls()?).map_err(|e| e.to_string())?;
+            let bundle = make(self.mls()?).map_err(mls_err)?;
             self.persist(Batch::default()).await?;
             match self.call(commit_request(group, &bundle)).await {
                 Ok(Response::Stored { seq }) => {
-                    self.mls()?.merge_pending_commit(group).map_err(|e| e.to_string())?;
+                    self.mls()?.merge_pending_commit(group).map_err(mls_err)?;
                     let me = self.me()?;
                     let mut batch = Batch::default();
                     batch.history(
@@ -1094,9 +1105,9 @@ impl Device {
                     self.publish_chat(group);
                     return Ok(seq);
                 }
-                Ok(_) => return Err("unexpected answer".into()),
+                Ok(_) => return Err("@err-unexpected".into()),
                 Err(CallError::Api(e)) => {
-                    self.mls()?.discard_pending_commit(group).map_err(|e| e.to_string())?;
+                    self.mls()?.discard_pending_commit(group).map_err(mls_err)?;
                     self.persist(Batch::default()).await?;
                     if !matches!(e.code, ErrorCode::StaleEpoch { .. }) {
                         return Err(e.message);
@@ -1105,7 +1116,7 @@ impl Device {
                 Err(e) => return Err(api_message(e)),
             }
         }
-        Err("the chat kept changing; try again".into())
+        Err("@err-chat-busy".into())
     }
 
     async fn commit_pending_leaves(&mut self, group: GroupId) -> Result<(), String> {
@@ -1131,7 +1142,7 @@ impl Device {
         self.persist(Batch::default()).await?;
         match self.call(commit_request(group, &bundle)).await {
             Ok(Response::Stored { seq }) => {
-                self.mls()?.merge_pending_commit(group).map_err(|e| e.to_string())?;
+                self.mls()?.merge_pending_commit(group).map_err(mls_err)?;
                 let removed: Vec<AccountId> = bundle.removed.iter().map(|m| m.account).collect();
                 let mut batch = Batch::default();
                 batch.history(
@@ -1153,7 +1164,7 @@ impl Device {
                 self.publish_chat(group);
                 self.refresh_chat(group).await;
             }
-            Ok(_) => return Err("unexpected answer".into()),
+            Ok(_) => return Err("@err-unexpected".into()),
             Err(CallError::Api(_)) => {
                 let _ = self.mls()?.discard_pending_commit(group);
                 self.persist(Batch::default()).await?;
@@ -1168,10 +1179,10 @@ impl Device {
     async fn create_group(&mut self, name: String, description: String) -> Result<GroupId, String> {
         let name = name.trim().to_string();
         if name.is_empty() {
-            return Err("a group needs a name".into());
+            return Err("@err-group-name".into());
         }
         let group = random_group();
-        let group_info = self.mls()?.create_group(group, ChatKind::Group).map_err(|e| e.to_string())?;
+        let group_info = self.mls()?.create_group(group, ChatKind::Group).map_err(mls_err)?;
         self.persist(Batch::default()).await?;
         let request = Request::CreateChat { group, kind: ChatKind::Group, name, description, peer: None, group_info };
         match self.call(request).await {
@@ -1179,9 +1190,9 @@ impl Device {
                 self.add_local_chat(&info, 0, Some(SystemEvent::Created)).await?;
                 Ok(group)
             }
-            Ok(_) => Err("unexpected answer".into()),
+            Ok(_) => Err("@err-unexpected".into()),
             Err(e) => {
-                self.mls()?.forget_group(group).map_err(|e| e.to_string())?;
+                self.mls()?.forget_group(group).map_err(mls_err)?;
                 self.persist(Batch::default()).await?;
                 Err(api_message(e))
             }
@@ -1220,8 +1231,8 @@ impl Device {
     }
 
     async fn join(&mut self, link: &str) -> Result<GroupId, String> {
-        let link = InviteLink::parse(link).map_err(|e| e.to_string())?;
-        let Some(target) = link.group else { return Err("this link admits to the node, not to a chat".into()) };
+        let link = InviteLink::parse(link).map_err(|_| "@err-invite-invalid".to_string())?;
+        let Some(target) = link.group else { return Err("@err-node-link".into()) };
         if self.db.chats.get(&target).is_some_and(|c| c.active) {
             return Ok(target);
         }
@@ -1229,10 +1240,10 @@ impl Device {
         for _ in 0..MAX_ATTEMPTS {
             let group_info = match self.call(Request::JoinGroupInfo { token: token.clone() }).await {
                 Ok(Response::GroupInfo(info)) => info,
-                Ok(_) => return Err("unexpected answer".into()),
+                Ok(_) => return Err("@err-unexpected".into()),
                 Err(e) => return Err(api_message(e)),
             };
-            let (group, bundle) = self.mls()?.join_external(&group_info).map_err(|e| e.to_string())?;
+            let (group, bundle) = self.mls()?.join_external(&group_info).map_err(mls_err)?;
             let pending = PendingJoin {
                 invite: token.invite,
                 secret: token.secret,
@@ -1250,7 +1261,7 @@ impl Device {
                 None => continue,
             }
         }
-        Err("the chat kept changing; try again".into())
+        Err("@err-chat-busy".into())
     }
 
     async fn finish_join(&mut self, group: GroupId, pending: PendingJoin) -> Result<Option<u64>, String> {
@@ -1260,7 +1271,7 @@ impl Device {
             Ok(Response::Stored { seq }) => {
                 let info = match self.call(Request::Chat { group }).await {
                     Ok(Response::Chat(info)) => info,
-                    Ok(_) => return Err("unexpected answer".into()),
+                    Ok(_) => return Err("@err-unexpected".into()),
                     Err(e) => return Err(api_message(e)),
                 };
                 let mut batch = Batch::default();
@@ -1270,9 +1281,9 @@ impl Device {
                 self.add_local_chat(&info, seq, Some(SystemEvent::JoinedByLink(me))).await?;
                 Ok(Some(seq))
             }
-            Ok(_) => Err("unexpected answer".into()),
+            Ok(_) => Err("@err-unexpected".into()),
             Err(CallError::Api(e)) => {
-                self.mls()?.forget_group(group).map_err(|e| e.to_string())?;
+                self.mls()?.forget_group(group).map_err(mls_err)?;
                 let mut batch = Batch::default();
                 batch.remove_pending_join(group);
                 self.persist(batch).await?;
@@ -1288,7 +1299,7 @@ impl Device {
     async fn claim(&mut self, member: AccountId) -> Result<Vec<Vec<u8>>, String> {
         match self.call(Request::ClaimKeyPackages { account: member }).await {
             Ok(Response::KeyPackages(packages)) => Ok(packages),
-            Ok(_) => Err("unexpected answer".into()),
+            Ok(_) => Err("@err-unexpected".into()),
             Err(e) => Err(api_message(e)),
         }
     }
@@ -1296,11 +1307,11 @@ impl Device {
     async fn direct_chat(&mut self, member: AccountId) -> Result<GroupId, String> {
         let me = self.me()?;
         if member == me {
-            return Err("that is you".into());
+            return Err("@err-that-is-you".into());
         }
         let chats = match self.call(Request::Chats).await {
             Ok(Response::Chats(chats)) => chats,
-            Ok(_) => return Err("unexpected answer".into()),
+            Ok(_) => return Err("@err-unexpected".into()),
             Err(e) => return Err(api_message(e)),
         };
         let existing = chats.into_iter().find(|c| {
@@ -1310,7 +1321,7 @@ impl Device {
             let group = existing.group;
             if !existing.members.iter().any(|m| m.account == member) {
                 if !self.db.chats.contains_key(&group) {
-                    return Err("this direct chat was opened on another device".into());
+                    return Err("@err-dm-elsewhere".into());
                 }
                 let packages = self.claim(member).await?;
                 self.commit(group, SystemEvent::Added(vec![member]), move |mls| mls.add_members(group, &packages))
@@ -1321,7 +1332,7 @@ impl Device {
         }
         let packages = self.claim(member).await?;
         let group = random_group();
-        let group_info = self.mls()?.create_group(group, ChatKind::Direct).map_err(|e| e.to_string())?;
+        let group_info = self.mls()?.create_group(group, ChatKind::Direct).map_err(mls_err)?;
         self.persist(Batch::default()).await?;
         let request = Request::CreateChat {
             group,
@@ -1333,9 +1344,9 @@ impl Device {
         };
         let info = match self.call(request).await {
             Ok(Response::Chat(info)) => info,
-            Ok(_) => return Err("unexpected answer".into()),
+            Ok(_) => return Err("@err-unexpected".into()),
             Err(e) => {
-                self.mls()?.forget_group(group).map_err(|e| e.to_string())?;
+                self.mls()?.forget_group(group).map_err(mls_err)?;
                 self.persist(Batch::default()).await?;
                 return Err(api_message(e));
             }
@@ -1348,7 +1359,7 @@ impl Device {
 
     async fn leave(&mut self, group: GroupId) -> Result<(), String> {
         self.catch_up(group).await?;
-        let proposal = self.mls()?.leave(group).map_err(|e| e.to_string())?;
+        let proposal = self.mls()?.leave(group).map_err(mls_err)?;
         self.persist(Batch::default()).await?;
         match self.call(Request::Send { group, message: proposal }).await {
             Ok(Response::Stored { seq }) => {
@@ -1373,7 +1384,7 @@ impl Device {
                 self.publish_chat(group);
                 Ok(())
             }
-            Ok(_) => Err("unexpected answer".into()),
+            Ok(_) => Err("@err-unexpected".into()),
             Err(e) => Err(api_message(e)),
         }
     }
@@ -1444,11 +1455,11 @@ impl Device {
 
 async fn export(passphrase: &str) -> Result<Vec<u8>, String> {
     let entries = Db::dump().await?;
-    let payload = postcard::to_allocvec(&entries).map_err(|e| e.to_string())?;
+    let payload = postcard::to_allocvec(&entries).map_err(mls_err)?;
     let mut salt = [0u8; veche_ui_core::recovery::SALT_LEN];
     let mut nonce = [0u8; veche_ui_core::recovery::NONCE_LEN];
-    getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
-    getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
+    getrandom::fill(&mut salt).map_err(mls_err)?;
+    getrandom::fill(&mut nonce).map_err(mls_err)?;
     veche_ui_core::recovery::seal(passphrase, &payload, salt, nonce).map_err(|_| "@err-weak-passphrase".to_string())
 }
 
