@@ -10,6 +10,7 @@ use veche_protocol::wire::RegistrationPolicy;
 
 /// Default HTTP/WebSocket address: all interfaces, so members on the LAN reach the node.
 pub const DEFAULT_HTTP: &str = "0.0.0.0:7800";
+pub const DEFAULT_P2P_PORT: u16 = 7801;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,7 +34,7 @@ impl From<Registration> for RegistrationPolicy {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
-    /// retention_interval, ui_dir).
+    /// retention_interval, ui_dir, p2p_port, bootstrap, mdns).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -61,6 +62,15 @@ pub struct RunArgs {
     /// directory or the source tree the binary was built in].
     #[arg(long, env = "VECHE_UI_DIR")]
     pub ui_dir: Option<PathBuf>,
+    /// UDP (QUIC) and TCP port for links to other nodes; 0 picks free ones [default: 7801].
+    #[arg(long, env = "VECHE_P2P_PORT")]
+    pub p2p_port: Option<u16>,
+    /// A bootstrap node's multiaddr (repeatable), e.g. /ip4/203.0.113.5/udp/7801/quic-v1/p2p/12D3Koo...
+    #[arg(long = "bootstrap", env = "VECHE_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<libp2p::Multiaddr>,
+    /// Announce and look for other nodes on the LAN with mDNS [default: on].
+    #[arg(long, env = "VECHE_MDNS")]
+    pub mdns: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +85,10 @@ struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     retention_interval: Option<std::time::Duration>,
     ui_dir: Option<PathBuf>,
+    p2p_port: Option<u16>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    mdns: Option<bool>,
 }
 
 /// `retention_interval = "60s"` in the TOML file.
@@ -99,6 +113,9 @@ pub struct Config {
     pub retention_interval: std::time::Duration,
     /// The built web UI, when found.
     pub ui_dir: Option<PathBuf>,
+    pub p2p_port: u16,
+    pub bootstrap: Vec<libp2p::Multiaddr>,
+    pub mdns: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -163,6 +180,16 @@ impl Config {
                 }
                 None => find_ui_dir(),
             },
+            p2p_port: args.p2p_port.or(file.p2p_port).unwrap_or(DEFAULT_P2P_PORT),
+            bootstrap: if args.bootstrap.is_empty() {
+                file.bootstrap
+                    .iter()
+                    .map(|a| a.parse().with_context(|| format!("bootstrap address {a}")))
+                    .collect::<anyhow::Result<_>>()?
+            } else {
+                args.bootstrap
+            },
+            mdns: args.mdns.or(file.mdns).unwrap_or(true),
         })
     }
 }

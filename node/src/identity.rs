@@ -8,7 +8,7 @@ use std::path::Path;
 pub const KEY_FILE: &str = "node.key";
 
 /// Loads the node key, creating it on first start (readable by the owner only).
-pub fn load_or_create(data_dir: &Path) -> anyhow::Result<libp2p_identity::Keypair> {
+pub fn load_or_create(data_dir: &Path) -> anyhow::Result<libp2p::identity::Keypair> {
     let path = data_dir.join(KEY_FILE);
     let mut secret = match std::fs::read(&path) {
         Ok(bytes) => bytes,
@@ -27,5 +27,5 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<libp2p_identity::Keypai
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     anyhow::ensure!(secret.len() == 32, "{} is not a 32-byte key", path.display());
-    libp2p_identity::Keypair::ed25519_from_bytes(&mut secret).context("invalid node key")
+    libp2p::identity::Keypair::ed25519_from_bytes(&mut secret).context("invalid node key")
 }

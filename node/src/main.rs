@@ -7,6 +7,7 @@ mod hub;
 mod identity;
 mod metrics;
 mod mls_view;
+mod p2p;
 mod run;
 mod service;
 mod store;

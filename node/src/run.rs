@@ -28,11 +28,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         registration: config.registration.into(),
         version: env!("CARGO_PKG_VERSION"),
     };
-    let node = Node { store, writer, hub, metrics: Arc::new(Metrics::default()), info: Arc::new(info) };
-
     let listener =
         tokio::net::TcpListener::bind(config.http).await.with_context(|| format!("listening on {}", config.http))?;
     let bound = listener.local_addr()?;
+    let p2p = crate::p2p::start(
+        keypair,
+        crate::p2p::P2pConfig {
+            port: config.p2p_port,
+            bootstrap: config.bootstrap.clone(),
+            mdns: config.mdns,
+            node_name: config.name.clone(),
+            http_port: bound.port(),
+        },
+    )
+    .await?;
+    let node = Node {
+        store,
+        writer,
+        hub,
+        metrics: Arc::new(Metrics::default()),
+        info: Arc::new(info),
+        p2p: Some(p2p.clone()),
+    };
     let urls = urls(bound, config.public_url.as_deref());
     println!("Veche node \"{}\" {}", config.name, env!("CARGO_PKG_VERSION"));
     println!("node id: {node_id}");
@@ -44,6 +61,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     for url in &urls {
         println!("listening: {url}");
+    }
+    for addr in p2p.status().await.listen_addrs {
+        println!("p2p: {addr}/p2p/{node_id}");
     }
     if config.registration != crate::config::Registration::Open
         && let Some((invite, secret)) = crate::service::invites::create_admin_invite(&node).await?
@@ -88,6 +108,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         })
         .await?;
     retention.abort();
+    // Say goodbye on the LAN, so nearby nodes drop this one at once.
+    p2p.shutdown().await;
     tracing::info!("node stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -183,6 +183,8 @@ pub enum Request {
         name: String,
         description: String,
     },
+    /// Other nodes this node has found on its LAN (node admins only).
+    Nearby,
 }
 
 /// What the node answers.
@@ -211,6 +213,22 @@ pub enum Response {
     InvitePreview(InvitePreview),
     GroupInfo(Vec<u8>),
     KeyPackageCount(u32),
+    Nearby(Vec<NearbyNode>),
+}
+
+/// A node found on the LAN by mDNS. `verified`: a libp2p connection proved its peer id (mDNS
+/// alone is only a hint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NearbyNode {
+    pub peer_id: String,
+    pub name: String,
+    pub http_port: u16,
+    /// Multiaddrs it announced.
+    pub addrs: Vec<String>,
+    pub verified: bool,
+    pub connected: bool,
+    /// Milliseconds since the Unix epoch of the last announcement heard.
+    pub last_seen_ms: u64,
 }
 
 /// Something that happened, pushed to signed-in devices.

@@ -104,6 +104,9 @@ impl Node {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--name")
             .arg("Test node")
+            // Free p2p ports, so tests can run side by side.
+            .arg("--p2p-port")
+            .arg("0")
             .args(&self.extra_args)
             .env("VECHE_LOG", "debug")
             .stdout(Stdio::piped())
@@ -356,4 +359,5 @@ pub fn assert_same_history(a: &[(u64, String, String)], b: &[(u64, String, Strin
     assert_eq!(a.len(), b.len(), "{what}: different lengths");
 }
 
+pub mod netns;
 pub mod raw;

@@ -142,6 +142,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
         Request::UpdateChat { group, name, description } => {
             ok(chats::update(&node, session, group, name, description).await)
         }
+        Request::Nearby => reply(crate::service::federation::nearby(&node, session).await.map(Response::Nearby)),
         Request::KeyPackageCount => reply(accounts::key_package_count(&node, &session).map(Response::KeyPackageCount)),
     }
 }

@@ -40,9 +40,15 @@ pub fn router(state: ApiState) -> Router {
 
 async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {
     let info = &state.node.info;
+    let listen_addrs: Vec<String> = match &state.node.p2p {
+        Some(p2p) => p2p.status().await.listen_addrs.iter().map(ToString::to_string).collect(),
+        None => Vec::new(),
+    };
     Json(serde_json::json!({
         "status": "ok",
         "node_id": info.node_id,
+        "peer_id": info.node_id,
+        "listen_addrs": listen_addrs,
         "name": info.name,
         "version": info.version,
         "protocol": veche_protocol::PROTOCOL_VERSION,

@@ -71,6 +71,15 @@ pub enum Command {
     Role { chat: String, member: AccountId, role: Role },
     /// How long the node keeps the chat's ciphertext: forever, <N>d, until-fetched (owner).
     Retention { chat: String, policy: Retention },
+    /// Node administration (node admins).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Other Veche nodes found on the LAN (mDNS), and whether a connection proved their id.
+    Nearby,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -178,6 +187,23 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 json!({"chat": group.to_hex(), "name": info.name, "description": info.description}),
                 || format!("{} is now {}", group, info.name),
             );
+        }
+        Command::Admin(AdminCommand::Nearby) => {
+            let Response::Nearby(nodes) = session.call(Request::Nearby).await? else { bail!("unexpected answer") };
+            let list: Vec<Value> = nodes
+                .iter()
+                .map(|n| {
+                    json!({"peer_id": n.peer_id, "name": n.name, "http_port": n.http_port, "addrs": n.addrs,
+                           "verified": n.verified, "connected": n.connected, "last_seen_ms": n.last_seen_ms})
+                })
+                .collect();
+            print(json_mode, json!({"nearby": list}), || {
+                nodes
+                    .iter()
+                    .map(|n| format!("{} {} {}", n.peer_id, n.name, if n.verified { "verified" } else { "unverified" }))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
         }
         Command::Chats => {
             let Response::Chats(chats) = session.call(Request::Chats).await? else { bail!("unexpected answer") };

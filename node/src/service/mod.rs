@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod chats;
 pub mod delivery;
+pub mod federation;
 pub mod invites;
 pub mod retention;
 
@@ -24,6 +25,8 @@ pub struct Node {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub info: Arc<NodeInfo>,
+    /// Links to other nodes (absent in unit tests).
+    pub p2p: Option<crate::p2p::P2pHandle>,
 }
 
 /// Fixed facts about this node.

@@ -117,7 +117,7 @@ mod tests {
             registration: RegistrationPolicy::Open,
             version: "0",
         };
-        Node { store, writer, hub, metrics: Arc::new(Metrics::default()), info: Arc::new(info) }
+        Node { store, writer, hub, metrics: Arc::new(Metrics::default()), info: Arc::new(info), p2p: None }
     }
 
     /// A chat with entries stored `ages_days` ago (oldest first), and the given retention.

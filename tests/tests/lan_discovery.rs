@@ -1,0 +1,170 @@
+//! Scenario (network namespaces on one bridge, no configuration): three nodes announce
+//! themselves with mDNS and find each other within 2 s; each one's admin sees the other two as
+//! nearby, verified by a libp2p connection to the announced peer id; `/healthz` reports the
+//! node's peer id and p2p listen addresses. A node taken off the LAN is dropped from the list
+//! when it says goodbye.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+use veche_tests::netns::Lan;
+use veche_tests::{TempDir, veche_bin};
+
+struct LanNode {
+    child: Child,
+    admin_link: String,
+    peer_id: String,
+}
+
+impl Drop for LanNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(lan: &Lan, n: usize, dir: &std::path::Path) -> anyhow::Result<LanNode> {
+    let log = std::fs::File::create(dir.join(format!("node{n}.log")))?;
+    let mut child = lan
+        .command(n, &veche_bin())
+        .args(["run", "--data-dir"])
+        .arg(dir.join(format!("node{n}")))
+        .args(["--http", &format!("{}:7800", lan.addr(n)), "--name", &format!("Library {n}")])
+        .env("VECHE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .context("ip netns exec veche run")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut admin_link, mut peer_id) = (None, None);
+    while let Some(Ok(line)) = lines.next() {
+        if let Some(id) = line.strip_prefix("node id: ") {
+            peer_id = Some(id.trim().to_string());
+        }
+        if line.starts_with("admin link") {
+            admin_link = lines.next().and_then(Result::ok).map(|l| l.trim().to_string());
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(LanNode {
+        child,
+        admin_link: admin_link.context("no admin link printed")?,
+        peer_id: peer_id.context("no node id printed")?,
+    })
+}
+
+/// `veche client` inside host `n`, with state `name`; Err(output) if it fails.
+fn run_client(lan: &Lan, n: usize, dir: &std::path::Path, name: &str, args: &[&str]) -> Result<Value, Value> {
+    let out = lan
+        .command(n, &veche_bin())
+        .args(["client", "--node", &format!("http://{}:7800", lan.addr(n)), "--state"])
+        .arg(dir.join(format!("{name}{n}")))
+        .arg("--json")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Value::String(e.to_string()))?;
+    let json: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::String(String::from_utf8_lossy(&out.stderr).into()));
+    if out.status.success() { Ok(json) } else { Err(json) }
+}
+
+/// The admin's client on host `n`.
+fn client(lan: &Lan, n: usize, dir: &std::path::Path, args: &[&str]) -> anyhow::Result<Value> {
+    run_client(lan, n, dir, "admin", args).map_err(|e| anyhow::anyhow!("client {args:?}: {e}"))
+}
+
+fn healthz(lan: &Lan, n: usize) -> anyhow::Result<Value> {
+    let out = lan
+        .command(n, std::path::Path::new("curl"))
+        .args(["-sf", &format!("http://{}:7800/healthz", lan.addr(n))])
+        .output()?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+#[test]
+fn three_nodes_find_each_other_on_a_lan() -> anyhow::Result<()> {
+    let tmp = TempDir::new("lan");
+    let lan = Lan::new(77, 3).context("creating network namespaces (needs root and iproute2)")?;
+    let started = Instant::now();
+    let nodes: Vec<LanNode> = (1..=3).map(|n| start(&lan, n, tmp.path())).collect::<anyhow::Result<_>>()?;
+    let all_listening = started.elapsed();
+    for n in 1..=3 {
+        client(&lan, n, tmp.path(), &["register", "--name", "Admin", "--invite", &nodes[n - 1].admin_link])?;
+    }
+
+    // Each admin sees the two other nodes, by peer id and name, verified by a connection.
+    let mut found_at = [None; 3];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = Value::Null;
+    while found_at.iter().any(Option::is_none) && Instant::now() < deadline {
+        for n in 1..=3 {
+            if found_at[n - 1].is_some() {
+                continue;
+            }
+            last = client(&lan, n, tmp.path(), &["admin", "nearby"])?;
+            let seen = last["nearby"].as_array().cloned().unwrap_or_default();
+            let others: Vec<&LanNode> = nodes.iter().enumerate().filter(|(i, _)| *i != n - 1).map(|(_, x)| x).collect();
+            let all = others.iter().all(|o| {
+                seen.iter()
+                    .any(|s| s["peer_id"] == o.peer_id.as_str() && s["verified"] == true && s["connected"] == true)
+            });
+            if all {
+                found_at[n - 1] = Some(started.elapsed());
+                assert_eq!(seen.len(), 2, "only the other two nodes: {seen:?}");
+                for s in &seen {
+                    assert!(s["name"].as_str().unwrap().starts_with("Library "), "{s}");
+                    assert_eq!(s["http_port"], 7800);
+                    assert!(s["addrs"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().contains("/quic-v1")));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(found_at.iter().all(Option::is_some), "not all nodes found each other: {found_at:?}; last: {last}");
+    let slowest = found_at.iter().flatten().max().copied().unwrap_or_default();
+    eprintln!(
+        "all listening after {all_listening:?}; all found and verified after {slowest:?} (incl. 3 registrations)"
+    );
+    // Discovery itself (after the nodes listen, including the admins' registrations): within 2 s.
+    assert!(slowest - all_listening < Duration::from_secs(2), "discovery took {:?}", slowest - all_listening);
+
+    // /healthz carries the peer id and the p2p listen addresses.
+    let health = healthz(&lan, 1)?;
+    assert_eq!(health["peer_id"], nodes[0].peer_id.as_str());
+    let addrs: Vec<String> =
+        health["listen_addrs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    assert!(addrs.iter().any(|a| a.contains("/udp/7801/quic-v1")), "{addrs:?}");
+    assert!(addrs.iter().any(|a| a.contains("/tcp/7801")), "{addrs:?}");
+
+    // Only node admins may list nearby nodes.
+    let group = client(&lan, 1, tmp.path(), &["group", "create", "Readers"])?["chat"].as_str().unwrap().to_string();
+    let link = client(&lan, 1, tmp.path(), &["invite", "create", &group])?["link"].as_str().unwrap().to_string();
+    run_client(&lan, 1, tmp.path(), "member", &["register", "--name", "Reader", "--invite", &link])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let refused =
+        run_client(&lan, 1, tmp.path(), "member", &["admin", "nearby"]).expect_err("a member was shown nodes");
+    assert_eq!(refused["code"], "Forbidden", "{refused}");
+
+    // Node 3 shuts down gracefully: its goodbye takes it off the others' lists.
+    let mut nodes = nodes;
+    let mut third = nodes.pop().unwrap();
+    std::process::Command::new("kill").args(["-TERM", &third.child.id().to_string()]).status()?;
+    let stopped = third.child.wait()?;
+    assert!(stopped.success(), "node 3 exit: {stopped}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = client(&lan, 1, tmp.path(), &["admin", "nearby"])?["nearby"].as_array().cloned().unwrap_or_default();
+        if seen.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 3 still listed after its goodbye: {seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
