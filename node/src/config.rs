@@ -34,7 +34,7 @@ impl From<Registration> for RegistrationPolicy {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
-    /// retention_interval, ui_dir, p2p_port, bootstrap, mdns).
+    /// retention_interval, ui_dir, p2p_port, bootstrap, mdns, community_secret).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -71,6 +71,10 @@ pub struct RunArgs {
     /// Announce and look for other nodes on the LAN with mDNS [default: on].
     #[arg(long, env = "VECHE_MDNS")]
     pub mdns: Option<bool>,
+    /// A secret shared by a community's nodes: nearby nodes with the same secret link without
+    /// their admins' approval.
+    #[arg(long, env = "VECHE_COMMUNITY_SECRET", hide_env_values = true)]
+    pub community_secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +93,7 @@ struct FileConfig {
     #[serde(default)]
     bootstrap: Vec<String>,
     mdns: Option<bool>,
+    community_secret: Option<String>,
 }
 
 /// `retention_interval = "60s"` in the TOML file.
@@ -116,6 +121,7 @@ pub struct Config {
     pub p2p_port: u16,
     pub bootstrap: Vec<libp2p::Multiaddr>,
     pub mdns: bool,
+    pub community_secret: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -190,6 +196,7 @@ impl Config {
                 args.bootstrap
             },
             mdns: args.mdns.or(file.mdns).unwrap_or(true),
+            community_secret: args.community_secret.or(file.community_secret).filter(|s| !s.is_empty()),
         })
     }
 }

@@ -22,16 +22,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&config.data_dir.join("veche.redb"))?;
     let hub = Arc::new(Hub::default());
     let writer = Writer::spawn(store.database().clone(), hub.clone()).context("starting the writer thread")?;
+    let listener =
+        tokio::net::TcpListener::bind(config.http).await.with_context(|| format!("listening on {}", config.http))?;
+    let bound = listener.local_addr()?;
     let info = NodeInfo {
         node_id: node_id.clone(),
         name: config.name.clone(),
         registration: config.registration.into(),
         version: env!("CARGO_PKG_VERSION"),
+        http_port: bound.port(),
+        community_secret: config.community_secret.clone(),
     };
-    let listener =
-        tokio::net::TcpListener::bind(config.http).await.with_context(|| format!("listening on {}", config.http))?;
-    let bound = listener.local_addr()?;
-    let p2p = crate::p2p::start(
+    let (p2p, p2p_events) = crate::p2p::start(
         keypair,
         crate::p2p::P2pConfig {
             port: config.p2p_port,
@@ -50,6 +52,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         info: Arc::new(info),
         p2p: Some(p2p.clone()),
     };
+    let federation = tokio::spawn(crate::service::federation::run(node.clone(), p2p_events));
     let urls = urls(bound, config.public_url.as_deref());
     println!("Veche node \"{}\" {}", config.name, env!("CARGO_PKG_VERSION"));
     println!("node id: {node_id}");
@@ -110,6 +113,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     retention.abort();
     // Say goodbye on the LAN, so nearby nodes drop this one at once.
     p2p.shutdown().await;
+    federation.abort();
     tracing::info!("node stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -8,9 +8,11 @@
 //! - [`link`]: invite links (`https://node/join#i=..&s=..&g=..`).
 //! - [`auth`]: the exact bytes a device signs to register and sign in.
 //! - [`validate`]: user-facing input rules shared by node and clients.
+//! - [`federation`]: what nodes say to each other over libp2p.
 
 pub mod auth;
 pub mod content;
+pub mod federation;
 pub mod ids;
 pub mod link;
 pub mod validate;

@@ -185,6 +185,17 @@ pub enum Request {
     },
     /// Other nodes this node has found on its LAN (node admins only).
     Nearby,
+    /// This node's links to other nodes (node admins only).
+    Links,
+    /// Approves a link (node admins): `target` is a nearby node's peer id, or a node address
+    /// `<multiaddr>/p2p/<peer id>` from the other admin.
+    Link {
+        target: String,
+    },
+    /// Removes a link (node admins).
+    Unlink {
+        peer_id: String,
+    },
 }
 
 /// What the node answers.
@@ -214,6 +225,31 @@ pub enum Response {
     GroupInfo(Vec<u8>),
     KeyPackageCount(u32),
     Nearby(Vec<NearbyNode>),
+    Links(Vec<LinkInfo>),
+    Link(LinkInfo),
+}
+
+/// Where a link between two nodes stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkState {
+    /// Both admins approved.
+    Linked,
+    /// Our admin approved; the other node's admin has not yet.
+    WaitingForThem,
+    /// The other node asked; our admin has not approved yet.
+    WaitingForUs,
+}
+
+/// A link to another node, as admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    pub peer_id: String,
+    pub name: String,
+    pub state: LinkState,
+    pub addrs: Vec<String>,
+    pub connected: bool,
+    /// Milliseconds since the Unix epoch the other node was last heard from (0: never).
+    pub last_seen_ms: u64,
 }
 
 /// A node found on the LAN by mDNS. `verified`: a libp2p connection proved its peer id (mDNS

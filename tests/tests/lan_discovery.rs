@@ -1,7 +1,9 @@
 //! Scenario (network namespaces on one bridge, no configuration): three nodes announce
 //! themselves with mDNS and find each other within 2 s; each one's admin sees the other two as
 //! nearby, verified by a libp2p connection to the announced peer id; `/healthz` reports the
-//! node's peer id and p2p listen addresses. A node taken off the LAN is dropped from the list
+//! node's peer id and p2p listen addresses. Links: two nodes sharing a community secret link by
+//! themselves, the third does not; admins link by approving a nearby node on both sides, or by
+//! address; unlinking is seen on both sides. A node taken off the LAN is dropped from the list
 //! when it says goodbye.
 
 use std::io::{BufRead, BufReader};
@@ -26,13 +28,14 @@ impl Drop for LanNode {
     }
 }
 
-fn start(lan: &Lan, n: usize, dir: &std::path::Path) -> anyhow::Result<LanNode> {
+fn start(lan: &Lan, n: usize, dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<LanNode> {
     let log = std::fs::File::create(dir.join(format!("node{n}.log")))?;
     let mut child = lan
         .command(n, &veche_bin())
         .args(["run", "--data-dir"])
         .arg(dir.join(format!("node{n}")))
         .args(["--http", &format!("{}:7800", lan.addr(n)), "--name", &format!("Library {n}")])
+        .args(extra)
         .env("VECHE_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
@@ -92,7 +95,9 @@ fn three_nodes_find_each_other_on_a_lan() -> anyhow::Result<()> {
     let tmp = TempDir::new("lan");
     let lan = Lan::new(77, 3).context("creating network namespaces (needs root and iproute2)")?;
     let started = Instant::now();
-    let nodes: Vec<LanNode> = (1..=3).map(|n| start(&lan, n, tmp.path())).collect::<anyhow::Result<_>>()?;
+    // Nodes 1 and 3 share a community secret; node 2 has none.
+    let extra = |n: usize| if n == 2 { vec![] } else { vec!["--community-secret", "Pine Street readers"] };
+    let nodes: Vec<LanNode> = (1..=3).map(|n| start(&lan, n, tmp.path(), &extra(n))).collect::<anyhow::Result<_>>()?;
     let all_listening = started.elapsed();
     for n in 1..=3 {
         client(&lan, n, tmp.path(), &["register", "--name", "Admin", "--invite", &nodes[n - 1].admin_link])?;
@@ -151,6 +156,8 @@ fn three_nodes_find_each_other_on_a_lan() -> anyhow::Result<()> {
         run_client(&lan, 1, tmp.path(), "member", &["admin", "nearby"]).expect_err("a member was shown nodes");
     assert_eq!(refused["code"], "Forbidden", "{refused}");
 
+    links(&lan, tmp.path(), &nodes)?;
+
     // Node 3 shuts down gracefully: its goodbye takes it off the others' lists.
     let mut nodes = nodes;
     let mut third = nodes.pop().unwrap();
@@ -166,5 +173,65 @@ fn three_nodes_find_each_other_on_a_lan() -> anyhow::Result<()> {
         assert!(Instant::now() < deadline, "node 3 still listed after its goodbye: {seen:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(())
+}
+
+/// Each node's links: peer id -> state.
+fn link_states(lan: &Lan, dir: &std::path::Path, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let list = client(lan, n, dir, &["admin", "links"])?["links"].as_array().cloned().unwrap_or_default();
+    let mut out: Vec<(String, String)> = list
+        .iter()
+        .map(|l| (l["peer_id"].as_str().unwrap().to_string(), l["state"].as_str().unwrap().to_string()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check()? {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn links(lan: &Lan, dir: &std::path::Path, nodes: &[LanNode]) -> anyhow::Result<()> {
+    let peer = |n: usize| nodes[n - 1].peer_id.clone();
+    let state_of = |n: usize, other: usize| -> anyhow::Result<Option<String>> {
+        Ok(link_states(lan, dir, n)?.into_iter().find(|(p, _)| *p == peer(other)).map(|(_, s)| s))
+    };
+    // 1 and 3 share a secret: linked on both sides without anyone approving.
+    let t = Instant::now();
+    wait_for("the community link 1-3", || {
+        Ok(state_of(1, 3)?.as_deref() == Some("linked") && state_of(3, 1)?.as_deref() == Some("linked"))
+    })?;
+    eprintln!("community link 1-3 up {:?} after the check started", t.elapsed());
+    // 2 has no secret: 3's automatic request was refused and left nothing behind.
+    assert_eq!(state_of(2, 3)?, None);
+    assert_eq!(state_of(3, 2)?, None);
+
+    // Admin of 1 approves nearby node 2; 2's admin sees the request and approves too.
+    let made = client(lan, 1, dir, &["admin", "link", &peer(2)])?;
+    assert_eq!(made["state"], "waiting-for-them", "{made}");
+    assert_eq!(made["name"], "Library 2");
+    assert_eq!(state_of(2, 1)?.as_deref(), Some("waiting-for-us"));
+    let made = client(lan, 2, dir, &["admin", "link", &peer(1)])?;
+    assert_eq!(made["state"], "linked", "{made}");
+    assert_eq!(made["connected"], true);
+    assert_eq!(state_of(1, 2)?.as_deref(), Some("linked"));
+
+    // Linking by address (what an admin pastes from another admin).
+    let address = format!("/ip4/{}/udp/7801/quic-v1/p2p/{}", lan.addr(3), peer(3));
+    assert_eq!(client(lan, 2, dir, &["admin", "link", &address])?["state"], "waiting-for-them");
+    assert_eq!(state_of(3, 2)?.as_deref(), Some("waiting-for-us"));
+
+    // Node 1 unlinks 2: gone from 1, and 2 sees that 1 no longer approves.
+    client(lan, 1, dir, &["admin", "unlink", &peer(2)])?;
+    assert_eq!(state_of(1, 2)?, None);
+    assert_eq!(state_of(2, 1)?.as_deref(), Some("waiting-for-them"));
+    // Bad targets get clear errors.
+    let refused = run_client(lan, 1, dir, "admin", &["admin", "link", "not-a-peer"]).expect_err("bad target accepted");
+    assert_eq!(refused["code"], "BadRequest", "{refused}");
     Ok(())
 }

@@ -143,6 +143,11 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             ok(chats::update(&node, session, group, name, description).await)
         }
         Request::Nearby => reply(crate::service::federation::nearby(&node, session).await.map(Response::Nearby)),
+        Request::Links => reply(crate::service::federation::links(&node, session).await.map(Response::Links)),
+        Request::Link { target } => {
+            reply(crate::service::federation::link(&node, session, target).await.map(Response::Link))
+        }
+        Request::Unlink { peer_id } => ok(crate::service::federation::unlink(&node, session, peer_id).await),
         Request::KeyPackageCount => reply(accounts::key_package_count(&node, &session).map(Response::KeyPackageCount)),
     }
 }

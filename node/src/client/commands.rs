@@ -80,6 +80,12 @@ pub enum Command {
 pub enum AdminCommand {
     /// Other Veche nodes found on the LAN (mDNS), and whether a connection proved their id.
     Nearby,
+    /// Links with other nodes: linked, waiting for them, waiting for us.
+    Links,
+    /// Approve a link: a nearby node's peer id, or an address `<multiaddr>/p2p/<peer id>`.
+    Link { target: String },
+    /// Remove a link.
+    Unlink { peer_id: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -204,6 +210,23 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join("\n")
             });
+        }
+        Command::Admin(AdminCommand::Links) => {
+            let Response::Links(links) = session.call(Request::Links).await? else { bail!("unexpected answer") };
+            let list: Vec<Value> = links.iter().map(link_json).collect();
+            print(json_mode, json!({"links": list}), || {
+                links.iter().map(|l| format!("{} {} {:?}", l.peer_id, l.name, l.state)).collect::<Vec<_>>().join("\n")
+            });
+        }
+        Command::Admin(AdminCommand::Link { target }) => {
+            let Response::Link(link) = session.call(Request::Link { target }).await? else {
+                bail!("unexpected answer")
+            };
+            print(json_mode, link_json(&link), || format!("{} {} {:?}", link.peer_id, link.name, link.state));
+        }
+        Command::Admin(AdminCommand::Unlink { peer_id }) => {
+            session.call(Request::Unlink { peer_id: peer_id.clone() }).await?;
+            print(json_mode, json!({"unlinked": peer_id}), || format!("unlinked {peer_id}"));
         }
         Command::Chats => {
             let Response::Chats(chats) = session.call(Request::Chats).await? else { bail!("unexpected answer") };
@@ -377,6 +400,16 @@ fn random_group() -> anyhow::Result<GroupId> {
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     Ok(GroupId(id))
+}
+
+fn link_json(l: &veche_protocol::wire::LinkInfo) -> Value {
+    let state = match l.state {
+        veche_protocol::wire::LinkState::Linked => "linked",
+        veche_protocol::wire::LinkState::WaitingForThem => "waiting-for-them",
+        veche_protocol::wire::LinkState::WaitingForUs => "waiting-for-us",
+    };
+    json!({"peer_id": l.peer_id, "name": l.name, "state": state, "addrs": l.addrs, "connected": l.connected,
+           "last_seen_ms": l.last_seen_ms})
 }
 
 fn chat_json(c: &ChatInfo) -> Value {

@@ -7,21 +7,27 @@
 
 mod mdns;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
 use libp2p::futures::StreamExt;
 use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
+use veche_protocol::federation::{LINK_PROTOCOL, LinkMessage, LinkReply, MAX_LINK_MESSAGE_BYTES};
 
 /// Protocol version announced to other nodes (identify and mDNS).
 pub const PROTOCOL: &str = "/veche/1";
 /// Commands queued to the swarm task at most.
 const COMMAND_QUEUE: usize = 64;
+/// Events queued to the federation service at most (more are dropped, with a warning).
+const EVENT_QUEUE: usize = 256;
+/// Link requests from other nodes waiting for the federation service's answer at most.
+const MAX_PENDING_INBOUND: usize = 64;
 
 /// Settings of the node's p2p side.
 #[derive(Debug, Clone)]
@@ -60,6 +66,29 @@ pub struct Status {
 enum Command {
     Status(oneshot::Sender<Status>),
     Shutdown(oneshot::Sender<()>),
+    /// Sends a link message (dialing `addrs` if needed) and hands back the answer.
+    Send {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        message: LinkMessage,
+        reply: oneshot::Sender<Result<LinkReply, String>>,
+    },
+    /// Answers an inbound link message.
+    Respond {
+        id: u64,
+        reply: LinkReply,
+    },
+}
+
+/// What the swarm task tells the federation service.
+#[derive(Debug)]
+pub enum P2pEvent {
+    /// Another node sent a link message; answer it with [`P2pHandle::respond`].
+    Link { id: u64, peer: PeerId, addr: Multiaddr, message: LinkMessage },
+    /// A nearby node's announced peer id was proven by a connection.
+    NearbyVerified(Nearby),
+    /// A connection to this peer opened.
+    Connected(PeerId),
 }
 
 /// The node's way to the swarm task.
@@ -78,6 +107,22 @@ impl P2pHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// Sends a link message to another node; its answer, or why there is none.
+    pub async fn send(&self, peer: PeerId, addrs: Vec<Multiaddr>, message: LinkMessage) -> Result<LinkReply, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Send { peer, addrs, message, reply }).await.map_err(|_| "p2p stopped".to_string())?;
+        match tokio::time::timeout(Duration::from_secs(15), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("p2p stopped".into()),
+            Err(_) => Err("no answer within 15 s".into()),
+        }
+    }
+
+    /// Answers the inbound link message `id`.
+    pub async fn respond(&self, id: u64, reply: LinkReply) {
+        let _ = self.tx.send(Command::Respond { id, reply }).await;
+    }
+
     /// Withdraws the mDNS announcement and stops the swarm task.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
@@ -91,19 +136,34 @@ impl P2pHandle {
 struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    link: request_response::cbor::Behaviour<LinkMessage, LinkReply>,
 }
 
-/// Starts listening on the configured port (UDP/QUIC and TCP) and spawns the swarm task.
-pub async fn start(keypair: libp2p::identity::Keypair, config: P2pConfig) -> anyhow::Result<P2pHandle> {
+/// Starts listening on the configured port (UDP/QUIC and TCP) and spawns the swarm task. Events
+/// for the federation service come out of the returned receiver.
+pub async fn start(
+    keypair: libp2p::identity::Keypair,
+    config: P2pConfig,
+) -> anyhow::Result<(P2pHandle, mpsc::Receiver<P2pEvent>)> {
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .context("p2p TCP transport")?
         .with_quic()
-        .with_behaviour(|key| Behaviour {
-            identify: identify::Behaviour::new(identify::Config::new(PROTOCOL.into(), key.public())),
-            ping: ping::Behaviour::default(),
+        .with_behaviour(|key| {
+            let codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_LINK_MESSAGE_BYTES as u64)
+                .set_response_size_maximum(MAX_LINK_MESSAGE_BYTES as u64);
+            Behaviour {
+                identify: identify::Behaviour::new(identify::Config::new(PROTOCOL.into(), key.public())),
+                ping: ping::Behaviour::default(),
+                link: request_response::Behaviour::with_codec(
+                    codec,
+                    [(StreamProtocol::new(LINK_PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                ),
+            }
         })
         .context("p2p behaviour")?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
@@ -118,6 +178,7 @@ pub async fn start(keypair: libp2p::identity::Keypair, config: P2pConfig) -> any
         }
     }
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
     let mdns = if config.mdns {
         match mdns::Mdns::start(peer_id, &config) {
             Ok(m) => Some(m),
@@ -129,9 +190,20 @@ pub async fn start(keypair: libp2p::identity::Keypair, config: P2pConfig) -> any
     } else {
         None
     };
-    let task = SwarmTask { swarm, rx, mdns, nearby: BTreeMap::new(), ports: (None, None), peer_id };
+    let task = SwarmTask {
+        swarm,
+        rx,
+        events,
+        mdns,
+        nearby: BTreeMap::new(),
+        ports: (None, None),
+        peer_id,
+        inbound: HashMap::new(),
+        next_inbound: 0,
+        outbound: HashMap::new(),
+    };
     tokio::spawn(task.run());
-    Ok(P2pHandle { tx })
+    Ok((P2pHandle { tx }, events_rx))
 }
 
 struct SwarmTask {
@@ -142,6 +214,12 @@ struct SwarmTask {
     /// Bound (QUIC, TCP) ports, known once listening; announced over mDNS.
     ports: (Option<u16>, Option<u16>),
     peer_id: PeerId,
+    events: mpsc::Sender<P2pEvent>,
+    /// Inbound link messages waiting for the federation service's answer.
+    inbound: HashMap<u64, ResponseChannel<LinkReply>>,
+    next_inbound: u64,
+    /// Our link messages waiting for the other node's answer.
+    outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<LinkReply, String>>>,
 }
 
 impl SwarmTask {
@@ -158,6 +236,15 @@ impl SwarmTask {
                 command = self.rx.recv() => match command {
                     Some(Command::Status(reply)) => {
                         let _ = reply.send(self.status());
+                    }
+                    Some(Command::Send { peer, addrs, message, reply }) => {
+                        let id = self.swarm.behaviour_mut().link.send_request_with_addresses(&peer, message, addrs);
+                        self.outbound.insert(id, reply);
+                    }
+                    Some(Command::Respond { id, reply }) => {
+                        if let Some(channel) = self.inbound.remove(&id) {
+                            let _ = self.swarm.behaviour_mut().link.send_response(channel, reply);
+                        }
                     }
                     Some(Command::Shutdown(reply)) => {
                         if let Some(mdns) = self.mdns.take() {
@@ -206,18 +293,74 @@ impl SwarmTask {
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "p2p connected");
+                let _ = self.emit(P2pEvent::Connected(peer_id));
                 if let Some(nearby) = self.nearby.get_mut(&peer_id)
                     && !nearby.verified
                 {
                     nearby.verified = true;
                     tracing::info!(peer = %peer_id, name = %nearby.name, "nearby node verified");
+                    let verified = nearby.clone();
+                    let _ = self.emit(P2pEvent::NearbyVerified(verified));
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Link(event)) => self.on_link(event),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, error = %error, "p2p dial failed");
             }
             _ => {}
         }
+    }
+
+    /// Hands an event to the federation service without ever blocking the swarm. False if it
+    /// had to be dropped.
+    fn emit(&self, event: P2pEvent) -> bool {
+        match self.events.try_send(event) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "federation service is behind; p2p event dropped");
+                false
+            }
+        }
+    }
+
+    fn on_link(&mut self, event: request_response::Event<LinkMessage, LinkReply>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                if self.inbound.len() >= MAX_PENDING_INBOUND {
+                    let _ = self.swarm.behaviour_mut().link.send_response(channel, LinkReply::Refused("busy".into()));
+                    return;
+                }
+                let id = self.next_inbound;
+                self.next_inbound += 1;
+                self.inbound.insert(id, channel);
+                let addr = self.remote_addr(&peer);
+                if !self.emit(P2pEvent::Link { id, peer, addr, message: request })
+                    && let Some(channel) = self.inbound.remove(&id)
+                {
+                    let _ = self.swarm.behaviour_mut().link.send_response(channel, LinkReply::Refused("busy".into()));
+                }
+            }
+            Event::Message { message: Message::Response { request_id, response }, .. } => {
+                if let Some(reply) = self.outbound.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.outbound.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound link message failed");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// An address the peer was seen at: its announced LAN address if nearby, else empty.
+    fn remote_addr(&self, peer: &PeerId) -> Multiaddr {
+        self.nearby.get(peer).and_then(|n| n.addrs.first().cloned()).unwrap_or_else(Multiaddr::empty)
     }
 
     fn on_mdns(&mut self, found: mdns::Found) {

@@ -1,9 +1,24 @@
-//! What node admins see of other nodes. (Linking and relaying come next.)
+//! Links with other nodes: what admins see and approve, and the link messages nodes exchange.
+//!
+//! A link is stored per peer id (`LINKS`) with two approvals: ours (our admin, or a shared
+//! community secret) and theirs (they asked us, or answered `Linked`). It is up when both are
+//! set. Carrying chats over links comes next; today a link is the admins' agreement.
+
+use hmac::{Hmac, Mac};
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use veche_protocol::federation::{LinkMessage, LinkReply};
+use veche_protocol::wire::{ErrorCode, LinkInfo, LinkState, NearbyNode};
 
 use super::{ApiResult, Node, OrInternal, Session, err};
-use crate::store::records::{self, Account};
-use crate::store::tables::ACCOUNTS;
-use veche_protocol::wire::{ErrorCode, NearbyNode};
+use crate::p2p::{P2pEvent, P2pHandle};
+use crate::store::records::{self, Account, Link, now_ms};
+use crate::store::tables::{ACCOUNTS, LINKS};
+
+/// Links waiting for our admin at most; further requests are refused.
+const MAX_WAITING_FOR_US: usize = 100;
 
 /// Whether the session's account is a node admin.
 fn is_admin(node: &Node, session: &Session) -> ApiResult<bool> {
@@ -12,11 +27,106 @@ fn is_admin(node: &Node, session: &Session) -> ApiResult<bool> {
     Ok(account.is_some_and(|a| a.node_admin))
 }
 
+fn require_admin(node: &Node, session: &Session) -> ApiResult<()> {
+    if !is_admin(node, session)? {
+        return err(ErrorCode::Forbidden, "only node admins manage links to other nodes");
+    }
+    Ok(())
+}
+
+fn p2p(node: &Node) -> ApiResult<&P2pHandle> {
+    node.p2p.as_ref().ok_or_else(|| veche_protocol::wire::ApiError::new(ErrorCode::Internal, "p2p is not running"))
+}
+
+/// HMAC-SHA256 keyed by the community secret over "veche/community/v1", the sender's and the
+/// receiver's peer ids: proves the sender knows the secret, for this pair only.
+pub fn community_proof(secret: &str, from: &PeerId, to: &PeerId) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    for part in [b"veche/community/v1".as_slice(), &from.to_bytes(), &to.to_bytes()] {
+        mac.update(&(part.len() as u32).to_be_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn verify_proof(secret: &str, from: &PeerId, to: &PeerId, proof: &[u8]) -> bool {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    for part in [b"veche/community/v1".as_slice(), &from.to_bytes(), &to.to_bytes()] {
+        mac.update(&(part.len() as u32).to_be_bytes());
+        mac.update(part);
+    }
+    mac.verify_slice(proof).is_ok()
+}
+
+fn state(link: &Link) -> Option<LinkState> {
+    match (link.we_approved, link.they_approved) {
+        (true, true) => Some(LinkState::Linked),
+        (true, false) => Some(LinkState::WaitingForThem),
+        (false, true) => Some(LinkState::WaitingForUs),
+        (false, false) => None,
+    }
+}
+
+fn load(node: &Node, peer: &str) -> ApiResult<Option<Link>> {
+    let txn = node.store.read().or_internal()?;
+    records::get(&txn.open_table(LINKS).or_internal()?, peer)
+}
+
+fn all(node: &Node) -> ApiResult<Vec<(String, Link)>> {
+    use redb::ReadableTable;
+    let txn = node.store.read().or_internal()?;
+    let table = txn.open_table(LINKS).or_internal()?;
+    let mut out = Vec::new();
+    for row in table.iter().or_internal()? {
+        let (key, value) = row.or_internal()?;
+        out.push((key.value().to_string(), records::decode(value.value())?));
+    }
+    Ok(out)
+}
+
+/// Changes a link atomically (read, change, write in one writer job); deletes it when neither
+/// side approves any more. Returns the link as written.
+async fn update(
+    node: &Node,
+    peer: String,
+    change: impl FnOnce(Option<Link>) -> Option<Link> + Send + 'static,
+) -> ApiResult<Option<Link>> {
+    node.writer
+        .run(move |ctx| {
+            let current: Option<Link> = records::get(&ctx.read().open_table(LINKS).or_internal()?, peer.as_str())?;
+            let next = change(current).filter(|l| state(l).is_some());
+            let mut table = ctx.write().open_table(LINKS).or_internal()?;
+            match &next {
+                Some(link) => table.insert(peer.as_str(), records::encode(link).as_slice()).or_internal()?,
+                None => table.remove(peer.as_str()).or_internal()?,
+            };
+            Ok(next)
+        })
+        .await
+}
+
+fn new_link(name: String) -> Link {
+    Link { name, addrs: Vec::new(), we_approved: false, they_approved: false, created_ms: now_ms(), last_seen_ms: 0 }
+}
+
+async fn info(node: &Node, peer: &str, link: &Link) -> Option<LinkInfo> {
+    let connected = match (&node.p2p, peer.parse::<PeerId>()) {
+        (Some(p2p), Ok(id)) => p2p.status().await.connected.contains(&id),
+        _ => false,
+    };
+    Some(LinkInfo {
+        peer_id: peer.to_string(),
+        name: link.name.clone(),
+        state: state(link)?,
+        addrs: link.addrs.clone(),
+        connected,
+        last_seen_ms: link.last_seen_ms,
+    })
+}
+
 /// Nodes found on the LAN, newest first (node admins only).
 pub async fn nearby(node: &Node, session: Session) -> ApiResult<Vec<NearbyNode>> {
-    if !is_admin(node, &session)? {
-        return err(ErrorCode::Forbidden, "only node admins see other nodes");
-    }
+    require_admin(node, &session)?;
     let Some(p2p) = &node.p2p else { return Ok(Vec::new()) };
     let status = p2p.status().await;
     let mut list: Vec<NearbyNode> = status
@@ -34,4 +144,259 @@ pub async fn nearby(node: &Node, session: Session) -> ApiResult<Vec<NearbyNode>>
         .collect();
     list.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then_with(|| a.peer_id.cmp(&b.peer_id)));
     Ok(list)
+}
+
+/// This node's links and requests (node admins only).
+pub async fn links(node: &Node, session: Session) -> ApiResult<Vec<LinkInfo>> {
+    require_admin(node, &session)?;
+    let mut out = Vec::new();
+    for (peer, link) in all(node)? {
+        if let Some(info) = info(node, &peer, &link).await {
+            out.push(info);
+        }
+    }
+    Ok(out)
+}
+
+/// `target`: a peer id (of a nearby node or an existing request) or `<multiaddr>/p2p/<peer id>`.
+fn parse_target(target: &str) -> ApiResult<(PeerId, Option<Multiaddr>)> {
+    let target = target.trim();
+    if let Ok(peer) = target.parse::<PeerId>() {
+        return Ok((peer, None));
+    }
+    let bad =
+        || veche_protocol::wire::ApiError::new(ErrorCode::BadRequest, "give a peer id or <multiaddr>/p2p/<peer id>");
+    let mut addr: Multiaddr = target.parse().map_err(|_| bad())?;
+    match addr.pop() {
+        Some(Protocol::P2p(peer)) => Ok((peer, Some(addr))),
+        _ => Err(bad()),
+    }
+}
+
+/// Our admin approves a link and asks the other node.
+pub async fn link(node: &Node, session: Session, target: String) -> ApiResult<LinkInfo> {
+    require_admin(node, &session)?;
+    let p2p = p2p(node)?;
+    let (peer, addr) = parse_target(&target)?;
+    if peer.to_string() == node.info.node_id {
+        return err(ErrorCode::BadRequest, "that is this node");
+    }
+    let key = peer.to_string();
+    let status = p2p.status().await;
+    let nearby = status.nearby.iter().find(|n| n.peer_id == peer).cloned();
+    let known = load(node, &key)?;
+    let mut addrs: Vec<Multiaddr> = known.iter().flat_map(|l| l.addrs.iter().filter_map(|a| a.parse().ok())).collect();
+    addrs.extend(addr);
+    addrs.extend(nearby.as_ref().map(|n| n.addrs.clone()).unwrap_or_default());
+    addrs.sort();
+    addrs.dedup();
+    if addrs.is_empty() && !status.connected.contains(&peer) {
+        return err(ErrorCode::NotFound, "that node is not nearby: give its address (<multiaddr>/p2p/<peer id>)");
+    }
+    let addr_strings: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let name = nearby.map(|n| n.name).unwrap_or_default();
+    update(node, key.clone(), move |current| {
+        let mut link = current.unwrap_or_else(|| new_link(name));
+        link.addrs = addr_strings;
+        link.we_approved = true;
+        Some(link)
+    })
+    .await?;
+    let message = LinkMessage::Request { name: node.info.name.clone(), http_port: node.info.http_port, proof: None };
+    let answer = p2p.send(peer, addrs, message).await;
+    let they = match answer {
+        Ok(LinkReply::Linked) => Some(true),
+        Ok(LinkReply::Pending) => Some(false),
+        Ok(LinkReply::Refused(reason)) => {
+            tracing::info!(peer = %peer, %reason, "link refused");
+            None
+        }
+        Ok(LinkReply::Unlinked) => None,
+        Err(e) => {
+            tracing::info!(peer = %peer, error = %e, "could not reach the node to link; ask again later");
+            None
+        }
+    };
+    let link = update(node, key.clone(), move |current| {
+        let mut link = current?;
+        if let Some(they) = they {
+            link.they_approved = they;
+            link.last_seen_ms = now_ms();
+        }
+        Some(link)
+    })
+    .await?;
+    match link {
+        Some(link) => info(node, &key, &link)
+            .await
+            .ok_or_else(|| veche_protocol::wire::ApiError::new(ErrorCode::Internal, "link lost")),
+        None => err(ErrorCode::Conflict, "the link was removed meanwhile"),
+    }
+}
+
+/// Our admin removes a link (and tells the other node, if it can be reached).
+pub async fn unlink(node: &Node, session: Session, peer_id: String) -> ApiResult<()> {
+    require_admin(node, &session)?;
+    let (peer, _) = parse_target(&peer_id)?;
+    let key = peer.to_string();
+    let Some(link) = load(node, &key)? else { return err(ErrorCode::NotFound, "no link with that node") };
+    update(node, key, |_| None).await?;
+    let addrs = link.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+    if let Err(e) = p2p(node)?.send(peer, addrs, LinkMessage::Unlink).await {
+        tracing::info!(peer = %peer, error = %e, "could not tell the node it was unlinked");
+    }
+    Ok(())
+}
+
+/// Handles what the swarm task reports, for the life of the node.
+pub async fn run(node: Node, mut events: mpsc::Receiver<P2pEvent>) {
+    while let Some(event) = events.recv().await {
+        let result = match event {
+            P2pEvent::Link { id, peer, addr, message } => on_message(&node, id, peer, addr, message).await,
+            P2pEvent::NearbyVerified(nearby) => {
+                // Asking the other node waits for its answer: never block this loop on it (the
+                // other node may be asking us at the same moment).
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = on_nearby(&node, nearby.peer_id, nearby.addrs).await {
+                        tracing::warn!(error = %e.message, "automatic link");
+                    }
+                });
+                Ok(())
+            }
+            P2pEvent::Connected(peer) => touch(&node, peer).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e.message, "federation event");
+        }
+    }
+}
+
+async fn touch(node: &Node, peer: PeerId) -> ApiResult<()> {
+    let key = peer.to_string();
+    if load(node, &key)?.is_some() {
+        update(node, key, |current| {
+            current.map(|mut link| {
+                link.last_seen_ms = now_ms();
+                link
+            })
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Another node sent a link message.
+async fn on_message(node: &Node, id: u64, peer: PeerId, addr: Multiaddr, message: LinkMessage) -> ApiResult<()> {
+    let Some(p2p) = &node.p2p else { return Ok(()) };
+    let me: PeerId = node.info.node_id.parse().or_internal()?;
+    let key = peer.to_string();
+    let existing = load(node, &key)?;
+    let reply = match message {
+        LinkMessage::Request { name, http_port: _, proof } => {
+            let by_secret = match (&node.info.community_secret, &proof) {
+                (Some(secret), Some(proof)) => verify_proof(secret, &peer, &me, proof),
+                _ => false,
+            };
+            if proof.is_some() && !by_secret {
+                // An automatic request: only a matching secret may approve it.
+                LinkReply::Refused("no shared community secret".into())
+            } else {
+                let waiting = all(node)?.iter().filter(|(_, l)| state(l) == Some(LinkState::WaitingForUs)).count();
+                if existing.is_none() && waiting >= MAX_WAITING_FOR_US {
+                    LinkReply::Refused("too many link requests are waiting".into())
+                } else {
+                    let addr = (!addr.is_empty()).then(|| addr.to_string());
+                    let name: String = name.chars().take(100).collect();
+                    let link = update(node, key, move |current| {
+                        let mut link = current.unwrap_or_else(|| new_link(String::new()));
+                        link.name = name;
+                        if let Some(addr) = addr
+                            && !link.addrs.contains(&addr)
+                        {
+                            link.addrs.push(addr);
+                        }
+                        link.they_approved = true;
+                        link.we_approved |= by_secret;
+                        link.last_seen_ms = now_ms();
+                        Some(link)
+                    })
+                    .await?;
+                    let linked = link.is_some_and(|l| l.we_approved);
+                    tracing::info!(%peer, linked, by_secret, "link request");
+                    if linked { LinkReply::Linked } else { LinkReply::Pending }
+                }
+            }
+        }
+        LinkMessage::Unlink => {
+            if existing.is_some() {
+                update(node, key, |current| {
+                    current.map(|link| Link { they_approved: false, last_seen_ms: now_ms(), ..link })
+                })
+                .await?;
+            }
+            LinkReply::Unlinked
+        }
+    };
+    p2p.respond(id, reply).await;
+    Ok(())
+}
+
+/// A nearby node was verified: with a community secret, link with it automatically.
+async fn on_nearby(node: &Node, peer: PeerId, addrs: Vec<Multiaddr>) -> ApiResult<()> {
+    let (Some(secret), Some(p2p)) = (&node.info.community_secret, &node.p2p) else { return Ok(()) };
+    let key = peer.to_string();
+    let existing = load(node, &key)?;
+    if existing.as_ref().and_then(state) == Some(LinkState::Linked) {
+        return Ok(());
+    }
+    let me: PeerId = node.info.node_id.parse().or_internal()?;
+    let proof = community_proof(secret, &me, &peer);
+    let message =
+        LinkMessage::Request { name: node.info.name.clone(), http_port: node.info.http_port, proof: Some(proof) };
+    if let Ok(LinkReply::Linked) = p2p.send(peer, addrs.clone(), message).await {
+        let name =
+            p2p.status().await.nearby.into_iter().find(|n| n.peer_id == peer).map(|n| n.name).unwrap_or_default();
+        let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        update(node, key, move |current| {
+            let mut link = current.unwrap_or_else(|| new_link(String::new()));
+            if !name.is_empty() {
+                link.name = name;
+            }
+            link.addrs = addrs;
+            link.we_approved = true;
+            link.they_approved = true;
+            link.last_seen_ms = now_ms();
+            Some(link)
+        })
+        .await?;
+        tracing::info!(%peer, "linked by community secret");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn community_proofs_bind_the_secret_and_both_peers() {
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let proof = community_proof("town secret", &a, &b);
+        assert!(verify_proof("town secret", &a, &b, &proof));
+        assert!(!verify_proof("other secret", &a, &b, &proof));
+        assert!(!verify_proof("town secret", &b, &a, &proof), "direction matters");
+        assert!(!verify_proof("town secret", &a, &c, &proof), "bound to the receiver");
+        assert!(!verify_proof("town secret", &a, &b, &proof[..31]));
+    }
+
+    #[test]
+    fn targets() {
+        let peer = PeerId::random();
+        assert_eq!(parse_target(&peer.to_string()).unwrap(), (peer, None));
+        let (p, addr) = parse_target(&format!("/ip4/10.0.0.2/udp/7801/quic-v1/p2p/{peer}")).unwrap();
+        assert_eq!((p, addr.unwrap().to_string()), (peer, "/ip4/10.0.0.2/udp/7801/quic-v1".to_string()));
+        assert!(parse_target("/ip4/10.0.0.2/udp/7801/quic-v1").is_err());
+        assert!(parse_target("nonsense").is_err());
+    }
 }

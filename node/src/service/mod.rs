@@ -35,6 +35,9 @@ pub struct NodeInfo {
     pub name: String,
     pub registration: RegistrationPolicy,
     pub version: &'static str,
+    pub http_port: u16,
+    /// Shared by the nodes of one community: nearby nodes that have it link automatically.
+    pub community_secret: Option<String>,
 }
 
 /// A signed-in device.

@@ -116,6 +116,8 @@ mod tests {
             name: "test".into(),
             registration: RegistrationPolicy::Open,
             version: "0",
+            http_port: 0,
+            community_secret: None,
         };
         Node { store, writer, hub, metrics: Arc::new(Metrics::default()), info: Arc::new(info), p2p: None }
     }

@@ -96,6 +96,20 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// A link with another node (or a request for one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub name: String,
+    /// Multiaddrs to reach it, without the `/p2p/` part.
+    pub addrs: Vec<String>,
+    /// Our admin approved (or a shared community secret did).
+    pub we_approved: bool,
+    /// The other node's admin approved (it asked us, or answered `Linked`).
+    pub they_approved: bool,
+    pub created_ms: u64,
+    pub last_seen_ms: u64,
+}
+
 /// Reads and decodes one record.
 pub fn get<'k, K, T, Tbl>(table: &Tbl, key: impl std::borrow::Borrow<K::SelfType<'k>>) -> Result<Option<T>, ApiError>
 where

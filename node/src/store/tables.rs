@@ -31,6 +31,8 @@ pub const INVITES: TableDefinition<[u8; 8], &[u8]> = TableDefinition::new("invit
 /// (group, sha256 of the MLS message) -> seq: a device that retries after losing the node's
 /// answer gets the original sequence number instead of a duplicate.
 pub const DEDUP: TableDefinition<([u8; 16], [u8; 32]), u64> = TableDefinition::new("dedup");
+/// peer id of another node -> records::Link
+pub const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links");
 /// counter name -> value (metrics that survive restarts)
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
@@ -51,5 +53,6 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(INVITES)?;
     txn.open_table(COUNTERS)?;
     txn.open_table(DEDUP)?;
+    txn.open_table(LINKS)?;
     Ok(())
 }
