@@ -65,8 +65,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for url in &urls {
         println!("listening: {url}");
     }
-    for addr in p2p.status().await.listen_addrs {
-        println!("p2p: {addr}/p2p/{node_id}");
+    for addr in crate::p2p::shareable_addrs(&p2p.status().await.listen_addrs, &node_id) {
+        println!("node address: {addr}");
     }
     if config.registration != crate::config::Registration::Open
         && let Some((invite, secret)) = crate::service::invites::create_admin_invite(&node).await?

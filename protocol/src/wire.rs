@@ -225,8 +225,16 @@ pub enum Response {
     GroupInfo(Vec<u8>),
     KeyPackageCount(u32),
     Nearby(Vec<NearbyNode>),
-    Links(Vec<LinkInfo>),
+    Links(LinksInfo),
     Link(LinkInfo),
+}
+
+/// This node's links, and the addresses another admin can link to it by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinksInfo {
+    /// `<multiaddr>/p2p/<peer id>` for each interface address this node listens on.
+    pub own_addrs: Vec<String>,
+    pub links: Vec<LinkInfo>,
 }
 
 /// Where a link between two nodes stands.

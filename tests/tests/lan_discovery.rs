@@ -222,7 +222,10 @@ fn links(lan: &Lan, dir: &std::path::Path, nodes: &[LanNode]) -> anyhow::Result<
     assert_eq!(state_of(1, 2)?.as_deref(), Some("linked"));
 
     // Linking by address (what an admin pastes from another admin).
+    // Node 3's admin reads its shareable addresses and hands one to node 2's admin.
+    let own = client(lan, 3, dir, &["admin", "links"])?["own_addrs"].as_array().cloned().unwrap_or_default();
     let address = format!("/ip4/{}/udp/7801/quic-v1/p2p/{}", lan.addr(3), peer(3));
+    assert!(own.iter().any(|a| a == address.as_str()), "node 3's addresses: {own:?}");
     assert_eq!(client(lan, 2, dir, &["admin", "link", &address])?["state"], "waiting-for-them");
     assert_eq!(state_of(3, 2)?.as_deref(), Some("waiting-for-us"));
 

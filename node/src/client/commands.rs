@@ -212,10 +212,12 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             });
         }
         Command::Admin(AdminCommand::Links) => {
-            let Response::Links(links) = session.call(Request::Links).await? else { bail!("unexpected answer") };
-            let list: Vec<Value> = links.iter().map(link_json).collect();
-            print(json_mode, json!({"links": list}), || {
-                links.iter().map(|l| format!("{} {} {:?}", l.peer_id, l.name, l.state)).collect::<Vec<_>>().join("\n")
+            let Response::Links(info) = session.call(Request::Links).await? else { bail!("unexpected answer") };
+            let list: Vec<Value> = info.links.iter().map(link_json).collect();
+            print(json_mode, json!({"own_addrs": info.own_addrs, "links": list}), || {
+                let mut lines = vec![format!("this node: {}", info.own_addrs.join(" "))];
+                lines.extend(info.links.iter().map(|l| format!("{} {} {:?}", l.peer_id, l.name, l.state)));
+                lines.join("\n")
             });
         }
         Command::Admin(AdminCommand::Link { target }) => {

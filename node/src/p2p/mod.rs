@@ -55,6 +55,45 @@ pub struct Nearby {
     pub verified: bool,
 }
 
+/// Addresses another admin can dial: the listen addresses with an unspecified IP replaced by
+/// each IPv4 interface address (LAN ones first), each ending in `/p2p/<peer id>`.
+pub fn shareable_addrs(listen: &[Multiaddr], peer: &str) -> Vec<String> {
+    let mut ips: Vec<std::net::Ipv4Addr> = if_addrs::get_if_addrs()
+        .map(|addrs| {
+            addrs
+                .into_iter()
+                .filter_map(|a| match a.ip() {
+                    std::net::IpAddr::V4(v4) => Some(v4),
+                    std::net::IpAddr::V6(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ips.sort_by_key(|ip| ip.is_loopback());
+    let mut out = Vec::new();
+    for addr in listen {
+        let unspecified = addr.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified()));
+        let targets: Vec<Multiaddr> = if unspecified {
+            ips.iter()
+                .map(|ip| {
+                    addr.iter()
+                        .map(|p| match p {
+                            Protocol::Ip4(_) => Protocol::Ip4(*ip),
+                            other => other,
+                        })
+                        .collect()
+                })
+                .collect()
+        } else {
+            vec![addr.clone()]
+        };
+        out.extend(targets.into_iter().map(|a| format!("{a}/p2p/{peer}")));
+    }
+    // LAN addresses first: those are what another node can dial.
+    out.sort_by_key(|a| a.starts_with("/ip4/127."));
+    out
+}
+
 /// What the swarm task knows.
 #[derive(Debug, Clone, Default)]
 pub struct Status {

@@ -10,7 +10,7 @@ use libp2p::{Multiaddr, PeerId};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 use veche_protocol::federation::{LinkMessage, LinkReply};
-use veche_protocol::wire::{ErrorCode, LinkInfo, LinkState, NearbyNode};
+use veche_protocol::wire::{ErrorCode, LinkInfo, LinkState, LinksInfo, NearbyNode};
 
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::p2p::{P2pEvent, P2pHandle};
@@ -146,16 +146,20 @@ pub async fn nearby(node: &Node, session: Session) -> ApiResult<Vec<NearbyNode>>
     Ok(list)
 }
 
-/// This node's links and requests (node admins only).
-pub async fn links(node: &Node, session: Session) -> ApiResult<Vec<LinkInfo>> {
+/// This node's links and requests, and its own addresses (node admins only).
+pub async fn links(node: &Node, session: Session) -> ApiResult<LinksInfo> {
     require_admin(node, &session)?;
-    let mut out = Vec::new();
+    let mut links = Vec::new();
     for (peer, link) in all(node)? {
         if let Some(info) = info(node, &peer, &link).await {
-            out.push(info);
+            links.push(info);
         }
     }
-    Ok(out)
+    let own_addrs = match &node.p2p {
+        Some(p2p) => crate::p2p::shareable_addrs(&p2p.status().await.listen_addrs, &node.info.node_id),
+        None => Vec::new(),
+    };
+    Ok(LinksInfo { own_addrs, links })
 }
 
 /// `target`: a peer id (of a nearby node or an existing request) or `<multiaddr>/p2p/<peer id>`.

@@ -133,6 +133,11 @@ pub enum Cmd {
         keep: bool,
     },
     Reconnect,
+    /// A plain request whose answer the view handles (node administration).
+    Call {
+        request: Request,
+        reply: Reply<Response>,
+    },
     /// The sealed recovery file of this device.
     Export {
         passphrase: String,
@@ -514,6 +519,9 @@ impl Device {
                     }
                     self.publish_chat(group);
                 }
+            }
+            Cmd::Call { request, reply } => {
+                let _ = reply.send(self.call(request).await.map_err(api_message));
             }
             Cmd::Export { passphrase, reply } => {
                 let _ = reply.send(export(&passphrase).await);

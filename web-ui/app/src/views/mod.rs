@@ -3,6 +3,7 @@
 mod chat;
 mod chat_list;
 mod dialogs;
+mod nodes;
 mod onboarding;
 mod recovery;
 mod settings;

@@ -63,6 +63,9 @@ pub fn SettingsView() -> impl IntoView {
                 <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
                     <crate::views::recovery::ExportRecovery/>
                 </section>
+                <Show when=move || app.me.with(|m| m.as_ref().is_some_and(|m| m.node_admin))>
+                    <crate::views::nodes::NodesAdmin/>
+                </Show>
                 <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
                     <label class=LABEL for="node">{move || i18n.t("node")}</label>
                     <input id="node" class=INPUT readonly prop:value=move || app.node_name.get()/>
