@@ -28,6 +28,36 @@ const COMMAND_QUEUE: usize = 64;
 const EVENT_QUEUE: usize = 256;
 /// Link requests from other nodes waiting for the federation service's answer at most.
 const MAX_PENDING_INBOUND: usize = 64;
+/// Link messages one peer may send: a burst of this many, refilled at one per
+/// [`LINK_REFILL`].
+const LINK_BURST: u32 = 5;
+const LINK_REFILL: Duration = Duration::from_secs(2);
+
+/// A token bucket per peer for inbound link messages.
+#[derive(Debug, Default)]
+struct PeerLimits {
+    buckets: HashMap<PeerId, (u32, std::time::Instant)>,
+}
+
+impl PeerLimits {
+    /// Whether `peer` may send one more message at `now`.
+    fn allow(&mut self, peer: PeerId, now: std::time::Instant) -> bool {
+        if self.buckets.len() > 10_000 {
+            self.buckets.retain(|_, (_, at)| now.duration_since(*at) < LINK_REFILL * LINK_BURST);
+        }
+        let (tokens, at) = self.buckets.entry(peer).or_insert((LINK_BURST, now));
+        let refilled = (now.duration_since(*at).as_millis() / LINK_REFILL.as_millis()) as u32;
+        if refilled > 0 {
+            *tokens = (*tokens + refilled).min(LINK_BURST);
+            *at = now;
+        }
+        if *tokens == 0 {
+            return false;
+        }
+        *tokens -= 1;
+        true
+    }
+}
 
 /// Settings of the node's p2p side.
 #[derive(Debug, Clone)]
@@ -240,6 +270,7 @@ pub async fn start(
         inbound: HashMap::new(),
         next_inbound: 0,
         outbound: HashMap::new(),
+        limits: PeerLimits::default(),
     };
     tokio::spawn(task.run());
     Ok((P2pHandle { tx }, events_rx))
@@ -259,6 +290,7 @@ struct SwarmTask {
     next_inbound: u64,
     /// Our link messages waiting for the other node's answer.
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<LinkReply, String>>>,
+    limits: PeerLimits,
 }
 
 impl SwarmTask {
@@ -366,6 +398,12 @@ impl SwarmTask {
         use request_response::{Event, Message};
         match event {
             Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                if !self.limits.allow(peer, std::time::Instant::now()) {
+                    tracing::info!(%peer, "link messages too fast: refused");
+                    let reply = LinkReply::Refused("too many link messages: slow down".into());
+                    let _ = self.swarm.behaviour_mut().link.send_response(channel, reply);
+                    return;
+                }
                 if self.inbound.len() >= MAX_PENDING_INBOUND {
                     let _ = self.swarm.behaviour_mut().link.send_response(channel, LinkReply::Refused("busy".into()));
                     return;
@@ -433,5 +471,43 @@ impl SwarmTask {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn link_messages_are_rate_limited_per_peer() {
+        let mut limits = PeerLimits::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        for _ in 0..LINK_BURST {
+            assert!(limits.allow(a, t0));
+        }
+        assert!(!limits.allow(a, t0), "a burst beyond the limit is refused");
+        assert!(limits.allow(b, t0), "other peers are not affected");
+        assert!(!limits.allow(a, t0 + LINK_REFILL / 2));
+        assert!(limits.allow(a, t0 + LINK_REFILL), "one more after a refill period");
+        assert!(!limits.allow(a, t0 + LINK_REFILL));
+        let later = t0 + LINK_REFILL * 100;
+        for _ in 0..LINK_BURST {
+            assert!(limits.allow(a, later), "the bucket refills to a full burst, no more");
+        }
+        assert!(!limits.allow(a, later));
+    }
+
+    #[test]
+    fn shareable_addresses_replace_the_unspecified_ip() {
+        let peer = PeerId::random().to_string();
+        let listen: Vec<Multiaddr> =
+            vec!["/ip4/0.0.0.0/udp/7801/quic-v1".parse().unwrap(), "/ip4/10.1.2.3/tcp/7801".parse().unwrap()];
+        let out = shareable_addrs(&listen, &peer);
+        assert!(out.iter().all(|a| a.ends_with(&format!("/p2p/{peer}"))));
+        assert!(out.iter().all(|a| !a.contains("0.0.0.0")), "{out:?}");
+        assert!(out.contains(&format!("/ip4/10.1.2.3/tcp/7801/p2p/{peer}")));
+        assert!(out.iter().any(|a| a.contains("/udp/7801/quic-v1/")));
     }
 }
