@@ -196,6 +196,60 @@ fn wait_for(what: &str, mut check: impl FnMut() -> anyhow::Result<bool>) -> anyh
     Ok(())
 }
 
+/// A node process that the test stops and starts again (same data dir and address).
+struct Restartable<'a> {
+    lan: &'a Lan,
+    dir: std::path::PathBuf,
+    n: usize,
+    child: Option<Child>,
+}
+
+fn restartable<'a>(lan: &'a Lan, dir: &std::path::Path, n: usize) -> anyhow::Result<Restartable<'a>> {
+    Ok(Restartable { lan, dir: dir.to_path_buf(), n, child: None })
+}
+
+impl Restartable<'_> {
+    /// Kills whatever runs on host `n` (the node started by the test).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::process::Command::new("ip").args(["netns", "pids", &self.lan.host(self.n)]).output().map(|out| {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = std::process::Command::new("kill").args(["-9", pid]).status();
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    fn start(&mut self) -> anyhow::Result<()> {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("node{}.log", self.n)))?;
+        let child = self
+            .lan
+            .command(self.n, &veche_bin())
+            .args(["run", "--data-dir"])
+            .arg(self.dir.join(format!("node{}", self.n)))
+            .args(["--http", &format!("{}:7800", self.lan.addr(self.n)), "--name", &format!("Library {}", self.n)])
+            .env("VECHE_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()?;
+        self.child = Some(child);
+        wait_for("the restarted node", || Ok(healthz(self.lan, self.n).is_ok()))
+    }
+}
+
+impl Drop for Restartable<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn links(lan: &Lan, dir: &std::path::Path, nodes: &[LanNode]) -> anyhow::Result<()> {
     let peer = |n: usize| nodes[n - 1].peer_id.clone();
     let state_of = |n: usize, other: usize| -> anyhow::Result<Option<String>> {
@@ -233,6 +287,16 @@ fn links(lan: &Lan, dir: &std::path::Path, nodes: &[LanNode]) -> anyhow::Result<
     client(lan, 1, dir, &["admin", "unlink", &peer(2)])?;
     assert_eq!(state_of(1, 2)?, None);
     assert_eq!(state_of(2, 1)?.as_deref(), Some("waiting-for-them"));
+    // Approvals meet even when given while the other node is down: 2 asked 3 (by address);
+    // 2 goes down; 3's admin approves; when 2 is back, both show the link up.
+    let mut second = restartable(lan, dir, 2)?;
+    second.kill();
+    client(lan, 3, dir, &["admin", "link", &peer(2)])?;
+    second.start()?;
+    wait_for("the link 2-3 after node 2 came back", || {
+        Ok(state_of(2, 3)?.as_deref() == Some("linked") && state_of(3, 2)?.as_deref() == Some("linked"))
+    })?;
+
     // Bad targets get clear errors.
     let refused = run_client(lan, 1, dir, "admin", &["admin", "link", "not-a-peer"]).expect_err("bad target accepted");
     assert_eq!(refused["code"], "BadRequest", "{refused}");

@@ -268,12 +268,49 @@ pub async fn run(node: Node, mut events: mpsc::Receiver<P2pEvent>) {
                 });
                 Ok(())
             }
-            P2pEvent::Connected(peer) => touch(&node, peer).await,
+            P2pEvent::Connected(peer) => {
+                let result = touch(&node, peer).await;
+                // Tell a node we approved where we stand each time we reach it, so approvals
+                // made while it was unreachable (on either side) meet.
+                if load(&node, &peer.to_string()).ok().flatten().is_some_and(|l| l.we_approved) {
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = reassert(&node, peer).await {
+                            tracing::info!(%peer, error = %e.message, "link not re-confirmed");
+                        }
+                    });
+                }
+                result
+            }
         };
         if let Err(e) = result {
             tracing::warn!(error = %e.message, "federation event");
         }
     }
+}
+
+/// Repeats our approval to a node we just reached, and records its answer.
+async fn reassert(node: &Node, peer: PeerId) -> ApiResult<()> {
+    let Some(p2p) = &node.p2p else { return Ok(()) };
+    let key = peer.to_string();
+    let Some(link) = load(node, &key)? else { return Ok(()) };
+    let addrs = link.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+    let message = LinkMessage::Request { name: node.info.name.clone(), http_port: node.info.http_port, proof: None };
+    let they = match p2p.send(peer, addrs, message).await {
+        Ok(LinkReply::Linked) => true,
+        Ok(LinkReply::Pending) => false,
+        Ok(_) => return Ok(()),
+        Err(e) => return err(ErrorCode::Internal, e),
+    };
+    update(node, key, move |current| {
+        current.map(|mut link| {
+            link.they_approved = they;
+            link.last_seen_ms = now_ms();
+            link
+        })
+    })
+    .await?;
+    Ok(())
 }
 
 async fn touch(node: &Node, peer: PeerId) -> ApiResult<()> {
