@@ -21,6 +21,9 @@ pub struct Metrics {
     pub messages_in_store: Gauge,
     pub bytes_stored_total: Gauge,
     pub events_pushed: Gauge,
+    pub p2p_connected: Gauge,
+    pub nearby_nodes: Gauge,
+    pub links_up: Gauge,
 }
 
 impl Metrics {
@@ -61,6 +64,9 @@ impl Metrics {
             "Events pushed live to connected devices (messages and welcomes)",
             self.events_pushed.clone(),
         );
+        registry.register("p2p_connected_peers", "Other nodes connected over libp2p", self.p2p_connected.clone());
+        registry.register("nearby_nodes", "Other nodes found on the LAN by mDNS", self.nearby_nodes.clone());
+        registry.register("links_up", "Links with other nodes that both admins approved", self.links_up.clone());
         registry.register("requests", "Requests handled", self.requests.clone());
         registry.register("requests_refused", "Requests answered with an error", self.requests_refused.clone());
         registry.register("rate_limited", "Requests refused for rate", self.rate_limited.clone());

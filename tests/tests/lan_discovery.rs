@@ -82,6 +82,14 @@ fn client(lan: &Lan, n: usize, dir: &std::path::Path, args: &[&str]) -> anyhow::
     run_client(lan, n, dir, "admin", args).map_err(|e| anyhow::anyhow!("client {args:?}: {e}"))
 }
 
+fn metrics(lan: &Lan, n: usize) -> anyhow::Result<String> {
+    let out = lan
+        .command(n, std::path::Path::new("curl"))
+        .args(["-sf", &format!("http://{}:7800/metrics", lan.addr(n))])
+        .output()?;
+    Ok(String::from_utf8(out.stdout)?)
+}
+
 fn healthz(lan: &Lan, n: usize) -> anyhow::Result<Value> {
     let out = lan
         .command(n, std::path::Path::new("curl"))
@@ -146,6 +154,11 @@ fn three_nodes_find_each_other_on_a_lan() -> anyhow::Result<()> {
         health["listen_addrs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
     assert!(addrs.iter().any(|a| a.contains("/udp/7801/quic-v1")), "{addrs:?}");
     assert!(addrs.iter().any(|a| a.contains("/tcp/7801")), "{addrs:?}");
+
+    // /metrics counts them too.
+    let metrics = metrics(&lan, 1)?;
+    assert!(metrics.contains("veche_nearby_nodes 2"), "{metrics}");
+    assert!(metrics.contains("veche_p2p_connected_peers 2"), "{metrics}");
 
     // Only node admins may list nearby nodes.
     let group = client(&lan, 1, tmp.path(), &["group", "create", "Readers"])?["chat"].as_str().unwrap().to_string();
@@ -261,6 +274,8 @@ fn links(lan: &Lan, dir: &std::path::Path, nodes: &[LanNode]) -> anyhow::Result<
         Ok(state_of(1, 3)?.as_deref() == Some("linked") && state_of(3, 1)?.as_deref() == Some("linked"))
     })?;
     eprintln!("community link 1-3 up {:?} after the check started", t.elapsed());
+    let m = metrics(lan, 1)?;
+    assert!(m.contains("veche_links_up 1"), "{m}");
     // 2 has no secret: 3's automatic request was refused and left nothing behind.
     assert_eq!(state_of(2, 3)?, None);
     assert_eq!(state_of(3, 2)?, None);

@@ -74,6 +74,12 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             m.bytes_stored_total.set(get("bytes_stored") as i64);
         }
     }
+    if let Some(p2p) = &node.p2p {
+        let status = p2p.status().await;
+        m.p2p_connected.set(status.connected.len() as i64);
+        m.nearby_nodes.set(status.nearby.len() as i64);
+    }
+    m.links_up.set(crate::service::federation::links_up(node).unwrap_or(0) as i64);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render()).into_response()
 }
 

@@ -124,6 +124,11 @@ async fn info(node: &Node, peer: &str, link: &Link) -> Option<LinkInfo> {
     })
 }
 
+/// How many links both sides approved (for `/metrics`).
+pub fn links_up(node: &Node) -> ApiResult<usize> {
+    Ok(all(node)?.iter().filter(|(_, l)| state(l) == Some(LinkState::Linked)).count())
+}
+
 /// Nodes found on the LAN, newest first (node admins only).
 pub async fn nearby(node: &Node, session: Session) -> ApiResult<Vec<NearbyNode>> {
     require_admin(node, &session)?;
