@@ -235,7 +235,10 @@ test("long history scrolls back; a chat kept out of the browser is gone after a 
     await a.locator(tid("open-chat-settings")).click();
     await a.locator(tid("keep-history")).uncheck();
     await a.keyboard.press("Escape");
+    // The notice shows once the setting is stored (and the stored history dropped).
+    await a.locator(tid("history-not-kept")).waitFor();
     await a.reload();
+    await a.locator(tid("history-not-kept")).waitFor();
     await a.locator(tid("composer")).waitFor();
     client(carol, "send", chat, "after the reload");
     await message(a, "after the reload").waitFor({ timeout: 20000 });

@@ -170,3 +170,4 @@ node-unverified = not verified yet
 node-connected = connected
 node-not-connected = not connected
 link-by-address = Link by address
+history-not-kept = This chat's history is not kept in this browser

@@ -172,3 +172,4 @@ node-unverified = ещё не проверен
 node-connected = на связи
 node-not-connected = нет соединения
 link-by-address = Связать по адресу
+history-not-kept = История этого чата не хранится в этом браузере
