@@ -56,7 +56,10 @@ async fn bad_frames_get_clear_errors_and_the_node_keeps_serving() -> anyhow::Res
     // Too many frames without signing in: closed.
     let mut conn = RawConn::open(&node.url).await?;
     for _ in 0..20 {
-        conn.send(Request::Me).await?;
+        // The node may cut us off before all 20 are written.
+        if conn.send(Request::Me).await.is_err() {
+            break;
+        }
     }
     assert!(conn.closed_within(Duration::from_secs(5)).await, "unauthenticated chatter is cut off");
 

@@ -39,23 +39,24 @@ fn p2p(node: &Node) -> ApiResult<&P2pHandle> {
 }
 
 /// HMAC-SHA256 keyed by the community secret over "veche/community/v1", the sender's and the
-/// receiver's peer ids: proves the sender knows the secret, for this pair only.
-pub fn community_proof(secret: &str, from: &PeerId, to: &PeerId) -> Vec<u8> {
+/// receiver's peer ids (each length-prefixed).
+fn proof_mac(secret: &str, from: &PeerId, to: &PeerId) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     for part in [b"veche/community/v1".as_slice(), &from.to_bytes(), &to.to_bytes()] {
         mac.update(&(part.len() as u32).to_be_bytes());
         mac.update(part);
     }
-    mac.finalize().into_bytes().to_vec()
+    mac
 }
 
+/// Proves the sender knows the community secret, for this pair of nodes only.
+pub fn community_proof(secret: &str, from: &PeerId, to: &PeerId) -> Vec<u8> {
+    proof_mac(secret, from, to).finalize().into_bytes().to_vec()
+}
+
+/// Checks a proof in constant time.
 fn verify_proof(secret: &str, from: &PeerId, to: &PeerId, proof: &[u8]) -> bool {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    for part in [b"veche/community/v1".as_slice(), &from.to_bytes(), &to.to_bytes()] {
-        mac.update(&(part.len() as u32).to_be_bytes());
-        mac.update(part);
-    }
-    mac.verify_slice(proof).is_ok()
+    proof_mac(secret, from, to).verify_slice(proof).is_ok()
 }
 
 fn state(link: &Link) -> Option<LinkState> {

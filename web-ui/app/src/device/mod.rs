@@ -1093,17 +1093,7 @@ impl Device {
                     self.mls()?.merge_pending_commit(group).map_err(mls_err)?;
                     let me = self.me()?;
                     let mut batch = Batch::default();
-                    batch.history(
-                        group,
-                        HistoryEntry {
-                            seq,
-                            sender: me,
-                            sent_at_ms: now_ms(),
-                            stored_at_ms: now_ms(),
-                            own: true,
-                            body: HistoryBody::System(describe.clone()),
-                        },
-                    );
+                    batch.history(group, own_entry(seq, me, HistoryBody::System(describe.clone())));
                     if let Some(mut chat) = self.db.chats.get(&group).cloned() {
                         chat.processed = chat.processed.max(seq);
                         chat.seen = chat.seen.max(seq);
@@ -1153,17 +1143,7 @@ impl Device {
                 self.mls()?.merge_pending_commit(group).map_err(mls_err)?;
                 let removed: Vec<AccountId> = bundle.removed.iter().map(|m| m.account).collect();
                 let mut batch = Batch::default();
-                batch.history(
-                    group,
-                    HistoryEntry {
-                        seq,
-                        sender: me,
-                        sent_at_ms: now_ms(),
-                        stored_at_ms: now_ms(),
-                        own: true,
-                        body: HistoryBody::System(SystemEvent::RemovedLeavers),
-                    },
-                );
+                batch.history(group, own_entry(seq, me, HistoryBody::System(SystemEvent::RemovedLeavers)));
                 if let Some(mut chat) = self.db.chats.get(&group).cloned() {
                     chat.leavers.retain(|a| !removed.contains(a));
                     batch.chat(group, chat);
@@ -1220,17 +1200,7 @@ impl Device {
         batch.chat(group, chat);
         if let Some(note) = note {
             let me = self.me()?;
-            batch.history(
-                group,
-                HistoryEntry {
-                    seq: 0,
-                    sender: me,
-                    sent_at_ms: now_ms(),
-                    stored_at_ms: now_ms(),
-                    own: true,
-                    body: HistoryBody::System(note),
-                },
-            );
+            batch.history(group, own_entry(0, me, HistoryBody::System(note)));
         }
         self.persist(batch).await?;
         self.apply_info(info.clone());
@@ -1373,17 +1343,7 @@ impl Device {
             Ok(Response::Stored { seq }) => {
                 let me = self.me()?;
                 let mut batch = Batch::default();
-                batch.history(
-                    group,
-                    HistoryEntry {
-                        seq,
-                        sender: me,
-                        sent_at_ms: now_ms(),
-                        stored_at_ms: now_ms(),
-                        own: true,
-                        body: HistoryBody::System(SystemEvent::Left),
-                    },
-                );
+                batch.history(group, own_entry(seq, me, HistoryBody::System(SystemEvent::Left)));
                 if let Some(mut chat) = self.db.chats.get(&group).cloned() {
                     chat.processed = chat.processed.max(seq);
                     batch.chat(group, chat);
@@ -1469,6 +1429,11 @@ async fn export(passphrase: &str) -> Result<Vec<u8>, String> {
     getrandom::fill(&mut salt).map_err(mls_err)?;
     getrandom::fill(&mut nonce).map_err(mls_err)?;
     veche_ui_core::recovery::seal(passphrase, &payload, salt, nonce).map_err(|_| "@err-weak-passphrase".to_string())
+}
+
+/// A history entry for something this device did, stored by the node as `seq`.
+fn own_entry(seq: u64, me: AccountId, body: HistoryBody) -> HistoryEntry {
+    HistoryEntry { seq, sender: me, sent_at_ms: now_ms(), stored_at_ms: now_ms(), own: true, body }
 }
 
 fn new_local_chat(kind: ChatKind, name: &str, processed: u64) -> LocalChat {
