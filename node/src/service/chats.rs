@@ -194,28 +194,12 @@ pub async fn set_retention(node: &Node, session: Session, group: GroupId, retent
     if let Retention::Days(0) = retention {
         return err(ErrorCode::BadRequest, "retention must be at least one day");
     }
-    node.writer
-        .run(move |ctx| {
-            let mut chat: Chat = match records::get(&ctx.read().open_table(CHATS).or_internal()?, group.0)? {
-                Some(chat) => chat,
-                None => return err(ErrorCode::NotFound, "no such chat"),
-            };
-            match chat.role_of(&session.account) {
-                Some(Role::Owner) => {}
-                Some(_) => {
-                    return err(ErrorCode::Forbidden, "only the chat's owner sets retention");
-                }
-                None => return err(ErrorCode::NotFound, "no such chat, or you are not a member"),
-            }
-            chat.retention = retention;
-            ctx.write()
-                .open_table(CHATS)
-                .or_internal()?
-                .insert(group.0, records::encode(&chat).as_slice())
-                .or_internal()?;
-            Ok(())
-        })
-        .await
+    let owner = |role: Role| role == Role::Owner;
+    change_chat(node, session, group, owner, "only the chat's owner sets retention", move |chat| {
+        chat.retention = retention;
+        Ok(None)
+    })
+    .await
 }
 
 /// Renames a group chat and sets its description (owner or admin), and tells its members.
@@ -224,6 +208,28 @@ pub async fn update(node: &Node, session: Session, group: GroupId, name: String,
         veche_protocol::validate::chat_name(&name).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
     let description = veche_protocol::validate::chat_description(&description)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let manager = |role: Role| role.can_manage_members();
+    change_chat(node, session, group, manager, "only the chat's owner and admins rename it", move |chat| {
+        if chat.kind == ChatKind::Direct {
+            return err(ErrorCode::BadRequest, "a direct chat has no name");
+        }
+        chat.name = name;
+        chat.description = description;
+        Ok(Some(Event::ChatUpdated { group }))
+    })
+    .await
+}
+
+/// Changes a chat's record for a member whose role passes `allowed`, in one writer job; the
+/// event `change` returns goes to the chat's members once the change is durable.
+async fn change_chat(
+    node: &Node,
+    session: Session,
+    group: GroupId,
+    allowed: fn(Role) -> bool,
+    forbidden: &'static str,
+    change: impl FnOnce(&mut Chat) -> ApiResult<Option<Event>> + Send + 'static,
+) -> ApiResult<()> {
     node.writer
         .run(move |ctx| {
             let mut chat: Chat = match records::get(&ctx.read().open_table(CHATS).or_internal()?, group.0)? {
@@ -231,21 +237,19 @@ pub async fn update(node: &Node, session: Session, group: GroupId, name: String,
                 None => return err(ErrorCode::NotFound, "no such chat"),
             };
             match chat.role_of(&session.account) {
-                Some(role) if role.can_manage_members() => {}
-                Some(_) => return err(ErrorCode::Forbidden, "only the chat's owner and admins rename it"),
+                Some(role) if allowed(role) => {}
+                Some(_) => return err(ErrorCode::Forbidden, forbidden),
                 None => return err(ErrorCode::NotFound, "no such chat, or you are not a member"),
             }
-            if chat.kind == ChatKind::Direct {
-                return err(ErrorCode::BadRequest, "a direct chat has no name");
-            }
-            chat.name = name;
-            chat.description = description;
+            let event = change(&mut chat)?;
             ctx.write()
                 .open_table(CHATS)
                 .or_internal()?
                 .insert(group.0, records::encode(&chat).as_slice())
                 .or_internal()?;
-            ctx.publish(chat.roster.keys().copied().collect(), Event::ChatUpdated { group });
+            if let Some(event) = event {
+                ctx.publish(chat.roster.keys().copied().collect(), event);
+            }
             Ok(())
         })
         .await
