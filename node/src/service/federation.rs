@@ -110,11 +110,9 @@ fn new_link(name: String) -> Link {
     Link { name, addrs: Vec::new(), we_approved: false, they_approved: false, created_ms: now_ms(), last_seen_ms: 0 }
 }
 
-async fn info(node: &Node, peer: &str, link: &Link) -> Option<LinkInfo> {
-    let connected = match (&node.p2p, peer.parse::<PeerId>()) {
-        (Some(p2p), Ok(id)) => p2p.status().await.connected.contains(&id),
-        _ => false,
-    };
+/// What admins see of a link; `connected`: the peers connected now.
+fn info(peer: &str, link: &Link, connected: &[PeerId]) -> Option<LinkInfo> {
+    let connected = peer.parse::<PeerId>().is_ok_and(|id| connected.contains(&id));
     Some(LinkInfo {
         peer_id: peer.to_string(),
         name: link.name.clone(),
@@ -155,16 +153,12 @@ pub async fn nearby(node: &Node, session: Session) -> ApiResult<Vec<NearbyNode>>
 /// This node's links and requests, and its own addresses (node admins only).
 pub async fn links(node: &Node, session: Session) -> ApiResult<LinksInfo> {
     require_admin(node, &session)?;
-    let mut links = Vec::new();
-    for (peer, link) in all(node)? {
-        if let Some(info) = info(node, &peer, &link).await {
-            links.push(info);
-        }
-    }
-    let own_addrs = match &node.p2p {
-        Some(p2p) => crate::p2p::shareable_addrs(&p2p.status().await.listen_addrs, &node.info.node_id),
-        None => Vec::new(),
+    let status = match &node.p2p {
+        Some(p2p) => p2p.status().await,
+        None => Default::default(),
     };
+    let links = all(node)?.iter().filter_map(|(peer, link)| info(peer, link, &status.connected)).collect();
+    let own_addrs = crate::p2p::shareable_addrs(&status.listen_addrs, &node.info.node_id);
     Ok(LinksInfo { own_addrs, links })
 }
 
@@ -237,8 +231,7 @@ pub async fn link(node: &Node, session: Session, target: String) -> ApiResult<Li
     })
     .await?;
     match link {
-        Some(link) => info(node, &key, &link)
-            .await
+        Some(link) => info(&key, &link, &p2p.status().await.connected)
             .ok_or_else(|| veche_protocol::wire::ApiError::new(ErrorCode::Internal, "link lost")),
         None => err(ErrorCode::Conflict, "the link was removed meanwhile"),
     }
