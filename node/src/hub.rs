@@ -39,7 +39,13 @@ pub struct Hub {
     by_account: Mutex<HashMap<AccountId, Vec<Slot>>>,
     /// Events handed to connections (metrics).
     pub delivered: AtomicU64,
+    /// Where changed chats are reported (the federation service), once it runs.
+    changes: std::sync::OnceLock<mpsc::Sender<veche_protocol::ids::GroupId>>,
 }
+
+/// Changed chats queued to the federation service at most (more are dropped: member nodes also
+/// catch up periodically).
+const CHANGES_QUEUE: usize = 4096;
 
 impl Hub {
     /// Registers a connection of `account`.
@@ -64,6 +70,21 @@ impl Hub {
     }
 
     /// Sends `event` to every connection of the recipients, without blocking.
+    /// Receives the ids of chats changed by committed transactions (first caller only).
+    pub fn watch_chats(&self) -> Option<mpsc::Receiver<veche_protocol::ids::GroupId>> {
+        let (tx, rx) = mpsc::channel(CHANGES_QUEUE);
+        self.changes.set(tx).ok().map(|()| rx)
+    }
+
+    /// Reports a changed chat (never blocks).
+    pub fn chat_changed(&self, group: veche_protocol::ids::GroupId) {
+        if let Some(tx) = self.changes.get()
+            && tx.try_send(group).is_err()
+        {
+            tracing::debug!(%group, "chat change not queued (federation service behind)");
+        }
+    }
+
     pub fn publish(&self, to: &[AccountId], event: Event) {
         let frame = Bytes::from(ServerFrame::Event(event).encode());
         let map = self.lock();

@@ -51,8 +51,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         metrics: Arc::new(Metrics::default()),
         info: Arc::new(info),
         p2p: Some(p2p.clone()),
+        replication: Default::default(),
     };
     let federation = tokio::spawn(crate::service::federation::run(node.clone(), p2p_events));
+    let changes = node.hub.watch_chats().context("chat changes watched twice")?;
+    let notifier = tokio::spawn(crate::service::replica::notify_changes(node.clone(), changes));
+    let catch_up = tokio::spawn(crate::service::replica::run_catch_up(node.clone()));
     let urls = urls(bound, config.public_url.as_deref());
     println!("Veche node \"{}\" {}", config.name, env!("CARGO_PKG_VERSION"));
     println!("node id: {node_id}");
@@ -114,6 +118,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Say goodbye on the LAN, so nearby nodes drop this one at once.
     p2p.shutdown().await;
     federation.abort();
+    notifier.abort();
+    catch_up.abort();
     tracing::info!("node stopped");
     Ok(ExitCode::SUCCESS)
 }

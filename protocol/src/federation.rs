@@ -33,3 +33,144 @@ pub enum LinkReply {
     /// Refused, with a reason for the other admin.
     Refused(String),
 }
+
+// ---------------------------------------------------------------------------------------------
+// Chats across nodes.
+//
+// A chat lives on its home node (where it was created), which orders every entry. A member node
+// (home of some member accounts) keeps a replica: the same log with the same sequence numbers,
+// pulled from the home node, from which its own devices fetch. Devices on a member node submit
+// (send, commit, join, ...) through their node, which forwards the request to the home node and
+// answers with the home node's answer. See spec/federation.md.
+
+/// libp2p request-response protocol of [`FedRequest`] / [`FedReply`] (postcard, length-prefixed).
+pub const FED_PROTOCOL: &str = "/veche/fed/1";
+/// Largest federation message either side accepts, in bytes (a page of entries is at most
+/// 4 MiB of payloads plus their framing and the chat's state).
+pub const MAX_FED_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Most entries one [`FedReply::Entries`] carries.
+pub const MAX_PULL_ENTRIES: usize = 1000;
+
+use crate::ids::{AccountId, ChatKind, DeviceId, GroupId, Retention, Role};
+use crate::wire::{ApiError, EntryKind, Request, Response};
+
+/// A member's global address: the account and the node it lives on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAddress {
+    pub account: AccountId,
+    /// Peer id of the member's home node.
+    pub home: String,
+    pub display_name: String,
+}
+
+/// What one node asks another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FedRequest {
+    /// A device of the sending node makes `request` in a chat (or with an invite) of the
+    /// receiving node. The sender vouches for the device; the receiver checks that the account
+    /// lives on the sender. `homes`: addresses of accounts the request adds to a chat.
+    Forward {
+        account: AccountId,
+        device: DeviceId,
+        display_name: String,
+        homes: Vec<MemberAddress>,
+        request: Box<Request>,
+    },
+    /// Entries of a chat homed at the receiver after `after`; `None`: from where the sender's
+    /// members start (a new replica).
+    Pull { group: GroupId, after: Option<u64> },
+    /// "Chat `group`, homed here, has entries up to `head`": pull them.
+    Notify { group: GroupId, head: u64 },
+    /// One key package of every device of an account that lives on the receiver.
+    ClaimKeyPackages { account: AccountId },
+}
+
+/// The answer to a [`FedRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FedReply {
+    /// The home node's answer to a forwarded request.
+    Response(Result<Response, ApiError>),
+    Entries(Box<ChatReplica>),
+    KeyPackages {
+        member: MemberAddress,
+        packages: Vec<Vec<u8>>,
+    },
+    Ok,
+    /// Refused (not linked, unknown chat, rate limited, ...).
+    Refused(ApiError),
+}
+
+/// A page of a chat's log for a member node, with the chat's current state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatReplica {
+    pub state: ReplicaState,
+    /// Addresses of the chat's members (and of former members named in `state.removed_at`).
+    pub members: Vec<MemberAddress>,
+    /// Consecutive entries, oldest first.
+    pub entries: Vec<ReplicatedEntry>,
+    /// The last sequence number the member node may read (the home's head, or where its last
+    /// member was removed). More entries follow while the last entry is below it.
+    pub upto: u64,
+}
+
+/// A chat's state on its home node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    pub kind: ChatKind,
+    pub name: String,
+    pub description: String,
+    pub created_by: AccountId,
+    pub created_ms: u64,
+    pub retention: Retention,
+    pub epoch: u64,
+    pub head: u64,
+    pub roster: Vec<(AccountId, Role)>,
+    pub leaves: Vec<(u32, AccountId, DeviceId)>,
+    pub removed_at: Vec<(AccountId, u64)>,
+    pub peer: Option<AccountId>,
+}
+
+/// One log entry as the home node stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicatedEntry {
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub epoch: u64,
+    pub sender: AccountId,
+    pub stored_ms: u64,
+    pub payload: Vec<u8>,
+    /// For commits: who they added and removed, and the Welcome of the added.
+    pub commit: Option<CommitEffect>,
+}
+
+/// What a commit changed in the roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitEffect {
+    pub added: Vec<(AccountId, DeviceId)>,
+    pub removed: Vec<AccountId>,
+    pub welcome: Option<Vec<u8>>,
+}
+
+/// Encodes a federation message (postcard).
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+/// Decodes a federation message; malformed input is an error, never a panic.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fed_messages_round_trip_and_reject_garbage() {
+        let request = FedRequest::Pull { group: GroupId([7; 16]), after: Some(41) };
+        let bytes = encode(&request);
+        assert_eq!(decode::<FedRequest>(&bytes).unwrap(), request);
+        assert!(decode::<FedRequest>(&[0xff, 0xff, 0xff]).is_err());
+        assert!(decode::<FedRequest>(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

@@ -258,6 +258,8 @@ pub struct LinkInfo {
     pub connected: bool,
     /// Milliseconds since the Unix epoch the other node was last heard from (0: never).
     pub last_seen_ms: u64,
+    /// Entries of chats homed here that the other node has not confirmed holding yet.
+    pub queued: u64,
 }
 
 /// A node found on the LAN by mDNS. `verified`: a libp2p connection proved its peer id (mDNS
@@ -338,6 +340,8 @@ pub struct MemberInfo {
     pub account: AccountId,
     pub display_name: String,
     pub role: Role,
+    /// Node id of the member's home node (where the account lives).
+    pub home_node: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -428,6 +432,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The node failed; the request may be retried.
     Internal,
+    /// The chat's home node (another node) cannot be reached now; retry later.
+    Unavailable,
 }
 
 /// Decoding a frame failed.

@@ -1,6 +1,6 @@
 //! Request dispatch: one function from a decoded request to a response.
 
-use crate::service::{self, Node, Session, accounts, chats, delivery, invites};
+use crate::service::{self, Node, Session, accounts, chats, delivery, invites, replica};
 use std::time::Duration;
 use veche_protocol::auth;
 use veche_protocol::wire::{ApiError, ErrorCode, Request, Response};
@@ -86,14 +86,23 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             }
             return reply(result.map(Response::SignedIn));
         }
-        (Request::InvitePreview { token }, _) => {
-            return reply(invites::preview(&node, token).map(Response::InvitePreview));
+        (Request::InvitePreview { token }, session) => {
+            let local = invites::preview(&node, token).map(Response::InvitePreview);
+            if invites::is_unknown(&node, token, &local) {
+                let remote = replica::remote_invite(&node, session, token.invite, request.clone()).await;
+                return reply(remote);
+            }
+            return reply(local);
         }
         (_, None) => {
             return reply(Err(ApiError::new(ErrorCode::Unauthenticated, "sign in first")));
         }
         (_, Some(session)) => session,
     };
+    // Chats homed on another node are served there.
+    if let Some(result) = replica::route(&node, session, &request).await {
+        return reply(result);
+    }
     match request {
         Request::Register { .. } | Request::SignIn { .. } | Request::InvitePreview { .. } => {
             reply(Err(service::internal("unreachable request kind")))
@@ -103,7 +112,14 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             ok(accounts::publish_key_packages(&node, session, packages, last_resort).await)
         }
         Request::ClaimKeyPackages { account } => {
-            reply(accounts::claim_key_packages(&node, account).await.map(Response::KeyPackages))
+            let local = accounts::claim_key_packages(&node, account).await;
+            let result = match local {
+                Err(e) if e.code == ErrorCode::NotFound && !accounts::is_local(&node, &account) => {
+                    replica::claim_remote_key_packages(&node, account).await
+                }
+                other => other,
+            };
+            reply(result.map(Response::KeyPackages))
         }
         Request::Profiles { accounts: ids } => reply(accounts::profiles(&node, &ids).map(Response::Profiles)),
         Request::CreateChat { group, kind, name, description, peer, group_info } => {
@@ -134,8 +150,19 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
         ),
         Request::RevokeInvite { invite } => ok(invites::revoke(&node, session, invite).await),
         Request::Invites { group } => reply(invites::list(&node, &session, group).map(Response::Invites)),
-        Request::JoinGroupInfo { token } => reply(invites::group_info(&node, &token).map(Response::GroupInfo)),
+        Request::JoinGroupInfo { token } => {
+            let local = invites::group_info(&node, &token).map(Response::GroupInfo);
+            if invites::is_unknown(&node, &token, &local) {
+                let request = Request::JoinGroupInfo { token: token.clone() };
+                return reply(replica::remote_invite(&node, Some(session), token.invite, request).await);
+            }
+            reply(local)
+        }
         Request::Join { token, commit, group_info } => {
+            if invites::is_unknown::<()>(&node, &token, &Err(ApiError::new(ErrorCode::InviteInvalid, ""))) {
+                let request = Request::Join { token: token.clone(), commit, group_info };
+                return reply(replica::remote_invite(&node, Some(session), token.invite, request).await);
+            }
             reply(invites::join(&node, session, token, commit, group_info).await.map(|seq| Response::Stored { seq }))
         }
         Request::SetRetention { group, retention } => ok(chats::set_retention(&node, session, group, retention).await),

@@ -118,6 +118,15 @@ pub enum InviteCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         expires: Option<Duration>,
     },
+    /// Create an invite link to this node, for someone to register (node admins).
+    Node {
+        /// How many people may register with it.
+        #[arg(long)]
+        uses: Option<u32>,
+        /// How long it stays valid, e.g. 1h, 7d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+    },
     /// Revoke an invite link by its id.
     Revoke { id: InviteId },
     /// List a chat's invite links.
@@ -241,18 +250,19 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     .join("\n")
             });
         }
-        Command::Invite(InviteCommand::Create { chat, uses, expires }) => {
-            let group = resolve_chat(&session, &chat)?;
-            let request = Request::CreateInvite {
-                group: Some(group),
-                max_uses: uses,
-                expires_in_secs: expires.map(|d| d.as_secs().max(1)),
+        Command::Invite(command @ (InviteCommand::Create { .. } | InviteCommand::Node { .. })) => {
+            let (group, uses, expires) = match command {
+                InviteCommand::Create { chat, uses, expires } => (Some(resolve_chat(&session, &chat)?), uses, expires),
+                InviteCommand::Node { uses, expires } => (None, uses, expires),
+                _ => unreachable!("matched above"),
             };
+            let request =
+                Request::CreateInvite { group, max_uses: uses, expires_in_secs: expires.map(|d| d.as_secs().max(1)) };
             let Response::InviteCreated { invite, secret } = session.call(request).await? else {
                 bail!("unexpected answer")
             };
             let node_url = session.state.device()?.node_url.clone();
-            let link = InviteLink { node_url, invite: invite.invite, secret, group: Some(group) }.to_url();
+            let link = InviteLink { node_url, invite: invite.invite, secret, group }.to_url();
             print(
                 json_mode,
                 json!({"id": invite.invite.to_hex(), "link": link, "uses": invite.max_uses, "expires_at_ms": invite.expires_at_ms}),
@@ -342,7 +352,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             let list: Vec<Value> = info
                 .members
                 .iter()
-                .map(|m| json!({"account": m.account.to_hex(), "name": m.display_name, "role": m.role.as_str()}))
+                .map(|m| json!({"account": m.account.to_hex(), "name": m.display_name, "role": m.role.as_str(), "home_node": m.home_node}))
                 .collect();
             print(json_mode, json!({"chat": group.to_hex(), "members": list}), || {
                 info.members
@@ -411,7 +421,7 @@ fn link_json(l: &veche_protocol::wire::LinkInfo) -> Value {
         veche_protocol::wire::LinkState::WaitingForUs => "waiting-for-us",
     };
     json!({"peer_id": l.peer_id, "name": l.name, "state": state, "addrs": l.addrs, "connected": l.connected,
-           "last_seen_ms": l.last_seen_ms})
+           "last_seen_ms": l.last_seen_ms, "queued": l.queued})
 }
 
 fn chat_json(c: &ChatInfo) -> Value {
@@ -419,7 +429,7 @@ fn chat_json(c: &ChatInfo) -> Value {
         "chat": c.group.to_hex(), "kind": format!("{:?}", c.kind).to_lowercase(), "name": c.name,
         "description": c.description, "epoch": c.epoch,
         "head": c.head, "retention": c.retention.to_string(), "home_node": c.home_node,
-        "members": c.members.iter().map(|m| json!({"account": m.account.to_hex(), "name": m.display_name, "role": m.role.as_str()})).collect::<Vec<_>>(),
+        "members": c.members.iter().map(|m| json!({"account": m.account.to_hex(), "name": m.display_name, "role": m.role.as_str(), "home_node": m.home_node})).collect::<Vec<_>>(),
     })
 }
 

@@ -40,7 +40,7 @@ fn commit_request(group: GroupId, bundle: &CommitBundle) -> Request {
 
 /// Refusals after which the same request may succeed later (the outbox keeps the message).
 fn retryable(code: ErrorCode) -> bool {
-    matches!(code, ErrorCode::Internal | ErrorCode::RateLimited)
+    matches!(code, ErrorCode::Internal | ErrorCode::RateLimited | ErrorCode::Unavailable)
 }
 
 fn unexpected(response: Response) -> anyhow::Error {

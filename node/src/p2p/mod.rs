@@ -5,6 +5,7 @@
 //! mDNS (`mdns.rs`) is only a hint: a node found on the LAN is dialed with its announced peer
 //! id, and it counts as verified only once the libp2p handshake has proven that id.
 
+mod codec;
 mod mdns;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -18,38 +19,60 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
-use veche_protocol::federation::{LINK_PROTOCOL, LinkMessage, LinkReply, MAX_LINK_MESSAGE_BYTES};
+use veche_protocol::federation::{
+    FED_PROTOCOL, FedReply, FedRequest, LINK_PROTOCOL, LinkMessage, LinkReply, MAX_LINK_MESSAGE_BYTES,
+};
+use veche_protocol::wire::{ApiError, ErrorCode};
 
 /// Protocol version announced to other nodes (identify and mDNS).
 pub const PROTOCOL: &str = "/veche/1";
 /// Commands queued to the swarm task at most.
 const COMMAND_QUEUE: usize = 64;
-/// Events queued to the federation service at most (more are dropped, with a warning).
-const EVENT_QUEUE: usize = 256;
+/// Events queued to the federation service at most (more are refused, with a warning).
+const EVENT_QUEUE: usize = 2048;
 /// Link requests from other nodes waiting for the federation service's answer at most.
 const MAX_PENDING_INBOUND: usize = 64;
+/// Federation requests from other nodes being served at most (more are refused as busy).
+const MAX_PENDING_FED: usize = 1024;
 /// Link messages one peer may send: a burst of this many, refilled at one per
 /// [`LINK_REFILL`].
 const LINK_BURST: u32 = 5;
 const LINK_REFILL: Duration = Duration::from_secs(2);
+/// Federation requests one peer may send: a burst of this many, refilled at one per
+/// [`FED_REFILL`] (2,000 a second: forwards, pulls and notifications of a busy town).
+const FED_BURST: u32 = 4000;
+const FED_REFILL: Duration = Duration::from_micros(500);
+/// How long a node waits for another node's answer to a federation request.
+pub const FED_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A token bucket per peer for inbound link messages.
-#[derive(Debug, Default)]
+/// A token bucket per peer for inbound messages of one protocol.
+#[derive(Debug)]
 struct PeerLimits {
+    burst: u32,
+    refill: Duration,
     buckets: HashMap<PeerId, (u32, std::time::Instant)>,
 }
 
 impl PeerLimits {
+    fn new(burst: u32, refill: Duration) -> Self {
+        PeerLimits { burst, refill, buckets: HashMap::new() }
+    }
+
     /// Whether `peer` may send one more message at `now`.
     fn allow(&mut self, peer: PeerId, now: std::time::Instant) -> bool {
+        let (burst, refill) = (self.burst, self.refill);
         if self.buckets.len() > 10_000 {
-            self.buckets.retain(|_, (_, at)| now.duration_since(*at) < LINK_REFILL * LINK_BURST);
+            self.buckets.retain(|_, (_, at)| now.duration_since(*at) < refill * burst);
         }
-        let (tokens, at) = self.buckets.entry(peer).or_insert((LINK_BURST, now));
-        let refilled = (now.duration_since(*at).as_millis() / LINK_REFILL.as_millis()) as u32;
+        let (tokens, at) = self.buckets.entry(peer).or_insert((burst, now));
+        let refilled = now.duration_since(*at).as_micros() / refill.as_micros();
         if refilled > 0 {
-            *tokens = (*tokens + refilled).min(LINK_BURST);
-            *at = now;
+            *tokens = (u128::from(*tokens) + refilled).min(u128::from(burst)) as u32;
+            // Keep the remainder: a steady sender at the allowed rate is never refused.
+            *at += refill * (refilled.min(u128::from(u32::MAX)) as u32);
+            if *tokens == burst {
+                *at = now;
+            }
         }
         if *tokens == 0 {
             return false;
@@ -147,6 +170,18 @@ enum Command {
         id: u64,
         reply: LinkReply,
     },
+    /// Sends a federation request (dialing `addrs` if needed) and hands back the answer.
+    Fed {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: FedRequest,
+        reply: oneshot::Sender<Result<FedReply, String>>,
+    },
+    /// Answers an inbound federation request.
+    FedRespond {
+        id: u64,
+        reply: FedReply,
+    },
 }
 
 /// What the swarm task tells the federation service.
@@ -158,6 +193,8 @@ pub enum P2pEvent {
     NearbyVerified(Nearby),
     /// A connection to this peer opened.
     Connected(PeerId),
+    /// Another node sent a federation request; answer it with [`P2pHandle::fed_respond`].
+    Fed { id: u64, peer: PeerId, request: FedRequest },
 }
 
 /// The node's way to the swarm task.
@@ -192,6 +229,23 @@ impl P2pHandle {
         let _ = self.tx.send(Command::Respond { id, reply }).await;
     }
 
+    /// Sends a federation request to another node; its answer, or why there is none.
+    pub async fn fed(&self, peer: PeerId, addrs: Vec<Multiaddr>, request: FedRequest) -> Result<FedReply, String> {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::Fed { peer, addrs, request, reply };
+        self.tx.send(command).await.map_err(|_| "p2p stopped".to_string())?;
+        match tokio::time::timeout(FED_TIMEOUT + Duration::from_secs(1), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("p2p stopped".into()),
+            Err(_) => Err(format!("no answer within {} s", FED_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Answers the inbound federation request `id`.
+    pub async fn fed_respond(&self, id: u64, reply: FedReply) {
+        let _ = self.tx.send(Command::FedRespond { id, reply }).await;
+    }
+
     /// Withdraws the mDNS announcement and stops the swarm task.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
@@ -206,6 +260,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     link: request_response::cbor::Behaviour<LinkMessage, LinkReply>,
+    fed: request_response::Behaviour<codec::FedCodec>,
 }
 
 /// Starts listening on the configured port (UDP/QUIC and TCP) and spawns the swarm task. Events
@@ -231,6 +286,13 @@ pub async fn start(
                     codec,
                     [(StreamProtocol::new(LINK_PROTOCOL), ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                ),
+                fed: request_response::Behaviour::with_codec(
+                    codec::FedCodec,
+                    [(StreamProtocol::new(FED_PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(FED_TIMEOUT)
+                        .with_max_concurrent_streams(MAX_PENDING_FED),
                 ),
             }
         })
@@ -270,7 +332,10 @@ pub async fn start(
         inbound: HashMap::new(),
         next_inbound: 0,
         outbound: HashMap::new(),
-        limits: PeerLimits::default(),
+        limits: PeerLimits::new(LINK_BURST, LINK_REFILL),
+        fed_inbound: HashMap::new(),
+        fed_outbound: HashMap::new(),
+        fed_limits: PeerLimits::new(FED_BURST, FED_REFILL),
     };
     tokio::spawn(task.run());
     Ok((P2pHandle { tx }, events_rx))
@@ -291,6 +356,11 @@ struct SwarmTask {
     /// Our link messages waiting for the other node's answer.
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<LinkReply, String>>>,
     limits: PeerLimits,
+    /// Inbound federation requests being served.
+    fed_inbound: HashMap<u64, ResponseChannel<FedReply>>,
+    /// Our federation requests waiting for the other node's answer.
+    fed_outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<FedReply, String>>>,
+    fed_limits: PeerLimits,
 }
 
 impl SwarmTask {
@@ -315,6 +385,15 @@ impl SwarmTask {
                     Some(Command::Respond { id, reply }) => {
                         if let Some(channel) = self.inbound.remove(&id) {
                             let _ = self.swarm.behaviour_mut().link.send_response(channel, reply);
+                        }
+                    }
+                    Some(Command::Fed { peer, addrs, request, reply }) => {
+                        let id = self.swarm.behaviour_mut().fed.send_request_with_addresses(&peer, request, addrs);
+                        self.fed_outbound.insert(id, reply);
+                    }
+                    Some(Command::FedRespond { id, reply }) => {
+                        if let Some(channel) = self.fed_inbound.remove(&id) {
+                            let _ = self.swarm.behaviour_mut().fed.send_response(channel, reply);
                         }
                     }
                     Some(Command::Shutdown(reply)) => {
@@ -375,6 +454,7 @@ impl SwarmTask {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Link(event)) => self.on_link(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Fed(event)) => self.on_fed(event),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, error = %error, "p2p dial failed");
             }
@@ -435,6 +515,47 @@ impl SwarmTask {
         }
     }
 
+    fn on_fed(&mut self, event: request_response::Event<FedRequest, FedReply>) {
+        use request_response::{Event, Message};
+        let refuse = |message: &str| FedReply::Refused(ApiError::new(ErrorCode::RateLimited, message));
+        match event {
+            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                if !self.fed_limits.allow(peer, std::time::Instant::now()) {
+                    tracing::info!(%peer, "federation requests too fast: refused");
+                    let _ =
+                        self.swarm.behaviour_mut().fed.send_response(channel, refuse("too many requests: slow down"));
+                    return;
+                }
+                if self.fed_inbound.len() >= MAX_PENDING_FED {
+                    let _ = self.swarm.behaviour_mut().fed.send_response(channel, refuse("busy: retry later"));
+                    return;
+                }
+                let id = self.next_inbound;
+                self.next_inbound += 1;
+                self.fed_inbound.insert(id, channel);
+                if !self.emit(P2pEvent::Fed { id, peer, request })
+                    && let Some(channel) = self.fed_inbound.remove(&id)
+                {
+                    let _ = self.swarm.behaviour_mut().fed.send_response(channel, refuse("busy: retry later"));
+                }
+            }
+            Event::Message { message: Message::Response { request_id, response }, .. } => {
+                if let Some(reply) = self.fed_outbound.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.fed_outbound.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound federation request failed");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
     /// An address the peer was seen at: its announced LAN address if nearby, else empty.
     fn remote_addr(&self, peer: &PeerId) -> Multiaddr {
         self.nearby.get(peer).and_then(|n| n.addrs.first().cloned()).unwrap_or_else(Multiaddr::empty)
@@ -481,7 +602,7 @@ mod tests {
 
     #[test]
     fn link_messages_are_rate_limited_per_peer() {
-        let mut limits = PeerLimits::default();
+        let mut limits = PeerLimits::new(LINK_BURST, LINK_REFILL);
         let (a, b) = (PeerId::random(), PeerId::random());
         let t0 = Instant::now();
         for _ in 0..LINK_BURST {

@@ -105,16 +105,25 @@ pub(crate) fn load_account(txn: &redb::ReadTransaction, account: &AccountId) -> 
     records::get(&txn.open_table(ACCOUNTS).or_internal()?, account.0)
 }
 
-/// Display names of accounts known to this node (unknown ids are left out).
+/// Whether the account lives on this node.
+pub fn is_local(node: &Node, account: &AccountId) -> bool {
+    node.store.read().ok().and_then(|txn| load_account(&txn, account).ok().flatten()).is_some()
+}
+
+/// Display names of accounts known to this node, its own and other nodes' (unknown ids are
+/// left out).
 pub fn profiles(node: &Node, accounts: &[AccountId]) -> ApiResult<Vec<Profile>> {
     if accounts.len() > 1000 {
         return err(ErrorCode::TooLarge, "ask for at most 1000 profiles at once");
     }
     let txn = node.store.read().or_internal()?;
+    let mut remote = super::replica::remote_names(&txn, accounts)?;
     let mut out = Vec::with_capacity(accounts.len());
     for account in accounts {
         if let Some(record) = load_account(&txn, account)? {
             out.push(Profile { account: *account, display_name: record.display_name });
+        } else if let Some(r) = remote.remove(account) {
+            out.push(Profile { account: *account, display_name: r.display_name });
         }
     }
     Ok(out)

@@ -3,7 +3,7 @@
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::mls_view;
 use crate::store::records::{self, Account, Chat, now_ms};
-use crate::store::tables::{ACCOUNTS, CHATS, CURSORS, DIRECT_PAIRS, GROUP_INFO, MEMBERSHIP};
+use crate::store::tables::{ACCOUNTS, CHATS, CURSORS, DIRECT_PAIRS, GROUP_INFO, MEMBERSHIP, REMOTE_ACCOUNTS};
 use redb::ReadableTable;
 use std::collections::BTreeMap;
 use veche_protocol::ids::{AccountId, ChatKind, GroupId, Retention, Role};
@@ -86,8 +86,10 @@ pub async fn create(node: &Node, session: Session, new: NewChat) -> ApiResult<Ch
                 return err(ErrorCode::Conflict, "a chat with this id exists");
             }
             if let Some(peer) = peer {
-                if txn.open_table(ACCOUNTS).or_internal()?.get(peer.0).or_internal()?.is_none() {
-                    return err(ErrorCode::NotFound, "no such member on this node");
+                let here = txn.open_table(ACCOUNTS).or_internal()?.get(peer.0).or_internal()?.is_some();
+                let known = here || txn.open_table(REMOTE_ACCOUNTS).or_internal()?.get(peer.0).or_internal()?.is_some();
+                if !known {
+                    return err(ErrorCode::NotFound, "no such member on this node or its linked nodes");
                 }
                 if let Some(existing) =
                     txn.open_table(DIRECT_PAIRS).or_internal()?.get(pair_key(session.account, peer)).or_internal()?
@@ -140,20 +142,28 @@ pub fn load_member(txn: &redb::ReadTransaction, session: &Session, group: GroupI
 }
 
 /// Builds the public view of a chat.
-pub fn info(txn: &redb::ReadTransaction, home_node: &str, group: GroupId, chat: &Chat) -> ApiResult<ChatInfo> {
+pub fn info(txn: &redb::ReadTransaction, this_node: &str, group: GroupId, chat: &Chat) -> ApiResult<ChatInfo> {
     let accounts = txn.open_table(ACCOUNTS).or_internal()?;
+    let ids: Vec<AccountId> = chat.roster.keys().copied().collect();
+    let mut remote = super::replica::remote_names(txn, &ids)?;
     let mut members = Vec::with_capacity(chat.roster.len());
     for (account, role) in &chat.roster {
         let record: Option<Account> = records::get(&accounts, account.0)?;
-        let display_name = record.map(|r| r.display_name).unwrap_or_default();
-        members.push(MemberInfo { account: *account, display_name, role: *role });
+        let (display_name, home_node) = match (record, remote.remove(account)) {
+            (Some(r), _) => (r.display_name, this_node.to_string()),
+            (None, Some(r)) => (r.display_name, r.home),
+            (None, None) => (String::new(), String::new()),
+        };
+        members.push(MemberInfo { account: *account, display_name, role: *role, home_node });
     }
+    let home_node =
+        super::replica::home_of(txn, group)?.map(|p| p.to_string()).unwrap_or_else(|| this_node.to_string());
     Ok(ChatInfo {
         group,
         kind: chat.kind,
         name: chat.name.clone(),
         description: chat.description.clone(),
-        home_node: home_node.to_string(),
+        home_node,
         retention: chat.retention,
         epoch: chat.epoch,
         head: chat.head,
@@ -250,6 +260,7 @@ async fn change_chat(
             if let Some(event) = event {
                 ctx.publish(chat.roster.keys().copied().collect(), event);
             }
+            ctx.touch(group);
             Ok(())
         })
         .await

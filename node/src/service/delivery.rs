@@ -8,7 +8,10 @@
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::mls_view::{self, GroupInfoView, MessageKind};
 use crate::store::records::{self, Chat, LogEntry, Welcome, now_ms};
-use crate::store::tables::{CHATS, COUNTERS, CURSORS, DEDUP, GROUP_INFO, LOG, MEMBERSHIP, META, WELCOMES};
+use crate::store::tables::{
+    ACCOUNTS, CHATS, COMMIT_EFFECTS, COUNTERS, CURSORS, DEDUP, DEVICES, GROUP_INFO, LOG, MEMBERSHIP, META,
+    REMOTE_ACCOUNTS, WELCOMES,
+};
 use crate::store::writer::TxnCtx;
 use redb::ReadableTable;
 use sha2::{Digest, Sha256};
@@ -86,6 +89,7 @@ fn append(
         payload: entry.payload,
     };
     ctx.publish(recipients, Event::Message(delivered));
+    ctx.touch(group);
     Ok(seq)
 }
 
@@ -241,6 +245,22 @@ fn check_policy(
     Ok(())
 }
 
+/// Every account a commit adds lives here or on a node this node knows, so its node can be
+/// told about the chat.
+fn check_homes_known(ctx: &TxnCtx<'_>, change: &Change) -> ApiResult<()> {
+    let accounts = ctx.read().open_table(ACCOUNTS).or_internal()?;
+    let remote = ctx.read().open_table(REMOTE_ACCOUNTS).or_internal()?;
+    for (account, _) in &change.added {
+        if accounts.get(account.0).or_internal()?.is_none() && remote.get(account.0).or_internal()?.is_none() {
+            return err(
+                ErrorCode::BadRequest,
+                format!("member {account} is not known on this node or its linked nodes"),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A commit that passed every check, with what it changes.
 struct Accepted {
     sender: AccountId,
@@ -275,6 +295,16 @@ fn apply_commit(ctx: &mut TxnCtx<'_>, group: GroupId, mut chat: Chat, accepted: 
     let seq = append(ctx, group, &mut chat, entry, recipients.into_iter().collect())?;
     let txn = ctx.write();
     txn.open_table(GROUP_INFO).or_internal()?.insert(group.0, group_info.as_slice()).or_internal()?;
+    // What member nodes replay: who came and went, and the Welcome for their devices.
+    let effect = veche_protocol::federation::CommitEffect {
+        added: change.added.clone(),
+        removed: change.removed.clone(),
+        welcome: welcome.clone(),
+    };
+    txn.open_table(COMMIT_EFFECTS)
+        .or_internal()?
+        .insert((group.0, seq), veche_protocol::federation::encode(&effect).as_slice())
+        .or_internal()?;
     {
         let mut membership = txn.open_table(MEMBERSHIP).or_internal()?;
         for account in &change.removed {
@@ -302,14 +332,19 @@ fn apply_commit(ctx: &mut TxnCtx<'_>, group: GroupId, mut chat: Chat, accepted: 
         let mut welcomes = txn.open_table(WELCOMES).or_internal()?;
         let record = Welcome { group, commit_seq: seq, welcome };
         let mut events = Vec::new();
+        // Devices on other nodes get the Welcome from their node, which replays the commit.
+        let devices = txn.open_table(DEVICES).or_internal()?;
         for (account, device) in &change.added {
+            if devices.get(device.0).or_internal()?.is_none() {
+                continue;
+            }
             welcomes.insert((device.0, next_id), records::encode(&record).as_slice()).or_internal()?;
             let envelope = WelcomeEnvelope { id: next_id, group, commit_seq: seq, welcome: record.welcome.clone() };
             events.push((vec![*account], Event::Welcome(envelope)));
             next_id += 1;
         }
         meta.insert("next_welcome_id", next_id.to_be_bytes().as_slice()).or_internal()?;
-        drop((meta, welcomes));
+        drop((meta, welcomes, devices));
         for (to, event) in events {
             ctx.publish(to, event);
         }
@@ -366,6 +401,7 @@ pub async fn commit(
             let change = diff(&chat, &next);
             let removed_inline = check_commit_matches(&chat, &view, &change)?;
             check_policy(&chat, session.account, &change, &next, &removed_inline)?;
+            check_homes_known(ctx, &change)?;
             if !change.added.is_empty() && welcome.is_none() {
                 return err(ErrorCode::BadRequest, "a commit that adds members needs their Welcome");
             }

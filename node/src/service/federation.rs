@@ -111,7 +111,7 @@ fn new_link(name: String) -> Link {
 }
 
 /// What admins see of a link; `connected`: the peers connected now.
-fn info(peer: &str, link: &Link, connected: &[PeerId]) -> Option<LinkInfo> {
+fn info(node: &Node, peer: &str, link: &Link, connected: &[PeerId]) -> Option<LinkInfo> {
     let connected = peer.parse::<PeerId>().is_ok_and(|id| connected.contains(&id));
     Some(LinkInfo {
         peer_id: peer.to_string(),
@@ -120,6 +120,7 @@ fn info(peer: &str, link: &Link, connected: &[PeerId]) -> Option<LinkInfo> {
         addrs: link.addrs.clone(),
         connected,
         last_seen_ms: link.last_seen_ms,
+        queued: super::replica::queued(node, peer).unwrap_or(0),
     })
 }
 
@@ -157,7 +158,7 @@ pub async fn links(node: &Node, session: Session) -> ApiResult<LinksInfo> {
         Some(p2p) => p2p.status().await,
         None => Default::default(),
     };
-    let links = all(node)?.iter().filter_map(|(peer, link)| info(peer, link, &status.connected)).collect();
+    let links = all(node)?.iter().filter_map(|(peer, link)| info(node, peer, link, &status.connected)).collect();
     let own_addrs = crate::p2p::shareable_addrs(&status.listen_addrs, &node.info.node_id);
     Ok(LinksInfo { own_addrs, links })
 }
@@ -231,7 +232,7 @@ pub async fn link(node: &Node, session: Session, target: String) -> ApiResult<Li
     })
     .await?;
     match link {
-        Some(link) => info(&key, &link, &p2p.status().await.connected)
+        Some(link) => info(node, &key, &link, &p2p.status().await.connected)
             .ok_or_else(|| veche_protocol::wire::ApiError::new(ErrorCode::Internal, "link lost")),
         None => err(ErrorCode::Conflict, "the link was removed meanwhile"),
     }
@@ -267,8 +268,25 @@ pub async fn run(node: Node, mut events: mpsc::Receiver<P2pEvent>) {
                 });
                 Ok(())
             }
+            P2pEvent::Fed { id, peer, request } => {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let reply = super::replica::serve(&node, peer, request).await;
+                    if let Some(p2p) = &node.p2p {
+                        p2p.fed_respond(id, reply).await;
+                    }
+                });
+                Ok(())
+            }
             P2pEvent::Connected(peer) => {
                 let result = touch(&node, peer).await;
+                // Chats homed there may have moved on while we were apart.
+                let catch_up = node.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = super::replica::catch_up(&catch_up, Some(peer), true).await {
+                        tracing::debug!(%peer, error = %e.message, "catch-up on connect");
+                    }
+                });
                 // Tell a node we approved where we stand each time we reach it, so approvals
                 // made while it was unreachable (on either side) meet.
                 if load(&node, &peer.to_string()).ok().flatten().is_some_and(|l| l.we_approved) {

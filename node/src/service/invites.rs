@@ -64,6 +64,20 @@ fn check_read(node: &Node, token: &InviteToken, for_join: bool) -> ApiResult<(In
     validate(invite, token, for_join)
 }
 
+/// Whether `result` refused `token` only because no invite of its id exists here (then a linked
+/// node may have it).
+pub fn is_unknown<T>(node: &Node, token: &InviteToken, result: &ApiResult<T>) -> bool {
+    if !matches!(result, Err(e) if e.code == ErrorCode::InviteInvalid) {
+        return false;
+    }
+    let exists = node
+        .store
+        .read()
+        .ok()
+        .and_then(|txn| txn.open_table(INVITES).ok().and_then(|t| t.get(token.invite.0).ok().map(|g| g.is_some())));
+    exists == Some(false)
+}
+
 /// Creates an invite. Chat invites need owner/admin; node invites need a node admin.
 pub async fn create(
     node: &Node,

@@ -7,6 +7,7 @@ pub mod chats;
 pub mod delivery;
 pub mod federation;
 pub mod invites;
+pub mod replica;
 pub mod retention;
 
 use crate::hub::Hub;
@@ -27,6 +28,8 @@ pub struct Node {
     pub info: Arc<NodeInfo>,
     /// Links to other nodes (absent in unit tests).
     pub p2p: Option<crate::p2p::P2pHandle>,
+    /// In-memory state of chats across nodes.
+    pub replication: Arc<replica::Replication>,
 }
 
 /// Fixed facts about this node.

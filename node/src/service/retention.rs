@@ -7,7 +7,7 @@
 
 use super::{ApiResult, Node, OrInternal};
 use crate::store::records::{self, Chat, LogEntry, now_ms};
-use crate::store::tables::{CHATS, CURSORS, DEDUP, LOG};
+use crate::store::tables::{CHATS, COMMIT_EFFECTS, CURSORS, DEDUP, DEVICES, LOG, PEER_CURSORS};
 use redb::ReadableTable;
 use veche_protocol::ids::{GroupId, Retention};
 
@@ -48,11 +48,22 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
     let limit = match chat.retention {
         Retention::Forever => return Ok(0),
         Retention::UntilFetched => {
+            // This node's devices acknowledge here; devices on other nodes acknowledge there,
+            // and their node's pulls count for them (a member node holds what it pulled).
             let cursors = txn.open_table(CURSORS).or_internal()?;
+            let devices = txn.open_table(DEVICES).or_internal()?;
             let mut min = chat.head;
             for (_, device) in chat.devices() {
+                if devices.get(device.0).or_internal()?.is_none() {
+                    continue;
+                }
                 let seen = cursors.get((device.0, group.0)).or_internal()?.map(|g| g.value()).unwrap_or(0);
                 min = min.min(seen);
+            }
+            let pulled = txn.open_table(PEER_CURSORS).or_internal()?;
+            for peer in super::replica::member_nodes(txn, &chat)? {
+                let held = pulled.get((group.0, peer.as_str())).or_internal()?.map(|g| g.value());
+                min = min.min(held.unwrap_or(0));
             }
             min
         }
@@ -79,7 +90,9 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
     {
         let mut log = txn.open_table(LOG).or_internal()?;
         let mut dedup = txn.open_table(DEDUP).or_internal()?;
+        let mut effects = txn.open_table(COMMIT_EFFECTS).or_internal()?;
         for seq in chat.tail..=upto {
+            effects.remove((group.0, seq)).or_internal()?;
             // The retry index goes with the entry: nothing retries a message this old.
             if let Some(value) = log.remove((group.0, seq)).or_internal()?
                 && let Ok(entry) = records::decode::<LogEntry>(value.value())
@@ -119,7 +132,15 @@ mod tests {
             http_port: 0,
             community_secret: None,
         };
-        Node { store, writer, hub, metrics: Arc::new(Metrics::default()), info: Arc::new(info), p2p: None }
+        Node {
+            store,
+            writer,
+            hub,
+            metrics: Arc::new(Metrics::default()),
+            info: Arc::new(info),
+            p2p: None,
+            replication: Default::default(),
+        }
     }
 
     /// A chat with entries stored `ages_days` ago (oldest first), and the given retention.

@@ -110,6 +110,14 @@ pub struct Link {
     pub last_seen_ms: u64,
 }
 
+/// An account that lives on another node, as far as this node knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteAccount {
+    /// Peer id of its home node.
+    pub home: String,
+    pub display_name: String,
+}
+
 /// Reads and decodes one record.
 pub fn get<'k, K, T, Tbl>(table: &Tbl, key: impl std::borrow::Borrow<K::SelfType<'k>>) -> Result<Option<T>, ApiError>
 where

@@ -33,6 +33,14 @@ pub const INVITES: TableDefinition<[u8; 8], &[u8]> = TableDefinition::new("invit
 pub const DEDUP: TableDefinition<([u8; 16], [u8; 32]), u64> = TableDefinition::new("dedup");
 /// peer id of another node -> records::Link
 pub const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links");
+/// group -> peer id of its home node, for chats homed on another node (replicas kept here)
+pub const CHAT_HOMES: TableDefinition<[u8; 16], &str> = TableDefinition::new("chat_homes");
+/// account -> records::RemoteAccount, for accounts that live on other nodes
+pub const REMOTE_ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("remote_accounts");
+/// (group, seq) -> federation::CommitEffect of a commit (member nodes replay it)
+pub const COMMIT_EFFECTS: TableDefinition<([u8; 16], u64), &[u8]> = TableDefinition::new("commit_effects");
+/// (group, member node's peer id) -> highest seq that node has confirmed holding
+pub const PEER_CURSORS: TableDefinition<([u8; 16], &str), u64> = TableDefinition::new("peer_cursors");
 /// counter name -> value (metrics that survive restarts)
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
@@ -54,5 +62,9 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(COUNTERS)?;
     txn.open_table(DEDUP)?;
     txn.open_table(LINKS)?;
+    txn.open_table(CHAT_HOMES)?;
+    txn.open_table(REMOTE_ACCOUNTS)?;
+    txn.open_table(COMMIT_EFFECTS)?;
+    txn.open_table(PEER_CURSORS)?;
     Ok(())
 }

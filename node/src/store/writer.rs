@@ -26,6 +26,8 @@ const INBOX: usize = 4096;
 pub struct TxnCtx<'a> {
     txn: &'a WriteTransaction,
     events: Vec<(Recipients, Event)>,
+    /// Chats whose log or record this transaction changed (other nodes may need to hear).
+    touched: Vec<veche_protocol::ids::GroupId>,
     wrote: bool,
 }
 
@@ -44,6 +46,11 @@ impl<'a> TxnCtx<'a> {
     /// Publishes `event` to `to` once the transaction is durable.
     pub fn publish(&mut self, to: Recipients, event: Event) {
         self.events.push((to, event));
+    }
+
+    /// Marks a chat as changed once the transaction commits (its member nodes are told).
+    pub fn touch(&mut self, group: veche_protocol::ids::GroupId) {
+        self.touched.push(group);
     }
 }
 
@@ -123,7 +130,7 @@ fn run_batch(db: &Database, hub: &Hub, batch: &mut Vec<Job>) {
             return;
         }
     };
-    let mut ctx = TxnCtx { txn: &txn, events: Vec::new(), wrote: false };
+    let mut ctx = TxnCtx { txn: &txn, events: Vec::new(), touched: Vec::new(), wrote: false };
     let mut completions = Vec::with_capacity(batch.len());
     let mut poisoned = false;
     for job in batch.drain(..) {
@@ -138,6 +145,7 @@ fn run_batch(db: &Database, hub: &Hub, batch: &mut Vec<Job>) {
         completions.push(completion);
     }
     let events = std::mem::take(&mut ctx.events);
+    let mut touched = std::mem::take(&mut ctx.touched);
     let outcome = if poisoned {
         tracing::error!("a write job failed after writing; aborting its batch");
         let _ = txn.abort();
@@ -155,6 +163,11 @@ fn run_batch(db: &Database, hub: &Hub, batch: &mut Vec<Job>) {
     if committed {
         for (to, event) in events {
             hub.publish(&to, event);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for group in touched {
+            hub.chat_changed(group);
         }
     }
 }

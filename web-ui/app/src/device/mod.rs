@@ -217,6 +217,7 @@ fn error_key(code: ErrorCode) -> Option<&'static str> {
         ErrorCode::TooLarge => "err-too-long",
         ErrorCode::StaleEpoch { .. } => "err-chat-busy",
         ErrorCode::Internal => "err-node-internal",
+        ErrorCode::Unavailable => "err-home-unavailable",
         ErrorCode::Unauthenticated | ErrorCode::BadSignature | ErrorCode::ChallengeUsed => "err-sign-in",
         _ => return None,
     })
@@ -229,7 +230,7 @@ fn random_group() -> GroupId {
 }
 
 fn retryable(code: ErrorCode) -> bool {
-    matches!(code, ErrorCode::Internal | ErrorCode::RateLimited)
+    matches!(code, ErrorCode::Internal | ErrorCode::RateLimited | ErrorCode::Unavailable)
 }
 
 fn commit_request(group: GroupId, bundle: &CommitBundle) -> Request {

@@ -1,0 +1,920 @@
+//! Chats across nodes.
+//!
+//! A chat lives on its home node (where it was created), which orders every entry. Accounts live
+//! on their home node too; a member's global address is its account id plus that node.
+//!
+//! - **Member nodes keep replicas.** A node whose accounts are in a chat homed elsewhere keeps the
+//!   chat's log with the home's sequence numbers (`CHAT_HOMES` marks it). It pulls pages of
+//!   entries with the chat's state from the home node ([`FedRequest::Pull`]); the home node's
+//!   log is the outbox, and each pull says how far the member node got (`PEER_CURSORS`), so the
+//!   home keeps entries until every member node holds them. An entry is applied only if its
+//!   sequence number is above the replica's head, in the same transaction that moves the head:
+//!   exactly once and in order, across restarts of either node.
+//! - **The home node tells member nodes** when a chat changes ([`FedRequest::Notify`]); they
+//!   also pull when a connection to the home opens, and retry failed pulls with backoff.
+//! - **Devices submit through their own node**, which forwards the request to the home node
+//!   ([`FedRequest::Forward`]) and answers with the home node's answer, after pulling up to the
+//!   stored entry. A forwarded request is never acknowledged before the home node stored it: MLS
+//!   binds each message to an epoch only the home can accept, so the device keeps it in its own
+//!   durable outbox and retries while the home is unreachable (`ErrorCode::Unavailable`).
+//! - **Invite links work on every linked node**: an invite unknown here is looked up on the
+//!   linked nodes, and the join is forwarded to the one that has it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+use redb::ReadableTable;
+use veche_protocol::federation::{
+    ChatReplica, CommitEffect, FedReply, FedRequest, MAX_PULL_ENTRIES, MemberAddress, ReplicaState, ReplicatedEntry,
+};
+use veche_protocol::ids::{AccountId, GroupId, InviteId};
+use veche_protocol::wire::{ApiError, EntryKind, ErrorCode, Event, Request, Response, WelcomeEnvelope};
+
+use super::{ApiResult, Node, OrInternal, Session, err};
+use crate::store::records::{self, Account, Chat, Link, LogEntry, RemoteAccount, Welcome};
+use crate::store::tables::{
+    ACCOUNTS, CHAT_HOMES, CHATS, COMMIT_EFFECTS, CURSORS, DEVICES, LINKS, LOG, MEMBERSHIP, META, PEER_CURSORS,
+    REMOTE_ACCOUNTS, WELCOMES,
+};
+use crate::store::writer::TxnCtx;
+
+/// Payload bytes of one page of pulled entries at most (at least one entry is always sent).
+const MAX_PULL_BYTES: usize = 4 * 1024 * 1024;
+/// How often member nodes pull every replica, whatever they heard.
+const FULL_SYNC: Duration = Duration::from_secs(30);
+/// First and longest wait before pulling again from a home node that failed.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Quiet time after applied entries before the pull that confirms them to the home node.
+const CONFIRM_AFTER: Duration = Duration::from_secs(1);
+
+/// What the federation of chats keeps in memory (everything durable is in the store).
+#[derive(Default)]
+pub struct Replication {
+    /// One pull at a time per chat.
+    pulls: Mutex<HashMap<GroupId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Notifications in flight to (member node, chat), and whether the chat changed since.
+    notifying: Mutex<HashMap<(PeerId, GroupId), bool>>,
+    /// Home nodes whose pulls failed: when to try again, and the current wait.
+    backoff: Mutex<HashMap<PeerId, (Instant, Duration)>>,
+    /// Linked nodes that answered for an invite unknown here.
+    invites: Mutex<HashMap<InviteId, PeerId>>,
+    /// Chats with a confirmation pull scheduled.
+    confirming: Mutex<BTreeSet<GroupId>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn refused(e: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, format!("the chat's home node cannot be reached: {e}"))
+}
+
+/// The home node of a chat kept here as a replica (`None`: homed here, or unknown).
+pub fn home_of(txn: &redb::ReadTransaction, group: GroupId) -> ApiResult<Option<PeerId>> {
+    let homes = txn.open_table(CHAT_HOMES).or_internal()?;
+    let Some(home) = homes.get(group.0).or_internal()? else { return Ok(None) };
+    Ok(home.value().parse().ok())
+}
+
+/// Member nodes of a chat homed here: the homes of its remote members (current and former).
+pub fn member_nodes(txn: &redb::WriteTransaction, chat: &Chat) -> ApiResult<BTreeSet<String>> {
+    let remote = txn.open_table(REMOTE_ACCOUNTS).or_internal()?;
+    member_nodes_in(&remote, chat)
+}
+
+fn member_nodes_in(remote: &impl ReadableTable<[u8; 32], &'static [u8]>, chat: &Chat) -> ApiResult<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for account in chat.roster.keys().chain(chat.removed_at.keys()) {
+        if let Some(r) = records::get::<_, RemoteAccount, _>(remote, account.0)? {
+            out.insert(r.home);
+        }
+    }
+    Ok(out)
+}
+
+/// The link with `peer`, if both admins approved it.
+fn linked(node: &Node, peer: &PeerId) -> ApiResult<Option<Link>> {
+    let txn = node.store.read().or_internal()?;
+    let link: Option<Link> = records::get(&txn.open_table(LINKS).or_internal()?, peer.to_string().as_str())?;
+    Ok(link.filter(|l| l.we_approved && l.they_approved))
+}
+
+fn linked_peers(node: &Node) -> ApiResult<Vec<(PeerId, Vec<Multiaddr>)>> {
+    let txn = node.store.read().or_internal()?;
+    let mut out = Vec::new();
+    for row in txn.open_table(LINKS).or_internal()?.iter().or_internal()? {
+        let (key, value) = row.or_internal()?;
+        let link: Link = records::decode(value.value())?;
+        if let (true, true, Ok(peer)) = (link.we_approved, link.they_approved, key.value().parse::<PeerId>()) {
+            out.push((peer, addrs(&link)));
+        }
+    }
+    Ok(out)
+}
+
+fn addrs(link: &Link) -> Vec<Multiaddr> {
+    link.addrs.iter().filter_map(|a| a.parse().ok()).collect()
+}
+
+/// Sends a request to a linked node.
+async fn ask(node: &Node, peer: PeerId, request: FedRequest) -> Result<FedReply, ApiError> {
+    let Some(p2p) = &node.p2p else { return Err(refused("p2p is not running")) };
+    let Some(link) = linked(node, &peer)? else {
+        return Err(ApiError::new(ErrorCode::Forbidden, "this node is no longer linked with the chat's home node"));
+    };
+    p2p.fed(peer, addrs(&link), request).await.map_err(|e| refused(&e))
+}
+
+// ------------------------------------------------------------------------------------------
+// Member node side: devices' requests for chats homed elsewhere.
+
+/// The chat a request is about, if it must be served by the chat's home node.
+fn routed_group(request: &Request) -> Option<GroupId> {
+    match request {
+        Request::Commit { group, .. }
+        | Request::Send { group, .. }
+        | Request::SetRetention { group, .. }
+        | Request::UpdateChat { group, .. }
+        | Request::Invites { group }
+        | Request::CreateInvite { group: Some(group), .. } => Some(*group),
+        _ => None,
+    }
+}
+
+/// Serves a device's request on the chat's home node if the chat is homed elsewhere; `None`:
+/// serve it here.
+pub async fn route(node: &Node, session: Session, request: &Request) -> Option<Result<Response, ApiError>> {
+    let group = routed_group(request)?;
+    let home = match node.store.read().or_internal().and_then(|txn| home_of(&txn, group)) {
+        Ok(Some(home)) => home,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(forward(node, Some(session), home, request.clone()).await)
+}
+
+/// Forwards a device's request to `home` and answers with its answer; a stored entry is pulled
+/// into the replica before the answer, so the device can read and acknowledge it here.
+async fn forward(node: &Node, session: Option<Session>, home: PeerId, request: Request) -> Result<Response, ApiError> {
+    let group = match &request {
+        Request::Join { commit, .. } => crate::mls_view::message(commit).ok().map(|v| v.group),
+        other => routed_group(other),
+    };
+    let (account, device, display_name, homes) = match session {
+        Some(s) => {
+            let txn = node.store.read().or_internal()?;
+            let name = super::accounts::load_account(&txn, &s.account)?.map(|a| a.display_name).unwrap_or_default();
+            (s.account, s.device, name, added_homes(node, &txn, &request)?)
+        }
+        None => (AccountId([0; 32]), veche_protocol::ids::DeviceId([0; 32]), String::new(), Vec::new()),
+    };
+    let fed = FedRequest::Forward { account, device, display_name, homes, request: Box::new(request) };
+    let response = match ask(node, home, fed).await? {
+        FedReply::Response(result) => result?,
+        FedReply::Refused(e) => return Err(e),
+        other => return Err(super::internal(format!("unexpected answer to a forwarded request: {other:?}"))),
+    };
+    if let (Response::Stored { seq }, Some(group)) = (&response, group) {
+        sync(node, home, group, *seq).await?;
+    }
+    Ok(response)
+}
+
+/// Addresses of the accounts a commit adds that live on other nodes, as far as this node knows.
+fn added_homes(node: &Node, txn: &redb::ReadTransaction, request: &Request) -> ApiResult<Vec<MemberAddress>> {
+    let Request::Commit { group_info, .. } = request else { return Ok(Vec::new()) };
+    let Ok(next) = crate::mls_view::group_info(group_info) else { return Ok(Vec::new()) };
+    let remote = txn.open_table(REMOTE_ACCOUNTS).or_internal()?;
+    let accounts = txn.open_table(ACCOUNTS).or_internal()?;
+    let mut out = Vec::new();
+    for account in next.roster().keys() {
+        if let Some(r) = records::get::<_, RemoteAccount, _>(&remote, account.0)? {
+            out.push(MemberAddress { account: *account, home: r.home, display_name: r.display_name });
+        } else if let Some(a) = records::get::<_, Account, _>(&accounts, account.0)? {
+            let home = node.info.node_id.clone();
+            out.push(MemberAddress { account: *account, home, display_name: a.display_name });
+        }
+    }
+    Ok(out)
+}
+
+/// Serves an invite request (preview, GroupInfo, join) for an invite unknown here on the linked
+/// node that has it.
+pub async fn remote_invite(
+    node: &Node,
+    session: Option<Session>,
+    invite: InviteId,
+    request: Request,
+) -> ApiResult<Response> {
+    let cached = lock(&node.replication.invites).get(&invite).copied();
+    let home = match cached {
+        Some(peer) => peer,
+        None => {
+            let token = match &request {
+                Request::InvitePreview { token } | Request::JoinGroupInfo { token } | Request::Join { token, .. } => {
+                    token.clone()
+                }
+                _ => return err(ErrorCode::BadRequest, "not an invite request"),
+            };
+            let peers = linked_peers(node)?;
+            let asks = peers.into_iter().map(|(peer, _)| {
+                let preview = FedRequest::Forward {
+                    account: AccountId([0; 32]),
+                    device: veche_protocol::ids::DeviceId([0; 32]),
+                    display_name: String::new(),
+                    homes: Vec::new(),
+                    request: Box::new(Request::InvitePreview { token: token.clone() }),
+                };
+                async move {
+                    match ask(node, peer, preview).await {
+                        Ok(FedReply::Response(Ok(_))) => Some(peer),
+                        _ => None,
+                    }
+                }
+            });
+            let found = futures_util::future::join_all(asks).await.into_iter().flatten().next();
+            let Some(peer) = found else {
+                return err(ErrorCode::InviteInvalid, "this invite link is not valid on this node or its linked nodes");
+            };
+            lock(&node.replication.invites).insert(invite, peer);
+            peer
+        }
+    };
+    forward(node, session, home, request).await
+}
+
+/// Takes key packages of an account that lives on another node, through that node.
+pub async fn claim_remote_key_packages(node: &Node, account: AccountId) -> ApiResult<Vec<Vec<u8>>> {
+    let known = {
+        let txn = node.store.read().or_internal()?;
+        records::get::<_, RemoteAccount, _>(&txn.open_table(REMOTE_ACCOUNTS).or_internal()?, account.0)?
+    };
+    let candidates: Vec<PeerId> = match known.and_then(|r| r.home.parse().ok()) {
+        Some(home) => vec![home],
+        None => linked_peers(node)?.into_iter().map(|(p, _)| p).collect(),
+    };
+    for peer in candidates {
+        match ask(node, peer, FedRequest::ClaimKeyPackages { account }).await {
+            Ok(FedReply::KeyPackages { member, packages }) if member.account == account => {
+                let home = peer.to_string();
+                remember_accounts(node, vec![MemberAddress { home, ..member }]).await?;
+                return Ok(packages);
+            }
+            Ok(FedReply::Refused(e)) if e.code != ErrorCode::NotFound => return Err(e),
+            Ok(FedReply::Response(Err(e))) if e.code != ErrorCode::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    err(ErrorCode::NotFound, "no such member on this node or its linked nodes")
+}
+
+/// Records where accounts live (never overriding this node's own accounts or a known home).
+async fn remember_accounts(node: &Node, members: Vec<MemberAddress>) -> ApiResult<()> {
+    let me = node.info.node_id.clone();
+    node.writer.run(move |ctx| remember_in(ctx, &me, &members)).await
+}
+
+fn remember_in(ctx: &mut TxnCtx<'_>, me: &str, members: &[MemberAddress]) -> ApiResult<()> {
+    let mut changes = Vec::new();
+    {
+        let accounts = ctx.read().open_table(ACCOUNTS).or_internal()?;
+        let remote = ctx.read().open_table(REMOTE_ACCOUNTS).or_internal()?;
+        for m in members {
+            if m.home == me || m.home.parse::<PeerId>().is_err() || accounts.get(m.account.0).or_internal()?.is_some() {
+                continue;
+            }
+            let name: String = m.display_name.chars().take(veche_protocol::validate::MAX_DISPLAY_NAME).collect();
+            let current: Option<RemoteAccount> = records::get(&remote, m.account.0)?;
+            match current {
+                None => changes.push((m.account, RemoteAccount { home: m.home.clone(), display_name: name })),
+                Some(r) if r.home == m.home && r.display_name != name => {
+                    changes.push((m.account, RemoteAccount { display_name: name, ..r }));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if !changes.is_empty() {
+        let mut remote = ctx.write().open_table(REMOTE_ACCOUNTS).or_internal()?;
+        for (account, record) in changes {
+            remote.insert(account.0, records::encode(&record).as_slice()).or_internal()?;
+        }
+    }
+    Ok(())
+}
+
+/// Display names of accounts on other nodes this node knows.
+pub fn remote_names(
+    txn: &redb::ReadTransaction,
+    accounts: &[AccountId],
+) -> ApiResult<BTreeMap<AccountId, RemoteAccount>> {
+    let remote = txn.open_table(REMOTE_ACCOUNTS).or_internal()?;
+    let mut out = BTreeMap::new();
+    for account in accounts {
+        if let Some(r) = records::get::<_, RemoteAccount, _>(&remote, account.0)? {
+            out.insert(*account, r);
+        }
+    }
+    Ok(out)
+}
+
+/// Pulls a chat from its home node until the replica holds `want` (or everything there is).
+/// Each pull tells the home how far this node got; after applying entries, one more pull a
+/// moment later confirms the last page (so the home's queue for this node drains and its
+/// retention may drop what every node holds).
+pub async fn sync(node: &Node, home: PeerId, group: GroupId, want: u64) -> ApiResult<()> {
+    let gate = lock(&node.replication.pulls).entry(group).or_default().clone();
+    let _one = gate.lock().await;
+    let result = pull_until(node, home, group, want).await;
+    drop(_one);
+    if let Ok(true) = result {
+        confirm_later(node, home, group);
+    }
+    result.map(|_| ())
+}
+
+fn confirm_later(node: &Node, home: PeerId, group: GroupId) {
+    if !lock(&node.replication.confirming).insert(group) {
+        return;
+    }
+    let node = node.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(CONFIRM_AFTER).await;
+        lock(&node.replication.confirming).remove(&group);
+        let gate = lock(&node.replication.pulls).entry(group).or_default().clone();
+        let _one = gate.lock().await;
+        if let Err(e) = pull_until(&node, home, group, u64::MAX).await {
+            tracing::debug!(%group, error = %e.message, "confirmation pull failed");
+        }
+    });
+}
+
+/// Pulls until the replica holds `want`; whether any entry was applied.
+async fn pull_until(node: &Node, home: PeerId, group: GroupId, want: u64) -> ApiResult<bool> {
+    let mut applied = false;
+    loop {
+        let (head, exists) = {
+            let txn = node.store.read().or_internal()?;
+            match super::chats::load(&txn, group)? {
+                Some(chat) => {
+                    if home_of(&txn, group)? != Some(home) {
+                        return err(ErrorCode::Conflict, "this chat id is taken by another chat here");
+                    }
+                    (chat.head, true)
+                }
+                None => (0, false),
+            }
+        };
+        if exists && head >= want {
+            return Ok(applied);
+        }
+        let after = exists.then_some(head);
+        let reply = match ask(node, home, FedRequest::Pull { group, after }).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                failed(node, home);
+                return Err(e);
+            }
+        };
+        let replica = match reply {
+            FedReply::Entries(replica) => *replica,
+            FedReply::Refused(e) => return Err(e),
+            other => return Err(super::internal(format!("unexpected answer to a pull: {other:?}"))),
+        };
+        lock(&node.replication.backoff).remove(&home);
+        let upto = replica.upto;
+        applied |= !replica.entries.is_empty();
+        let me = node.info.node_id.clone();
+        let head = node.writer.run(move |ctx| apply(ctx, &me, home, group, replica)).await?;
+        if head >= upto {
+            return Ok(applied);
+        }
+    }
+}
+
+fn failed(node: &Node, home: PeerId) {
+    let mut backoff = lock(&node.replication.backoff);
+    let wait = backoff.get(&home).map(|(_, d)| (*d * 2).min(BACKOFF_MAX)).unwrap_or(BACKOFF_MIN);
+    backoff.insert(home, (Instant::now() + wait, wait));
+}
+
+/// Applies a page pulled from the home node to the replica, in one transaction. Returns the new
+/// head.
+fn apply(ctx: &mut TxnCtx<'_>, me: &str, home: PeerId, group: GroupId, replica: ChatReplica) -> ApiResult<u64> {
+    let ChatReplica { state, members, entries, upto } = replica;
+    if entries.windows(2).any(|w| w[1].seq != w[0].seq + 1) || entries.last().is_some_and(|e| e.seq > upto) {
+        return err(ErrorCode::BadRequest, "pulled entries are not consecutive");
+    }
+    let home_key = home.to_string();
+    let existing: Option<Chat> = records::get(&ctx.read().open_table(CHATS).or_internal()?, group.0)?;
+    let recorded_home =
+        ctx.read().open_table(CHAT_HOMES).or_internal()?.get(group.0).or_internal()?.map(|g| g.value().to_string());
+    let mut chat = match (existing, recorded_home) {
+        (Some(chat), Some(h)) if h == home_key => chat,
+        (Some(_), _) => return err(ErrorCode::Conflict, "this chat id is taken by another chat here"),
+        (None, _) => {
+            // A new replica starts at the first entry for this node's members.
+            let start = entries.first().map(|e| e.seq - 1).unwrap_or(upto);
+            ctx.write().open_table(CHAT_HOMES).or_internal()?.insert(group.0, home_key.as_str()).or_internal()?;
+            tracing::info!(%group, home = %home, "new chat from a linked node");
+            Chat {
+                kind: state.kind,
+                name: state.name.clone(),
+                description: state.description.clone(),
+                created_by: state.created_by,
+                created_ms: state.created_ms,
+                retention: state.retention,
+                epoch: state.epoch,
+                head: start,
+                tail: start + 1,
+                roster: state.roster.iter().copied().collect(),
+                leaves: state.leaves.iter().map(|(leaf, a, d)| (*leaf, (*a, *d))).collect(),
+                leaving: BTreeMap::new(),
+                removed_at: state.removed_at.iter().copied().collect(),
+                peer: state.peer,
+            }
+        }
+    };
+    remember_in(ctx, me, &members)?;
+    let before = (chat.name.clone(), chat.description.clone());
+    for entry in entries {
+        if entry.seq <= chat.head {
+            continue; // held already: each entry is applied once
+        }
+        if entry.seq != chat.head + 1 {
+            tracing::warn!(%group, from = chat.head + 1, to = entry.seq - 1, "entries dropped by the home's retention");
+        }
+        apply_entry(ctx, group, &mut chat, entry)?;
+    }
+    if chat.head >= state.head {
+        // Caught up: the state is the home's current one.
+        chat.kind = state.kind;
+        chat.name = state.name;
+        chat.description = state.description;
+        chat.retention = state.retention;
+        chat.epoch = state.epoch;
+        chat.roster = state.roster.into_iter().collect();
+        chat.leaves = state.leaves.into_iter().map(|(leaf, a, d)| (leaf, (a, d))).collect();
+        chat.removed_at = state.removed_at.into_iter().collect();
+        chat.peer = state.peer;
+    }
+    let txn = ctx.write();
+    {
+        // This node's accounts list the chat while they are (or were, up to their removal) in it.
+        let accounts = txn.open_table(ACCOUNTS).or_internal()?;
+        let mut membership = txn.open_table(MEMBERSHIP).or_internal()?;
+        for account in chat.roster.keys() {
+            if accounts.get(account.0).or_internal()?.is_some() {
+                membership.insert((account.0, group.0), ()).or_internal()?;
+            }
+        }
+        for account in chat.removed_at.keys() {
+            if !chat.roster.contains_key(account) {
+                membership.remove((account.0, group.0)).or_internal()?;
+            }
+        }
+    }
+    txn.open_table(CHATS).or_internal()?.insert(group.0, records::encode(&chat).as_slice()).or_internal()?;
+    if before != (chat.name.clone(), chat.description.clone()) {
+        ctx.publish(chat.roster.keys().copied().collect(), Event::ChatUpdated { group });
+    }
+    Ok(chat.head)
+}
+
+/// Stores one pulled entry and replays a commit's effect on this node's accounts and devices.
+fn apply_entry(ctx: &mut TxnCtx<'_>, group: GroupId, chat: &mut Chat, entry: ReplicatedEntry) -> ApiResult<()> {
+    let ReplicatedEntry { seq, kind, epoch, sender, stored_ms, payload, commit } = entry;
+    let mut recipients: BTreeSet<AccountId> = chat.roster.keys().copied().collect();
+    let txn = ctx.write();
+    let mut welcomes_out = Vec::new();
+    if let Some(CommitEffect { added, removed, welcome }) = &commit {
+        for account in removed {
+            chat.removed_at.insert(*account, seq);
+            chat.roster.remove(account);
+        }
+        let devices = txn.open_table(DEVICES).or_internal()?;
+        let mut cursors = txn.open_table(CURSORS).or_internal()?;
+        for (account, device) in added {
+            chat.removed_at.remove(account);
+            chat.roster.entry(*account).or_insert(veche_protocol::ids::Role::Member);
+            recipients.insert(*account);
+            if devices.get(device.0).or_internal()?.is_some() {
+                // As on the home: the entry that adds a device stays until it acknowledged it.
+                cursors.insert((device.0, group.0), seq - 1).or_internal()?;
+                if let Some(welcome) = welcome {
+                    welcomes_out.push((*account, *device, welcome.clone()));
+                }
+            }
+        }
+    }
+    if !welcomes_out.is_empty() {
+        let mut meta = txn.open_table(META).or_internal()?;
+        let mut next_id = meta
+            .get("next_welcome_id")
+            .or_internal()?
+            .and_then(|g| g.value().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(1);
+        let mut welcomes = txn.open_table(WELCOMES).or_internal()?;
+        for (account, device, welcome) in welcomes_out {
+            let record = Welcome { group, commit_seq: seq, welcome };
+            welcomes.insert((device.0, next_id), records::encode(&record).as_slice()).or_internal()?;
+            let envelope = WelcomeEnvelope { id: next_id, group, commit_seq: seq, welcome: record.welcome };
+            ctx.publish(vec![account], Event::Welcome(envelope));
+            next_id += 1;
+        }
+        meta.insert("next_welcome_id", next_id.to_be_bytes().as_slice()).or_internal()?;
+    }
+    let log_entry = LogEntry { kind, epoch, sender, stored_ms, payload };
+    ctx.write()
+        .open_table(LOG)
+        .or_internal()?
+        .insert((group.0, seq), records::encode(&log_entry).as_slice())
+        .or_internal()?;
+    chat.head = seq;
+    if kind == EntryKind::Handshake && commit.is_some() {
+        chat.epoch = epoch + 1;
+    }
+    let delivered = veche_protocol::wire::Delivered {
+        group,
+        seq,
+        kind,
+        epoch,
+        sender,
+        stored_at_ms: stored_ms,
+        payload: log_entry.payload,
+    };
+    ctx.publish(recipients.into_iter().collect(), Event::Message(delivered));
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// Home node side: requests from member nodes.
+
+/// Answers a federation request from `peer`. Only linked nodes are served.
+pub async fn serve(node: &Node, peer: PeerId, request: FedRequest) -> FedReply {
+    match linked(node, &peer) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            tracing::info!(%peer, "federation request from a node that is not linked: refused");
+            return FedReply::Refused(ApiError::new(ErrorCode::Forbidden, "this node is not linked with yours"));
+        }
+        Err(e) => return FedReply::Refused(e),
+    }
+    let result = match request {
+        FedRequest::Forward { account, device, display_name, homes, request } => {
+            return FedReply::Response(serve_forward(node, peer, account, device, display_name, homes, *request).await);
+        }
+        FedRequest::Pull { group, after } => serve_pull(node, peer, group, after).await,
+        FedRequest::Notify { group, head } => {
+            let node = node.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sync(&node, peer, group, head).await {
+                    tracing::debug!(%group, %peer, error = %e.message, "pull after a notification failed");
+                }
+            });
+            Ok(FedReply::Ok)
+        }
+        FedRequest::ClaimKeyPackages { account } => serve_claim(node, account).await,
+    };
+    result.unwrap_or_else(FedReply::Refused)
+}
+
+async fn serve_claim(node: &Node, account: AccountId) -> ApiResult<FedReply> {
+    let record = {
+        let txn = node.store.read().or_internal()?;
+        super::accounts::load_account(&txn, &account)?
+    };
+    let Some(record) = record else { return err(ErrorCode::NotFound, "no such member on this node") };
+    let packages = super::accounts::claim_key_packages(node, account).await?;
+    let member = MemberAddress { account, home: node.info.node_id.clone(), display_name: record.display_name };
+    Ok(FedReply::KeyPackages { member, packages })
+}
+
+async fn serve_forward(
+    node: &Node,
+    peer: PeerId,
+    account: AccountId,
+    device: veche_protocol::ids::DeviceId,
+    display_name: String,
+    homes: Vec<MemberAddress>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    use super::{chats, delivery, invites};
+    if let Request::InvitePreview { token } = &request {
+        return invites::preview(node, token).map(Response::InvitePreview);
+    }
+    let peer_key = peer.to_string();
+    // The account must live on the sending node: it vouches for its own devices only.
+    let known = {
+        let txn = node.store.read().or_internal()?;
+        if super::accounts::load_account(&txn, &account)?.is_some() {
+            return err(ErrorCode::Forbidden, "this account lives on this node, not yours");
+        }
+        remote_names(&txn, &[account])?.remove(&account)
+    };
+    match (&known, &request) {
+        (Some(r), _) if r.home != peer_key => return err(ErrorCode::Forbidden, "this account lives on another node"),
+        (None, Request::Join { .. } | Request::JoinGroupInfo { .. }) => {}
+        (None, _) => return err(ErrorCode::NotFound, "no such chat, or you are not a member"),
+        _ => {}
+    }
+    let mut learned = homes;
+    learned.push(MemberAddress { account, home: peer_key.clone(), display_name });
+    remember_accounts(node, learned).await?;
+    if let Some(group) = routed_group(&request) {
+        let txn = node.store.read().or_internal()?;
+        if home_of(&txn, group)?.is_some() {
+            return err(ErrorCode::NotFound, "this chat is not homed on this node");
+        }
+    }
+    let session = Session { account, device };
+    let stored = |r: ApiResult<u64>| r.map(|seq| Response::Stored { seq });
+    match request {
+        Request::Send { group, message } => stored(delivery::send(node, session, group, message).await),
+        Request::Commit { group, commit, welcome, group_info } => {
+            stored(delivery::commit(node, session, group, commit, welcome, group_info).await)
+        }
+        Request::JoinGroupInfo { token } => invites::group_info(node, &token).map(Response::GroupInfo),
+        Request::Join { token, commit, group_info } => {
+            stored(invites::join(node, session, token, commit, group_info).await)
+        }
+        Request::SetRetention { group, retention } => {
+            chats::set_retention(node, session, group, retention).await.map(|()| Response::Ok)
+        }
+        Request::UpdateChat { group, name, description } => {
+            chats::update(node, session, group, name, description).await.map(|()| Response::Ok)
+        }
+        Request::CreateInvite { group: Some(group), max_uses, expires_in_secs } => {
+            invites::create(node, session, Some(group), max_uses, expires_in_secs.map(Duration::from_secs))
+                .await
+                .map(|(invite, secret)| Response::InviteCreated { invite, secret })
+        }
+        Request::Invites { group } => invites::list(node, &session, group).map(Response::Invites),
+        _ => err(ErrorCode::BadRequest, "this request is not served for another node's devices"),
+    }
+}
+
+async fn serve_pull(node: &Node, peer: PeerId, group: GroupId, after: Option<u64>) -> ApiResult<FedReply> {
+    let peer_key = peer.to_string();
+    let me = node.info.node_id.clone();
+    let (replica, confirmed) = {
+        let txn = node.store.read().or_internal()?;
+        let Some(chat) = super::chats::load(&txn, group)? else {
+            return err(ErrorCode::NotFound, "no such chat on this node");
+        };
+        if home_of(&txn, group)?.is_some() {
+            return err(ErrorCode::NotFound, "this chat is not homed on this node");
+        }
+        let remote = txn.open_table(REMOTE_ACCOUNTS).or_internal()?;
+        let theirs = |a: &AccountId| -> ApiResult<bool> {
+            Ok(records::get::<_, RemoteAccount, _>(&remote, a.0)?.is_some_and(|r| r.home == peer_key))
+        };
+        let mut current = false;
+        for account in chat.roster.keys() {
+            current |= theirs(account)?;
+        }
+        let upto = if current {
+            chat.head
+        } else {
+            let mut last = None;
+            for (account, seq) in &chat.removed_at {
+                if theirs(account)? {
+                    last = last.max(Some(*seq));
+                }
+            }
+            match last {
+                Some(seq) => seq,
+                None => return err(ErrorCode::Forbidden, "no member of this chat lives on your node"),
+            }
+        };
+        let start = match after {
+            Some(after) => after,
+            None => {
+                // From the entry that added the first of their devices.
+                let cursors = txn.open_table(CURSORS).or_internal()?;
+                let mut start = None;
+                for (account, device) in chat.leaves.values() {
+                    if theirs(account)? {
+                        let at = cursors.get((device.0, group.0)).or_internal()?.map(|g| g.value()).unwrap_or(0);
+                        start = Some(start.map_or(at, |s: u64| s.min(at)));
+                    }
+                }
+                start.unwrap_or(upto)
+            }
+        };
+        let start = start.max(chat.tail.saturating_sub(1));
+        let log = txn.open_table(LOG).or_internal()?;
+        let effects = txn.open_table(COMMIT_EFFECTS).or_internal()?;
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        if start < upto {
+            for item in log.range((group.0, start + 1)..=(group.0, upto)).or_internal()?.take(MAX_PULL_ENTRIES) {
+                let (key, value) = item.or_internal()?;
+                let seq = key.value().1;
+                let entry: LogEntry = records::decode(value.value())?;
+                if !entries.is_empty() && bytes + entry.payload.len() > MAX_PULL_BYTES {
+                    break;
+                }
+                bytes += entry.payload.len();
+                let commit = match effects.get((group.0, seq)).or_internal()? {
+                    Some(e) => Some(veche_protocol::federation::decode::<CommitEffect>(e.value()).or_internal()?),
+                    None => None,
+                };
+                entries.push(ReplicatedEntry {
+                    seq,
+                    kind: entry.kind,
+                    epoch: entry.epoch,
+                    sender: entry.sender,
+                    stored_ms: entry.stored_ms,
+                    payload: entry.payload,
+                    commit,
+                });
+            }
+        }
+        let accounts = txn.open_table(ACCOUNTS).or_internal()?;
+        let mut members = Vec::new();
+        for account in chat.roster.keys().chain(chat.removed_at.keys()) {
+            if let Some(r) = records::get::<_, RemoteAccount, _>(&remote, account.0)? {
+                members.push(MemberAddress { account: *account, home: r.home, display_name: r.display_name });
+            } else if let Some(a) = records::get::<_, Account, _>(&accounts, account.0)? {
+                members.push(MemberAddress { account: *account, home: me.clone(), display_name: a.display_name });
+            }
+        }
+        let state = ReplicaState {
+            kind: chat.kind,
+            name: chat.name.clone(),
+            description: chat.description.clone(),
+            created_by: chat.created_by,
+            created_ms: chat.created_ms,
+            retention: chat.retention,
+            epoch: chat.epoch,
+            head: chat.head,
+            roster: chat.roster.iter().map(|(a, r)| (*a, *r)).collect(),
+            leaves: chat.leaves.iter().map(|(leaf, (a, d))| (*leaf, *a, *d)).collect(),
+            removed_at: chat.removed_at.iter().map(|(a, s)| (*a, *s)).collect(),
+            peer: chat.peer,
+        };
+        let held: Option<u64> = txn
+            .open_table(PEER_CURSORS)
+            .or_internal()?
+            .get((group.0, peer_key.as_str()))
+            .or_internal()?
+            .map(|g| g.value());
+        // What the member node says it holds (it asks for what follows).
+        let confirmed = after.filter(|a| held.is_none_or(|h| *a > h) && *a <= chat.head);
+        (ChatReplica { state, members, entries, upto }, confirmed)
+    };
+    if let Some(seq) = confirmed {
+        node.writer
+            .run(move |ctx| {
+                let mut table = ctx.write().open_table(PEER_CURSORS).or_internal()?;
+                let held = table.get((group.0, peer_key.as_str())).or_internal()?.map(|g| g.value());
+                if held.is_none_or(|h| seq > h) {
+                    table.insert((group.0, peer_key.as_str()), seq).or_internal()?;
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(FedReply::Entries(Box::new(replica)))
+}
+
+/// Entries of chats homed here that member node `peer` has not confirmed holding: the link's
+/// queue.
+pub fn queued(node: &Node, peer: &str) -> ApiResult<u64> {
+    let txn = node.store.read().or_internal()?;
+    let homes = txn.open_table(CHAT_HOMES).or_internal()?;
+    let remote = txn.open_table(REMOTE_ACCOUNTS).or_internal()?;
+    let cursors = txn.open_table(PEER_CURSORS).or_internal()?;
+    let mut total = 0;
+    for row in txn.open_table(CHATS).or_internal()?.iter().or_internal()? {
+        let (key, value) = row.or_internal()?;
+        if homes.get(key.value()).or_internal()?.is_some() {
+            continue;
+        }
+        let chat: Chat = records::decode(value.value())?;
+        if member_nodes_in(&remote, &chat)?.contains(peer) {
+            let held = cursors.get((key.value(), peer)).or_internal()?.map(|g| g.value()).unwrap_or(0);
+            total += chat.head.saturating_sub(held.max(chat.tail.saturating_sub(1)));
+        }
+    }
+    Ok(total)
+}
+
+// ------------------------------------------------------------------------------------------
+// Background: telling member nodes, and catching up.
+
+/// Tells the member nodes of changed chats homed here; one notification in flight per (node,
+/// chat), repeated if the chat changed meanwhile.
+pub async fn notify_changes(node: Node, mut changes: tokio::sync::mpsc::Receiver<GroupId>) {
+    while let Some(group) = changes.recv().await {
+        let peers = match node.store.read().or_internal().and_then(|txn| {
+            if home_of(&txn, group)?.is_some() {
+                return Ok(Vec::new());
+            }
+            let Some(chat) = super::chats::load(&txn, group)? else { return Ok(Vec::new()) };
+            let remote = txn.open_table(REMOTE_ACCOUNTS).or_internal()?;
+            Ok(member_nodes_in(&remote, &chat)?.into_iter().filter_map(|p| p.parse::<PeerId>().ok()).collect())
+        }) {
+            Ok(peers) => peers,
+            Err(e) => {
+                tracing::warn!(%group, error = %e.message, "cannot find member nodes");
+                continue;
+            }
+        };
+        for peer in peers {
+            {
+                let mut notifying = lock(&node.replication.notifying);
+                if let Some(dirty) = notifying.get_mut(&(peer, group)) {
+                    *dirty = true;
+                    continue;
+                }
+                notifying.insert((peer, group), false);
+            }
+            let node = node.clone();
+            tokio::spawn(async move { notify(&node, peer, group).await });
+        }
+    }
+}
+
+async fn notify(node: &Node, peer: PeerId, group: GroupId) {
+    loop {
+        let head =
+            node.store.read().ok().and_then(|txn| super::chats::load(&txn, group).ok().flatten()).map(|c| c.head);
+        if let Some(head) = head
+            && let Err(e) = ask(node, peer, FedRequest::Notify { group, head }).await
+        {
+            // The member node pulls when it reaches us again, or on its next full sync.
+            tracing::debug!(%peer, %group, error = %e.message, "notification not delivered");
+        }
+        let mut notifying = lock(&node.replication.notifying);
+        match notifying.get_mut(&(peer, group)) {
+            Some(dirty) if *dirty => *dirty = false,
+            _ => {
+                notifying.remove(&(peer, group));
+                return;
+            }
+        }
+    }
+}
+
+/// Pulls every replica homed at `home` (or at every home), skipping homes in backoff unless
+/// `force`.
+pub async fn catch_up(node: &Node, home: Option<PeerId>, force: bool) -> ApiResult<()> {
+    let replicas: Vec<(GroupId, PeerId)> = {
+        let txn = node.store.read().or_internal()?;
+        let mut out = Vec::new();
+        for row in txn.open_table(CHAT_HOMES).or_internal()?.iter().or_internal()? {
+            let (key, value) = row.or_internal()?;
+            if let Ok(peer) = value.value().parse::<PeerId>()
+                && home.is_none_or(|h| h == peer)
+            {
+                out.push((GroupId(key.value()), peer));
+            }
+        }
+        out
+    };
+    let now = Instant::now();
+    let mut unreachable = BTreeSet::new();
+    for (group, peer) in replicas {
+        let waiting = lock(&node.replication.backoff).get(&peer).is_some_and(|(at, _)| *at > now);
+        if (waiting && !force) || unreachable.contains(&peer) {
+            continue;
+        }
+        // `u64::MAX`: pull until the home says there is no more.
+        if let Err(e) = sync(node, peer, group, u64::MAX).await {
+            tracing::debug!(%group, %peer, error = %e.message, "catch-up pull failed");
+            if e.code == ErrorCode::Unavailable {
+                // Do not wait on an unreachable home once for each of its chats.
+                unreachable.insert(peer);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Background catch-up: every [`FULL_SYNC`], and more often for homes that failed (with
+/// backoff).
+pub async fn run_catch_up(node: Node) {
+    let mut last_full = Instant::now() - FULL_SYNC;
+    loop {
+        let now = Instant::now();
+        if now.duration_since(last_full) >= FULL_SYNC {
+            last_full = now;
+            if let Err(e) = catch_up(&node, None, true).await {
+                tracing::warn!(error = %e.message, "catch-up");
+            }
+        } else {
+            let due: Vec<PeerId> =
+                lock(&node.replication.backoff).iter().filter(|(_, (at, _))| *at <= now).map(|(p, _)| *p).collect();
+            for peer in due {
+                let _ = catch_up(&node, Some(peer), true).await;
+            }
+        }
+        tokio::time::sleep(BACKOFF_MIN).await;
+    }
+}

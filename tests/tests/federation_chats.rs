@@ -1,0 +1,137 @@
+//! Scenario (three linked nodes on loopback): a group created on node A is joined by members of
+//! nodes B and C through their own nodes, with A's invite link; everyone writes; every member
+//! reads the same history in the same order, with names, and sees on which node each member
+//! lives. A member of B starts a direct chat with a member of C through B. Forwarded requests
+//! get the home node's refusals, and a node that is not linked is refused.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+use veche_tests::{Client, Node, TempDir, assert_same_history};
+
+struct Site {
+    node: Node,
+    admin: Client,
+}
+
+fn site(tmp: &TempDir, name: &str) -> anyhow::Result<Site> {
+    let dir = tmp.path().join(name);
+    std::fs::create_dir_all(&dir)?;
+    let node = Node::start(&dir, &["--mdns", "false"])?;
+    let admin = Client::new(&dir, "admin", &node.url);
+    let link = node.admin_link.clone().context("admin link")?;
+    admin.run(&["register", "--name", &format!("Admin {name}"), "--invite", &link])?;
+    Ok(Site { node, admin })
+}
+
+/// The loopback QUIC address another admin pastes.
+fn address(site: &Site) -> anyhow::Result<String> {
+    let info = site.admin.run(&["admin", "links"])?;
+    let own = info["own_addrs"].as_array().cloned().unwrap_or_default();
+    own.iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.starts_with("/ip4/127.0.0.1/udp/"))
+        .map(str::to_string)
+        .with_context(|| format!("no loopback QUIC address in {own:?}"))
+}
+
+fn link(a: &Site, b: &Site) -> anyhow::Result<()> {
+    a.admin.run(&["admin", "link", &address(b)?])?;
+    let made = b.admin.run(&["admin", "link", &address(a)?])?;
+    anyhow::ensure!(made["state"] == "linked", "link not up: {made}");
+    Ok(())
+}
+
+/// A member registered on `site` with a node invite from its admin.
+fn member(tmp: &TempDir, site: &Site, name: &str) -> anyhow::Result<Client> {
+    let invite = site.admin.run(&["invite", "node", "--uses", "1"])?;
+    let client = Client::new(tmp.path(), name, &site.node.url);
+    client.run(&["register", "--name", name, "--invite", invite["link"].as_str().context("link")?])?;
+    Ok(client)
+}
+
+fn wait_texts(client: &Client, chat: &str, count: usize) -> anyhow::Result<Vec<(u64, String, String)>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let texts = client.texts(chat)?;
+        if texts.len() >= count {
+            return Ok(texts);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "only {} of {count} messages arrived: {texts:?}", texts.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_group_spans_three_linked_nodes() -> anyhow::Result<()> {
+    let tmp = TempDir::new("federation-chats");
+    let (a, b, c) = (site(&tmp, "a")?, site(&tmp, "b")?, site(&tmp, "c")?);
+    link(&a, &b)?;
+    link(&a, &c)?;
+    link(&b, &c)?;
+
+    let alice = member(&tmp, &a, "Alice")?;
+    let bob = member(&tmp, &b, "Bob")?;
+    let carol = member(&tmp, &c, "Carol")?;
+
+    // Alice's group lives on A; Bob and Carol join with A's link, each through their own node.
+    let chat = alice.run(&["group", "create", "Town square"])?["chat"].as_str().context("chat")?.to_string();
+    let invite = alice.run(&["invite", "create", &chat])?["link"].as_str().context("link")?.to_string();
+    assert!(invite.starts_with(&a.node.url), "{invite}");
+    bob.run(&["join", &invite])?;
+    carol.run(&["join", &invite])?;
+
+    alice.run(&["send", &chat, "hello from A"])?;
+    bob.run(&["send", &chat, "hi from B"])?;
+    carol.run(&["send", &chat, "hey from C"])?;
+    alice.run(&["send", &chat, "welcome both"])?;
+
+    let history = wait_texts(&alice, &chat, 4)?;
+    let texts: Vec<&str> = history.iter().map(|(_, _, t)| t.as_str()).collect();
+    assert_eq!(texts, ["hello from A", "hi from B", "hey from C", "welcome both"]);
+    let senders: Vec<&str> = history.iter().map(|(_, s, _)| s.as_str()).collect();
+    assert_eq!(senders, ["Alice", "Bob", "Carol", "Alice"]);
+    assert_same_history(&history, &wait_texts(&bob, &chat, 4)?, "Bob on B");
+    assert_same_history(&history, &wait_texts(&carol, &chat, 4)?, "Carol on C");
+
+    // Everyone sees where each member lives, and that the chat's home is A.
+    let members = carol.run(&["members", &chat])?["members"].as_array().cloned().unwrap_or_default();
+    let home_of = |name: &str| -> Option<String> {
+        members.iter().find(|m| m["name"] == name).and_then(|m| m["home_node"].as_str().map(str::to_string))
+    };
+    assert_eq!(home_of("Alice").as_deref(), Some(a.node.node_id.as_str()), "{members:?}");
+    assert_eq!(home_of("Bob").as_deref(), Some(b.node.node_id.as_str()), "{members:?}");
+    assert_eq!(home_of("Carol").as_deref(), Some(c.node.node_id.as_str()), "{members:?}");
+    let chats = bob.run(&["chats"])?["chats"].as_array().cloned().unwrap_or_default();
+    let listed = chats.iter().find(|x| x["chat"] == chat.as_str()).with_context(|| format!("{chats:?}"))?;
+    assert_eq!(listed["home_node"], a.node.node_id.as_str(), "{listed}");
+
+    // The home node's refusals reach members on other nodes: Bob is not an admin of the group.
+    let refused = bob.fail(&["invite", "create", &chat])?;
+    assert_eq!(refused["code"], "Forbidden", "{refused}");
+
+    // A direct chat between members of B and C, opened on B (so homed on B).
+    let carol_id = carol.account()?;
+    let dm = bob.run(&["dm", &carol_id])?["chat"].as_str().context("dm")?.to_string();
+    bob.run(&["send", &dm, "just between us"])?;
+    let seen = wait_texts(&carol, &dm, 1)?;
+    assert_eq!(seen[0].1, "Bob");
+    assert_eq!(seen[0].2, "just between us");
+    carol.run(&["send", &dm, "agreed"])?;
+    let both = wait_texts(&bob, &dm, 2)?;
+    assert_eq!(both.iter().map(|(_, _, t)| t.as_str()).collect::<Vec<_>>(), ["just between us", "agreed"]);
+
+    // The admin page shows how many entries each linked node still has to take (none now).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let links = a.admin.run(&["admin", "links"])?["links"].as_array().cloned().unwrap_or_default();
+        let queued: Vec<u64> = links.iter().map(|l| l["queued"].as_u64().unwrap_or(u64::MAX)).collect();
+        if queued.iter().all(|q| *q == 0) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "queues never drained: {links:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
