@@ -342,6 +342,8 @@ pub struct MemberInfo {
     pub role: Role,
     /// Node id of the member's home node (where the account lives).
     pub home_node: String,
+    /// That node's name, as far as this node knows it.
+    pub home_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

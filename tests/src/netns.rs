@@ -19,6 +19,30 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why network namespaces cannot be made here (not root, no iproute2, a sandbox), if so.
+/// Tests that need them print this and skip.
+pub fn unavailable() -> Option<String> {
+    let probe = format!("veche-probe-{}", std::process::id());
+    match ip(&["netns", "add", &probe]) {
+        Ok(()) => {
+            let _ = ip(&["netns", "del", &probe]);
+            None
+        }
+        Err(e) => Some(format!("{e:#}")),
+    }
+}
+
+/// Skips the calling test (with the reason on stderr) when namespaces are unavailable.
+#[macro_export]
+macro_rules! require_netns {
+    () => {
+        if let Some(why) = $crate::netns::unavailable() {
+            eprintln!("SKIPPED: this test needs network namespaces (root and iproute2): {why}");
+            return Ok(());
+        }
+    };
+}
+
 impl Lan {
     /// A switch namespace with a bridge, and `hosts` host namespaces wired to it.
     pub fn new(subnet: u8, hosts: usize) -> anyhow::Result<Lan> {

@@ -113,6 +113,7 @@ fn healthz(lan: &Lan, n: usize) -> anyhow::Result<Value> {
 
 #[test]
 fn three_nodes_find_each_other_on_a_lan() -> anyhow::Result<()> {
+    veche_tests::require_netns!();
     let tmp = TempDir::new("lan");
     let lan = Lan::new(77, 3).context("creating network namespaces (needs root and iproute2)")?;
     let started = Instant::now();

@@ -352,7 +352,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             let list: Vec<Value> = info
                 .members
                 .iter()
-                .map(|m| json!({"account": m.account.to_hex(), "name": m.display_name, "role": m.role.as_str(), "home_node": m.home_node}))
+                .map(|m| json!({"account": m.account.to_hex(), "name": m.display_name, "role": m.role.as_str(), "home_node": m.home_node, "home_name": m.home_name}))
                 .collect();
             print(json_mode, json!({"chat": group.to_hex(), "members": list}), || {
                 info.members
@@ -429,7 +429,7 @@ fn chat_json(c: &ChatInfo) -> Value {
         "chat": c.group.to_hex(), "kind": format!("{:?}", c.kind).to_lowercase(), "name": c.name,
         "description": c.description, "epoch": c.epoch,
         "head": c.head, "retention": c.retention.to_string(), "home_node": c.home_node,
-        "members": c.members.iter().map(|m| json!({"account": m.account.to_hex(), "name": m.display_name, "role": m.role.as_str(), "home_node": m.home_node})).collect::<Vec<_>>(),
+        "members": c.members.iter().map(|m| json!({"account": m.account.to_hex(), "name": m.display_name, "role": m.role.as_str(), "home_node": m.home_node, "home_name": m.home_name})).collect::<Vec<_>>(),
     })
 }
 

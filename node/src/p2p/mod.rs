@@ -42,6 +42,8 @@ const LINK_REFILL: Duration = Duration::from_secs(2);
 /// [`FED_REFILL`] (2,000 a second: forwards, pulls and notifications of a busy town).
 const FED_BURST: u32 = 4000;
 const FED_REFILL: Duration = Duration::from_micros(500);
+/// A QUIC connection that hears nothing for this long (keep-alives every second) is closed.
+const QUIC_IDLE_TIMEOUT_MS: u32 = 4_000;
 /// How long a node waits for another node's answer to a federation request.
 pub const FED_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -145,6 +147,13 @@ pub fn shareable_addrs(listen: &[Multiaddr], peer: &str) -> Vec<String> {
     // LAN addresses first: those are what another node can dial.
     out.sort_by_key(|a| a.starts_with("/ip4/127."));
     out
+}
+
+/// Addresses in the order to dial them: QUIC first, TCP as the fallback.
+fn dial_order(mut addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    addrs.sort_by_key(|a| !a.iter().any(|p| matches!(p, Protocol::QuicV1)));
+    addrs.dedup();
+    addrs
 }
 
 /// What the swarm task knows.
@@ -274,14 +283,24 @@ pub async fn start(
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .context("p2p TCP transport")?
-        .with_quic()
+        .with_quic_config(|mut quic| {
+            // Notice a dead link (a cable pulled, a node killed) within seconds, so requests
+            // move to a fresh connection instead of waiting on the old one.
+            quic.max_idle_timeout = QUIC_IDLE_TIMEOUT_MS;
+            quic.keep_alive_interval = Duration::from_secs(1);
+            quic
+        })
         .with_behaviour(|key| {
             let codec = request_response::cbor::codec::Codec::default()
                 .set_request_size_maximum(MAX_LINK_MESSAGE_BYTES as u64)
                 .set_response_size_maximum(MAX_LINK_MESSAGE_BYTES as u64);
             Behaviour {
                 identify: identify::Behaviour::new(identify::Config::new(PROTOCOL.into(), key.public())),
-                ping: ping::Behaviour::default(),
+                // Pings every second; a connection that misses them is closed (below), so a
+                // dead TCP connection is noticed as fast as a dead QUIC one.
+                ping: ping::Behaviour::new(
+                    ping::Config::new().with_interval(Duration::from_secs(1)).with_timeout(Duration::from_secs(3)),
+                ),
                 link: request_response::Behaviour::with_codec(
                     codec,
                     [(StreamProtocol::new(LINK_PROTOCOL), ProtocolSupport::Full)],
@@ -297,7 +316,12 @@ pub async fn start(
             }
         })
         .context("p2p behaviour")?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .with_swarm_config(|c| {
+            // One address at a time, QUIC first (see `dial_order`): one connection per node,
+            // not one per transport.
+            c.with_idle_connection_timeout(Duration::from_secs(120))
+                .with_dial_concurrency_factor(std::num::NonZeroU8::MIN)
+        })
         .build();
     let quic: Multiaddr = format!("/ip4/0.0.0.0/udp/{}/quic-v1", config.port).parse()?;
     let tcp: Multiaddr = format!("/ip4/0.0.0.0/tcp/{}", config.port).parse()?;
@@ -379,6 +403,7 @@ impl SwarmTask {
                         let _ = reply.send(self.status());
                     }
                     Some(Command::Send { peer, addrs, message, reply }) => {
+                        let addrs = dial_order(addrs);
                         let id = self.swarm.behaviour_mut().link.send_request_with_addresses(&peer, message, addrs);
                         self.outbound.insert(id, reply);
                     }
@@ -388,6 +413,7 @@ impl SwarmTask {
                         }
                     }
                     Some(Command::Fed { peer, addrs, request, reply }) => {
+                        let addrs = dial_order(addrs);
                         let id = self.swarm.behaviour_mut().fed.send_request_with_addresses(&peer, request, addrs);
                         self.fed_outbound.insert(id, reply);
                     }
@@ -452,6 +478,10 @@ impl SwarmTask {
                     let verified = nearby.clone();
                     let _ = self.emit(P2pEvent::NearbyVerified(verified));
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) })) => {
+                tracing::debug!(%peer, error = %e, "ping failed: closing the connection");
+                self.swarm.close_connection(connection);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Link(event)) => self.on_link(event),
             SwarmEvent::Behaviour(BehaviourEvent::Fed(event)) => self.on_fed(event),
@@ -580,7 +610,7 @@ impl SwarmTask {
                 self.nearby.insert(peer_id, Nearby { verified, ..node });
                 if new_addrs && !self.swarm.is_connected(&peer_id) {
                     // The dial checks the announced peer id in the handshake.
-                    let opts = DialOpts::peer_id(peer_id).addresses(addrs).build();
+                    let opts = DialOpts::peer_id(peer_id).addresses(dial_order(addrs)).build();
                     if let Err(e) = self.swarm.dial(opts) {
                         tracing::debug!(peer = %peer_id, error = %e, "dial of a nearby node failed");
                     }

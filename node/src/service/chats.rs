@@ -3,7 +3,7 @@
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::mls_view;
 use crate::store::records::{self, Account, Chat, now_ms};
-use crate::store::tables::{ACCOUNTS, CHATS, CURSORS, DIRECT_PAIRS, GROUP_INFO, MEMBERSHIP, REMOTE_ACCOUNTS};
+use crate::store::tables::{ACCOUNTS, CHATS, CURSORS, DIRECT_PAIRS, GROUP_INFO, LINKS, MEMBERSHIP, REMOTE_ACCOUNTS};
 use redb::ReadableTable;
 use std::collections::BTreeMap;
 use veche_protocol::ids::{AccountId, ChatKind, GroupId, Retention, Role};
@@ -125,7 +125,7 @@ pub async fn create(node: &Node, session: Session, new: NewChat) -> ApiResult<Ch
         .await?;
     tracing::info!(group = %group, ?kind, "chat created");
     let txn = node.store.read().or_internal()?;
-    info(&txn, &node.info.node_id, group, &chat)
+    info(&txn, &node.info, group, &chat)
 }
 
 /// Loads a chat record.
@@ -142,8 +142,16 @@ pub fn load_member(txn: &redb::ReadTransaction, session: &Session, group: GroupI
 }
 
 /// Builds the public view of a chat.
-pub fn info(txn: &redb::ReadTransaction, this_node: &str, group: GroupId, chat: &Chat) -> ApiResult<ChatInfo> {
+pub fn info(txn: &redb::ReadTransaction, this: &super::NodeInfo, group: GroupId, chat: &Chat) -> ApiResult<ChatInfo> {
+    let this_node = this.node_id.as_str();
     let accounts = txn.open_table(ACCOUNTS).or_internal()?;
+    let links = txn.open_table(LINKS).or_internal()?;
+    let node_name = |peer: &str| -> ApiResult<String> {
+        if peer == this_node {
+            return Ok(this.name.clone());
+        }
+        Ok(records::get::<_, records::Link, _>(&links, peer)?.map(|l| l.name).unwrap_or_default())
+    };
     let ids: Vec<AccountId> = chat.roster.keys().copied().collect();
     let mut remote = super::replica::remote_names(txn, &ids)?;
     let mut members = Vec::with_capacity(chat.roster.len());
@@ -154,7 +162,8 @@ pub fn info(txn: &redb::ReadTransaction, this_node: &str, group: GroupId, chat: 
             (None, Some(r)) => (r.display_name, r.home),
             (None, None) => (String::new(), String::new()),
         };
-        members.push(MemberInfo { account: *account, display_name, role: *role, home_node });
+        let home_name = node_name(&home_node)?;
+        members.push(MemberInfo { account: *account, display_name, role: *role, home_node, home_name });
     }
     let home_node =
         super::replica::home_of(txn, group)?.map(|p| p.to_string()).unwrap_or_else(|| this_node.to_string());
@@ -186,7 +195,7 @@ pub fn list(node: &Node, session: &Session) -> ApiResult<Vec<ChatInfo>> {
     let mut out = Vec::with_capacity(groups.len());
     for group in groups {
         if let Some(chat) = load(&txn, group)? {
-            out.push(info(&txn, &node.info.node_id, group, &chat)?);
+            out.push(info(&txn, &node.info, group, &chat)?);
         }
     }
     Ok(out)
@@ -196,7 +205,7 @@ pub fn list(node: &Node, session: &Session) -> ApiResult<Vec<ChatInfo>> {
 pub fn get(node: &Node, session: &Session, group: GroupId) -> ApiResult<ChatInfo> {
     let txn = node.store.read().or_internal()?;
     let chat = load_member(&txn, session, group)?;
-    info(&txn, &node.info.node_id, group, &chat)
+    info(&txn, &node.info, group, &chat)
 }
 
 /// Sets retention (owner only).

@@ -281,6 +281,7 @@ pub async fn run(node: Node, mut events: mpsc::Receiver<P2pEvent>) {
             P2pEvent::Connected(peer) => {
                 let result = touch(&node, peer).await;
                 // Chats homed there may have moved on while we were apart.
+                super::replica::reachable(&node, peer);
                 let catch_up = node.clone();
                 tokio::spawn(async move {
                     if let Err(e) = super::replica::catch_up(&catch_up, Some(peer), true).await {

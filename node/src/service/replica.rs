@@ -44,9 +44,11 @@ use crate::store::writer::TxnCtx;
 const MAX_PULL_BYTES: usize = 4 * 1024 * 1024;
 /// How often member nodes pull every replica, whatever they heard.
 const FULL_SYNC: Duration = Duration::from_secs(30);
-/// First and longest wait before pulling again from a home node that failed.
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// First and longest wait before trying a node that did not answer again (pulls from a home
+/// node, notifications to a member node). Short: a probe is one small packet, and a link that
+/// comes back should carry traffic again within seconds.
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Quiet time after applied entries before the pull that confirms them to the home node.
 const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
@@ -57,7 +59,7 @@ pub struct Replication {
     pulls: Mutex<HashMap<GroupId, Arc<tokio::sync::Mutex<()>>>>,
     /// Notifications in flight to (member node, chat), and whether the chat changed since.
     notifying: Mutex<HashMap<(PeerId, GroupId), bool>>,
-    /// Home nodes whose pulls failed: when to try again, and the current wait.
+    /// Nodes that did not answer: when to try again, and the current wait.
     backoff: Mutex<HashMap<PeerId, (Instant, Duration)>>,
     /// Linked nodes that answered for an invite unknown here.
     invites: Mutex<HashMap<InviteId, PeerId>>,
@@ -173,7 +175,13 @@ async fn forward(node: &Node, session: Option<Session>, home: PeerId, request: R
         None => (AccountId([0; 32]), veche_protocol::ids::DeviceId([0; 32]), String::new(), Vec::new()),
     };
     let fed = FedRequest::Forward { account, device, display_name, homes, request: Box::new(request) };
-    let response = match ask(node, home, fed).await? {
+    let answer = ask(node, home, fed).await.inspect_err(|e| {
+        if e.code == ErrorCode::Unavailable {
+            // Catch up with this home as soon as it answers again.
+            failed(node, home);
+        }
+    })?;
+    let response = match answer {
         FedReply::Response(result) => result?,
         FedReply::Refused(e) => return Err(e),
         other => return Err(super::internal(format!("unexpected answer to a forwarded request: {other:?}"))),
@@ -385,7 +393,7 @@ async fn pull_until(node: &Node, home: PeerId, group: GroupId, want: u64) -> Api
             FedReply::Refused(e) => return Err(e),
             other => return Err(super::internal(format!("unexpected answer to a pull: {other:?}"))),
         };
-        lock(&node.replication.backoff).remove(&home);
+        reachable(node, home);
         let upto = replica.upto;
         applied |= !replica.entries.is_empty();
         let me = node.info.node_id.clone();
@@ -396,10 +404,22 @@ async fn pull_until(node: &Node, home: PeerId, group: GroupId, want: u64) -> Api
     }
 }
 
-fn failed(node: &Node, home: PeerId) {
+/// `peer` did not answer: wait before trying it again (longer each time, up to
+/// [`BACKOFF_MAX`]).
+fn failed(node: &Node, peer: PeerId) {
     let mut backoff = lock(&node.replication.backoff);
-    let wait = backoff.get(&home).map(|(_, d)| (*d * 2).min(BACKOFF_MAX)).unwrap_or(BACKOFF_MIN);
-    backoff.insert(home, (Instant::now() + wait, wait));
+    let wait = backoff.get(&peer).map(|(_, d)| (*d * 2).min(BACKOFF_MAX)).unwrap_or(BACKOFF_MIN);
+    backoff.insert(peer, (Instant::now() + wait, wait));
+}
+
+/// `peer` answered, or a connection to it opened: no more waiting.
+pub fn reachable(node: &Node, peer: PeerId) {
+    lock(&node.replication.backoff).remove(&peer);
+}
+
+/// When `peer` may be tried again, if it is in backoff.
+fn retry_at(node: &Node, peer: PeerId) -> Option<Instant> {
+    lock(&node.replication.backoff).get(&peer).map(|(at, _)| *at).filter(|at| *at > Instant::now())
 }
 
 /// Applies a page pulled from the home node to the replica, in one transaction. Returns the new
@@ -841,25 +861,36 @@ pub async fn notify_changes(node: Node, mut changes: tokio::sync::mpsc::Receiver
     }
 }
 
+/// Tells `peer` that `group` changed, until it answers (with backoff while it is unreachable:
+/// the home's log is the outbox, and the notification is what makes the member node take it),
+/// and again if the chat changed meanwhile.
 async fn notify(node: &Node, peer: PeerId, group: GroupId) {
     loop {
+        if let Some(at) = retry_at(node, peer) {
+            tokio::time::sleep_until(at.into()).await;
+        }
         let head =
             node.store.read().ok().and_then(|txn| super::chats::load(&txn, group).ok().flatten()).map(|c| c.head);
-        if let Some(head) = head
-            && let Err(e) = ask(node, peer, FedRequest::Notify { group, head }).await
-        {
-            // The member node pulls when it reaches us again, or on its next full sync.
-            tracing::debug!(%peer, %group, error = %e.message, "notification not delivered");
+        let Some(head) = head else { break };
+        match ask(node, peer, FedRequest::Notify { group, head }).await {
+            Ok(_) => reachable(node, peer),
+            Err(e) if e.code == ErrorCode::Unavailable => {
+                tracing::debug!(%peer, %group, error = %e.message, "notification not delivered; retrying");
+                failed(node, peer);
+                continue;
+            }
+            Err(e) => {
+                // Not linked any more, or refused: nothing to retry.
+                tracing::debug!(%peer, %group, error = %e.message, "notification refused");
+            }
         }
         let mut notifying = lock(&node.replication.notifying);
         match notifying.get_mut(&(peer, group)) {
             Some(dirty) if *dirty => *dirty = false,
-            _ => {
-                notifying.remove(&(peer, group));
-                return;
-            }
+            _ => break,
         }
     }
+    lock(&node.replication.notifying).remove(&(peer, group));
 }
 
 /// Pulls every replica homed at `home` (or at every home), skipping homes in backoff unless
@@ -878,11 +909,9 @@ pub async fn catch_up(node: &Node, home: Option<PeerId>, force: bool) -> ApiResu
         }
         out
     };
-    let now = Instant::now();
     let mut unreachable = BTreeSet::new();
     for (group, peer) in replicas {
-        let waiting = lock(&node.replication.backoff).get(&peer).is_some_and(|(at, _)| *at > now);
-        if (waiting && !force) || unreachable.contains(&peer) {
+        if (!force && retry_at(node, peer).is_some()) || unreachable.contains(&peer) {
             continue;
         }
         // `u64::MAX`: pull until the home says there is no more.

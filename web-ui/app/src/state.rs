@@ -105,6 +105,8 @@ pub struct AppState {
     pub conn: RwSignal<ConnState>,
     pub me: RwSignal<Option<Me>>,
     pub node_name: RwSignal<String>,
+    /// This node's id (members living elsewhere show their node).
+    pub node_id: RwSignal<String>,
     pub registration: RwSignal<Option<RegistrationPolicy>>,
     pub chats: RwSignal<BTreeMap<GroupId, ChatState>>,
     pub names: RwSignal<HashMap<AccountId, String>>,
@@ -121,6 +123,7 @@ impl AppState {
             conn: RwSignal::new(ConnState::Connecting),
             me: RwSignal::new(None),
             node_name: RwSignal::new(String::new()),
+            node_id: RwSignal::new(String::new()),
             registration: RwSignal::new(None),
             chats: RwSignal::new(BTreeMap::new()),
             names: RwSignal::new(HashMap::new()),

@@ -152,6 +152,7 @@ err-not-found = Not found, or you are no longer a member.
 err-conflict = That already exists.
 err-node-internal = The node had a problem. Try again in a moment.
 err-home-unavailable = This chat lives on another node, which cannot be reached right now. Your message waits and is sent when it is back.
+member-home = on { $node }
 err-sign-in = Signing in failed. Reload the page.
 nodes-title = Other nodes
 nodes-hint = Link this node with other Veche nodes of your town or LAN. Both admins approve a link.

@@ -359,6 +359,7 @@ impl Device {
             }
         };
         self.ui.node_name.set(conn.hello.node_name.clone());
+        self.ui.node_id.set(conn.hello.node_id.clone());
         self.ui.registration.set(Some(conn.hello.registration));
         self.conn = Some(conn);
         if self.db.device.is_some() {

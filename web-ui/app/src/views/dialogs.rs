@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use veche_protocol::ids::{AccountId, ChatKind, GroupId, Retention, Role};
 use veche_protocol::wire::InviteInfo;
 use veche_ui_core::format::list_time;
+use veche_ui_core::i18n::Arg;
 
 use crate::components::{Avatar, BTN_DANGER, BTN_PRIMARY, BTN_SECONDARY, Dialog, INPUT, LABEL};
 use crate::device::{Cmd, DeviceHandle};
@@ -314,6 +315,18 @@ pub fn ChatSettingsDialog(group: GroupId, on_close: Callback<()>) -> impl IntoVi
                                         {member.display_name.clone()}{if is_me { format!(" ({})", i18n.t("you")) } else { String::new() }}
                                     </p>
                                     <p class="text-xs text-slate-500" data-testid="member-role">{move || i18n.t(role_id(role))}</p>
+                                    {
+                                        // Members who live on another node show which one.
+                                        let (home, home_name) = (member.home_node.clone(), member.home_name.clone());
+                                        move || (!home.is_empty() && home != app.node_id.get()).then(|| {
+                                            let name = if home_name.is_empty() { format!("{}…", &home[home.len().saturating_sub(8)..]) } else { home_name.clone() };
+                                            view! {
+                                                <p class="truncate text-xs text-slate-500" data-testid="member-home">
+                                                    {i18n.t_with("member-home", &[("node", Arg::Str(&name))])}
+                                                </p>
+                                            }
+                                        })
+                                    }
                                 </div>
                                 <Show when=move || !is_me>
                                     <button class="text-sm font-medium text-indigo-600 hover:text-indigo-500" data-testid="member-dm"
