@@ -479,8 +479,12 @@ impl SwarmTask {
                     let _ = self.emit(P2pEvent::NearbyVerified(verified));
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) })) => {
-                tracing::debug!(%peer, error = %e, "ping failed: closing the connection");
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(ping::Failure::Timeout),
+            })) => {
+                tracing::debug!(%peer, "ping timed out: closing the connection");
                 self.swarm.close_connection(connection);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Link(event)) => self.on_link(event),

@@ -1,0 +1,386 @@
+//! Scenario: a rogue libp2p peer talks to a real `veche` node over `/veche/fed/1`.
+//!
+//! Not linked, it is refused; malformed and oversized frames are dropped; a flood is rate
+//! limited; the node keeps serving its members. Once an admin links it, it still cannot act for
+//! the node's own accounts or unknown ones, nor pull chats it has no members in. As the home of a
+//! chat, it serves pages that are not consecutive (refused: nothing applied) and pages that repeat
+//! sequence numbers (each entry applied exactly once).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use veche_protocol::federation::{
+    ChatReplica, FED_PROTOCOL, FedReply, FedRequest, LINK_PROTOCOL, LinkMessage, LinkReply, ReplicaState,
+    ReplicatedEntry,
+};
+use veche_protocol::ids::{AccountId, ChatKind, DeviceId, GroupId, Retention, Role};
+use veche_protocol::wire::{EntryKind, ErrorCode, Request, Response};
+use veche_tests::raw::RawDevice;
+use veche_tests::{Client, Node, TempDir};
+
+/// What the rogue sends: raw bytes (anything), or a well-formed request.
+#[derive(Debug, Clone)]
+enum Out {
+    Raw(Vec<u8>),
+    Req(FedRequest),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RogueCodec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
+    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+impl request_response::Codec for RogueCodec {
+    type Protocol = StreamProtocol;
+    type Request = Out;
+    type Response = FedReply;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Out> {
+        let bytes = read_frame(io).await?;
+        veche_protocol::federation::decode(&bytes).map(Out::Req).map_err(invalid)
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<FedReply> {
+        let bytes = read_frame(io).await?;
+        veche_protocol::federation::decode(&bytes).map_err(invalid)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        out: Out,
+    ) -> std::io::Result<()> {
+        match out {
+            Out::Raw(bytes) => {
+                io.write_all(&bytes).await?;
+                io.close().await
+            }
+            Out::Req(request) => write_frame(io, &veche_protocol::federation::encode(&request)).await,
+        }
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        reply: FedReply,
+    ) -> std::io::Result<()> {
+        write_frame(io, &veche_protocol::federation::encode(&reply)).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    link: request_response::cbor::Behaviour<LinkMessage, LinkReply>,
+    fed: request_response::Behaviour<RogueCodec>,
+}
+
+type Answer = Result<FedReply, String>;
+
+/// A peer that says whatever the test scripts.
+struct Rogue {
+    peer_id: PeerId,
+    addr: Multiaddr,
+    tx: mpsc::Sender<(Out, oneshot::Sender<Answer>)>,
+    /// Replies to the node's requests (pulls), in order; `Refused` once empty.
+    script: Arc<Mutex<VecDeque<FedReply>>>,
+    /// Requests the node sent us.
+    heard: Arc<Mutex<Vec<FedRequest>>>,
+}
+
+impl Rogue {
+    async fn start(target: Multiaddr, target_id: PeerId) -> anyhow::Result<Rogue> {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_quic()
+            .with_behaviour(|_| Behaviour {
+                link: request_response::cbor::Behaviour::new(
+                    [(StreamProtocol::new(LINK_PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default(),
+                ),
+                fed: request_response::Behaviour::with_codec(
+                    RogueCodec,
+                    [(StreamProtocol::new(FED_PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(10))
+                        .with_max_concurrent_streams(10_000),
+                ),
+            })?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        swarm.listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)?;
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        };
+        swarm.add_peer_address(target_id, target);
+        let peer_id = *swarm.local_peer_id();
+        let (tx, mut rx) = mpsc::channel::<(Out, oneshot::Sender<Answer>)>(16_384);
+        let script: Arc<Mutex<VecDeque<FedReply>>> = Arc::default();
+        let heard: Arc<Mutex<Vec<FedRequest>>> = Arc::default();
+        let (script2, heard2) = (script.clone(), heard.clone());
+        tokio::spawn(async move {
+            let mut pending = std::collections::HashMap::new();
+            loop {
+                tokio::select! {
+                    Some((out, reply)) = rx.recv() => {
+                        let id = swarm.behaviour_mut().fed.send_request(&target_id, out);
+                        pending.insert(id, reply);
+                    }
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::Behaviour(BehaviourEvent::Link(request_response::Event::Message {
+                            message: request_response::Message::Request { channel, .. }, ..
+                        })) => {
+                            let _ = swarm.behaviour_mut().link.send_response(channel, LinkReply::Linked);
+                        }
+                        SwarmEvent::Behaviour(BehaviourEvent::Fed(event)) => match event {
+                            request_response::Event::Message { message: request_response::Message::Request { request, channel, .. }, .. } => {
+                                if let Out::Req(request) = request {
+                                    heard2.lock().unwrap().push(request);
+                                }
+                                let reply = script2.lock().unwrap().pop_front().unwrap_or(FedReply::Refused(
+                                    veche_protocol::wire::ApiError::new(ErrorCode::NotFound, "nothing scripted"),
+                                ));
+                                let _ = swarm.behaviour_mut().fed.send_response(channel, reply);
+                            }
+                            request_response::Event::Message { message: request_response::Message::Response { request_id, response }, .. } => {
+                                if let Some(reply) = pending.remove(&request_id) {
+                                    let _ = reply.send(Ok(response));
+                                }
+                            }
+                            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                                if let Some(reply) = pending.remove(&request_id) {
+                                    let _ = reply.send(Err(error.to_string()));
+                                }
+                            }
+                            _ => {}
+                        },
+                        _ => {}
+                    },
+                }
+            }
+        });
+        Ok(Rogue { peer_id, addr, tx, script, heard })
+    }
+
+    async fn send(&self, out: Out) -> Answer {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send((out, reply)).await.map_err(|e| e.to_string())?;
+        rx.await.map_err(|e| e.to_string())?
+    }
+
+    async fn ask(&self, request: FedRequest) -> Answer {
+        self.send(Out::Req(request)).await
+    }
+}
+
+fn refused_with(answer: &Answer) -> Option<ErrorCode> {
+    match answer {
+        Ok(FedReply::Refused(e)) => Some(e.code),
+        Ok(FedReply::Response(Err(e))) => Some(e.code),
+        _ => None,
+    }
+}
+
+fn state(head: u64, member: AccountId) -> ReplicaState {
+    ReplicaState {
+        kind: ChatKind::Group,
+        name: "Rogue's chat".into(),
+        description: String::new(),
+        created_by: member,
+        created_ms: 1,
+        retention: Retention::Forever,
+        epoch: 0,
+        head,
+        roster: vec![(member, Role::Member)],
+        leaves: Vec::new(),
+        removed_at: Vec::new(),
+        peer: None,
+    }
+}
+
+fn entry(seq: u64, sender: AccountId) -> ReplicatedEntry {
+    ReplicatedEntry {
+        seq,
+        kind: EntryKind::Application,
+        epoch: 0,
+        sender,
+        stored_ms: seq,
+        payload: format!("entry {seq}").into_bytes(),
+        commit: None,
+    }
+}
+
+fn page(head: u64, member: AccountId, seqs: &[u64]) -> FedReply {
+    let entries = seqs.iter().map(|s| entry(*s, member)).collect();
+    FedReply::Entries(Box::new(ChatReplica { state: state(head, member), members: Vec::new(), entries, upto: head }))
+}
+
+/// The sequence numbers and payloads a member of the node reads in `group`, if it is listed.
+async fn read_chat(device: &mut RawDevice, group: GroupId) -> anyhow::Result<Option<Vec<(u64, Vec<u8>)>>> {
+    let Ok(Response::Chats(chats)) = device.conn.call(Request::Chats).await? else { anyhow::bail!("chats") };
+    if !chats.iter().any(|c| c.group == group) {
+        return Ok(None);
+    }
+    match device.conn.call(Request::Fetch { group, after: 0, limit: 100 }).await? {
+        Ok(Response::Messages { messages, .. }) => Ok(Some(messages.into_iter().map(|m| (m.seq, m.payload)).collect())),
+        other => anyhow::bail!("fetch: {other:?}"),
+    }
+}
+
+async fn wait_for_entries(device: &mut RawDevice, group: GroupId, count: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let held = read_chat(device, group).await?;
+        if held.as_ref().is_some_and(|m| m.len() >= count) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "waiting for {count} entries, have {held:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await? {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_peer_cannot_harm_a_node() -> anyhow::Result<()> {
+    let tmp = TempDir::new("bad-peers");
+    let node = Node::start(tmp.path(), &["--mdns", "false"])?;
+    let admin = Client::new(tmp.path(), "admin", &node.url);
+    admin.run(&["register", "--name", "Admin", "--invite", node.admin_link.as_deref().context("admin link")?])?;
+    let own = admin.run(&["admin", "links"])?["own_addrs"].as_array().cloned().unwrap_or_default();
+    let quic =
+        own.iter().filter_map(Value::as_str).find(|a| a.starts_with("/ip4/127.0.0.1/udp/")).context("address")?;
+    let node_id: PeerId = node.node_id.parse()?;
+    let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{node_id}")).parse()?;
+    let rogue = Rogue::start(target, node_id).await?;
+    let admin_account: AccountId = admin.account()?.parse()?;
+    let group = GroupId([0x5a; 16]);
+
+    // Not linked: refused, whatever it claims.
+    let forward = |account: AccountId| FedRequest::Forward {
+        account,
+        device: DeviceId([1; 32]),
+        display_name: "Mallory".into(),
+        homes: Vec::new(),
+        request: Box::new(Request::Send { group, message: vec![1, 2, 3] }),
+    };
+    let answer = rogue.ask(forward(AccountId([9; 32]))).await;
+    assert_eq!(refused_with(&answer), Some(ErrorCode::Forbidden), "{answer:?}");
+    let answer = rogue.ask(FedRequest::Pull { group, after: None }).await;
+    assert_eq!(refused_with(&answer), Some(ErrorCode::Forbidden), "{answer:?}");
+
+    // Malformed and oversized frames: the stream is dropped, no answer.
+    let garbage = rogue.send(Out::Raw([0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff].to_vec())).await;
+    assert!(garbage.is_err(), "garbage got an answer: {garbage:?}");
+    let mut huge = (64u32 * 1024 * 1024).to_be_bytes().to_vec();
+    huge.extend_from_slice(&[0u8; 1024]);
+    let oversized = rogue.send(Out::Raw(huge)).await;
+    assert!(oversized.is_err(), "an oversized frame got an answer: {oversized:?}");
+
+    // A flood: beyond the burst, refused as rate limited; the node keeps serving its members.
+    let started = Instant::now();
+    let flood: Vec<_> = (0..6000).map(|i| rogue.ask(FedRequest::Notify { group, head: i })).collect();
+    let answers = libp2p::futures::future::join_all(flood).await;
+    let limited = answers.iter().filter(|a| refused_with(a) == Some(ErrorCode::RateLimited)).count();
+    eprintln!("flood of 6000: {limited} rate limited, in {:?}", started.elapsed());
+    assert!(limited > 0, "no request of the flood was rate limited");
+    node.http_get("/healthz")?;
+    admin.run(&["whoami"])?;
+
+    // Linked by the admin (the rogue says yes): still only what its own accounts may do.
+    let linked = admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
+    assert_eq!(linked["state"], "linked", "{linked}");
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the rate limit refill
+    let answer = rogue.ask(forward(admin_account)).await;
+    assert_eq!(refused_with(&answer), Some(ErrorCode::Forbidden), "acting for the node's own account: {answer:?}");
+    let answer = rogue.ask(forward(AccountId([9; 32]))).await;
+    assert_eq!(refused_with(&answer), Some(ErrorCode::NotFound), "an unknown account: {answer:?}");
+    let answer = rogue.ask(FedRequest::Pull { group, after: None }).await;
+    assert_eq!(refused_with(&answer), Some(ErrorCode::NotFound), "pulling a chat that is not there: {answer:?}");
+    let answer = rogue.ask(FedRequest::ClaimKeyPackages { account: AccountId([9; 32]) }).await;
+    assert_eq!(refused_with(&answer), Some(ErrorCode::NotFound), "{answer:?}");
+
+    // The rogue as a chat's home, with a member of the node in it.
+    let invite = admin.run(&["invite", "node", "--uses", "1"])?["link"].as_str().context("invite")?.to_string();
+    let link = veche_protocol::link::InviteLink::parse(&invite)?;
+    let token = veche_protocol::wire::InviteToken { invite: link.invite, secret: link.secret };
+    let mut member = RawDevice::register(&node.url, "Member", Some(token)).await?;
+    let me = member.account();
+
+    // A page with a gap is refused: nothing applied, no chat.
+    rogue.script.lock().unwrap().push_back(page(4, me, &[1, 2, 4]));
+    rogue.ask(FedRequest::Notify { group, head: 4 }).await.map_err(anyhow::Error::msg)?;
+    wait_until("the node's pull", || async {
+        Ok(rogue.heard.lock().unwrap().iter().any(|r| matches!(r, FedRequest::Pull { .. })))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(read_chat(&mut member, group).await?, None, "a page with a gap was applied");
+
+    // A consecutive page is applied; then pages that repeat sequence numbers add each entry once.
+    rogue.script.lock().unwrap().push_back(page(2, me, &[1, 2]));
+    rogue.ask(FedRequest::Notify { group, head: 2 }).await.map_err(anyhow::Error::msg)?;
+    wait_for_entries(&mut member, group, 2).await?;
+    rogue.script.lock().unwrap().push_back(page(3, me, &[1, 2, 3]));
+    rogue.ask(FedRequest::Notify { group, head: 3 }).await.map_err(anyhow::Error::msg)?;
+    wait_for_entries(&mut member, group, 3).await?;
+    rogue.script.lock().unwrap().push_back(page(3, me, &[2, 3]));
+    rogue.ask(FedRequest::Notify { group, head: 3 }).await.map_err(anyhow::Error::msg)?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = read_chat(&mut member, group).await?.context("chat")?;
+    let seqs: Vec<u64> = held.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, [1, 2, 3], "each entry exactly once, in order");
+    assert_eq!(held[2].1, b"entry 3");
+
+    // Still serving everyone, and no panic in the log.
+    node.http_get("/healthz")?;
+    admin.run(&["whoami"])?;
+    assert!(!node.log().contains("panicked"), "the node panicked");
+    Ok(())
+}
