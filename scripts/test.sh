@@ -5,9 +5,10 @@
 # packages it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --locked -p veche-node
+cargo build --locked -p veche-node -p veche-bootstrap
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export VECHE_BIN="$target_dir/debug/veche"
+export VECHE_BOOTSTRAP_BIN="$target_dir/debug/veche-bootstrap"
 cargo test --locked --workspace --all-features -- --test-threads=2
 
 echo "== web UI build"

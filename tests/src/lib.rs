@@ -33,6 +33,16 @@ pub fn veche_bin() -> PathBuf {
     bin
 }
 
+/// The `veche-bootstrap` binary: `$VECHE_BOOTSTRAP_BIN`, or beside `veche`.
+pub fn bootstrap_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("VECHE_BOOTSTRAP_BIN") {
+        return PathBuf::from(path);
+    }
+    let bin = veche_bin().with_file_name("veche-bootstrap");
+    assert!(bin.exists(), "{} not found: run `cargo build -p veche-bootstrap` first", bin.display());
+    bin
+}
+
 /// A fresh temporary directory, removed on drop unless `VECHE_KEEP_TMP` is set.
 pub struct TempDir(PathBuf);
 
@@ -359,5 +369,7 @@ pub fn assert_same_history(a: &[(u64, String, String)], b: &[(u64, String, Strin
     assert_eq!(a.len(), b.len(), "{what}: different lengths");
 }
 
+pub mod lan_node;
+pub mod load;
 pub mod netns;
 pub mod raw;

@@ -87,6 +87,47 @@ impl Lan {
         cmd
     }
 
+    /// Wires this (the calling) namespace to the switch as `10.<subnet>.0.254`, so a test or
+    /// benchmark process reaches every host directly. Undone on drop.
+    pub fn attach_here(&self) -> anyhow::Result<String> {
+        let (here, there) = (format!("{}r0", self.prefix), format!("{}sr", self.prefix));
+        ip(&["link", "add", &here, "type", "veth", "peer", "name", &there, "netns", &self.switch()])?;
+        ip(&["-n", &self.switch(), "link", "set", &there, "master", "br0"])?;
+        ip(&["-n", &self.switch(), "link", "set", &there, "up"])?;
+        let addr = format!("10.{}.0.254", self.subnet);
+        ip(&["addr", "add", &format!("{addr}/24"), "dev", &here])?;
+        ip(&["link", "set", &here, "up"])?;
+        Ok(addr)
+    }
+
+    /// Gives host `n` a second interface on `other`'s switch, as `10.<other subnet>.0.200`. The
+    /// host does not forward between them, so the two LANs stay apart except for what runs on
+    /// that host (a bootstrap node with one leg in each).
+    pub fn wire_into(&self, n: usize, other: &Lan) -> anyhow::Result<String> {
+        let (inside, outside) = (format!("{}x{n}", self.prefix), format!("{}y{n}", other.prefix));
+        let host = self.host(n);
+        ip(&[
+            "link",
+            "add",
+            &inside,
+            "netns",
+            &host,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &outside,
+            "netns",
+            &other.switch(),
+        ])?;
+        ip(&["-n", &other.switch(), "link", "set", &outside, "master", "br0"])?;
+        ip(&["-n", &other.switch(), "link", "set", &outside, "up"])?;
+        let addr = format!("10.{}.0.200", other.subnet);
+        ip(&["-n", &host, "addr", "add", &format!("{addr}/24"), "dev", &inside])?;
+        ip(&["-n", &host, "link", "set", &inside, "up"])?;
+        Ok(addr)
+    }
+
     /// Cuts (false) or restores (true) host `n`'s link to the switch.
     pub fn set_link(&self, n: usize, up: bool) -> anyhow::Result<()> {
         ip(&["-n", &self.host(n), "link", "set", &format!("{}h{n}", self.prefix), if up { "up" } else { "down" }])
@@ -105,5 +146,7 @@ impl Drop for Lan {
             let _ = ip(&["netns", "del", &self.host(n)]);
         }
         let _ = ip(&["netns", "del", &self.switch()]);
+        // The calling namespace's end of `attach_here`, if any (usually gone with its peer).
+        let _ = Command::new("ip").args(["link", "del", &format!("{}r0", self.prefix)]).stderr(Stdio::null()).status();
     }
 }

@@ -11,157 +11,15 @@
 //! order, each sender's messages in the order they were written, more than 1,000 in all.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde_json::Value;
+use veche_tests::TempDir;
+use veche_tests::lan_node::{Host, Member};
 use veche_tests::netns::Lan;
-use veche_tests::{TempDir, parse_lines, veche_bin};
 
 const SECRET: &str = "Elm Street libraries";
-
-/// A node on host `n`, restartable with the same data.
-struct Host<'a> {
-    lan: &'a Lan,
-    n: usize,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-    admin_link: Option<String>,
-    peer_id: String,
-}
-
-impl<'a> Host<'a> {
-    fn start(lan: &'a Lan, n: usize, dir: &std::path::Path) -> anyhow::Result<Host<'a>> {
-        let mut host = Host { lan, n, dir: dir.to_path_buf(), child: None, admin_link: None, peer_id: String::new() };
-        host.spawn()?;
-        Ok(host)
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("node{}.log", self.n)))?;
-        let mut child = self
-            .lan
-            .command(self.n, &veche_bin())
-            .args(["run", "--data-dir"])
-            .arg(self.dir.join(format!("node{}", self.n)))
-            .args(["--http", "0.0.0.0:7800", "--name", &format!("Library {}", self.n), "--community-secret", SECRET])
-            .env("VECHE_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("ip netns exec veche run")?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        self.child = Some(child);
-        // A first start ends its banner with the admin link; a restart has none.
-        let restart = !self.peer_id.is_empty();
-        while let Some(Ok(line)) = lines.next() {
-            if let Some(id) = line.strip_prefix("node id: ") {
-                self.peer_id = id.trim().to_string();
-            }
-            if line.starts_with("admin link") {
-                self.admin_link = lines.next().and_then(Result::ok).map(|l| l.trim().to_string());
-                break;
-            }
-            if restart && line.starts_with("listening:") {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.curl("/healthz").is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "node {} did not come up", self.n);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn curl(&self, path: &str) -> anyhow::Result<String> {
-        let out = self
-            .lan
-            .command(self.n, std::path::Path::new("curl"))
-            .args(["-sf", &format!("http://127.0.0.1:7800{path}")])
-            .output()?;
-        anyhow::ensure!(out.status.success(), "curl {path} failed");
-        Ok(String::from_utf8(out.stdout)?)
-    }
-}
-
-impl Drop for Host<'_> {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// A native client on host `n`, talking to its own node.
-struct Member<'a> {
-    lan: &'a Lan,
-    n: usize,
-    state: std::path::PathBuf,
-}
-
-impl Member<'_> {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = self.lan.command(self.n, &veche_bin());
-        cmd.args(["client", "--node", "http://127.0.0.1:7800", "--state"]).arg(&self.state).arg("--json").args(args);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> anyhow::Result<Value> {
-        let out = self.command(args).stdin(Stdio::null()).output()?;
-        let mut lines = parse_lines(&out.stdout)?;
-        if !out.status.success() || lines.len() != 1 {
-            bail!("client {} {args:?}: {lines:?} {}", self.n, String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(lines.remove(0))
-    }
-
-    /// Sends `texts` one by one (`send --stdin`); returns the running client.
-    fn spawn_send(&self, chat: &str, texts: Vec<String>) -> anyhow::Result<Child> {
-        let mut child = self
-            .command(&["send", chat, "--stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let mut stdin = child.stdin.take().context("stdin")?;
-        std::thread::spawn(move || {
-            for text in texts {
-                if writeln!(stdin, "{text}").is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(child)
-    }
-
-    /// The chat's texts in sequence order (this also resends anything left in the outbox).
-    fn texts(&self, chat: &str) -> anyhow::Result<Vec<(u64, String)>> {
-        let out = self.command(&["read", chat]).stdin(Stdio::null()).output()?;
-        if !out.status.success() {
-            bail!(
-                "client {} read: {} {}",
-                self.n,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(parse_lines(&out.stdout)?
-            .into_iter()
-            .filter(|m| m["type"] == "text")
-            .map(|m| (m["seq"].as_u64().unwrap_or(0), m["text"].as_str().unwrap_or("").to_string()))
-            .collect())
-    }
-}
 
 fn texts(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|i| format!("{prefix} {i:04}")).collect()
@@ -200,7 +58,9 @@ fn a_town_of_three_nodes_loses_nothing() -> anyhow::Result<()> {
     veche_tests::require_netns!();
     let tmp = TempDir::new("federation-lan");
     let lan = Lan::new(78, 3).context("creating network namespaces")?;
-    let mut hosts: Vec<Host> = (1..=3).map(|n| Host::start(&lan, n, tmp.path())).collect::<anyhow::Result<_>>()?;
+    let mut hosts: Vec<Host> = (1..=3)
+        .map(|n| Host::start(&lan, n, tmp.path(), &["--community-secret", SECRET]))
+        .collect::<anyhow::Result<_>>()?;
     let members: Vec<Member> =
         (1..=3).map(|n| Member { lan: &lan, n, state: tmp.path().join(format!("member{n}")) }).collect();
     for (host, member) in hosts.iter().zip(&members) {

@@ -17,7 +17,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, dcutr, identify, noise, ping, relay, rendezvous, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
 use veche_protocol::federation::{
     FED_PROTOCOL, FedReply, FedRequest, LINK_PROTOCOL, LinkMessage, LinkReply, MAX_LINK_MESSAGE_BYTES,
@@ -42,6 +42,15 @@ const LINK_REFILL: Duration = Duration::from_secs(2);
 /// [`FED_REFILL`] (2,000 a second: forwards, pulls and notifications of a busy town).
 const FED_BURST: u32 = 4000;
 const FED_REFILL: Duration = Duration::from_micros(500);
+/// Namespace under which nodes register at bootstrap nodes' rendezvous servers.
+const RENDEZVOUS_NAMESPACE: &str = "veche";
+/// How often the relay reservations and rendezvous registrations are checked and renewed.
+const BOOTSTRAP_TICK: Duration = Duration::from_secs(10);
+/// How often a node registers again at the rendezvous (registrations last 2 h there).
+const REGISTER_EVERY: Duration = Duration::from_secs(600);
+/// How often a node asks the rendezvous where the other nodes are.
+const DISCOVER_EVERY: Duration = Duration::from_secs(60);
+
 /// A QUIC connection that hears nothing for this long (keep-alives every second) is closed.
 const QUIC_IDLE_TIMEOUT_MS: u32 = 4_000;
 /// How long a node waits for another node's answer to a federation request.
@@ -149,11 +158,41 @@ pub fn shareable_addrs(listen: &[Multiaddr], peer: &str) -> Vec<String> {
     out
 }
 
-/// Addresses in the order to dial them: QUIC first, TCP as the fallback.
+/// Addresses in the order to dial them: direct QUIC first, then direct TCP, then through relays.
 fn dial_order(mut addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
-    addrs.sort_by_key(|a| !a.iter().any(|p| matches!(p, Protocol::QuicV1)));
+    addrs.sort_by_key(|a| {
+        let relayed = a.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+        let quic = a.iter().any(|p| matches!(p, Protocol::QuicV1));
+        (relayed, !quic)
+    });
     addrs.dedup();
     addrs
+}
+
+fn peer_is_relay(relays: &[Relay], peer: &PeerId) -> bool {
+    relays.iter().any(|r| r.peer == *peer)
+}
+
+/// A bootstrap node: its peer id and its address (without `/p2p/`).
+#[derive(Debug, Clone)]
+struct Relay {
+    peer: PeerId,
+    addr: Multiaddr,
+}
+
+impl Relay {
+    fn parse(addr: &Multiaddr) -> Option<Relay> {
+        let mut addr = addr.clone();
+        match addr.pop() {
+            Some(Protocol::P2p(peer)) => Some(Relay { peer, addr }),
+            _ => None,
+        }
+    }
+
+    /// `<relay>/p2p/<relay id>/p2p-circuit`: where a node with a reservation there is reached.
+    fn circuit(&self) -> Multiaddr {
+        self.addr.clone().with(Protocol::P2p(self.peer)).with(Protocol::P2pCircuit)
+    }
 }
 
 /// What the swarm task knows.
@@ -162,6 +201,8 @@ pub struct Status {
     pub listen_addrs: Vec<Multiaddr>,
     pub connected: Vec<PeerId>,
     pub nearby: Vec<Nearby>,
+    /// Bootstrap nodes this node reaches others through.
+    pub relays: usize,
 }
 
 enum Command {
@@ -270,6 +311,9 @@ struct Behaviour {
     ping: ping::Behaviour,
     link: request_response::cbor::Behaviour<LinkMessage, LinkReply>,
     fed: request_response::Behaviour<codec::FedCodec>,
+    relay: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    rendezvous: rendezvous::client::Behaviour,
 }
 
 /// Starts listening on the configured port (UDP/QUIC and TCP) and spawns the swarm task. Events
@@ -290,7 +334,9 @@ pub async fn start(
             quic.keep_alive_interval = Duration::from_secs(1);
             quic
         })
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .context("p2p relay client")?
+        .with_behaviour(|key, relay| {
             let codec = request_response::cbor::codec::Codec::default()
                 .set_request_size_maximum(MAX_LINK_MESSAGE_BYTES as u64)
                 .set_response_size_maximum(MAX_LINK_MESSAGE_BYTES as u64);
@@ -313,6 +359,9 @@ pub async fn start(
                         .with_request_timeout(FED_TIMEOUT)
                         .with_max_concurrent_streams(MAX_PENDING_FED),
                 ),
+                relay,
+                dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+                rendezvous: rendezvous::client::Behaviour::new(key.clone()),
             }
         })
         .context("p2p behaviour")?
@@ -327,9 +376,11 @@ pub async fn start(
     let tcp: Multiaddr = format!("/ip4/0.0.0.0/tcp/{}", config.port).parse()?;
     swarm.listen_on(quic).with_context(|| format!("p2p: listening on UDP port {}", config.port))?;
     swarm.listen_on(tcp).with_context(|| format!("p2p: listening on TCP port {}", config.port))?;
+    let mut relays = Vec::new();
     for addr in &config.bootstrap {
-        if let Err(e) = swarm.dial(addr.clone()) {
-            tracing::warn!(%addr, error = %e, "cannot dial bootstrap node");
+        match Relay::parse(addr) {
+            Some(relay) => relays.push(relay),
+            None => tracing::warn!(%addr, "a bootstrap address must end in /p2p/<peer id>: ignored"),
         }
     }
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -360,6 +411,10 @@ pub async fn start(
         fed_inbound: HashMap::new(),
         fed_outbound: HashMap::new(),
         fed_limits: PeerLimits::new(FED_BURST, FED_REFILL),
+        relays,
+        circuits: HashMap::new(),
+        registered_at: None,
+        discovered_at: None,
     };
     tokio::spawn(task.run());
     Ok((P2pHandle { tx }, events_rx))
@@ -385,10 +440,65 @@ struct SwarmTask {
     /// Our federation requests waiting for the other node's answer.
     fed_outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<FedReply, String>>>,
     fed_limits: PeerLimits,
+    /// Bootstrap nodes (relays with rendezvous).
+    relays: Vec<Relay>,
+    /// Relay listeners (reservations) by the relay they are at.
+    circuits: HashMap<libp2p::core::transport::ListenerId, PeerId>,
+    /// When this node last registered / discovered at the bootstrap nodes' rendezvous.
+    registered_at: Option<std::time::Instant>,
+    discovered_at: Option<std::time::Instant>,
 }
 
 impl SwarmTask {
+    /// Holds a reservation at every bootstrap node (asking again for any that was lost), and
+    /// registers (when this node's addresses changed, and every [`REGISTER_EVERY`]) and
+    /// discovers (every [`DISCOVER_EVERY`]) at its rendezvous server.
+    fn tend_bootstraps(&mut self) {
+        let now = std::time::Instant::now();
+        let register = self.registered_at.is_none_or(|at| now.duration_since(at) >= REGISTER_EVERY);
+        let discover = self.discovered_at.is_none_or(|at| now.duration_since(at) >= DISCOVER_EVERY);
+        for relay in self.relays.clone() {
+            if !self.circuits.values().any(|p| *p == relay.peer) {
+                match self.swarm.listen_on(relay.circuit()) {
+                    Ok(id) => {
+                        self.circuits.insert(id, relay.peer);
+                    }
+                    Err(e) => tracing::debug!(relay = %relay.peer, error = %e, "relay reservation not requested"),
+                }
+            }
+            if self.swarm.is_connected(&relay.peer) {
+                let namespace = rendezvous::Namespace::from_static(RENDEZVOUS_NAMESPACE);
+                if register && self.swarm.external_addresses().next().is_some() {
+                    match self.swarm.behaviour_mut().rendezvous.register(namespace.clone(), relay.peer, None) {
+                        Ok(()) => self.registered_at = Some(now),
+                        Err(e) => tracing::debug!(relay = %relay.peer, error = %e, "rendezvous registration not sent"),
+                    }
+                }
+                if discover {
+                    self.swarm.behaviour_mut().rendezvous.discover(Some(namespace), None, None, relay.peer);
+                    self.discovered_at = Some(now);
+                }
+            }
+        }
+    }
+
+    /// `addrs` plus this peer's address through every bootstrap node.
+    fn with_relays(&self, peer: PeerId, mut addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
+        if peer_is_relay(&self.relays, &peer) {
+            return addrs;
+        }
+        addrs.extend(self.relays.iter().map(Relay::circuit));
+        dial_order(addrs)
+    }
     async fn run(mut self) {
+        for relay in &self.relays {
+            let addr = relay.addr.clone().with(Protocol::P2p(relay.peer));
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap node");
+            }
+        }
+        let mut bootstrap_tick = tokio::time::interval(BOOTSTRAP_TICK);
+        bootstrap_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mdns_event = async {
                 match self.mdns.as_mut() {
@@ -398,12 +508,13 @@ impl SwarmTask {
             };
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
+                _ = bootstrap_tick.tick(), if !self.relays.is_empty() => self.tend_bootstraps(),
                 command = self.rx.recv() => match command {
                     Some(Command::Status(reply)) => {
                         let _ = reply.send(self.status());
                     }
                     Some(Command::Send { peer, addrs, message, reply }) => {
-                        let addrs = dial_order(addrs);
+                        let addrs = self.with_relays(peer, addrs);
                         let id = self.swarm.behaviour_mut().link.send_request_with_addresses(&peer, message, addrs);
                         self.outbound.insert(id, reply);
                     }
@@ -413,7 +524,7 @@ impl SwarmTask {
                         }
                     }
                     Some(Command::Fed { peer, addrs, request, reply }) => {
-                        let addrs = dial_order(addrs);
+                        let addrs = self.with_relays(peer, addrs);
                         let id = self.swarm.behaviour_mut().fed.send_request_with_addresses(&peer, request, addrs);
                         self.fed_outbound.insert(id, reply);
                     }
@@ -447,11 +558,19 @@ impl SwarmTask {
             listen_addrs: self.swarm.listeners().cloned().collect(),
             connected: self.swarm.connected_peers().copied().collect(),
             nearby: self.nearby.values().cloned().collect(),
+            relays: self.relays.len(),
         }
     }
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
+            SwarmEvent::NewListenAddr { listener_id, address } if self.circuits.contains_key(&listener_id) => {
+                // Reachable through this relay: announce it, and register it at the rendezvous.
+                tracing::info!(%address, "reachable through a bootstrap node's relay");
+                self.swarm.add_external_address(address);
+                self.registered_at = None; // register the new address
+                self.tend_bootstraps();
+            }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "p2p listening");
                 for protocol in address.iter() {
@@ -468,7 +587,15 @@ impl SwarmTask {
                 }
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
-                tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "p2p connected");
+                let addr = endpoint.get_remote_address();
+                if endpoint.is_relayed() {
+                    tracing::info!(peer = %peer_id, %addr, "p2p connected through a relay");
+                } else {
+                    tracing::debug!(peer = %peer_id, %addr, "p2p connected");
+                }
+                if peer_is_relay(&self.relays, &peer_id) {
+                    self.tend_bootstraps();
+                }
                 let _ = self.emit(P2pEvent::Connected(peer_id));
                 if let Some(nearby) = self.nearby.get_mut(&peer_id)
                     && !nearby.verified
@@ -488,6 +615,40 @@ impl SwarmTask {
                 self.swarm.close_connection(connection);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Link(event)) => self.on_link(event),
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                if let Some(relay) = self.circuits.remove(&listener_id) {
+                    tracing::info!(%relay, ?reason, "relay reservation lost; asking again");
+                }
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                if let Some(relay) = self.circuits.remove(&listener_id) {
+                    tracing::info!(%relay, %error, "relay reservation failed; asking again");
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => match result {
+                Ok(_) => tracing::info!(peer = %remote_peer_id, "direct connection after hole punching"),
+                Err(e) => tracing::debug!(peer = %remote_peer_id, error = %e, "hole punching failed; staying relayed"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => match event {
+                rendezvous::client::Event::Discovered { registrations, .. } => {
+                    // Where other nodes say they are: tried before their relay address.
+                    for registration in registrations {
+                        let peer = registration.record.peer_id();
+                        if peer != self.peer_id {
+                            for addr in registration.record.addresses() {
+                                self.swarm.add_peer_address(peer, addr.clone());
+                            }
+                        }
+                    }
+                }
+                rendezvous::client::Event::Registered { rendezvous_node, .. } => {
+                    tracing::debug!(relay = %rendezvous_node, "registered at the rendezvous");
+                }
+                rendezvous::client::Event::RegisterFailed { rendezvous_node, error, .. } => {
+                    tracing::debug!(relay = %rendezvous_node, ?error, "rendezvous registration failed");
+                }
+                _ => {}
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Fed(event)) => self.on_fed(event),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, error = %error, "p2p dial failed");

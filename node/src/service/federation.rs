@@ -195,7 +195,7 @@ pub async fn link(node: &Node, session: Session, target: String) -> ApiResult<Li
     addrs.extend(nearby.as_ref().map(|n| n.addrs.clone()).unwrap_or_default());
     addrs.sort();
     addrs.dedup();
-    if addrs.is_empty() && !status.connected.contains(&peer) {
+    if addrs.is_empty() && !status.connected.contains(&peer) && status.relays == 0 {
         return err(ErrorCode::NotFound, "that node is not nearby: give its address (<multiaddr>/p2p/<peer id>)");
     }
     let addr_strings: Vec<String> = addrs.iter().map(ToString::to_string).collect();

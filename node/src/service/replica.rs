@@ -35,8 +35,8 @@ use veche_protocol::wire::{ApiError, EntryKind, ErrorCode, Event, Request, Respo
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::store::records::{self, Account, Chat, Link, LogEntry, RemoteAccount, Welcome};
 use crate::store::tables::{
-    ACCOUNTS, CHAT_HOMES, CHATS, COMMIT_EFFECTS, CURSORS, DEVICES, LINKS, LOG, MEMBERSHIP, META, PEER_CURSORS,
-    REMOTE_ACCOUNTS, WELCOMES,
+    ACCOUNTS, CHAT_HOMES, CHATS, COMMIT_EFFECTS, COUNTERS, CURSORS, DEVICES, LINKS, LOG, MEMBERSHIP, META,
+    PEER_CURSORS, REMOTE_ACCOUNTS, WELCOMES,
 };
 use crate::store::writer::TxnCtx;
 
@@ -461,6 +461,7 @@ fn apply(ctx: &mut TxnCtx<'_>, me: &str, home: PeerId, group: GroupId, replica: 
     };
     remember_in(ctx, me, &members)?;
     let before = (chat.name.clone(), chat.description.clone());
+    let (mut count, mut bytes) = (0u64, 0u64);
     for entry in entries {
         if entry.seq <= chat.head {
             continue; // held already: each entry is applied once
@@ -468,7 +469,17 @@ fn apply(ctx: &mut TxnCtx<'_>, me: &str, home: PeerId, group: GroupId, replica: 
         if entry.seq != chat.head + 1 {
             tracing::warn!(%group, from = chat.head + 1, to = entry.seq - 1, "entries dropped by the home's retention");
         }
+        count += 1;
+        bytes += entry.payload.len() as u64;
         apply_entry(ctx, group, &mut chat, entry)?;
+    }
+    if count > 0 {
+        // Replicas count as stored messages too (`/metrics`).
+        let mut counters = ctx.write().open_table(COUNTERS).or_internal()?;
+        for (name, add) in [("messages_stored", count), ("bytes_stored", bytes)] {
+            let value = counters.get(name).or_internal()?.map(|g| g.value()).unwrap_or(0);
+            counters.insert(name, value + add).or_internal()?;
+        }
     }
     if chat.head >= state.head {
         // Caught up: the state is the home's current one.

@@ -13,15 +13,11 @@
 //! Usage: veche-bench --veche target/release/veche [--sizes 2,10,100] [--rate 1000] [--seconds 10]
 
 use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
-use tokio_tungstenite::tungstenite::Message;
-use veche_protocol::ids::{AccountId, ChatKind, GroupId};
-use veche_protocol::wire::{ClientFrame, Event, Request, Response, ServerFrame};
-use veche_tests::raw::RawDevice;
+use veche_protocol::ids::{ChatKind, GroupId};
+use veche_tests::load::{Plan, Shared, build_group, cpu_seconds, percentile, rss_kib, run_client, sorted};
 use veche_tests::{Node, TempDir};
 
 struct Args {
@@ -59,180 +55,6 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// Builds a group of `n` registered devices: the first creates it and adds the rest in one commit.
-async fn build_group(url: &str, n: usize) -> anyhow::Result<(GroupId, Vec<RawDevice>)> {
-    let mut devices = Vec::with_capacity(n);
-    for i in 0..n {
-        devices.push(RawDevice::register(url, &format!("bench{i}"), None).await?);
-    }
-    let mut group_id = [0u8; 16];
-    getrandom::fill(&mut group_id)?;
-    let group = GroupId(group_id);
-    let owner = &mut devices[0];
-    let info = owner.mls.create_group(group, ChatKind::Group)?;
-    let create = Request::CreateChat {
-        group,
-        kind: ChatKind::Group,
-        name: "bench".into(),
-        description: String::new(),
-        peer: None,
-        group_info: info,
-    };
-    owner.conn.call(create).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-    if n > 1 {
-        let accounts: Vec<AccountId> = devices[1..].iter().map(|d| d.account()).collect();
-        let mut packages = Vec::new();
-        for account in accounts {
-            let owner = &mut devices[0];
-            match owner.conn.call(Request::ClaimKeyPackages { account }).await? {
-                Ok(Response::KeyPackages(mut p)) => packages.append(&mut p),
-                other => bail!("claim: {other:?}"),
-            }
-        }
-        let owner = &mut devices[0];
-        let bundle = owner.mls.add_members(group, &packages)?;
-        let commit =
-            Request::Commit { group, commit: bundle.commit, welcome: bundle.welcome, group_info: bundle.group_info };
-        owner.conn.call(commit).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-        owner.mls.merge_pending_commit(group)?;
-        for device in &mut devices[1..] {
-            let Ok(Response::Welcomes(welcomes)) = device.conn.call(Request::Welcomes).await? else {
-                bail!("welcomes")
-            };
-            let welcome = welcomes.into_iter().find(|w| w.group == group).context("no welcome")?;
-            device.mls.join_from_welcome(&welcome.welcome)?;
-        }
-    }
-    Ok((group, devices))
-}
-
-#[derive(Default)]
-struct Shared {
-    latencies_us: Mutex<Vec<f64>>,
-    stored: AtomicU64,
-    decrypted: AtomicU64,
-    errors: AtomicU64,
-}
-
-/// Runs one client: sends at `interval` (or as fast as acknowledged when None) until `until`,
-/// receives everything, decrypts when `observer`.
-/// What one client does in a phase.
-#[derive(Clone, Copy)]
-struct Plan {
-    group: GroupId,
-    start: Instant,
-    until: Instant,
-    /// Time between sends; None: send the next as soon as the previous is acknowledged.
-    interval: Option<Duration>,
-    /// This client's first send is this far into the interval, so that senders take turns
-    /// (a smooth offered load, not all clients at once).
-    phase: Duration,
-    /// Whether this client decrypts and records latency.
-    observer: bool,
-}
-
-async fn run_client(device: RawDevice, plan: Plan, shared: Arc<Shared>) -> anyhow::Result<()> {
-    let Plan { group, start, until, interval, phase, observer } = plan;
-    let RawDevice { mut mls, conn, key } = device;
-    let me = AccountId(key.verifying_key().to_bytes());
-    let (mut sink, mut stream) = conn.into_ws().split();
-    let mut next_id = 1000u32;
-    let mut in_flight = 0u32;
-    let mut tick = interval.map(|i| {
-        let mut t = tokio::time::interval_at((start + phase).into(), i);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
-    let drain_until = until + Duration::from_secs(3);
-    loop {
-        let now = Instant::now();
-        if now >= drain_until {
-            break;
-        }
-        let can_send = now < until && (interval.is_some() || in_flight == 0);
-        tokio::select! {
-            _ = async { match tick.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending::<()>().await } }, if can_send && tick.is_some() => {
-                send_one(&mut mls, &mut sink, group, start, &mut next_id).await?;
-                in_flight += 1;
-            }
-            _ = std::future::ready(()), if can_send && tick.is_none() => {
-                send_one(&mut mls, &mut sink, group, start, &mut next_id).await?;
-                in_flight += 1;
-            }
-            frame = stream.next() => {
-                let Some(Ok(Message::Binary(bytes))) = frame else { break };
-                match ServerFrame::decode(&bytes)? {
-                    ServerFrame::Response { result: Ok(Response::Stored { .. }), .. } => {
-                        in_flight = in_flight.saturating_sub(1);
-                        shared.stored.fetch_add(1, Ordering::Relaxed);
-                    }
-                    ServerFrame::Response { result: Err(_), .. } => {
-                        in_flight = in_flight.saturating_sub(1);
-                        shared.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    ServerFrame::Event(Event::Message(m)) if m.sender != me && observer => {
-                        if let Ok(veche_mls::Processed::Application { plaintext, .. }) = mls.process(&m.payload) {
-                            let sent_us = u64::from_le_bytes(plaintext[..8].try_into()?);
-                            let now_us = start.elapsed().as_micros() as u64;
-                            shared.latencies_us.lock().await.push(now_us.saturating_sub(sent_us) as f64);
-                            shared.decrypted.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            _ = tokio::time::sleep_until((drain_until).into()) => break,
-        }
-    }
-    Ok(())
-}
-
-async fn send_one<S>(
-    mls: &mut veche_mls::Client,
-    sink: &mut S,
-    group: GroupId,
-    start: Instant,
-    next_id: &mut u32,
-) -> anyhow::Result<()>
-where
-    S: futures_util::Sink<Message> + Unpin,
-    S::Error: std::error::Error + Send + Sync + 'static,
-{
-    let mut plaintext = (start.elapsed().as_micros() as u64).to_le_bytes().to_vec();
-    plaintext.extend_from_slice(&[0x20; 92]); // ~100-byte message
-    let message = mls.encrypt(group, &plaintext)?;
-    let frame = ClientFrame { id: *next_id, request: Request::Send { group, message } };
-    *next_id += 1;
-    sink.send(Message::Binary(frame.encode().into())).await?;
-    Ok(())
-}
-
 struct Phase {
     rate: f64,
     p50_ms: f64,
@@ -245,7 +67,7 @@ struct Phase {
 }
 
 async fn phase(node: &Node, n: usize, paced: Option<u64>, seconds: u64, observers: usize) -> anyhow::Result<Phase> {
-    let (group, devices) = build_group(&node.url, n).await?;
+    let (group, devices) = build_group(&vec![node.url.as_str(); n]).await?;
     let shared = Arc::new(Shared::default());
     let start = Instant::now();
     let until = start + Duration::from_secs(seconds);
@@ -255,7 +77,7 @@ async fn phase(node: &Node, n: usize, paced: Option<u64>, seconds: u64, observer
         let observer = index >= n.saturating_sub(observers) || n <= observers;
         let shared = shared.clone();
         let phase = interval.map(|i| i.mul_f64(index as f64 / n as f64)).unwrap_or_default();
-        let plan = Plan { group, start, until, interval, phase, observer };
+        let plan = Plan { group, start, until, interval, phase, observer, node: 0 };
         tasks.push(tokio::spawn(run_client(device, plan, shared)));
     }
     let pid = node.pid();
@@ -270,8 +92,7 @@ async fn phase(node: &Node, n: usize, paced: Option<u64>, seconds: u64, observer
         task.await??;
     }
     let stored = shared.stored.load(Ordering::Relaxed);
-    let mut lat = shared.latencies_us.lock().await.clone();
-    lat.sort_by(|a, b| a.total_cmp(b));
+    let lat = sorted(&shared.same_node_us).await;
     Ok(Phase {
         rate: stored as f64 / seconds as f64,
         p50_ms: percentile(&lat, 0.5) / 1000.0,

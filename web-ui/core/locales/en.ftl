@@ -173,3 +173,11 @@ node-connected = connected
 node-not-connected = not connected
 link-by-address = Link by address
 history-not-kept = This chat's history is not kept in this browser
+join-by-link = Join by link
+join-by-link-hint = Paste an invite link from this node or from a node linked with it.
+join-open = Open
+err-not-a-link = This is not an invite link.
+node-queued = { $count ->
+    [one] { $count } entry waiting for it
+   *[other] { $count } entries waiting for it
+}

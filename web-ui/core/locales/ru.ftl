@@ -175,3 +175,12 @@ node-connected = на связи
 node-not-connected = нет соединения
 link-by-address = Связать по адресу
 history-not-kept = История этого чата не хранится в этом браузере
+join-by-link = Войти по ссылке
+join-by-link-hint = Вставьте ссылку-приглашение этого узла или связанного с ним узла.
+join-open = Открыть
+err-not-a-link = Это не ссылка-приглашение.
+node-queued = { $count ->
+    [one] { $count } запись ждёт отправки
+    [few] { $count } записи ждут отправки
+   *[many] { $count } записей ждут отправки
+}

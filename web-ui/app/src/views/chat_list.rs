@@ -11,7 +11,7 @@ use crate::i18n::{I18n, use_i18n};
 use crate::route::navigate;
 use crate::state::{AppState, ChatState, ConnState, MsgBody, Route};
 use crate::views::chat::{ChatView, system_text};
-use crate::views::dialogs::CreateGroupDialog;
+use crate::views::dialogs::{CreateGroupDialog, JoinByLinkDialog};
 use crate::views::settings::SettingsView;
 
 pub fn tz_offset_min() -> i32 {
@@ -82,6 +82,7 @@ pub fn Shell() -> impl IntoView {
     let app = expect_context::<AppState>();
     let i18n = use_i18n();
     let creating = RwSignal::new(false);
+    let joining = RwSignal::new(false);
     let in_chat = move || !matches!(app.route.get(), Route::Chats);
     let rows = Memo::new(move |_| {
         let chats = app.chats.get();
@@ -122,6 +123,10 @@ pub fn Shell() -> impl IntoView {
                             on:click=move |_| navigate(app.route, Route::Settings)>
                             <svg class="h-5 w-5" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><path d="M10.3 4.3c.4-1.7 2.9-1.7 3.4 0a1.7 1.7 0 0 0 2.6 1.1c1.5-.9 3.3.8 2.4 2.4a1.7 1.7 0 0 0 1 2.5c1.8.5 1.8 3 0 3.4a1.7 1.7 0 0 0-1 2.6c.9 1.5-.9 3.3-2.4 2.4a1.7 1.7 0 0 0-2.6 1c-.4 1.8-2.9 1.8-3.4 0a1.7 1.7 0 0 0-2.5-1c-1.6.9-3.3-.9-2.4-2.4a1.7 1.7 0 0 0-1.1-2.6c-1.7-.4-1.7-2.9 0-3.4a1.7 1.7 0 0 0 1.1-2.5c-.9-1.6.8-3.3 2.4-2.4 1 .6 2.3.1 2.5-1.1Z"/><circle cx="12" cy="12" r="3"/></svg>
                         </button>
+                        <button class=BTN_GHOST data-testid="join-by-link" aria-label=move || i18n.t("join-by-link")
+                            title=move || i18n.t("join-by-link") on:click=move |_| joining.set(true)>
+                            <svg class="h-5 w-5" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><path d="M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1"/><path d="M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1"/></svg>
+                        </button>
                         <button class=BTN_PRIMARY data-testid="new-group" on:click=move |_| creating.set(true)>
                             {move || i18n.t("new-group")}
                         </button>
@@ -145,6 +150,9 @@ pub fn Shell() -> impl IntoView {
             </main>
             <Show when=move || creating.get()>
                 <CreateGroupDialog on_close=Callback::new(move |_| creating.set(false))/>
+            </Show>
+            <Show when=move || joining.get()>
+                <JoinByLinkDialog on_close=Callback::new(move |_| joining.set(false))/>
             </Show>
         </div>
     }

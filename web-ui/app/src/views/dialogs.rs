@@ -59,6 +59,49 @@ pub fn CreateGroupDialog(on_close: Callback<()>) -> impl IntoView {
     }
 }
 
+/// Opens an invite link of this node or of a linked node here: the join page of this node serves
+/// both (the node finds the link's home among its linked nodes).
+#[component]
+pub fn JoinByLinkDialog(on_close: Callback<()>) -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let i18n = use_i18n();
+    let link = RwSignal::new(String::new());
+    let error = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let text = link.get_untracked();
+        match veche_protocol::link::InviteLink::parse(&text) {
+            Ok(_) => {
+                let fragment = text.trim().split_once('#').map(|(_, f)| f.to_string()).unwrap_or_default();
+                on_close.run(());
+                navigate(app.route, Route::Join(fragment));
+            }
+            Err(_) => error.set(true),
+        }
+    };
+    view! {
+        <Dialog title=Signal::derive(move || i18n.t("join-by-link")) on_close=on_close testid="join-link-dialog">
+            <form class="space-y-4" on:submit=submit>
+                <div>
+                    <label for="join-link" class=LABEL>{move || i18n.t("invite-link")}</label>
+                    <input id="join-link" data-testid="join-link-input" class=INPUT required autofocus
+                        placeholder="https://…/join#i=…"
+                        prop:value=move || link.get() on:input=move |ev| { error.set(false); link.set(event_target_value(&ev)) }/>
+                    <p class="mt-1 text-xs text-slate-500">{move || i18n.t("join-by-link-hint")}</p>
+                    <Show when=move || error.get()>
+                        <p class="mt-1 text-sm text-rose-600" role="alert" data-testid="join-link-error">{move || i18n.t("err-not-a-link")}</p>
+                    </Show>
+                </div>
+                <div class="flex justify-end gap-2">
+                    <button type="button" class=BTN_SECONDARY on:click=move |_| on_close.run(())>{move || i18n.t("cancel")}</button>
+                    <button type="submit" class=BTN_PRIMARY data-testid="join-link-submit"
+                        disabled=move || link.get().trim().is_empty()>{move || i18n.t("join-open")}</button>
+                </div>
+            </form>
+        </Dialog>
+    }
+}
+
 fn copy_to_clipboard(text: &str) -> bool {
     let Some(window) = web_sys::window() else { return false };
     let clipboard = js_sys::Reflect::get(&window.navigator(), &"clipboard".into()).ok();

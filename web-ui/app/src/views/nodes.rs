@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 use veche_protocol::wire::{LinkState, LinksInfo, NearbyNode, Request, Response};
+use veche_ui_core::i18n::Arg;
 
 use crate::components::{BTN_PRIMARY, BTN_SECONDARY, INPUT, LABEL};
 use crate::device::{Cmd, DeviceHandle, sleep_ms};
@@ -149,7 +150,7 @@ pub fn NodesAdmin() -> impl IntoView {
                 </Show>
                 <ul class="divide-y divide-slate-100" role="list">
                     <For each=move || links.with(|l| l.as_ref().map(|l| l.links.clone()).unwrap_or_default())
-                        key=|l| (l.peer_id.clone(), state_attr(l.state), l.connected, l.name.clone()) let:link>
+                        key=|l| (l.peer_id.clone(), state_attr(l.state), l.connected, l.name.clone(), l.queued) let:link>
                         {
                             let act = act_links.clone();
                             let act2 = act_links.clone();
@@ -164,6 +165,9 @@ pub fn NodesAdmin() -> impl IntoView {
                                         <p class="text-xs text-slate-500">
                                             {move || i18n.t(state_id(link.state))}" · "
                                             {move || i18n.t(if link.connected { "node-connected" } else { "node-not-connected" })}
+                                            {(link.queued > 0).then(|| view! {
+                                                " · "<span data-testid="link-queued">{move || i18n.t_with("node-queued", &[("count", Arg::Num(link.queued as i64))])}</span>
+                                            })}
                                         </p>
                                     </div>
                                     <div class="flex gap-2">
