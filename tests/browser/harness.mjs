@@ -28,8 +28,9 @@ export async function startNode({ name = "Town Library", registration = "invite"
     "--registration", registration, "--public-url", url, "--ui-dir", uiDir, "--p2p-port", "0"],
     { env: { ...process.env, VECHE_LOG: "debug" }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
+  let banner = "";
   proc.stderr.on("data", (d) => { out += d; });
-  proc.stdout.on("data", (d) => { out += d; });
+  proc.stdout.on("data", (d) => { out += d; banner += d; });
   // "node started" is logged (stderr) after the banner and admin link (stdout) are printed.
   const adminLink = await new Promise((resolve, reject) => {
     const started = Date.now();
@@ -37,7 +38,8 @@ export async function startNode({ name = "Town Library", registration = "invite"
       if (out.includes("node started")) {
         clearInterval(poll);
         setTimeout(() => {
-          const m = out.match(/admin link[^\n]*\n\s+(\S+)/);
+          // From stdout alone: the log (stderr) may interleave with the banner's lines.
+          const m = banner.match(/admin link[^\n]*\n\s+(\S+)/);
           resolve(m ? m[1] : null);
         }, 100);
       } else if (Date.now() - started > 15000) {
