@@ -83,6 +83,8 @@ pub enum FedRequest {
     Notify { group: GroupId, head: u64 },
     /// One key package of every device of an account that lives on the receiver.
     ClaimKeyPackages { account: AccountId },
+    /// The receiver's own open accounts and open groups (never another node's, never closed ones).
+    Directory,
 }
 
 /// The answer to a [`FedRequest`].
@@ -98,6 +100,23 @@ pub enum FedReply {
     Ok,
     /// Refused (not linked, unknown chat, rate limited, ...).
     Refused(ApiError),
+    Directory(Directory),
+}
+
+/// A node's own open accounts and open groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    pub accounts: Vec<(AccountId, String)>,
+    pub groups: Vec<OpenGroup>,
+}
+
+/// An open group, as its home node lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenGroup {
+    pub group: GroupId,
+    pub name: String,
+    pub description: String,
+    pub member_count: u32,
 }
 
 /// A page of a chat's log for a member node, with the chat's current state.

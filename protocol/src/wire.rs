@@ -196,6 +196,19 @@ pub enum Request {
     Unlink {
         peer_id: String,
     },
+    /// Makes the signed-in account findable by members of linked nodes (`open`), or not
+    /// (closed, the default: a closed account never leaves its node's directory).
+    SetAccountOpen {
+        open: bool,
+    },
+    /// Makes a group chat findable by members of linked nodes (`open`), or not (closed, the
+    /// default). Owner only; not direct chats.
+    SetChatOpen {
+        group: GroupId,
+        open: bool,
+    },
+    /// Open accounts and open groups of this node and of its linked nodes.
+    Directory,
 }
 
 /// What the node answers.
@@ -227,6 +240,33 @@ pub enum Response {
     Nearby(Vec<NearbyNode>),
     Links(LinksInfo),
     Link(LinkInfo),
+    Directory(DirectoryInfo),
+}
+
+/// What members can find: open accounts and open groups, here and on linked nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryInfo {
+    pub accounts: Vec<DirectoryAccount>,
+    pub groups: Vec<DirectoryGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryAccount {
+    pub account: AccountId,
+    pub display_name: String,
+    /// Node id of its home node, and that node's name.
+    pub home_node: String,
+    pub home_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryGroup {
+    pub group: GroupId,
+    pub name: String,
+    pub description: String,
+    pub member_count: u32,
+    pub home_node: String,
+    pub home_name: String,
 }
 
 /// This node's links, and the addresses another admin can link to it by.

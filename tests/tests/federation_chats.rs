@@ -2,7 +2,8 @@
 //! nodes B and C through their own nodes, with A's invite link; everyone writes; every member
 //! reads the same history in the same order, with names, and sees on which node each member
 //! lives. A member of B starts a direct chat with a member of C through B. Forwarded requests
-//! get the home node's refusals, and a node that is not linked is refused.
+//! get the home node's refusals. Open accounts and groups are listed in linked nodes'
+//! directories; closed ones never leave their node.
 
 use std::time::{Duration, Instant};
 
@@ -121,6 +122,29 @@ fn a_group_spans_three_linked_nodes() -> anyhow::Result<()> {
     carol.run(&["send", &dm, "agreed"])?;
     let both = wait_texts(&bob, &dm, 2)?;
     assert_eq!(both.iter().map(|(_, _, t)| t.as_str()).collect::<Vec<_>>(), ["just between us", "agreed"]);
+
+    // The directory: open accounts and groups of linked nodes are listed; closed ones never leave.
+    alice.run(&["visibility", "open"])?;
+    alice.run(&["group", "visibility", &chat, "open"])?;
+    let hidden = alice.run(&["group", "create", "Committee"])?["chat"].as_str().context("chat")?.to_string();
+    let refused = bob.fail(&["group", "visibility", &chat, "closed"])?;
+    assert_eq!(refused["code"], "Forbidden", "only the owner: {refused}");
+    let directory = bob.run(&["directory"])?;
+    let names = |key: &str| -> Vec<String> {
+        directory[key].as_array().into_iter().flatten().filter_map(|e| e["name"].as_str().map(str::to_string)).collect()
+    };
+    assert_eq!(names("accounts"), ["Alice"], "{directory}");
+    assert_eq!(names("groups"), ["Town square"], "{directory}");
+    assert_eq!(directory["accounts"][0]["home_node"], a.node.node_id.as_str());
+    assert_eq!(directory["groups"][0]["members"], 3);
+    let text = directory.to_string();
+    assert!(!text.contains(&carol_id) && !text.contains("Carol"), "a closed account left its node: {text}");
+    assert!(!text.contains(&hidden) && !text.contains("Committee"), "a closed group left its node: {text}");
+    // Carol opens her account: listed too, with her node.
+    carol.run(&["visibility", "open"])?;
+    let directory = bob.run(&["directory"])?;
+    let carol_entry = directory["accounts"].as_array().into_iter().flatten().find(|e| e["name"] == "Carol").cloned();
+    assert_eq!(carol_entry.map(|e| e["home_node"].clone()), Some(c.node.node_id.as_str().into()), "{directory}");
 
     // The admin page shows how many entries each linked node still has to take (none now).
     let deadline = Instant::now() + Duration::from_secs(40);

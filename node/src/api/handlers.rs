@@ -1,6 +1,6 @@
 //! Request dispatch: one function from a decoded request to a response.
 
-use crate::service::{self, Node, Session, accounts, chats, delivery, invites, replica};
+use crate::service::{self, Node, Session, accounts, chats, delivery, directory, invites, replica};
 use std::time::Duration;
 use veche_protocol::auth;
 use veche_protocol::wire::{ApiError, ErrorCode, Request, Response};
@@ -176,5 +176,8 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
         }
         Request::Unlink { peer_id } => ok(crate::service::federation::unlink(&node, session, peer_id).await),
         Request::KeyPackageCount => reply(accounts::key_package_count(&node, &session).map(Response::KeyPackageCount)),
+        Request::SetAccountOpen { open } => ok(directory::set_account_open(&node, session, open).await),
+        Request::SetChatOpen { group, open } => ok(directory::set_chat_open(&node, session, group, open).await),
+        Request::Directory => reply(directory::list(&node).await.map(Response::Directory)),
     }
 }

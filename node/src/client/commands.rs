@@ -74,6 +74,17 @@ pub enum Command {
     /// Node administration (node admins).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Whether members of linked nodes can find your account: open or closed (the default).
+    Visibility { visibility: Visibility },
+    /// Open accounts and open groups of this node and its linked nodes.
+    Directory,
+}
+
+/// Findable by members of linked nodes, or not.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Visibility {
+    Open,
+    Closed,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -104,6 +115,8 @@ pub enum GroupCommand {
         #[arg(long)]
         description: Option<String>,
     },
+    /// Whether members of linked nodes can find the group: open or closed (the default; owner).
+    Visibility { chat: String, visibility: Visibility },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -238,6 +251,50 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         Command::Admin(AdminCommand::Unlink { peer_id }) => {
             session.call(Request::Unlink { peer_id: peer_id.clone() }).await?;
             print(json_mode, json!({"unlinked": peer_id}), || format!("unlinked {peer_id}"));
+        }
+        Command::Visibility { visibility } => {
+            let open = matches!(visibility, Visibility::Open);
+            session.call(Request::SetAccountOpen { open }).await?;
+            print(json_mode, json!({"open": open}), || {
+                format!("your account is {}", if open { "open" } else { "closed" })
+            });
+        }
+        Command::Group(GroupCommand::Visibility { chat, visibility }) => {
+            let group = resolve_chat(&session, &chat)?;
+            let open = matches!(visibility, Visibility::Open);
+            session.call(Request::SetChatOpen { group, open }).await?;
+            print(json_mode, json!({"chat": group.to_hex(), "open": open}), || {
+                format!("{group} is {}", if open { "open" } else { "closed" })
+            });
+        }
+        Command::Directory => {
+            let Response::Directory(directory) = session.call(Request::Directory).await? else {
+                bail!("unexpected answer")
+            };
+            let accounts: Vec<Value> = directory
+                .accounts
+                .iter()
+                .map(|a| json!({"account": a.account.to_hex(), "name": a.display_name, "home_node": a.home_node, "home_name": a.home_name}))
+                .collect();
+            let groups: Vec<Value> = directory
+                .groups
+                .iter()
+                .map(|g| json!({"chat": g.group.to_hex(), "name": g.name, "description": g.description, "members": g.member_count, "home_node": g.home_node, "home_name": g.home_name}))
+                .collect();
+            print(json_mode, json!({"accounts": accounts, "groups": groups}), || {
+                let mut lines: Vec<String> = directory
+                    .accounts
+                    .iter()
+                    .map(|a| format!("{} {} ({})", a.account, a.display_name, a.home_name))
+                    .collect();
+                lines.extend(
+                    directory
+                        .groups
+                        .iter()
+                        .map(|g| format!("{} {} — {} members ({})", g.group, g.name, g.member_count, g.home_name)),
+                );
+                lines.join("\n")
+            });
         }
         Command::Chats => {
             let Response::Chats(chats) = session.call(Request::Chats).await? else { bail!("unexpected answer") };

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod chats;
 pub mod delivery;
+pub mod directory;
 pub mod federation;
 pub mod invites;
 pub mod replica;

@@ -142,6 +142,7 @@ fn routed_group(request: &Request) -> Option<GroupId> {
         | Request::SetRetention { group, .. }
         | Request::UpdateChat { group, .. }
         | Request::Invites { group }
+        | Request::SetChatOpen { group, .. }
         | Request::CreateInvite { group: Some(group), .. } => Some(*group),
         _ => None,
     }
@@ -610,6 +611,7 @@ pub async fn serve(node: &Node, peer: PeerId, request: FedRequest) -> FedReply {
             Ok(FedReply::Ok)
         }
         FedRequest::ClaimKeyPackages { account } => serve_claim(node, account).await,
+        FedRequest::Directory => super::directory::own(node).map(FedReply::Directory),
     };
     result.unwrap_or_else(FedReply::Refused)
 }
@@ -685,6 +687,9 @@ async fn serve_forward(
                 .map(|(invite, secret)| Response::InviteCreated { invite, secret })
         }
         Request::Invites { group } => invites::list(node, &session, group).map(Response::Invites),
+        Request::SetChatOpen { group, open } => {
+            super::directory::set_chat_open(node, session, group, open).await.map(|()| Response::Ok)
+        }
         _ => err(ErrorCode::BadRequest, "this request is not served for another node's devices"),
     }
 }
@@ -941,8 +946,15 @@ pub async fn catch_up(node: &Node, home: Option<PeerId>, force: bool) -> ApiResu
 /// backoff).
 pub async fn run_catch_up(node: Node) {
     let mut last_full = Instant::now() - FULL_SYNC;
+    let mut last_directory = Instant::now();
     loop {
         let now = Instant::now();
+        if now.duration_since(last_directory) >= super::directory::REFRESH_EVERY {
+            last_directory = now;
+            if let Err(e) = super::directory::refresh(&node, Duration::from_secs(10)).await {
+                tracing::debug!(error = %e.message, "directory refresh");
+            }
+        }
         if now.duration_since(last_full) >= FULL_SYNC {
             last_full = now;
             if let Err(e) = catch_up(&node, None, true).await {

@@ -41,6 +41,12 @@ pub const REMOTE_ACCOUNTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::n
 pub const COMMIT_EFFECTS: TableDefinition<([u8; 16], u64), &[u8]> = TableDefinition::new("commit_effects");
 /// (group, member node's peer id) -> highest seq that node has confirmed holding
 pub const PEER_CURSORS: TableDefinition<([u8; 16], &str), u64> = TableDefinition::new("peer_cursors");
+/// accounts of this node that chose to be findable by members of linked nodes
+pub const OPEN_ACCOUNTS: TableDefinition<[u8; 32], ()> = TableDefinition::new("open_accounts");
+/// group chats homed here that their owner made findable
+pub const OPEN_GROUPS: TableDefinition<[u8; 16], ()> = TableDefinition::new("open_groups");
+/// peer id of a linked node -> its last directory (federation::Directory, postcard)
+pub const REMOTE_DIRECTORIES: TableDefinition<&str, &[u8]> = TableDefinition::new("remote_directories");
 /// counter name -> value (metrics that survive restarts)
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
@@ -66,5 +72,8 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(REMOTE_ACCOUNTS)?;
     txn.open_table(COMMIT_EFFECTS)?;
     txn.open_table(PEER_CURSORS)?;
+    txn.open_table(OPEN_ACCOUNTS)?;
+    txn.open_table(OPEN_GROUPS)?;
+    txn.open_table(REMOTE_DIRECTORIES)?;
     Ok(())
 }

@@ -161,7 +161,7 @@ async fn catch_up(lan: &Lan, count: u64) -> anyhow::Result<(f64, f64)> {
     drop(devices.pop()); // the member on node 3 disconnects; its node keeps the replica
     let owner = devices.pop().context("owner")?;
     let host3 = lan.addr(3);
-    let before = metric(&host3, "veche_messages_in_store")?;
+    let before = metric(&host3, "veche_stored_messages_all_time")?;
     lan.set_link(3, false)?;
     let veche_tests::raw::RawDevice { mut mls, conn, .. } = owner;
     let (mut sink, mut stream) = conn.into_ws().split();
@@ -186,7 +186,7 @@ async fn catch_up(lan: &Lan, count: u64) -> anyhow::Result<(f64, f64)> {
     let healed = Instant::now();
     let deadline = healed + Duration::from_secs(120);
     loop {
-        if metric(&host3, "veche_messages_in_store").unwrap_or(0.0) >= before + count as f64 {
+        if metric(&host3, "veche_stored_messages_all_time").unwrap_or(0.0) >= before + count as f64 {
             break;
         }
         anyhow::ensure!(Instant::now() < deadline, "node 3 did not catch up within 120 s");

@@ -285,7 +285,14 @@ async fn run(ui: AppState, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         if device.conn.is_none() {
             device.connect().await;
         }
-        let wait = if device.conn.is_none() { device.backoff_ms } else { 60_000 };
+        // Messages waiting because the chat's home node (another node) was unreachable are
+        // tried again every few seconds while connected.
+        let pending = device.signed_in && device.db.outbox.values().any(|o| o.values().any(|e| !e.failed));
+        let wait = match (device.conn.is_some(), pending) {
+            (false, _) => device.backoff_ms,
+            (true, true) => OUTBOX_RETRY_MS,
+            (true, false) => 60_000,
+        };
         select! {
             cmd = cmds.next() => match cmd {
                 Some(cmd) => device.handle(cmd).await,
@@ -298,10 +305,21 @@ async fn run(ui: AppState, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
                     device.incoming(news).await;
                 }
             }
-            _ = sleep_ms(wait).fuse() => {}
+            _ = sleep_ms(wait).fuse() => {
+                if pending && device.conn.is_some() {
+                    let groups: Vec<GroupId> = device.db.outbox.keys().copied().collect();
+                    for group in groups {
+                        // Errors stay on the messages (sending / failed); no toast every retry.
+                        let _ = device.flush_outbox(group).await;
+                    }
+                }
+            }
         }
     }
 }
+
+/// How often waiting messages are tried again while connected, milliseconds.
+const OUTBOX_RETRY_MS: u32 = 5_000;
 
 impl Device {
     fn mls(&mut self) -> Result<&mut veche_mls::Client, String> {
