@@ -34,7 +34,7 @@ impl From<Registration> for RegistrationPolicy {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
-    /// retention_interval, ui_dir, p2p_port, bootstrap, mdns, community_secret).
+    /// retention_interval, ui_dir, p2p_port, bootstrap, mdns, community_secret, federation_rate).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// their admins' approval.
     #[arg(long, env = "VECHE_COMMUNITY_SECRET", hide_env_values = true)]
     pub community_secret: Option<String>,
+    /// Federation requests each linked node may send per second (twice that in a burst)
+    /// [default: 2000].
+    #[arg(long, env = "VECHE_FEDERATION_RATE")]
+    pub federation_rate: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +98,7 @@ struct FileConfig {
     bootstrap: Vec<String>,
     mdns: Option<bool>,
     community_secret: Option<String>,
+    federation_rate: Option<u32>,
 }
 
 /// `retention_interval = "60s"` in the TOML file.
@@ -122,6 +127,7 @@ pub struct Config {
     pub bootstrap: Vec<libp2p::Multiaddr>,
     pub mdns: bool,
     pub community_secret: Option<String>,
+    pub federation_rate: u32,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -197,6 +203,7 @@ impl Config {
             },
             mdns: args.mdns.or(file.mdns).unwrap_or(true),
             community_secret: args.community_secret.or(file.community_secret).filter(|s| !s.is_empty()),
+            federation_rate: args.federation_rate.or(file.federation_rate).unwrap_or(2000).max(1),
         })
     }
 }

@@ -38,6 +38,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         crate::p2p::P2pConfig {
             port: config.p2p_port,
             bootstrap: config.bootstrap.clone(),
+            federation_rate: config.federation_rate,
             mdns: config.mdns,
             node_name: config.name.clone(),
             http_port: bound.port(),

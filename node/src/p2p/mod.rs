@@ -38,10 +38,6 @@ const MAX_PENDING_FED: usize = 1024;
 /// [`LINK_REFILL`].
 const LINK_BURST: u32 = 5;
 const LINK_REFILL: Duration = Duration::from_secs(2);
-/// Federation requests one peer may send: a burst of this many, refilled at one per
-/// [`FED_REFILL`] (2,000 a second: forwards, pulls and notifications of a busy town).
-const FED_BURST: u32 = 4000;
-const FED_REFILL: Duration = Duration::from_micros(500);
 /// Namespace under which nodes register at bootstrap nodes' rendezvous servers.
 const RENDEZVOUS_NAMESPACE: &str = "veche";
 /// How often the relay reservations and rendezvous registrations are checked and renewed.
@@ -104,6 +100,9 @@ pub struct P2pConfig {
     pub mdns: bool,
     pub node_name: String,
     pub http_port: u16,
+    /// Federation requests one peer may send per second (forwards, pulls and notifications of a
+    /// busy town: 2,000 by default), and twice that in a burst.
+    pub federation_rate: u32,
 }
 
 /// A node seen on the LAN.
@@ -410,7 +409,10 @@ pub async fn start(
         limits: PeerLimits::new(LINK_BURST, LINK_REFILL),
         fed_inbound: HashMap::new(),
         fed_outbound: HashMap::new(),
-        fed_limits: PeerLimits::new(FED_BURST, FED_REFILL),
+        fed_limits: PeerLimits::new(
+            config.federation_rate.saturating_mul(2),
+            Duration::from_micros(1_000_000 / u64::from(config.federation_rate.max(1))),
+        ),
         relays,
         circuits: HashMap::new(),
         registered_at: None,

@@ -1,0 +1,678 @@
+//! A conference: who is in it, what they may do, and who receives what.
+//!
+//! Roles: organizer (one, who created it), moderators, presenters, participants, guests (joined
+//! by link with only a name). Modes: a *meeting*, where everyone may publish (up to
+//! [`MAX_VIDEO_STREAMS`] video streams), and a *webinar*, where only presenters (and moderators
+//! and the organizer) publish and everyone else watches, raising a hand to be promoted. The mode
+//! may change during the conference: tracks that may no longer be published stop.
+//!
+//! Moderation: the organizer and moderators mute a microphone or stop a camera or screen share
+//! (the SFU stops forwarding it at once, and its owner may turn it back on only after being asked
+//! to), lower raised hands, change roles (only the organizer makes or unmakes moderators), remove
+//! participants, lock the conference (no one new joins, guests wait in the lobby) and end it.
+//!
+//! Every change is an [`Event`] for the participants; packets become [`Action`]s.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::forward::{Forwarder, Out, PacketInfo, Want};
+use crate::speaker::ActiveSpeaker;
+use crate::{Instant, MediaKind, ParticipantId, TrackId};
+
+/// Video streams (cameras and screens) a meeting carries at most.
+pub const MAX_VIDEO_STREAMS: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Guest,
+    Participant,
+    Presenter,
+    Moderator,
+    Organizer,
+}
+
+impl Role {
+    fn moderates(self) -> bool {
+        matches!(self, Role::Moderator | Role::Organizer)
+    }
+
+    fn presents(self) -> bool {
+        self >= Role::Presenter
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Meeting,
+    Webinar,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomError {
+    /// No such participant or track.
+    Unknown,
+    /// The role or the mode does not allow it.
+    Forbidden(&'static str),
+    /// The conference is locked or ended, or full.
+    Closed(&'static str),
+}
+
+/// Something the participants are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Joined {
+        who: ParticipantId,
+        role: Role,
+    },
+    Left {
+        who: ParticipantId,
+    },
+    /// A guest waits in the lobby of a locked conference (for moderators).
+    Waiting {
+        who: ParticipantId,
+    },
+    Published {
+        who: ParticipantId,
+        track: TrackId,
+        kind: MediaKind,
+    },
+    Unpublished {
+        track: TrackId,
+    },
+    /// A moderator turned off someone's microphone, camera or screen share.
+    MutedBy {
+        who: ParticipantId,
+        kind: MediaKind,
+        by: ParticipantId,
+    },
+    /// A moderator asks `who` to turn it back on (only then may they).
+    AskedToUnmute {
+        who: ParticipantId,
+        kind: MediaKind,
+    },
+    Unmuted {
+        who: ParticipantId,
+        kind: MediaKind,
+    },
+    RoleChanged {
+        who: ParticipantId,
+        role: Role,
+    },
+    HandRaised {
+        who: ParticipantId,
+    },
+    HandLowered {
+        who: ParticipantId,
+        by: ParticipantId,
+    },
+    ModeChanged {
+        mode: Mode,
+    },
+    Locked {
+        locked: bool,
+    },
+    ActiveSpeaker {
+        who: ParticipantId,
+    },
+    Ended,
+}
+
+/// What the media loop does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Forward this packet to this participant on its stream of `track`.
+    Send { to: ParticipantId, track: TrackId, packet: crate::forward::OutPacket },
+    /// Ask the publisher of `track` for a key frame of `layer` (PLI).
+    Keyframe { from: ParticipantId, track: TrackId, layer: u8 },
+    /// Ask the publisher of `track` to retransmit (NACK).
+    Nack { from: ParticipantId, track: TrackId, layer: u8, seqs: Vec<u16> },
+    /// Tell every participant (or only `to`).
+    Event { to: Option<ParticipantId>, event: Event },
+    /// Close this participant's media session (removed, or the conference ended).
+    Disconnect { who: ParticipantId },
+}
+
+#[derive(Debug)]
+struct Participant {
+    role: Role,
+    hand_raised: bool,
+    /// Kinds a moderator turned off, and whether they asked to turn it back on.
+    muted: BTreeMap<MediaKind, bool>,
+    /// The participant's own mute (the client stops sending, or sends silence).
+    self_muted: BTreeSet<MediaKind>,
+}
+
+#[derive(Debug)]
+struct Track {
+    owner: ParticipantId,
+    kind: MediaKind,
+    forwarder: Forwarder,
+}
+
+/// One conference.
+#[derive(Debug)]
+pub struct Room {
+    mode: Mode,
+    locked: bool,
+    ended: bool,
+    participants: BTreeMap<ParticipantId, Participant>,
+    lobby: BTreeMap<ParticipantId, Role>,
+    tracks: BTreeMap<TrackId, Track>,
+    next_track: u32,
+    speaker: ActiveSpeaker,
+}
+
+fn to_all(event: Event) -> Action {
+    Action::Event { to: None, event }
+}
+
+impl Room {
+    pub fn new(mode: Mode) -> Self {
+        Room {
+            mode,
+            locked: false,
+            ended: false,
+            participants: BTreeMap::new(),
+            lobby: BTreeMap::new(),
+            tracks: BTreeMap::new(),
+            next_track: 1,
+            speaker: ActiveSpeaker::default(),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn role(&self, who: ParticipantId) -> Option<Role> {
+        self.participants.get(&who).map(|p| p.role)
+    }
+
+    fn moderator(&self, who: ParticipantId) -> Result<Role, RoomError> {
+        let role = self.role(who).ok_or(RoomError::Unknown)?;
+        if !role.moderates() {
+            return Err(RoomError::Forbidden("only the organizer and moderators do this"));
+        }
+        Ok(role)
+    }
+
+    /// Joins. In a locked conference, guests wait in the lobby for a moderator; others may not
+    /// join at all unless they moderate.
+    pub fn join(&mut self, who: ParticipantId, role: Role) -> Result<Vec<Action>, RoomError> {
+        if self.ended {
+            return Err(RoomError::Closed("the conference has ended"));
+        }
+        if role == Role::Organizer && self.participants.values().any(|p| p.role == Role::Organizer) {
+            return Err(RoomError::Forbidden("a conference has one organizer"));
+        }
+        if self.locked && !role.moderates() {
+            if role == Role::Guest {
+                self.lobby.insert(who, role);
+                let waiting = Event::Waiting { who };
+                let moderators: Vec<ParticipantId> =
+                    self.participants.iter().filter(|(_, p)| p.role.moderates()).map(|(id, _)| *id).collect();
+                return Ok(moderators
+                    .into_iter()
+                    .map(|to| Action::Event { to: Some(to), event: waiting.clone() })
+                    .collect());
+            }
+            return Err(RoomError::Closed("the conference is locked"));
+        }
+        Ok(self.admit(who, role))
+    }
+
+    fn admit(&mut self, who: ParticipantId, role: Role) -> Vec<Action> {
+        self.participants
+            .insert(who, Participant { role, hand_raised: false, muted: BTreeMap::new(), self_muted: BTreeSet::new() });
+        vec![to_all(Event::Joined { who, role })]
+    }
+
+    /// A moderator lets a guest in from the lobby.
+    pub fn admit_from_lobby(&mut self, by: ParticipantId, who: ParticipantId) -> Result<Vec<Action>, RoomError> {
+        self.moderator(by)?;
+        let role = self.lobby.remove(&who).ok_or(RoomError::Unknown)?;
+        Ok(self.admit(who, role))
+    }
+
+    /// May `who` publish `kind` now?
+    fn may_publish(&self, who: ParticipantId, kind: MediaKind) -> Result<(), RoomError> {
+        let p = self.participants.get(&who).ok_or(RoomError::Unknown)?;
+        if self.mode == Mode::Webinar && !p.role.presents() {
+            return Err(RoomError::Forbidden("in a webinar only presenters publish; raise your hand"));
+        }
+        if p.muted.contains_key(&kind) && !p.muted.get(&kind).copied().unwrap_or(false) {
+            return Err(RoomError::Forbidden("a moderator turned this off; wait to be asked to turn it on"));
+        }
+        Ok(())
+    }
+
+    /// Publishes a track with its simulcast layers' bitrates (one entry for audio).
+    pub fn publish(
+        &mut self,
+        who: ParticipantId,
+        kind: MediaKind,
+        layer_bps: Vec<u64>,
+    ) -> Result<(TrackId, Vec<Action>), RoomError> {
+        self.may_publish(who, kind)?;
+        let video = self.tracks.values().filter(|t| t.kind != MediaKind::Audio).count();
+        if kind != MediaKind::Audio && video >= MAX_VIDEO_STREAMS {
+            return Err(RoomError::Closed("the meeting carries 50 video streams at most"));
+        }
+        let track = TrackId(self.next_track);
+        self.next_track += 1;
+        self.tracks.insert(track, Track { owner: who, kind, forwarder: Forwarder::new(layer_bps) });
+        Ok((track, vec![to_all(Event::Published { who, track, kind })]))
+    }
+
+    pub fn unpublish(&mut self, who: ParticipantId, track: TrackId) -> Result<Vec<Action>, RoomError> {
+        match self.tracks.get(&track) {
+            Some(t) if t.owner == who => {}
+            Some(_) => return Err(RoomError::Forbidden("not your track")),
+            None => return Err(RoomError::Unknown),
+        }
+        self.tracks.remove(&track);
+        Ok(vec![to_all(Event::Unpublished { track })])
+    }
+
+    /// Subscribes `who` to a track (or changes what it wants of it).
+    pub fn subscribe(
+        &mut self,
+        now: Instant,
+        who: ParticipantId,
+        track: TrackId,
+        want: Want,
+    ) -> Result<Vec<Action>, RoomError> {
+        if !self.participants.contains_key(&who) {
+            return Err(RoomError::Unknown);
+        }
+        let t = self.tracks.get_mut(&track).ok_or(RoomError::Unknown)?;
+        if t.owner == who {
+            return Err(RoomError::Forbidden("you do not receive your own track"));
+        }
+        let owner = t.owner;
+        Ok(lift(owner, track, t.forwarder.subscribe(now, who, want)))
+    }
+
+    /// The participant's own mute of its microphone, camera or screen (the client stops sending).
+    pub fn self_mute(&mut self, who: ParticipantId, kind: MediaKind, muted: bool) -> Result<Vec<Action>, RoomError> {
+        if !muted {
+            self.may_publish(who, kind)?;
+        }
+        let p = self.participants.get_mut(&who).ok_or(RoomError::Unknown)?;
+        if muted {
+            p.self_muted.insert(kind);
+            Ok(Vec::new())
+        } else {
+            p.self_muted.remove(&kind);
+            p.muted.remove(&kind);
+            Ok(vec![to_all(Event::Unmuted { who, kind })])
+        }
+    }
+
+    /// A moderator turns off someone's microphone, camera or screen share.
+    pub fn mute(&mut self, by: ParticipantId, who: ParticipantId, kind: MediaKind) -> Result<Vec<Action>, RoomError> {
+        let by_role = self.moderator(by)?;
+        let target = self.participants.get_mut(&who).ok_or(RoomError::Unknown)?;
+        if target.role == Role::Organizer && by_role != Role::Organizer {
+            return Err(RoomError::Forbidden("nobody mutes the organizer"));
+        }
+        target.muted.insert(kind, false);
+        Ok(vec![to_all(Event::MutedBy { who, kind, by })])
+    }
+
+    /// A moderator asks someone to turn their microphone (camera, screen) back on.
+    pub fn ask_to_unmute(
+        &mut self,
+        by: ParticipantId,
+        who: ParticipantId,
+        kind: MediaKind,
+    ) -> Result<Vec<Action>, RoomError> {
+        self.moderator(by)?;
+        let target = self.participants.get_mut(&who).ok_or(RoomError::Unknown)?;
+        if let Some(asked) = target.muted.get_mut(&kind) {
+            *asked = true;
+        }
+        Ok(vec![Action::Event { to: Some(who), event: Event::AskedToUnmute { who, kind } }])
+    }
+
+    pub fn raise_hand(&mut self, who: ParticipantId) -> Result<Vec<Action>, RoomError> {
+        let p = self.participants.get_mut(&who).ok_or(RoomError::Unknown)?;
+        p.hand_raised = true;
+        Ok(vec![to_all(Event::HandRaised { who })])
+    }
+
+    /// Lowers a hand: its owner, or a moderator.
+    pub fn lower_hand(&mut self, by: ParticipantId, who: ParticipantId) -> Result<Vec<Action>, RoomError> {
+        if by != who {
+            self.moderator(by)?;
+        }
+        let p = self.participants.get_mut(&who).ok_or(RoomError::Unknown)?;
+        p.hand_raised = false;
+        Ok(vec![to_all(Event::HandLowered { who, by })])
+    }
+
+    /// Changes a role. Moderators promote and demote participants and presenters; only the
+    /// organizer makes or unmakes moderators; the organizer's role does not change. A demoted
+    /// presenter in a webinar stops publishing.
+    pub fn set_role(&mut self, by: ParticipantId, who: ParticipantId, role: Role) -> Result<Vec<Action>, RoomError> {
+        let by_role = self.moderator(by)?;
+        let current = self.role(who).ok_or(RoomError::Unknown)?;
+        if current == Role::Organizer || role == Role::Organizer {
+            return Err(RoomError::Forbidden("the organizer's role does not change"));
+        }
+        if (current == Role::Moderator || role == Role::Moderator) && by_role != Role::Organizer {
+            return Err(RoomError::Forbidden("only the organizer makes or unmakes moderators"));
+        }
+        if let Some(p) = self.participants.get_mut(&who) {
+            p.role = role;
+            if role.presents() {
+                p.hand_raised = false;
+            }
+        }
+        let mut out = vec![to_all(Event::RoleChanged { who, role })];
+        out.extend(self.stop_forbidden_tracks());
+        Ok(out)
+    }
+
+    /// Switches between meeting and webinar.
+    pub fn set_mode(&mut self, by: ParticipantId, mode: Mode) -> Result<Vec<Action>, RoomError> {
+        self.moderator(by)?;
+        self.mode = mode;
+        let mut out = vec![to_all(Event::ModeChanged { mode })];
+        out.extend(self.stop_forbidden_tracks());
+        Ok(out)
+    }
+
+    /// Unpublishes every track its owner may no longer publish.
+    fn stop_forbidden_tracks(&mut self) -> Vec<Action> {
+        let stopped: Vec<TrackId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| {
+                let role = self.participants.get(&t.owner).map(|p| p.role);
+                self.mode == Mode::Webinar && !role.is_some_and(Role::presents)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        stopped
+            .into_iter()
+            .map(|track| {
+                self.tracks.remove(&track);
+                to_all(Event::Unpublished { track })
+            })
+            .collect()
+    }
+
+    pub fn lock(&mut self, by: ParticipantId, locked: bool) -> Result<Vec<Action>, RoomError> {
+        self.moderator(by)?;
+        self.locked = locked;
+        Ok(vec![to_all(Event::Locked { locked })])
+    }
+
+    /// Removes a participant (a moderator; nobody removes the organizer), or one leaves (`by ==
+    /// who`).
+    pub fn remove(&mut self, by: ParticipantId, who: ParticipantId) -> Result<Vec<Action>, RoomError> {
+        if by != who {
+            self.moderator(by)?;
+            if self.role(who) == Some(Role::Organizer) {
+                return Err(RoomError::Forbidden("nobody removes the organizer"));
+            }
+        }
+        self.participants.remove(&who).ok_or(RoomError::Unknown)?;
+        self.speaker.remove(who);
+        let mut out = Vec::new();
+        let theirs: Vec<TrackId> = self.tracks.iter().filter(|(_, t)| t.owner == who).map(|(id, _)| *id).collect();
+        for track in theirs {
+            self.tracks.remove(&track);
+            out.push(to_all(Event::Unpublished { track }));
+        }
+        for t in self.tracks.values_mut() {
+            t.forwarder.unsubscribe(who);
+        }
+        out.push(to_all(Event::Left { who }));
+        if by != who {
+            out.push(Action::Disconnect { who });
+        }
+        Ok(out)
+    }
+
+    /// Ends the conference for everyone (a moderator).
+    pub fn end(&mut self, by: ParticipantId) -> Result<Vec<Action>, RoomError> {
+        self.moderator(by)?;
+        self.ended = true;
+        self.tracks.clear();
+        let mut out = vec![to_all(Event::Ended)];
+        out.extend(self.participants.keys().map(|who| Action::Disconnect { who: *who }));
+        self.participants.clear();
+        Ok(out)
+    }
+
+    /// A packet of a published track: what each subscriber gets. Packets of a track a moderator
+    /// turned off, or of a track that may not be published, go nowhere.
+    pub fn on_packet(&mut self, now: Instant, track: TrackId, info: &PacketInfo, payload: Arc<[u8]>) -> Vec<Action> {
+        let Some(t) = self.tracks.get_mut(&track) else { return Vec::new() };
+        let owner = t.owner;
+        let Some(p) = self.participants.get(&owner) else { return Vec::new() };
+        if p.muted.contains_key(&t.kind) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if t.kind == MediaKind::Audio
+            && let Some(level) = info.audio_level
+            && let Some(who) = self.speaker.on_level(now, owner, level)
+        {
+            out.push(to_all(Event::ActiveSpeaker { who }));
+        }
+        out.extend(lift(owner, track, t.forwarder.on_packet(info, payload)));
+        out
+    }
+
+    /// A subscriber's NACK.
+    pub fn on_nack(&mut self, who: ParticipantId, track: TrackId, seqs: &[u16]) -> Vec<Action> {
+        let Some(t) = self.tracks.get_mut(&track) else { return Vec::new() };
+        lift(t.owner, track, t.forwarder.on_nack(who, seqs))
+    }
+
+    /// A subscriber's PLI/FIR.
+    pub fn on_keyframe_request(&mut self, now: Instant, who: ParticipantId, track: TrackId) -> Vec<Action> {
+        let Some(t) = self.tracks.get_mut(&track) else { return Vec::new() };
+        lift(t.owner, track, t.forwarder.on_keyframe_request(now, who))
+    }
+}
+
+/// Forwarding outputs of one track as room actions.
+fn lift(owner: ParticipantId, track: TrackId, outs: Vec<Out>) -> Vec<Action> {
+    outs.into_iter()
+        .map(|o| match o {
+            Out::Send { to, packet } => Action::Send { to, track, packet },
+            Out::Keyframe { layer } => Action::Keyframe { from: owner, track, layer },
+            Out::NackUpstream { layer, seqs } => Action::Nack { from: owner, track, layer, seqs },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const ORG: ParticipantId = ParticipantId(1);
+    const MOD: ParticipantId = ParticipantId(2);
+    const ANN: ParticipantId = ParticipantId(3);
+    const BOB: ParticipantId = ParticipantId(4);
+    const GUEST: ParticipantId = ParticipantId(5);
+
+    fn room(mode: Mode) -> Room {
+        let mut r = Room::new(mode);
+        for (who, role) in
+            [(ORG, Role::Organizer), (MOD, Role::Moderator), (ANN, Role::Participant), (BOB, Role::Participant)]
+        {
+            r.join(who, role).unwrap();
+        }
+        r
+    }
+
+    fn audio(seq: u16, level: u8) -> (PacketInfo, Arc<[u8]>) {
+        let info = PacketInfo {
+            layer: 0,
+            seq,
+            timestamp: u32::from(seq) * 960,
+            marker: false,
+            keyframe_start: true,
+            audio_level: Some(level),
+        };
+        (info, Arc::from(vec![seq as u8; 20]))
+    }
+
+    fn delivered_to(actions: &[Action]) -> Vec<ParticipantId> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ms(n: u64) -> Instant {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_muted_microphone_stops_being_forwarded_until_its_owner_is_asked_and_turns_it_on() {
+        let mut r = room(Mode::Meeting);
+        let (mic, _) = r.publish(ANN, MediaKind::Audio, vec![64_000]).unwrap();
+        r.subscribe(ms(0), BOB, mic, Want::default()).unwrap();
+        r.subscribe(ms(0), ORG, mic, Want::default()).unwrap();
+        let (info, payload) = audio(1, 30);
+        let mut got = delivered_to(&r.on_packet(ms(0), mic, &info, payload));
+        got.sort();
+        assert_eq!(got, [ORG, BOB]);
+
+        assert_eq!(
+            r.mute(BOB, ANN, MediaKind::Audio),
+            Err(RoomError::Forbidden("only the organizer and moderators do this"))
+        );
+        let events = r.mute(MOD, ANN, MediaKind::Audio).unwrap();
+        assert_eq!(events, [to_all(Event::MutedBy { who: ANN, kind: MediaKind::Audio, by: MOD })]);
+        let (info, payload) = audio(2, 30);
+        assert!(delivered_to(&r.on_packet(ms(20), mic, &info, payload)).is_empty(), "muted: nothing forwarded");
+        assert!(r.self_mute(ANN, MediaKind::Audio, false).is_err(), "not before being asked");
+        r.ask_to_unmute(MOD, ANN, MediaKind::Audio).unwrap();
+        r.self_mute(ANN, MediaKind::Audio, false).unwrap();
+        let (info, payload) = audio(3, 30);
+        assert_eq!(delivered_to(&r.on_packet(ms(40), mic, &info, payload)).len(), 2, "forwarded again");
+    }
+
+    #[test]
+    fn webinar_viewers_cannot_publish_and_a_switch_to_webinar_stops_their_tracks() {
+        let mut r = room(Mode::Webinar);
+        assert!(matches!(r.publish(ANN, MediaKind::Audio, vec![64_000]), Err(RoomError::Forbidden(_))));
+        assert!(matches!(r.publish(ANN, MediaKind::Screen, vec![1_000_000]), Err(RoomError::Forbidden(_))));
+        // A raised hand, then promotion: now Ann presents.
+        r.raise_hand(ANN).unwrap();
+        r.set_role(MOD, ANN, Role::Presenter).unwrap();
+        let (cam, _) = r.publish(ANN, MediaKind::Video, vec![150_000, 500_000]).unwrap();
+        // In a meeting Bob publishes too; back to webinar, his track stops, Ann's stays.
+        r.set_mode(ORG, Mode::Meeting).unwrap();
+        let (bob_mic, _) = r.publish(BOB, MediaKind::Audio, vec![64_000]).unwrap();
+        let actions = r.set_mode(MOD, Mode::Webinar).unwrap();
+        assert!(actions.contains(&to_all(Event::Unpublished { track: bob_mic })), "{actions:?}");
+        assert!(!actions.contains(&to_all(Event::Unpublished { track: cam })));
+        r.subscribe(ms(0), ORG, cam, Want::default()).unwrap();
+        assert_eq!(r.subscribe(ms(0), ORG, bob_mic, Want::default()), Err(RoomError::Unknown));
+        // Demoting Ann stops her camera.
+        let actions = r.set_role(MOD, ANN, Role::Participant).unwrap();
+        assert!(actions.contains(&to_all(Event::Unpublished { track: cam })));
+    }
+
+    #[test]
+    fn roles_only_the_organizer_makes_moderators_and_nobody_removes_the_organizer() {
+        let mut r = room(Mode::Meeting);
+        assert!(r.set_role(MOD, ANN, Role::Moderator).is_err());
+        r.set_role(ORG, ANN, Role::Moderator).unwrap();
+        assert!(r.set_role(ANN, MOD, Role::Participant).is_err(), "a moderator does not demote a moderator");
+        assert!(r.remove(MOD, ORG).is_err());
+        assert!(r.mute(MOD, ORG, MediaKind::Audio).is_err());
+        let actions = r.remove(MOD, BOB).unwrap();
+        assert!(actions.contains(&Action::Disconnect { who: BOB }));
+        assert!(r.join(ParticipantId(9), Role::Organizer).is_err(), "one organizer");
+    }
+
+    #[test]
+    fn a_locked_meeting_keeps_guests_in_the_lobby_until_a_moderator_admits_them() {
+        let mut r = room(Mode::Meeting);
+        r.lock(ORG, true).unwrap();
+        let actions = r.join(GUEST, Role::Guest).unwrap();
+        let told: Vec<Option<ParticipantId>> = actions
+            .iter()
+            .map(|a| match a {
+                Action::Event { to, .. } => *to,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, [Some(ORG), Some(MOD)], "moderators see the waiting guest");
+        assert_eq!(r.role(GUEST), None);
+        assert!(r.join(ParticipantId(8), Role::Participant).is_err());
+        r.admit_from_lobby(MOD, GUEST).unwrap();
+        assert_eq!(r.role(GUEST), Some(Role::Guest));
+        // A guest moderates nothing.
+        assert!(r.mute(GUEST, ANN, MediaKind::Audio).is_err());
+        assert!(r.lower_hand(GUEST, ANN).is_err());
+    }
+
+    #[test]
+    fn ending_disconnects_everyone_and_nobody_joins_after() {
+        let mut r = room(Mode::Meeting);
+        assert!(r.end(ANN).is_err());
+        let actions = r.end(ORG).unwrap();
+        let gone = actions.iter().filter(|a| matches!(a, Action::Disconnect { .. })).count();
+        assert_eq!(gone, 4);
+        assert!(r.join(ParticipantId(7), Role::Participant).is_err());
+    }
+
+    #[test]
+    fn a_meeting_carries_at_most_fifty_video_streams() {
+        let mut r = Room::new(Mode::Meeting);
+        for i in 0..60 {
+            r.join(ParticipantId(100 + i), Role::Participant).unwrap();
+        }
+        for i in 0..50 {
+            r.publish(ParticipantId(100 + i), MediaKind::Video, vec![500_000]).unwrap();
+        }
+        assert!(matches!(r.publish(ParticipantId(150), MediaKind::Video, vec![500_000]), Err(RoomError::Closed(_))));
+        assert!(r.publish(ParticipantId(150), MediaKind::Audio, vec![64_000]).is_ok(), "audio is not limited");
+    }
+
+    #[test]
+    fn the_active_speaker_is_announced_from_audio_levels() {
+        let mut r = room(Mode::Meeting);
+        let (mic, _) = r.publish(ANN, MediaKind::Audio, vec![64_000]).unwrap();
+        let mut announced = Vec::new();
+        for i in 0..30u16 {
+            let (info, payload) = audio(i, 20);
+            for a in r.on_packet(ms(u64::from(i) * 20), mic, &info, payload) {
+                if let Action::Event { event: Event::ActiveSpeaker { who }, .. } = a {
+                    announced.push(who);
+                }
+            }
+        }
+        assert_eq!(announced, [ANN]);
+    }
+
+    #[test]
+    fn nacks_and_keyframe_requests_reach_the_publisher_of_the_track() {
+        let mut r = room(Mode::Meeting);
+        let (cam, _) = r.publish(ANN, MediaKind::Video, vec![150_000]).unwrap();
+        let actions = r.subscribe(ms(0), BOB, cam, Want::default()).unwrap();
+        assert_eq!(actions, [Action::Keyframe { from: ANN, track: cam, layer: 0 }]);
+        assert!(r.on_keyframe_request(ms(100), BOB, cam).is_empty(), "rate limited");
+        assert_eq!(r.on_keyframe_request(ms(600), BOB, cam), [Action::Keyframe { from: ANN, track: cam, layer: 0 }]);
+        assert_eq!(
+            r.subscribe(ms(0), ANN, cam, Want::default()),
+            Err(RoomError::Forbidden("you do not receive your own track"))
+        );
+    }
+}
