@@ -1,6 +1,6 @@
 //! Nodes and native clients inside network namespaces.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -122,21 +122,7 @@ impl Member<'_> {
 
     /// Sends `texts` one by one (`send --stdin`); returns the running client.
     pub fn spawn_send(&self, chat: &str, texts: Vec<String>) -> anyhow::Result<Child> {
-        let mut child = self
-            .command(&["send", chat, "--stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let mut stdin = child.stdin.take().context("stdin")?;
-        std::thread::spawn(move || {
-            for text in texts {
-                if writeln!(stdin, "{text}").is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(child)
+        crate::spawn_lines(self.command(&["send", chat, "--stdin"]), texts)
     }
 
     /// The chat's texts in sequence order (this also resends anything left in the outbox).

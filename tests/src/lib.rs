@@ -290,21 +290,7 @@ impl Client {
 
     /// Starts `send CHAT --stdin` feeding `texts`; returns the child (stdout: one JSON line per stored message).
     pub fn spawn_send(&self, chat: &str, texts: Vec<String>) -> anyhow::Result<Child> {
-        let mut child = self
-            .command(&["send", chat, "--stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let mut stdin = child.stdin.take().context("stdin")?;
-        std::thread::spawn(move || {
-            for text in texts {
-                if writeln!(stdin, "{text}").is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(child)
+        spawn_lines(self.command(&["send", chat, "--stdin"]), texts)
     }
 
     pub fn account(&self) -> anyhow::Result<String> {
@@ -326,6 +312,31 @@ impl Client {
             })
             .collect())
     }
+}
+
+/// Polls `check` every 100 ms until it holds; an error naming `what` after `within`.
+pub fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while !check()? {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Starts `command` and feeds it `lines` on stdin (one per line) from a thread; its stdout and
+/// stderr are piped.
+pub fn spawn_lines(mut command: Command, lines: Vec<String>) -> anyhow::Result<Child> {
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    std::thread::spawn(move || {
+        for line in lines {
+            if writeln!(stdin, "{line}").is_err() {
+                break;
+            }
+        }
+    });
+    Ok(child)
 }
 
 /// Parses JSON lines.

@@ -12,9 +12,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use veche_tests::TempDir;
 use veche_tests::lan_node::{Host, Member};
 use veche_tests::netns::Lan;
+use veche_tests::{TempDir, wait_for};
 
 struct Bootstrap(Child);
 
@@ -47,15 +47,6 @@ fn start_bootstrap(lan: &Lan, n: usize, dir: &std::path::Path) -> anyhow::Result
     }
     std::thread::spawn(move || for _ in lines {});
     Ok((Bootstrap(child), peer.context("the bootstrap node printed no peer id")?))
-}
-
-fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    while !check()? {
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
 }
 
 #[test]

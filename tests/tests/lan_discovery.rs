@@ -224,13 +224,8 @@ fn link_states(lan: &Lan, dir: &std::path::Path, n: usize) -> anyhow::Result<Vec
     Ok(out)
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check()? {
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
+fn wait_for(what: &str, check: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    veche_tests::wait_for(what, Duration::from_secs(10), check)
 }
 
 /// A node process that the test stops and starts again (same data dir and address).

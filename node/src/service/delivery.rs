@@ -323,33 +323,47 @@ fn apply_commit(ctx: &mut TxnCtx<'_>, group: GroupId, mut chat: Chat, accepted: 
         }
     }
     if let Some(welcome) = welcome {
-        let mut meta = txn.open_table(META).or_internal()?;
-        let mut next_id = meta
-            .get("next_welcome_id")
-            .or_internal()?
-            .and_then(|g| g.value().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(1);
-        let mut welcomes = txn.open_table(WELCOMES).or_internal()?;
-        let record = Welcome { group, commit_seq: seq, welcome };
-        let mut events = Vec::new();
-        // Devices on other nodes get the Welcome from their node, which replays the commit.
-        let devices = txn.open_table(DEVICES).or_internal()?;
-        for (account, device) in &change.added {
-            if devices.get(device.0).or_internal()?.is_none() {
-                continue;
-            }
-            welcomes.insert((device.0, next_id), records::encode(&record).as_slice()).or_internal()?;
-            let envelope = WelcomeEnvelope { id: next_id, group, commit_seq: seq, welcome: record.welcome.clone() };
-            events.push((vec![*account], Event::Welcome(envelope)));
-            next_id += 1;
-        }
-        meta.insert("next_welcome_id", next_id.to_be_bytes().as_slice()).or_internal()?;
-        drop((meta, welcomes, devices));
-        for (to, event) in events {
-            ctx.publish(to, event);
-        }
+        store_welcomes(ctx, group, seq, welcome, &change.added)?;
     }
     Ok(seq)
+}
+
+/// Stores the Welcome of the commit at `commit_seq` for each added device that lives on this
+/// node (devices on other nodes get it from their node, which replays the commit), and tells
+/// their accounts once the transaction commits.
+pub(crate) fn store_welcomes(
+    ctx: &mut TxnCtx<'_>,
+    group: GroupId,
+    commit_seq: u64,
+    welcome: Vec<u8>,
+    added: &[(AccountId, DeviceId)],
+) -> ApiResult<()> {
+    let txn = ctx.write();
+    let mut meta = txn.open_table(META).or_internal()?;
+    let mut next_id = meta
+        .get("next_welcome_id")
+        .or_internal()?
+        .and_then(|g| g.value().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(1);
+    let mut welcomes = txn.open_table(WELCOMES).or_internal()?;
+    let record = Welcome { group, commit_seq, welcome };
+    let mut events = Vec::new();
+    let devices = txn.open_table(DEVICES).or_internal()?;
+    for (account, device) in added {
+        if devices.get(device.0).or_internal()?.is_none() {
+            continue;
+        }
+        welcomes.insert((device.0, next_id), records::encode(&record).as_slice()).or_internal()?;
+        let envelope = WelcomeEnvelope { id: next_id, group, commit_seq, welcome: record.welcome.clone() };
+        events.push((vec![*account], Event::Welcome(envelope)));
+        next_id += 1;
+    }
+    meta.insert("next_welcome_id", next_id.to_be_bytes().as_slice()).or_internal()?;
+    drop((meta, welcomes, devices));
+    for (to, event) in events {
+        ctx.publish(to, event);
+    }
+    Ok(())
 }
 
 /// Stores a member's commit for the chat's current epoch.

@@ -30,13 +30,13 @@ use veche_protocol::federation::{
     ChatReplica, CommitEffect, FedReply, FedRequest, MAX_PULL_ENTRIES, MemberAddress, ReplicaState, ReplicatedEntry,
 };
 use veche_protocol::ids::{AccountId, GroupId, InviteId};
-use veche_protocol::wire::{ApiError, EntryKind, ErrorCode, Event, Request, Response, WelcomeEnvelope};
+use veche_protocol::wire::{ApiError, EntryKind, ErrorCode, Event, Request, Response};
 
 use super::{ApiResult, Node, OrInternal, Session, err};
-use crate::store::records::{self, Account, Chat, Link, LogEntry, RemoteAccount, Welcome};
+use crate::store::records::{self, Account, Chat, Link, LogEntry, RemoteAccount};
 use crate::store::tables::{
-    ACCOUNTS, CHAT_HOMES, CHATS, COMMIT_EFFECTS, COUNTERS, CURSORS, DEVICES, LINKS, LOG, MEMBERSHIP, META,
-    PEER_CURSORS, REMOTE_ACCOUNTS, WELCOMES,
+    ACCOUNTS, CHAT_HOMES, CHATS, COMMIT_EFFECTS, COUNTERS, CURSORS, DEVICES, LINKS, LOG, MEMBERSHIP, PEER_CURSORS,
+    REMOTE_ACCOUNTS,
 };
 use crate::store::writer::TxnCtx;
 
@@ -521,44 +521,28 @@ fn apply(ctx: &mut TxnCtx<'_>, me: &str, home: PeerId, group: GroupId, replica: 
 fn apply_entry(ctx: &mut TxnCtx<'_>, group: GroupId, chat: &mut Chat, entry: ReplicatedEntry) -> ApiResult<()> {
     let ReplicatedEntry { seq, kind, epoch, sender, stored_ms, payload, commit } = entry;
     let mut recipients: BTreeSet<AccountId> = chat.roster.keys().copied().collect();
-    let txn = ctx.write();
-    let mut welcomes_out = Vec::new();
     if let Some(CommitEffect { added, removed, welcome }) = &commit {
         for account in removed {
             chat.removed_at.insert(*account, seq);
             chat.roster.remove(account);
         }
-        let devices = txn.open_table(DEVICES).or_internal()?;
-        let mut cursors = txn.open_table(CURSORS).or_internal()?;
-        for (account, device) in added {
-            chat.removed_at.remove(account);
-            chat.roster.entry(*account).or_insert(veche_protocol::ids::Role::Member);
-            recipients.insert(*account);
-            if devices.get(device.0).or_internal()?.is_some() {
-                // As on the home: the entry that adds a device stays until it acknowledged it.
-                cursors.insert((device.0, group.0), seq - 1).or_internal()?;
-                if let Some(welcome) = welcome {
-                    welcomes_out.push((*account, *device, welcome.clone()));
+        {
+            let txn = ctx.write();
+            let devices = txn.open_table(DEVICES).or_internal()?;
+            let mut cursors = txn.open_table(CURSORS).or_internal()?;
+            for (account, device) in added {
+                chat.removed_at.remove(account);
+                chat.roster.entry(*account).or_insert(veche_protocol::ids::Role::Member);
+                recipients.insert(*account);
+                if devices.get(device.0).or_internal()?.is_some() {
+                    // As on the home: the entry that adds a device stays until it acknowledged it.
+                    cursors.insert((device.0, group.0), seq - 1).or_internal()?;
                 }
             }
         }
-    }
-    if !welcomes_out.is_empty() {
-        let mut meta = txn.open_table(META).or_internal()?;
-        let mut next_id = meta
-            .get("next_welcome_id")
-            .or_internal()?
-            .and_then(|g| g.value().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(1);
-        let mut welcomes = txn.open_table(WELCOMES).or_internal()?;
-        for (account, device, welcome) in welcomes_out {
-            let record = Welcome { group, commit_seq: seq, welcome };
-            welcomes.insert((device.0, next_id), records::encode(&record).as_slice()).or_internal()?;
-            let envelope = WelcomeEnvelope { id: next_id, group, commit_seq: seq, welcome: record.welcome };
-            ctx.publish(vec![account], Event::Welcome(envelope));
-            next_id += 1;
+        if let Some(welcome) = welcome {
+            super::delivery::store_welcomes(ctx, group, seq, welcome.clone(), added)?;
         }
-        meta.insert("next_welcome_id", next_id.to_be_bytes().as_slice()).or_internal()?;
     }
     let log_entry = LogEntry { kind, epoch, sender, stored_ms, payload };
     ctx.write()
