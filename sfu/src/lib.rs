@@ -13,14 +13,19 @@
 //!   one continuous stream, a packet cache shared by all subscribers for NACKs, and rate-limited
 //!   key frame requests.
 //! - [`speaker`]: the active speaker, from the audio-level header extension.
+//! - [`demux`]: which peer a datagram on the one media port belongs to (STUN by the ICE ufrag
+//!   it names, everything else only from addresses a peer's ICE agent accepted).
+//! - [`timers`]: one deadline per peer in a heap, so a tick wakes only peers with work.
 //!
 //! Layers and key frames come from what the edge parsed out of RTP headers and header extensions
 //! ([`forward::PacketInfo`]); the core never reads codec payloads, so end-to-end encrypted media
 //! can be added later without changing it.
 
+pub mod demux;
 pub mod forward;
 pub mod room;
 pub mod speaker;
+pub mod timers;
 
 use std::time::Duration;
 

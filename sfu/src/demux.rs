@@ -1,0 +1,188 @@
+//! Which peer a datagram on the one media port belongs to.
+//!
+//! Every peer connection shares one UDP port (ICE-lite). The first byte tells what a datagram
+//! is (RFC 7983): STUN, DTLS, RTP/RTCP, or nothing we speak. A STUN binding request names the
+//! server's ICE ufrag in its USERNAME (`<server ufrag>:<client ufrag>`); the node gives each peer
+//! its own ufrag, so STUN goes to the peer whose ufrag it names, and that peer's ICE agent checks
+//! the message integrity with its password. Only once a peer's ICE agent has accepted an
+//! address ([`Demux::confirm`]) do DTLS and media from that address reach it: a datagram from an
+//! address no peer confirmed is dropped, whatever it claims to be. Nothing here trusts a packet
+//! to say whom it is for.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::SocketAddr;
+
+/// What a datagram is, by its first byte (RFC 7983).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Stun,
+    Dtls,
+    /// RTP or RTCP (SRTP / SRTCP once keys are set).
+    Media,
+    Other,
+}
+
+pub fn classify(datagram: &[u8]) -> Kind {
+    match datagram.first() {
+        Some(0..=3) => Kind::Stun,
+        Some(20..=63) => Kind::Dtls,
+        Some(128..=191) if datagram.len() >= 4 => Kind::Media,
+        _ => Kind::Other,
+    }
+}
+
+/// Why a datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Drop {
+    /// Not STUN, DTLS, RTP or RTCP, or too short to be.
+    Malformed,
+    /// STUN that does not decode, or has no usable USERNAME.
+    BadStun,
+    /// STUN naming a ufrag no peer has.
+    UnknownUfrag,
+    /// DTLS or media from an address no peer's ICE agent accepted.
+    UnknownAddress,
+}
+
+/// Where a datagram goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<P> {
+    Peer(P),
+    Drop(Drop),
+}
+
+/// The server ufrag a STUN message names (the part of USERNAME before `:`).
+fn stun_ufrag(datagram: &[u8]) -> Option<String> {
+    if !rtc_stun::message::is_stun_message(datagram) {
+        return None;
+    }
+    let mut message = rtc_stun::message::Message::new();
+    message.unmarshal_binary(datagram).ok()?;
+    let username =
+        rtc_stun::textattrs::TextAttribute::get_from_as(&message, rtc_stun::attributes::ATTR_USERNAME).ok()?;
+    let (server, _client) = username.text.split_once(':')?;
+    (!server.is_empty()).then(|| server.to_string())
+}
+
+/// The routing table of the media port.
+#[derive(Debug)]
+pub struct Demux<P> {
+    by_ufrag: HashMap<String, P>,
+    by_addr: HashMap<SocketAddr, P>,
+    /// Datagrams dropped, by reason (for metrics).
+    pub dropped: HashMap<Drop, u64>,
+}
+
+impl<P> Default for Demux<P> {
+    fn default() -> Self {
+        Demux { by_ufrag: HashMap::new(), by_addr: HashMap::new(), dropped: HashMap::new() }
+    }
+}
+
+impl<P: Copy + Eq + Hash> Demux<P> {
+    /// A peer whose answer carries this ICE ufrag.
+    pub fn register(&mut self, ufrag: &str, peer: P) {
+        self.by_ufrag.insert(ufrag.to_string(), peer);
+    }
+
+    /// The peer's ICE agent accepted `addr` (a checked binding request came from there).
+    pub fn confirm(&mut self, addr: SocketAddr, peer: P) {
+        self.by_addr.insert(addr, peer);
+    }
+
+    /// Forgets a peer (it left, or its connection failed).
+    pub fn remove(&mut self, peer: P) {
+        self.by_ufrag.retain(|_, p| *p != peer);
+        self.by_addr.retain(|_, p| *p != peer);
+    }
+
+    /// Where a datagram from `from` goes.
+    pub fn route(&mut self, from: SocketAddr, datagram: &[u8]) -> Route<P> {
+        let route = match classify(datagram) {
+            Kind::Other => Route::Drop(Drop::Malformed),
+            Kind::Stun => match stun_ufrag(datagram) {
+                None => Route::Drop(Drop::BadStun),
+                Some(ufrag) => match self.by_ufrag.get(&ufrag) {
+                    Some(peer) => Route::Peer(*peer),
+                    None => Route::Drop(Drop::UnknownUfrag),
+                },
+            },
+            Kind::Dtls | Kind::Media => match self.by_addr.get(&from) {
+                Some(peer) => Route::Peer(*peer),
+                None => Route::Drop(Drop::UnknownAddress),
+            },
+        };
+        if let Route::Drop(reason) = route {
+            *self.dropped.entry(reason).or_default() += 1;
+        }
+        route
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc_stun::message::{BINDING_REQUEST, Message, Setter, TransactionId};
+    use rtc_stun::textattrs::TextAttribute;
+
+    fn binding(username: &str) -> Vec<u8> {
+        let mut m = Message::new();
+        let username = TextAttribute::new(rtc_stun::attributes::ATTR_USERNAME, username.to_string());
+        let setters: Vec<Box<dyn Setter>> =
+            vec![Box::new(BINDING_REQUEST), Box::new(TransactionId::new()), Box::new(username)];
+        m.build(&setters).unwrap();
+        m.raw.clone()
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    #[test]
+    fn stun_goes_to_the_peer_whose_ufrag_it_names_and_media_only_from_confirmed_addresses() {
+        let mut d = Demux::default();
+        d.register("alice01", 1u32);
+        d.register("bob0002", 2u32);
+        assert_eq!(d.route(addr(5000), &binding("bob0002:browser")), Route::Peer(2));
+        assert_eq!(d.route(addr(5000), &binding("alice01:x")), Route::Peer(1));
+        // DTLS (first byte 22) and RTP (first byte 0x80) from an address nobody confirmed.
+        assert_eq!(d.route(addr(5000), &[22, 254, 253, 0, 0]), Route::Drop(Drop::UnknownAddress));
+        assert_eq!(d.route(addr(5000), &[0x80, 96, 0, 1, 0, 0, 0, 0]), Route::Drop(Drop::UnknownAddress));
+        d.confirm(addr(5000), 2);
+        assert_eq!(d.route(addr(5000), &[22, 254, 253, 0, 0]), Route::Peer(2));
+        assert_eq!(d.route(addr(5000), &[0x80, 96, 0, 1, 0, 0, 0, 0]), Route::Peer(2));
+        assert_eq!(d.route(addr(5001), &[0x80, 96, 0, 1, 0, 0, 0, 0]), Route::Drop(Drop::UnknownAddress));
+        d.remove(2);
+        assert_eq!(d.route(addr(5000), &[22, 254, 253, 0, 0]), Route::Drop(Drop::UnknownAddress));
+        assert_eq!(d.route(addr(5000), &binding("bob0002:browser")), Route::Drop(Drop::UnknownUfrag));
+    }
+
+    #[test]
+    fn garbage_and_bad_stun_are_dropped_and_counted() {
+        let mut d: Demux<u32> = Demux::default();
+        d.register("alice01", 1);
+        assert_eq!(d.route(addr(1), &[]), Route::Drop(Drop::Malformed));
+        assert_eq!(d.route(addr(1), &[0x7f; 100]), Route::Drop(Drop::Malformed));
+        assert_eq!(d.route(addr(1), &[0x80, 1]), Route::Drop(Drop::Malformed), "too short for RTP");
+        assert_eq!(d.route(addr(1), &binding("stranger:x")), Route::Drop(Drop::UnknownUfrag));
+        assert_eq!(d.route(addr(1), &binding("no-colon")), Route::Drop(Drop::BadStun));
+        let mut truncated = binding("alice01:x");
+        truncated.truncate(25);
+        assert_eq!(d.route(addr(1), &truncated), Route::Drop(Drop::BadStun));
+        // Pseudo-random datagrams of every length never reach a peer and never panic.
+        let mut x: u32 = 0x1234_5678;
+        for len in 0..600 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            assert!(matches!(d.route(addr(2), &bytes), Route::Drop(_)));
+        }
+        assert!(d.dropped.values().sum::<u64>() >= 605);
+    }
+}
