@@ -135,6 +135,17 @@ impl RawDevice {
         conn.call(Request::PublishKeyPackages { packages, last_resort }).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(RawDevice { key, mls, conn })
     }
+
+    /// Opens a new connection to the node (after it restarted) and signs in with this device.
+    pub async fn reconnect(&mut self, node_url: &str) -> anyhow::Result<()> {
+        let mut conn = RawConn::open(node_url).await?;
+        let device = self.device();
+        let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &device);
+        let signature = veche_protocol::auth::sign(&self.key, &payload);
+        conn.call(Request::SignIn { device, signature }).await?.map_err(|e| anyhow::anyhow!("sign in: {e}"))?;
+        self.conn = conn;
+        Ok(())
+    }
 }
 
 impl RawDevice {

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
+use veche_protocol::ids::{GroupId, Retention};
+use veche_protocol::wire::{InviteToken, Request, Response};
+use veche_tests::raw::RawDevice;
 use veche_tests::{Client, Node, TempDir, assert_same_history};
 
 struct Site {
@@ -17,9 +20,15 @@ struct Site {
 }
 
 fn site(tmp: &TempDir, name: &str) -> anyhow::Result<Site> {
+    site_with(tmp, name, &[])
+}
+
+fn site_with(tmp: &TempDir, name: &str, extra: &[&str]) -> anyhow::Result<Site> {
     let dir = tmp.path().join(name);
     std::fs::create_dir_all(&dir)?;
-    let node = Node::start(&dir, &["--mdns", "false"])?;
+    let mut args = vec!["--mdns", "false"];
+    args.extend_from_slice(extra);
+    let node = Node::start(&dir, &args)?;
     let admin = Client::new(&dir, "admin", &node.url);
     let link = node.admin_link.clone().context("admin link")?;
     admin.run(&["register", "--name", &format!("Admin {name}"), "--invite", &link])?;
@@ -157,5 +166,88 @@ fn a_group_spans_three_linked_nodes() -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "queues never drained: {links:?}");
         std::thread::sleep(Duration::from_millis(500));
     }
+    Ok(())
+}
+
+/// A node invite of `site`, as a token a raw device registers with.
+fn node_token(site: &Site) -> anyhow::Result<InviteToken> {
+    let link = site.admin.run(&["invite", "node", "--uses", "1"])?["link"].as_str().context("link")?.to_string();
+    let link = veche_protocol::link::InviteLink::parse(&link)?;
+    Ok(InviteToken { invite: link.invite, secret: link.secret })
+}
+
+async fn seqs(device: &mut RawDevice, group: GroupId) -> anyhow::Result<Vec<u64>> {
+    match device.conn.call(Request::Fetch { group, after: 0, limit: 1000 }).await? {
+        Ok(Response::Messages { messages, .. }) => Ok(messages.iter().map(|m| m.seq).collect()),
+        other => anyhow::bail!("fetch: {other:?}"),
+    }
+}
+
+/// Polls `device`'s view of the chat until it is `want`.
+async fn until_seqs(device: &mut RawDevice, group: GroupId, want: &[u64], what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = seqs(device, group).await?;
+        if got == want {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{what}: have {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// "Until fetched" across nodes: the home node drops an entry only when its own devices have it
+/// and every member node holds it (a member node that is down keeps it there); the member node
+/// drops it when its devices have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_fetched_waits_for_member_nodes() -> anyhow::Result<()> {
+    let tmp = TempDir::new("federation-retention");
+    let fast = ["--retention-interval", "200ms"];
+    let a = site_with(&tmp, "a", &fast)?;
+    let mut b = site_with(&tmp, "b", &fast)?;
+    link(&a, &b)?;
+    let mut owner = RawDevice::register(&a.node.url, "Owner", Some(node_token(&a)?)).await?;
+    let mut member = RawDevice::register(&b.node.url, "Member", Some(node_token(&b)?)).await?;
+    let group = GroupId([0x42; 16]);
+    owner.create_chat(group, "Ephemeral").await?;
+    let token = owner.invite(group).await?;
+    let (joined, _) = member.join(&token).await?;
+    assert_eq!(joined, 1);
+    let retention = Request::SetRetention { group, retention: Retention::UntilFetched };
+    owner.conn.call(retention).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for m in match owner.conn.call(Request::Fetch { group, after: 0, limit: 10 }).await? {
+        Ok(Response::Messages { messages, .. }) => messages,
+        other => anyhow::bail!("{other:?}"),
+    } {
+        owner.mls.process(&m.payload)?;
+    }
+    let send = |owner: &mut RawDevice, text: &str| -> anyhow::Result<Request> {
+        Ok(Request::Send { group, message: owner.mls.encrypt(group, text.as_bytes())? })
+    };
+    let request = send(&mut owner, "one")?;
+    assert_eq!(owner.conn.call(request).await?, Ok(Response::Stored { seq: 2 }));
+    owner.conn.call(Request::Ack { group, seq: 2 }).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    // B holds 1-2 (and confirms it): the home drops them; B keeps them for its member.
+    until_seqs(&mut owner, group, &[], "the home drops what every node holds").await?;
+    assert_eq!(seqs(&mut member, group).await?, [1, 2], "kept on B until its member has them");
+
+    // B is down: what the owner sends now stays on the home.
+    b.node.kill9();
+    for text in ["two", "three"] {
+        let request = send(&mut owner, text)?;
+        owner.conn.call(request).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    owner.conn.call(Request::Ack { group, seq: 4 }).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(seqs(&mut owner, group).await?, [3, 4], "kept for the member node that is down");
+
+    // B is back: it catches up; then the home drops 3-4; B drops all once its member acknowledged.
+    b.node.restart()?;
+    member.reconnect(&b.node.url).await?;
+    until_seqs(&mut member, group, &[1, 2, 3, 4], "B catches up").await?;
+    until_seqs(&mut owner, group, &[], "the home drops 3-4 once B holds them").await?;
+    member.conn.call(Request::Ack { group, seq: 4 }).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    until_seqs(&mut member, group, &[], "B drops them once its member has them").await?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use super::{ApiResult, Node, OrInternal};
 use crate::store::records::{self, Chat, LogEntry, now_ms};
-use crate::store::tables::{CHATS, COMMIT_EFFECTS, CURSORS, DEDUP, DEVICES, LOG, PEER_CURSORS};
+use crate::store::tables::{CHAT_HOMES, CHATS, COMMIT_EFFECTS, CURSORS, DEDUP, DEVICES, LOG, PEER_CURSORS};
 use redb::ReadableTable;
 use veche_protocol::ids::{GroupId, Retention};
 
@@ -60,10 +60,15 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
                 let seen = cursors.get((device.0, group.0)).or_internal()?.map(|g| g.value()).unwrap_or(0);
                 min = min.min(seen);
             }
-            let pulled = txn.open_table(PEER_CURSORS).or_internal()?;
-            for peer in super::replica::member_nodes(txn, &chat)? {
-                let held = pulled.get((group.0, peer.as_str())).or_internal()?.map(|g| g.value());
-                min = min.min(held.unwrap_or(0));
+            // On the chat's home node, member nodes must hold an entry before it goes; a
+            // replica answers only for this node's devices.
+            let replica = txn.open_table(CHAT_HOMES).or_internal()?.get(group.0).or_internal()?.is_some();
+            if !replica {
+                let pulled = txn.open_table(PEER_CURSORS).or_internal()?;
+                for peer in super::replica::member_nodes(txn, &chat)? {
+                    let held = pulled.get((group.0, peer.as_str())).or_internal()?.map(|g| g.value());
+                    min = min.min(held.unwrap_or(0));
+                }
             }
             min
         }
