@@ -125,6 +125,19 @@ fn two_towns_meet_through_a_bootstrap_node() -> anyhow::Result<()> {
     let texts: Vec<&str> = histories[0].iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(texts, ["hello from the first town", "hello from the second town", "the first town again"]);
 
+    // A burst larger than one relayed page (40 messages of 7,000 characters, about 300 KB of
+    // ciphertext; pages over a relay carry 256 KiB) reaches D whole and in order.
+    let long: Vec<String> = (0..40).map(|i| format!("{i:02} {}", "x".repeat(7000))).collect();
+    let out = anna.spawn_send(&chat, long.clone())?.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "sending the burst: {}", String::from_utf8_lossy(&out.stderr));
+    let mut got = Vec::new();
+    wait_for("the burst at D", Duration::from_secs(60), || {
+        got = dora.texts(&chat)?;
+        Ok(got.len() >= 43)
+    })?;
+    let burst: Vec<&str> = got[3..].iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(burst, long.iter().map(String::as_str).collect::<Vec<_>>(), "the burst, whole and in order");
+
     // The connection between the towns is relayed (there is no direct path to punch).
     for (who, dir) in [("A", &dirs[0]), ("D", &dirs[2])] {
         let log = std::fs::read_to_string(dir.join("node1.log"))?;

@@ -243,7 +243,8 @@ pub enum P2pEvent {
     /// A connection to this peer opened.
     Connected(PeerId),
     /// Another node sent a federation request; answer it with [`P2pHandle::fed_respond`].
-    Fed { id: u64, peer: PeerId, request: FedRequest },
+    /// `relayed`: it came over a bootstrap node's relay (answer in smaller pieces).
+    Fed { id: u64, peer: PeerId, relayed: bool, request: FedRequest },
 }
 
 /// The node's way to the swarm task.
@@ -415,6 +416,7 @@ pub async fn start(
         ),
         relays,
         circuits: HashMap::new(),
+        relayed: HashSet::new(),
         registered_at: None,
         discovered_at: None,
     };
@@ -446,6 +448,8 @@ struct SwarmTask {
     relays: Vec<Relay>,
     /// Relay listeners (reservations) by the relay they are at.
     circuits: HashMap<libp2p::core::transport::ListenerId, PeerId>,
+    /// Connections that go through a relay.
+    relayed: HashSet<libp2p::swarm::ConnectionId>,
     /// When this node last registered / discovered at the bootstrap nodes' rendezvous.
     registered_at: Option<std::time::Instant>,
     discovered_at: Option<std::time::Instant>,
@@ -588,9 +592,13 @@ impl SwarmTask {
                     mdns.announce(quic, tcp);
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                self.relayed.remove(&connection_id);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, .. } => {
                 let addr = endpoint.get_remote_address();
                 if endpoint.is_relayed() {
+                    self.relayed.insert(connection_id);
                     tracing::info!(peer = %peer_id, %addr, "p2p connected through a relay");
                 } else {
                     tracing::debug!(peer = %peer_id, %addr, "p2p connected");
@@ -716,7 +724,7 @@ impl SwarmTask {
         use request_response::{Event, Message};
         let refuse = |message: &str| FedReply::Refused(ApiError::new(ErrorCode::RateLimited, message));
         match event {
-            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+            Event::Message { peer, connection_id, message: Message::Request { request, channel, .. } } => {
                 if !self.fed_limits.allow(peer, std::time::Instant::now()) {
                     tracing::info!(%peer, "federation requests too fast: refused");
                     let _ =
@@ -730,7 +738,8 @@ impl SwarmTask {
                 let id = self.next_inbound;
                 self.next_inbound += 1;
                 self.fed_inbound.insert(id, channel);
-                if !self.emit(P2pEvent::Fed { id, peer, request })
+                let relayed = self.relayed.contains(&connection_id);
+                if !self.emit(P2pEvent::Fed { id, peer, relayed, request })
                     && let Some(channel) = self.fed_inbound.remove(&id)
                 {
                     let _ = self.swarm.behaviour_mut().fed.send_response(channel, refuse("busy: retry later"));

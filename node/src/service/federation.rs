@@ -268,10 +268,10 @@ pub async fn run(node: Node, mut events: mpsc::Receiver<P2pEvent>) {
                 });
                 Ok(())
             }
-            P2pEvent::Fed { id, peer, request } => {
+            P2pEvent::Fed { id, peer, relayed, request } => {
                 let node = node.clone();
                 tokio::spawn(async move {
-                    let reply = super::replica::serve(&node, peer, request).await;
+                    let reply = super::replica::serve(&node, peer, relayed, request).await;
                     if let Some(p2p) = &node.p2p {
                         p2p.fed_respond(id, reply).await;
                     }

@@ -42,6 +42,9 @@ use crate::store::writer::TxnCtx;
 
 /// Payload bytes of one page of pulled entries at most (at least one entry is always sent).
 const MAX_PULL_BYTES: usize = 4 * 1024 * 1024;
+/// The same over a bootstrap node's relay: a page must arrive well within the request timeout on
+/// a slow internet link, and relayed circuits carry a limited number of bytes.
+const MAX_RELAYED_PULL_BYTES: usize = 256 * 1024;
 /// How often member nodes pull every replica, whatever they heard.
 const FULL_SYNC: Duration = Duration::from_secs(30);
 /// First and longest wait before trying a node that did not answer again (pulls from a home
@@ -571,7 +574,7 @@ fn apply_entry(ctx: &mut TxnCtx<'_>, group: GroupId, chat: &mut Chat, entry: Rep
 // Home node side: requests from member nodes.
 
 /// Answers a federation request from `peer`. Only linked nodes are served.
-pub async fn serve(node: &Node, peer: PeerId, request: FedRequest) -> FedReply {
+pub async fn serve(node: &Node, peer: PeerId, relayed: bool, request: FedRequest) -> FedReply {
     match linked(node, &peer) {
         Ok(Some(_)) => {}
         Ok(None) => {
@@ -584,7 +587,10 @@ pub async fn serve(node: &Node, peer: PeerId, request: FedRequest) -> FedReply {
         FedRequest::Forward { account, device, display_name, homes, request } => {
             return FedReply::Response(serve_forward(node, peer, account, device, display_name, homes, *request).await);
         }
-        FedRequest::Pull { group, after } => serve_pull(node, peer, group, after).await,
+        FedRequest::Pull { group, after } => {
+            let budget = if relayed { MAX_RELAYED_PULL_BYTES } else { MAX_PULL_BYTES };
+            serve_pull(node, peer, group, after, budget).await
+        }
         FedRequest::Notify { group, head } => {
             let node = node.clone();
             tokio::spawn(async move {
@@ -678,7 +684,13 @@ async fn serve_forward(
     }
 }
 
-async fn serve_pull(node: &Node, peer: PeerId, group: GroupId, after: Option<u64>) -> ApiResult<FedReply> {
+async fn serve_pull(
+    node: &Node,
+    peer: PeerId,
+    group: GroupId,
+    after: Option<u64>,
+    max_bytes: usize,
+) -> ApiResult<FedReply> {
     let peer_key = peer.to_string();
     let me = node.info.node_id.clone();
     let (replica, confirmed) = {
@@ -736,7 +748,7 @@ async fn serve_pull(node: &Node, peer: PeerId, group: GroupId, after: Option<u64
                 let (key, value) = item.or_internal()?;
                 let seq = key.value().1;
                 let entry: LogEntry = records::decode(value.value())?;
-                if !entries.is_empty() && bytes + entry.payload.len() > MAX_PULL_BYTES {
+                if !entries.is_empty() && bytes + entry.payload.len() > max_bytes {
                     break;
                 }
                 bytes += entry.payload.len();
