@@ -52,6 +52,8 @@ const FULL_SYNC: Duration = Duration::from_secs(30);
 /// comes back should carry traffic again within seconds.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How long a lookup among linked nodes (an invite, an account's key packages) waits for each.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Quiet time after applied entries before the pull that confirms them to the home node.
 const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
@@ -242,13 +244,22 @@ pub async fn remote_invite(
                     request: Box::new(Request::InvitePreview { token: token.clone() }),
                 };
                 async move {
-                    match ask(node, peer, preview).await {
-                        Ok(FedReply::Response(Ok(_))) => Some(peer),
+                    match tokio::time::timeout(LOOKUP_TIMEOUT, ask(node, peer, preview)).await {
+                        Ok(Ok(FedReply::Response(Ok(_)))) => Some(peer),
                         _ => None,
                     }
                 }
             });
-            let found = futures_util::future::join_all(asks).await.into_iter().flatten().next();
+            // The first node that knows the invite answers; a node that is down does not hold
+            // the others up.
+            let mut pending: futures_util::stream::FuturesUnordered<_> = asks.collect();
+            let mut found = None;
+            while let Some(answer) = futures_util::StreamExt::next(&mut pending).await {
+                if answer.is_some() {
+                    found = answer;
+                    break;
+                }
+            }
             let Some(peer) = found else {
                 return err(ErrorCode::InviteInvalid, "this invite link is not valid on this node or its linked nodes");
             };
@@ -270,7 +281,9 @@ pub async fn claim_remote_key_packages(node: &Node, account: AccountId) -> ApiRe
         None => linked_peers(node)?.into_iter().map(|(p, _)| p).collect(),
     };
     for peer in candidates {
-        match ask(node, peer, FedRequest::ClaimKeyPackages { account }).await {
+        let claim = tokio::time::timeout(LOOKUP_TIMEOUT, ask(node, peer, FedRequest::ClaimKeyPackages { account }));
+        let Ok(answer) = claim.await else { continue };
+        match answer {
             Ok(FedReply::KeyPackages { member, packages }) if member.account == account => {
                 let home = peer.to_string();
                 remember_accounts(node, vec![MemberAddress { home, ..member }]).await?;
