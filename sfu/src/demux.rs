@@ -86,6 +86,11 @@ impl<P: Copy + Eq + Hash> Demux<P> {
         self.by_ufrag.insert(ufrag.to_string(), peer);
     }
 
+    /// The peer registered with this ufrag, if any.
+    pub fn peer_of_ufrag(&self, ufrag: &str) -> Option<P> {
+        self.by_ufrag.get(ufrag).copied()
+    }
+
     /// The peer's ICE agent accepted `addr` (a checked binding request came from there).
     pub fn confirm(&mut self, addr: SocketAddr, peer: P) {
         self.by_addr.insert(addr, peer);

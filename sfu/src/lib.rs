@@ -15,6 +15,8 @@
 //! - [`speaker`]: the active speaker, from the audio-level header extension.
 //! - [`demux`]: which peer a datagram on the one media port belongs to (STUN by the ICE ufrag
 //!   it names, everything else only from addresses a peer's ICE agent accepted).
+//! - [`media`]: the media sessions: one sans-IO webrtc-rs peer connection per participant on
+//!   the one media port, feeding the room and writing what it forwards (still without sockets).
 //! - [`timers`]: one deadline per peer in a heap, so a tick wakes only peers with work.
 //!
 //! Layers and key frames come from what the edge parsed out of RTP headers and header extensions
@@ -23,6 +25,7 @@
 
 pub mod demux;
 pub mod forward;
+pub mod media;
 pub mod room;
 pub mod speaker;
 pub mod timers;

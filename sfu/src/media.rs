@@ -1,0 +1,943 @@
+//! The media sessions of one media port: webrtc-rs' sans-IO `rtc` core, one server-side peer
+//! connection per participant, around the IO-free [`Room`].
+//!
+//! Still without sockets, threads or a clock of its own: the media loop hands in datagrams
+//! ([`MediaSessions::handle_datagram`]) and the time, sends what [`MediaSessions::poll_transmit`]
+//! gives on its one UDP socket, and wakes at [`MediaSessions::next_timeout`]. Everything else
+//! happens here, in one owner:
+//!
+//! - Every peer connection is ICE-lite on the one advertised host candidate, DTLS server, with
+//!   Opus and VP8. Each has its own ICE ufrag, so [`Demux`] routes STUN by the ufrag it names,
+//!   and DTLS and SRTP only from addresses whose binding requests the peer's ICE agent answered
+//!   (it checks them with its password). Responses to the agent's own binding requests go back
+//!   to it by transaction id.
+//! - A track a participant sends is published in the room when its first stream opens; each of
+//!   its RTP packets becomes a [`PacketInfo`] (from headers; see [`vp8_keyframe_start`] for the
+//!   one exception) and goes through [`Room::on_packet`]. The actions come back here: a packet
+//!   for a subscriber is written on that subscriber's outgoing stream (its SSRC, payload type and
+//!   the forwarder's sequence numbers and timestamps), a key frame request becomes a PLI to the
+//!   publisher.
+//! - A subscription adds an outgoing stream to the subscriber's peer connection, which needs a
+//!   new offer from our side: signaling takes it with [`MediaSessions::pending_offer`] and brings
+//!   the answer back with [`MediaSessions::apply_answer`]. Only then does the room start
+//!   forwarding (so the first packet the subscriber gets is a key frame).
+//!
+//! Not here yet: RTX, transport-wide congestion control and bandwidth estimation for
+//! subscribers (the forwarder's `Want::bandwidth_bps` stays unlimited), NACKs towards the
+//! publisher from the room's cache (the core's own NACK generator and responder handle losses on
+//! each leg), renegotiation started by the client, and screen shares (every video track is a
+//! camera until signaling says otherwise).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant as WallInstant};
+
+use bytes::{Bytes, BytesMut};
+use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent, RTCTrackEventInit};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use crate::demux::{Demux, Kind, Route, classify};
+use crate::forward::{OutPacket, PacketInfo, Want};
+use crate::room::{Action, Event, Mode, Role, Room, RoomError};
+use crate::timers::Timers;
+use crate::{MediaKind, ParticipantId, TrackId};
+
+/// Which media session a datagram, timer or request is for: one peer connection per participant
+/// for now (one device connection is one participant).
+pub type PeerKey = ParticipantId;
+
+/// Expected bitrate of an audio track or of a non-simulcast video track (bits per second).
+const SINGLE_LAYER_BPS: u64 = 1_500_000;
+/// Expected bitrates of simulcast layers, lowest first (bits per second).
+const SIMULCAST_BPS: [u64; 3] = [150_000, 500_000, 1_500_000];
+/// First SSRC of the streams the SFU sends (each outgoing stream gets the next one).
+const FIRST_OUT_SSRC: u32 = 0x5645_0001;
+
+/// STUN message types (RFC 5389): binding request, success response, error response.
+const STUN_BINDING_REQUEST: u16 = 0x0001;
+const STUN_BINDING_SUCCESS: u16 = 0x0101;
+const STUN_BINDING_ERROR: u16 = 0x0111;
+/// Binding requests of ours awaiting a response, at most.
+const MAX_STUN_REQUESTS: usize = 4096;
+
+/// The transaction id of a STUN message of this type (None for anything else).
+fn stun_transaction(datagram: &[u8], typ: u16) -> Option<[u8; 12]> {
+    if datagram.len() < 20 || classify(datagram) != Kind::Stun {
+        return None;
+    }
+    let cookie = [datagram[4], datagram[5], datagram[6], datagram[7]];
+    if u16::from_be_bytes([datagram[0], datagram[1]]) != typ || u32::from_be_bytes(cookie) != 0x2112_A442 {
+        return None;
+    }
+    datagram[8..20].try_into().ok()
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The WebRTC core refused (a malformed or incompatible SDP, mostly).
+    #[error("webrtc: {0}")]
+    Rtc(#[from] rtc::shared::error::Error),
+    /// The room refused (role, mode, lock).
+    #[error("room: {0:?}")]
+    Room(RoomError),
+    /// No media session for this participant.
+    #[error("no media session for this participant")]
+    UnknownPeer,
+    /// The participant already has a media session.
+    #[error("the participant already has a media session")]
+    PeerExists,
+    /// No such published track.
+    #[error("no such track")]
+    UnknownTrack,
+    /// An answer came while no offer of ours was waiting for one.
+    #[error("no offer is waiting for an answer")]
+    NoOfferPending,
+    /// Our answer has no ICE ufrag, or one another session already uses.
+    #[error("no usable ICE ufrag")]
+    Ufrag,
+    /// The conference is locked and the participant waits in the lobby.
+    #[error("waiting in the lobby")]
+    InLobby,
+}
+
+impl From<RoomError> for MediaError {
+    fn from(e: RoomError) -> Self {
+        MediaError::Room(e)
+    }
+}
+
+/// What the node hears from the media sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// ICE and DTLS are up: media flows.
+    Connected(PeerKey),
+    /// The peer connection failed or closed; the node removes it ([`MediaSessions::remove_peer`]).
+    Failed(PeerKey),
+    /// A new offer from our side waits for [`MediaSessions::pending_offer`].
+    NegotiationNeeded(PeerKey),
+    /// Tell participants (all if `to` is None) something happened in the room.
+    Room { to: Option<ParticipantId>, event: Event },
+    /// The room closes this participant's session (removed, or the conference ended).
+    Disconnect(ParticipantId),
+}
+
+/// An interceptor that hands inbound RTCP to the application: without it the core's chain drops
+/// RTCP after its own interceptors have seen it, and PLIs from subscribers would never reach us.
+#[derive(Default)]
+pub struct DeliverRtcp {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl std::fmt::Debug for DeliverRtcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliverRtcp").field("read", &self.read.len()).field("write", &self.write.len()).finish()
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = WallInstant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if matches!(msg.message.packet, Packet::Rtcp(_)) {
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for DeliverRtcp {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
+}
+
+/// The Opus codec as the SFU negotiates it.
+pub fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.into(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The VP8 codec as the SFU negotiates it.
+pub fn vp8_codec() -> RTCRtpCodec {
+    RTCRtpCodec { mime_type: MIME_TYPE_VP8.into(), clock_rate: 90_000, channels: 0, ..Default::default() }
+}
+
+/// Registers the codecs the SFU forwards (Opus 111, VP8 96) and the audio level extension, and
+/// the default interceptors (NACK, RTCP reports, TWCC receiver, simulcast extensions) with
+/// inbound RTCP delivered to the application. Clients in tests use it too.
+pub fn media_setup() -> Result<(MediaEngine, Registry), MediaError> {
+    let mut me = MediaEngine::default();
+    me.register_codec(RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: 111 }, RtpCodecKind::Audio)?;
+    me.register_codec(RTCRtpCodecParameters { rtp_codec: vp8_codec(), payload_type: 96 }, RtpCodecKind::Video)?;
+    me.register_header_extension(
+        RTCRtpHeaderExtensionCapability { uri: rtc::sdp::extmap::AUDIO_LEVEL_URI.into() },
+        RtpCodecKind::Audio,
+        None,
+    )?;
+    // Application-ward of the default chain, so RTCP reaches us after the core has used it.
+    let registry = Registry::new().with(Slot::from(14_000), DeliverRtcp::default());
+    let registry = register_default_interceptors(registry, &mut me)?;
+    Ok((me, registry))
+}
+
+/// Whether a VP8 RTP payload starts a key frame, from the VP8 payload descriptor and payload
+/// header (RFC 7741 §4.2-4.3).
+///
+/// This is the one place that reads a codec payload, and only at this edge: a header-extension
+/// based detection (frame marking or the dependency descriptor) replaces it later, so the core
+/// never needs payloads (end-to-end encrypted media).
+pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else { return false };
+    let extended = first & 0x80 != 0;
+    let start_of_partition = first & 0x10 != 0;
+    let partition_id = first & 0x07;
+    if !start_of_partition || partition_id != 0 {
+        return false;
+    }
+    let mut at = 1;
+    if extended {
+        let Some(&flags) = payload.get(at) else { return false };
+        at += 1;
+        if flags & 0x80 != 0 {
+            // PictureID: 7 or 15 bits (M bit).
+            let Some(&picture_id) = payload.get(at) else { return false };
+            at += if picture_id & 0x80 != 0 { 2 } else { 1 };
+        }
+        if flags & 0x40 != 0 {
+            at += 1; // TL0PICIDX
+        }
+        if flags & 0x30 != 0 {
+            at += 1; // TID / Y / KEYIDX
+        }
+    }
+    // The payload header's P bit is 0 on a key frame.
+    payload.get(at).is_some_and(|header| header & 0x01 == 0)
+}
+
+/// One stream of a track a participant sends us.
+#[derive(Debug, Clone, Copy)]
+struct InStream {
+    layer: u8,
+    vp8: bool,
+}
+
+/// A track a participant sends us.
+#[derive(Debug)]
+struct Inbound {
+    /// The room's track (None: the room refused it, its packets are dropped).
+    track: Option<TrackId>,
+    receiver: RTCRtpReceiverId,
+    kind: MediaKind,
+    /// Simulcast stream ids in the order of the offer, taken as lowest layer first.
+    rids: Vec<String>,
+    audio_level_ext: Option<u8>,
+    streams: HashMap<u32, InStream>,
+    /// The SSRC of each layer, for key frame requests.
+    layer_ssrc: Vec<Option<u32>>,
+}
+
+/// A stream the SFU sends a subscriber.
+#[derive(Debug)]
+struct Outbound {
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    mime: String,
+    want: Want,
+    /// The subscriber's answer covered this stream.
+    negotiated: bool,
+    /// The room forwards to it.
+    active: bool,
+}
+
+/// One participant's server-side peer connection.
+struct Peer {
+    pc: RTCPeerConnection,
+    connected: bool,
+    inbound: HashMap<String, Inbound>,
+    outbound: HashMap<TrackId, Outbound>,
+    /// Outgoing streams changed since the last offer.
+    negotiation_needed: bool,
+    /// Our offer waits for the subscriber's answer.
+    awaiting_answer: bool,
+}
+
+/// A track published in the room through these sessions.
+#[derive(Debug, Clone, Copy)]
+struct Published {
+    owner: PeerKey,
+    kind: MediaKind,
+}
+
+/// Every media session on one media port, and the room they are in: one owner, driven by the
+/// media loop with datagrams and the time.
+pub struct MediaSessions {
+    epoch: WallInstant,
+    local: SocketAddr,
+    demux: Demux<PeerKey>,
+    timers: Timers<PeerKey>,
+    peers: HashMap<PeerKey, Peer>,
+    room: Room,
+    tracks: HashMap<TrackId, Published>,
+    outbox: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<MediaEvent>,
+    next_ssrc: u32,
+    /// Binding requests our ICE agents sent, by transaction id: the peer and where it went.
+    stun_requests: HashMap<[u8; 12], (PeerKey, SocketAddr)>,
+}
+
+impl std::fmt::Debug for MediaSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSessions").field("local", &self.local).field("peers", &self.peers.len()).finish()
+    }
+}
+
+fn media_kind(kind: RtpCodecKind) -> MediaKind {
+    match kind {
+        RtpCodecKind::Audio => MediaKind::Audio,
+        _ => MediaKind::Video,
+    }
+}
+
+fn codec_kind(kind: MediaKind) -> RtpCodecKind {
+    match kind {
+        MediaKind::Audio => RtpCodecKind::Audio,
+        MediaKind::Video | MediaKind::Screen => RtpCodecKind::Video,
+    }
+}
+
+impl MediaSessions {
+    /// Sessions on the media port advertised as `local` (the address peers send to: the only
+    /// host candidate), in one room of `mode`. `epoch` is the media loop's time zero.
+    pub fn new(local: SocketAddr, mode: Mode, epoch: WallInstant) -> Self {
+        MediaSessions {
+            epoch,
+            local,
+            demux: Demux::default(),
+            timers: Timers::default(),
+            peers: HashMap::new(),
+            room: Room::new(mode),
+            tracks: HashMap::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            next_ssrc: FIRST_OUT_SSRC,
+            stun_requests: HashMap::new(),
+        }
+    }
+
+    fn since_epoch(&self, now: WallInstant) -> Duration {
+        now.saturating_duration_since(self.epoch)
+    }
+
+    /// The room, for moderation requests and what signaling needs to know.
+    pub fn room(&self) -> &Room {
+        &self.room
+    }
+
+    /// Datagrams the demux dropped (unknown ufrag or address, garbage), in total.
+    pub fn dropped(&self) -> u64 {
+        self.demux.dropped.values().sum()
+    }
+
+    /// Whether the participant's ICE and DTLS are up.
+    pub fn is_connected(&self, peer: PeerKey) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.connected)
+    }
+
+    /// A participant joins with its SDP offer: a server-side peer connection answers it, and the
+    /// participant joins the room. Returns the SDP answer.
+    pub fn add_peer(
+        &mut self,
+        participant: ParticipantId,
+        role: Role,
+        offer_sdp: String,
+        now: WallInstant,
+    ) -> Result<String, MediaError> {
+        if self.peers.contains_key(&participant) {
+            return Err(MediaError::PeerExists);
+        }
+        let (media_engine, registry) = media_setup()?;
+        // The core picks a random ufrag and password for each peer connection.
+        let settings =
+            SettingEngineBuilder::new().with_lite(true).with_answering_dtls_role(RTCDtlsRole::Server).build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings)
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .build(now)?;
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".into(),
+                address: self.local.ip().to_string(),
+                port: self.local.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
+        pc.add_local_candidate(Default::default())?; // end of candidates
+        pc.set_remote_description(now, RTCSessionDescription::offer(offer_sdp)?)?;
+        let answer = pc.create_answer(None)?;
+        pc.set_local_description(now, answer.clone())?;
+        let ufrag = answer
+            .sdp
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+            .map(str::to_string)
+            .ok_or(MediaError::Ufrag)?;
+        if self.demux.peer_of_ufrag(&ufrag).is_some() {
+            return Err(MediaError::Ufrag);
+        }
+
+        let actions = self.room.join(participant, role)?;
+        let admitted = self.room.role(participant).is_some();
+        self.apply(now, actions);
+        if !admitted {
+            return Err(MediaError::InLobby);
+        }
+        self.demux.register(&ufrag, participant);
+        self.peers.insert(
+            participant,
+            Peer {
+                pc,
+                connected: false,
+                inbound: HashMap::new(),
+                outbound: HashMap::new(),
+                negotiation_needed: false,
+                awaiting_answer: false,
+            },
+        );
+        self.service(participant, now);
+        Ok(answer.sdp)
+    }
+
+    /// The participant leaves (or is removed): its session closes and the room forgets it.
+    pub fn remove_peer(&mut self, participant: ParticipantId, now: WallInstant) {
+        let Some(mut peer) = self.peers.remove(&participant) else { return };
+        let _ = peer.pc.close();
+        while let Some(t) = peer.pc.poll_write() {
+            self.outbox.push_back((t.transport.peer_addr, t.message.to_vec()));
+        }
+        self.demux.remove(participant);
+        self.timers.cancel(participant);
+        self.tracks.retain(|_, t| t.owner != participant);
+        if let Ok(actions) = self.room.remove(participant, participant) {
+            self.apply(now, actions);
+        }
+    }
+
+    /// A datagram arrived on the media port from `from`.
+    pub fn handle_datagram(&mut self, now: WallInstant, from: SocketAddr, datagram: &[u8]) {
+        // The core's ICE-lite agent also sends binding requests of its own; their responses carry
+        // no USERNAME, so they go to the peer that sent the request, from the address it went to.
+        let response = [STUN_BINDING_SUCCESS, STUN_BINDING_ERROR]
+            .into_iter()
+            .find_map(|typ| stun_transaction(datagram, typ))
+            .and_then(|txid| self.stun_requests.remove(&txid))
+            .filter(|(_, to)| *to == from)
+            .map(|(key, _)| key);
+        let key = match response {
+            Some(key) => key,
+            None => match self.demux.route(from, datagram) {
+                Route::Peer(key) => key,
+                Route::Drop(_) => return,
+            },
+        };
+        let local = self.local;
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        // The core logs and swallows what it cannot use; nothing here depends on the result.
+        let _ = peer.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        });
+        self.service(key, now);
+    }
+
+    /// The next datagram to send on the media port, and where to.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.outbox.pop_front()
+    }
+
+    /// The next thing the node hears about.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`MediaSessions::handle_timeout`] is due next.
+    pub fn next_timeout(&mut self) -> Option<WallInstant> {
+        self.timers.next_deadline().map(|at| self.epoch + at)
+    }
+
+    /// Runs the timers of the peers whose deadline has come (ICE, DTLS retransmission, RTCP
+    /// reports, NACKs).
+    pub fn handle_timeout(&mut self, now: WallInstant) {
+        for key in self.timers.due(self.since_epoch(now)) {
+            if let Some(peer) = self.peers.get_mut(&key) {
+                let _ = peer.pc.handle_timeout(now);
+                self.service(key, now);
+            }
+        }
+    }
+
+    /// Subscribes `who` to a published track: an outgoing stream is added to its peer
+    /// connection and a new offer is needed ([`MediaEvent::NegotiationNeeded`]); forwarding
+    /// starts when the answer is applied. Subscribing again changes what it wants.
+    pub fn subscribe(&mut self, now: WallInstant, who: PeerKey, track: TrackId, want: Want) -> Result<(), MediaError> {
+        let published = *self.tracks.get(&track).ok_or(MediaError::UnknownTrack)?;
+        if published.owner == who {
+            return Err(RoomError::Forbidden("you do not receive your own track").into());
+        }
+        let ssrc = self.next_ssrc;
+        let peer = self.peers.get_mut(&who).ok_or(MediaError::UnknownPeer)?;
+        if let Some(out) = peer.outbound.get_mut(&track) {
+            out.want = want;
+            if out.active {
+                let actions = self.room.subscribe(self.since_epoch(now), who, track, want)?;
+                self.apply(now, actions);
+            }
+            return Ok(());
+        }
+        let codec = match published.kind {
+            MediaKind::Audio => opus_codec(),
+            MediaKind::Video | MediaKind::Screen => vp8_codec(),
+        };
+        let mime = codec.mime_type.clone();
+        let name = format!("t{}", track.0);
+        let sender = peer.pc.add_track(MediaStreamTrack::new(
+            format!("p{}", published.owner.0),
+            name.clone(),
+            name,
+            codec_kind(published.kind),
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec,
+                ..Default::default()
+            }],
+        ))?;
+        self.next_ssrc = self.next_ssrc.wrapping_add(1);
+        peer.outbound.insert(track, Outbound { sender, ssrc, mime, want, negotiated: false, active: false });
+        self.negotiation_needed(who);
+        self.service(who, now);
+        Ok(())
+    }
+
+    fn negotiation_needed(&mut self, who: PeerKey) {
+        if let Some(peer) = self.peers.get_mut(&who) {
+            let first = !peer.negotiation_needed;
+            peer.negotiation_needed = true;
+            if first && !peer.awaiting_answer {
+                self.events.push_back(MediaEvent::NegotiationNeeded(who));
+            }
+        }
+    }
+
+    /// Our new offer for the participant, if its outgoing streams changed and no earlier offer
+    /// still waits for an answer. Signaling sends it and brings back the answer
+    /// ([`MediaSessions::apply_answer`]).
+    pub fn pending_offer(&mut self, now: WallInstant, peer: PeerKey) -> Result<Option<String>, MediaError> {
+        let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
+        if !p.negotiation_needed || p.awaiting_answer {
+            return Ok(None);
+        }
+        let offer = p.pc.create_offer(None)?;
+        p.pc.set_local_description(now, offer.clone())?;
+        p.negotiation_needed = false;
+        p.awaiting_answer = true;
+        for out in p.outbound.values_mut() {
+            // Streams in this offer become usable with its answer.
+            out.negotiated = true;
+        }
+        self.service(peer, now);
+        Ok(Some(offer.sdp))
+    }
+
+    /// The participant's answer to our offer: the streams it covers start forwarding.
+    pub fn apply_answer(&mut self, now: WallInstant, peer: PeerKey, answer_sdp: String) -> Result<(), MediaError> {
+        let p = self.peers.get_mut(&peer).ok_or(MediaError::UnknownPeer)?;
+        if !p.awaiting_answer {
+            return Err(MediaError::NoOfferPending);
+        }
+        p.pc.set_remote_description(now, RTCSessionDescription::answer(answer_sdp)?)?;
+        p.awaiting_answer = false;
+        if p.negotiation_needed {
+            self.events.push_back(MediaEvent::NegotiationNeeded(peer));
+        }
+        self.activate(now, peer);
+        self.service(peer, now);
+        Ok(())
+    }
+
+    /// Starts forwarding on the peer's negotiated outgoing streams once it is connected.
+    fn activate(&mut self, now: WallInstant, who: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&who) else { return };
+        if !peer.connected || peer.awaiting_answer {
+            return;
+        }
+        let ready: Vec<(TrackId, Want)> =
+            peer.outbound.iter().filter(|(_, o)| o.negotiated && !o.active).map(|(t, o)| (*t, o.want)).collect();
+        for (track, want) in ready {
+            match self.room.subscribe(self.since_epoch(now), who, track, want) {
+                Ok(actions) => {
+                    if let Some(out) = self.peers.get_mut(&who).and_then(|p| p.outbound.get_mut(&track)) {
+                        out.active = true;
+                    }
+                    self.apply(now, actions);
+                }
+                Err(_) => self.drop_outbound(who, track),
+            }
+        }
+    }
+
+    /// Removes an outgoing stream (its track is gone); the subscriber needs a new offer.
+    fn drop_outbound(&mut self, who: PeerKey, track: TrackId) {
+        let Some(peer) = self.peers.get_mut(&who) else { return };
+        let Some(out) = peer.outbound.remove(&track) else { return };
+        let _ = peer.pc.remove_track(out.sender);
+        self.negotiation_needed(who);
+    }
+
+    /// Takes everything the peer connection has for us: events, media, datagrams, its timer.
+    fn service(&mut self, key: PeerKey, now: WallInstant) {
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        let mut events = Vec::new();
+        while let Some(event) = peer.pc.poll_event() {
+            events.push(event);
+        }
+        let mut messages = Vec::new();
+        while let Some(message) = peer.pc.poll_read() {
+            messages.push(message.message);
+        }
+        for event in events {
+            self.on_pc_event(now, key, event);
+        }
+        for message in messages {
+            self.on_message(now, key, message);
+        }
+        self.flush(key);
+    }
+
+    /// Moves the peer's datagrams to the outbox (learning the addresses its ICE agent accepted) and
+    /// sets its timer.
+    fn flush(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        while let Some(t) = peer.pc.poll_write() {
+            if let Some(txid) = stun_transaction(&t.message, STUN_BINDING_REQUEST) {
+                if self.stun_requests.len() >= MAX_STUN_REQUESTS {
+                    self.stun_requests.clear(); // lost responses only; their checks are retried
+                }
+                self.stun_requests.insert(txid, (key, t.transport.peer_addr));
+            }
+            if stun_transaction(&t.message, STUN_BINDING_SUCCESS).is_some() {
+                // The peer's ICE agent answers only binding requests whose MESSAGE-INTEGRITY its
+                // password checks: the address they came from is the peer's.
+                self.demux.confirm(t.transport.peer_addr, key);
+            }
+            self.outbox.push_back((t.transport.peer_addr, t.message.to_vec()));
+        }
+        match peer.pc.poll_timeout() {
+            Some(at) => self.timers.set(key, at.saturating_duration_since(self.epoch)),
+            None => self.timers.cancel(key),
+        }
+    }
+
+    fn on_pc_event(&mut self, now: WallInstant, key: PeerKey, event: RTCPeerConnectionEvent) {
+        match event {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => match state {
+                RTCPeerConnectionState::Connected => {
+                    if let Some(peer) = self.peers.get_mut(&key) {
+                        peer.connected = true;
+                    }
+                    self.events.push_back(MediaEvent::Connected(key));
+                    self.activate(now, key);
+                }
+                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                    if let Some(peer) = self.peers.get_mut(&key) {
+                        peer.connected = false;
+                    }
+                    self.events.push_back(MediaEvent::Failed(key));
+                }
+                _ => {}
+            },
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => self.on_track_open(now, key, init),
+            _ => {}
+        }
+    }
+
+    /// A stream of a track the participant sends opened (once per simulcast layer): the first
+    /// one publishes the track in the room.
+    fn on_track_open(&mut self, now: WallInstant, key: PeerKey, init: RTCTrackEventInit) {
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        if !peer.inbound.contains_key(&init.track_id) {
+            let Some(mut receiver) = peer.pc.rtp_receiver(init.receiver_id) else { return };
+            let kind = media_kind(receiver.track().kind());
+            let rids: Vec<String> = receiver
+                .track()
+                .codings()
+                .iter()
+                .map(|c| c.rtp_coding_parameters.rid.clone())
+                .filter(|rid| !rid.is_empty())
+                .collect();
+            let audio_level_ext = receiver
+                .get_parameters()
+                .rtp_parameters
+                .header_extensions
+                .iter()
+                .find(|e| e.uri == rtc::sdp::extmap::AUDIO_LEVEL_URI)
+                .and_then(|e| u8::try_from(e.id).ok());
+            let layers = rids.len().clamp(1, SIMULCAST_BPS.len());
+            let layer_bps = if layers > 1 {
+                SIMULCAST_BPS[SIMULCAST_BPS.len() - layers..].to_vec()
+            } else {
+                vec![SINGLE_LAYER_BPS]
+            };
+            let track = match self.room.publish(key, kind, layer_bps) {
+                Ok((track, actions)) => {
+                    self.tracks.insert(track, Published { owner: key, kind });
+                    self.apply(now, actions);
+                    Some(track)
+                }
+                Err(_) => None,
+            };
+            let Some(peer) = self.peers.get_mut(&key) else { return };
+            peer.inbound.insert(
+                init.track_id.clone(),
+                Inbound {
+                    track,
+                    receiver: init.receiver_id,
+                    kind,
+                    rids,
+                    audio_level_ext,
+                    streams: HashMap::new(),
+                    layer_ssrc: vec![None; layers],
+                },
+            );
+        }
+        self.learn_stream(key, &init.track_id, init.ssrc);
+    }
+
+    /// Which layer and codec an SSRC of an inbound track carries.
+    fn learn_stream(&mut self, key: PeerKey, track_id: &str, ssrc: u32) -> Option<InStream> {
+        let peer = self.peers.get_mut(&key)?;
+        let inbound = peer.inbound.get_mut(track_id)?;
+        if let Some(stream) = inbound.streams.get(&ssrc) {
+            return Some(*stream);
+        }
+        let receiver = peer.pc.rtp_receiver(inbound.receiver)?;
+        let layer = receiver
+            .track()
+            .rid(ssrc)
+            .and_then(|rid| inbound.rids.iter().position(|r| r == rid))
+            .and_then(|l| u8::try_from(l).ok())
+            .unwrap_or(0);
+        let vp8 = receiver.track().codec(ssrc).is_some_and(|c| c.mime_type.eq_ignore_ascii_case(MIME_TYPE_VP8));
+        if inbound.rids.len() > 1 && receiver.track().rid(ssrc).is_none() {
+            return None; // a simulcast stream not bound to its rid yet
+        }
+        let stream = InStream { layer, vp8 };
+        inbound.streams.insert(ssrc, stream);
+        if let Some(slot) = inbound.layer_ssrc.get_mut(usize::from(layer)) {
+            *slot = Some(ssrc);
+        }
+        Some(stream)
+    }
+
+    fn on_message(&mut self, now: WallInstant, key: PeerKey, message: RTCMessage) {
+        match message {
+            RTCMessage::RtpPacket(track_id, packet) => self.on_rtp(now, key, &track_id, packet),
+            RTCMessage::RtcpPacket(track_id, packets) => {
+                // Feedback about a stream we send carries that stream's track id ("t<track>").
+                let asks_keyframe = packets.iter().any(|p| {
+                    p.as_any().downcast_ref::<PictureLossIndication>().is_some()
+                        || p.as_any().downcast_ref::<FullIntraRequest>().is_some()
+                });
+                let track = track_id.strip_prefix('t').and_then(|n| n.parse().ok()).map(TrackId);
+                if asks_keyframe
+                    && let Some(track) = track
+                    && self.peers.get(&key).is_some_and(|p| p.outbound.contains_key(&track))
+                {
+                    let actions = self.room.on_keyframe_request(self.since_epoch(now), key, track);
+                    self.apply(now, actions);
+                }
+                // NACKs from subscribers are answered by the core's NACK responder.
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rtp(&mut self, now: WallInstant, key: PeerKey, track_id: &str, packet: rtc::rtp::Packet) {
+        let ssrc = packet.header.ssrc;
+        let Some(stream) = self.learn_stream(key, track_id, ssrc) else { return };
+        let Some(inbound) = self.peers.get(&key).and_then(|p| p.inbound.get(track_id)) else { return };
+        let Some(track) = inbound.track else { return };
+        let audio_level = match (inbound.kind, inbound.audio_level_ext) {
+            (MediaKind::Audio, Some(id)) => packet.header.get_extension(id).and_then(|b| b.first().map(|l| l & 0x7f)),
+            _ => None,
+        };
+        let keyframe_start = match inbound.kind {
+            // Every audio packet decodes on its own.
+            MediaKind::Audio => true,
+            _ => stream.vp8 && vp8_keyframe_start(&packet.payload),
+        };
+        let info = PacketInfo {
+            layer: stream.layer,
+            seq: packet.header.sequence_number,
+            timestamp: packet.header.timestamp,
+            marker: packet.header.marker,
+            keyframe_start,
+            audio_level,
+        };
+        let payload: Arc<[u8]> = Arc::from(&packet.payload[..]);
+        let actions = self.room.on_packet(self.since_epoch(now), track, &info, payload);
+        self.apply(now, actions);
+    }
+
+    /// Carries out what the room decided.
+    fn apply(&mut self, now: WallInstant, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send { to, track, packet } => self.send(now, to, track, packet),
+                Action::Keyframe { from, track, layer } => self.request_keyframe(now, from, track, layer),
+                // The core's NACK generator already asks the publisher for what it lost.
+                Action::Nack { .. } => {}
+                Action::Event { to, event } => {
+                    if let Event::Unpublished { track } = event {
+                        self.tracks.remove(&track);
+                        let subscribers: Vec<PeerKey> = self
+                            .peers
+                            .iter()
+                            .filter(|(_, p)| p.outbound.contains_key(&track))
+                            .map(|(k, _)| *k)
+                            .collect();
+                        for who in subscribers {
+                            self.drop_outbound(who, track);
+                            self.flush(who);
+                        }
+                    }
+                    self.events.push_back(MediaEvent::Room { to, event });
+                }
+                Action::Disconnect { who } => self.events.push_back(MediaEvent::Disconnect(who)),
+            }
+        }
+    }
+
+    /// Writes a forwarded packet on the subscriber's stream of `track`.
+    fn send(&mut self, now: WallInstant, to: PeerKey, track: TrackId, packet: OutPacket) {
+        let Some(peer) = self.peers.get_mut(&to) else { return };
+        let Some(out) = peer.outbound.get(&track) else { return };
+        if !out.active {
+            return;
+        }
+        let ssrc = out.ssrc;
+        let Some(mut sender) = peer.pc.rtp_sender(out.sender) else { return };
+        // As answerer the subscriber chose the payload types; ours are what it accepted.
+        let Some(payload_type) = sender
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&out.mime))
+            .map(|c| c.payload_type)
+        else {
+            return;
+        };
+        let rtp = rtc::rtp::Packet {
+            header: rtc::rtp::Header {
+                version: 2,
+                marker: packet.marker,
+                payload_type,
+                sequence_number: packet.seq,
+                timestamp: packet.timestamp,
+                ssrc,
+                ..Default::default()
+            },
+            payload: Bytes::from_owner(packet.payload),
+        };
+        // A packet the sender refuses (a stream being torn down) is dropped like a lost one.
+        let _ = sender.write_rtp(now, rtp);
+        self.flush(to);
+    }
+
+    /// Sends a PLI to the publisher of `track` for `layer`.
+    fn request_keyframe(&mut self, now: WallInstant, from: PeerKey, track: TrackId, layer: u8) {
+        let Some(peer) = self.peers.get_mut(&from) else { return };
+        let Some(inbound) = peer.inbound.values().find(|i| i.track == Some(track)) else { return };
+        let Some(media_ssrc) = inbound.layer_ssrc.get(usize::from(layer)).copied().flatten() else { return };
+        let Some(mut receiver) = peer.pc.rtp_receiver(inbound.receiver) else { return };
+        let _ = receiver.write_rtcp(now, vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]);
+        self.flush(from);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vp8_key_frames_are_recognised_from_the_descriptor_and_payload_header() {
+        assert!(vp8_keyframe_start(&[0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]));
+        assert!(!vp8_keyframe_start(&[0x10, 0x01, 0x00]), "P bit set: an inter frame");
+        assert!(!vp8_keyframe_start(&[0x00, 0x00, 0x00]), "not the start of a partition");
+        assert!(!vp8_keyframe_start(&[0x11, 0x00, 0x00]), "partition 1");
+        // Extended: I with a 15-bit PictureID, L, T.
+        assert!(vp8_keyframe_start(&[0x90, 0xe0, 0x81, 0x23, 0x05, 0x40, 0x00]));
+        assert!(!vp8_keyframe_start(&[0x90, 0xe0, 0x81, 0x23, 0x05, 0x40, 0x01]));
+        for len in 0..8 {
+            let _ = vp8_keyframe_start(&[0x90, 0xe0, 0x81, 0x23, 0x05, 0x40, 0x00][..len]);
+            let _ = vp8_keyframe_start(&vec![0xff; len]);
+        }
+    }
+}
