@@ -17,6 +17,8 @@
 //!   it names, everything else only from addresses a peer's ICE agent accepted).
 //! - [`media`]: the media sessions: one sans-IO webrtc-rs peer connection per participant on
 //!   the one media port, feeding the room and writing what it forwards (still without sockets).
+//! - [`media_loop`]: the thread that owns the media port's UDP socket and drives [`media`]:
+//!   commands from the node over a bounded channel, events back on another.
 //! - [`timers`]: one deadline per peer in a heap, so a tick wakes only peers with work.
 //!
 //! Layers and key frames come from what the edge parsed out of RTP headers and header extensions
@@ -26,6 +28,7 @@
 pub mod demux;
 pub mod forward;
 pub mod media;
+pub mod media_loop;
 pub mod room;
 pub mod speaker;
 pub mod timers;

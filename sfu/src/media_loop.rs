@@ -1,0 +1,257 @@
+//! The media loop: one thread owns the media port's UDP socket and all media sessions.
+//!
+//! It waits for a datagram or the next timer, whichever comes first, hands it to
+//! [`MediaSessions`], and sends what they have to send, in a loop; no task per peer, no lock
+//! around peer state. It runs on its own thread so chat traffic on the node's runtime can never
+//! stall media. The node talks to it through a [`MediaHandle`]: commands go over a bounded
+//! channel (and a zero-length datagram to the socket wakes the loop), answers come back on a
+//! one-shot channel, and events (connected, negotiation needed, room events) on a bounded event
+//! channel that never blocks the loop.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::forward::Want;
+use crate::media::{MediaError, MediaEvent, MediaSessions};
+use crate::room::{Mode, Role};
+use crate::{ParticipantId, TrackId};
+
+/// Commands queued to the loop at most.
+const COMMANDS: usize = 256;
+/// Events queued to the node at most (more are dropped and counted).
+const EVENTS: usize = 4096;
+/// Largest datagram read (a full Ethernet MTU is 1500).
+const MAX_DATAGRAM: usize = 2048;
+/// The loop wakes at least this often, even with nothing to do.
+const MAX_SLEEP: Duration = Duration::from_millis(200);
+
+type Reply<T> = mpsc::SyncSender<Result<T, MediaError>>;
+
+enum Command {
+    AddPeer { participant: ParticipantId, role: Role, offer: String, reply: Reply<String> },
+    RemovePeer { participant: ParticipantId },
+    Subscribe { who: ParticipantId, track: TrackId, want: Want, reply: Reply<()> },
+    PendingOffer { who: ParticipantId, reply: Reply<Option<String>> },
+    ApplyAnswer { who: ParticipantId, answer: String, reply: Reply<()> },
+    Dropped { reply: Reply<u64> },
+    Stop,
+}
+
+/// Why a command got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error("the media loop has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Media(#[from] MediaError),
+}
+
+/// The node's way to the media loop. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MediaHandle {
+    commands: mpsc::SyncSender<Command>,
+    /// A clone of the loop's socket, to wake it with a zero-length datagram.
+    waker: std::sync::Arc<UdpSocket>,
+    local: SocketAddr,
+}
+
+impl MediaHandle {
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, LoopError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.commands.send(make(tx)).map_err(|_| LoopError::Stopped)?;
+        let _ = self.waker.send_to(&[], self.local);
+        Ok(rx.recv().map_err(|_| LoopError::Stopped)??)
+    }
+
+    /// The media port's address (what peers' host candidate says).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// A participant joins with its SDP offer; the SDP answer.
+    pub fn add_peer(&self, participant: ParticipantId, role: Role, offer: String) -> Result<String, LoopError> {
+        self.call(|reply| Command::AddPeer { participant, role, offer, reply })
+    }
+
+    pub fn remove_peer(&self, participant: ParticipantId) {
+        let _ = self.commands.send(Command::RemovePeer { participant });
+        let _ = self.waker.send_to(&[], self.local);
+    }
+
+    pub fn subscribe(&self, who: ParticipantId, track: TrackId, want: Want) -> Result<(), LoopError> {
+        self.call(|reply| Command::Subscribe { who, track, want, reply })
+    }
+
+    /// Our next offer for this participant, if its streams changed.
+    pub fn pending_offer(&self, who: ParticipantId) -> Result<Option<String>, LoopError> {
+        self.call(|reply| Command::PendingOffer { who, reply })
+    }
+
+    pub fn apply_answer(&self, who: ParticipantId, answer: String) -> Result<(), LoopError> {
+        self.call(|reply| Command::ApplyAnswer { who, answer, reply })
+    }
+
+    /// Datagrams the media port dropped (garbage, unknown senders), for metrics.
+    pub fn dropped(&self) -> Result<u64, LoopError> {
+        self.call(|reply| Command::Dropped { reply })
+    }
+
+    /// Stops the loop (its thread ends after the current turn).
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
+        let _ = self.waker.send_to(&[], self.local);
+    }
+}
+
+/// Binds the media port and starts the loop on its own thread. `advertised`: the address put in
+/// the host candidate (the bound address unless the node is reached through another one).
+/// Returns the handle and the event receiver.
+pub fn start(
+    bind: SocketAddr,
+    advertised: Option<SocketAddr>,
+    mode: Mode,
+) -> std::io::Result<(MediaHandle, mpsc::Receiver<MediaEvent>)> {
+    let socket = UdpSocket::bind(bind)?;
+    let local = socket.local_addr()?;
+    let advertised = advertised.unwrap_or(local);
+    let socket = std::sync::Arc::new(socket);
+    let (commands, inbox) = mpsc::sync_channel(COMMANDS);
+    let (events, events_rx) = mpsc::sync_channel(EVENTS);
+    let handle = MediaHandle { commands, waker: socket.clone(), local };
+    let worker = Worker {
+        socket,
+        local,
+        sessions: MediaSessions::new(advertised, mode, Instant::now()),
+        inbox,
+        events,
+        dropped_events: 0,
+    };
+    std::thread::Builder::new().name("veche-media".into()).spawn(move || worker.run())?;
+    Ok((handle, events_rx))
+}
+
+struct Worker {
+    socket: std::sync::Arc<UdpSocket>,
+    local: SocketAddr,
+    sessions: MediaSessions,
+    inbox: mpsc::Receiver<Command>,
+    events: mpsc::SyncSender<MediaEvent>,
+    dropped_events: u64,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let now = Instant::now();
+            let sleep =
+                self.sessions.next_timeout().map_or(MAX_SLEEP, |at| at.saturating_duration_since(now)).min(MAX_SLEEP);
+            // A zero timeout means "block forever" to the OS: wait at least a millisecond.
+            let _ = self.socket.set_read_timeout(Some(sleep.max(Duration::from_millis(1))));
+            match self.socket.recv_from(&mut buf) {
+                Ok((len, from)) => {
+                    // Zero-length datagrams from ourselves only wake the loop for commands.
+                    if len > 0 || from != self.local {
+                        self.sessions.handle_datagram(Instant::now(), from, &buf[..len]);
+                    }
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                // ICMP errors surface as receive errors on some systems; they are about one peer.
+                Err(_) => {}
+            }
+            self.sessions.handle_timeout(Instant::now());
+            while let Ok(command) = self.inbox.try_recv() {
+                if !self.command(command) {
+                    return;
+                }
+            }
+            self.flush();
+        }
+    }
+
+    /// Handles a command; false to stop.
+    fn command(&mut self, command: Command) -> bool {
+        let now = Instant::now();
+        match command {
+            Command::AddPeer { participant, role, offer, reply } => {
+                let _ = reply.send(self.sessions.add_peer(participant, role, offer, now));
+            }
+            Command::RemovePeer { participant } => self.sessions.remove_peer(participant, now),
+            Command::Subscribe { who, track, want, reply } => {
+                let _ = reply.send(self.sessions.subscribe(now, who, track, want));
+            }
+            Command::PendingOffer { who, reply } => {
+                let _ = reply.send(self.sessions.pending_offer(now, who));
+            }
+            Command::ApplyAnswer { who, answer, reply } => {
+                let _ = reply.send(self.sessions.apply_answer(now, who, answer));
+            }
+            Command::Dropped { reply } => {
+                let _ = reply.send(Ok(self.sessions.dropped()));
+            }
+            Command::Stop => return false,
+        }
+        true
+    }
+
+    /// Sends what the sessions have to send, and passes their events on.
+    fn flush(&mut self) {
+        while let Some((to, datagram)) = self.sessions.poll_transmit() {
+            // A full send buffer or an unreachable peer loses this datagram; RTP and the WebRTC
+            // core's retransmissions cope with loss.
+            let _ = self.socket.send_to(&datagram, to);
+        }
+        while let Some(event) = self.sessions.poll_event() {
+            if self.events.try_send(event).is_err() {
+                self.dropped_events += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_survives_garbage_and_answers_commands() {
+        let (media, _events) = start("127.0.0.1:0".parse().unwrap(), None, Mode::Meeting).unwrap();
+        let port = media.local_addr();
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut x: u32 = 0x9e37_79b9;
+        for len in [0usize, 1, 4, 20, 100, 1200, 1500] {
+            for i in 0..50 {
+                if i % 10 == 0 {
+                    // Paced, so the kernel's receive buffer never overflows (that loss would not
+                    // be the loop's).
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+                let datagram: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        x as u8
+                    })
+                    .collect();
+                stranger.send_to(&datagram, port).unwrap();
+            }
+        }
+        // Every datagram was dropped (counted), and the loop still serves: a request about an
+        // unknown participant gets its typed refusal.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while media.dropped().unwrap() < 7 * 50 {
+            assert!(Instant::now() < deadline, "dropped {}", media.dropped().unwrap());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let refused = media.pending_offer(ParticipantId(7));
+        assert!(matches!(refused, Err(LoopError::Media(MediaError::UnknownPeer))), "{refused:?}");
+        // A malformed offer is refused, not fatal.
+        let bad = media.add_peer(ParticipantId(1), Role::Participant, "not sdp".into());
+        assert!(matches!(bad, Err(LoopError::Media(_))), "{bad:?}");
+        media.stop();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(matches!(media.pending_offer(ParticipantId(7)), Err(LoopError::Stopped)));
+    }
+}
