@@ -896,8 +896,16 @@ async fn notify(node: &Node, peer: PeerId, group: GroupId) {
         }
         let head =
             node.store.read().ok().and_then(|txn| super::chats::load(&txn, group).ok().flatten()).map(|c| c.head);
-        let Some(head) = head else { break };
+        let Some(head) = head else {
+            lock(&node.replication.notifying).remove(&(peer, group));
+            return;
+        };
         match ask(node, peer, FedRequest::Notify { group, head }).await {
+            Ok(FedReply::Refused(e)) if e.code == ErrorCode::RateLimited => {
+                // The member node is busy: tell it again shortly (it must not miss the change).
+                tokio::time::sleep(BACKOFF_MIN).await;
+                continue;
+            }
             Ok(_) => reachable(node, peer),
             Err(e) if e.code == ErrorCode::Unavailable => {
                 tracing::debug!(%peer, %group, error = %e.message, "notification not delivered; retrying");
@@ -909,13 +917,17 @@ async fn notify(node: &Node, peer: PeerId, group: GroupId) {
                 tracing::debug!(%peer, %group, error = %e.message, "notification refused");
             }
         }
+        // Under one lock: either the chat changed meanwhile (go again), or this task is done and
+        // leaves the map, so the next change starts a new one (none is lost in between).
         let mut notifying = lock(&node.replication.notifying);
         match notifying.get_mut(&(peer, group)) {
             Some(dirty) if *dirty => *dirty = false,
-            _ => break,
+            _ => {
+                notifying.remove(&(peer, group));
+                return;
+            }
         }
     }
-    lock(&node.replication.notifying).remove(&(peer, group));
 }
 
 /// Pulls every replica homed at `home` (or at every home), skipping homes in backoff unless
