@@ -25,6 +25,8 @@ pub struct Shared {
     pub same_node_us: Mutex<Vec<f64>>,
     /// Send-to-decrypt latencies of messages from other nodes, microseconds.
     pub cross_node_us: Mutex<Vec<f64>>,
+    /// The same with each message's send time (microseconds since the start), for a timeline.
+    pub cross_node_timed: Mutex<Vec<(u64, f64)>>,
     pub stored: AtomicU64,
     pub decrypted: AtomicU64,
     pub errors: AtomicU64,
@@ -93,8 +95,12 @@ pub async fn run_client(device: RawDevice, plan: Plan, shared: Arc<Shared>) -> a
                             let sent_us = u64::from_le_bytes(plaintext[..8].try_into()?);
                             let now_us = start.elapsed().as_micros() as u64;
                             let latency = now_us.saturating_sub(sent_us) as f64;
-                            let list = if plaintext[8] == node { &shared.same_node_us } else { &shared.cross_node_us };
-                            list.lock().await.push(latency);
+                            if plaintext[8] == node {
+                                shared.same_node_us.lock().await.push(latency);
+                            } else {
+                                shared.cross_node_us.lock().await.push(latency);
+                                shared.cross_node_timed.lock().await.push((sent_us, latency));
+                            }
                             shared.decrypted.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -197,6 +203,22 @@ pub async fn sorted(samples: &Mutex<Vec<f64>>) -> Vec<f64> {
     let mut out = samples.lock().await.clone();
     out.sort_by(|a, b| a.total_cmp(b));
     out
+}
+
+/// p50 and p99 (milliseconds) of the samples sent in each second of the run, in order: a
+/// backlog shows as many high seconds, a hiccup as one.
+pub async fn per_second(samples: &Mutex<Vec<(u64, f64)>>) -> Vec<(f64, f64)> {
+    let mut by_second: std::collections::BTreeMap<u64, Vec<f64>> = std::collections::BTreeMap::new();
+    for (sent_us, latency_us) in samples.lock().await.iter() {
+        by_second.entry(sent_us / 1_000_000).or_default().push(*latency_us);
+    }
+    by_second
+        .into_values()
+        .map(|mut v| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            (percentile(&v, 0.5) / 1000.0, percentile(&v, 0.99) / 1000.0)
+        })
+        .collect()
 }
 
 /// Resident memory of a process, KiB.

@@ -26,7 +26,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use veche_protocol::wire::{ClientFrame, Request, Response, ServerFrame};
 use veche_tests::TempDir;
-use veche_tests::load::{Plan, Shared, build_group, cpu_seconds, percentile, run_client, sorted};
+use veche_tests::load::{Plan, Shared, build_group, cpu_seconds, per_second, percentile, run_client, sorted};
 use veche_tests::netns::Lan;
 
 struct Args {
@@ -113,6 +113,8 @@ fn start_nodes(lan: &Lan, dir: &std::path::Path, veche: &str) -> anyhow::Result<
 
 struct Measured {
     stored_rate: f64,
+    /// Cross-node (p50, p99) ms per second of the run.
+    timeline: Vec<(f64, f64)>,
     cross: Vec<f64>,
     same: Vec<f64>,
     errors: u64,
@@ -146,6 +148,7 @@ async fn phase(
     }
     Ok(Measured {
         stored_rate: shared.stored.load(Ordering::Relaxed) as f64 / seconds as f64,
+        timeline: per_second(&shared.cross_node_timed).await,
         cross: sorted(&shared.cross_node_us).await,
         same: sorted(&shared.same_node_us).await,
         errors: shared.errors.load(Ordering::Relaxed),
@@ -230,8 +233,11 @@ async fn main() -> anyhow::Result<()> {
         "| phase | stored msg/s | cross-node p50 ms | cross-node p99 ms | same-node p50 ms | same-node p99 ms | samples | errors | CPU of 3 nodes % |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut timelines = Vec::new();
     for (name, paced) in [(format!("paced {} msg/s", args.rate), Some(args.rate)), ("unpaced".to_string(), None)] {
         let m = phase(&members, &node_of, paced, args.seconds, &pids).await?;
+        let line: Vec<String> = m.timeline.iter().map(|(p50, p99)| format!("{p50:.0}/{p99:.0}")).collect();
+        timelines.push(format!("{name}: {}", line.join(" ")));
         println!(
             "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} |",
             m.stored_rate,
@@ -243,6 +249,10 @@ async fn main() -> anyhow::Result<()> {
             m.errors,
             m.cpu_pct
         );
+    }
+    println!("\ncross-node p50/p99 ms by second of sending:");
+    for line in &timelines {
+        println!("- {line}");
     }
     let (store_s, catch_up_s) = catch_up(&lan, args.queued).await?;
     println!(
