@@ -178,14 +178,7 @@ mod tests {
         // Pseudo-random datagrams of every length never reach a peer and never panic.
         let mut x: u32 = 0x1234_5678;
         for len in 0..600 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect();
+            let bytes = crate::noise(&mut x, len);
             assert!(matches!(d.route(addr(2), &bytes), Route::Drop(_)));
         }
         assert!(d.dropped.values().sum::<u64>() >= 605);

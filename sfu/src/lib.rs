@@ -54,3 +54,16 @@ pub enum MediaKind {
 
 /// A point in time, as the media loop's clock gives it (time since the loop started).
 pub type Instant = Duration;
+
+/// Deterministic pseudo-random bytes (xorshift32) for tests that throw garbage at the media port.
+#[cfg(test)]
+pub(crate) fn noise(state: &mut u32, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 17;
+            *state ^= *state << 5;
+            *state as u8
+        })
+        .collect()
+}

@@ -227,14 +227,7 @@ mod tests {
                     // be the loop's).
                     std::thread::sleep(Duration::from_millis(3));
                 }
-                let datagram: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 17;
-                        x ^= x << 5;
-                        x as u8
-                    })
-                    .collect();
+                let datagram = crate::noise(&mut x, len);
                 stranger.send_to(&datagram, port).unwrap();
             }
         }
