@@ -50,6 +50,9 @@ pub const FED_PROTOCOL: &str = "/veche/fed/1";
 pub const MAX_FED_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Most entries one [`FedReply::Entries`] carries.
 pub const MAX_PULL_ENTRIES: usize = 1000;
+/// Most messages one [`FedRequest::ForwardSends`] carries (32 of the largest MLS messages are
+/// 4 MiB, half of [`MAX_FED_MESSAGE_BYTES`]).
+pub const MAX_FORWARD_SENDS: usize = 32;
 
 use crate::ids::{AccountId, ChatKind, DeviceId, GroupId, Retention, Role};
 use crate::wire::{ApiError, EntryKind, Request, Response};
@@ -76,6 +79,10 @@ pub enum FedRequest {
         homes: Vec<MemberAddress>,
         request: Box<Request>,
     },
+    /// Consecutive messages a device of the sending node sends to chat `group` of the receiving
+    /// node, stored in this order (1..=[`MAX_FORWARD_SENDS`]). Answered with
+    /// [`FedReply::Stored`], one result per message. Checked like [`FedRequest::Forward`].
+    ForwardSends { account: AccountId, device: DeviceId, display_name: String, group: GroupId, messages: Vec<Vec<u8>> },
     /// Entries of a chat homed at the receiver after `after`; `None`: from where the sender's
     /// members start (a new replica).
     Pull { group: GroupId, after: Option<u64> },
@@ -101,6 +108,9 @@ pub enum FedReply {
     /// Refused (not linked, unknown chat, rate limited, ...).
     Refused(ApiError),
     Directory(Directory),
+    /// The home node's answer to [`FedRequest::ForwardSends`]: each message's sequence number or
+    /// why it was refused, in the order sent.
+    Stored(Vec<Result<u64, ApiError>>),
 }
 
 /// A node's own open accounts and open groups.

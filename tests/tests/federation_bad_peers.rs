@@ -343,6 +343,19 @@ async fn a_rogue_peer_cannot_harm_a_node() -> anyhow::Result<()> {
     assert_eq!(refused_with(&answer), Some(ErrorCode::Forbidden), "acting for the node's own account: {answer:?}");
     let answer = rogue.ask(forward(AccountId([9; 32]))).await;
     assert_eq!(refused_with(&answer), Some(ErrorCode::NotFound), "an unknown account: {answer:?}");
+    let sends = |account: AccountId, count: usize| FedRequest::ForwardSends {
+        account,
+        device: DeviceId([1; 32]),
+        display_name: "Mallory".into(),
+        group,
+        messages: vec![vec![1, 2, 3]; count],
+    };
+    let answer = rogue.ask(sends(admin_account, 2)).await;
+    assert_eq!(refused_with(&answer), Some(ErrorCode::Forbidden), "batched, for the node's own account: {answer:?}");
+    let answer = rogue.ask(sends(AccountId([9; 32]), 2)).await;
+    assert_eq!(refused_with(&answer), Some(ErrorCode::NotFound), "batched, an unknown account: {answer:?}");
+    let answer = rogue.ask(sends(AccountId([9; 32]), 33)).await;
+    assert_eq!(refused_with(&answer), Some(ErrorCode::BadRequest), "more than 32 at once: {answer:?}");
     let answer = rogue.ask(FedRequest::Pull { group, after: None }).await;
     assert_eq!(refused_with(&answer), Some(ErrorCode::NotFound), "pulling a chat that is not there: {answer:?}");
     let answer = rogue.ask(FedRequest::ClaimKeyPackages { account: AccountId([9; 32]) }).await;

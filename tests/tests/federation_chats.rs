@@ -251,3 +251,88 @@ async fn until_fetched_waits_for_member_nodes() -> anyhow::Result<()> {
     until_seqs(&mut member, group, &[], "B drops them once its member has them").await?;
     Ok(())
 }
+
+/// A device on a member node sends a burst without waiting for answers (a phone flushing its
+/// outbox): every message is stored once, in the order sent, and answered in that order; a
+/// request in the middle of the burst is answered in its turn; a message sent twice keeps its
+/// number. The home node's members read the burst in order, and so does the member node's
+/// replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_through_a_member_node_keeps_its_order() -> anyhow::Result<()> {
+    const BURST: usize = 300;
+    let tmp = TempDir::new("federation-burst");
+    let (a, b) = (site(&tmp, "a")?, site(&tmp, "b")?);
+    link(&a, &b)?;
+    let mut owner = RawDevice::register(&a.node.url, "Owner", Some(node_token(&a)?)).await?;
+    let mut member = RawDevice::register(&b.node.url, "Member", Some(node_token(&b)?)).await?;
+    let group = GroupId([0x43; 16]);
+    owner.create_chat(group, "Burst").await?;
+    let token = owner.invite(group).await?;
+    let (joined, _) = member.join(&token).await?;
+    let join_commit = fetch(&mut owner, group, 0).await?.remove(0);
+    owner.mls.process(&join_commit.payload)?;
+
+    // The burst: all frames written before any answer is read.
+    let mut sent = Vec::new(); // (id, what)
+    let mut repeated = Vec::new();
+    for i in 0..BURST {
+        let message = member.mls.encrypt(group, i.to_string().as_bytes())?;
+        if i == 100 {
+            repeated = message.clone();
+        }
+        sent.push((member.conn.send(Request::Send { group, message }).await?, "send"));
+        if i == 150 {
+            sent.push((member.conn.send(Request::Chats).await?, "chats"));
+        }
+        if i == 200 {
+            let again = Request::Send { group, message: repeated.clone() };
+            sent.push((member.conn.send(again).await?, "again"));
+        }
+    }
+    let mut seqs = Vec::new();
+    let mut repeated_seq = 0;
+    for (i, (id, what)) in sent.iter().enumerate() {
+        let (got, answer) = member.conn.next_answer().await?;
+        assert_eq!(got, *id, "answer {i} out of order");
+        match (*what, answer) {
+            ("send", Ok(Response::Stored { seq })) => seqs.push(seq),
+            ("chats", Ok(Response::Chats(chats))) => assert_eq!(chats.len(), 1),
+            ("again", Ok(Response::Stored { seq })) => repeated_seq = seq,
+            (what, other) => anyhow::bail!("{what} {i}: {other:?}"),
+        }
+    }
+    let want: Vec<u64> = (joined + 1..=joined + BURST as u64).collect();
+    assert_eq!(seqs, want, "each message stored once, in the order sent");
+    assert_eq!(repeated_seq, seqs[100], "a message sent again keeps its number");
+
+    // The home node's member reads them in the order sent.
+    let mut texts = Vec::new();
+    let mut after = joined;
+    while texts.len() < BURST {
+        let page = fetch(&mut owner, group, after).await?;
+        anyhow::ensure!(!page.is_empty(), "the home node has only {} of {BURST}", texts.len());
+        for m in page {
+            after = m.seq;
+            if let veche_mls::Processed::Application { plaintext, .. } = owner.mls.process(&m.payload)? {
+                texts.push(String::from_utf8(plaintext)?);
+            }
+        }
+    }
+    let want_texts: Vec<String> = (0..BURST).map(|i| i.to_string()).collect();
+    assert_eq!(texts, want_texts);
+    // The member node's replica holds the same log.
+    let replica: Vec<u64> = fetch(&mut member, group, joined).await?.iter().map(|m| m.seq).collect();
+    assert_eq!(replica, want);
+    Ok(())
+}
+
+async fn fetch(
+    device: &mut RawDevice,
+    group: GroupId,
+    after: u64,
+) -> anyhow::Result<Vec<veche_protocol::wire::Delivered>> {
+    match device.conn.call(Request::Fetch { group, after, limit: 1000 }).await? {
+        Ok(Response::Messages { messages, .. }) => Ok(messages),
+        other => anyhow::bail!("fetch: {other:?}"),
+    }
+}

@@ -3,6 +3,7 @@
 use crate::service::{self, Node, Session, accounts, chats, delivery, directory, invites, replica};
 use std::time::Duration;
 use veche_protocol::auth;
+use veche_protocol::ids::GroupId;
 use veche_protocol::wire::{ApiError, ErrorCode, Request, Response};
 
 /// Failed sign-in attempts before the connection is closed.
@@ -47,6 +48,20 @@ fn reply(result: Result<Response, ApiError>) -> Outcome {
 
 fn ok(result: Result<(), ApiError>) -> Outcome {
     reply(result.map(|()| Response::Ok))
+}
+
+/// Handles consecutive `Send`s of one connection to one chat, in order: one write transaction
+/// here, or one request to the chat's home node. One result per message.
+pub async fn handle_sends(conn: &mut Conn, group: GroupId, messages: Vec<Vec<u8>>) -> Vec<Result<Response, ApiError>> {
+    let Some(session) = conn.session else {
+        let refused = ApiError::new(ErrorCode::Unauthenticated, "sign in first");
+        return vec![Err(refused); messages.len()];
+    };
+    let stored = match replica::route_sends(&conn.node, session, group, messages).await {
+        Ok(results) => results,
+        Err(here) => delivery::send_many(&conn.node, session, group, here).await,
+    };
+    stored.into_iter().map(|r| r.map(|seq| Response::Stored { seq })).collect()
 }
 
 /// Handles one request.

@@ -1,7 +1,8 @@
 //! One device connection.
 //!
 //! Two tasks per connection: this reader, which decodes frames and handles requests one at a time
-//! (so a device's messages are ordered as it sent them), and a sender, which owns the socket's
+//! (so a device's messages are ordered as it sent them; `Send`s already waiting on the socket are
+//! handled together, in order, as one batch), and a sender, which owns the socket's
 //! write half and merges responses with live events. Both queues are bounded. The connection
 //! ends when the device closes, on a protocol violation (after a `Fatal` frame), when sign-in
 //! takes too long, or when the node shuts down.
@@ -10,11 +11,12 @@ use super::ApiState;
 use super::handlers::{self, Conn};
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use veche_protocol::wire::{ApiError, ClientFrame, ErrorCode, Event, FrameError, Hello, ServerFrame};
+use veche_protocol::federation::MAX_FORWARD_SENDS;
+use veche_protocol::wire::{ApiError, ClientFrame, ErrorCode, Event, FrameError, Hello, Request, ServerFrame};
 
 /// Largest WebSocket message read at all; larger ones close the connection.
 pub const MAX_WS_MESSAGE: usize = 4 * veche_protocol::MAX_FRAME_BYTES;
@@ -26,6 +28,8 @@ const MAX_UNAUTHENTICATED_FRAMES: u32 = 16;
 const MAX_RATE_LIMITED_IN_A_ROW: u32 = 2000;
 /// Undecodable frames before the connection is closed.
 const MAX_MALFORMED: u32 = 16;
+/// Most bytes of messages gathered into one batch of Sends (well under a federation message).
+const MAX_GATHERED_BYTES: usize = 4 * 1024 * 1024;
 /// Most frames written before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -131,10 +135,15 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
     let (mut unauthenticated_frames, mut limited_in_a_row, mut malformed) = (0u32, 0u32, 0u32);
     let deadline = tokio::time::Instant::now() + SIGN_IN_TIMEOUT;
     let mut shutdown = state.shutdown.clone();
+    // A frame read while gathering Sends that did not join them: handled next.
+    let mut held = None;
 
     loop {
         let signed_in = conn.session().is_some();
-        let message = tokio::select! {
+        let message = if let Some(m) = held.take() {
+            m
+        } else {
+            tokio::select! {
             m = stream.next() => m,
             _ = tokio::time::sleep_until(deadline), if !signed_in => {
                 let _ = out_tx.send(fatal(ErrorCode::Unauthenticated, "sign in within 30 seconds")).await;
@@ -144,6 +153,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             _ = shutdown.changed() => {
                 let _ = out_tx.send(fatal(ErrorCode::Internal, "the node is shutting down")).await;
                 break;
+            }
             }
         };
         let bytes = match message {
@@ -199,6 +209,55 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             continue;
         }
         limited_in_a_row = 0;
+        let frame = match frame {
+            ClientFrame { id: first, request: Request::Send { group, message } } if signed_in => {
+                // Sends already waiting on the socket join this one (same chat, in order, rate
+                // limited one by one): stored in one transaction, or forwarded to the chat's home
+                // node in one round trip.
+                let mut ids = vec![first];
+                let mut messages = vec![message];
+                let mut bytes = messages[0].len();
+                while messages.len() < MAX_FORWARD_SENDS {
+                    let Some(next) = stream.next().now_or_never() else { break };
+                    let joining = match &next {
+                        Some(Ok(Message::Binary(b))) => match ClientFrame::decode(b) {
+                            Ok(ClientFrame { id, request: Request::Send { group: g, message } })
+                                if g == group && bytes + message.len() <= MAX_GATHERED_BYTES =>
+                            {
+                                Some((id, message))
+                            }
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    match joining {
+                        Some((id, message)) if bucket.take() => {
+                            state.node.metrics.requests.inc();
+                            bytes += message.len();
+                            ids.push(id);
+                            messages.push(message);
+                        }
+                        _ => {
+                            held = Some(next);
+                            break;
+                        }
+                    }
+                }
+                let results = handlers::handle_sends(&mut conn, group, messages).await;
+                let mut closed = false;
+                for (id, result) in ids.into_iter().zip(results) {
+                    if result.is_err() {
+                        state.node.metrics.requests_refused.inc();
+                    }
+                    closed |= out_tx.send(ServerFrame::Response { id, result }).await.is_err();
+                }
+                if closed {
+                    break;
+                }
+                continue;
+            }
+            other => other,
+        };
         let was_signed_in = conn.session().is_some();
         let outcome = handlers::handle(&mut conn, frame.request).await;
         if outcome.result.is_err() {

@@ -5,8 +5,8 @@
 //! stale one is refused with `StaleEpoch { current }` so the device fetches, processes and retries.
 //! Commits are checked against the chat's role policy using the GroupInfo of the new epoch.
 
-use super::{ApiResult, Node, OrInternal, Session, err};
-use crate::mls_view::{self, GroupInfoView, MessageKind};
+use super::{ApiResult, Node, OrInternal, Session, err, internal};
+use crate::mls_view::{self, GroupInfoView, MessageKind, MessageView};
 use crate::store::records::{self, Chat, LogEntry, Welcome, now_ms};
 use crate::store::tables::{
     ACCOUNTS, CHATS, COMMIT_EFFECTS, COUNTERS, CURSORS, DEDUP, DEVICES, GROUP_INFO, LOG, MEMBERSHIP, META,
@@ -95,6 +95,45 @@ fn append(
 
 /// Stores an application message or a proposal for the chat's current epoch.
 pub async fn send(node: &Node, session: Session, group: GroupId, message: Vec<u8>) -> ApiResult<u64> {
+    send_many(node, session, group, vec![message]).await.pop().unwrap_or_else(|| Err(internal("no result")))
+}
+
+/// Stores consecutive messages of one device to one chat, in order, in one write transaction;
+/// each message's sequence number or why it was refused (a refused message does not stop the
+/// ones after it, as if they had been sent one by one).
+pub async fn send_many(node: &Node, session: Session, group: GroupId, messages: Vec<Vec<u8>>) -> Vec<ApiResult<u64>> {
+    let checked: Vec<ApiResult<(Vec<u8>, MessageView, EntryKind)>> =
+        messages.into_iter().map(|message| check_send(group, message)).collect();
+    let count = checked.len();
+    let stored = node
+        .writer
+        .run(move |ctx| {
+            let mut results = Vec::with_capacity(checked.len());
+            for c in checked {
+                let result = c.and_then(|(message, view, kind)| store_sent(ctx, session, group, message, view, kind));
+                // A storage failure may come after a write: the whole transaction is dropped.
+                if let Err(e) = &result
+                    && e.code == ErrorCode::Internal
+                {
+                    return Err(e.clone());
+                }
+                results.push(result);
+            }
+            Ok(results)
+        })
+        .await;
+    match stored {
+        Ok(results) => {
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            node.metrics.messages_stored.inc_by(ok as u64);
+            results
+        }
+        Err(e) => vec![Err(e); count],
+    }
+}
+
+/// The checks a sent message passes before the transaction.
+fn check_send(group: GroupId, message: Vec<u8>) -> ApiResult<(Vec<u8>, MessageView, EntryKind)> {
     check_size(&message, "message")?;
     let view = mls_view::message(&message)?;
     if view.group != group {
@@ -107,50 +146,54 @@ pub async fn send(node: &Node, session: Session, group: GroupId, message: Vec<u8
             return err(ErrorCode::BadRequest, "send commits with Commit, with their GroupInfo");
         }
     };
-    let metrics = node.metrics.clone();
-    let seq = node
-        .writer
-        .run(move |ctx| {
-            // A retry of a message already stored gets its number, even if the sender has been
-            // removed since.
-            if let Some(seq) = already_stored(ctx, group, &message)? {
-                return Ok(seq);
-            }
-            let mut chat = load_chat(ctx, group)?;
-            if !chat.roster.contains_key(&session.account) {
-                return err(ErrorCode::Forbidden, "you are not a member of this chat");
-            }
-            if view.epoch != chat.epoch {
-                return stale(chat.epoch);
-            }
-            if kind == EntryKind::Handshake {
-                // The only proposal a device sends on its own is leaving (a self-remove), as a
-                // PublicMessage from its own leaf. Then the account is marked as leaving.
-                let own_leaf = view.sender_leaf.and_then(|leaf| chat.leaves.get(&leaf)).map(|(_, d)| *d);
-                if !view.public || !view.self_remove || own_leaf != Some(session.device) {
-                    return err(ErrorCode::Forbidden, "the only proposal a member sends is leaving, from its own leaf");
-                }
-                if chat.roster.get(&session.account) == Some(&Role::Owner)
-                    && chat.roster.values().filter(|r| **r == Role::Owner).count() == 1
-                    && chat.roster.len() > 1
-                {
-                    return err(ErrorCode::Forbidden, "the only owner cannot leave; make someone else owner first");
-                }
-                // Remember the proposal's reference: only a commit that includes it may remove the
-                // account without the rights to remove them.
-                let Some(reference) = view.proposal_ref.clone() else {
-                    return err(ErrorCode::BadRequest, "a leave proposal must be a PublicMessage with a reference");
-                };
-                chat.leaving.insert(session.account, reference);
-            }
-            let entry =
-                LogEntry { kind, epoch: view.epoch, sender: session.account, stored_ms: now_ms(), payload: message };
-            let recipients = chat.roster.keys().copied().collect();
-            append(ctx, group, &mut chat, entry, recipients)
-        })
-        .await?;
-    metrics.messages_stored.inc();
-    Ok(seq)
+    Ok((message, view, kind))
+}
+
+/// Stores one sent message (validating before it writes, so a refusal leaves the transaction
+/// clean for the next message).
+fn store_sent(
+    ctx: &mut TxnCtx<'_>,
+    session: Session,
+    group: GroupId,
+    message: Vec<u8>,
+    view: MessageView,
+    kind: EntryKind,
+) -> ApiResult<u64> {
+    // A retry of a message already stored gets its number, even if the sender has been removed
+    // since.
+    if let Some(seq) = already_stored(ctx, group, &message)? {
+        return Ok(seq);
+    }
+    let mut chat = load_chat(ctx, group)?;
+    if !chat.roster.contains_key(&session.account) {
+        return err(ErrorCode::Forbidden, "you are not a member of this chat");
+    }
+    if view.epoch != chat.epoch {
+        return stale(chat.epoch);
+    }
+    if kind == EntryKind::Handshake {
+        // The only proposal a device sends on its own is leaving (a self-remove), as a
+        // PublicMessage from its own leaf. Then the account is marked as leaving.
+        let own_leaf = view.sender_leaf.and_then(|leaf| chat.leaves.get(&leaf)).map(|(_, d)| *d);
+        if !view.public || !view.self_remove || own_leaf != Some(session.device) {
+            return err(ErrorCode::Forbidden, "the only proposal a member sends is leaving, from its own leaf");
+        }
+        if chat.roster.get(&session.account) == Some(&Role::Owner)
+            && chat.roster.values().filter(|r| **r == Role::Owner).count() == 1
+            && chat.roster.len() > 1
+        {
+            return err(ErrorCode::Forbidden, "the only owner cannot leave; make someone else owner first");
+        }
+        // Remember the proposal's reference: only a commit that includes it may remove the
+        // account without the rights to remove them.
+        let Some(reference) = view.proposal_ref.clone() else {
+            return err(ErrorCode::BadRequest, "a leave proposal must be a PublicMessage with a reference");
+        };
+        chat.leaving.insert(session.account, reference);
+    }
+    let entry = LogEntry { kind, epoch: view.epoch, sender: session.account, stored_ms: now_ms(), payload: message };
+    let recipients = chat.roster.keys().copied().collect();
+    append(ctx, group, &mut chat, entry, recipients)
 }
 
 /// Who changed what between two epochs.

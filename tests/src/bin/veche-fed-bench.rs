@@ -13,7 +13,12 @@
 //! Needs root (network namespaces).
 //!
 //! Usage: veche-fed-bench --veche target/release/veche [--rate 500] [--seconds 10]
-//!        [--per-node 2] [--queued 10000]
+//!        [--per-node 2] [--observers 1] [--queued 10000]
+//!
+//! `--observers` members per node decrypt and time every message; the others only send, so the
+//! clients (which share the 2 cores with the nodes) are not what is measured.
+//! `FED_BENCH_PHASES=unpaced,paced,paced` runs the phases in another order or repeats them (each
+//! phase uses a new group).
 
 use std::io::{Read, Write};
 use std::process::{Child, Stdio};
@@ -34,11 +39,20 @@ struct Args {
     rate: u64,
     seconds: u64,
     per_node: usize,
+    /// Members per node that decrypt and time what they receive (the rest only send).
+    observers: usize,
     queued: u64,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { veche: "target/release/veche".into(), rate: 500, seconds: 10, per_node: 2, queued: 10_000 };
+    let mut args = Args {
+        veche: "target/release/veche".into(),
+        rate: 500,
+        seconds: 10,
+        per_node: 2,
+        observers: 1,
+        queued: 10_000,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -47,6 +61,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rate" => args.rate = value.parse()?,
             "--seconds" => args.seconds = value.parse()?,
             "--per-node" => args.per_node = value.parse()?,
+            "--observers" => args.observers = value.parse()?,
             "--queued" => args.queued = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
@@ -119,6 +134,8 @@ struct Measured {
     same: Vec<f64>,
     errors: u64,
     cpu_pct: f64,
+    /// CPU of this process (the clients: encrypting, decrypting, timing), % of one core.
+    own_cpu_pct: f64,
 }
 
 async fn phase(
@@ -127,6 +144,7 @@ async fn phase(
     paced: Option<u64>,
     seconds: u64,
     pids: &[u32],
+    observers: &[bool],
 ) -> anyhow::Result<Measured> {
     let (group, devices) = build_group(urls).await?;
     let n = devices.len();
@@ -135,14 +153,16 @@ async fn phase(
     let until = start + Duration::from_secs(seconds);
     let interval = paced.map(|rate| Duration::from_secs_f64(n as f64 / rate as f64));
     let cpu_before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let own_before = cpu_seconds(std::process::id());
     let mut tasks = Vec::new();
     for (index, device) in devices.into_iter().enumerate() {
         let phase = interval.map(|i| i.mul_f64(index as f64 / n as f64)).unwrap_or_default();
-        let plan = Plan { group, start, until, interval, phase, observer: true, node: node_of[index] };
+        let plan = Plan { group, start, until, interval, phase, observer: observers[index], node: node_of[index] };
         tasks.push(tokio::spawn(run_client(device, plan, shared.clone())));
     }
     tokio::time::sleep_until(until.into()).await;
     let cpu_pct = (pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu_before) / seconds as f64 * 100.0;
+    let own_cpu_pct = (cpu_seconds(std::process::id()) - own_before) / seconds as f64 * 100.0;
     for task in tasks {
         task.await??;
     }
@@ -153,6 +173,7 @@ async fn phase(
         same: sorted(&shared.same_node_us).await,
         errors: shared.errors.load(Ordering::Relaxed),
         cpu_pct,
+        own_cpu_pct,
     })
 }
 
@@ -223,23 +244,27 @@ async fn main() -> anyhow::Result<()> {
     let urls: Vec<String> = (1..=3).map(|n| format!("http://{}:7800", lan.addr(n))).collect();
     let mut members: Vec<&str> = Vec::new();
     let mut node_of: Vec<u8> = Vec::new();
+    let mut observers: Vec<bool> = Vec::new();
     for (n, url) in urls.iter().enumerate() {
-        for _ in 0..args.per_node {
+        for i in 0..args.per_node {
             members.push(url);
             node_of.push(n as u8 + 1);
+            observers.push(i < args.observers);
         }
     }
     println!(
-        "| phase | stored msg/s | cross-node p50 ms | cross-node p99 ms | same-node p50 ms | same-node p99 ms | samples | errors | CPU of 3 nodes % |"
+        "| phase | stored msg/s | cross-node p50 ms | cross-node p99 ms | same-node p50 ms | same-node p99 ms | samples | errors | CPU of 3 nodes % | CPU of clients % |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut timelines = Vec::new();
-    for (name, paced) in [(format!("paced {} msg/s", args.rate), Some(args.rate)), ("unpaced".to_string(), None)] {
-        let m = phase(&members, &node_of, paced, args.seconds, &pids).await?;
+    let phases = std::env::var("FED_BENCH_PHASES").unwrap_or("paced,unpaced".into());
+    for paced in phases.split(',').map(|p| (p == "paced").then_some(args.rate)) {
+        let name = paced.map(|r| format!("paced {r} msg/s")).unwrap_or("unpaced".into());
+        let m = phase(&members, &node_of, paced, args.seconds, &pids, &observers).await?;
         let line: Vec<String> = m.timeline.iter().map(|(p50, p99)| format!("{p50:.0}/{p99:.0}")).collect();
         timelines.push(format!("{name}: {}", line.join(" ")));
         println!(
-            "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
             m.stored_rate,
             ms(&m.cross, 0.5),
             ms(&m.cross, 0.99),
@@ -247,7 +272,8 @@ async fn main() -> anyhow::Result<()> {
             ms(&m.same, 0.99),
             m.cross.len() + m.same.len(),
             m.errors,
-            m.cpu_pct
+            m.cpu_pct,
+            m.own_cpu_pct
         );
     }
     println!("\ncross-node p50/p99 ms by second of sending:");

@@ -17,6 +17,9 @@ pub async fn serve(node: &Node, peer: PeerId, relayed: bool, request: FedRequest
         FedRequest::Forward { account, device, display_name, homes, request } => {
             return FedReply::Response(serve_forward(node, peer, account, device, display_name, homes, *request).await);
         }
+        FedRequest::ForwardSends { account, device, display_name, group, messages } => {
+            serve_forward_sends(node, peer, account, device, display_name, group, messages).await
+        }
         FedRequest::Pull { group, after } => {
             let budget = if relayed { MAX_RELAYED_PULL_BYTES } else { MAX_PULL_BYTES };
             serve_pull(node, peer, group, after, budget).await
@@ -60,31 +63,11 @@ async fn serve_forward(
     if let Request::InvitePreview { token } = &request {
         return invites::preview(node, token).map(Response::InvitePreview);
     }
-    let peer_key = peer.to_string();
-    // The account must live on the sending node: it vouches for its own devices only.
-    let known = {
-        let txn = node.store.read().or_internal()?;
-        if crate::service::accounts::load_account(&txn, &account)?.is_some() {
-            return err(ErrorCode::Forbidden, "this account lives on this node, not yours");
-        }
-        remote_names(&txn, &[account])?.remove(&account)
-    };
-    match (&known, &request) {
-        (Some(r), _) if r.home != peer_key => return err(ErrorCode::Forbidden, "this account lives on another node"),
-        (None, Request::Join { .. } | Request::JoinGroupInfo { .. }) => {}
-        (None, _) => return err(ErrorCode::NotFound, "no such chat, or you are not a member"),
-        _ => {}
-    }
-    let mut learned = homes;
-    learned.push(MemberAddress { account, home: peer_key.clone(), display_name });
-    remember_accounts(node, learned).await?;
+    let joining = matches!(request, Request::Join { .. } | Request::JoinGroupInfo { .. });
+    let session = forwarded_session(node, peer, account, device, display_name, homes, joining).await?;
     if let Some(group) = routed_group(&request) {
-        let txn = node.store.read().or_internal()?;
-        if home_of(&txn, group)?.is_some() {
-            return err(ErrorCode::NotFound, "this chat is not homed on this node");
-        }
+        homed_here(node, group)?;
     }
-    let session = Session { account, device };
     let stored = |r: ApiResult<u64>| r.map(|seq| Response::Stored { seq });
     match request {
         Request::Send { group, message } => stored(delivery::send(node, session, group, message).await),
@@ -112,6 +95,67 @@ async fn serve_forward(
         }
         _ => err(ErrorCode::BadRequest, "this request is not served for another node's devices"),
     }
+}
+
+/// Stores messages a device of `peer` sends to a chat homed here, in order.
+async fn serve_forward_sends(
+    node: &Node,
+    peer: PeerId,
+    account: AccountId,
+    device: veche_protocol::ids::DeviceId,
+    display_name: String,
+    group: GroupId,
+    messages: Vec<Vec<u8>>,
+) -> ApiResult<FedReply> {
+    if messages.is_empty() || messages.len() > veche_protocol::federation::MAX_FORWARD_SENDS {
+        return err(ErrorCode::BadRequest, "1 to 32 messages at a time");
+    }
+    let session = forwarded_session(node, peer, account, device, display_name, Vec::new(), false).await?;
+    homed_here(node, group)?;
+    Ok(FedReply::Stored(crate::service::delivery::send_many(node, session, group, messages).await))
+}
+
+/// The session a device of `peer` acts in here: its account must live on `peer` (a node vouches
+/// for its own devices only) and be known here, unless it is joining. Remembers the addresses a
+/// request names.
+async fn forwarded_session(
+    node: &Node,
+    peer: PeerId,
+    account: AccountId,
+    device: veche_protocol::ids::DeviceId,
+    display_name: String,
+    homes: Vec<MemberAddress>,
+    joining: bool,
+) -> ApiResult<Session> {
+    let peer_key = peer.to_string();
+    let known = {
+        let txn = node.store.read().or_internal()?;
+        if crate::service::accounts::load_account(&txn, &account)?.is_some() {
+            return err(ErrorCode::Forbidden, "this account lives on this node, not yours");
+        }
+        remote_names(&txn, &[account])?.remove(&account)
+    };
+    match &known {
+        Some(r) if r.home != peer_key => return err(ErrorCode::Forbidden, "this account lives on another node"),
+        None if !joining => return err(ErrorCode::NotFound, "no such chat, or you are not a member"),
+        _ => {}
+    }
+    let unchanged = known.as_ref().is_some_and(|r| r.display_name == display_name) && homes.is_empty();
+    if !unchanged {
+        let mut learned = homes;
+        learned.push(MemberAddress { account, home: peer_key, display_name });
+        remember_accounts(node, learned).await?;
+    }
+    Ok(Session { account, device })
+}
+
+/// Refuses a chat that is a replica here (homed on another node).
+fn homed_here(node: &Node, group: GroupId) -> ApiResult<()> {
+    let txn = node.store.read().or_internal()?;
+    if home_of(&txn, group)?.is_some() {
+        return err(ErrorCode::NotFound, "this chat is not homed on this node");
+    }
+    Ok(())
 }
 
 async fn serve_pull(

@@ -181,8 +181,7 @@ async fn forward(node: &Node, session: Option<Session>, home: PeerId, request: R
     let (account, device, display_name, homes) = match session {
         Some(s) => {
             let txn = node.store.read().or_internal()?;
-            let name = super::accounts::load_account(&txn, &s.account)?.map(|a| a.display_name).unwrap_or_default();
-            (s.account, s.device, name, added_homes(node, &txn, &request)?)
+            (s.account, s.device, display_name(&txn, s.account)?, added_homes(node, &txn, &request)?)
         }
         None => (AccountId([0; 32]), veche_protocol::ids::DeviceId([0; 32]), String::new(), Vec::new()),
     };
@@ -205,6 +204,52 @@ async fn forward(node: &Node, session: Option<Session>, home: PeerId, request: R
 }
 
 /// Addresses of the accounts a commit adds that live on other nodes, as far as this node knows.
+/// Consecutive messages of one device to a chat homed on another node: sent there as one
+/// request (so a device sending faster than one round trip per message is not held to that).
+/// `Err` gives the messages back: the chat is homed here.
+pub async fn route_sends(
+    node: &Node,
+    session: Session,
+    group: GroupId,
+    messages: Vec<Vec<u8>>,
+) -> Result<Vec<ApiResult<u64>>, Vec<Vec<u8>>> {
+    let all = |e: ApiError, n: usize| vec![Err(e); n];
+    let n = messages.len();
+    let home = match node.store.read().or_internal().and_then(|txn| home_of(&txn, group)) {
+        Ok(Some(home)) => home,
+        Ok(None) => return Err(messages),
+        Err(e) => return Ok(all(e, n)),
+    };
+    let display_name = match node.store.read().or_internal().and_then(|txn| display_name(&txn, session.account)) {
+        Ok(name) => name,
+        Err(e) => return Ok(all(e, n)),
+    };
+    let fed =
+        FedRequest::ForwardSends { account: session.account, device: session.device, display_name, group, messages };
+    let results = match ask(node, home, fed).await {
+        Ok(FedReply::Stored(results)) if results.len() == n => results,
+        Ok(FedReply::Refused(e)) => return Ok(all(e, n)),
+        Ok(other) => return Ok(all(super::internal(format!("unexpected answer to forwarded messages: {other:?}")), n)),
+        Err(e) => {
+            if e.code == ErrorCode::Unavailable {
+                failed(node, home);
+            }
+            return Ok(all(e, n));
+        }
+    };
+    // Stored entries are pulled into the replica before the answer, as for one forwarded request.
+    if let Some(last) = results.iter().filter_map(|r| r.as_ref().ok()).max()
+        && let Err(e) = sync(node, home, group, *last).await
+    {
+        return Ok(all(e, n));
+    }
+    Ok(results)
+}
+
+fn display_name(txn: &redb::ReadTransaction, account: AccountId) -> ApiResult<String> {
+    Ok(super::accounts::load_account(txn, &account)?.map(|a| a.display_name).unwrap_or_default())
+}
+
 fn added_homes(node: &Node, txn: &redb::ReadTransaction, request: &Request) -> ApiResult<Vec<MemberAddress>> {
     let Request::Commit { group_info, .. } = request else { return Ok(Vec::new()) };
     let Ok(next) = crate::mls_view::group_info(group_info) else { return Ok(Vec::new()) };
