@@ -1,5 +1,6 @@
 //! The media sessions of one media port: webrtc-rs' sans-IO `rtc` core, one server-side peer
-//! connection per participant, around the IO-free [`Room`].
+//! connection per participant, around the IO-free [`Room`]s (one per conference; every
+//! conference on the node shares the one port and the one owner).
 //!
 //! Still without sockets, threads or a clock of its own: the media loop hands in datagrams
 //! ([`MediaSessions::handle_datagram`]) and the time, sends what [`MediaSessions::poll_transmit`]
@@ -60,7 +61,7 @@ use crate::demux::{Demux, Kind, Route, classify};
 use crate::forward::{OutPacket, PacketInfo, Want};
 use crate::room::{Action, Event, Mode, Role, Room, RoomError};
 use crate::timers::Timers;
-use crate::{MediaKind, ParticipantId, TrackId};
+use crate::{ConferenceId, MediaKind, ParticipantId, TrackId};
 
 /// Which media session a datagram, timer or request is for: one peer connection per participant
 /// for now (one device connection is one participant).
@@ -98,6 +99,9 @@ pub enum MediaError {
     /// The WebRTC core refused (a malformed or incompatible SDP, mostly).
     #[error("webrtc: {0}")]
     Rtc(#[from] rtc::shared::error::Error),
+    /// No conference with this id is open.
+    #[error("no such conference")]
+    UnknownConference,
     /// The room refused (role, mode, lock).
     #[error("room: {0:?}")]
     Room(RoomError),
@@ -136,8 +140,8 @@ pub enum MediaEvent {
     Failed(PeerKey),
     /// A new offer from our side waits for [`MediaSessions::pending_offer`].
     NegotiationNeeded(PeerKey),
-    /// Tell participants (all if `to` is None) something happened in the room.
-    Room { to: Option<ParticipantId>, event: Event },
+    /// Tell participants of `conference` (all if `to` is None) something happened in its room.
+    Room { conference: ConferenceId, to: Option<ParticipantId>, event: Event },
     /// The room closes this participant's session (removed, or the conference ended).
     Disconnect(ParticipantId),
 }
@@ -297,6 +301,7 @@ struct Outbound {
 
 /// One participant's server-side peer connection.
 struct Peer {
+    conference: ConferenceId,
     pc: RTCPeerConnection,
     connected: bool,
     inbound: HashMap<String, Inbound>,
@@ -314,16 +319,17 @@ struct Published {
     kind: MediaKind,
 }
 
-/// Every media session on one media port, and the room they are in: one owner, driven by the
-/// media loop with datagrams and the time.
+/// Every media session on one media port, and the rooms of their conferences: one owner,
+/// driven by the media loop with datagrams and the time. Participant ids are unique across
+/// conferences (the node hands them out); track ids are per conference.
 pub struct MediaSessions {
     epoch: WallInstant,
     local: SocketAddr,
     demux: Demux<PeerKey>,
     timers: Timers<PeerKey>,
     peers: HashMap<PeerKey, Peer>,
-    room: Room,
-    tracks: HashMap<TrackId, Published>,
+    rooms: HashMap<ConferenceId, Room>,
+    tracks: HashMap<(ConferenceId, TrackId), Published>,
     outbox: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<MediaEvent>,
     next_ssrc: u32,
@@ -353,15 +359,15 @@ fn codec_kind(kind: MediaKind) -> RtpCodecKind {
 
 impl MediaSessions {
     /// Sessions on the media port advertised as `local` (the address peers send to: the only
-    /// host candidate), in one room of `mode`. `epoch` is the media loop's time zero.
-    pub fn new(local: SocketAddr, mode: Mode, epoch: WallInstant) -> Self {
+    /// host candidate), with no conference yet. `epoch` is the media loop's time zero.
+    pub fn new(local: SocketAddr, epoch: WallInstant) -> Self {
         MediaSessions {
             epoch,
             local,
             demux: Demux::default(),
             timers: Timers::default(),
             peers: HashMap::new(),
-            room: Room::new(mode),
+            rooms: HashMap::new(),
             tracks: HashMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -374,9 +380,42 @@ impl MediaSessions {
         now.saturating_duration_since(self.epoch)
     }
 
-    /// The room, for moderation requests and what signaling needs to know.
-    pub fn room(&self) -> &Room {
-        &self.room
+    /// Opens a conference's room (in `mode`); opening an open one changes nothing.
+    pub fn open(&mut self, conference: ConferenceId, mode: Mode) {
+        self.rooms.entry(conference).or_insert_with(|| Room::new(mode));
+    }
+
+    /// Closes a conference: every participant's session ends and the room is forgotten.
+    pub fn close(&mut self, conference: ConferenceId, now: WallInstant) {
+        let members: Vec<PeerKey> =
+            self.peers.iter().filter(|(_, p)| p.conference == conference).map(|(k, _)| *k).collect();
+        for who in members {
+            self.remove_peer(who, now);
+        }
+        self.rooms.remove(&conference);
+    }
+
+    /// A conference's room, for what signaling needs to know.
+    pub fn room(&self, conference: ConferenceId) -> Option<&Room> {
+        self.rooms.get(&conference)
+    }
+
+    /// Runs a moderation request (or any other room decision) on a conference's room and carries
+    /// out what it decided.
+    pub fn moderate(
+        &mut self,
+        now: WallInstant,
+        conference: ConferenceId,
+        decide: impl FnOnce(&mut Room) -> Result<Vec<Action>, RoomError>,
+    ) -> Result<(), MediaError> {
+        let room = self.rooms.get_mut(&conference).ok_or(MediaError::UnknownConference)?;
+        let actions = decide(room)?;
+        self.apply(now, conference, actions);
+        Ok(())
+    }
+
+    fn conference_of(&self, key: PeerKey) -> Option<ConferenceId> {
+        self.peers.get(&key).map(|p| p.conference)
     }
 
     /// Datagrams the demux dropped (unknown ufrag or address, garbage), in total.
@@ -393,6 +432,7 @@ impl MediaSessions {
     /// participant joins the room. Returns the SDP answer.
     pub fn add_peer(
         &mut self,
+        conference: ConferenceId,
         participant: ParticipantId,
         role: Role,
         offer_sdp: String,
@@ -400,6 +440,9 @@ impl MediaSessions {
     ) -> Result<String, MediaError> {
         if self.peers.contains_key(&participant) {
             return Err(MediaError::PeerExists);
+        }
+        if !self.rooms.contains_key(&conference) {
+            return Err(MediaError::UnknownConference);
         }
         let (media_engine, registry) = media_setup()?;
         // The core picks a random ufrag and password for each peer connection.
@@ -437,9 +480,10 @@ impl MediaSessions {
             return Err(MediaError::Ufrag);
         }
 
-        let actions = self.room.join(participant, role)?;
-        let admitted = self.room.role(participant).is_some();
-        self.apply(now, actions);
+        let room = self.rooms.get_mut(&conference).ok_or(MediaError::UnknownConference)?;
+        let actions = room.join(participant, role)?;
+        let admitted = room.role(participant).is_some();
+        self.apply(now, conference, actions);
         if !admitted {
             return Err(MediaError::InLobby);
         }
@@ -447,6 +491,7 @@ impl MediaSessions {
         self.peers.insert(
             participant,
             Peer {
+                conference,
                 pc,
                 connected: false,
                 inbound: HashMap::new(),
@@ -469,8 +514,9 @@ impl MediaSessions {
         self.demux.remove(participant);
         self.timers.cancel(participant);
         self.tracks.retain(|_, t| t.owner != participant);
-        if let Ok(actions) = self.room.remove(participant, participant) {
-            self.apply(now, actions);
+        let conference = peer.conference;
+        if let Some(Ok(actions)) = self.rooms.get_mut(&conference).map(|r| r.remove(participant, participant)) {
+            self.apply(now, conference, actions);
         }
     }
 
@@ -537,7 +583,8 @@ impl MediaSessions {
     /// connection and a new offer is needed ([`MediaEvent::NegotiationNeeded`]); forwarding
     /// starts when the answer is applied. Subscribing again changes what it wants.
     pub fn subscribe(&mut self, now: WallInstant, who: PeerKey, track: TrackId, want: Want) -> Result<(), MediaError> {
-        let published = *self.tracks.get(&track).ok_or(MediaError::UnknownTrack)?;
+        let conference = self.conference_of(who).ok_or(MediaError::UnknownPeer)?;
+        let published = *self.tracks.get(&(conference, track)).ok_or(MediaError::UnknownTrack)?;
         if published.owner == who {
             return Err(RoomError::Forbidden("you do not receive your own track").into());
         }
@@ -546,8 +593,10 @@ impl MediaSessions {
         if let Some(out) = peer.outbound.get_mut(&track) {
             out.want = want;
             if out.active {
-                let actions = self.room.subscribe(self.since_epoch(now), who, track, want)?;
-                self.apply(now, actions);
+                let at = now.saturating_duration_since(self.epoch);
+                let room = self.rooms.get_mut(&conference).ok_or(MediaError::UnknownConference)?;
+                let actions = room.subscribe(at, who, track, want)?;
+                self.apply(now, conference, actions);
             }
             return Ok(());
         }
@@ -627,17 +676,19 @@ impl MediaSessions {
         if !peer.connected || peer.awaiting_answer {
             return;
         }
+        let conference = peer.conference;
         let ready: Vec<(TrackId, Want)> =
             peer.outbound.iter().filter(|(_, o)| o.negotiated && !o.active).map(|(t, o)| (*t, o.want)).collect();
         for (track, want) in ready {
-            match self.room.subscribe(self.since_epoch(now), who, track, want) {
-                Ok(actions) => {
+            let at = self.since_epoch(now);
+            match self.rooms.get_mut(&conference).map(|r| r.subscribe(at, who, track, want)) {
+                Some(Ok(actions)) => {
                     if let Some(out) = self.peers.get_mut(&who).and_then(|p| p.outbound.get_mut(&track)) {
                         out.active = true;
                     }
-                    self.apply(now, actions);
+                    self.apply(now, conference, actions);
                 }
-                Err(_) => self.drop_outbound(who, track),
+                _ => self.drop_outbound(who, track),
             }
         }
     }
@@ -744,13 +795,14 @@ impl MediaSessions {
             } else {
                 vec![SINGLE_LAYER_BPS]
             };
-            let track = match self.room.publish(key, kind, layer_bps) {
-                Ok((track, actions)) => {
-                    self.tracks.insert(track, Published { owner: key, kind });
-                    self.apply(now, actions);
+            let conference = peer.conference;
+            let track = match self.rooms.get_mut(&conference).map(|r| r.publish(key, kind, layer_bps)) {
+                Some(Ok((track, actions))) => {
+                    self.tracks.insert((conference, track), Published { owner: key, kind });
+                    self.apply(now, conference, actions);
                     Some(track)
                 }
-                Err(_) => None,
+                _ => None,
             };
             let Some(peer) = self.peers.get_mut(&key) else { return };
             peer.inbound.insert(
@@ -807,10 +859,14 @@ impl MediaSessions {
                 let track = track_id.strip_prefix('t').and_then(|n| n.parse().ok()).map(TrackId);
                 if asks_keyframe
                     && let Some(track) = track
-                    && self.peers.get(&key).is_some_and(|p| p.outbound.contains_key(&track))
+                    && let Some(peer) = self.peers.get(&key)
+                    && peer.outbound.contains_key(&track)
                 {
-                    let actions = self.room.on_keyframe_request(self.since_epoch(now), key, track);
-                    self.apply(now, actions);
+                    let (conference, at) = (peer.conference, self.since_epoch(now));
+                    if let Some(actions) = self.rooms.get_mut(&conference).map(|r| r.on_keyframe_request(at, key, track))
+                    {
+                        self.apply(now, conference, actions);
+                    }
                 }
                 // NACKs from subscribers are answered by the core's NACK responder.
             }
@@ -821,7 +877,9 @@ impl MediaSessions {
     fn on_rtp(&mut self, now: WallInstant, key: PeerKey, track_id: &str, packet: rtc::rtp::Packet) {
         let ssrc = packet.header.ssrc;
         let Some(stream) = self.learn_stream(key, track_id, ssrc) else { return };
-        let Some(inbound) = self.peers.get(&key).and_then(|p| p.inbound.get(track_id)) else { return };
+        let Some(peer) = self.peers.get(&key) else { return };
+        let conference = peer.conference;
+        let Some(inbound) = peer.inbound.get(track_id) else { return };
         let Some(track) = inbound.track else { return };
         let audio_level = match (inbound.kind, inbound.audio_level_ext) {
             (MediaKind::Audio, Some(id)) => packet.header.get_extension(id).and_then(|b| b.first().map(|l| l & 0x7f)),
@@ -841,12 +899,14 @@ impl MediaSessions {
             audio_level,
         };
         let payload: Arc<[u8]> = Arc::from(&packet.payload[..]);
-        let actions = self.room.on_packet(self.since_epoch(now), track, &info, payload);
-        self.apply(now, actions);
+        let at = self.since_epoch(now);
+        let Some(room) = self.rooms.get_mut(&conference) else { return };
+        let actions = room.on_packet(at, track, &info, payload);
+        self.apply(now, conference, actions);
     }
 
-    /// Carries out what the room decided.
-    fn apply(&mut self, now: WallInstant, actions: Vec<Action>) {
+    /// Carries out what a conference's room decided.
+    fn apply(&mut self, now: WallInstant, conference: ConferenceId, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Send { to, track, packet } => self.send(now, to, track, packet),
@@ -855,11 +915,11 @@ impl MediaSessions {
                 Action::Nack { .. } => {}
                 Action::Event { to, event } => {
                     if let Event::Unpublished { track } = event {
-                        self.tracks.remove(&track);
+                        self.tracks.remove(&(conference, track));
                         let subscribers: Vec<PeerKey> = self
                             .peers
                             .iter()
-                            .filter(|(_, p)| p.outbound.contains_key(&track))
+                            .filter(|(_, p)| p.conference == conference && p.outbound.contains_key(&track))
                             .map(|(k, _)| *k)
                             .collect();
                         for who in subscribers {
@@ -867,7 +927,7 @@ impl MediaSessions {
                             self.flush(who);
                         }
                     }
-                    self.events.push_back(MediaEvent::Room { to, event });
+                    self.events.push_back(MediaEvent::Room { conference, to, event });
                 }
                 Action::Disconnect { who } => self.events.push_back(MediaEvent::Disconnect(who)),
             }

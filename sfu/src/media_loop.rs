@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::forward::Want;
 use crate::media::{MediaError, MediaEvent, MediaSessions};
-use crate::room::{Mode, Role};
-use crate::{ParticipantId, TrackId};
+use crate::room::{Action, Mode, Role, Room, RoomError};
+use crate::{ConferenceId, ParticipantId, TrackId};
 
 /// Commands queued to the loop at most.
 const COMMANDS: usize = 256;
@@ -28,8 +28,14 @@ const MAX_SLEEP: Duration = Duration::from_millis(200);
 
 type Reply<T> = mpsc::SyncSender<Result<T, MediaError>>;
 
+/// A decision made on a conference's room inside the loop (moderation, hands, mode).
+pub type Decide = Box<dyn FnOnce(&mut Room) -> Result<Vec<Action>, RoomError> + Send>;
+
 enum Command {
-    AddPeer { participant: ParticipantId, role: Role, offer: String, reply: Reply<String> },
+    Open { conference: ConferenceId, mode: Mode },
+    Close { conference: ConferenceId },
+    Moderate { conference: ConferenceId, decide: Decide, reply: Reply<()> },
+    AddPeer { conference: ConferenceId, participant: ParticipantId, role: Role, offer: String, reply: Reply<String> },
     RemovePeer { participant: ParticipantId },
     Subscribe { who: ParticipantId, track: TrackId, want: Want, reply: Reply<()> },
     PendingOffer { who: ParticipantId, reply: Reply<Option<String>> },
@@ -69,14 +75,43 @@ impl MediaHandle {
         self.local
     }
 
-    /// A participant joins with its SDP offer; the SDP answer.
-    pub fn add_peer(&self, participant: ParticipantId, role: Role, offer: String) -> Result<String, LoopError> {
-        self.call(|reply| Command::AddPeer { participant, role, offer, reply })
+    fn tell(&self, command: Command) {
+        let _ = self.commands.send(command);
+        let _ = self.waker.send_to(&[], self.local);
+    }
+
+    /// Opens a conference's room (opening an open one changes nothing).
+    pub fn open(&self, conference: ConferenceId, mode: Mode) {
+        self.tell(Command::Open { conference, mode });
+    }
+
+    /// Closes a conference: every participant's media session ends.
+    pub fn close(&self, conference: ConferenceId) {
+        self.tell(Command::Close { conference });
+    }
+
+    /// Runs a decision on the conference's room in the loop (moderation and the like).
+    pub fn moderate(
+        &self,
+        conference: ConferenceId,
+        decide: impl FnOnce(&mut Room) -> Result<Vec<Action>, RoomError> + Send + 'static,
+    ) -> Result<(), LoopError> {
+        self.call(|reply| Command::Moderate { conference, decide: Box::new(decide), reply })
+    }
+
+    /// A participant joins a conference with its SDP offer; the SDP answer.
+    pub fn add_peer(
+        &self,
+        conference: ConferenceId,
+        participant: ParticipantId,
+        role: Role,
+        offer: String,
+    ) -> Result<String, LoopError> {
+        self.call(|reply| Command::AddPeer { conference, participant, role, offer, reply })
     }
 
     pub fn remove_peer(&self, participant: ParticipantId) {
-        let _ = self.commands.send(Command::RemovePeer { participant });
-        let _ = self.waker.send_to(&[], self.local);
+        self.tell(Command::RemovePeer { participant });
     }
 
     pub fn subscribe(&self, who: ParticipantId, track: TrackId, want: Want) -> Result<(), LoopError> {
@@ -99,8 +134,7 @@ impl MediaHandle {
 
     /// Stops the loop (its thread ends after the current turn).
     pub fn stop(&self) {
-        let _ = self.commands.send(Command::Stop);
-        let _ = self.waker.send_to(&[], self.local);
+        self.tell(Command::Stop);
     }
 }
 
@@ -110,7 +144,6 @@ impl MediaHandle {
 pub fn start(
     bind: SocketAddr,
     advertised: Option<SocketAddr>,
-    mode: Mode,
 ) -> std::io::Result<(MediaHandle, mpsc::Receiver<MediaEvent>)> {
     let socket = UdpSocket::bind(bind)?;
     let local = socket.local_addr()?;
@@ -122,7 +155,7 @@ pub fn start(
     let worker = Worker {
         socket,
         local,
-        sessions: MediaSessions::new(advertised, mode, Instant::now()),
+        sessions: MediaSessions::new(advertised, Instant::now()),
         inbox,
         events,
         dropped_events: 0,
@@ -174,8 +207,13 @@ impl Worker {
     fn command(&mut self, command: Command) -> bool {
         let now = Instant::now();
         match command {
-            Command::AddPeer { participant, role, offer, reply } => {
-                let _ = reply.send(self.sessions.add_peer(participant, role, offer, now));
+            Command::Open { conference, mode } => self.sessions.open(conference, mode),
+            Command::Close { conference } => self.sessions.close(conference, now),
+            Command::Moderate { conference, decide, reply } => {
+                let _ = reply.send(self.sessions.moderate(now, conference, decide));
+            }
+            Command::AddPeer { conference, participant, role, offer, reply } => {
+                let _ = reply.send(self.sessions.add_peer(conference, participant, role, offer, now));
             }
             Command::RemovePeer { participant } => self.sessions.remove_peer(participant, now),
             Command::Subscribe { who, track, want, reply } => {
@@ -216,7 +254,7 @@ mod tests {
 
     #[test]
     fn the_loop_survives_garbage_and_answers_commands() {
-        let (media, _events) = start("127.0.0.1:0".parse().unwrap(), None, Mode::Meeting).unwrap();
+        let (media, _events) = start("127.0.0.1:0".parse().unwrap(), None).unwrap();
         let port = media.local_addr();
         let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut x: u32 = 0x9e37_79b9;
@@ -241,8 +279,12 @@ mod tests {
         let refused = media.pending_offer(ParticipantId(7));
         assert!(matches!(refused, Err(LoopError::Media(MediaError::UnknownPeer))), "{refused:?}");
         // A malformed offer is refused, not fatal.
-        let bad = media.add_peer(ParticipantId(1), Role::Participant, "not sdp".into());
-        assert!(matches!(bad, Err(LoopError::Media(_))), "{bad:?}");
+        let conference = ConferenceId(1);
+        let bad = media.add_peer(conference, ParticipantId(1), Role::Participant, "not sdp".into());
+        assert!(matches!(bad, Err(LoopError::Media(MediaError::UnknownConference))), "{bad:?}");
+        media.open(conference, Mode::Meeting);
+        let bad = media.add_peer(conference, ParticipantId(1), Role::Participant, "not sdp".into());
+        assert!(matches!(bad, Err(LoopError::Media(MediaError::Rtc(_)))), "{bad:?}");
         media.stop();
         std::thread::sleep(Duration::from_millis(50));
         assert!(matches!(media.pending_offer(ParticipantId(7)), Err(LoopError::Stopped)));

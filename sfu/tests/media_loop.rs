@@ -27,8 +27,9 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use veche_sfu::forward::Want;
 use veche_sfu::media::{MediaEvent, MediaSessions, media_setup, vp8_codec, vp8_keyframe_start};
 use veche_sfu::room::{Event, Mode, Role};
-use veche_sfu::{MediaKind, ParticipantId, TrackId};
+use veche_sfu::{ConferenceId, MediaKind, ParticipantId, TrackId};
 
+const ROOM: ConferenceId = ConferenceId(7);
 const A: ParticipantId = ParticipantId(1);
 const B: ParticipantId = ParticipantId(2);
 const A_SSRC: u32 = 1111;
@@ -100,7 +101,8 @@ fn a_publisher_reaches_a_subscriber_through_the_room_with_srtp_on_both_legs() ->
     let b_addr: SocketAddr = "127.0.0.1:50002".parse()?;
     let stranger: SocketAddr = "203.0.113.9:9999".parse()?;
     let start = Instant::now();
-    let mut sfu = MediaSessions::new(srv, Mode::Meeting, start);
+    let mut sfu = MediaSessions::new(srv, start);
+    sfu.open(ROOM, Mode::Meeting);
 
     // A publishes one VP8 camera; B only receives (it offers a recvonly audio transceiver).
     let mut a = client(a_addr, start)?;
@@ -127,7 +129,7 @@ fn a_publisher_reaches_a_subscriber_through_the_room_with_srtp_on_both_legs() ->
     for (who, pc) in [(A, &mut a), (B, &mut b)] {
         let offer = pc.create_offer(None)?;
         pc.set_local_description(start, offer.clone())?;
-        let answer = sfu.add_peer(who, Role::Participant, offer.sdp, start)?;
+        let answer = sfu.add_peer(ROOM, who, Role::Participant, offer.sdp, start)?;
         assert!(answer.contains("a=ice-lite"), "the SFU answers as ICE-lite");
         pc.set_remote_description(start, RTCSessionDescription::answer(answer)?)?;
     }
