@@ -11,6 +11,8 @@ use veche_protocol::wire::RegistrationPolicy;
 /// Default HTTP/WebSocket address: all interfaces, so members on the LAN reach the node.
 pub const DEFAULT_HTTP: &str = "0.0.0.0:7800";
 pub const DEFAULT_P2P_PORT: u16 = 7801;
+/// The embedded SFU's UDP media port.
+pub const DEFAULT_MEDIA_PORT: u16 = 7802;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,7 +36,8 @@ impl From<Registration> for RegistrationPolicy {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
-    /// retention_interval, ui_dir, p2p_port, bootstrap, mdns, community_secret, federation_rate).
+    /// retention_interval, ui_dir, p2p_port, bootstrap, mdns, community_secret, federation_rate,
+    /// media_port, media_address).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -79,6 +82,14 @@ pub struct RunArgs {
     /// [default: 2000].
     #[arg(long, env = "VECHE_FEDERATION_RATE")]
     pub federation_rate: Option<u32>,
+    /// UDP port of the embedded SFU's media (every call on the node; default 7802; 0: any free
+    /// port).
+    #[arg(long, env = "VECHE_MEDIA_PORT")]
+    pub media_port: Option<u16>,
+    /// Addresses browsers send media to, first the usual one: IP or IP:PORT (a public address
+    /// forwarded to the media port). Default: the node's first LAN IPv4 address.
+    #[arg(long = "media-address", env = "VECHE_MEDIA_ADDRESS", value_delimiter = ',')]
+    pub media_address: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +110,9 @@ struct FileConfig {
     mdns: Option<bool>,
     community_secret: Option<String>,
     federation_rate: Option<u32>,
+    media_port: Option<u16>,
+    #[serde(default)]
+    media_address: Vec<String>,
 }
 
 /// `retention_interval = "60s"` in the TOML file.
@@ -128,6 +142,9 @@ pub struct Config {
     pub mdns: bool,
     pub community_secret: Option<String>,
     pub federation_rate: u32,
+    pub media_port: u16,
+    /// Media addresses as given (IP or IP:PORT); empty: the first LAN address.
+    pub media_address: Vec<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -204,6 +221,8 @@ impl Config {
             mdns: args.mdns.or(file.mdns).unwrap_or(true),
             community_secret: args.community_secret.or(file.community_secret).filter(|s| !s.is_empty()),
             federation_rate: args.federation_rate.or(file.federation_rate).unwrap_or(2000).max(1),
+            media_port: args.media_port.or(file.media_port).unwrap_or(DEFAULT_MEDIA_PORT),
+            media_address: if args.media_address.is_empty() { file.media_address } else { args.media_address },
         })
     }
 }

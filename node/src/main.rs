@@ -31,6 +31,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // libp2p brings rustls with aws-lc, webrtc-rs with ring: one process-wide provider, chosen
+    // here, or rustls cannot pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

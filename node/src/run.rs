@@ -45,7 +45,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .await?;
+    let calls = start_media(config.media_port, &config.media_address)?;
     let node = Node {
+        calls: Some(calls.clone()),
         store,
         writer,
         hub,
@@ -166,4 +168,34 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
+}
+
+/// Binds the media port (all interfaces) and starts the media loop and the call service. The
+/// host candidates are the configured addresses, or the first LAN IPv4 address (loopback when
+/// the machine has none).
+fn start_media(port: u16, addresses: &[String]) -> anyhow::Result<Arc<crate::service::calls::Calls>> {
+    let socket = std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+        .with_context(|| format!("binding the media port (UDP {port}); --media-port picks another"))?;
+    let port = socket.local_addr()?.port();
+    let mut advertised = Vec::new();
+    for a in addresses {
+        let addr = match a.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => SocketAddr::new(a.parse().with_context(|| format!("media address {a}"))?, port),
+        };
+        advertised.push(addr);
+    }
+    if advertised.is_empty() {
+        let lan = if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|i| !i.is_loopback() && i.ip().is_ipv4())
+            .map(|i| i.ip())
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        advertised.push(SocketAddr::new(lan, port));
+    }
+    let (media, events) = veche_sfu::media_loop::start(socket, advertised.clone())?;
+    let list: Vec<String> = advertised.iter().map(ToString::to_string).collect();
+    println!("media: UDP {port}, reached at {}", list.join(", "));
+    Ok(crate::service::calls::Calls::start(media, events)?)
 }

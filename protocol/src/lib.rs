@@ -11,6 +11,7 @@
 //! - [`federation`]: what nodes say to each other over libp2p.
 
 pub mod auth;
+pub mod call;
 pub mod content;
 pub mod federation;
 pub mod ids;

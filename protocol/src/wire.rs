@@ -209,6 +209,21 @@ pub enum Request {
     },
     /// Open accounts and open groups of this node and of its linked nodes.
     Directory,
+    /// Joins the call of a chat (starting it if nobody is in it) with the SDP offer of the
+    /// device's peer connection. One call per connection. See spec/calls.md.
+    CallJoin {
+        group: GroupId,
+        offer: String,
+    },
+    /// The device's SDP answer to the node's latest [`Event::CallOffer`].
+    CallAnswer {
+        group: GroupId,
+        answer: String,
+    },
+    /// Leaves the call (closing the connection leaves it too).
+    CallLeave {
+        group: GroupId,
+    },
 }
 
 /// What the node answers.
@@ -241,6 +256,7 @@ pub enum Response {
     Links(LinksInfo),
     Link(LinkInfo),
     Directory(DirectoryInfo),
+    CallJoined(crate::call::CallJoined),
 }
 
 /// What members can find: open accounts and open groups, here and on linked nodes.
@@ -328,6 +344,11 @@ pub enum Event {
     Lagged,
     /// A chat's name or description changed; ask for its `Chat` again.
     ChatUpdated { group: GroupId },
+    /// The node's new SDP offer for this device's call (tracks came or went): answer it with
+    /// [`Request::CallAnswer`].
+    CallOffer { group: GroupId, sdp: String },
+    /// Something happened in this device's call.
+    Call { group: GroupId, update: crate::call::CallUpdate },
 }
 
 /// The signed-in account.

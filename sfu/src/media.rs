@@ -325,6 +325,9 @@ struct Published {
 pub struct MediaSessions {
     epoch: WallInstant,
     local: SocketAddr,
+    /// More host candidates (a public address the node is reached at through port forwarding);
+    /// whatever arrives is handed to the core as received at `local`, the first candidate.
+    extra_candidates: Vec<SocketAddr>,
     demux: Demux<PeerKey>,
     timers: Timers<PeerKey>,
     peers: HashMap<PeerKey, Peer>,
@@ -364,6 +367,7 @@ impl MediaSessions {
         MediaSessions {
             epoch,
             local,
+            extra_candidates: Vec::new(),
             demux: Demux::default(),
             timers: Timers::default(),
             peers: HashMap::new(),
@@ -378,6 +382,13 @@ impl MediaSessions {
 
     fn since_epoch(&self, now: WallInstant) -> Duration {
         now.saturating_duration_since(self.epoch)
+    }
+
+    /// Also offers these addresses as host candidates (same port, reached through port
+    /// forwarding or another interface).
+    pub fn with_extra_candidates(mut self, addrs: Vec<SocketAddr>) -> Self {
+        self.extra_candidates = addrs;
+        self
     }
 
     /// Opens a conference's room (in `mode`); opening an open one changes nothing.
@@ -454,18 +465,20 @@ impl MediaSessions {
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
             .build(now)?;
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".into(),
-                address: self.local.ip().to_string(),
-                port: self.local.port(),
-                component: 1,
+        for addr in std::iter::once(self.local).chain(self.extra_candidates.iter().copied()) {
+            let host = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: "udp".into(),
+                    address: addr.ip().to_string(),
+                    port: addr.port(),
+                    component: 1,
+                    ..Default::default()
+                },
                 ..Default::default()
-            },
-            ..Default::default()
+            }
+            .new_candidate_host()?;
+            pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
         }
-        .new_candidate_host()?;
-        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
         pc.add_local_candidate(Default::default())?; // end of candidates
         pc.set_remote_description(now, RTCSessionDescription::offer(offer_sdp)?)?;
         let answer = pc.create_answer(None)?;
@@ -863,7 +876,8 @@ impl MediaSessions {
                     && peer.outbound.contains_key(&track)
                 {
                     let (conference, at) = (peer.conference, self.since_epoch(now));
-                    if let Some(actions) = self.rooms.get_mut(&conference).map(|r| r.on_keyframe_request(at, key, track))
+                    if let Some(actions) =
+                        self.rooms.get_mut(&conference).map(|r| r.on_keyframe_request(at, key, track))
                     {
                         self.apply(now, conference, actions);
                     }

@@ -70,7 +70,7 @@ impl MediaHandle {
         Ok(rx.recv().map_err(|_| LoopError::Stopped)??)
     }
 
-    /// The media port's address (what peers' host candidate says).
+    /// The media port (on loopback when it is bound to every interface).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
@@ -138,16 +138,23 @@ impl MediaHandle {
     }
 }
 
-/// Binds the media port and starts the loop on its own thread. `advertised`: the address put in
-/// the host candidate (the bound address unless the node is reached through another one).
-/// Returns the handle and the event receiver.
+/// Starts the loop on its own thread, on the bound media port. `advertised`: the addresses put
+/// in host candidates, the first being the one peers normally reach (the bound address if
+/// empty; a socket bound to every interface needs them). Returns the handle and the event
+/// receiver.
 pub fn start(
-    bind: SocketAddr,
-    advertised: Option<SocketAddr>,
+    socket: UdpSocket,
+    advertised: Vec<SocketAddr>,
 ) -> std::io::Result<(MediaHandle, mpsc::Receiver<MediaEvent>)> {
-    let socket = UdpSocket::bind(bind)?;
-    let local = socket.local_addr()?;
-    let advertised = advertised.unwrap_or(local);
+    let bound = socket.local_addr()?;
+    // Where the handle's wake-up datagrams go.
+    let local = if bound.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port())
+    } else {
+        bound
+    };
+    let mut advertised = advertised.into_iter();
+    let first = advertised.next().unwrap_or(local);
     let socket = std::sync::Arc::new(socket);
     let (commands, inbox) = mpsc::sync_channel(COMMANDS);
     let (events, events_rx) = mpsc::sync_channel(EVENTS);
@@ -155,7 +162,7 @@ pub fn start(
     let worker = Worker {
         socket,
         local,
-        sessions: MediaSessions::new(advertised, Instant::now()),
+        sessions: MediaSessions::new(first, Instant::now()).with_extra_candidates(advertised.collect()),
         inbox,
         events,
         dropped_events: 0,
@@ -185,7 +192,7 @@ impl Worker {
             match self.socket.recv_from(&mut buf) {
                 Ok((len, from)) => {
                     // Zero-length datagrams from ourselves only wake the loop for commands.
-                    if len > 0 || from != self.local {
+                    if len > 0 || from.port() != self.local.port() || !from.ip().is_loopback() {
                         self.sessions.handle_datagram(Instant::now(), from, &buf[..len]);
                     }
                 }
@@ -254,7 +261,7 @@ mod tests {
 
     #[test]
     fn the_loop_survives_garbage_and_answers_commands() {
-        let (media, _events) = start("127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let (media, _events) = start(UdpSocket::bind("127.0.0.1:0").unwrap(), Vec::new()).unwrap();
         let port = media.local_addr();
         let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut x: u32 = 0x9e37_79b9;

@@ -25,7 +25,7 @@ export async function startNode({ name = "Town Library", registration = "invite"
   port = port || nextPort++;
   const url = `http://127.0.0.1:${port}`;
   const proc = spawn(veche, ["run", "--data-dir", dataDir, "--http", `127.0.0.1:${port}`, "--name", name,
-    "--registration", registration, "--public-url", url, "--ui-dir", uiDir, "--p2p-port", "0"],
+    "--registration", registration, "--public-url", url, "--ui-dir", uiDir, "--p2p-port", "0", "--media-port", "0"],
     { env: { ...process.env, VECHE_LOG: "debug" }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let banner = "";

@@ -106,6 +106,9 @@ impl Node {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        // A free media port too, unless the test picks one.
+        let media_port: &[&str] =
+            if self.extra_args.iter().any(|a| a == "--media-port") { &[] } else { &["--media-port", "0"] };
         let mut child = Command::new(veche_bin())
             .arg("run")
             .arg("--data-dir")
@@ -117,6 +120,7 @@ impl Node {
             // Free p2p ports, so tests can run side by side.
             .arg("--p2p-port")
             .arg("0")
+            .args(media_port)
             .args(&self.extra_args)
             .env("VECHE_LOG", "debug")
             .stdout(Stdio::piped())
@@ -380,6 +384,7 @@ pub fn assert_same_history(a: &[(u64, String, String)], b: &[(u64, String, Strin
     assert_eq!(a.len(), b.len(), "{what}: different lengths");
 }
 
+pub mod call;
 pub mod lan_node;
 pub mod load;
 pub mod netns;

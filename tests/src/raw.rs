@@ -68,6 +68,22 @@ impl RawConn {
         }
     }
 
+    /// Reads frames (events and responses) until `want` picks one, for up to `within`.
+    pub async fn until<T>(
+        &mut self,
+        within: Duration,
+        mut want: impl FnMut(ServerFrame) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let frame =
+                tokio::time::timeout_at(deadline, read(&mut self.ws)).await.context("no such frame in time")??;
+            if let Some(found) = want(frame) {
+                return Ok(found);
+            }
+        }
+    }
+
     pub async fn call(&mut self, request: Request) -> anyhow::Result<Answer> {
         let id = self.send(request).await?;
         loop {

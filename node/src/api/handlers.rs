@@ -16,6 +16,12 @@ pub struct Conn {
     challenge_used: bool,
     auth_failures: u32,
     session: Option<Session>,
+    /// The connection's outgoing queue, for call signaling the node starts.
+    out: Option<service::calls::Outbox>,
+    /// The call this connection is in.
+    call: Option<service::calls::InCall>,
+    /// A call joined by the last request, whose answer is now on its way to the device.
+    joined: Option<service::calls::InCall>,
 }
 
 /// The answer to one request, and whether to close the connection after it.
@@ -26,7 +32,37 @@ pub struct Outcome {
 
 impl Conn {
     pub fn new(node: Node, challenge: [u8; auth::CHALLENGE_LEN]) -> Self {
-        Conn { node, challenge, challenge_used: false, auth_failures: 0, session: None }
+        Conn {
+            node,
+            challenge,
+            challenge_used: false,
+            auth_failures: 0,
+            session: None,
+            out: None,
+            call: None,
+            joined: None,
+        }
+    }
+
+    /// Lets the node send call signaling on this connection.
+    pub fn with_outbox(mut self, out: service::calls::Outbox) -> Self {
+        self.out = Some(out);
+        self
+    }
+
+    /// Runs after the answer to a request has been queued on the connection: a device that just
+    /// joined a call may now get the node's offers.
+    pub async fn after_response(&mut self) {
+        if let (Some(call), Some(calls)) = (self.joined.take(), &self.node.calls) {
+            calls.ready(call).await;
+        }
+    }
+
+    /// Leaves the connection's call, if any (the connection is closing).
+    pub fn leave_call(&mut self) {
+        if let (Some(call), Some(calls)) = (self.call.take(), &self.node.calls) {
+            calls.leave(call);
+        }
     }
 
     pub fn session(&self) -> Option<Session> {
@@ -62,6 +98,39 @@ pub async fn handle_sends(conn: &mut Conn, group: GroupId, messages: Vec<Vec<u8>
         Err(here) => delivery::send_many(&conn.node, session, group, here).await,
     };
     stored.into_iter().map(|r| r.map(|seq| Response::Stored { seq })).collect()
+}
+
+/// Call signaling: joining, answering the node's offers, leaving.
+async fn call(conn: &mut Conn, session: Session, request: Request) -> Result<Response, ApiError> {
+    let node = conn.node.clone();
+    let Some(calls) = node.calls.clone() else {
+        return Err(ApiError::new(ErrorCode::Unavailable, "calls are not available on this node"));
+    };
+    let not_in = |group| ApiError::new(ErrorCode::NotFound, format!("this connection is not in the call of {group}"));
+    match request {
+        Request::CallJoin { group, offer } => {
+            if conn.call.is_some() {
+                return Err(ApiError::new(ErrorCode::Conflict, "this connection is already in a call; leave it first"));
+            }
+            let out = conn.out.clone().ok_or_else(|| service::internal("connection without an outbox"))?;
+            let (in_call, joined) = calls.join(&node, session, group, offer, out).await?;
+            conn.call = Some(in_call);
+            conn.joined = Some(in_call);
+            Ok(Response::CallJoined(joined))
+        }
+        Request::CallAnswer { group, answer } => match conn.call {
+            Some(c) if c.group == group => calls.answer(c, answer).await.map(|()| Response::Ok),
+            _ => Err(not_in(group)),
+        },
+        Request::CallLeave { group } => match conn.call {
+            Some(c) if c.group == group => {
+                conn.leave_call();
+                Ok(Response::Ok)
+            }
+            _ => Err(not_in(group)),
+        },
+        _ => Err(service::internal("not a call request")),
+    }
 }
 
 /// Handles one request.
@@ -121,6 +190,9 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
     match request {
         Request::Register { .. } | Request::SignIn { .. } | Request::InvitePreview { .. } => {
             reply(Err(service::internal("unreachable request kind")))
+        }
+        r @ (Request::CallJoin { .. } | Request::CallAnswer { .. } | Request::CallLeave { .. }) => {
+            reply(call(conn, session, r).await)
         }
         Request::Me => reply(accounts::sign_in(&node, session.device).map(Response::SignedIn)),
         Request::PublishKeyPackages { packages, last_resort } => {

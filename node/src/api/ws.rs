@@ -127,7 +127,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
         registration: info.registration,
         challenge,
     };
-    let mut conn = Conn::new(state.node.clone(), challenge);
+    let mut conn = Conn::new(state.node.clone(), challenge).with_outbox(out_tx.clone());
     let _ = out_tx.send(ServerFrame::Hello(hello)).await;
     let mut events_tx = Some(events_tx);
     let mut subscription: Option<u64> = None;
@@ -266,6 +266,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
         if out_tx.send(ServerFrame::Response { id: frame.id, result: outcome.result }).await.is_err() {
             break;
         }
+        conn.after_response().await;
         if let Some(reason) = outcome.close {
             let _ = out_tx.send(ServerFrame::Fatal(reason)).await;
             break;
@@ -279,6 +280,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             let _ = tx.send(subscriber);
         }
     }
+    conn.leave_call();
     drop(out_tx);
     let _ = sender.await;
     // Unsubscribe here, whatever became of the sender task, so no slot outlives its connection.

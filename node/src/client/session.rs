@@ -380,6 +380,8 @@ impl Session {
                 }
                 Ok(Some(group))
             }
+            // The native client does not take part in calls.
+            Event::CallOffer { .. } | Event::Call { .. } => Ok(None),
         }
     }
 

@@ -3,6 +3,7 @@
 //! writes only through the [`crate::store::Writer`], so it either fully happens or not at all.
 
 pub mod accounts;
+pub mod calls;
 pub mod chats;
 pub mod delivery;
 pub mod directory;
@@ -31,6 +32,8 @@ pub struct Node {
     pub p2p: Option<crate::p2p::P2pHandle>,
     /// In-memory state of chats across nodes.
     pub replication: Arc<replica::Replication>,
+    /// Calls and the media plane (absent in unit tests).
+    pub calls: Option<Arc<calls::Calls>>,
 }
 
 /// Fixed facts about this node.

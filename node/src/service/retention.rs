@@ -145,6 +145,7 @@ mod tests {
             info: Arc::new(info),
             p2p: None,
             replication: Default::default(),
+            calls: None,
         }
     }
 

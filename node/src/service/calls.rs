@@ -1,0 +1,352 @@
+//! Calls: which device is in which chat's call, and the signaling between devices and the media
+//! loop (spec/calls.md).
+//!
+//! The media plane (`veche-sfu`) runs on its own thread and owns the media port and every peer
+//! connection. This module owns the rest, behind one lock that is never held across an await:
+//! one conference per chat while anyone is in its call, one participant per device connection,
+//! and each participant's way back to its connection (a bounded queue of server frames).
+//!
+//! Everyone in a call receives every track published in it: when a track is published, the node
+//! subscribes every other participant to it, and a participant who joins is subscribed to the
+//! tracks already there. Each subscription needs a new offer from the node, which goes to the
+//! device as [`Event::CallOffer`]; its answer comes back as `CallAnswer`.
+//!
+//! Calls live on the node that is the chat's home: a chat homed on another node is refused with
+//! `Unavailable` for now (media between nodes is not built yet).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use veche_protocol::call::{
+    CallJoined, CallMedia, CallParticipant, CallRole, CallTrack, CallUpdate, MAX_SDP_BYTES, ParticipantId,
+};
+use veche_protocol::ids::GroupId;
+use veche_protocol::wire::{ErrorCode, Event, ServerFrame};
+use veche_sfu::forward::Want;
+use veche_sfu::media::{MediaError, MediaEvent};
+use veche_sfu::media_loop::{LoopError, MediaHandle};
+use veche_sfu::room::{self, Role};
+use veche_sfu::{ConferenceId, MediaKind, TrackId};
+
+use super::{ApiResult, Node, OrInternal, Session, err};
+
+/// Where a participant's frames go: its connection's outgoing queue.
+pub type Outbox = mpsc::Sender<ServerFrame>;
+
+/// The node's calls.
+pub struct Calls {
+    media: MediaHandle,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    next_conference: u32,
+    next_participant: u32,
+    by_group: HashMap<GroupId, ConferenceId>,
+    conferences: HashMap<ConferenceId, Conference>,
+    participants: HashMap<ParticipantId, Member>,
+}
+
+struct Conference {
+    members: Vec<ParticipantId>,
+    tracks: BTreeMap<u32, CallTrack>,
+}
+
+struct Member {
+    conference: ConferenceId,
+    group: GroupId,
+    info: CallParticipant,
+    out: Outbox,
+    /// The device has the answer to its join: the node's own offers may follow.
+    ready: bool,
+}
+
+/// A device connection's place in a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InCall {
+    pub group: GroupId,
+    pub participant: ParticipantId,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn media_kind(kind: MediaKind) -> CallMedia {
+    match kind {
+        MediaKind::Audio => CallMedia::Audio,
+        MediaKind::Video => CallMedia::Video,
+        MediaKind::Screen => CallMedia::Screen,
+    }
+}
+
+fn call_role(role: Role) -> CallRole {
+    match role {
+        Role::Guest => CallRole::Guest,
+        Role::Participant => CallRole::Participant,
+        Role::Presenter => CallRole::Presenter,
+        Role::Moderator => CallRole::Moderator,
+        Role::Organizer => CallRole::Organizer,
+    }
+}
+
+fn refused(e: LoopError) -> veche_protocol::wire::ApiError {
+    let (code, message) = match &e {
+        LoopError::Stopped => (ErrorCode::Internal, "the media plane has stopped".to_string()),
+        LoopError::Media(MediaError::Rtc(e)) => (ErrorCode::BadRequest, format!("the SDP was refused: {e}")),
+        LoopError::Media(MediaError::Room(room::RoomError::Forbidden(why))) => (ErrorCode::Forbidden, why.to_string()),
+        LoopError::Media(MediaError::Room(room::RoomError::Closed(why))) => (ErrorCode::Forbidden, why.to_string()),
+        LoopError::Media(MediaError::NoOfferPending) => {
+            (ErrorCode::Conflict, "no offer of the node waits for an answer".to_string())
+        }
+        LoopError::Media(other) => (ErrorCode::BadRequest, other.to_string()),
+    };
+    veche_protocol::wire::ApiError::new(code, message)
+}
+
+/// Runs a call into the media loop (which answers within its turn) off the async workers.
+async fn on_loop<T: Send + 'static>(
+    media: &MediaHandle,
+    f: impl FnOnce(&MediaHandle) -> Result<T, LoopError> + Send + 'static,
+) -> Result<T, LoopError> {
+    let media = media.clone();
+    tokio::task::spawn_blocking(move || f(&media)).await.unwrap_or(Err(LoopError::Stopped))
+}
+
+fn check_sdp(sdp: &str) -> ApiResult<()> {
+    if sdp.len() > MAX_SDP_BYTES {
+        return err(ErrorCode::TooLarge, "SDP larger than 64 KiB");
+    }
+    Ok(())
+}
+
+impl Calls {
+    /// Starts the call service on a running media loop; `events` are the loop's events.
+    pub fn start(media: MediaHandle, events: std::sync::mpsc::Receiver<MediaEvent>) -> std::io::Result<Arc<Calls>> {
+        let calls = Arc::new(Calls { media, state: Mutex::new(State::default()) });
+        // The loop's event channel is a blocking one: a thread carries its events to a task.
+        let (tx, mut rx) = mpsc::channel(1024);
+        std::thread::Builder::new().name("veche-media-events".into()).spawn(move || {
+            while let Ok(event) = events.recv() {
+                if tx.blocking_send(event).is_err() {
+                    break;
+                }
+            }
+        })?;
+        let owner = calls.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                owner.on_media_event(event).await;
+            }
+        });
+        Ok(calls)
+    }
+
+    /// A device joins its chat's call with its SDP offer.
+    pub async fn join(
+        &self,
+        node: &Node,
+        session: Session,
+        group: GroupId,
+        offer: String,
+        out: Outbox,
+    ) -> ApiResult<(InCall, CallJoined)> {
+        check_sdp(&offer)?;
+        let display_name = {
+            let txn = node.store.read().or_internal()?;
+            if super::replica::home_of(&txn, group)?.is_some() {
+                return err(
+                    ErrorCode::Unavailable,
+                    "calls in chats homed on another node are not supported yet; the chat's home node hosts its calls",
+                );
+            }
+            super::chats::load_member(&txn, &session, group)?;
+            super::accounts::load_account(&txn, &session.account)?.map(|a| a.display_name).unwrap_or_default()
+        };
+        // Registered before the media loop hears of it, so the room's "joined" finds it.
+        let (conference, participant, role, open) = {
+            let mut state = lock(&self.state);
+            let (conference, open) = match state.by_group.get(&group) {
+                Some(c) => (*c, false),
+                None => {
+                    state.next_conference += 1;
+                    let c = ConferenceId(state.next_conference);
+                    state.by_group.insert(group, c);
+                    state.conferences.insert(c, Conference { members: Vec::new(), tracks: BTreeMap::new() });
+                    (c, true)
+                }
+            };
+            state.next_participant += 1;
+            let participant = state.next_participant;
+            let conf = state.conferences.get_mut(&conference).ok_or_else(|| super::internal("conference vanished"))?;
+            // Whoever starts the call organizes it.
+            let role = if conf.members.is_empty() { Role::Organizer } else { Role::Participant };
+            conf.members.push(participant);
+            let info = CallParticipant { participant, account: session.account, display_name, role: call_role(role) };
+            state.participants.insert(participant, Member { conference, group, info, out, ready: false });
+            (conference, participant, role, open)
+        };
+        if open {
+            self.media.open(conference, room::Mode::Meeting);
+        }
+        let added =
+            on_loop(&self.media, move |m| m.add_peer(conference, veche_sfu::ParticipantId(participant), role, offer))
+                .await;
+        let answer = match added {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.forget(participant);
+                return Err(refused(e));
+            }
+        };
+        let (participants, tracks) = {
+            let state = lock(&self.state);
+            let conf = state.conferences.get(&conference);
+            let participants = conf
+                .map(|c| c.members.iter().filter_map(|p| state.participants.get(p)).map(|m| m.info.clone()).collect())
+                .unwrap_or_default();
+            let tracks: Vec<CallTrack> = conf.map(|c| c.tracks.values().cloned().collect()).unwrap_or_default();
+            (participants, tracks)
+        };
+        let joined = CallJoined { participant, answer, participants, tracks };
+        Ok((InCall { group, participant }, joined))
+    }
+
+    /// The device has received the answer to its join (the response has been queued on its
+    /// connection): it is subscribed to the tracks already published, and the node's offers
+    /// may follow. Before this, an offer could reach the device ahead of the answer.
+    pub async fn ready(&self, call: InCall) {
+        let tracks: Vec<u32> = {
+            let mut state = lock(&self.state);
+            let Some(member) = state.participants.get_mut(&call.participant) else { return };
+            member.ready = true;
+            let conference = member.conference;
+            state
+                .conferences
+                .get(&conference)
+                .map(|c| c.tracks.values().filter(|t| t.participant != call.participant).map(|t| t.track).collect())
+                .unwrap_or_default()
+        };
+        for track in tracks {
+            self.subscribe(call.participant, track).await;
+        }
+        // An offer held back while the device was not ready.
+        self.offer(veche_sfu::ParticipantId(call.participant)).await;
+    }
+
+    /// Sends the node's pending offer to a ready participant.
+    async fn offer(&self, who: veche_sfu::ParticipantId) {
+        if !lock(&self.state).participants.get(&who.0).is_some_and(|m| m.ready) {
+            return;
+        }
+        match on_loop(&self.media, move |m| m.pending_offer(who)).await {
+            Ok(Some(sdp)) => self.send(&[who.0], |group| Event::CallOffer { group, sdp: sdp.clone() }),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(participant = who.0, error = %e, "no offer"),
+        }
+    }
+
+    /// The device's answer to the node's latest offer.
+    pub async fn answer(&self, call: InCall, answer: String) -> ApiResult<()> {
+        check_sdp(&answer)?;
+        let who = veche_sfu::ParticipantId(call.participant);
+        on_loop(&self.media, move |m| m.apply_answer(who, answer)).await.map_err(refused)
+    }
+
+    /// The device leaves (or its connection closed).
+    pub fn leave(&self, call: InCall) {
+        self.media.remove_peer(veche_sfu::ParticipantId(call.participant));
+        self.forget(call.participant);
+    }
+
+    /// Forgets a participant; the last one out closes the conference.
+    fn forget(&self, participant: ParticipantId) {
+        let mut state = lock(&self.state);
+        let Some(member) = state.participants.remove(&participant) else { return };
+        let Some(conf) = state.conferences.get_mut(&member.conference) else { return };
+        conf.members.retain(|p| *p != participant);
+        if conf.members.is_empty() {
+            state.conferences.remove(&member.conference);
+            state.by_group.remove(&member.group);
+            self.media.close(member.conference);
+        }
+    }
+
+    async fn subscribe(&self, participant: ParticipantId, track: u32) {
+        let who = veche_sfu::ParticipantId(participant);
+        let result = on_loop(&self.media, move |m| m.subscribe(who, TrackId(track), Want::default())).await;
+        if let Err(e) = result {
+            tracing::debug!(participant, track, error = %e, "subscription refused");
+        }
+    }
+
+    /// Sends a frame to participants (dropped for one whose queue is full: it catches up with
+    /// the next offer or update).
+    fn send(&self, to: &[ParticipantId], event: impl Fn(GroupId) -> Event) {
+        let state = lock(&self.state);
+        for p in to {
+            if let Some(m) = state.participants.get(p) {
+                let _ = m.out.try_send(ServerFrame::Event(event(m.group)));
+            }
+        }
+    }
+
+    fn members(&self, conference: ConferenceId) -> Vec<ParticipantId> {
+        lock(&self.state).conferences.get(&conference).map(|c| c.members.clone()).unwrap_or_default()
+    }
+
+    async fn on_media_event(&self, event: MediaEvent) {
+        match event {
+            MediaEvent::NegotiationNeeded(who) => self.offer(who).await,
+            MediaEvent::Connected(who) => tracing::debug!(participant = who.0, "media connected"),
+            MediaEvent::Failed(who) | MediaEvent::Disconnect(who) => {
+                self.send(&[who.0], |group| Event::Call { group, update: CallUpdate::Disconnected });
+                self.media.remove_peer(who);
+                self.forget(who.0);
+            }
+            MediaEvent::Room { conference, to, event } => self.on_room_event(conference, to, event).await,
+        }
+    }
+
+    async fn on_room_event(&self, conference: ConferenceId, to: Option<veche_sfu::ParticipantId>, event: room::Event) {
+        let update = match event {
+            room::Event::Joined { who, .. } => {
+                let info = lock(&self.state).participants.get(&who.0).map(|m| m.info.clone());
+                let Some(info) = info else { return };
+                CallUpdate::Joined(info)
+            }
+            room::Event::Left { who } => CallUpdate::Left { participant: who.0 },
+            room::Event::Published { who, track, kind } => {
+                let published = CallTrack { track: track.0, participant: who.0, media: media_kind(kind) };
+                if let Some(conf) = lock(&self.state).conferences.get_mut(&conference) {
+                    conf.tracks.insert(track.0, published.clone());
+                }
+                for other in self.members(conference).into_iter().filter(|p| *p != who.0) {
+                    self.subscribe(other, track.0).await;
+                }
+                CallUpdate::Published(published)
+            }
+            room::Event::Unpublished { track } => {
+                if let Some(conf) = lock(&self.state).conferences.get_mut(&conference) {
+                    conf.tracks.remove(&track.0);
+                }
+                CallUpdate::Unpublished { track: track.0 }
+            }
+            room::Event::MutedBy { who, kind, by } => {
+                CallUpdate::Muted { participant: who.0, media: media_kind(kind), by: by.0 }
+            }
+            room::Event::Unmuted { who, kind } => CallUpdate::Unmuted { participant: who.0, media: media_kind(kind) },
+            room::Event::ActiveSpeaker { who } => CallUpdate::ActiveSpeaker { participant: who.0 },
+            room::Event::Ended => CallUpdate::Ended,
+            // Lobby, hands, roles, modes and locks come with moderation (not signaled yet).
+            _ => return,
+        };
+        let to = match to {
+            Some(p) => vec![p.0],
+            None => self.members(conference),
+        };
+        self.send(&to, |group| Event::Call { group, update: update.clone() });
+    }
+}

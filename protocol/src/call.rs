@@ -1,0 +1,96 @@
+//! Calls: the signaling part of the wire protocol (spec/calls.md).
+//!
+//! A call belongs to a chat. A device joins with the SDP offer of its WebRTC peer connection
+//! (what it sends) and gets the node's answer; when other participants' tracks come and go, the
+//! node sends a new offer of its own ([`crate::wire::Event::CallOffer`]) and the device answers
+//! ([`crate::wire::Request::CallAnswer`]). Media never passes through this connection: it flows
+//! on the node's media port, DTLS-SRTP encrypted.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::AccountId;
+
+/// Largest SDP the node accepts, in bytes (a browser's offer with simulcast is about 10 KiB).
+pub const MAX_SDP_BYTES: usize = 64 * 1024;
+
+/// A participant's id in one call (chosen by the node; also in the media stream ids of the
+/// node's offers: stream `p<participant>`, track `t<track>`).
+pub type ParticipantId = u32;
+
+/// What a published track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallMedia {
+    Audio,
+    Video,
+    Screen,
+}
+
+/// A participant's role in a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CallRole {
+    Guest,
+    Participant,
+    Presenter,
+    Moderator,
+    Organizer,
+}
+
+/// Someone in a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallParticipant {
+    pub participant: ParticipantId,
+    pub account: AccountId,
+    pub display_name: String,
+    pub role: CallRole,
+}
+
+/// A track someone publishes in a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallTrack {
+    pub track: u32,
+    pub participant: ParticipantId,
+    pub media: CallMedia,
+}
+
+/// The answer to joining a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallJoined {
+    /// This device's id in the call.
+    pub participant: ParticipantId,
+    /// The node's SDP answer to the device's offer.
+    pub answer: String,
+    /// Everyone in the call, this device included.
+    pub participants: Vec<CallParticipant>,
+    /// Tracks already published (the node offers them to the device next).
+    pub tracks: Vec<CallTrack>,
+}
+
+/// Something that happened in a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallUpdate {
+    Joined(CallParticipant),
+    Left {
+        participant: ParticipantId,
+    },
+    Published(CallTrack),
+    Unpublished {
+        track: u32,
+    },
+    /// A moderator turned off someone's microphone, camera or screen share.
+    Muted {
+        participant: ParticipantId,
+        media: CallMedia,
+        by: ParticipantId,
+    },
+    Unmuted {
+        participant: ParticipantId,
+        media: CallMedia,
+    },
+    ActiveSpeaker {
+        participant: ParticipantId,
+    },
+    /// This device's session in the call ended (removed, the call ended, or its connection to the
+    /// media port failed); join again to come back.
+    Disconnected,
+    Ended,
+}

@@ -1,0 +1,315 @@
+//! A native call client for tests: a webrtc-rs (sans-IO `rtc`) peer connection on a real UDP
+//! socket, driven by its own thread, like a browser's. It can publish a VP8 camera whose frames
+//! carry a marker (so a test can check what arrives, and that the marker never crosses the
+//! network in the clear), and it records every RTP packet it receives.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::{Bytes, BytesMut};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use veche_sfu::media::{media_setup, vp8_codec};
+
+/// What a call client saw.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub connected: bool,
+    /// Payloads of RTP packets received (after SRTP), in order.
+    pub rtp: Vec<Vec<u8>>,
+    /// Datagrams received on the socket that contained a marker in the clear.
+    pub marker_in_clear: usize,
+    pub datagrams: usize,
+    /// Key frame requests (PLI) that reached this client as a publisher.
+    pub plis: usize,
+    /// Frames this client sent.
+    pub frames_sent: u64,
+}
+
+enum Command {
+    Offer(mpsc::Sender<anyhow::Result<String>>),
+    SetAnswer(String, mpsc::Sender<anyhow::Result<()>>),
+    AnswerOffer(String, mpsc::Sender<anyhow::Result<String>>),
+    Stop,
+}
+
+/// A call client on its own thread.
+pub struct CallClient {
+    commands: mpsc::Sender<Command>,
+    seen: Arc<Mutex<Seen>>,
+    pub addr: SocketAddr,
+}
+
+/// The marker every published frame carries, followed by the client's name and the frame number.
+pub const MARK: &[u8] = b"VECHE-MEDIA#";
+
+impl CallClient {
+    /// A client on 127.0.0.1; `publish`: it sends a VP8 camera (frames every 20 ms once
+    /// connected, key frames when asked) whose payloads carry [`MARK`] and `name`. Otherwise it
+    /// only receives.
+    pub fn start(name: &str, publish: bool) -> anyhow::Result<CallClient> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(Some(Duration::from_millis(2)))?;
+        let addr = socket.local_addr()?;
+        let epoch = Instant::now();
+        let (media_engine, registry) = media_setup()?;
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(SettingEngineBuilder::new().build())
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .build(epoch)?;
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".into(),
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
+        pc.add_local_candidate(Default::default())?;
+        let ssrc = 0x5eed_0000 | u32::from(addr.port());
+        let sender = if publish {
+            Some(pc.add_track(MediaStreamTrack::new(
+                format!("{name}-stream"),
+                format!("{name}-cam"),
+                format!("{name}-cam"),
+                RtpCodecKind::Video,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                    codec: vp8_codec(),
+                    ..Default::default()
+                }],
+            ))?)
+        } else {
+            // Something to negotiate: a receive-only audio transceiver.
+            pc.add_transceiver_from_kind(
+                RtpCodecKind::Audio,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )?;
+            None
+        };
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (commands, inbox) = mpsc::channel();
+        let driver = Driver {
+            pc,
+            socket,
+            addr,
+            inbox,
+            seen: seen.clone(),
+            sender,
+            ssrc,
+            name: name.to_string(),
+            keyframe_wanted: true,
+            seq: 0,
+            last_frame: None,
+        };
+        std::thread::Builder::new().name(format!("call-{name}")).spawn(move || driver.run())?;
+        Ok(CallClient { commands, seen, addr })
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(mpsc::Sender<anyhow::Result<T>>) -> Command) -> anyhow::Result<T> {
+        let (tx, rx) = mpsc::channel();
+        self.commands.send(make(tx)).ok().context("call client stopped")?;
+        rx.recv_timeout(Duration::from_secs(5)).context("call client did not answer")?
+    }
+
+    /// The client's SDP offer (to join a call with).
+    pub fn offer(&self) -> anyhow::Result<String> {
+        self.ask(Command::Offer)
+    }
+
+    /// Applies the node's answer to our offer.
+    pub fn set_answer(&self, sdp: String) -> anyhow::Result<()> {
+        self.ask(|tx| Command::SetAnswer(sdp, tx))
+    }
+
+    /// Answers an offer of the node.
+    pub fn answer_offer(&self, sdp: String) -> anyhow::Result<String> {
+        self.ask(|tx| Command::AnswerOffer(sdp, tx))
+    }
+
+    pub fn seen(&self) -> Seen {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Frames received that carry `from`'s marker.
+    pub fn frames_from(&self, from: &str) -> usize {
+        let needle = [MARK, from.as_bytes(), b"#"].concat();
+        self.seen().rtp.iter().filter(|p| p.windows(needle.len()).any(|w| w == needle)).count()
+    }
+}
+
+impl Drop for CallClient {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+    }
+}
+
+struct Driver {
+    pc: RTCPeerConnection,
+    socket: UdpSocket,
+    addr: SocketAddr,
+    inbox: mpsc::Receiver<Command>,
+    seen: Arc<Mutex<Seen>>,
+    sender: Option<RTCRtpSenderId>,
+    ssrc: u32,
+    name: String,
+    keyframe_wanted: bool,
+    seq: u16,
+    last_frame: Option<Instant>,
+}
+
+impl Driver {
+    fn run(mut self) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            loop {
+                match self.inbox.try_recv() {
+                    Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
+                    Ok(command) => self.command(command),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                }
+            }
+            if let Ok((len, from)) = self.socket.recv_from(&mut buf) {
+                let data = &buf[..len];
+                {
+                    let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+                    seen.datagrams += 1;
+                    if data.windows(MARK.len()).any(|w| w == MARK) {
+                        seen.marker_in_clear += 1;
+                    }
+                }
+                let _ = self.pc.handle_read(TaggedBytesMut {
+                    now: Instant::now(),
+                    transport: TransportContext {
+                        local_addr: self.addr,
+                        peer_addr: from,
+                        ecn: None,
+                        transport_protocol: TransportProtocol::UDP,
+                    },
+                    message: BytesMut::from(data),
+                });
+            }
+            let now = Instant::now();
+            if self.pc.poll_timeout().is_some_and(|t| t <= now) {
+                let _ = self.pc.handle_timeout(now);
+            }
+            self.publish(now);
+            self.service();
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Offer(reply) => {
+                let offer = self.pc.create_offer(None).and_then(|o| {
+                    self.pc.set_local_description(now, o.clone())?;
+                    Ok(o.sdp)
+                });
+                let _ = reply.send(offer.map_err(Into::into));
+            }
+            Command::SetAnswer(sdp, reply) => {
+                let result = RTCSessionDescription::answer(sdp).and_then(|a| self.pc.set_remote_description(now, a));
+                let _ = reply.send(result.map_err(Into::into));
+            }
+            Command::AnswerOffer(sdp, reply) => {
+                let result = RTCSessionDescription::offer(sdp).and_then(|o| {
+                    self.pc.set_remote_description(now, o)?;
+                    let answer = self.pc.create_answer(None)?;
+                    self.pc.set_local_description(now, answer.clone())?;
+                    Ok(answer.sdp)
+                });
+                let _ = reply.send(result.map_err(Into::into));
+            }
+            Command::Stop => {}
+        }
+        self.service();
+    }
+
+    /// A frame every 20 ms once connected (a VP8 key frame when one is wanted).
+    fn publish(&mut self, now: Instant) {
+        let Some(sender_id) = self.sender else { return };
+        if !self.seen.lock().unwrap_or_else(|p| p.into_inner()).connected {
+            return;
+        }
+        if self.last_frame.is_some_and(|t| now.duration_since(t) < Duration::from_millis(20)) {
+            return;
+        }
+        self.last_frame = Some(now);
+        self.seq = self.seq.wrapping_add(1);
+        let key = std::mem::take(&mut self.keyframe_wanted);
+        // VP8 descriptor (S=1, partition 0), then a payload header whose P bit is clear on key
+        // frames, then the marker.
+        let mut payload = if key { vec![0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a] } else { vec![0x10, 0x01, 0x00] };
+        payload.extend_from_slice(&[MARK, self.name.as_bytes(), b"#", self.seq.to_string().as_bytes()].concat());
+        let Some(mut sender) = self.pc.rtp_sender(sender_id) else { return };
+        let Some(payload_type) = sender.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type) else {
+            return;
+        };
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::Header {
+                version: 2,
+                payload_type,
+                sequence_number: self.seq,
+                timestamp: u32::from(self.seq).wrapping_mul(1800),
+                ssrc: self.ssrc,
+                marker: true,
+                ..Default::default()
+            },
+            payload: Bytes::from(payload),
+        };
+        if sender.write_rtp(now, packet).is_ok() {
+            self.seen.lock().unwrap_or_else(|p| p.into_inner()).frames_sent += 1;
+        }
+    }
+
+    fn service(&mut self) {
+        while let Some(event) = self.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) = event {
+                self.seen.lock().unwrap_or_else(|p| p.into_inner()).connected = true;
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            match message {
+                RTCMessage::RtpPacket(_, packet) => {
+                    self.seen.lock().unwrap_or_else(|p| p.into_inner()).rtp.push(packet.payload.to_vec());
+                }
+                RTCMessage::RtcpPacket(_, packets)
+                    if packets.iter().any(|p| p.as_any().downcast_ref::<PictureLossIndication>().is_some()) =>
+                {
+                    self.keyframe_wanted = true;
+                    self.seen.lock().unwrap_or_else(|p| p.into_inner()).plis += 1;
+                }
+                _ => {}
+            }
+        }
+        while let Some(t) = self.pc.poll_write() {
+            let _ = self.socket.send_to(&t.message, t.transport.peer_addr);
+        }
+    }
+}
