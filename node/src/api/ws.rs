@@ -281,10 +281,13 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
         }
     }
     conn.leave_call();
+    let session = conn.session();
+    // The connection's own handle on its outgoing queue goes too, so the sender task ends.
+    drop(conn);
     drop(out_tx);
     let _ = sender.await;
     // Unsubscribe here, whatever became of the sender task, so no slot outlives its connection.
-    if let (Some(id), Some(session)) = (subscription, conn.session()) {
+    if let (Some(id), Some(session)) = (subscription, session) {
         state.node.hub.unsubscribe(&session.account, id);
     }
 }
