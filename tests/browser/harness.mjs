@@ -62,7 +62,9 @@ export async function launchBrowser() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      // Calls: a fake camera and microphone, granted without a prompt.
+      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
   });
 }
 

@@ -95,6 +95,7 @@ pub fn Spinner() -> impl IntoView {
 #[component]
 pub fn Toasts() -> impl IntoView {
     let app = expect_context::<AppState>();
+    let i18n = crate::i18n::use_i18n();
     view! {
         <div class="pointer-events-none fixed bottom-4 right-4 left-4 sm:left-auto z-50 flex flex-col gap-2" aria-live="polite">
             <For each=move || app.toasts.get() key=|t| t.id let:toast>
@@ -106,7 +107,7 @@ pub fn Toasts() -> impl IntoView {
                         "pointer-events-auto rounded-lg bg-slate-900 px-4 py-3 text-sm text-white shadow-lg"
                     }
                 >
-                    {toast.text.clone()}
+                    {i18n.error(&toast.text)}
                 </div>
             </For>
         </div>

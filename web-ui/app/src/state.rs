@@ -23,6 +23,15 @@ pub enum Phase {
     Failed(String),
 }
 
+/// The call this page is in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallState {
+    pub group: GroupId,
+    /// This device's id in the call.
+    pub me: u32,
+    pub participants: BTreeMap<u32, veche_protocol::call::CallParticipant>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {
     Online,
@@ -114,6 +123,7 @@ pub struct AppState {
     pub lang: RwSignal<Lang>,
     pub route: RwSignal<Route>,
     pub drafts: RwSignal<HashMap<GroupId, String>>,
+    pub call: RwSignal<Option<CallState>>,
 }
 
 impl AppState {
@@ -131,6 +141,7 @@ impl AppState {
             lang: RwSignal::new(lang),
             route: RwSignal::new(route),
             drafts: RwSignal::new(HashMap::new()),
+            call: RwSignal::new(None),
         }
     }
 

@@ -181,3 +181,16 @@ node-queued = { $count ->
     [one] { $count } entry waiting for it
    *[other] { $count } entries waiting for it
 }
+
+## Calls
+call = Call
+call-start = Start or join the call
+call-leave = Leave
+call-mic-off = Mute
+call-mic-on = Unmute
+call-camera-off = Camera off
+call-camera-on = Camera on
+call-dropped = The connection to the node was lost, so you left the call.
+call-ended = The call ended for you.
+err-call-media = The camera, microphone or call connection could not start
+err-call-already = You are already in a call.

@@ -11,6 +11,7 @@
 //! `send` (outbox and commits), `chats` (create, join, direct chats, leave), `publish` (state to
 //! signals), on top of `store` (IndexedDB) and `conn` (the WebSocket).
 
+pub mod call;
 mod chats;
 pub mod conn;
 mod onboarding;
@@ -145,6 +146,13 @@ pub enum Cmd {
         keep: bool,
     },
     Reconnect,
+    /// Joins a chat's call with the page's SDP offer (`call::start_media`).
+    JoinCall {
+        group: GroupId,
+        offer: String,
+        reply: Reply<()>,
+    },
+    LeaveCall,
     /// A plain request whose answer the view handles (node administration).
     Call {
         request: Request,
@@ -354,6 +362,7 @@ impl Device {
     }
 
     fn disconnected(&mut self) {
+        self.call_lost();
         self.conn = None;
         self.signed_in = false;
         self.generation = self.generation.wrapping_add(1);
@@ -552,6 +561,14 @@ impl Device {
                     self.publish_chat(group);
                 }
             }
+            Cmd::JoinCall { group, offer, reply } => {
+                let result = self.join_call(group, offer).await;
+                if result.is_err() {
+                    call::call_stop();
+                }
+                let _ = reply.send(result);
+            }
+            Cmd::LeaveCall => self.leave_call().await,
             Cmd::Call { request, reply } => {
                 let _ = reply.send(self.call(request).await.map_err(api_message));
             }

@@ -252,8 +252,8 @@ impl Device {
             }
             Event::Lagged => self.sync_all().await?,
             Event::ChatUpdated { group } => self.refresh_chat(group).await,
-            // Calls are not in the web UI yet.
-            Event::CallOffer { .. } | Event::Call { .. } => {}
+            Event::CallOffer { group, sdp } => self.call_offer(group, sdp).await?,
+            Event::Call { group, update } => self.call_update(group, update),
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::{I18n, use_i18n};
 use crate::route::navigate;
 use crate::state::{AppState, MsgBody, MsgView, Route};
+use crate::views::call::{CallButton, CallPanel};
 use crate::views::chat_list::{ConnIndicator, chat_title, tz_offset_min};
 use crate::views::dialogs::{ChatSettingsDialog, InviteDialog};
 
@@ -142,6 +143,9 @@ pub fn ChatView(group: GroupId) -> impl IntoView {
                 <p class="truncate text-xs text-slate-500">{subtitle}</p>
             </button>
             <div class="hidden sm:block"><ConnIndicator/></div>
+            <Show when=active>
+                <CallButton group=group/>
+            </Show>
             <Show when=can_invite>
                 <button class=BTN_GHOST data-testid="open-invite" aria-label=move || i18n.t("invite-people") title=move || i18n.t("invite-people")
                     on:click=move |_| inviting.set(true)>
@@ -153,6 +157,7 @@ pub fn ChatView(group: GroupId) -> impl IntoView {
                 <svg class="h-5 w-5" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path d="M10 3a1.5 1.5 0 1 1 0 3 1.5 1.5 0 0 1 0-3Zm0 5.5a1.5 1.5 0 1 1 0 3 1.5 1.5 0 0 1 0-3ZM11.5 15.5a1.5 1.5 0 1 0-3 0 1.5 1.5 0 0 0 3 0Z"/></svg>
             </button>
         </header>
+        <CallPanel group=group/>
         <Show when=move || chat.with(|c| c.as_ref().is_some_and(|c| !c.keep_history))>
             <p class="border-b border-amber-200 bg-amber-50 px-4 py-1.5 text-center text-xs text-amber-800" data-testid="history-not-kept">
                 {move || i18n.t("history-not-kept")}

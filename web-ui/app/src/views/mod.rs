@@ -1,5 +1,6 @@
 //! The screens.
 
+mod call;
 mod chat;
 mod chat_list;
 mod dialogs;

@@ -1,0 +1,93 @@
+// Browser end-to-end: two members of a chat call each other in their browsers (Debian chromium
+// with a fake camera and microphone) through the node's own SFU. Each decodes the other's video
+// and receives the other's audio (getStats: inbound-rtp framesDecoded and packetsReceived rise),
+// the participants are listed by name, leaving is seen by the other, and the chat is still there
+// to write in after the call.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, send, message, artifacts } from "./harness.mjs";
+
+const tid = (id) => `[data-testid="${id}"]`;
+
+/// What this page's peer connection has received so far.
+async function inbound(page) {
+  return page.evaluate(async () => {
+    const pc = window.__vechePc;
+    if (!pc) return null;
+    const out = { framesDecoded: 0, audioPackets: 0 };
+    (await pc.getStats()).forEach((r) => {
+      if (r.type !== "inbound-rtp") return;
+      if (r.kind === "video") out.framesDecoded += r.framesDecoded || 0;
+      if (r.kind === "audio") out.audioPackets += r.packetsReceived || 0;
+    });
+    return out;
+  });
+}
+
+async function until(what, check, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test("two members call each other through the node's SFU", { timeout: 180000 }, async () => {
+  const node = await startNode();
+  const browser = await launchBrowser();
+  try {
+    const { page: a } = await member(browser, "Alice");
+    const { page: b } = await member(browser, "Bob");
+    await onboardWithLink(a, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Alice");
+    await a.locator(tid("chat-list")).waitFor();
+    await createGroup(a, "Family");
+    const link = await createInvite(a);
+    await joinByLink(b, link, "Bob");
+    await a.locator(tid("chat-name")).filter({ hasText: "Family" }).waitFor();
+
+    // Alice starts the call: her own camera shows.
+    await a.locator(tid("call-start")).click();
+    await a.locator(tid("call-panel")).waitFor();
+    await a.locator(tid("call-tile-self")).waitFor();
+    // Bob joins it.
+    await b.locator(tid("call-start")).click();
+    await b.locator(tid("call-panel")).waitFor();
+    for (const page of [a, b]) {
+      await page.locator(tid("call-participants") + '[data-count="2"]').waitFor({ timeout: 15000 });
+    }
+    assert.match(await b.locator(tid("call-participants")).innerText(), /Alice.*Bob|Bob.*Alice/);
+
+    // Each decodes the other's video and receives the other's audio, and it keeps flowing.
+    for (const [name, page] of [["Alice", a], ["Bob", b]]) {
+      await page.locator(tid("call-tile")).first().waitFor({ timeout: 20000 });
+      const first = await until(`${name} decodes video and receives audio`, async () => {
+        const s = await inbound(page);
+        return s && s.framesDecoded > 0 && s.audioPackets > 0 ? s : null;
+      });
+      await new Promise((r) => setTimeout(r, 2000));
+      const later = await inbound(page);
+      console.log(`${name}: frames decoded ${first.framesDecoded} -> ${later.framesDecoded}, audio packets ${first.audioPackets} -> ${later.audioPackets}`);
+      assert.ok(later.framesDecoded > first.framesDecoded, `${name}'s decoded frames rise`);
+      assert.ok(later.audioPackets > first.audioPackets, `${name}'s audio packets rise`);
+    }
+    await a.screenshot({ path: join(artifacts, "call-alice.png") });
+    await b.screenshot({ path: join(artifacts, "call-bob.png") });
+
+    // Bob leaves: Alice sees one participant and no tile of his.
+    await b.locator(tid("call-leave")).click();
+    await b.locator(tid("call-panel")).waitFor({ state: "detached" });
+    await a.locator(tid("call-participants") + '[data-count="1"]').waitFor({ timeout: 10000 });
+    await until("Bob's tile goes from Alice's grid", async () => (await a.locator(tid("call-tile")).count()) === 0, 10000);
+
+    // The chat is still there after the call.
+    await a.locator(tid("call-leave")).click();
+    await send(b, "thanks for the call");
+    await message(a, "thanks for the call").waitFor();
+  } finally {
+    await browser.close();
+    node.stop();
+  }
+});
