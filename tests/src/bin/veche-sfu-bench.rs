@@ -227,11 +227,10 @@ fn run(subscribers: usize, packets: u64) -> anyhow::Result<Result> {
     }
     let track = track.context("the publisher's track was never published")?;
     // Subscribe everyone through a server-side offer each.
-    for i in 1..=subscribers {
+    for (i, c) in clients.iter_mut().enumerate().skip(1) {
         let who = ParticipantId(i as u32 + 1);
         sfu.subscribe(now, who, track, Want::default())?;
         let offer = sfu.pending_offer(now, who)?.context("no offer")?;
-        let c = &mut clients[i];
         c.pc.set_remote_description(now, RTCSessionDescription::offer(offer)?)?;
         let answer = c.pc.create_answer(None)?;
         c.pc.set_local_description(now, answer.clone())?;
