@@ -65,6 +65,22 @@ pub struct CallJoined {
     pub tracks: Vec<CallTrack>,
 }
 
+/// What the organizer or a moderator does to someone in the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallAction {
+    /// Turns off their microphone, camera or screen share: the node stops forwarding it, and
+    /// they may turn it back on only after being asked.
+    Mute(CallMedia),
+    /// Asks them to turn it back on (only then may they).
+    AskToUnmute(CallMedia),
+    /// Lowers their raised hand.
+    LowerHand,
+    /// Gives them a role (only the organizer makes moderators; nobody changes the organizer).
+    SetRole(CallRole),
+    /// Removes them from the call.
+    Remove,
+}
+
 /// Something that happened in a call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CallUpdate {
@@ -85,6 +101,21 @@ pub enum CallUpdate {
     Unmuted {
         participant: ParticipantId,
         media: CallMedia,
+    },
+    /// A moderator asks `participant` to turn `media` back on.
+    AskedToUnmute {
+        participant: ParticipantId,
+        media: CallMedia,
+    },
+    RoleChanged {
+        participant: ParticipantId,
+        role: CallRole,
+    },
+    HandRaised {
+        participant: ParticipantId,
+    },
+    HandLowered {
+        participant: ParticipantId,
     },
     ActiveSpeaker {
         participant: ParticipantId,

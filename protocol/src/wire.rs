@@ -224,6 +224,21 @@ pub enum Request {
     CallLeave {
         group: GroupId,
     },
+    /// The organizer or a moderator acts on a participant of the connection's call.
+    CallModerate {
+        group: GroupId,
+        participant: crate::call::ParticipantId,
+        action: crate::call::CallAction,
+    },
+    /// Raises or lowers this device's hand in its call.
+    CallHand {
+        group: GroupId,
+        raised: bool,
+    },
+    /// Ends the call for everyone (the organizer or a moderator).
+    CallEnd {
+        group: GroupId,
+    },
 }
 
 /// What the node answers.

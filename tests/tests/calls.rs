@@ -1,14 +1,15 @@
 //! Scenario (one real node, native WebRTC clients on real UDP sockets): two members of a chat
 //! call each other through the node's SFU. Alice starts the chat's call with her camera; Bob
-//! joins to watch; the node offers him Alice's camera and he receives her frames, exactly as
-//! sent, while nothing of them crosses the network in the clear. Someone outside the chat cannot
-//! join; garbage on the media port does not disturb the call; leaving is seen by the others, and
-//! the last one out ends the call.
+//! joins with his; the node offers each the other's camera and each receives the other's frames,
+//! exactly as sent, while nothing of them crosses the network in the clear. Someone outside the chat cannot
+//! join; garbage on the media port does not disturb the call; a participant may not moderate,
+//! and the camera the organizer turns off stops reaching the others; leaving is seen by the
+//! others, and the last one out ends the call.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use veche_protocol::call::{CallJoined, CallRole, CallUpdate};
+use veche_protocol::call::{CallAction, CallJoined, CallMedia, CallRole, CallUpdate};
 use veche_protocol::ids::GroupId;
 use veche_protocol::wire::{ErrorCode, Event, Request, Response, ServerFrame};
 use veche_tests::call::CallClient;
@@ -22,6 +23,30 @@ async fn join(device: &mut RawDevice, client: &CallClient, group: GroupId) -> an
             Ok(joined)
         }
         other => anyhow::bail!("join: {other:?}"),
+    }
+}
+
+/// Reads `device`'s frames until `want` picks one, answering the node's offers on the way (as a
+/// browser does).
+async fn signal_until<T>(
+    device: &mut RawDevice,
+    client: &CallClient,
+    group: GroupId,
+    mut want: impl FnMut(&ServerFrame) -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = device.conn.until(left, |f| Some(f)).await?;
+        if let Some(found) = want(&frame) {
+            return Ok(found);
+        }
+        if let ServerFrame::Event(Event::CallOffer { group: g, sdp }) = frame
+            && g == group
+        {
+            let answer = client.answer_offer(sdp)?;
+            device.conn.send(Request::CallAnswer { group, answer }).await?;
+        }
     }
 }
 
@@ -80,8 +105,8 @@ async fn two_members_call_through_the_node() -> anyhow::Result<()> {
     wait("Alice's media connects", Duration::from_secs(10), || a.seen().connected)?;
     let port = media_port(&joined.answer)?;
 
-    // Bob joins to watch: the node offers him Alice's camera, he answers.
-    let b = CallClient::start("bob", false)?;
+    // Bob joins with his camera: the node offers him Alice's camera, he answers.
+    let b = CallClient::start("bob", true)?;
     let bob_joined = join(&mut bob, &b, group).await?;
     let names: Vec<&str> = bob_joined.participants.iter().map(|p| p.display_name.as_str()).collect();
     assert_eq!(names, ["Alice", "Bob"]);
@@ -94,19 +119,26 @@ async fn two_members_call_through_the_node() -> anyhow::Result<()> {
         .await?;
     let answer = b.answer_offer(offer)?;
     assert_eq!(bob.conn.call(Request::CallAnswer { group, answer }).await?, Ok(Response::Ok));
-    // Alice hears that Bob joined.
+    // Alice hears that Bob joined and published his camera, and answers the node's offer for it.
     let bob_id = bob_joined.participant;
-    alice
-        .conn
-        .until(Duration::from_secs(5), |f| match f {
-            ServerFrame::Event(Event::Call { update: CallUpdate::Joined(p), .. }) if p.participant == bob_id => {
-                Some(())
-            }
-            _ => None,
-        })
-        .await?;
+    signal_until(&mut alice, &a, group, |f| match f {
+        ServerFrame::Event(Event::Call { update: CallUpdate::Joined(p), .. }) if p.participant == bob_id => Some(()),
+        _ => None,
+    })
+    .await?;
+    signal_until(&mut alice, &a, group, |f| match f {
+        ServerFrame::Event(Event::Call { update: CallUpdate::Published(t), .. }) if t.participant == bob_id => Some(()),
+        _ => None,
+    })
+    .await?;
+    signal_until(&mut alice, &a, group, |f| match f {
+        ServerFrame::Response { result: Ok(Response::Ok), .. } => Some(()),
+        _ => None,
+    })
+    .await?;
 
     wait("Bob receives Alice's frames", Duration::from_secs(15), || b.frames_from("alice") >= 50)?;
+    wait("Alice receives Bob's frames", Duration::from_secs(15), || a.frames_from("bob") >= 50)?;
     let seen = b.seen();
     assert_eq!(seen.marker_in_clear, 0, "media crosses the network only SRTP-encrypted");
     assert!(a.seen().plis >= 1, "Bob's new stream started with a key frame request to Alice");
@@ -132,7 +164,41 @@ async fn two_members_call_through_the_node() -> anyhow::Result<()> {
     let before = b.frames_from("alice");
     wait("Bob keeps receiving after the garbage", Duration::from_secs(10), || b.frames_from("alice") >= before + 50)?;
     assert_eq!(b.seen().marker_in_clear, 0);
+    assert_eq!(a.seen().marker_in_clear, 0);
     assert!(node.log().lines().all(|l| !l.contains("panicked")), "the node panicked");
+
+    // Moderation: Bob (a participant) may not turn off Alice's camera; Alice (the organizer)
+    // turns off Bob's: Bob is told, and the node stops forwarding it.
+    let alice_id = joined.participant;
+    let refused = bob
+        .conn
+        .call(Request::CallModerate { group, participant: alice_id, action: CallAction::Mute(CallMedia::Video) })
+        .await?;
+    assert!(matches!(&refused, Err(e) if e.code == ErrorCode::Forbidden), "{refused:?}");
+    let muted = alice
+        .conn
+        .call(Request::CallModerate { group, participant: bob_id, action: CallAction::Mute(CallMedia::Video) })
+        .await?;
+    assert_eq!(muted, Ok(Response::Ok));
+    bob.conn
+        .until(Duration::from_secs(5), |f| match f {
+            ServerFrame::Event(Event::Call {
+                update: CallUpdate::Muted { participant, media: CallMedia::Video, by },
+                ..
+            }) if participant == bob_id && by == alice_id => Some(()),
+            _ => None,
+        })
+        .await?;
+    std::thread::sleep(Duration::from_millis(300)); // what was already on its way
+    let frozen = a.frames_from("bob");
+    let (bob_sent, alice_at_bob) = (b.seen().frames_sent, b.frames_from("alice"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(b.seen().frames_sent > bob_sent + 20, "Bob's camera still sends");
+    assert_eq!(a.frames_from("bob"), frozen, "a muted camera is not forwarded");
+    assert!(b.frames_from("alice") > alice_at_bob + 20, "Alice's camera still reaches Bob");
+    let unknown =
+        alice.conn.call(Request::CallModerate { group, participant: 999, action: CallAction::Remove }).await?;
+    assert!(matches!(&unknown, Err(e) if e.code == ErrorCode::NotFound), "{unknown:?}");
 
     // Bob leaves: Alice sees it.
     assert_eq!(bob.conn.call(Request::CallLeave { group }).await?, Ok(Response::Ok));

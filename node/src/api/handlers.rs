@@ -109,6 +109,10 @@ async fn call(conn: &mut Conn, session: Session, request: Request) -> Result<Res
     let not_in = |group| ApiError::new(ErrorCode::NotFound, format!("this connection is not in the call of {group}"));
     match request {
         Request::CallJoin { group, offer } => {
+            // A call the node removed this connection from (removed, ended, media failed) is over.
+            if conn.call.is_some_and(|c| !calls.is_in(c)) {
+                conn.call = None;
+            }
             if conn.call.is_some() {
                 return Err(ApiError::new(ErrorCode::Conflict, "this connection is already in a call; leave it first"));
             }
@@ -120,6 +124,18 @@ async fn call(conn: &mut Conn, session: Session, request: Request) -> Result<Res
         }
         Request::CallAnswer { group, answer } => match conn.call {
             Some(c) if c.group == group => calls.answer(c, answer).await.map(|()| Response::Ok),
+            _ => Err(not_in(group)),
+        },
+        Request::CallModerate { group, participant, action } => match conn.call {
+            Some(c) if c.group == group => calls.moderate(c, participant, action).await.map(|()| Response::Ok),
+            _ => Err(not_in(group)),
+        },
+        Request::CallHand { group, raised } => match conn.call {
+            Some(c) if c.group == group => calls.hand(c, raised).await.map(|()| Response::Ok),
+            _ => Err(not_in(group)),
+        },
+        Request::CallEnd { group } => match conn.call {
+            Some(c) if c.group == group => calls.end(c).await.map(|()| Response::Ok),
             _ => Err(not_in(group)),
         },
         Request::CallLeave { group } => match conn.call {
@@ -191,9 +207,12 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
         Request::Register { .. } | Request::SignIn { .. } | Request::InvitePreview { .. } => {
             reply(Err(service::internal("unreachable request kind")))
         }
-        r @ (Request::CallJoin { .. } | Request::CallAnswer { .. } | Request::CallLeave { .. }) => {
-            reply(call(conn, session, r).await)
-        }
+        r @ (Request::CallJoin { .. }
+        | Request::CallAnswer { .. }
+        | Request::CallLeave { .. }
+        | Request::CallModerate { .. }
+        | Request::CallHand { .. }
+        | Request::CallEnd { .. }) => reply(call(conn, session, r).await),
         Request::Me => reply(accounts::sign_in(&node, session.device).map(Response::SignedIn)),
         Request::PublishKeyPackages { packages, last_resort } => {
             ok(accounts::publish_key_packages(&node, session, packages, last_resort).await)

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use veche_protocol::call::{
-    CallJoined, CallMedia, CallParticipant, CallRole, CallTrack, CallUpdate, MAX_SDP_BYTES, ParticipantId,
+    CallAction, CallJoined, CallMedia, CallParticipant, CallRole, CallTrack, CallUpdate, MAX_SDP_BYTES, ParticipantId,
 };
 use veche_protocol::ids::GroupId;
 use veche_protocol::wire::{ErrorCode, Event, ServerFrame};
@@ -82,6 +82,24 @@ fn media_kind(kind: MediaKind) -> CallMedia {
     }
 }
 
+fn sfu_kind(media: CallMedia) -> MediaKind {
+    match media {
+        CallMedia::Audio => MediaKind::Audio,
+        CallMedia::Video => MediaKind::Video,
+        CallMedia::Screen => MediaKind::Screen,
+    }
+}
+
+fn sfu_role(role: CallRole) -> Role {
+    match role {
+        CallRole::Guest => Role::Guest,
+        CallRole::Participant => Role::Participant,
+        CallRole::Presenter => Role::Presenter,
+        CallRole::Moderator => Role::Moderator,
+        CallRole::Organizer => Role::Organizer,
+    }
+}
+
 fn call_role(role: Role) -> CallRole {
     match role {
         Role::Guest => CallRole::Guest,
@@ -98,6 +116,10 @@ fn refused(e: LoopError) -> veche_protocol::wire::ApiError {
         LoopError::Media(MediaError::Rtc(e)) => (ErrorCode::BadRequest, format!("the SDP was refused: {e}")),
         LoopError::Media(MediaError::Room(room::RoomError::Forbidden(why))) => (ErrorCode::Forbidden, why.to_string()),
         LoopError::Media(MediaError::Room(room::RoomError::Closed(why))) => (ErrorCode::Forbidden, why.to_string()),
+        LoopError::Media(MediaError::Room(room::RoomError::Unknown)) => {
+            (ErrorCode::NotFound, "no such participant in this call".to_string())
+        }
+        LoopError::Media(MediaError::UnknownConference) => (ErrorCode::NotFound, "the call is over".to_string()),
         LoopError::Media(MediaError::NoOfferPending) => {
             (ErrorCode::Conflict, "no offer of the node waits for an answer".to_string())
         }
@@ -255,6 +277,48 @@ impl Calls {
         on_loop(&self.media, move |m| m.apply_answer(who, answer)).await.map_err(refused)
     }
 
+    /// Whether the participant is still in its call (the node may have removed it).
+    pub fn is_in(&self, call: InCall) -> bool {
+        lock(&self.state).participants.contains_key(&call.participant)
+    }
+
+    /// A decision on the room of the participant's call, made by that participant.
+    async fn decide(
+        &self,
+        call: InCall,
+        decide: impl FnOnce(&mut room::Room, veche_sfu::ParticipantId) -> Result<Vec<room::Action>, room::RoomError>
+        + Send
+        + 'static,
+    ) -> ApiResult<()> {
+        let conference = lock(&self.state).participants.get(&call.participant).map(|m| m.conference);
+        let Some(conference) = conference else { return err(ErrorCode::NotFound, "you are no longer in this call") };
+        let by = veche_sfu::ParticipantId(call.participant);
+        on_loop(&self.media, move |m| m.moderate(conference, move |room| decide(room, by))).await.map_err(refused)
+    }
+
+    /// The organizer or a moderator acts on someone in the call.
+    pub async fn moderate(&self, call: InCall, participant: ParticipantId, action: CallAction) -> ApiResult<()> {
+        let who = veche_sfu::ParticipantId(participant);
+        self.decide(call, move |room, by| match action {
+            CallAction::Mute(media) => room.mute(by, who, sfu_kind(media)),
+            CallAction::AskToUnmute(media) => room.ask_to_unmute(by, who, sfu_kind(media)),
+            CallAction::LowerHand => room.lower_hand(by, who),
+            CallAction::SetRole(role) => room.set_role(by, who, sfu_role(role)),
+            CallAction::Remove => room.remove(by, who),
+        })
+        .await
+    }
+
+    /// Raises or lowers the device's own hand.
+    pub async fn hand(&self, call: InCall, raised: bool) -> ApiResult<()> {
+        self.decide(call, move |room, me| if raised { room.raise_hand(me) } else { room.lower_hand(me, me) }).await
+    }
+
+    /// Ends the call for everyone.
+    pub async fn end(&self, call: InCall) -> ApiResult<()> {
+        self.decide(call, |room, by| room.end(by)).await
+    }
+
     /// The device leaves (or its connection closed).
     pub fn leave(&self, call: InCall) {
         self.media.remove_peer(veche_sfu::ParticipantId(call.participant));
@@ -339,8 +403,19 @@ impl Calls {
             }
             room::Event::Unmuted { who, kind } => CallUpdate::Unmuted { participant: who.0, media: media_kind(kind) },
             room::Event::ActiveSpeaker { who } => CallUpdate::ActiveSpeaker { participant: who.0 },
+            room::Event::AskedToUnmute { who, kind } => {
+                CallUpdate::AskedToUnmute { participant: who.0, media: media_kind(kind) }
+            }
+            room::Event::RoleChanged { who, role } => {
+                if let Some(m) = lock(&self.state).participants.get_mut(&who.0) {
+                    m.info.role = call_role(role);
+                }
+                CallUpdate::RoleChanged { participant: who.0, role: call_role(role) }
+            }
+            room::Event::HandRaised { who } => CallUpdate::HandRaised { participant: who.0 },
+            room::Event::HandLowered { who, .. } => CallUpdate::HandLowered { participant: who.0 },
             room::Event::Ended => CallUpdate::Ended,
-            // Lobby, hands, roles, modes and locks come with moderation (not signaled yet).
+            // The lobby, modes and locks are not signaled yet.
             _ => return,
         };
         let to = match to {
