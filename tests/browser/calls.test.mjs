@@ -1,8 +1,9 @@
 // Browser end-to-end: two members of a chat call each other in their browsers (Debian chromium
 // with a fake camera and microphone) through the node's own SFU. Each decodes the other's video
 // and receives the other's audio (getStats: inbound-rtp framesDecoded and packetsReceived rise),
-// the participants are listed by name, leaving is seen by the other, and the chat is still there
-// to write in after the call.
+// the participants are listed by name, the organizer turns the other's microphone off and its
+// audio stops arriving, leaving is seen by the other, and the chat is still there to write in
+// after the call.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -75,6 +76,20 @@ test("two members call each other through the node's SFU", { timeout: 180000 }, 
     }
     await a.screenshot({ path: join(artifacts, "call-alice.png") });
     await b.screenshot({ path: join(artifacts, "call-bob.png") });
+
+    // Alice organizes the call: she turns Bob's microphone off. The node stops forwarding it:
+    // Alice's received audio stops while Bob's video keeps coming; Bob is told.
+    assert.equal(await b.locator(tid("call-mute-person")).count(), 0, "a participant has no mute buttons");
+    await a.locator(tid("call-person") + '[data-name="Bob"] ' + tid("call-mute-person")).click();
+    await a.locator(tid("call-person") + '[data-name="Bob"][data-muted="true"]').waitFor({ timeout: 10000 });
+    await b.locator(tid("toast")).filter({ hasText: /moderator/i }).waitFor({ timeout: 10000 });
+    await new Promise((r) => setTimeout(r, 500)); // what was already on its way
+    const muted = await inbound(a);
+    await new Promise((r) => setTimeout(r, 2000));
+    const stillMuted = await inbound(a);
+    console.log(`Alice after muting Bob: audio packets ${muted.audioPackets} -> ${stillMuted.audioPackets}, frames ${muted.framesDecoded} -> ${stillMuted.framesDecoded}`);
+    assert.ok(stillMuted.audioPackets - muted.audioPackets <= 2, "Bob's muted microphone no longer reaches Alice");
+    assert.ok(stillMuted.framesDecoded > muted.framesDecoded, "Bob's camera still does");
 
     // Bob leaves: Alice sees one participant and no tile of his.
     await b.locator(tid("call-leave")).click();

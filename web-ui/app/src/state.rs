@@ -30,6 +30,16 @@ pub struct CallState {
     /// This device's id in the call.
     pub me: u32,
     pub participants: BTreeMap<u32, veche_protocol::call::CallParticipant>,
+    /// Participants whose microphone a moderator turned off.
+    pub muted_audio: std::collections::BTreeSet<u32>,
+}
+
+impl CallState {
+    /// Whether this device may moderate (organizer or moderator).
+    pub fn moderating(&self) -> bool {
+        use veche_protocol::call::CallRole;
+        self.participants.get(&self.me).is_some_and(|p| matches!(p.role, CallRole::Organizer | CallRole::Moderator))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

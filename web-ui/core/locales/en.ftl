@@ -194,3 +194,7 @@ call-dropped = The connection to the node was lost, so you left the call.
 call-ended = The call ended for you.
 err-call-media = The camera, microphone or call connection could not start
 err-call-already = You are already in a call.
+call-muted = muted
+call-mute-person = Mute
+call-muted-by-moderator = A moderator turned off your microphone or camera.
+call-asked-to-unmute = A moderator asks you to turn your microphone or camera back on.

@@ -3,7 +3,7 @@
 //! arrives right after the join's answer, always finds the peer connection stable.
 
 use leptos::prelude::*;
-use veche_protocol::call::{CallUpdate, ParticipantId};
+use veche_protocol::call::{CallMedia, CallUpdate, ParticipantId};
 use veche_protocol::ids::GroupId;
 use veche_protocol::wire::{Request, Response};
 use wasm_bindgen::prelude::*;
@@ -63,6 +63,7 @@ impl Device {
             group,
             me: joined.participant,
             participants: joined.participants.into_iter().map(|p| (p.participant, p)).collect(),
+            muted_audio: Default::default(),
         }));
         Ok(())
     }
@@ -109,6 +110,31 @@ impl Device {
                 });
             }
             CallUpdate::Left { participant } => self.forget(participant),
+            CallUpdate::Muted { participant, media, .. } => {
+                let me = self.ui.call.with_untracked(|c| c.as_ref().map(|c| c.me));
+                if media == CallMedia::Audio {
+                    self.ui.call.update(|c| {
+                        if let Some(c) = c {
+                            c.muted_audio.insert(participant);
+                        }
+                    });
+                }
+                if me == Some(participant) {
+                    call_set_enabled(if media == CallMedia::Audio { "audio" } else { "video" }, false);
+                    self.ui.toast("@call-muted-by-moderator".into(), false);
+                }
+            }
+            CallUpdate::Unmuted { participant, media: CallMedia::Audio } => self.ui.call.update(|c| {
+                if let Some(c) = c {
+                    c.muted_audio.remove(&participant);
+                }
+            }),
+            CallUpdate::AskedToUnmute { .. } => self.ui.toast("@call-asked-to-unmute".into(), false),
+            CallUpdate::RoleChanged { participant, role } => self.ui.call.update(|c| {
+                if let Some(p) = c.as_mut().and_then(|c| c.participants.get_mut(&participant)) {
+                    p.role = role;
+                }
+            }),
             CallUpdate::Disconnected | CallUpdate::Ended => {
                 call_stop();
                 self.ui.call.set(None);

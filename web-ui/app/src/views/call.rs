@@ -3,7 +3,9 @@
 
 use leptos::html;
 use leptos::prelude::*;
+use veche_protocol::call::{CallAction, CallMedia};
 use veche_protocol::ids::GroupId;
+use veche_protocol::wire::Request;
 
 use crate::components::{BTN_DANGER, BTN_GHOST, BTN_SECONDARY};
 use crate::device::call::{call_has, call_mount, call_set_enabled, start_media};
@@ -68,6 +70,27 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
             c.as_ref().map(|c| c.participants.values().map(|p| p.display_name.clone()).collect::<Vec<_>>().join(", "))
         })
     };
+    // Others in the call, with whether this device may turn their microphone off.
+    let others = move || {
+        app.call.with(|c| {
+            c.as_ref()
+                .map(|c| {
+                    c.participants
+                        .values()
+                        .filter(|p| p.participant != c.me)
+                        .map(|p| {
+                            (
+                                p.participant,
+                                p.display_name.clone(),
+                                c.moderating(),
+                                c.muted_audio.contains(&p.participant),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+    };
     let count = move || app.call.with(|c| c.as_ref().map(|c| c.participants.len()).unwrap_or(0));
     view! {
         <Show when=in_call>
@@ -88,6 +111,11 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
                         on:click=move |_| { let on = !cam.get_untracked(); call_set_enabled("video", on); cam.set(on); }>
                         {move || if cam.get() { i18n.t("call-camera-off") } else { i18n.t("call-camera-on") }}
                     </button>
+                    <ul class="flex w-full flex-wrap gap-1.5 order-last" data-testid="call-people">
+                        <For each=others key=|p| p.clone() let:p>
+                            <CallPerson group=group participant=p.0 name=p.1 can_mute=p.2 muted=p.3/>
+                        </For>
+                    </ul>
                     <button class=BTN_DANGER data-testid="call-leave" on:click={
                         let handle = handle.clone();
                         move |_| handle.send(Cmd::LeaveCall)
@@ -95,5 +123,37 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
                 </div>
             </section>
         </Show>
+    }
+}
+
+/// Someone else in the call: their name, and for moderators a button that turns their
+/// microphone off.
+#[component]
+fn CallPerson(group: GroupId, participant: u32, name: String, can_mute: bool, muted: bool) -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let handle = expect_context::<DeviceHandle>();
+    let i18n = use_i18n();
+    let label = name.clone();
+    let mute = move |_| {
+        let handle = handle.clone();
+        let request = Request::CallModerate { group, participant, action: CallAction::Mute(CallMedia::Audio) };
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = handle.ask(|reply| Cmd::Call { request, reply }).await {
+                app.toast(e, true);
+            }
+        });
+    };
+    view! {
+        <li class="flex items-center gap-1 rounded-full bg-slate-700 py-0.5 pl-2.5 pr-1 text-xs text-white"
+            data-testid="call-person" data-name=label data-muted=muted.to_string()>
+            <span class="py-0.5 pr-1.5">{name}</span>
+            {muted.then(|| view! { <span class="pr-1.5 text-slate-300">{move || i18n.t("call-muted")}</span> })}
+            {(can_mute && !muted).then(|| view! {
+                <button class="rounded-full bg-slate-600 px-2 py-0.5 hover:bg-slate-500" data-testid="call-mute-person"
+                    on:click=mute>
+                    {move || i18n.t("call-mute-person")}
+                </button>
+            })}
+        </li>
     }
 }
