@@ -37,7 +37,7 @@ async fn signal_until<T>(
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let frame = device.conn.until(left, |f| Some(f)).await?;
+        let frame = device.conn.until(left, Some).await?;
         if let Some(found) = want(&frame) {
             return Ok(found);
         }
