@@ -196,6 +196,38 @@ impl Interceptor for DeliverRtcp {
     fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
 }
 
+/// Adds a UDP host candidate at `addr` to a peer connection.
+pub fn add_host_candidate(pc: &mut RTCPeerConnection, addr: SocketAddr) -> Result<(), MediaError> {
+    let host = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".into(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
+    Ok(())
+}
+
+/// A peer connection as a participant's device makes one (default settings, Opus and VP8, its
+/// one host candidate at `addr`, gathering complete): the tests' and benchmarks' client side.
+pub fn client_peer_connection(addr: SocketAddr, now: WallInstant) -> Result<RTCPeerConnection, MediaError> {
+    let (media_engine, registry) = media_setup()?;
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(SettingEngineBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .build(now)?;
+    add_host_candidate(&mut pc, addr)?;
+    pc.add_local_candidate(Default::default())?; // end of candidates
+    Ok(pc)
+}
+
 /// The Opus codec as the SFU negotiates it.
 pub fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
@@ -466,18 +498,7 @@ impl MediaSessions {
             .with_interceptor_registry(registry)
             .build(now)?;
         for addr in std::iter::once(self.local).chain(self.extra_candidates.iter().copied()) {
-            let host = CandidateHostConfig {
-                base_config: CandidateConfig {
-                    network: "udp".into(),
-                    address: addr.ip().to_string(),
-                    port: addr.port(),
-                    component: 1,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }
-            .new_candidate_host()?;
-            pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
+            add_host_candidate(&mut pc, addr)?;
         }
         pc.add_local_candidate(Default::default())?; // end of candidates
         pc.set_remote_description(now, RTCSessionDescription::offer(offer_sdp)?)?;

@@ -11,21 +11,18 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use veche_sfu::forward::Want;
-use veche_sfu::media::{MediaEvent, MediaSessions, media_setup, vp8_codec, vp8_keyframe_start};
+use veche_sfu::media::{MediaEvent, MediaSessions, client_peer_connection, vp8_codec, vp8_keyframe_start};
 use veche_sfu::room::{Event, Mode, Role};
 use veche_sfu::{ConferenceId, MediaKind, ParticipantId, TrackId};
 
@@ -36,27 +33,7 @@ const A_SSRC: u32 = 1111;
 const MARK: &[u8] = b"VECHE-A#";
 
 fn client(local: SocketAddr, epoch: Instant) -> anyhow::Result<RTCPeerConnection> {
-    let (media_engine, registry) = media_setup()?;
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(SettingEngineBuilder::new().build())
-        .with_media_engine(media_engine)
-        .with_interceptor_registry(registry)
-        .build(epoch)?;
-    let host = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".into(),
-            address: local.ip().to_string(),
-            port: local.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()?;
-    pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
-    pc.add_local_candidate(Default::default())?;
-    Ok(pc)
+    Ok(client_peer_connection(local, epoch)?)
 }
 
 fn feed(pc: &mut RTCPeerConnection, now: Instant, from: SocketAddr, to: SocketAddr, data: BytesMut) {

@@ -177,10 +177,7 @@ fn node_token(site: &Site) -> anyhow::Result<InviteToken> {
 }
 
 async fn seqs(device: &mut RawDevice, group: GroupId) -> anyhow::Result<Vec<u64>> {
-    match device.conn.call(Request::Fetch { group, after: 0, limit: 1000 }).await? {
-        Ok(Response::Messages { messages, .. }) => Ok(messages.iter().map(|m| m.seq).collect()),
-        other => anyhow::bail!("fetch: {other:?}"),
-    }
+    Ok(fetch(device, group, 0).await?.iter().map(|m| m.seq).collect())
 }
 
 /// Polls `device`'s view of the chat until it is `want`.
