@@ -25,6 +25,13 @@ pub enum CallMedia {
     Screen,
 }
 
+/// Whether everyone may publish (a meeting) or only presenters (a webinar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallMode {
+    Meeting,
+    Webinar,
+}
+
 /// A participant's role in a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CallRole {
@@ -63,6 +70,8 @@ pub struct CallJoined {
     pub participants: Vec<CallParticipant>,
     /// Tracks already published (the node offers them to the device next).
     pub tracks: Vec<CallTrack>,
+    pub mode: CallMode,
+    pub locked: bool,
 }
 
 /// What the organizer or a moderator does to someone in the call.
@@ -77,8 +86,19 @@ pub enum CallAction {
     LowerHand,
     /// Gives them a role (only the organizer makes moderators; nobody changes the organizer).
     SetRole(CallRole),
-    /// Removes them from the call.
+    /// Removes them from the call (or from the lobby, where they wait: they are turned away).
     Remove,
+    /// Lets someone waiting in the lobby in.
+    Admit,
+}
+
+/// A change to the whole call (the organizer or a moderator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallChange {
+    /// Meeting or webinar; switching to a webinar stops what non-presenters publish.
+    Mode(CallMode),
+    /// A locked call lets nobody new in: guests wait in the lobby, others are refused.
+    Lock(bool),
 }
 
 /// Something that happened in a call.
@@ -119,6 +139,22 @@ pub enum CallUpdate {
     },
     ActiveSpeaker {
         participant: ParticipantId,
+    },
+    /// Someone waits in the lobby (to the organizer and moderators).
+    Waiting(CallParticipant),
+    /// This device was let in from the lobby: join again (`CallJoin`) with a fresh offer.
+    Admitted,
+    ModeChanged {
+        mode: CallMode,
+    },
+    Locked {
+        locked: bool,
+    },
+    /// What this device tried to send is not forwarded (a webinar viewer's camera, a track a
+    /// moderator turned off); `reason` says why. It is forwarded once allowed (promoted, asked).
+    PublishRefused {
+        media: CallMedia,
+        reason: String,
     },
     /// This device's session in the call ended (removed, the call ended, or its connection to the
     /// media port failed); join again to come back.

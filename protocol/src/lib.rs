@@ -8,6 +8,7 @@
 //! - [`link`]: invite links (`https://node/join#i=..&s=..&g=..`).
 //! - [`auth`]: the exact bytes a device signs to register and sign in.
 //! - [`validate`]: user-facing input rules shared by node and clients.
+//! - [`call`]: call signaling; [`meeting`]: meetings, their links and .ics files.
 //! - [`federation`]: what nodes say to each other over libp2p.
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod content;
 pub mod federation;
 pub mod ids;
 pub mod link;
+pub mod meeting;
 pub mod validate;
 pub mod wire;
 

@@ -239,6 +239,19 @@ pub enum Request {
     CallEnd {
         group: GroupId,
     },
+    /// Changes the whole call: mode or lock (the organizer or a moderator).
+    CallConfigure {
+        group: GroupId,
+        change: crate::call::CallChange,
+    },
+    /// Makes a group chat the device's account owns a meeting (its chat, its call, its link).
+    /// Answered with the meeting and its link's secret (shown once, like an invite's).
+    CreateMeeting {
+        group: GroupId,
+        settings: crate::meeting::MeetingSettings,
+    },
+    /// The meetings of the chats the account is in (a guest: its meeting).
+    Meetings,
 }
 
 /// What the node answers.
@@ -272,6 +285,15 @@ pub enum Response {
     Link(LinkInfo),
     Directory(DirectoryInfo),
     CallJoined(crate::call::CallJoined),
+    /// The call has a lobby for this device: it waits to be admitted ([`crate::call::CallUpdate::Admitted`]).
+    CallWaiting {
+        participant: crate::call::ParticipantId,
+    },
+    MeetingCreated {
+        meeting: Box<crate::meeting::MeetingInfo>,
+        secret: [u8; SECRET_LEN],
+    },
+    Meetings(Vec<crate::meeting::MeetingInfo>),
 }
 
 /// What members can find: open accounts and open groups, here and on linked nodes.
@@ -373,6 +395,9 @@ pub struct Account {
     pub device: DeviceId,
     pub display_name: String,
     pub node_admin: bool,
+    /// A guest account: made with a meeting link, it may only be in that meeting's chat and
+    /// call, until the meeting's guest time ends.
+    pub guest_of: Option<GroupId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -458,6 +483,8 @@ pub struct InvitePreview {
     pub description: String,
     pub member_count: u32,
     pub node_name: String,
+    /// The link is a meeting's: registering with it makes a guest account.
+    pub meeting: Option<Box<crate::meeting::MeetingInfo>>,
 }
 
 /// A refused request.

@@ -214,13 +214,16 @@ impl Forwarder {
         self.request_for(now, who)
     }
 
-    /// A packet from the publisher: what each subscriber gets.
-    pub fn on_packet(&mut self, info: &PacketInfo, payload: Arc<[u8]>) -> Vec<Out> {
+    /// A packet from the publisher: what each subscriber gets. While a subscriber still waits
+    /// for a key frame of its layer, the publisher is asked again (rate-limited): the first
+    /// request may have been folded into another subscriber's, whose key frame came too early.
+    pub fn on_packet(&mut self, now: Instant, info: &PacketInfo, payload: Arc<[u8]>) -> Vec<Out> {
         let Some(cache) = self.caches.get_mut(usize::from(info.layer)) else { return Vec::new() };
         cache.put(info, &payload);
         let targets: Vec<(ParticipantId, Option<u8>)> =
             self.subscribers.iter().map(|(who, d)| (*who, self.target(d.want))).collect();
         let mut out = Vec::new();
+        let mut waiting: u8 = 0;
         for (who, target) in targets {
             let Some(down) = self.subscribers.get_mut(&who) else { continue };
             let Some(target) = target else {
@@ -239,6 +242,9 @@ impl Forwarder {
                 down.history.insert(0, (next_seq, target, down.seq_offset, down.ts_offset));
                 down.history.truncate(8);
             }
+            if down.current != Some(target) {
+                waiting |= 1 << target.min(7);
+            }
             if down.current != Some(info.layer) {
                 continue;
             }
@@ -253,6 +259,9 @@ impl Forwarder {
                 to: who,
                 packet: OutPacket { seq, timestamp, marker: info.marker, payload: payload.clone() },
             });
+        }
+        for layer in (0..self.layers()).filter(|l| waiting & (1 << l) != 0) {
+            out.extend(self.keyframe(now, layer));
         }
         out
     }
@@ -337,11 +346,11 @@ mod tests {
         let out = f.subscribe(ms(0), A, Want::default());
         assert_eq!(out, [Out::Keyframe { layer: 2 }], "asks the publisher for a key frame of the top layer");
         let (info, payload) = packet(2, 100, 9000, false);
-        assert!(sent(&f.on_packet(&info, payload), A).is_empty(), "nothing before the key frame");
+        assert!(sent(&f.on_packet(ms(0), &info, payload), A).is_empty(), "nothing before the key frame");
         let (info, payload) = packet(1, 50, 9000, true);
-        assert!(sent(&f.on_packet(&info, payload), A).is_empty(), "another layer's key frame does not start it");
+        assert!(sent(&f.on_packet(ms(0), &info, payload), A).is_empty(), "another layer's key frame does not start it");
         let (info, payload) = packet(2, 101, 12000, true);
-        assert_eq!(sent(&f.on_packet(&info, payload), A), [(101, "L2#101".into())]);
+        assert_eq!(sent(&f.on_packet(ms(0), &info, payload), A), [(101, "L2#101".into())]);
         assert_eq!(f.current_layer(A), Some(2));
     }
 
@@ -352,7 +361,7 @@ mod tests {
         let mut got = Vec::new();
         for (layer, seq, ts, key) in [(2, 10, 0, true), (0, 500, 0, false), (2, 11, 3000, false)] {
             let (info, payload) = packet(layer, seq, ts, key);
-            got.extend(sent(&f.on_packet(&info, payload), A));
+            got.extend(sent(&f.on_packet(ms(0), &info, payload), A));
         }
         // The bandwidth drops below the top layer: layer 1 fits.
         let want = Want { max_layer: Some(2), bandwidth_bps: 600_000 };
@@ -361,7 +370,7 @@ mod tests {
             [(1, 70, 3000, false), (2, 12, 6000, false), (1, 71, 6000, true), (2, 13, 9000, true), (1, 72, 9000, false)]
         {
             let (info, payload) = packet(layer, seq, ts, key);
-            got.extend(sent(&f.on_packet(&info, payload), A));
+            got.extend(sent(&f.on_packet(ms(0), &info, payload), A));
         }
         let payloads: Vec<&str> = got.iter().map(|(_, p)| p.as_str()).collect();
         assert_eq!(payloads, ["L2#10", "L2#11", "L2#12", "L1#71", "L1#72"], "layer 2 until layer 1's key frame");
@@ -376,9 +385,9 @@ mod tests {
         f.subscribe(ms(0), A, Want { max_layer: Some(0), bandwidth_bps: u64::MAX });
         f.subscribe(ms(0), B, Want { max_layer: None, bandwidth_bps: u64::MAX });
         let (info, payload) = packet(2, 1, 0, true);
-        assert!(f.on_packet(&info, payload).is_empty());
+        assert!(f.on_packet(ms(0), &info, payload).is_empty());
         let (info, payload) = packet(0, 1, 0, true);
-        let out = f.on_packet(&info, payload);
+        let out = f.on_packet(ms(0), &info, payload);
         assert_eq!(sent(&out, A), [(1, "L0#1".into())], "a thumbnail gets the lowest layer");
         assert!(sent(&out, B).is_empty(), "a paused subscriber gets nothing");
     }
@@ -390,7 +399,7 @@ mod tests {
         f.subscribe(ms(0), B, Want::default());
         for seq in 0..10u16 {
             let (info, payload) = packet(2, 1000 + seq, u32::from(seq) * 3000, seq == 0);
-            f.on_packet(&info, payload);
+            f.on_packet(ms(0), &info, payload);
         }
         let out = f.on_nack(A, &[1003, 1007]);
         assert_eq!(sent(&out, A), [(1003, "L2#1003".into()), (1007, "L2#1007".into())]);
@@ -400,7 +409,7 @@ mod tests {
         f2.subscribe(ms(0), C, Want::default());
         for seq in 0..(CACHE_PACKETS as u16 + 10) {
             let (info, payload) = packet(2, seq, u32::from(seq), seq == 0);
-            f2.on_packet(&info, payload);
+            f2.on_packet(ms(0), &info, payload);
         }
         assert_eq!(f2.on_nack(C, &[2]), [Out::NackUpstream { layer: 2, seqs: vec![2] }]);
     }
@@ -411,12 +420,12 @@ mod tests {
         f.subscribe(ms(0), A, Want::default());
         for (layer, seq, key) in [(2, 10, true), (2, 11, false)] {
             let (info, payload) = packet(layer, seq, 0, key);
-            f.on_packet(&info, payload);
+            f.on_packet(ms(0), &info, payload);
         }
         f.set_want(ms(0), A, Want { max_layer: Some(0), bandwidth_bps: u64::MAX });
         for (layer, seq, key) in [(0, 300, true), (0, 301, false)] {
             let (info, payload) = packet(layer, seq, 0, key);
-            f.on_packet(&info, payload);
+            f.on_packet(ms(0), &info, payload);
         }
         // Outgoing 10, 11 were layer 2; 12, 13 are layer 0's 300, 301.
         let out = f.on_nack(A, &[11, 13]);
@@ -437,7 +446,7 @@ mod tests {
         let mut f = simulcast();
         f.subscribe(ms(0), A, Want::default());
         let (info, payload) = packet(2, 1, 0, true);
-        f.on_packet(&info, payload);
+        f.on_packet(ms(0), &info, payload);
         f.subscribe(ms(0), B, Want::default());
         f.subscribe(ms(0), C, Want::default());
         let mut requests = 0;
@@ -451,13 +460,41 @@ mod tests {
     }
 
     #[test]
+    fn a_subscriber_still_waiting_for_a_key_frame_asks_again() {
+        let mut f = Forwarder::new(vec![1_000_000]);
+        assert_eq!(f.subscribe(ms(0), A, Want::default()), [Out::Keyframe { layer: 0 }]);
+        // B subscribes while A's request is fresh: no request of its own.
+        assert!(f.subscribe(ms(100), B, Want::default()).is_empty());
+        // The key frame answering A's request arrives before B's stream is ready... and B is
+        // removed and comes back (a renegotiation), missing it.
+        let (info, payload) = packet(0, 1, 0, true);
+        f.on_packet(ms(150), &info, payload);
+        f.unsubscribe(B);
+        assert!(f.subscribe(ms(200), B, Want::default()).is_empty(), "within 500 ms of the last request");
+        // Delta frames: within the interval nothing is asked; after it, B's wait asks again, once.
+        let (info, payload) = packet(0, 2, 3000, false);
+        let out = f.on_packet(ms(300), &info, payload);
+        assert_eq!(sent(&out, A), [(2, "L0#2".into())]);
+        assert!(!out.contains(&Out::Keyframe { layer: 0 }));
+        let (info, payload) = packet(0, 3, 6000, false);
+        assert!(f.on_packet(ms(600), &info, payload).contains(&Out::Keyframe { layer: 0 }));
+        let (info, payload) = packet(0, 4, 9000, false);
+        assert!(!f.on_packet(ms(700), &info, payload).contains(&Out::Keyframe { layer: 0 }), "rate-limited");
+        // Once B has its key frame, nobody waits: no more requests.
+        let (info, payload) = packet(0, 5, 12000, true);
+        assert_eq!(sent(&f.on_packet(ms(800), &info, payload), B), [(5, "L0#5".into())]);
+        let (info, payload) = packet(0, 6, 15000, false);
+        assert!(!f.on_packet(ms(2000), &info, payload).contains(&Out::Keyframe { layer: 0 }));
+    }
+
+    #[test]
     fn gaps_stay_gaps_and_late_packets_keep_their_place() {
         let mut f = Forwarder::new(vec![64_000]);
         f.subscribe(ms(0), A, Want::default());
         let mut got = Vec::new();
         for (seq, key) in [(65534u16, true), (65535, false), (1, false), (0, false), (2, false)] {
             let (info, payload) = packet(0, seq, 0, key);
-            got.extend(sent(&f.on_packet(&info, payload), A));
+            got.extend(sent(&f.on_packet(ms(0), &info, payload), A));
         }
         let seqs: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
         assert_eq!(seqs, [65534, 65535, 1, 0, 2], "wrapping, with the reordered packet forwarded as is");

@@ -116,6 +116,13 @@ pub enum Event {
     ActiveSpeaker {
         who: ParticipantId,
     },
+    /// What `who` sends of `kind` is not forwarded (told to `who` only): the media plane tried
+    /// to publish it and the room refused.
+    PublishRefused {
+        who: ParticipantId,
+        kind: MediaKind,
+        reason: &'static str,
+    },
     Ended,
 }
 
@@ -156,6 +163,8 @@ struct Track {
 pub struct Room {
     mode: Mode,
     locked: bool,
+    /// Guests always wait in the lobby (a meeting's setting), locked or not.
+    guest_lobby: bool,
     ended: bool,
     participants: BTreeMap<ParticipantId, Participant>,
     lobby: BTreeMap<ParticipantId, Role>,
@@ -173,6 +182,7 @@ impl Room {
         Room {
             mode,
             locked: false,
+            guest_lobby: false,
             ended: false,
             participants: BTreeMap::new(),
             lobby: BTreeMap::new(),
@@ -190,6 +200,21 @@ impl Room {
         self.participants.get(&who).map(|p| p.role)
     }
 
+    pub fn locked(&self) -> bool {
+        self.locked
+    }
+
+    /// Whether `who` waits in the lobby.
+    pub fn waiting(&self, who: ParticipantId) -> bool {
+        self.lobby.contains_key(&who)
+    }
+
+    /// Makes guests wait in the lobby even while the conference is not locked (set when it
+    /// opens, from the meeting's settings).
+    pub fn set_guest_lobby(&mut self, on: bool) {
+        self.guest_lobby = on;
+    }
+
     fn moderator(&self, who: ParticipantId) -> Result<Role, RoomError> {
         let role = self.role(who).ok_or(RoomError::Unknown)?;
         if !role.moderates() {
@@ -199,28 +224,40 @@ impl Room {
     }
 
     /// Joins. In a locked conference, guests wait in the lobby for a moderator; others may not
-    /// join at all unless they moderate.
+    /// join at all unless they moderate. With a guest lobby, guests always wait. Joining again
+    /// (someone admitted from the lobby opening its media session) changes nothing.
     pub fn join(&mut self, who: ParticipantId, role: Role) -> Result<Vec<Action>, RoomError> {
         if self.ended {
             return Err(RoomError::Closed("the conference has ended"));
+        }
+        if self.participants.contains_key(&who) {
+            return Ok(Vec::new());
+        }
+        if self.lobby.contains_key(&who) {
+            return Ok(Vec::new());
+        }
+        if role == Role::Guest && self.guest_lobby && !self.locked {
+            return Ok(self.send_to_lobby(who, role));
         }
         if role == Role::Organizer && self.participants.values().any(|p| p.role == Role::Organizer) {
             return Err(RoomError::Forbidden("a conference has one organizer"));
         }
         if self.locked && !role.moderates() {
             if role == Role::Guest {
-                self.lobby.insert(who, role);
-                let waiting = Event::Waiting { who };
-                let moderators: Vec<ParticipantId> =
-                    self.participants.iter().filter(|(_, p)| p.role.moderates()).map(|(id, _)| *id).collect();
-                return Ok(moderators
-                    .into_iter()
-                    .map(|to| Action::Event { to: Some(to), event: waiting.clone() })
-                    .collect());
+                return Ok(self.send_to_lobby(who, role));
             }
             return Err(RoomError::Closed("the conference is locked"));
         }
         Ok(self.admit(who, role))
+    }
+
+    /// `who` waits in the lobby; the moderators are told.
+    fn send_to_lobby(&mut self, who: ParticipantId, role: Role) -> Vec<Action> {
+        self.lobby.insert(who, role);
+        let waiting = Event::Waiting { who };
+        let moderators: Vec<ParticipantId> =
+            self.participants.iter().filter(|(_, p)| p.role.moderates()).map(|(id, _)| *id).collect();
+        moderators.into_iter().map(|to| Action::Event { to: Some(to), event: waiting.clone() }).collect()
     }
 
     fn admit(&mut self, who: ParticipantId, role: Role) -> Vec<Action> {
@@ -414,6 +451,18 @@ impl Room {
     /// Removes a participant (a moderator; nobody removes the organizer), or one leaves (`by ==
     /// who`).
     pub fn remove(&mut self, by: ParticipantId, who: ParticipantId) -> Result<Vec<Action>, RoomError> {
+        if self.lobby.contains_key(&who) {
+            // Turned away from the lobby (or gave up waiting).
+            if by != who {
+                self.moderator(by)?;
+            }
+            self.lobby.remove(&who);
+            let mut out = vec![to_all(Event::Left { who })];
+            if by != who {
+                out.push(Action::Disconnect { who });
+            }
+            return Ok(out);
+        }
         if by != who {
             self.moderator(by)?;
             if self.role(who) == Some(Role::Organizer) {
@@ -465,7 +514,7 @@ impl Room {
         {
             out.push(to_all(Event::ActiveSpeaker { who }));
         }
-        out.extend(lift(owner, track, t.forwarder.on_packet(info, payload)));
+        out.extend(lift(owner, track, t.forwarder.on_packet(now, info, payload)));
         out
     }
 
@@ -621,6 +670,33 @@ mod tests {
         // A guest moderates nothing.
         assert!(r.mute(GUEST, ANN, MediaKind::Audio).is_err());
         assert!(r.lower_hand(GUEST, ANN).is_err());
+    }
+
+    #[test]
+    fn a_guest_lobby_holds_guests_only_and_a_moderator_turns_one_away() {
+        let mut r = room(Mode::Meeting);
+        r.set_guest_lobby(true);
+        assert!(r.join(ParticipantId(8), Role::Participant).is_ok(), "members come straight in");
+        assert_eq!(r.role(ParticipantId(8)), Some(Role::Participant));
+        r.join(GUEST, Role::Guest).unwrap();
+        assert!(r.waiting(GUEST));
+        assert_eq!(r.join(GUEST, Role::Guest), Ok(Vec::new()), "asking again while waiting changes nothing");
+        // A participant may not turn a guest away; a moderator may.
+        assert!(r.remove(ANN, GUEST).is_err());
+        let out = r.remove(MOD, GUEST).unwrap();
+        assert!(out.contains(&Action::Disconnect { who: GUEST }), "{out:?}");
+        assert!(!r.waiting(GUEST));
+        assert_eq!(r.admit_from_lobby(MOD, GUEST), Err(RoomError::Unknown));
+        // Another guest is admitted, then joins with its media session: nothing new happens.
+        let g2 = ParticipantId(9);
+        r.join(g2, Role::Guest).unwrap();
+        r.admit_from_lobby(ORG, g2).unwrap();
+        assert_eq!(r.join(g2, Role::Guest), Ok(Vec::new()));
+        assert_eq!(r.role(g2), Some(Role::Guest));
+        // A guest who gives up waiting leaves without being disconnected by anyone.
+        let g3 = ParticipantId(10);
+        r.join(g3, Role::Guest).unwrap();
+        assert_eq!(r.remove(g3, g3), Ok(vec![to_all(Event::Left { who: g3 })]));
     }
 
     #[test]

@@ -389,3 +389,4 @@ pub mod lan_node;
 pub mod load;
 pub mod netns;
 pub mod raw;
+pub mod signal;

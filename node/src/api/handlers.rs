@@ -16,6 +16,8 @@ pub struct Conn {
     challenge_used: bool,
     auth_failures: u32,
     session: Option<Session>,
+    /// A guest account's meeting chat: all it may take part in.
+    guest: Option<GroupId>,
     /// The connection's outgoing queue, for call signaling the node starts.
     out: Option<service::calls::Outbox>,
     /// The call this connection is in.
@@ -38,6 +40,7 @@ impl Conn {
             challenge_used: false,
             auth_failures: 0,
             session: None,
+            guest: None,
             out: None,
             call: None,
             joined: None,
@@ -113,14 +116,24 @@ async fn call(conn: &mut Conn, session: Session, request: Request) -> Result<Res
             if conn.call.is_some_and(|c| !calls.is_in(c)) {
                 conn.call = None;
             }
-            if conn.call.is_some() {
+            // Someone let in from the lobby opens its media session with the same id.
+            let admitted = conn.call.filter(|c| c.group == group && calls.is_admitted(*c));
+            if conn.call.is_some() && admitted.is_none() {
                 return Err(ApiError::new(ErrorCode::Conflict, "this connection is already in a call; leave it first"));
             }
             let out = conn.out.clone().ok_or_else(|| service::internal("connection without an outbox"))?;
-            let (in_call, joined) = calls.join(&node, session, group, offer, out).await?;
-            conn.call = Some(in_call);
-            conn.joined = Some(in_call);
-            Ok(Response::CallJoined(joined))
+            let joining = service::calls::Joining { group, offer, guest: conn.guest.is_some(), admitted };
+            match calls.join(&node, session, joining, out).await? {
+                service::calls::Joined::InCall(in_call, joined) => {
+                    conn.call = Some(in_call);
+                    conn.joined = Some(in_call);
+                    Ok(Response::CallJoined(joined))
+                }
+                service::calls::Joined::Waiting(in_call) => {
+                    conn.call = Some(in_call);
+                    Ok(Response::CallWaiting { participant: in_call.participant })
+                }
+            }
         }
         Request::CallAnswer { group, answer } => match conn.call {
             Some(c) if c.group == group => calls.answer(c, answer).await.map(|()| Response::Ok),
@@ -136,6 +149,10 @@ async fn call(conn: &mut Conn, session: Session, request: Request) -> Result<Res
         },
         Request::CallEnd { group } => match conn.call {
             Some(c) if c.group == group => calls.end(c).await.map(|()| Response::Ok),
+            _ => Err(not_in(group)),
+        },
+        Request::CallConfigure { group, change } => match conn.call {
+            Some(c) if c.group == group => calls.configure(c, change).await.map(|()| Response::Ok),
             _ => Err(not_in(group)),
         },
         Request::CallLeave { group } => match conn.call {
@@ -168,6 +185,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             if let Ok(account) = &result {
                 conn.challenge_used = true;
                 conn.session = Some(Session { account: account.account, device: account.device });
+                conn.guest = account.guest_of;
             }
             return reply(result.map(Response::SignedIn));
         }
@@ -183,6 +201,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             if let Ok(account) = &result {
                 conn.challenge_used = true;
                 conn.session = Some(Session { account: account.account, device: account.device });
+                conn.guest = account.guest_of;
             }
             return reply(result.map(Response::SignedIn));
         }
@@ -199,6 +218,14 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
         }
         (_, Some(session)) => session,
     };
+    if let Some(group) = conn.guest
+        && let Err(e) = service::meetings::guest_may(&request, group, || match &request {
+            Request::JoinGroupInfo { token } | Request::Join { token, .. } => invites::group_of(&node, token),
+            _ => None,
+        })
+    {
+        return reply(Err(e));
+    }
     // Chats homed on another node are served there.
     if let Some(result) = replica::route(&node, session, &request).await {
         return reply(result);
@@ -212,7 +239,14 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
         | Request::CallLeave { .. }
         | Request::CallModerate { .. }
         | Request::CallHand { .. }
-        | Request::CallEnd { .. }) => reply(call(conn, session, r).await),
+        | Request::CallEnd { .. }
+        | Request::CallConfigure { .. }) => reply(call(conn, session, r).await),
+        Request::CreateMeeting { group, settings } => reply(
+            service::meetings::create(&node, session, group, settings)
+                .await
+                .map(|(meeting, secret)| Response::MeetingCreated { meeting: Box::new(meeting), secret }),
+        ),
+        Request::Meetings => reply(service::meetings::list(&node, &session).map(Response::Meetings)),
         Request::Me => reply(accounts::sign_in(&node, session.device).map(Response::SignedIn)),
         Request::PublishKeyPackages { packages, last_resort } => {
             ok(accounts::publish_key_packages(&node, session, packages, last_resort).await)

@@ -3,7 +3,7 @@
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::mls_view;
 use crate::store::records::{self, Account, now_ms};
-use crate::store::tables::{ACCOUNTS, DEVICES, KEY_PACKAGES, LAST_RESORT};
+use crate::store::tables::{ACCOUNTS, DEVICES, GUESTS, KEY_PACKAGES, LAST_RESORT};
 use redb::{ReadableTable, ReadableTableMetadata};
 use veche_protocol::ids::{AccountId, DeviceId};
 use veche_protocol::wire::{self, ErrorCode, InviteToken, Profile, RegistrationPolicy};
@@ -39,6 +39,16 @@ pub async fn register(
                 None => None,
             };
             let grants_admin = invite.as_ref().is_some_and(|(_, inv)| inv.grants_admin);
+            // A meeting's link makes a guest account, for that meeting only.
+            let guest = match &invite {
+                Some((id, inv)) => match inv.group {
+                    Some(group) => super::meetings::load_for_write(ctx.read(), group)?
+                        .filter(|m| m.invite == *id)
+                        .map(|m| records::Guest { group, until_ms: m.guests_until_ms }),
+                    None => None,
+                },
+                None => None,
+            };
             match (policy, &invite) {
                 (RegistrationPolicy::Open, _) => {}
                 (_, Some(_)) if grants_admin => {}
@@ -83,11 +93,18 @@ pub async fn register(
                 .insert(account.0, records::encode(&record).as_slice())
                 .or_internal()?;
             txn.open_table(DEVICES).or_internal()?.insert(device.0, account.0).or_internal()?;
-            Ok(record)
+            if let Some(guest) = guest {
+                txn.open_table(GUESTS)
+                    .or_internal()?
+                    .insert(account.0, records::encode(&guest).as_slice())
+                    .or_internal()?;
+            }
+            Ok((record, guest))
         })
         .await?;
-    tracing::info!(account = %account, admin = record.node_admin, "member registered");
-    Ok(wire::Account { account, device, display_name, node_admin: record.node_admin })
+    let (record, guest) = record;
+    tracing::info!(account = %account, admin = record.node_admin, guest = guest.is_some(), "member registered");
+    Ok(wire::Account { account, device, display_name, node_admin: record.node_admin, guest_of: guest.map(|g| g.group) })
 }
 
 /// Looks up a registered device for sign-in.
@@ -98,7 +115,17 @@ pub fn sign_in(node: &Node, device: DeviceId) -> ApiResult<wire::Account> {
     };
     let account = AccountId(account);
     let record = load_account(&txn, &account)?.ok_or_else(|| super::internal("device without account"))?;
-    Ok(wire::Account { account, device, display_name: record.display_name, node_admin: record.node_admin })
+    let guest = super::meetings::guest(&txn, &account)?;
+    if let Some(guest) = &guest {
+        super::meetings::check_guest_time(guest)?;
+    }
+    Ok(wire::Account {
+        account,
+        device,
+        display_name: record.display_name,
+        node_admin: record.node_admin,
+        guest_of: guest.map(|g| g.group),
+    })
 }
 
 pub(crate) fn load_account(txn: &redb::ReadTransaction, account: &AccountId) -> ApiResult<Option<Account>> {
@@ -190,6 +217,9 @@ pub async fn claim_key_packages(node: &Node, account: AccountId) -> ApiResult<Ve
             let Some(record) = record else {
                 return err(ErrorCode::NotFound, "no such member on this node");
             };
+            if ctx.read().open_table(GUESTS).or_internal()?.get(account.0).or_internal()?.is_some() {
+                return err(ErrorCode::Forbidden, "a guest takes part in its meeting only; nobody adds it to chats");
+            }
             // Read first: a job may only write once it cannot fail any more.
             let mut out = Vec::new();
             let mut spent = Vec::new();

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use veche_protocol::call::{
-    CallAction, CallJoined, CallMedia, CallParticipant, CallRole, CallTrack, CallUpdate, MAX_SDP_BYTES, ParticipantId,
+    CallAction, CallChange, CallJoined, CallMedia, CallMode, CallParticipant, CallRole, CallTrack, CallUpdate,
+    MAX_SDP_BYTES, ParticipantId,
 };
 use veche_protocol::ids::GroupId;
 use veche_protocol::wire::{ErrorCode, Event, ServerFrame};
@@ -30,6 +31,7 @@ use veche_sfu::room::{self, Role};
 use veche_sfu::{ConferenceId, MediaKind, TrackId};
 
 use super::{ApiResult, Node, OrInternal, Session, err};
+use veche_protocol::wire::ApiError;
 
 /// Where a participant's frames go: its connection's outgoing queue.
 pub type Outbox = mpsc::Sender<ServerFrame>;
@@ -50,8 +52,11 @@ struct State {
 }
 
 struct Conference {
+    /// Everyone who asked to join, in order, the lobby included.
     members: Vec<ParticipantId>,
     tracks: BTreeMap<u32, CallTrack>,
+    mode: CallMode,
+    locked: bool,
 }
 
 struct Member {
@@ -61,6 +66,32 @@ struct Member {
     out: Outbox,
     /// The device has the answer to its join: the node's own offers may follow.
     ready: bool,
+    /// In the lobby (None: in the call, with its media session).
+    lobby: Option<Lobby>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lobby {
+    Waiting,
+    /// Let in; its media session opens when it joins again.
+    Admitted,
+}
+
+/// A device asks to join a chat's call.
+pub struct Joining {
+    pub group: GroupId,
+    pub offer: String,
+    /// A guest account (of this chat's meeting).
+    pub guest: bool,
+    /// The connection was let in from the lobby of this call: its media session opens now.
+    pub admitted: Option<InCall>,
+}
+
+/// Where a join left the device.
+pub enum Joined {
+    InCall(InCall, CallJoined),
+    /// In the lobby: it is told [`CallUpdate::Admitted`] (then joins again) or `Disconnected`.
+    Waiting(InCall),
 }
 
 /// A device connection's place in a call.
@@ -107,6 +138,20 @@ fn call_role(role: Role) -> CallRole {
         Role::Presenter => CallRole::Presenter,
         Role::Moderator => CallRole::Moderator,
         Role::Organizer => CallRole::Organizer,
+    }
+}
+
+fn sfu_mode(mode: CallMode) -> room::Mode {
+    match mode {
+        CallMode::Meeting => room::Mode::Meeting,
+        CallMode::Webinar => room::Mode::Webinar,
+    }
+}
+
+fn call_mode(mode: room::Mode) -> CallMode {
+    match mode {
+        room::Mode::Meeting => CallMode::Meeting,
+        room::Mode::Webinar => CallMode::Webinar,
     }
 }
 
@@ -166,17 +211,12 @@ impl Calls {
         Ok(calls)
     }
 
-    /// A device joins its chat's call with its SDP offer.
-    pub async fn join(
-        &self,
-        node: &Node,
-        session: Session,
-        group: GroupId,
-        offer: String,
-        out: Outbox,
-    ) -> ApiResult<(InCall, CallJoined)> {
+    /// A device joins its chat's call with its SDP offer (or, let in from the lobby, opens its
+    /// media session).
+    pub async fn join(&self, node: &Node, session: Session, joining: Joining, out: Outbox) -> ApiResult<Joined> {
+        let Joining { group, offer, guest, admitted } = joining;
         check_sdp(&offer)?;
-        let display_name = {
+        let (display_name, meeting) = {
             let txn = node.store.read().or_internal()?;
             if super::replica::home_of(&txn, group)?.is_some() {
                 return err(
@@ -185,55 +225,124 @@ impl Calls {
                 );
             }
             super::chats::load_member(&txn, &session, group)?;
-            super::accounts::load_account(&txn, &session.account)?.map(|a| a.display_name).unwrap_or_default()
+            if let Some(g) = super::meetings::guest(&txn, &session.account)? {
+                super::meetings::check_guest_time(&g)?;
+            }
+            let name =
+                super::accounts::load_account(&txn, &session.account)?.map(|a| a.display_name).unwrap_or_default();
+            (name, super::meetings::load(&txn, group)?)
         };
         // Registered before the media loop hears of it, so the room's "joined" finds it.
-        let (conference, participant, role, open) = {
-            let mut state = lock(&self.state);
-            let (conference, open) = match state.by_group.get(&group) {
-                Some(c) => (*c, false),
-                None => {
-                    state.next_conference += 1;
-                    let c = ConferenceId(state.next_conference);
-                    state.by_group.insert(group, c);
-                    state.conferences.insert(c, Conference { members: Vec::new(), tracks: BTreeMap::new() });
-                    (c, true)
-                }
-            };
-            state.next_participant += 1;
-            let participant = state.next_participant;
-            let conf = state.conferences.get_mut(&conference).ok_or_else(|| super::internal("conference vanished"))?;
-            // Whoever starts the call organizes it.
-            let role = if conf.members.is_empty() { Role::Organizer } else { Role::Participant };
-            conf.members.push(participant);
-            let info = CallParticipant { participant, account: session.account, display_name, role: call_role(role) };
-            state.participants.insert(participant, Member { conference, group, info, out, ready: false });
-            (conference, participant, role, open)
+        let (conference, participant, role, open) = match admitted {
+            Some(call) => {
+                let state = lock(&self.state);
+                let member = state
+                    .participants
+                    .get(&call.participant)
+                    .filter(|m| m.lobby == Some(Lobby::Admitted))
+                    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "you are no longer in this call"))?;
+                (member.conference, call.participant, sfu_role(member.info.role), false)
+            }
+            None => {
+                let mut state = lock(&self.state);
+                let mode = if meeting.as_ref().is_some_and(|m| m.settings.webinar) {
+                    CallMode::Webinar
+                } else {
+                    CallMode::Meeting
+                };
+                let (conference, open) = match state.by_group.get(&group) {
+                    Some(c) => (*c, false),
+                    None => {
+                        state.next_conference += 1;
+                        let c = ConferenceId(state.next_conference);
+                        state.by_group.insert(group, c);
+                        let conf = Conference { members: Vec::new(), tracks: BTreeMap::new(), mode, locked: false };
+                        state.conferences.insert(c, conf);
+                        (c, true)
+                    }
+                };
+                state.next_participant += 1;
+                let participant = state.next_participant;
+                let conf =
+                    state.conferences.get_mut(&conference).ok_or_else(|| super::internal("conference vanished"))?;
+                // A meeting's organizer organizes its call; another chat's call is organized by
+                // whoever starts it. Guests are guests.
+                let role = match &meeting {
+                    _ if guest => Role::Guest,
+                    Some(m) if m.organizer == session.account => Role::Organizer,
+                    Some(_) => Role::Participant,
+                    None if conf.members.is_empty() => Role::Organizer,
+                    None => Role::Participant,
+                };
+                conf.members.push(participant);
+                let info =
+                    CallParticipant { participant, account: session.account, display_name, role: call_role(role) };
+                let member = Member { conference, group, info, out, ready: false, lobby: None };
+                state.participants.insert(participant, member);
+                (conference, participant, role, open)
+            }
         };
         if open {
-            self.media.open(conference, room::Mode::Meeting);
+            let mode = lock(&self.state).conferences.get(&conference).map(|c| sfu_mode(c.mode));
+            self.media.open(conference, mode.unwrap_or(room::Mode::Meeting));
+            if meeting.as_ref().is_some_and(|m| m.settings.lobby) {
+                let set = on_loop(&self.media, move |m| {
+                    m.moderate(conference, |room| {
+                        room.set_guest_lobby(true);
+                        Ok(Vec::new())
+                    })
+                })
+                .await;
+                if let Err(e) = set {
+                    self.forget(participant);
+                    return Err(refused(e));
+                }
+            }
         }
         let added =
             on_loop(&self.media, move |m| m.add_peer(conference, veche_sfu::ParticipantId(participant), role, offer))
                 .await;
         let answer = match added {
             Ok(answer) => answer,
+            Err(LoopError::Media(MediaError::InLobby)) => {
+                if let Some(m) = lock(&self.state).participants.get_mut(&participant) {
+                    m.lobby = Some(Lobby::Waiting);
+                }
+                tracing::debug!(participant, "waiting in the lobby");
+                return Ok(Joined::Waiting(InCall { group, participant }));
+            }
             Err(e) => {
-                self.forget(participant);
+                self.leave(InCall { group, participant });
                 return Err(refused(e));
             }
         };
-        let (participants, tracks) = {
-            let state = lock(&self.state);
+        let joined = {
+            let mut state = lock(&self.state);
+            if let Some(m) = state.participants.get_mut(&participant) {
+                m.lobby = None;
+            }
+            let state = &*state;
             let conf = state.conferences.get(&conference);
             let participants = conf
-                .map(|c| c.members.iter().filter_map(|p| state.participants.get(p)).map(|m| m.info.clone()).collect())
+                .map(|c| {
+                    c.members
+                        .iter()
+                        .filter_map(|p| state.participants.get(p))
+                        .filter(|m| m.lobby.is_none())
+                        .map(|m| m.info.clone())
+                        .collect()
+                })
                 .unwrap_or_default();
             let tracks: Vec<CallTrack> = conf.map(|c| c.tracks.values().cloned().collect()).unwrap_or_default();
-            (participants, tracks)
+            let (mode, locked) = conf.map(|c| (c.mode, c.locked)).unwrap_or((CallMode::Meeting, false));
+            CallJoined { participant, answer, participants, tracks, mode, locked }
         };
-        let joined = CallJoined { participant, answer, participants, tracks };
-        Ok((InCall { group, participant }, joined))
+        Ok(Joined::InCall(InCall { group, participant }, joined))
+    }
+
+    /// Whether the participant was let in from the lobby and has yet to open its media session.
+    pub fn is_admitted(&self, call: InCall) -> bool {
+        lock(&self.state).participants.get(&call.participant).is_some_and(|m| m.lobby == Some(Lobby::Admitted))
     }
 
     /// The device has received the answer to its join (the response has been queued on its
@@ -244,12 +353,18 @@ impl Calls {
             let mut state = lock(&self.state);
             let Some(member) = state.participants.get_mut(&call.participant) else { return };
             member.ready = true;
-            let conference = member.conference;
-            state
-                .conferences
-                .get(&conference)
-                .map(|c| c.tracks.values().filter(|t| t.participant != call.participant).map(|t| t.track).collect())
-                .unwrap_or_default()
+            let (conference, moderates) = (member.conference, sfu_role(member.info.role) >= Role::Moderator);
+            let Some(conf) = state.conferences.get(&conference) else { return };
+            // A moderator who comes in sees who waits in the lobby.
+            if moderates && let Some(me) = state.participants.get(&call.participant) {
+                for waiting in conf.members.iter().filter_map(|p| state.participants.get(p)) {
+                    if waiting.lobby == Some(Lobby::Waiting) {
+                        let update = CallUpdate::Waiting(waiting.info.clone());
+                        let _ = me.out.try_send(ServerFrame::Event(Event::Call { group: call.group, update }));
+                    }
+                }
+            }
+            conf.tracks.values().filter(|t| t.participant != call.participant).map(|t| t.track).collect()
         };
         for track in tracks {
             self.subscribe(call.participant, track).await;
@@ -305,6 +420,16 @@ impl Calls {
             CallAction::LowerHand => room.lower_hand(by, who),
             CallAction::SetRole(role) => room.set_role(by, who, sfu_role(role)),
             CallAction::Remove => room.remove(by, who),
+            CallAction::Admit => room.admit_from_lobby(by, who),
+        })
+        .await
+    }
+
+    /// The organizer or a moderator changes the call's mode or locks it.
+    pub async fn configure(&self, call: InCall, change: CallChange) -> ApiResult<()> {
+        self.decide(call, move |room, by| match change {
+            CallChange::Mode(mode) => room.set_mode(by, sfu_mode(mode)),
+            CallChange::Lock(locked) => room.lock(by, locked),
         })
         .await
     }
@@ -357,8 +482,11 @@ impl Calls {
         }
     }
 
+    /// Who is in the call with a media session (not the lobby).
     fn members(&self, conference: ConferenceId) -> Vec<ParticipantId> {
-        lock(&self.state).conferences.get(&conference).map(|c| c.members.clone()).unwrap_or_default()
+        let state = lock(&self.state);
+        let Some(conf) = state.conferences.get(&conference) else { return Vec::new() };
+        conf.members.iter().copied().filter(|p| state.participants.get(p).is_some_and(|m| m.lobby.is_none())).collect()
     }
 
     async fn on_media_event(&self, event: MediaEvent) {
@@ -377,13 +505,47 @@ impl Calls {
     async fn on_room_event(&self, conference: ConferenceId, to: Option<veche_sfu::ParticipantId>, event: room::Event) {
         let update = match event {
             room::Event::Joined { who, .. } => {
+                let (info, was_waiting) = {
+                    let mut state = lock(&self.state);
+                    let Some(m) = state.participants.get_mut(&who.0) else { return };
+                    let was_waiting = m.lobby == Some(Lobby::Waiting);
+                    if was_waiting {
+                        m.lobby = Some(Lobby::Admitted);
+                        let _ = m
+                            .out
+                            .try_send(ServerFrame::Event(Event::Call { group: m.group, update: CallUpdate::Admitted }));
+                    }
+                    (m.info.clone(), was_waiting)
+                };
+                if was_waiting {
+                    tracing::debug!(participant = who.0, "admitted from the lobby");
+                }
+                CallUpdate::Joined(info)
+            }
+            room::Event::Waiting { who } => {
                 let info = lock(&self.state).participants.get(&who.0).map(|m| m.info.clone());
                 let Some(info) = info else { return };
-                CallUpdate::Joined(info)
+                CallUpdate::Waiting(info)
+            }
+            room::Event::ModeChanged { mode } => {
+                if let Some(conf) = lock(&self.state).conferences.get_mut(&conference) {
+                    conf.mode = call_mode(mode);
+                }
+                CallUpdate::ModeChanged { mode: call_mode(mode) }
+            }
+            room::Event::Locked { locked } => {
+                if let Some(conf) = lock(&self.state).conferences.get_mut(&conference) {
+                    conf.locked = locked;
+                }
+                CallUpdate::Locked { locked }
+            }
+            room::Event::PublishRefused { kind, reason, .. } => {
+                CallUpdate::PublishRefused { media: media_kind(kind), reason: reason.to_string() }
             }
             room::Event::Left { who } => CallUpdate::Left { participant: who.0 },
             room::Event::Published { who, track, kind } => {
                 let published = CallTrack { track: track.0, participant: who.0, media: media_kind(kind) };
+                tracing::debug!(participant = who.0, track = track.0, ?kind, "track published");
                 if let Some(conf) = lock(&self.state).conferences.get_mut(&conference) {
                     conf.tracks.insert(track.0, published.clone());
                 }
@@ -415,8 +577,6 @@ impl Calls {
             room::Event::HandRaised { who } => CallUpdate::HandRaised { participant: who.0 },
             room::Event::HandLowered { who, .. } => CallUpdate::HandLowered { participant: who.0 },
             room::Event::Ended => CallUpdate::Ended,
-            // The lobby, modes and locks are not signaled yet.
-            _ => return,
         };
         let to = match to {
             Some(p) => vec![p.0],

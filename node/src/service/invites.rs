@@ -92,21 +92,9 @@ pub async fn create(
     if expires_in.is_some_and(|d| d.is_zero() || d > MAX_EXPIRY) {
         return err(ErrorCode::BadRequest, "expiry must be between one second and one year");
     }
-    let id = InviteId(random()?);
-    let secret: [u8; SECRET_LEN] = random()?;
     let now = now_ms();
-    let invite = Invite {
-        group,
-        secret_hash: secret_hash(&secret),
-        created_by: Some(session.account),
-        created_ms: now,
-        expires_ms: expires_in.map(|d| now + d.as_millis() as u64),
-        max_uses,
-        uses: 0,
-        registrations: 0,
-        revoked: false,
-        grants_admin: false,
-    };
+    let (id, secret, invite) =
+        new_invite(group, session.account, expires_in.map(|d| now + d.as_millis() as u64), max_uses)?;
     let stored = invite.clone();
     node.writer
         .run(move |ctx| {
@@ -141,6 +129,35 @@ pub async fn create(
         })
         .await?;
     Ok((to_info(id, &invite), secret))
+}
+
+/// A new invite of a member (not stored yet): its id, secret and record.
+pub(super) fn new_invite(
+    group: Option<GroupId>,
+    created_by: veche_protocol::ids::AccountId,
+    expires_ms: Option<u64>,
+    max_uses: Option<u32>,
+) -> ApiResult<(InviteId, [u8; SECRET_LEN], Invite)> {
+    let id = InviteId(random()?);
+    let secret: [u8; SECRET_LEN] = random()?;
+    let invite = Invite {
+        group,
+        secret_hash: secret_hash(&secret),
+        created_by: Some(created_by),
+        created_ms: now_ms(),
+        expires_ms,
+        max_uses,
+        uses: 0,
+        registrations: 0,
+        revoked: false,
+        grants_admin: false,
+    };
+    Ok((id, secret, invite))
+}
+
+/// The chat a valid chat invite admits to (None: not a valid chat invite here).
+pub fn group_of(node: &Node, token: &InviteToken) -> Option<GroupId> {
+    check_read(node, token, true).ok().and_then(|(_, invite)| invite.group)
 }
 
 /// Creates the one-time admin invite printed at start while the node has no admin.
@@ -257,12 +274,14 @@ pub fn preview(node: &Node, token: &InviteToken) -> ApiResult<InvitePreview> {
             let Some(chat) = super::chats::load(&txn, group)? else {
                 return err(ErrorCode::InviteInvalid, "the chat of this invite no longer exists");
             };
+            let meeting = super::meetings::load(&txn, group)?.filter(|m| m.invite == token.invite).map(Box::new);
             Ok(InvitePreview {
                 group: Some(group),
                 name: chat.name,
                 description: chat.description,
                 member_count: chat.roster.len() as u32,
                 node_name,
+                meeting,
             })
         }
         None => Ok(InvitePreview {
@@ -271,6 +290,7 @@ pub fn preview(node: &Node, token: &InviteToken) -> ApiResult<InvitePreview> {
             description: String::new(),
             member_count: 0,
             node_name,
+            meeting: None,
         }),
     }
 }

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod directory;
 pub mod federation;
 pub mod invites;
+pub mod meetings;
 pub mod replica;
 pub mod retention;
 

@@ -68,6 +68,14 @@ pub struct Welcome {
     pub welcome: Vec<u8>,
 }
 
+/// A guest account: made with a meeting's link, only for that meeting.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Guest {
+    pub group: GroupId,
+    /// Sign-in is refused after this (milliseconds since the Unix epoch).
+    pub until_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Invite {
     /// None: a node invite (admits to the node only).

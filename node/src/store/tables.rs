@@ -47,6 +47,10 @@ pub const OPEN_ACCOUNTS: TableDefinition<[u8; 32], ()> = TableDefinition::new("o
 pub const OPEN_GROUPS: TableDefinition<[u8; 16], ()> = TableDefinition::new("open_groups");
 /// peer id of a linked node -> its last directory (federation::Directory, postcard)
 pub const REMOTE_DIRECTORIES: TableDefinition<&str, &[u8]> = TableDefinition::new("remote_directories");
+/// group -> veche_protocol::meeting::MeetingInfo: chats that are meetings
+pub const MEETINGS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("meetings");
+/// account -> records::Guest: guest accounts made with a meeting link
+pub const GUESTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("guests");
 /// counter name -> value (metrics that survive restarts)
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
@@ -75,5 +79,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(OPEN_ACCOUNTS)?;
     txn.open_table(OPEN_GROUPS)?;
     txn.open_table(REMOTE_DIRECTORIES)?;
+    txn.open_table(MEETINGS)?;
+    txn.open_table(GUESTS)?;
     Ok(())
 }

@@ -319,6 +319,8 @@ struct Inbound {
     streams: HashMap<u32, InStream>,
     /// The SSRC of each layer, for key frame requests.
     layer_ssrc: Vec<Option<u32>>,
+    /// Bitrates of its layers, to publish it again once the room allows it.
+    layer_bps: Vec<u64>,
 }
 
 /// A stream the SFU sends a subscriber.
@@ -543,7 +545,20 @@ impl MediaSessions {
 
     /// The participant leaves (or is removed): its session closes and the room forgets it.
     pub fn remove_peer(&mut self, participant: ParticipantId, now: WallInstant) {
-        let Some(mut peer) = self.peers.remove(&participant) else { return };
+        let Some(mut peer) = self.peers.remove(&participant) else {
+            // Someone waiting in a lobby, or let in and not connected yet: only the room knows them.
+            let conference = self
+                .rooms
+                .iter()
+                .find(|(_, r)| r.waiting(participant) || r.role(participant).is_some())
+                .map(|(c, _)| *c);
+            if let Some(conference) = conference
+                && let Some(Ok(actions)) = self.rooms.get_mut(&conference).map(|r| r.remove(participant, participant))
+            {
+                self.apply(now, conference, actions);
+            }
+            return;
+        };
         let _ = peer.pc.close();
         while let Some(t) = peer.pc.poll_write() {
             self.outbox.push_back((t.transport.peer_addr, t.message.to_vec()));

@@ -33,29 +33,61 @@ impl MediaSessions {
                 vec![SINGLE_LAYER_BPS]
             };
             let conference = peer.conference;
-            let track = match self.rooms.get_mut(&conference).map(|r| r.publish(key, kind, layer_bps)) {
-                Some(Ok((track, actions))) => {
-                    self.tracks.insert((conference, track), Published { owner: key, kind });
-                    self.apply(now, conference, actions);
-                    Some(track)
-                }
-                _ => None,
-            };
-            let Some(peer) = self.peers.get_mut(&key) else { return };
             peer.inbound.insert(
                 init.track_id.clone(),
                 Inbound {
-                    track,
+                    track: None,
                     receiver: init.receiver_id,
                     kind,
                     rids,
                     audio_level_ext,
                     streams: HashMap::new(),
                     layer_ssrc: vec![None; layers],
+                    layer_bps,
                 },
             );
+            self.publish(now, conference, key, &init.track_id, true);
         }
         self.learn_stream(key, &init.track_id, init.ssrc);
+    }
+
+    /// Publishes an inbound track of `key` in the room, if the room allows it now. A refusal is
+    /// told to the participant when `tell` (the first time: it just tried to send it).
+    fn publish(&mut self, now: WallInstant, conference: ConferenceId, key: PeerKey, track_id: &str, tell: bool) {
+        let Some(inbound) = self.peers.get(&key).and_then(|p| p.inbound.get(track_id)) else { return };
+        if inbound.track.is_some() {
+            return;
+        }
+        let (kind, layer_bps) = (inbound.kind, inbound.layer_bps.clone());
+        let Some(room) = self.rooms.get_mut(&conference) else { return };
+        match room.publish(key, kind, layer_bps) {
+            Ok((track, actions)) => {
+                self.tracks.insert((conference, track), Published { owner: key, kind });
+                if let Some(inbound) = self.peers.get_mut(&key).and_then(|p| p.inbound.get_mut(track_id)) {
+                    inbound.track = Some(track);
+                }
+                self.apply(now, conference, actions);
+            }
+            Err(RoomError::Forbidden(reason) | RoomError::Closed(reason)) if tell => {
+                let event = Event::PublishRefused { who: key, kind, reason };
+                self.events.push_back(MediaEvent::Room { conference, to: Some(key), event });
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// After a change of roles or mode: tracks the room refused before are published if it
+    /// allows them now.
+    pub(super) fn publish_refused_tracks(&mut self, now: WallInstant, conference: ConferenceId) {
+        let waiting: Vec<(PeerKey, String)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.conference == conference)
+            .flat_map(|(k, p)| p.inbound.iter().filter(|(_, i)| i.track.is_none()).map(move |(id, _)| (*k, id.clone())))
+            .collect();
+        for (key, track_id) in waiting {
+            self.publish(now, conference, key, &track_id, false);
+        }
     }
 
     /// Which layer and codec an SSRC of an inbound track carries.
@@ -145,6 +177,7 @@ impl MediaSessions {
 
     /// Carries out what a conference's room decided.
     pub(super) fn apply(&mut self, now: WallInstant, conference: ConferenceId, actions: Vec<Action>) {
+        let mut republish = false;
         for action in actions {
             match action {
                 Action::Send { to, track, packet } => self.send(now, to, track, packet),
@@ -152,7 +185,16 @@ impl MediaSessions {
                 // The core's NACK generator already asks the publisher for what it lost.
                 Action::Nack { .. } => {}
                 Action::Event { to, event } => {
+                    if matches!(event, Event::RoleChanged { .. } | Event::ModeChanged { .. }) {
+                        republish = true;
+                    }
                     if let Event::Unpublished { track } = event {
+                        // Its owner's stream may be published again later (promoted again).
+                        for peer in self.peers.values_mut().filter(|p| p.conference == conference) {
+                            for inbound in peer.inbound.values_mut().filter(|i| i.track == Some(track)) {
+                                inbound.track = None;
+                            }
+                        }
                         self.tracks.remove(&(conference, track));
                         let subscribers: Vec<PeerKey> = self
                             .peers
@@ -169,6 +211,9 @@ impl MediaSessions {
                 }
                 Action::Disconnect { who } => self.events.push_back(MediaEvent::Disconnect(who)),
             }
+        }
+        if republish {
+            self.publish_refused_tracks(now, conference);
         }
     }
 
