@@ -149,3 +149,48 @@ pub fn guest_may(request: &Request, group: GroupId, token_group: impl Fn() -> Op
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEETING: GroupId = GroupId([1; 16]);
+    const OTHER: GroupId = GroupId([2; 16]);
+
+    #[test]
+    fn a_guest_may_take_part_in_its_meeting_only() {
+        let allowed = |r: &Request, token: Option<GroupId>| guest_may(r, MEETING, || token).is_ok();
+        assert!(allowed(&Request::Send { group: MEETING, message: vec![] }, None));
+        assert!(!allowed(&Request::Send { group: OTHER, message: vec![] }, None));
+        assert!(allowed(&Request::CallJoin { group: MEETING, offer: String::new() }, None));
+        assert!(!allowed(&Request::CallJoin { group: OTHER, offer: String::new() }, None));
+        assert!(allowed(&Request::Chats, None));
+        assert!(!allowed(&Request::Directory, None));
+        assert!(!allowed(&Request::SetAccountOpen { open: true }, None));
+        assert!(!allowed(&Request::CreateInvite { group: Some(MEETING), max_uses: None, expires_in_secs: None }, None));
+        let create = Request::CreateChat {
+            group: OTHER,
+            kind: ChatKind::Group,
+            name: "x".into(),
+            description: String::new(),
+            peer: None,
+            group_info: vec![],
+        };
+        assert!(!allowed(&create, None));
+        let token = veche_protocol::wire::InviteToken { invite: veche_protocol::ids::InviteId([0; 8]), secret: [0; 32] };
+        let join = Request::JoinGroupInfo { token };
+        assert!(allowed(&join, Some(MEETING)), "its meeting's link");
+        assert!(!allowed(&join, Some(OTHER)), "another chat's link");
+        assert!(!allowed(&join, None), "a link that is not valid here");
+        let refused = guest_may(&Request::Links, MEETING, || None).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn a_guest_pass_ends_with_its_meeting() {
+        let now = now_ms();
+        assert!(check_guest_time(&Guest { group: MEETING, until_ms: now + 60_000 }).is_ok());
+        let over = check_guest_time(&Guest { group: MEETING, until_ms: now - 1 }).unwrap_err();
+        assert_eq!(over.code, ErrorCode::Forbidden);
+    }
+}

@@ -57,6 +57,34 @@ pub fn list_time(ms: u64, now_ms: u64, offset_min: i32) -> String {
     }
 }
 
+/// A date and time for a meeting: `DD.MM.YYYY HH:MM` in the member's time zone.
+pub fn date_time(ms: u64, offset_min: i32) -> String {
+    let (y, m, d) = civil_date(day_number(ms, offset_min));
+    format!("{d:02}.{m:02}.{y} {}", clock(ms, offset_min))
+}
+
+/// Parses the value of an `<input type="datetime-local">` (`YYYY-MM-DDTHH:MM`, local time) into
+/// milliseconds since the Unix epoch, given the member's time zone offset.
+pub fn parse_local_date_time(value: &str, offset_min: i32) -> Option<u64> {
+    let (date, time) = value.trim().split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, min) = (t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || !(0..24).contains(&h) || !(0..60).contains(&min) {
+        return None;
+    }
+    // Days from civil (H. Hinnant), the inverse of `civil_date`.
+    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let local_min = days * 1440 + h * 60 + min;
+    u64::try_from((local_min - i64::from(offset_min)) * 60_000).ok()
+}
+
 /// One line of at most `max` characters, for the chat list's preview.
 pub fn preview(text: &str, max: usize) -> String {
     let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -72,6 +100,27 @@ pub fn preview(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meeting_times_read_and_print_in_local_time() {
+        // 2027-01-01 00:00 UTC; Moscow is 3 hours ahead (offset +180 minutes).
+        let ms = 1_798_761_600_000;
+        assert_eq!(date_time(ms, 0), "01.01.2027 00:00");
+        assert_eq!(date_time(ms, 180), "01.01.2027 03:00");
+        assert_eq!(date_time(ms, -60), "31.12.2026 23:00");
+        assert_eq!(parse_local_date_time("2027-01-01T03:00", 180), Some(ms));
+        assert_eq!(parse_local_date_time("2024-02-29T12:30", 0), Some(1_709_209_800_000));
+        assert_eq!(parse_local_date_time("2027-13-01T00:00", 0), None);
+        assert_eq!(parse_local_date_time("tomorrow", 0), None);
+        for (value, offset) in [("2026-12-03T18:45", 0), ("2030-06-15T09:05", 330), ("2026-03-29T02:30", -240)] {
+            let ms = parse_local_date_time(value, offset).expect(value);
+            assert_eq!(date_time(ms, offset), {
+                let (date, time) = value.split_once('T').unwrap();
+                let p: Vec<&str> = date.split('-').collect();
+                format!("{}.{}.{} {time}", p[2], p[1], p[0])
+            });
+        }
+    }
 
     #[test]
     fn initials_of_names() {
