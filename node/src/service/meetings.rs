@@ -177,7 +177,8 @@ mod tests {
             group_info: vec![],
         };
         assert!(!allowed(&create, None));
-        let token = veche_protocol::wire::InviteToken { invite: veche_protocol::ids::InviteId([0; 8]), secret: [0; 32] };
+        let token =
+            veche_protocol::wire::InviteToken { invite: veche_protocol::ids::InviteId([0; 8]), secret: [0; 32] };
         let join = Request::JoinGroupInfo { token };
         assert!(allowed(&join, Some(MEETING)), "its meeting's link");
         assert!(!allowed(&join, Some(OTHER)), "another chat's link");
