@@ -49,6 +49,7 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCD
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -251,6 +252,41 @@ pub fn vp8_codec() -> RTCRtpCodec {
 /// the default interceptors (NACK, RTCP reports, TWCC receiver, simulcast extensions) with
 /// inbound RTCP delivered to the application. Clients in tests use it too.
 pub fn media_setup() -> Result<(MediaEngine, Registry), MediaError> {
+    let mut me = codecs()?;
+    // Application-ward of the default chain, so RTCP reaches us after the core has used it.
+    let registry = Registry::new().with(Slot::from(14_000), DeliverRtcp::default());
+    let registry = register_default_interceptors(registry, &mut me)?;
+    Ok((me, registry))
+}
+
+/// The SFU's own peer connections: as [`media_setup`], but without the core's NACK responder,
+/// which keeps a copy of every packet sent per stream (about 340 KB per subscriber). NACKs from
+/// subscribers reach the room instead, which answers them from the one cache per track that all
+/// its subscribers share. The NACK generator (asking publishers for what the SFU lost), RTCP
+/// reports, the TWCC receiver and the simulcast extensions stay.
+pub fn sfu_media_setup() -> Result<(MediaEngine, Registry), MediaError> {
+    use rtc::interceptor::NackGeneratorBuilder;
+    use rtc::peer_connection::configuration::interceptor_registry::{
+        configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+    };
+    use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, TYPE_RTCP_FB_NACK};
+    let mut me = codecs()?;
+    for parameter in ["", "pli"] {
+        me.register_feedback(
+            RTCPFeedback { typ: TYPE_RTCP_FB_NACK.to_owned(), parameter: parameter.to_owned() },
+            RtpCodecKind::Video,
+        );
+    }
+    let registry = Registry::new()
+        .with(Slot::from(14_000), DeliverRtcp::default())
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+    configure_simulcast_extension_headers(&mut me)?;
+    let registry = configure_twcc_receiver_only(registry, &mut me)?;
+    let registry = configure_rtcp_reports(registry);
+    Ok((me, registry))
+}
+
+fn codecs() -> Result<MediaEngine, MediaError> {
     let mut me = MediaEngine::default();
     me.register_codec(RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: 111 }, RtpCodecKind::Audio)?;
     me.register_codec(RTCRtpCodecParameters { rtp_codec: vp8_codec(), payload_type: 96 }, RtpCodecKind::Video)?;
@@ -259,10 +295,7 @@ pub fn media_setup() -> Result<(MediaEngine, Registry), MediaError> {
         RtpCodecKind::Audio,
         None,
     )?;
-    // Application-ward of the default chain, so RTCP reaches us after the core has used it.
-    let registry = Registry::new().with(Slot::from(14_000), DeliverRtcp::default());
-    let registry = register_default_interceptors(registry, &mut me)?;
-    Ok((me, registry))
+    Ok(me)
 }
 
 /// Whether a VP8 RTP payload starts a key frame, from the VP8 payload descriptor and payload
@@ -492,7 +525,7 @@ impl MediaSessions {
         if !self.rooms.contains_key(&conference) {
             return Err(MediaError::UnknownConference);
         }
-        let (media_engine, registry) = media_setup()?;
+        let (media_engine, registry) = sfu_media_setup()?;
         // The core picks a random ufrag and password for each peer connection.
         let settings =
             SettingEngineBuilder::new().with_lite(true).with_answering_dtls_role(RTCDtlsRole::Server).build();

@@ -138,7 +138,22 @@ impl MediaSessions {
                         self.apply(now, conference, actions);
                     }
                 }
-                // NACKs from subscribers are answered by the core's NACK responder.
+                // NACKs from subscribers are answered from the room's cache of the track.
+                let seqs: Vec<u16> = packets
+                    .iter()
+                    .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+                    .flat_map(|n| n.nacks.iter().flat_map(|pair| pair.packet_list()))
+                    .collect();
+                if !seqs.is_empty()
+                    && let Some(track) = track
+                    && let Some(peer) = self.peers.get(&key)
+                    && peer.outbound.contains_key(&track)
+                {
+                    let conference = peer.conference;
+                    if let Some(actions) = self.rooms.get_mut(&conference).map(|r| r.on_nack(key, track, &seqs)) {
+                        self.apply(now, conference, actions);
+                    }
+                }
             }
             _ => {}
         }
