@@ -37,7 +37,7 @@ impl From<Registration> for RegistrationPolicy {
 pub struct RunArgs {
     /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
     /// retention_interval, ui_dir, p2p_port, bootstrap, mdns, community_secret, federation_rate,
-    /// media_port, media_address).
+    /// media_port, media_address, ring_timeout).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -61,6 +61,9 @@ pub struct RunArgs {
     /// How often to drop messages that chats' retention no longer keeps, e.g. 60s [default: 60s].
     #[arg(long, env = "VECHE_RETENTION_INTERVAL", value_parser = humantime::parse_duration)]
     pub retention_interval: Option<std::time::Duration>,
+    /// How long a 1:1 call rings before it counts as missed, e.g. 30s [default: 30s].
+    #[arg(long, env = "VECHE_RING_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub ring_timeout: Option<std::time::Duration>,
     /// Folder of the built web UI (holding index.html) [default: web-ui/dist under the current
     /// directory or the source tree the binary was built in].
     #[arg(long, env = "VECHE_UI_DIR")]
@@ -103,6 +106,8 @@ struct FileConfig {
     rate_limit: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
     retention_interval: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    ring_timeout: Option<std::time::Duration>,
     ui_dir: Option<PathBuf>,
     p2p_port: Option<u16>,
     #[serde(default)]
@@ -135,6 +140,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub rate_limit: u32,
     pub retention_interval: std::time::Duration,
+    /// How long a 1:1 call rings.
+    pub ring_timeout: std::time::Duration,
     /// The built web UI, when found.
     pub ui_dir: Option<PathBuf>,
     pub p2p_port: u16,
@@ -202,6 +209,11 @@ impl Config {
                 .or(file.retention_interval)
                 .unwrap_or(std::time::Duration::from_secs(60))
                 .max(std::time::Duration::from_millis(100)),
+            ring_timeout: args
+                .ring_timeout
+                .or(file.ring_timeout)
+                .unwrap_or(std::time::Duration::from_secs(30))
+                .clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(600)),
             ui_dir: match args.ui_dir.or(file.ui_dir) {
                 Some(dir) => {
                     anyhow::ensure!(dir.join("index.html").is_file(), "{} has no index.html", dir.display());

@@ -45,7 +45,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .await?;
-    let calls = start_media(config.media_port, &config.media_address)?;
+    let calls = start_media(config.media_port, &config.media_address, hub.clone(), config.ring_timeout)?;
     let node = Node {
         calls: Some(calls.clone()),
         store,
@@ -173,7 +173,12 @@ async fn shutdown_signal() {
 /// Binds the media port (all interfaces) and starts the media loop and the call service. The
 /// host candidates are the configured addresses, or the first LAN IPv4 address (loopback when
 /// the machine has none).
-fn start_media(port: u16, addresses: &[String]) -> anyhow::Result<Arc<crate::service::calls::Calls>> {
+fn start_media(
+    port: u16,
+    addresses: &[String],
+    hub: Arc<crate::hub::Hub>,
+    ring_timeout: std::time::Duration,
+) -> anyhow::Result<Arc<crate::service::calls::Calls>> {
     let socket = std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)))
         .with_context(|| format!("binding the media port (UDP {port}); --media-port picks another"))?;
     let port = socket.local_addr()?.port();
@@ -197,5 +202,5 @@ fn start_media(port: u16, addresses: &[String]) -> anyhow::Result<Arc<crate::ser
     let (media, events) = veche_sfu::media_loop::start(socket, advertised.clone())?;
     let list: Vec<String> = advertised.iter().map(ToString::to_string).collect();
     println!("media: UDP {port}, reached at {}", list.join(", "));
-    Ok(crate::service::calls::Calls::start(media, events)?)
+    Ok(crate::service::calls::Calls::start(media, events, hub, ring_timeout)?)
 }

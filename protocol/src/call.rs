@@ -42,6 +42,19 @@ pub enum CallRole {
     Organizer,
 }
 
+/// Why a 1:1 call stopped ringing (told to the callee's devices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RingEnd {
+    /// One of the callee's devices joined the call.
+    Answered,
+    /// One of the callee's devices declined it.
+    Declined,
+    /// Nobody answered in time.
+    Missed,
+    /// The caller gave up (left the call) before anyone answered.
+    Cancelled,
+}
+
 /// Someone in a call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallParticipant {
@@ -156,6 +169,12 @@ pub enum CallUpdate {
         media: CallMedia,
         reason: String,
     },
+    /// The callee of this 1:1 call declined it.
+    Declined,
+    /// The callee of this 1:1 call is in another call.
+    Busy,
+    /// The callee of this 1:1 call did not answer in time.
+    NoAnswer,
     /// This device's session in the call ended (removed, the call ended, or its connection to the
     /// media port failed); join again to come back.
     Disconnected,

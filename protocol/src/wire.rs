@@ -239,6 +239,10 @@ pub enum Request {
     CallEnd {
         group: GroupId,
     },
+    /// Declines the 1:1 call this account's devices are being rung for ([`Event::CallRing`]).
+    CallDecline {
+        group: GroupId,
+    },
     /// Changes the whole call: mode or lock (the organizer or a moderator).
     CallConfigure {
         group: GroupId,
@@ -386,6 +390,11 @@ pub enum Event {
     CallOffer { group: GroupId, sdp: String },
     /// Something happened in this device's call.
     Call { group: GroupId, update: crate::call::CallUpdate },
+    /// Someone calls this account in a direct chat: join the chat's call to answer, or
+    /// [`Request::CallDecline`]. Sent to every connection of the account.
+    CallRing { group: GroupId, from: AccountId, name: String },
+    /// The ring of [`Event::CallRing`] is over.
+    CallRingEnded { group: GroupId, reason: crate::call::RingEnd },
 }
 
 /// The signed-in account.

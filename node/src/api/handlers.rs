@@ -151,6 +151,7 @@ async fn call(conn: &mut Conn, session: Session, request: Request) -> Result<Res
             Some(c) if c.group == group => calls.end(c).await.map(|()| Response::Ok),
             _ => Err(not_in(group)),
         },
+        Request::CallDecline { group } => calls.decline(&session, group).map(|()| Response::Ok),
         Request::CallConfigure { group, change } => match conn.call {
             Some(c) if c.group == group => calls.configure(c, change).await.map(|()| Response::Ok),
             _ => Err(not_in(group)),
@@ -240,7 +241,8 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
         | Request::CallModerate { .. }
         | Request::CallHand { .. }
         | Request::CallEnd { .. }
-        | Request::CallConfigure { .. }) => reply(call(conn, session, r).await),
+        | Request::CallConfigure { .. }
+        | Request::CallDecline { .. }) => reply(call(conn, session, r).await),
         Request::CreateMeeting { group, settings } => reply(
             service::meetings::create(&node, session, group, settings)
                 .await

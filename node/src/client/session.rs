@@ -381,7 +381,9 @@ impl Session {
                 Ok(Some(group))
             }
             // The native client does not take part in calls.
-            Event::CallOffer { .. } | Event::Call { .. } => Ok(None),
+            Event::CallOffer { .. } | Event::Call { .. } | Event::CallRing { .. } | Event::CallRingEnded { .. } => {
+                Ok(None)
+            }
         }
     }
 

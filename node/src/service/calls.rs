@@ -40,6 +40,22 @@ pub type Outbox = mpsc::Sender<ServerFrame>;
 pub struct Calls {
     media: MediaHandle,
     state: Mutex<State>,
+    /// Rings and ring ends go to every connection of an account.
+    hub: Arc<crate::hub::Hub>,
+    ring_timeout: std::time::Duration,
+}
+
+/// A 1:1 call ringing its callee.
+struct Ring {
+    id: u64,
+    caller: ParticipantId,
+    callee: veche_protocol::ids::AccountId,
+}
+
+/// Whether `caller` may ring `callee`: the hook for each member's call acceptance (forbidden /
+/// ask first / allowed, the contacts issue). Everyone may, for now.
+fn may_ring(_caller: &veche_protocol::ids::AccountId, _callee: &veche_protocol::ids::AccountId) -> bool {
+    true
 }
 
 #[derive(Default)]
@@ -49,6 +65,8 @@ struct State {
     by_group: HashMap<GroupId, ConferenceId>,
     conferences: HashMap<ConferenceId, Conference>,
     participants: HashMap<ParticipantId, Member>,
+    rings: HashMap<GroupId, Ring>,
+    next_ring: u64,
 }
 
 struct Conference {
@@ -191,8 +209,13 @@ fn check_sdp(sdp: &str) -> ApiResult<()> {
 
 impl Calls {
     /// Starts the call service on a running media loop; `events` are the loop's events.
-    pub fn start(media: MediaHandle, events: std::sync::mpsc::Receiver<MediaEvent>) -> std::io::Result<Arc<Calls>> {
-        let calls = Arc::new(Calls { media, state: Mutex::new(State::default()) });
+    pub fn start(
+        media: MediaHandle,
+        events: std::sync::mpsc::Receiver<MediaEvent>,
+        hub: Arc<crate::hub::Hub>,
+        ring_timeout: std::time::Duration,
+    ) -> std::io::Result<Arc<Calls>> {
+        let calls = Arc::new(Calls { media, state: Mutex::new(State::default()), hub, ring_timeout });
         // The loop's event channel is a blocking one: a thread carries its events to a task.
         let (tx, mut rx) = mpsc::channel(1024);
         std::thread::Builder::new().name("veche-media-events".into()).spawn(move || {
@@ -213,10 +236,16 @@ impl Calls {
 
     /// A device joins its chat's call with its SDP offer (or, let in from the lobby, opens its
     /// media session).
-    pub async fn join(&self, node: &Node, session: Session, joining: Joining, out: Outbox) -> ApiResult<Joined> {
+    pub async fn join(
+        self: &Arc<Self>,
+        node: &Node,
+        session: Session,
+        joining: Joining,
+        out: Outbox,
+    ) -> ApiResult<Joined> {
         let Joining { group, offer, guest, admitted } = joining;
         check_sdp(&offer)?;
-        let (display_name, meeting) = {
+        let (display_name, meeting, direct_with) = {
             let txn = node.store.read().or_internal()?;
             if super::replica::home_of(&txn, group)?.is_some() {
                 return err(
@@ -224,13 +253,16 @@ impl Calls {
                     "calls in chats homed on another node are not supported yet; the chat's home node hosts its calls",
                 );
             }
-            super::chats::load_member(&txn, &session, group)?;
+            let chat = super::chats::load_member(&txn, &session, group)?;
+            let direct_with = (chat.kind == veche_protocol::ids::ChatKind::Direct)
+                .then(|| chat.roster.keys().copied().find(|a| *a != session.account))
+                .flatten();
             if let Some(g) = super::meetings::guest(&txn, &session.account)? {
                 super::meetings::check_guest_time(&g)?;
             }
             let name =
                 super::accounts::load_account(&txn, &session.account)?.map(|a| a.display_name).unwrap_or_default();
-            (name, super::meetings::load(&txn, group)?)
+            (name, super::meetings::load(&txn, group)?, direct_with)
         };
         // Registered before the media loop hears of it, so the room's "joined" finds it.
         let (conference, participant, role, open) = match admitted {
@@ -337,7 +369,83 @@ impl Calls {
             let (mode, locked) = conf.map(|c| (c.mode, c.locked)).unwrap_or((CallMode::Meeting, false));
             CallJoined { participant, answer, participants, tracks, mode, locked }
         };
+        if let Some(callee) = direct_with {
+            self.ring_or_answer(group, session.account, &joined, participant, callee, open);
+        }
         Ok(Joined::InCall(InCall { group, participant }, joined))
+    }
+
+    /// After a join in a direct chat: the callee answering stops its ring; the first one in rings
+    /// the other member (unless that member is in a call already: the caller is told `Busy`).
+    fn ring_or_answer(
+        self: &Arc<Self>,
+        group: GroupId,
+        me: veche_protocol::ids::AccountId,
+        joined: &CallJoined,
+        participant: ParticipantId,
+        other: veche_protocol::ids::AccountId,
+        first: bool,
+    ) {
+        let answering = lock(&self.state).rings.get(&group).is_some_and(|r| r.callee == me);
+        if answering {
+            self.ring_over(group, None, veche_protocol::call::RingEnd::Answered);
+            return;
+        }
+        if !first || !may_ring(&me, &other) {
+            return;
+        }
+        let busy = lock(&self.state).participants.values().any(|m| m.info.account == other && m.lobby.is_none());
+        if busy {
+            self.send(&[participant], |group| Event::Call { group, update: CallUpdate::Busy });
+            return;
+        }
+        let id = {
+            let mut state = lock(&self.state);
+            state.next_ring += 1;
+            let id = state.next_ring;
+            state.rings.insert(group, Ring { id, caller: participant, callee: other });
+            id
+        };
+        let name = joined.participants.iter().find(|p| p.participant == participant).map(|p| p.display_name.clone());
+        self.hub.publish(&[other], Event::CallRing { group, from: me, name: name.unwrap_or_default() });
+        let calls = self.clone();
+        let timeout = self.ring_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            calls.ring_over(group, Some(id), veche_protocol::call::RingEnd::Missed);
+        });
+    }
+
+    /// Ends the ring of `group` (only ring `id`, if given): the caller hears why, the callee's
+    /// devices stop ringing.
+    fn ring_over(&self, group: GroupId, id: Option<u64>, reason: veche_protocol::call::RingEnd) {
+        use veche_protocol::call::RingEnd;
+        let ring = {
+            let mut state = lock(&self.state);
+            match state.rings.get(&group) {
+                Some(r) if id.is_none_or(|i| r.id == i) => state.rings.remove(&group),
+                _ => None,
+            }
+        };
+        let Some(ring) = ring else { return };
+        let update = match reason {
+            RingEnd::Declined => Some(CallUpdate::Declined),
+            RingEnd::Missed => Some(CallUpdate::NoAnswer),
+            RingEnd::Answered | RingEnd::Cancelled => None,
+        };
+        if let Some(update) = update {
+            self.send(&[ring.caller], |group| Event::Call { group, update: update.clone() });
+        }
+        self.hub.publish(&[ring.callee], Event::CallRingEnded { group, reason });
+    }
+
+    /// The callee declines a 1:1 call ringing it.
+    pub fn decline(&self, session: &Session, group: GroupId) -> ApiResult<()> {
+        if lock(&self.state).rings.get(&group).is_none_or(|r| r.callee != session.account) {
+            return err(ErrorCode::NotFound, "no call is ringing you in this chat");
+        }
+        self.ring_over(group, None, veche_protocol::call::RingEnd::Declined);
+        Ok(())
     }
 
     /// Whether the participant was let in from the lobby and has yet to open its media session.
@@ -452,6 +560,11 @@ impl Calls {
 
     /// Forgets a participant; the last one out closes the conference.
     fn forget(&self, participant: ParticipantId) {
+        // A caller who leaves before an answer ends the ring.
+        let ringing = lock(&self.state).rings.iter().find(|(_, r)| r.caller == participant).map(|(g, _)| *g);
+        if let Some(group) = ringing {
+            self.ring_over(group, None, veche_protocol::call::RingEnd::Cancelled);
+        }
         let mut state = lock(&self.state);
         let Some(member) = state.participants.remove(&participant) else { return };
         let Some(conf) = state.conferences.get_mut(&member.conference) else { return };

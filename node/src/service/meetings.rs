@@ -140,7 +140,8 @@ pub fn guest_may(request: &Request, group: GroupId, token_group: impl Fn() -> Op
         | Request::CallModerate { group: g, .. }
         | Request::CallHand { group: g, .. }
         | Request::CallEnd { group: g }
-        | Request::CallConfigure { group: g, .. } => *g == group,
+        | Request::CallConfigure { group: g, .. }
+        | Request::CallDecline { group: g } => *g == group,
         Request::JoinGroupInfo { .. } | Request::Join { .. } => token_group() == Some(group),
         _ => false,
     };
