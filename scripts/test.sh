@@ -9,6 +9,7 @@ cargo build --locked -p veche-node -p veche-bootstrap
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export VECHE_BIN="$target_dir/debug/veche"
 export VECHE_BOOTSTRAP_BIN="$target_dir/debug/veche-bootstrap"
+command -v tcpdump >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump; } || echo "tcpdump not installed: the media port capture test will say SKIPPED"
 cargo test --locked --workspace --all-features -- --test-threads=2
 
 echo "== web UI build"

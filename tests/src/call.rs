@@ -1,8 +1,10 @@
 //! A native call client for tests: a webrtc-rs (sans-IO `rtc`) peer connection on a real UDP
 //! socket, driven by its own thread, like a browser's. It can publish a VP8 camera whose frames
 //! carry a marker (so a test can check what arrives, and that the marker never crosses the
-//! network in the clear), and it records every RTP packet it receives.
+//! network in the clear), and it records every RTP packet it receives. It can also flood the
+//! node with key frame requests for a stream it receives ([`CallClient::send_plis`]).
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -12,13 +14,13 @@ use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
-use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
-use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use veche_sfu::media::{client_peer_connection, vp8_codec};
@@ -36,13 +38,40 @@ pub struct Seen {
     pub plis: usize,
     /// Frames this client sent.
     pub frames_sent: u64,
+    /// Datagrams this client sent on its socket (STUN, DTLS, SRTP and SRTCP alike).
+    pub datagrams_sent: usize,
+    /// SSRCs of the streams this client receives, in the order they opened.
+    pub receiving_ssrcs: Vec<u32>,
+    /// Key frame requests (PLI) this client sent with [`CallClient::send_plis`].
+    pub plis_sent: u64,
 }
 
 enum Command {
     Offer(mpsc::Sender<anyhow::Result<String>>),
     SetAnswer(String, mpsc::Sender<anyhow::Result<()>>),
     AnswerOffer(String, mpsc::Sender<anyhow::Result<String>>),
+    SendPlis(PliFlood),
     Stop,
+}
+
+/// PLIs to send on a received stream, paced evenly over `over`.
+struct PliFlood {
+    media_ssrc: u32,
+    count: u64,
+    over: Duration,
+    started: Option<Instant>,
+    sent: u64,
+    done: mpsc::Sender<anyhow::Result<PliReport>>,
+}
+
+/// How a [`CallClient::send_plis`] flood went.
+#[derive(Debug, Clone, Copy)]
+pub struct PliReport {
+    /// PLIs written (each its own SRTCP packet).
+    pub sent: u64,
+    /// When the first and the last went out.
+    pub first: Instant,
+    pub last: Instant,
 }
 
 /// A call client on its own thread.
@@ -104,6 +133,8 @@ impl CallClient {
             keyframe_wanted: true,
             seq: 0,
             last_frame: None,
+            receivers: HashMap::new(),
+            flood: None,
         };
         std::thread::Builder::new().name(format!("call-{name}")).spawn(move || driver.run())?;
         Ok(CallClient { commands, seen, addr })
@@ -139,6 +170,16 @@ impl CallClient {
         let needle = [MARK, from.as_bytes(), b"#"].concat();
         self.seen().rtp.iter().filter(|p| p.windows(needle.len()).any(|w| w == needle)).count()
     }
+
+    /// Sends `count` key frame requests (PLI) for the received stream `media_ssrc` (one of
+    /// [`Seen::receiving_ssrcs`]) through this client's own RTCP path (SRTCP on its session, as
+    /// a browser would), spread evenly over `over`; returns once the last one is out.
+    pub fn send_plis(&self, media_ssrc: u32, count: u64, over: Duration) -> anyhow::Result<PliReport> {
+        let (done, report) = mpsc::channel();
+        let flood = PliFlood { media_ssrc, count, over, started: None, sent: 0, done };
+        self.commands.send(Command::SendPlis(flood)).ok().context("call client stopped")?;
+        report.recv_timeout(over + Duration::from_secs(30)).context("call client did not finish its PLIs")?
+    }
 }
 
 impl Drop for CallClient {
@@ -159,6 +200,9 @@ struct Driver {
     keyframe_wanted: bool,
     seq: u16,
     last_frame: Option<Instant>,
+    /// The receiver of each stream we receive, by SSRC (for RTCP about it).
+    receivers: HashMap<u32, RTCRtpReceiverId>,
+    flood: Option<PliFlood>,
 }
 
 impl Driver {
@@ -197,7 +241,47 @@ impl Driver {
                 let _ = self.pc.handle_timeout(now);
             }
             self.publish(now);
+            self.flood(now);
             self.service();
+        }
+    }
+
+    /// The PLIs of a [`CallClient::send_plis`] flood that are due by `now`.
+    fn flood(&mut self, now: Instant) {
+        let Some(flood) = self.flood.as_mut() else { return };
+        let started = *flood.started.get_or_insert(now);
+        let Some(&receiver_id) = self.receivers.get(&flood.media_ssrc) else {
+            let error = anyhow::anyhow!("no received stream has SSRC {:#x}", flood.media_ssrc);
+            let _ = flood.done.send(Err(error));
+            self.flood = None;
+            return;
+        };
+        let elapsed = now.duration_since(started).as_secs_f64();
+        let due = if flood.over.is_zero() {
+            flood.count
+        } else {
+            ((flood.count as f64 * elapsed / flood.over.as_secs_f64()).ceil() as u64).clamp(1, flood.count)
+        };
+        while flood.sent < due {
+            let Some(mut receiver) = self.pc.rtp_receiver(receiver_id) else { break };
+            let pli = PictureLossIndication { sender_ssrc: self.ssrc, media_ssrc: flood.media_ssrc };
+            if let Err(e) = receiver.write_rtcp(now, vec![Box::new(pli)]) {
+                let _ = flood.done.send(Err(anyhow::anyhow!("writing a PLI: {e}")));
+                self.flood = None;
+                return;
+            }
+            flood.sent += 1;
+            // Each PLI goes out as its own datagram.
+            while let Some(t) = self.pc.poll_write() {
+                if self.socket.send_to(&t.message, t.transport.peer_addr).is_ok() {
+                    self.seen.lock().unwrap_or_else(|p| p.into_inner()).datagrams_sent += 1;
+                }
+            }
+        }
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).plis_sent = flood.sent;
+        if flood.sent >= flood.count {
+            let _ = flood.done.send(Ok(PliReport { sent: flood.sent, first: started, last: now }));
+            self.flood = None;
         }
     }
 
@@ -224,6 +308,7 @@ impl Driver {
                 });
                 let _ = reply.send(result.map_err(Into::into));
             }
+            Command::SendPlis(flood) => self.flood = Some(flood),
             Command::Stop => {}
         }
         self.service();
@@ -268,8 +353,15 @@ impl Driver {
 
     fn service(&mut self) {
         while let Some(event) = self.pc.poll_event() {
-            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) = event {
-                self.seen.lock().unwrap_or_else(|p| p.into_inner()).connected = true;
+            match event {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) => {
+                    self.seen.lock().unwrap_or_else(|p| p.into_inner()).connected = true;
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    self.receivers.insert(init.ssrc, init.receiver_id);
+                    self.seen.lock().unwrap_or_else(|p| p.into_inner()).receiving_ssrcs.push(init.ssrc);
+                }
+                _ => {}
             }
         }
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
@@ -287,7 +379,9 @@ impl Driver {
             }
         }
         while let Some(t) = self.pc.poll_write() {
-            let _ = self.socket.send_to(&t.message, t.transport.peer_addr);
+            if self.socket.send_to(&t.message, t.transport.peer_addr).is_ok() {
+                self.seen.lock().unwrap_or_else(|p| p.into_inner()).datagrams_sent += 1;
+            }
         }
     }
 }
