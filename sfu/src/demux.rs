@@ -41,6 +41,10 @@ pub enum Drop {
     BadStun,
     /// STUN naming a ufrag no peer has.
     UnknownUfrag,
+    /// A STUN message claiming the ICE-CONTROLLED role. The node is ICE-lite, so its peers are
+    /// always controlling (RFC 8445 §6.1.1): only a forgery says this, and the core would act on
+    /// its role-conflict rules before checking the message's integrity.
+    ClaimsControlled,
     /// DTLS or media from an address no peer's ICE agent accepted.
     UnknownAddress,
 }
@@ -52,17 +56,19 @@ pub enum Route<P> {
     Drop(Drop),
 }
 
-/// The server ufrag a STUN message names (the part of USERNAME before `:`).
-fn stun_ufrag(datagram: &[u8]) -> Option<String> {
+/// The server ufrag a STUN message names (the part of USERNAME before `:`), and whether it claims
+/// the ICE-CONTROLLED role.
+fn stun_ufrag(datagram: &[u8]) -> Option<(String, bool)> {
     if !rtc_stun::message::is_stun_message(datagram) {
         return None;
     }
     let mut message = rtc_stun::message::Message::new();
     message.unmarshal_binary(datagram).ok()?;
+    let controlled = message.contains(rtc_stun::attributes::ATTR_ICE_CONTROLLED);
     let username =
         rtc_stun::textattrs::TextAttribute::get_from_as(&message, rtc_stun::attributes::ATTR_USERNAME).ok()?;
     let (server, _client) = username.text.split_once(':')?;
-    (!server.is_empty()).then(|| server.to_string())
+    (!server.is_empty()).then(|| (server.to_string(), controlled))
 }
 
 /// The routing table of the media port.
@@ -108,7 +114,8 @@ impl<P: Copy + Eq + Hash> Demux<P> {
             Kind::Other => Route::Drop(Drop::Malformed),
             Kind::Stun => match stun_ufrag(datagram) {
                 None => Route::Drop(Drop::BadStun),
-                Some(ufrag) => match self.by_ufrag.get(&ufrag) {
+                Some((_, true)) => Route::Drop(Drop::ClaimsControlled),
+                Some((ufrag, false)) => match self.by_ufrag.get(&ufrag) {
                     Some(peer) => Route::Peer(*peer),
                     None => Route::Drop(Drop::UnknownUfrag),
                 },
@@ -161,6 +168,20 @@ mod tests {
         d.remove(2);
         assert_eq!(d.route(addr(5000), &[22, 254, 253, 0, 0]), Route::Drop(Drop::UnknownAddress));
         assert_eq!(d.route(addr(5000), &binding("bob0002:browser")), Route::Drop(Drop::UnknownUfrag));
+    }
+
+    #[test]
+    fn stun_claiming_the_controlled_role_is_dropped() {
+        let mut d = Demux::default();
+        d.register("alice01", 1u32);
+        let mut m = Message::new();
+        let username = TextAttribute::new(rtc_stun::attributes::ATTR_USERNAME, "alice01:x".to_string());
+        let setters: Vec<Box<dyn Setter>> =
+            vec![Box::new(BINDING_REQUEST), Box::new(TransactionId::new()), Box::new(username)];
+        m.build(&setters).unwrap();
+        m.add(rtc_stun::attributes::ATTR_ICE_CONTROLLED, &0u64.to_be_bytes());
+        assert_eq!(d.route(addr(1), &m.raw), Route::Drop(Drop::ClaimsControlled));
+        assert_eq!(d.route(addr(1), &binding("alice01:x")), Route::Peer(1), "an ordinary check still goes through");
     }
 
     #[test]
