@@ -7,6 +7,19 @@ let pc = null;
 let local = null;
 let grid = null;
 const labels = new Map();
+// The tile of the loudest speaker ("self" or "p<participant>"), as the node last said.
+let speaking = null;
+const SPEAKING = ["ring-4", "ring-emerald-400"];
+
+function markSpeaking(box, on) {
+  if (on) {
+    box.dataset.speaking = "true";
+    box.classList.add(...SPEAKING);
+  } else {
+    delete box.dataset.speaking;
+    box.classList.remove(...SPEAKING);
+  }
+}
 
 function tile(id, stream, { self = false } = {}) {
   if (!grid) return;
@@ -27,6 +40,7 @@ function tile(id, stream, { self = false } = {}) {
     caption.hidden = !caption.textContent;
     box.append(video, caption);
     grid.append(box);
+    markSpeaking(box, id === speaking);
   }
   const video = box.querySelector("video");
   if (video.srcObject !== stream) video.srcObject = stream;
@@ -52,6 +66,12 @@ export function callLabel(participant, name, self) {
     caption.textContent = name;
     caption.hidden = !name;
   }
+}
+
+/// The node names the loudest speaker: its tile is ringed (`self`: it is us).
+export function callSpeaking(participant, self) {
+  speaking = self ? "self" : `p${participant}`;
+  for (const box of grid?.querySelectorAll("figure[data-stream]") || []) markSpeaking(box, box.dataset.stream === speaking);
 }
 
 /// A participant left: its tile goes.
@@ -126,5 +146,6 @@ export function callStop() {
   for (const t of local?.getTracks() || []) t.stop();
   local = null;
   labels.clear();
+  speaking = null;
   if (grid) grid.replaceChildren();
 }

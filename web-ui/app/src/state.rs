@@ -23,6 +23,15 @@ pub enum Phase {
     Failed(String),
 }
 
+/// Where this device is with a call's lobby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallLobby {
+    /// Waiting for the organizer or a moderator to let it in.
+    Waiting,
+    /// Let in: it joins again with a fresh peer connection.
+    Admitted,
+}
+
 /// The call this page is in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallState {
@@ -32,13 +41,70 @@ pub struct CallState {
     pub participants: BTreeMap<u32, veche_protocol::call::CallParticipant>,
     /// Participants whose microphone a moderator turned off.
     pub muted_audio: std::collections::BTreeSet<u32>,
+    /// Participants whose camera a moderator turned off.
+    pub muted_video: std::collections::BTreeSet<u32>,
+    /// Set while this device is in the call's lobby (then `participants` is empty).
+    pub lobby: Option<CallLobby>,
+    /// Who waits in the lobby (told to the organizer and moderators).
+    pub waiting: BTreeMap<u32, veche_protocol::call::CallParticipant>,
+    /// Whose hand is raised.
+    pub hands: std::collections::BTreeSet<u32>,
+    /// Published tracks: track id to what it is.
+    pub tracks: BTreeMap<u32, veche_protocol::call::CallTrack>,
+    pub mode: veche_protocol::call::CallMode,
+    pub locked: bool,
+    /// What this device sends that the node does not forward (a webinar viewer's camera and
+    /// microphone, a track a moderator turned off).
+    pub refused: Vec<veche_protocol::call::CallMedia>,
+    /// The loudest speaker, as the node last said.
+    pub speaker: Option<u32>,
 }
 
 impl CallState {
+    /// A call this device has just joined (or waits to join: `lobby`).
+    pub fn new(group: GroupId, me: u32) -> Self {
+        CallState {
+            group,
+            me,
+            participants: BTreeMap::new(),
+            muted_audio: Default::default(),
+            muted_video: Default::default(),
+            lobby: None,
+            waiting: BTreeMap::new(),
+            hands: Default::default(),
+            tracks: BTreeMap::new(),
+            mode: veche_protocol::call::CallMode::Meeting,
+            locked: false,
+            refused: Vec::new(),
+            speaker: None,
+        }
+    }
+
+    /// This device's role (Guest while unknown).
+    pub fn my_role(&self) -> veche_protocol::call::CallRole {
+        self.participants.get(&self.me).map(|p| p.role).unwrap_or(veche_protocol::call::CallRole::Guest)
+    }
+
     /// Whether this device may moderate (organizer or moderator).
     pub fn moderating(&self) -> bool {
         use veche_protocol::call::CallRole;
-        self.participants.get(&self.me).is_some_and(|p| matches!(p.role, CallRole::Organizer | CallRole::Moderator))
+        self.lobby.is_none() && matches!(self.my_role(), CallRole::Organizer | CallRole::Moderator)
+    }
+
+    /// Whether this device may publish in the call's mode (a webinar: presenters and up).
+    pub fn may_present(&self) -> bool {
+        self.mode == veche_protocol::call::CallMode::Meeting
+            || self.my_role() >= veche_protocol::call::CallRole::Presenter
+    }
+
+    /// Whether nothing this device sends is forwarded now (a webinar viewer).
+    pub fn viewer(&self) -> bool {
+        !self.refused.is_empty()
+    }
+
+    /// Whether a participant publishes a track of this kind.
+    pub fn publishes(&self, participant: u32, media: veche_protocol::call::CallMedia) -> bool {
+        self.tracks.values().any(|t| t.participant == participant && t.media == media)
     }
 }
 
@@ -54,6 +120,8 @@ pub struct Me {
     pub account: AccountId,
     pub name: String,
     pub node_admin: bool,
+    /// A guest account of this meeting's chat (known once signed in).
+    pub guest_of: Option<GroupId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +202,21 @@ pub struct AppState {
     pub route: RwSignal<Route>,
     pub drafts: RwSignal<HashMap<GroupId, String>>,
     pub call: RwSignal<Option<CallState>>,
+    /// Meetings of the chats this account is in.
+    pub meetings: RwSignal<BTreeMap<GroupId, veche_protocol::meeting::MeetingInfo>>,
+    /// Meeting links this page made (their secret is shown once; the link is also posted in the
+    /// meeting's chat).
+    pub meeting_links: RwSignal<BTreeMap<GroupId, String>>,
+    /// A 1:1 call ringing this account.
+    pub ringing: RwSignal<Option<Ringing>>,
+}
+
+/// Someone calling this account in a direct chat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ringing {
+    pub group: GroupId,
+    pub from: AccountId,
+    pub name: String,
 }
 
 impl AppState {
@@ -152,6 +235,9 @@ impl AppState {
             route: RwSignal::new(route),
             drafts: RwSignal::new(HashMap::new()),
             call: RwSignal::new(None),
+            meetings: RwSignal::new(BTreeMap::new()),
+            meeting_links: RwSignal::new(BTreeMap::new()),
+            ringing: RwSignal::new(None),
         }
     }
 

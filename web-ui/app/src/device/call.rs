@@ -3,14 +3,14 @@
 //! arrives right after the join's answer, always finds the peer connection stable.
 
 use leptos::prelude::*;
-use veche_protocol::call::{CallMedia, CallUpdate, ParticipantId};
+use veche_protocol::call::{CallMedia, CallRole, CallUpdate, ParticipantId};
 use veche_protocol::ids::GroupId;
 use veche_protocol::wire::{Request, Response};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::{Device, api_message};
-use crate::state::CallState;
+use crate::state::{CallLobby, CallState};
 
 #[wasm_bindgen(module = "/js/call.js")]
 extern "C" {
@@ -32,6 +32,20 @@ extern "C" {
     pub fn call_set_enabled(kind: &str, on: bool);
     #[wasm_bindgen(js_name = callHas)]
     pub fn call_has(kind: &str) -> bool;
+    #[wasm_bindgen(js_name = callSpeaking)]
+    fn js_call_speaking(participant: u32, own: bool);
+}
+
+/// What this device sends (from its local tracks).
+fn local_media() -> Vec<CallMedia> {
+    let mut media = Vec::new();
+    if call_has("audio") {
+        media.push(CallMedia::Audio);
+    }
+    if call_has("video") {
+        media.push(CallMedia::Video);
+    }
+    media
 }
 
 fn js_error(e: JsValue) -> String {
@@ -46,25 +60,58 @@ pub async fn start_media() -> Result<String, String> {
 }
 
 impl Device {
-    /// Joins the chat's call with the offer of the page's peer connection.
+    /// Joins the chat's call with the offer of the page's peer connection: either in it at once,
+    /// or waiting in its lobby (then, let in, the view joins again with a fresh offer).
     pub(super) async fn join_call(&mut self, group: GroupId, offer: String) -> Result<(), String> {
-        if self.ui.call.with_untracked(|c| c.is_some()) {
-            return Err("@err-call-already".into());
-        }
-        let joined = match self.call(Request::CallJoin { group, offer }).await.map_err(api_message)? {
-            Response::CallJoined(joined) => joined,
-            other => return Err(format!("@err-refused|{other:?}")),
+        let rejoin = match self.ui.call.with_untracked(|c| c.as_ref().map(|c| (c.group, c.lobby))) {
+            None => false,
+            Some((g, Some(CallLobby::Admitted))) if g == group => true,
+            Some(_) => return Err("@err-call-already".into()),
         };
-        JsFuture::from(js_call_set_answer(&joined.answer)).await.map_err(js_error)?;
+        let response = match self.call(Request::CallJoin { group, offer }).await {
+            Ok(response) => response,
+            Err(e) => {
+                if rejoin {
+                    self.ui.call.set(None);
+                }
+                return Err(api_message(e));
+            }
+        };
+        let joined = match response {
+            Response::CallJoined(joined) => joined,
+            Response::CallWaiting { participant } => {
+                let mut call = CallState::new(group, participant);
+                call.lobby = Some(CallLobby::Waiting);
+                self.ui.call.set(Some(call));
+                return Ok(());
+            }
+            other => {
+                if rejoin {
+                    self.ui.call.set(None);
+                }
+                return Err(format!("@err-refused|{other:?}"));
+            }
+        };
+        if let Err(e) = JsFuture::from(js_call_set_answer(&joined.answer)).await {
+            if rejoin {
+                self.ui.call.set(None);
+            }
+            let _ = self.call(Request::CallLeave { group }).await;
+            return Err(js_error(e));
+        }
         for p in &joined.participants {
             js_call_label(p.participant, &p.display_name, p.participant == joined.participant);
         }
-        self.ui.call.set(Some(CallState {
-            group,
-            me: joined.participant,
-            participants: joined.participants.into_iter().map(|p| (p.participant, p)).collect(),
-            muted_audio: Default::default(),
-        }));
+        let mut call = CallState::new(group, joined.participant);
+        call.participants = joined.participants.into_iter().map(|p| (p.participant, p)).collect();
+        call.tracks = joined.tracks.into_iter().map(|t| (t.track, t)).collect();
+        call.mode = joined.mode;
+        call.locked = joined.locked;
+        if !call.may_present() {
+            // A webinar viewer: what it sends is not forwarded (the node says so too).
+            call.refused = local_media();
+        }
+        self.ui.call.set(Some(call));
         Ok(())
     }
 
@@ -97,50 +144,172 @@ impl Device {
     }
 
     pub(super) fn call_update(&mut self, group: GroupId, update: CallUpdate) {
-        if !self.ui.call.with_untracked(|c| c.as_ref().is_some_and(|c| c.group == group)) {
+        let Some((me, lobby)) =
+            self.ui.call.with_untracked(|c| c.as_ref().filter(|c| c.group == group).map(|c| (c.me, c.lobby)))
+        else {
             return;
-        }
+        };
         match update {
             CallUpdate::Joined(p) => {
-                js_call_label(p.participant, &p.display_name, false);
+                js_call_label(p.participant, &p.display_name, p.participant == me);
                 self.ui.call.update(|c| {
                     if let Some(c) = c {
+                        c.waiting.remove(&p.participant);
                         c.participants.insert(p.participant, p);
                     }
                 });
             }
             CallUpdate::Left { participant } => self.forget(participant),
-            CallUpdate::Muted { participant, media, .. } => {
-                let me = self.ui.call.with_untracked(|c| c.as_ref().map(|c| c.me));
-                if media == CallMedia::Audio {
-                    self.ui.call.update(|c| {
-                        if let Some(c) = c {
-                            c.muted_audio.insert(participant);
-                        }
-                    });
+            CallUpdate::Published(track) => self.ui.call.update(|c| {
+                if let Some(c) = c {
+                    c.tracks.insert(track.track, track);
                 }
-                if me == Some(participant) {
+            }),
+            CallUpdate::Unpublished { track } => self.ui.call.update(|c| {
+                if let Some(c) = c {
+                    c.tracks.remove(&track);
+                }
+            }),
+            CallUpdate::Muted { participant, media, .. } => {
+                self.ui.call.update(|c| {
+                    if let Some(c) = c {
+                        match media {
+                            CallMedia::Audio => c.muted_audio.insert(participant),
+                            CallMedia::Video => c.muted_video.insert(participant),
+                            CallMedia::Screen => false,
+                        };
+                    }
+                });
+                if me == participant {
                     call_set_enabled(if media == CallMedia::Audio { "audio" } else { "video" }, false);
                     self.ui.toast("@call-muted-by-moderator".into(), false);
                 }
             }
-            CallUpdate::Unmuted { participant, media: CallMedia::Audio } => self.ui.call.update(|c| {
+            CallUpdate::Unmuted { participant, media } => self.ui.call.update(|c| {
                 if let Some(c) = c {
-                    c.muted_audio.remove(&participant);
+                    match media {
+                        CallMedia::Audio => c.muted_audio.remove(&participant),
+                        CallMedia::Video => c.muted_video.remove(&participant),
+                        CallMedia::Screen => false,
+                    };
+                    if participant == c.me {
+                        c.refused.retain(|m| *m != media);
+                    }
                 }
             }),
             CallUpdate::AskedToUnmute { .. } => self.ui.toast("@call-asked-to-unmute".into(), false),
-            CallUpdate::RoleChanged { participant, role } => self.ui.call.update(|c| {
-                if let Some(p) = c.as_mut().and_then(|c| c.participants.get_mut(&participant)) {
-                    p.role = role;
+            CallUpdate::RoleChanged { participant, role } => {
+                let mut promoted = false;
+                self.ui.call.update(|c| {
+                    let Some(c) = c else { return };
+                    let before = c.may_present();
+                    if let Some(p) = c.participants.get_mut(&participant) {
+                        p.role = role;
+                    }
+                    // The node lowers a presenter's hand (without a HandLowered).
+                    if role >= CallRole::Presenter {
+                        c.hands.remove(&participant);
+                    }
+                    if participant == c.me {
+                        let now = c.may_present();
+                        if now {
+                            // The node forwards what it refused by itself.
+                            c.refused.clear();
+                        } else if before {
+                            c.refused = local_media();
+                        }
+                        promoted = now && !before;
+                    }
+                });
+                if participant == me {
+                    let id = match role {
+                        CallRole::Moderator => "@call-you-moderator",
+                        CallRole::Presenter if promoted => "@call-you-presenter",
+                        _ => "@call-your-role-changed",
+                    };
+                    self.ui.toast(id.into(), false);
+                }
+            }
+            CallUpdate::HandRaised { participant } => self.ui.call.update(|c| {
+                if let Some(c) = c {
+                    c.hands.insert(participant);
                 }
             }),
+            CallUpdate::HandLowered { participant } => self.ui.call.update(|c| {
+                if let Some(c) = c {
+                    c.hands.remove(&participant);
+                }
+            }),
+            CallUpdate::ActiveSpeaker { participant } => {
+                js_call_speaking(participant, participant == me);
+                self.ui.call.update(|c| {
+                    if let Some(c) = c {
+                        c.speaker = Some(participant);
+                    }
+                });
+            }
+            CallUpdate::Waiting(p) => self.ui.call.update(|c| {
+                if let Some(c) = c {
+                    c.waiting.insert(p.participant, p);
+                }
+            }),
+            CallUpdate::Admitted => self.ui.call.update(|c| {
+                // The call view joins again with a fresh peer connection.
+                if let Some(c) = c {
+                    c.lobby = Some(CallLobby::Admitted);
+                }
+            }),
+            CallUpdate::ModeChanged { mode } => {
+                let mut viewer = false;
+                self.ui.call.update(|c| {
+                    let Some(c) = c else { return };
+                    c.mode = mode;
+                    if c.may_present() {
+                        c.refused.clear();
+                    } else {
+                        c.refused = local_media();
+                        viewer = !c.refused.is_empty();
+                    }
+                });
+                if viewer {
+                    self.ui.toast("@call-now-webinar".into(), false);
+                }
+            }
+            CallUpdate::Locked { locked } => self.ui.call.update(|c| {
+                if let Some(c) = c {
+                    c.locked = locked;
+                }
+            }),
+            CallUpdate::PublishRefused { media, .. } => {
+                // The node's reason is English: the member is told by what it is about.
+                let mut webinar = false;
+                self.ui.call.update(|c| {
+                    let Some(c) = c else { return };
+                    webinar = !c.may_present();
+                    if !c.refused.contains(&media) {
+                        c.refused.push(media);
+                    }
+                });
+                let id = match media {
+                    _ if !webinar => "@call-publish-refused-muted",
+                    CallMedia::Audio => "@call-publish-refused-audio",
+                    CallMedia::Video => "@call-publish-refused-video",
+                    CallMedia::Screen => "@call-publish-refused-screen",
+                };
+                self.ui.toast(id.into(), false);
+            }
+            // The caller hears what became of a 1:1 call (device/sync.rs shows it).
+            CallUpdate::Declined | CallUpdate::Busy | CallUpdate::NoAnswer => {}
             CallUpdate::Disconnected | CallUpdate::Ended => {
                 call_stop();
                 self.ui.call.set(None);
-                self.ui.toast("@call-ended".into(), false);
+                let id = match update {
+                    CallUpdate::Ended => "@call-ended-for-all",
+                    _ if lobby == Some(CallLobby::Waiting) => "@call-turned-away",
+                    _ => "@call-ended",
+                };
+                self.ui.toast(id.into(), false);
             }
-            _ => {}
         }
     }
 
@@ -149,6 +318,9 @@ impl Device {
         self.ui.call.update(|c| {
             if let Some(c) = c {
                 c.participants.remove(&participant);
+                c.waiting.remove(&participant);
+                c.hands.remove(&participant);
+                c.tracks.retain(|_, t| t.participant != participant);
             }
         });
     }

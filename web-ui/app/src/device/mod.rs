@@ -14,6 +14,7 @@
 pub mod call;
 mod chats;
 pub mod conn;
+mod meetings;
 mod onboarding;
 mod publish;
 mod send;
@@ -80,6 +81,11 @@ pub enum Cmd {
     CreateGroup {
         name: String,
         description: String,
+        reply: Reply<GroupId>,
+    },
+    /// Creates a meeting: its chat, then the meeting with its link (posted in the chat).
+    CreateMeeting {
+        settings: veche_protocol::meeting::MeetingSettings,
         reply: Reply<GroupId>,
     },
     UpdateChat {
@@ -283,6 +289,7 @@ async fn run(ui: AppState, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             account: record.account,
             name: record.display_name.clone(),
             node_admin: record.node_admin,
+            guest_of: None,
         }));
         device.publish_all();
         ui.phase.set(Phase::Ready);
@@ -431,6 +438,7 @@ impl Device {
                     account: account.account,
                     name: account.display_name,
                     node_admin: account.node_admin,
+                    guest_of: account.guest_of,
                 }));
                 Ok(())
             }
@@ -451,10 +459,17 @@ impl Device {
             }
             Cmd::Join { link, reply } => {
                 let result = self.join(&link).await;
+                if result.is_ok() {
+                    self.refresh_meetings().await;
+                }
                 let _ = reply.send(result);
             }
             Cmd::CreateGroup { name, description, reply } => {
                 let result = self.create_group(name, description).await;
+                let _ = reply.send(result);
+            }
+            Cmd::CreateMeeting { settings, reply } => {
+                let result = self.create_meeting(settings).await;
                 let _ = reply.send(result);
             }
             Cmd::Send { group, text } => {

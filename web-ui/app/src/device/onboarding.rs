@@ -90,6 +90,7 @@ impl Device {
             account: account.account,
             name: account.display_name,
             node_admin: account.node_admin,
+            guest_of: account.guest_of,
         }));
         self.ui.phase.set(Phase::Ready);
         Ok(())

@@ -2,6 +2,7 @@
 //! order, live events, and what the views show of it (seen marks, names, chat info).
 
 use super::*;
+use veche_protocol::call::{CallUpdate, RingEnd};
 
 impl Device {
     pub(super) async fn sync_all(&mut self) -> Result<(), String> {
@@ -18,6 +19,7 @@ impl Device {
                 self.apply_info(info);
             }
         }
+        self.refresh_meetings().await;
         let groups: Vec<GroupId> = self.db.chats.iter().filter(|(_, c)| c.active).map(|(g, _)| *g).collect();
         for group in groups {
             self.sync_chat(group).await?;
@@ -253,7 +255,34 @@ impl Device {
             Event::Lagged => self.sync_all().await?,
             Event::ChatUpdated { group } => self.refresh_chat(group).await,
             Event::CallOffer { group, sdp } => self.call_offer(group, sdp).await?,
-            Event::Call { group, update } => self.call_update(group, update),
+            Event::Call { group, update } => {
+                // What became of a 1:1 call this device started.
+                let told = match &update {
+                    CallUpdate::Declined => Some("call-declined"),
+                    CallUpdate::Busy => Some("call-busy"),
+                    CallUpdate::NoAnswer => Some("call-no-answer"),
+                    _ => None,
+                };
+                if let Some(id) = told {
+                    self.ui.toast(format!("@{id}"), false);
+                }
+                self.call_update(group, update)
+            }
+            Event::CallRing { group, from, name } => {
+                self.ui.names.update(|n| {
+                    n.insert(from, name.clone());
+                });
+                self.ui.ringing.set(Some(crate::state::Ringing { group, from, name }));
+            }
+            Event::CallRingEnded { group, reason } => {
+                let ringing = self.ui.ringing.get_untracked().filter(|r| r.group == group);
+                if let Some(r) = ringing {
+                    self.ui.ringing.set(None);
+                    if matches!(reason, RingEnd::Missed | RingEnd::Cancelled) {
+                        self.ui.toast(format!("@call-missed|{}", r.name), false);
+                    }
+                }
+            }
         }
         Ok(())
     }

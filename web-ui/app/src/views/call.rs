@@ -1,17 +1,20 @@
 //! The call screen of a chat: a button to start or join the chat's call, and, while in it, the
-//! video grid (tiles made by `js/call.js`), who is there, and the controls.
+//! video grid (tiles made by `js/call.js`), who is there (with their roles and raised hands, and
+//! for moderators what they may do to them), who waits in the lobby, and the controls. A device
+//! waiting in the lobby sees a waiting screen; let in, it joins again with a fresh peer
+//! connection.
 
 use leptos::html;
 use leptos::prelude::*;
-use veche_protocol::call::{CallAction, CallMedia};
+use veche_protocol::call::{CallAction, CallChange, CallMedia, CallMode, CallRole};
 use veche_protocol::ids::GroupId;
 use veche_protocol::wire::Request;
 
 use crate::components::{BTN_DANGER, BTN_GHOST, BTN_SECONDARY};
-use crate::device::call::{call_has, call_mount, call_set_enabled, start_media};
+use crate::device::call::{call_has, call_mount, call_set_enabled, call_stop, start_media};
 use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::use_i18n;
-use crate::state::AppState;
+use crate::state::{AppState, CallLobby};
 
 /// Starts or joins the chat's call.
 #[component]
@@ -32,7 +35,7 @@ pub fn CallButton(group: GroupId) -> impl IntoView {
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
-                crate::device::call::call_stop();
+                call_stop();
                 app.toast(e, true);
             }
             busy.set(false);
@@ -48,13 +51,70 @@ pub fn CallButton(group: GroupId) -> impl IntoView {
     }
 }
 
-/// The call, while this page is in the chat's call.
+/// Sends a call request; a refusal is shown as a toast.
+fn send_request(handle: &DeviceHandle, app: AppState, request: Request) {
+    let handle = handle.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(e) = handle.ask(|reply| Cmd::Call { request, reply }).await {
+            app.toast(e, true);
+        }
+    });
+}
+
+fn role_name(role: CallRole) -> &'static str {
+    match role {
+        CallRole::Organizer => "organizer",
+        CallRole::Moderator => "moderator",
+        CallRole::Presenter => "presenter",
+        CallRole::Participant => "participant",
+        CallRole::Guest => "guest",
+    }
+}
+
+/// Someone in the call as the participants panel shows them, with what this device may do to
+/// them (only what the node would allow).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PersonView {
+    participant: u32,
+    name: String,
+    role: &'static str,
+    hand: bool,
+    me: bool,
+    muted_audio: bool,
+    muted_video: bool,
+    speaking: bool,
+    mute_audio: bool,
+    mute_video: bool,
+    ask_audio: bool,
+    ask_video: bool,
+    lower_hand: bool,
+    promote: bool,
+    demote: bool,
+    make_moderator: bool,
+    remove: bool,
+}
+
+impl PersonView {
+    fn has_menu(&self) -> bool {
+        self.mute_video
+            || self.ask_audio
+            || self.ask_video
+            || self.lower_hand
+            || self.promote
+            || self.demote
+            || self.make_moderator
+            || self.remove
+    }
+}
+
+/// The call, while this page is in the chat's call (or waits in its lobby).
 #[component]
 pub fn CallPanel(group: GroupId) -> impl IntoView {
     let app = expect_context::<AppState>();
     let handle = expect_context::<DeviceHandle>();
     let i18n = use_i18n();
     let in_call = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.group == group));
+    let lobby = move || app.call.with(|c| c.as_ref().filter(|c| c.group == group).and_then(|c| c.lobby));
     let grid = NodeRef::<html::Div>::new();
     Effect::new(move |_| {
         if in_call()
@@ -65,94 +125,355 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
     });
     let mic = RwSignal::new(true);
     let cam = RwSignal::new(true);
+    // Let in from the lobby: a fresh peer connection, and the join again.
+    let rejoining = RwSignal::new(false);
+    Effect::new({
+        let handle = handle.clone();
+        move |_| {
+            if lobby() != Some(CallLobby::Admitted) || rejoining.get_untracked() {
+                return;
+            }
+            rejoining.set(true);
+            let handle = handle.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = match start_media().await {
+                    Ok(offer) => handle.ask(|reply| Cmd::JoinCall { group, offer, reply }).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => {
+                        mic.set(true);
+                        cam.set(true);
+                    }
+                    Err(e) => {
+                        call_stop();
+                        if app.call.with_untracked(|c| c.as_ref().is_some_and(|c| c.group == group)) {
+                            handle.send(Cmd::LeaveCall);
+                        }
+                        app.toast(e, true);
+                    }
+                }
+                rejoining.set(false);
+            });
+        }
+    });
+    // A moderator turned our microphone or camera off: the buttons say so.
+    Effect::new(move |_| {
+        let (audio, video) = app.call.with(|c| {
+            c.as_ref().map(|c| (c.muted_audio.contains(&c.me), c.muted_video.contains(&c.me))).unwrap_or_default()
+        });
+        if audio {
+            mic.set(false);
+        }
+        if video {
+            cam.set(false);
+        }
+    });
     let names = move || {
         app.call.with(|c| {
             c.as_ref().map(|c| c.participants.values().map(|p| p.display_name.clone()).collect::<Vec<_>>().join(", "))
         })
     };
-    // Others in the call, with whether this device may turn their microphone off.
-    let others = move || {
+    // Everyone in the call (this device first), with what this device may do to each.
+    let people = move || {
+        app.call.with(|c| {
+            let Some(c) = c.as_ref() else { return Vec::new() };
+            let mine = c.my_role();
+            let moderating = c.moderating();
+            let mut people: Vec<PersonView> = c
+                .participants
+                .values()
+                .map(|p| {
+                    let me = p.participant == c.me;
+                    let acts = moderating && !me;
+                    let organizer = p.role == CallRole::Organizer;
+                    let muted_audio = c.muted_audio.contains(&p.participant);
+                    let muted_video = c.muted_video.contains(&p.participant);
+                    let hand = c.hands.contains(&p.participant);
+                    PersonView {
+                        participant: p.participant,
+                        name: p.display_name.clone(),
+                        role: role_name(p.role),
+                        hand,
+                        me,
+                        muted_audio,
+                        muted_video,
+                        speaking: c.speaker == Some(p.participant),
+                        mute_audio: acts && !organizer && !muted_audio && c.publishes(p.participant, CallMedia::Audio),
+                        mute_video: acts && !organizer && !muted_video && c.publishes(p.participant, CallMedia::Video),
+                        ask_audio: acts && muted_audio,
+                        ask_video: acts && muted_video,
+                        lower_hand: acts && hand,
+                        promote: acts && p.role <= CallRole::Participant,
+                        demote: acts
+                            && (p.role == CallRole::Presenter
+                                || (p.role == CallRole::Moderator && mine == CallRole::Organizer)),
+                        make_moderator: acts && mine == CallRole::Organizer && p.role <= CallRole::Presenter,
+                        remove: acts && !organizer,
+                    }
+                })
+                .collect();
+            people.sort_by_key(|p| !p.me);
+            people
+        })
+    };
+    let waiting = move || {
         app.call.with(|c| {
             c.as_ref()
-                .map(|c| {
-                    c.participants
-                        .values()
-                        .filter(|p| p.participant != c.me)
-                        .map(|p| {
-                            (
-                                p.participant,
-                                p.display_name.clone(),
-                                c.moderating(),
-                                c.muted_audio.contains(&p.participant),
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
+                .filter(|c| c.moderating())
+                .map(|c| c.waiting.values().map(|p| (p.participant, p.display_name.clone())).collect::<Vec<_>>())
                 .unwrap_or_default()
         })
     };
     let count = move || app.call.with(|c| c.as_ref().map(|c| c.participants.len()).unwrap_or(0));
+    let moderating = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.moderating()));
+    let mode = move || app.call.with(|c| c.as_ref().map(|c| c.mode).unwrap_or(CallMode::Meeting));
+    let locked = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.locked));
+    let viewer = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.viewer()));
+    let hand = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.hands.contains(&c.me)));
+    let mode_name = move || if mode() == CallMode::Webinar { "webinar" } else { "meeting" };
+
+    let leave = {
+        let handle = handle.clone();
+        Callback::new(move |_: leptos::ev::MouseEvent| handle.send(Cmd::LeaveCall))
+    };
+    let toggle_hand = {
+        let handle = handle.clone();
+        Callback::new(move |_: leptos::ev::MouseEvent| {
+            send_request(&handle, app, Request::CallHand { group, raised: !hand() })
+        })
+    };
+    let toggle_mode = {
+        let handle = handle.clone();
+        Callback::new(move |_: leptos::ev::MouseEvent| {
+            let to = if mode() == CallMode::Webinar { CallMode::Meeting } else { CallMode::Webinar };
+            send_request(&handle, app, Request::CallConfigure { group, change: CallChange::Mode(to) })
+        })
+    };
+    let toggle_lock = {
+        let handle = handle.clone();
+        Callback::new(move |_: leptos::ev::MouseEvent| {
+            send_request(&handle, app, Request::CallConfigure { group, change: CallChange::Lock(!locked()) })
+        })
+    };
+    let end = {
+        let handle = handle.clone();
+        Callback::new(move |_: leptos::ev::MouseEvent| send_request(&handle, app, Request::CallEnd { group }))
+    };
+    let badge = "inline-flex items-center gap-1 rounded-full px-2 py-0.5 text-xs font-medium";
     view! {
         <Show when=in_call>
             <section class="border-b border-slate-200 bg-slate-900 p-2 sm:p-3" data-testid="call-panel"
-                aria-label=move || i18n.t("call")>
+                aria-label=move || i18n.t("call") data-viewer=move || viewer().to_string() data-mode=mode_name
+                data-locked=move || locked().to_string()>
+                <Show when=move || lobby().is_some()>
+                    <div class="mb-2 flex flex-col items-center gap-3 rounded-xl bg-slate-800 p-4 text-center text-sm text-white sm:flex-row sm:text-left"
+                        data-testid="call-lobby-waiting" role="status">
+                        <svg class="h-6 w-6 shrink-0 animate-pulse text-indigo-300" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><circle cx="12" cy="12" r="9"/><path d="M12 7v5l3 2"/></svg>
+                        <p class="min-w-0 flex-1">{move || {
+                            if lobby() == Some(CallLobby::Admitted) { i18n.t("call-lobby-joining") } else { i18n.t("call-lobby-waiting") }
+                        }}</p>
+                        <button class=BTN_DANGER data-testid="call-leave" on:click=move |ev| leave.run(ev)>{move || i18n.t("call-leave")}</button>
+                    </div>
+                </Show>
+                <Show when=move || lobby().is_none()>
+                    <div class="mb-2 flex flex-wrap items-center gap-1.5">
+                        <span class=move || format!("{badge} {}", if mode() == CallMode::Webinar { "bg-amber-500/20 text-amber-200" } else { "bg-slate-700 text-slate-200" })
+                            data-testid="call-mode-badge" data-mode=mode_name>
+                            {move || if mode() == CallMode::Webinar { i18n.t("call-mode-webinar") } else { i18n.t("call-mode-meeting") }}
+                        </span>
+                        <Show when=locked>
+                            <span class=format!("{badge} bg-rose-500/20 text-rose-200") data-testid="call-lock-badge">
+                                <svg class="h-3 w-3" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" aria-hidden="true"><rect x="5" y="11" width="14" height="9" rx="2"/><path d="M8 11V8a4 4 0 0 1 8 0v3"/></svg>
+                                {move || i18n.t("call-locked")}
+                            </span>
+                        </Show>
+                        <Show when=viewer>
+                            <span class=format!("{badge} bg-indigo-500/20 text-indigo-200") data-testid="call-viewer-badge">
+                                {move || i18n.t("call-viewer")}
+                            </span>
+                        </Show>
+                    </div>
+                </Show>
                 <div node_ref=grid data-testid="call-grid"
                     class="grid max-h-[55vh] grid-cols-2 gap-2 overflow-y-auto sm:grid-cols-3 lg:grid-cols-4"></div>
-                <div class="mt-2 flex flex-wrap items-center gap-2">
-                    <p class="min-w-0 flex-1 truncate text-xs text-slate-300" data-testid="call-participants"
-                        data-count=count>{names}</p>
-                    <button class=BTN_SECONDARY data-testid="call-mic" aria-pressed=move || (!mic.get()).to_string()
-                        disabled=move || !call_has("audio")
-                        on:click=move |_| { let on = !mic.get_untracked(); call_set_enabled("audio", on); mic.set(on); }>
-                        {move || if mic.get() { i18n.t("call-mic-off") } else { i18n.t("call-mic-on") }}
-                    </button>
-                    <button class=BTN_SECONDARY data-testid="call-camera" aria-pressed=move || (!cam.get()).to_string()
-                        disabled=move || !call_has("video")
-                        on:click=move |_| { let on = !cam.get_untracked(); call_set_enabled("video", on); cam.set(on); }>
-                        {move || if cam.get() { i18n.t("call-camera-off") } else { i18n.t("call-camera-on") }}
-                    </button>
-                    <ul class="flex w-full flex-wrap gap-1.5 order-last" data-testid="call-people">
-                        <For each=others key=|p| p.clone() let:p>
-                            <CallPerson group=group participant=p.0 name=p.1 can_mute=p.2 muted=p.3/>
-                        </For>
-                    </ul>
-                    <button class=BTN_DANGER data-testid="call-leave" on:click={
-                        let handle = handle.clone();
-                        move |_| handle.send(Cmd::LeaveCall)
-                    }>{move || i18n.t("call-leave")}</button>
-                </div>
+                <Show when=move || !waiting().is_empty()>
+                    <div class="mt-2 rounded-xl bg-slate-800 p-2 text-xs text-white" data-testid="call-lobby">
+                        <p class="mb-1.5 font-semibold text-slate-200">{move || i18n.t("call-lobby-title")}</p>
+                        <ul class="flex flex-col gap-1.5">
+                            <For each=waiting key=|p| p.clone() let:p>
+                                <WaitingPerson group=group participant=p.0 name=p.1/>
+                            </For>
+                        </ul>
+                    </div>
+                </Show>
+                <Show when=move || lobby().is_none()>
+                    <div class="mt-2 flex flex-wrap items-center gap-2">
+                        <p class="min-w-0 basis-full truncate text-xs text-slate-300 sm:basis-auto sm:flex-1" data-testid="call-participants"
+                            data-count=count>{names}</p>
+                        <button class=BTN_SECONDARY data-testid="call-mic" aria-pressed=move || (!mic.get()).to_string()
+                            disabled=move || !call_has("audio")
+                            on:click=move |_| { let on = !mic.get_untracked(); call_set_enabled("audio", on); mic.set(on); }>
+                            {move || if mic.get() { i18n.t("call-mic-off") } else { i18n.t("call-mic-on") }}
+                        </button>
+                        <button class=BTN_SECONDARY data-testid="call-camera" aria-pressed=move || (!cam.get()).to_string()
+                            disabled=move || !call_has("video")
+                            on:click=move |_| { let on = !cam.get_untracked(); call_set_enabled("video", on); cam.set(on); }>
+                            {move || if cam.get() { i18n.t("call-camera-off") } else { i18n.t("call-camera-on") }}
+                        </button>
+                        <button class=BTN_SECONDARY data-testid="call-hand" aria-pressed=move || hand().to_string()
+                            on:click=move |ev| toggle_hand.run(ev)>
+                            <span aria-hidden="true">"✋"</span>
+                            {move || if hand() { i18n.t("call-hand-lower") } else { i18n.t("call-hand-raise") }}
+                        </button>
+                        <Show when=moderating>
+                            <button class=BTN_SECONDARY data-testid="call-mode" data-mode=mode_name
+                                aria-pressed=move || (mode() == CallMode::Webinar).to_string() on:click=move |ev| toggle_mode.run(ev)>
+                                {move || if mode() == CallMode::Webinar { i18n.t("call-mode-to-meeting") } else { i18n.t("call-mode-to-webinar") }}
+                            </button>
+                            <button class=BTN_SECONDARY data-testid="call-lock" aria-pressed=move || locked().to_string()
+                                on:click=move |ev| toggle_lock.run(ev)>
+                                {move || if locked() { i18n.t("call-unlock") } else { i18n.t("call-lock") }}
+                            </button>
+                            <button class=BTN_DANGER data-testid="call-end" on:click=move |ev| end.run(ev)>
+                                {move || i18n.t("call-end")}
+                            </button>
+                        </Show>
+                        <ul class="flex w-full flex-wrap gap-1.5 order-last" data-testid="call-people">
+                            <For each=people key=|p| p.clone() let:p>
+                                <CallPerson group=group person=p/>
+                            </For>
+                        </ul>
+                        <button class=BTN_DANGER data-testid="call-leave" on:click=move |ev| leave.run(ev)>{move || i18n.t("call-leave")}</button>
+                    </div>
+                </Show>
             </section>
         </Show>
     }
 }
 
-/// Someone else in the call: their name, and for moderators a button that turns their
-/// microphone off.
+/// Someone waiting in the lobby, for the organizer and moderators: let them in or turn them away.
 #[component]
-fn CallPerson(group: GroupId, participant: u32, name: String, can_mute: bool, muted: bool) -> impl IntoView {
+fn WaitingPerson(group: GroupId, participant: u32, name: String) -> impl IntoView {
     let app = expect_context::<AppState>();
     let handle = expect_context::<DeviceHandle>();
     let i18n = use_i18n();
-    let label = name.clone();
-    let mute = move |_| {
+    let act = move |action: CallAction| {
         let handle = handle.clone();
-        let request = Request::CallModerate { group, participant, action: CallAction::Mute(CallMedia::Audio) };
-        wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = handle.ask(|reply| Cmd::Call { request, reply }).await {
-                app.toast(e, true);
-            }
-        });
+        move |_| send_request(&handle, app, Request::CallModerate { group, participant, action })
     };
     view! {
-        <li class="flex items-center gap-1 rounded-full bg-slate-700 py-0.5 pl-2.5 pr-1 text-xs text-white"
-            data-testid="call-person" data-name=label data-muted=muted.to_string()>
-            <span class="py-0.5 pr-1.5">{name}</span>
-            {muted.then(|| view! { <span class="pr-1.5 text-slate-300">{move || i18n.t("call-muted")}</span> })}
-            {(can_mute && !muted).then(|| view! {
+        <li class="flex flex-wrap items-center gap-1.5" data-testid="call-waiting-person" data-name=name.clone()>
+            <span class="min-w-0 flex-1 truncate">{name.clone()}</span>
+            <button class="rounded-full bg-indigo-600 px-2.5 py-1 font-semibold hover:bg-indigo-500" data-testid="call-admit"
+                on:click=act(CallAction::Admit)>{move || i18n.t("call-admit")}</button>
+            <button class="rounded-full bg-slate-600 px-2.5 py-1 hover:bg-slate-500" data-testid="call-turn-away"
+                on:click=act(CallAction::Remove)>{move || i18n.t("call-turn-away")}</button>
+        </li>
+    }
+}
+
+/// Someone in the call: their name, role and raised hand, and for moderators a quick button
+/// that turns their microphone off and a menu with the rest of what they may do.
+#[component]
+fn CallPerson(group: GroupId, person: PersonView) -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let handle = expect_context::<DeviceHandle>();
+    let i18n = use_i18n();
+    let participant = person.participant;
+    let menu = NodeRef::<html::Details>::new();
+    let act = move |action: CallAction| {
+        let handle = handle.clone();
+        move |_| {
+            if let Some(menu) = menu.get_untracked() {
+                menu.set_open(false);
+            }
+            send_request(&handle, app, Request::CallModerate { group, participant, action })
+        }
+    };
+    let role_key = match person.role {
+        "organizer" => Some("call-role-organizer"),
+        "moderator" => Some("call-role-moderator"),
+        "presenter" => Some("call-role-presenter"),
+        "guest" => Some("call-role-guest"),
+        _ => None,
+    };
+    let item = "block w-full px-3 py-1.5 text-left hover:bg-slate-100";
+    let has_menu = person.has_menu();
+    let p = person.clone();
+    view! {
+        <li class=if person.speaking {
+                "flex items-center gap-1 rounded-full bg-slate-700 py-0.5 pl-2.5 pr-1 text-xs text-white ring-2 ring-emerald-400"
+            } else {
+                "flex items-center gap-1 rounded-full bg-slate-700 py-0.5 pl-2.5 pr-1 text-xs text-white"
+            }
+            data-testid="call-person" data-name=person.name.clone() data-muted=person.muted_audio.to_string()
+            data-role=person.role data-hand=person.hand.to_string() data-me=person.me.to_string()>
+            {person.hand.then(|| view! {
+                <span data-testid="call-person-hand" role="img" aria-label=move || i18n.t("call-hand-raised")
+                    title=move || i18n.t("call-hand-raised")>"✋"</span>
+            })}
+            <span class="py-0.5 pr-1">{person.name.clone()}
+                {person.me.then(|| view! { <span class="text-slate-400">" "{move || i18n.t("call-you")}</span> })}
+            </span>
+            {role_key.map(|key| view! {
+                <span class=if person.role == "guest" {
+                        "rounded-full bg-amber-400/90 px-1.5 py-px text-[10px] font-semibold uppercase text-slate-900"
+                    } else {
+                        "rounded-full bg-indigo-500/80 px-1.5 py-px text-[10px] font-semibold uppercase"
+                    }
+                    data-testid="call-role-badge">{move || i18n.t(key)}</span>
+            })}
+            {person.muted_audio.then(|| view! { <span class="pr-1.5 text-slate-300">{move || i18n.t("call-muted")}</span> })}
+            {p.mute_audio.then(|| view! {
                 <button class="rounded-full bg-slate-600 px-2 py-0.5 hover:bg-slate-500" data-testid="call-mute-person"
-                    on:click=mute>
+                    on:click=act(CallAction::Mute(CallMedia::Audio))>
                     {move || i18n.t("call-mute-person")}
                 </button>
+            })}
+            {has_menu.then(|| view! {
+                <details class="relative" node_ref=menu>
+                    <summary class="flex h-6 w-6 cursor-pointer list-none items-center justify-center rounded-full bg-slate-600 hover:bg-slate-500 [&::-webkit-details-marker]:hidden"
+                        data-testid="call-person-menu" aria-label=move || i18n.t("call-person-actions")
+                        title=move || i18n.t("call-person-actions")>
+                        <svg class="h-4 w-4" viewBox="0 0 24 24" fill="currentColor" aria-hidden="true"><circle cx="5" cy="12" r="1.8"/><circle cx="12" cy="12" r="1.8"/><circle cx="19" cy="12" r="1.8"/></svg>
+                    </summary>
+                    <div class="absolute right-0 top-full z-20 mt-1 w-56 max-w-[80vw] overflow-hidden rounded-lg bg-white py-1 text-sm text-slate-800 shadow-lg ring-1 ring-slate-200"
+                        role="menu">
+                        {p.mute_video.then(|| view! {
+                            <button class=item role="menuitem" data-testid="call-stop-camera"
+                                on:click=act(CallAction::Mute(CallMedia::Video))>{move || i18n.t("call-stop-camera")}</button>
+                        })}
+                        {p.ask_audio.then(|| view! {
+                            <button class=item role="menuitem" data-testid="call-ask-unmute" data-media="audio"
+                                on:click=act(CallAction::AskToUnmute(CallMedia::Audio))>{move || i18n.t("call-ask-unmute")}</button>
+                        })}
+                        {p.ask_video.then(|| view! {
+                            <button class=item role="menuitem" data-testid="call-ask-unmute" data-media="video"
+                                on:click=act(CallAction::AskToUnmute(CallMedia::Video))>{move || i18n.t("call-ask-camera")}</button>
+                        })}
+                        {p.lower_hand.then(|| view! {
+                            <button class=item role="menuitem" data-testid="call-lower-hand"
+                                on:click=act(CallAction::LowerHand)>{move || i18n.t("call-hand-lower")}</button>
+                        })}
+                        {p.promote.then(|| view! {
+                            <button class=item role="menuitem" data-testid="call-promote"
+                                on:click=act(CallAction::SetRole(CallRole::Presenter))>{move || i18n.t("call-promote")}</button>
+                        })}
+                        {p.demote.then(|| view! {
+                            <button class=item role="menuitem" data-testid="call-demote"
+                                on:click=act(CallAction::SetRole(CallRole::Participant))>{move || i18n.t("call-demote")}</button>
+                        })}
+                        {p.make_moderator.then(|| view! {
+                            <button class=item role="menuitem" data-testid="call-make-moderator"
+                                on:click=act(CallAction::SetRole(CallRole::Moderator))>{move || i18n.t("call-make-moderator")}</button>
+                        })}
+                        {p.remove.then(|| view! {
+                            <button class=format!("{item} text-rose-700") role="menuitem" data-testid="call-remove"
+                                on:click=act(CallAction::Remove)>{move || i18n.t("call-remove")}</button>
+                        })}
+                    </div>
+                </details>
             })}
         </li>
     }

@@ -157,6 +157,7 @@ pub fn ChatView(group: GroupId) -> impl IntoView {
                 <svg class="h-5 w-5" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path d="M10 3a1.5 1.5 0 1 1 0 3 1.5 1.5 0 0 1 0-3Zm0 5.5a1.5 1.5 0 1 1 0 3 1.5 1.5 0 0 1 0-3ZM11.5 15.5a1.5 1.5 0 1 0-3 0 1.5 1.5 0 0 0 3 0Z"/></svg>
             </button>
         </header>
+        <crate::views::meeting::MeetingCard group=group/>
         <CallPanel group=group/>
         <Show when=move || chat.with(|c| c.as_ref().is_some_and(|c| !c.keep_history))>
             <p class="border-b border-amber-200 bg-amber-50 px-4 py-1.5 text-center text-xs text-amber-800" data-testid="history-not-kept">

@@ -5,13 +5,14 @@ use veche_protocol::ids::{ChatKind, GroupId};
 use veche_ui_core::format::{list_time, preview};
 use veche_ui_core::model::{ChatRow, split_and_order, unread};
 
-use crate::components::{Avatar, BTN_GHOST, BTN_PRIMARY, Badge};
+use crate::components::{Avatar, BTN_GHOST, BTN_PRIMARY, BTN_SECONDARY, Badge};
 use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::{I18n, use_i18n};
 use crate::route::navigate;
 use crate::state::{AppState, ChatState, ConnState, MsgBody, Route};
 use crate::views::chat::{ChatView, system_text};
 use crate::views::dialogs::{CreateGroupDialog, JoinByLinkDialog};
+use crate::views::meeting::CreateMeetingDialog;
 use crate::views::settings::SettingsView;
 
 pub fn tz_offset_min() -> i32 {
@@ -83,6 +84,9 @@ pub fn Shell() -> impl IntoView {
     let i18n = use_i18n();
     let creating = RwSignal::new(false);
     let joining = RwSignal::new(false);
+    let meeting = RwSignal::new(false);
+    // A guest account takes part in its meeting only.
+    let guest = move || app.me.with(|m| m.as_ref().is_some_and(|m| m.guest_of.is_some()));
     let in_chat = move || !matches!(app.route.get(), Route::Chats);
     let rows = Memo::new(move |_| {
         let chats = app.chats.get();
@@ -127,9 +131,14 @@ pub fn Shell() -> impl IntoView {
                             title=move || i18n.t("join-by-link") on:click=move |_| joining.set(true)>
                             <svg class="h-5 w-5" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><path d="M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1"/><path d="M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1"/></svg>
                         </button>
-                        <button class=BTN_PRIMARY data-testid="new-group" on:click=move |_| creating.set(true)>
-                            {move || i18n.t("new-group")}
-                        </button>
+                        <Show when=move || !guest()>
+                            <button class=BTN_SECONDARY data-testid="new-meeting" on:click=move |_| meeting.set(true)>
+                                {move || i18n.t("new-meeting")}
+                            </button>
+                            <button class=BTN_PRIMARY data-testid="new-group" on:click=move |_| creating.set(true)>
+                                {move || i18n.t("new-group")}
+                            </button>
+                        </Show>
                     </div>
                 </header>
                 <nav class="flex-1 overflow-y-auto" aria-label=move || i18n.t("chats")>
@@ -154,6 +163,10 @@ pub fn Shell() -> impl IntoView {
             <Show when=move || joining.get()>
                 <JoinByLinkDialog on_close=Callback::new(move |_| joining.set(false))/>
             </Show>
+            <Show when=move || meeting.get()>
+                <CreateMeetingDialog on_close=Callback::new(move |_| meeting.set(false))/>
+            </Show>
+            <crate::views::ring::IncomingCall/>
         </div>
     }
 }

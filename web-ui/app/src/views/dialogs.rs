@@ -102,7 +102,7 @@ pub fn JoinByLinkDialog(on_close: Callback<()>) -> impl IntoView {
     }
 }
 
-fn copy_to_clipboard(text: &str) -> bool {
+pub(super) fn copy_to_clipboard(text: &str) -> bool {
     let Some(window) = web_sys::window() else { return false };
     let clipboard = js_sys::Reflect::get(&window.navigator(), &"clipboard".into()).ok();
     let Some(clipboard) = clipboard.filter(|c| !c.is_undefined()) else { return false };
@@ -111,7 +111,7 @@ fn copy_to_clipboard(text: &str) -> bool {
     write.call1(&clipboard, &text.into()).is_ok()
 }
 
-fn qr_svg(text: &str) -> String {
+pub(super) fn qr_svg(text: &str) -> String {
     match qrcode::QrCode::new(text.as_bytes()) {
         Ok(code) => code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(208, 208).quiet_zone(true).build(),
         Err(_) => String::new(),

@@ -4,9 +4,11 @@ mod call;
 mod chat;
 mod chat_list;
 mod dialogs;
+mod meeting;
 mod nodes;
 mod onboarding;
 mod recovery;
+mod ring;
 mod settings;
 
 use leptos::prelude::*;

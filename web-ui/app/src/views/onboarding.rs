@@ -193,6 +193,28 @@ pub fn JoinPage(fragment: String) -> impl IntoView {
                             </button>
                         </div>
                     }.into_any(),
+                    Some(Ok(p)) if p.meeting.is_some() => {
+                        let m = p.meeting.clone().map(|m| *m);
+                        let title = m.as_ref().map(|m| m.settings.title.clone()).unwrap_or_default();
+                        let when = m.as_ref().map(|m| format!("{} · {}",
+                            veche_ui_core::format::date_time(m.start_ms, crate::views::chat_list::tz_offset_min()),
+                            i18n.t_with("minutes", &[("count", Arg::Num(i64::from(m.settings.duration_mins)))])))
+                            .unwrap_or_default();
+                        let description = m.map(|m| m.settings.description).unwrap_or_default();
+                        view! {
+                            <div class="text-center" data-testid="join-meeting">
+                                <p class="text-sm text-slate-500">{move || i18n.t("join-invited-meeting")}</p>
+                                <h1 class="mt-1 text-2xl font-bold text-slate-900" data-testid="join-title">{title}</h1>
+                                <p class="mt-1 text-sm text-slate-600" data-testid="join-meeting-when">{when}</p>
+                                <p class="mt-3 whitespace-pre-line text-sm text-slate-600">{description}</p>
+                                <Show when=move || !registered()>
+                                    <p class="mt-3 rounded-lg bg-indigo-50 px-3 py-2 text-xs text-indigo-900" data-testid="guest-note">
+                                        {move || i18n.t("guest-note")}
+                                    </p>
+                                </Show>
+                            </div>
+                        }.into_any()
+                    }
                     Some(Ok(p)) => {
                         let title = if for_chat { p.name.clone() } else { p.node_name.clone() };
                         let count = i64::from(p.member_count);
@@ -232,7 +254,9 @@ pub fn JoinPage(fragment: String) -> impl IntoView {
                             }>
                             <button type="submit" data-testid="join-submit" class=format!("{BTN_PRIMARY} w-full")
                                 disabled=move || busy.get() || (!registered() && name.get().trim().is_empty())>
-                                {move || if busy.get() { i18n.t("joining") } else if for_chat { i18n.t("join-chat") } else { i18n.t("create-account") }}
+                                {move || if busy.get() { i18n.t("joining") }
+                                    else if preview.with(|p| matches!(p, Some(Ok(p)) if p.meeting.is_some())) { i18n.t("join-meeting-as-guest") }
+                                    else if for_chat { i18n.t("join-chat") } else { i18n.t("create-account") }}
                             </button>
                         </Show>
                     </form>

@@ -9,12 +9,12 @@ use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::use_i18n;
 use crate::state::AppState;
 
-/// Offers `bytes` to the browser as a downloaded file.
-fn download(bytes: &[u8], filename: &str) -> Result<(), String> {
+/// Offers `bytes` to the browser as a downloaded file of type `mime`.
+pub(super) fn download(bytes: &[u8], filename: &str, mime: &str) -> Result<(), String> {
     let array = js_sys::Array::new();
     array.push(&js_sys::Uint8Array::from(bytes));
     let options = web_sys::BlobPropertyBag::new();
-    options.set_type("application/octet-stream");
+    options.set_type(mime);
     let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&array, &options).map_err(|_| "blob")?;
     let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|_| "url")?;
     let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
@@ -49,7 +49,11 @@ pub fn ExportRecovery() -> impl IntoView {
         leptos::task::spawn_local(async move {
             match handle.ask(|reply| Cmd::Export { passphrase, reply }).await.and_then(|file| {
                 let name = app.me.with_untracked(|m| m.as_ref().map(|m| m.name.clone())).unwrap_or_default();
-                download(&file, &format!("veche-{}.recovery", name.replace(|c: char| !c.is_alphanumeric(), "-")))
+                download(
+                    &file,
+                    &format!("veche-{}.recovery", name.replace(|c: char| !c.is_alphanumeric(), "-")),
+                    "application/octet-stream",
+                )
             }) {
                 Ok(()) => {
                     app.toast(i18n.t("recovery-saved"), false);

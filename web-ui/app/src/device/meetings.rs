@@ -1,0 +1,40 @@
+//! Meetings: creating one (its chat, then the meeting and its link, which is posted in the chat
+//! so its members can share it), and keeping the list of this account's meetings.
+
+use super::*;
+use veche_protocol::meeting::MeetingSettings;
+
+impl Device {
+    pub(super) async fn create_meeting(&mut self, settings: MeetingSettings) -> Result<GroupId, String> {
+        let title = settings.title.trim().to_string();
+        if title.is_empty() {
+            return Err("@err-meeting-title".into());
+        }
+        let description: String =
+            settings.description.chars().take(veche_protocol::validate::MAX_CHAT_DESCRIPTION).collect();
+        let group = self.create_group(title, description).await?;
+        let created = match self.call(Request::CreateMeeting { group, settings }).await {
+            Ok(Response::MeetingCreated { meeting, secret }) => (meeting, secret),
+            Ok(_) => return Err("@err-unexpected".into()),
+            Err(e) => return Err(api_message(e)),
+        };
+        let (meeting, secret) = created;
+        let link = InviteLink { node_url: page_origin(), invite: meeting.invite, secret, group: Some(group) }.to_url();
+        self.ui.meeting_links.update(|l| {
+            l.insert(group, link.clone());
+        });
+        self.ui.meetings.update(|m| {
+            m.insert(group, *meeting);
+        });
+        // The link lives on in the meeting's chat (end-to-end encrypted, like every message).
+        self.queue_text(group, link).await?;
+        Ok(group)
+    }
+
+    /// Asks the node for the meetings of this account's chats.
+    pub(super) async fn refresh_meetings(&mut self) {
+        if let Ok(Response::Meetings(list)) = self.call(Request::Meetings).await {
+            self.ui.meetings.set(list.into_iter().map(|m| (m.group, m)).collect());
+        }
+    }
+}

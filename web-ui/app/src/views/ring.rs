@@ -1,0 +1,68 @@
+//! A 1:1 call ringing this account: who calls, answer or decline. Shown over every screen.
+
+use leptos::prelude::*;
+use veche_protocol::wire::Request;
+
+use crate::components::{BTN_DANGER, BTN_PRIMARY};
+use crate::device::call::{call_stop, start_media};
+use crate::device::{Cmd, DeviceHandle};
+use crate::i18n::use_i18n;
+use crate::route::navigate;
+use crate::state::{AppState, Route};
+use veche_ui_core::i18n::Arg;
+
+#[component]
+pub fn IncomingCall() -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let handle = expect_context::<DeviceHandle>();
+    let i18n = use_i18n();
+    let answer = {
+        let handle = handle.clone();
+        move |_| {
+            let Some(ring) = app.ringing.get_untracked() else { return };
+            app.ringing.set(None);
+            navigate(app.route, Route::Chat(ring.group));
+            let handle = handle.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let group = ring.group;
+                let result = match start_media().await {
+                    Ok(offer) => handle.ask(|reply| Cmd::JoinCall { group, offer, reply }).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    call_stop();
+                    app.toast(i18n.error(&e), true);
+                }
+            });
+        }
+    };
+    let decline = move |_| {
+        let Some(ring) = app.ringing.get_untracked() else { return };
+        app.ringing.set(None);
+        let handle = handle.clone();
+        let request = Request::CallDecline { group: ring.group };
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = handle.ask(|reply| Cmd::Call { request, reply }).await;
+        });
+    };
+    view! {
+        <Show when=move || app.ringing.with(|r| r.is_some()) && app.call.with(|c| c.is_none())>
+            <div class="fixed inset-x-2 top-2 z-50 mx-auto max-w-sm rounded-2xl bg-slate-900 p-4 text-white shadow-2xl"
+                role="alertdialog" data-testid="incoming-call" aria-live="assertive">
+                <p class="text-sm text-slate-300">{move || i18n.t("call-incoming")}</p>
+                <p class="mt-0.5 text-lg font-semibold" data-testid="incoming-call-name">
+                    {move || app.ringing.with(|r| r.as_ref().map(|r| r.name.clone()).unwrap_or_default())}
+                </p>
+                <div class="mt-3 flex gap-2">
+                    <button class=format!("{BTN_PRIMARY} flex-1") data-testid="call-answer" on:click=answer.clone()>
+                        {move || i18n.t("call-answer")}
+                    </button>
+                    <button class=format!("{BTN_DANGER} flex-1") data-testid="call-decline" on:click=decline.clone()>
+                        {move || i18n.t("call-decline")}
+                    </button>
+                </div>
+                <span class="sr-only">{move || i18n.t_with("call-incoming-from", &[("name", Arg::Str(&app.ringing.with(|r| r.as_ref().map(|r| r.name.clone()).unwrap_or_default())))])}</span>
+            </div>
+        </Show>
+    }
+}
