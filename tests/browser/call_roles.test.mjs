@@ -3,7 +3,8 @@
 // the node forwards nothing of his (Alice decodes no video of his while his browser sends). He
 // raises his hand, Alice sees it and makes him a presenter: his role changes, his hand goes down
 // and Alice starts decoding his video. Alice locks the call and ends it for everyone: Bob's call
-// panel closes.
+// panel closes. Second test: a meeting with a lobby; its guest waits until the organizer lets
+// her in, and, waiting again, is turned away.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -143,6 +144,66 @@ test("webinar roles: a viewer raises a hand, is made presenter, and the call is 
     assert.equal(await b.evaluate(() => window.__vechePc), null, "Bob's peer connection is closed");
     await b.locator(tid("call-start")).waitFor();
     console.log(`call roles test: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  } finally {
+    await browser.close();
+    node.stop();
+  }
+});
+
+test("a meeting's lobby: a guest waits, is let in, and waiting again is turned away", { timeout: 240000 }, async () => {
+  const started = Date.now();
+  const node = await startNode();
+  const browser = await launchBrowser();
+  try {
+    const { page: a } = await member(browser, "Alice");
+    const { page: g } = await member(browser, "Gina");
+    await onboardWithLink(a, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Alice");
+    await a.locator(tid("chat-list")).waitFor();
+    await a.locator(tid("new-meeting")).click();
+    await a.locator(tid("meeting-title")).fill("Open day");
+    await a.locator(tid("meeting-lobby")).check();
+    await a.locator(tid("create-meeting-submit")).click();
+    await a.locator(tid("meeting-card")).waitFor();
+    const link = await a.locator(tid("meeting-copy-link")).getAttribute("data-link");
+    await g.goto(link);
+    await g.locator(tid("join-name")).fill("Gina");
+    await g.locator(tid("join-submit")).click();
+    await g.locator(tid("composer")).waitFor({ timeout: 30000 });
+
+    await a.locator(tid("call-start")).click();
+    await a.locator(tid("call-panel")).waitFor();
+    // Gina, a guest, waits in the lobby; Alice sees her waiting.
+    await g.locator(tid("call-start")).click();
+    await g.locator(tid("call-lobby-waiting")).waitFor({ timeout: 15000 });
+    assert.match(await g.locator(tid("call-lobby-waiting")).innerText(), /waiting for the organizer/i);
+    assert.equal(await g.locator(tid("call-participants")).count(), 0, "a waiting guest sees nobody in the call");
+    const waiting = a.locator(tid("call-waiting-person") + '[data-name="Gina"]');
+    await waiting.waitFor({ timeout: 10000 });
+    assert.equal(await a.locator(tid("call-participants")).getAttribute("data-count"), "1");
+    // Alice lets her in: Gina joins with a fresh peer connection and both see two in the call.
+    await waiting.locator(tid("call-admit")).click();
+    await g.locator(tid("call-lobby-waiting")).waitFor({ state: "detached", timeout: 15000 });
+    for (const page of [a, g]) {
+      await page.locator(tid("call-participants") + '[data-count="2"]').waitFor({ timeout: 15000 });
+    }
+    await a.locator(tid("call-waiting-person")).waitFor({ state: "detached" });
+    const gina = a.locator(tid("call-person") + '[data-name="Gina"]');
+    assert.equal(await gina.getAttribute("data-role"), "guest");
+    assert.match(await gina.locator(tid("call-role-badge")).innerText(), /guest/i);
+    await until("Alice decodes Gina's video", async () => ((await stats(a))?.framesDecoded || 0) > 0);
+    await a.screenshot({ path: join(artifacts, "call-roles-lobby-alice.png") });
+
+    // Gina leaves and asks again; this time Alice turns her away.
+    await g.locator(tid("call-leave")).click();
+    await a.locator(tid("call-participants") + '[data-count="1"]').waitFor({ timeout: 10000 });
+    await g.locator(tid("call-start")).click();
+    await g.locator(tid("call-lobby-waiting")).waitFor({ timeout: 15000 });
+    await waiting.locator(tid("call-turn-away")).click();
+    await g.locator(tid("call-panel")).waitFor({ state: "detached", timeout: 10000 });
+    await g.locator(tid("toast")).filter({ hasText: /did not let you in/i }).waitFor({ timeout: 10000 });
+    await a.locator(tid("call-waiting-person")).waitFor({ state: "detached", timeout: 10000 });
+    assert.equal(await a.locator(tid("call-participants")).getAttribute("data-count"), "1");
+    console.log(`lobby test: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   } finally {
     await browser.close();
     node.stop();
