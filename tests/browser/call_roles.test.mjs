@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, tid } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, tid, until } from "./harness.mjs";
 
 /// What this page's peer connection receives (video frames decoded) and sends (video).
 async function stats(page) {
@@ -28,16 +28,6 @@ async function stats(page) {
     });
     return out;
   });
-}
-
-async function until(what, check, timeoutMs = 30000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

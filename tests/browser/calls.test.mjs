@@ -7,34 +7,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, send, message, artifacts } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, send, message, artifacts, inbound, until } from "./harness.mjs";
 
 const tid = (id) => `[data-testid="${id}"]`;
-
-/// What this page's peer connection has received so far.
-async function inbound(page) {
-  return page.evaluate(async () => {
-    const pc = window.__vechePc;
-    if (!pc) return null;
-    const out = { framesDecoded: 0, audioPackets: 0 };
-    (await pc.getStats()).forEach((r) => {
-      if (r.type !== "inbound-rtp") return;
-      if (r.kind === "video") out.framesDecoded += r.framesDecoded || 0;
-      if (r.kind === "audio") out.audioPackets += r.packetsReceived || 0;
-    });
-    return out;
-  });
-}
-
-async function until(what, check, timeoutMs = 30000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 test("two members call each other through the node's SFU", { timeout: 180000 }, async () => {
   const node = await startNode();

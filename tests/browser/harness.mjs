@@ -149,3 +149,29 @@ export async function send(page, text) {
 export function message(page, text, own = false) {
   return page.locator(tid("message") + `[data-own="${own}"]`).filter({ hasText: text });
 }
+
+/// What this page's call peer connection has received so far (getStats inbound-rtp), or null.
+export async function inbound(page) {
+  return page.evaluate(async () => {
+    const pc = window.__vechePc;
+    if (!pc) return null;
+    const out = { framesDecoded: 0, audioPackets: 0 };
+    (await pc.getStats()).forEach((r) => {
+      if (r.type !== "inbound-rtp") return;
+      if (r.kind === "video") out.framesDecoded += r.framesDecoded || 0;
+      if (r.kind === "audio") out.audioPackets += r.packetsReceived || 0;
+    });
+    return out;
+  });
+}
+
+/// Polls `check` every 250 ms until it returns something truthy (returned), for up to `timeoutMs`.
+export async function until(what, check, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

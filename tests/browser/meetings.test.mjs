@@ -9,29 +9,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { startNode, launchBrowser, member, onboardWithLink, send, message, artifacts, tid } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, send, message, artifacts, tid, inbound, until } from "./harness.mjs";
 
-async function framesDecoded(page) {
-  return page.evaluate(async () => {
-    const pc = window.__vechePc;
-    if (!pc) return 0;
-    let frames = 0;
-    (await pc.getStats()).forEach((r) => {
-      if (r.type === "inbound-rtp" && r.kind === "video") frames += r.framesDecoded || 0;
-    });
-    return frames;
-  });
-}
-
-async function until(what, check, timeoutMs = 30000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const framesDecoded = async (page) => (await inbound(page))?.framesDecoded || 0;
 
 test("a scheduled meeting: its card, its .ics file, a guest by link with only a name, the call, the chat after", { timeout: 240000 }, async () => {
   const node = await startNode();

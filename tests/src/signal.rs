@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use veche_protocol::call::{CallJoined, CallUpdate, ParticipantId};
 use veche_protocol::ids::GroupId;
 use veche_protocol::wire::{ErrorCode, Event, Request, Response, ServerFrame};
@@ -154,4 +155,39 @@ pub async fn until(
 /// Whether `answer` is a refusal with `code`.
 pub fn refused(answer: &Answer, code: ErrorCode) -> bool {
     matches!(answer, Err(e) if e.code == code)
+}
+
+/// Reads `device`'s frames until `want` picks one (for up to 20 s), answering the node's offers
+/// on the way as a browser does.
+pub async fn signal_until<T>(
+    device: &mut RawDevice,
+    client: &CallClient,
+    group: GroupId,
+    mut want: impl FnMut(&ServerFrame) -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = device.conn.until(left, Some).await?;
+        if let Some(found) = want(&frame) {
+            return Ok(found);
+        }
+        if let ServerFrame::Event(Event::CallOffer { group: g, sdp }) = frame
+            && g == group
+        {
+            let answer = client.answer_offer(sdp)?;
+            device.conn.send(Request::CallAnswer { group, answer }).await?;
+        }
+    }
+}
+
+/// The media port, from the 127.0.0.1 host candidate in the node's SDP answer.
+pub fn media_port(answer: &str) -> anyhow::Result<u16> {
+    let line = answer
+        .lines()
+        .find(|l| l.contains("candidate:") && l.contains("127.0.0.1"))
+        .with_context(|| format!("no 127.0.0.1 host candidate in the answer:\n{answer}"))?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let at = fields.iter().position(|f| *f == "127.0.0.1").with_context(|| line.to_string())?;
+    Ok(fields.get(at + 1).with_context(|| line.to_string())?.parse()?)
 }

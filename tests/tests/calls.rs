@@ -14,6 +14,7 @@ use veche_protocol::ids::GroupId;
 use veche_protocol::wire::{ErrorCode, Event, Request, Response, ServerFrame};
 use veche_tests::call::CallClient;
 use veche_tests::raw::RawDevice;
+use veche_tests::signal::{media_port, signal_until};
 use veche_tests::{Node, TempDir};
 
 async fn join(device: &mut RawDevice, client: &CallClient, group: GroupId) -> anyhow::Result<CallJoined> {
@@ -26,30 +27,6 @@ async fn join(device: &mut RawDevice, client: &CallClient, group: GroupId) -> an
     }
 }
 
-/// Reads `device`'s frames until `want` picks one, answering the node's offers on the way (as a
-/// browser does).
-async fn signal_until<T>(
-    device: &mut RawDevice,
-    client: &CallClient,
-    group: GroupId,
-    mut want: impl FnMut(&ServerFrame) -> Option<T>,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = device.conn.until(left, Some).await?;
-        if let Some(found) = want(&frame) {
-            return Ok(found);
-        }
-        if let ServerFrame::Event(Event::CallOffer { group: g, sdp }) = frame
-            && g == group
-        {
-            let answer = client.answer_offer(sdp)?;
-            device.conn.send(Request::CallAnswer { group, answer }).await?;
-        }
-    }
-}
-
 fn wait(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     while !done() {
@@ -57,17 +34,6 @@ fn wait(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> anyhow:
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
-}
-
-/// The media port, from the host candidate in the node's answer.
-fn media_port(answer: &str) -> anyhow::Result<u16> {
-    let line = answer
-        .lines()
-        .find(|l| l.contains("candidate:") && l.contains("127.0.0.1"))
-        .ok_or_else(|| anyhow::anyhow!("no 127.0.0.1 host candidate in the answer:\n{answer}"))?;
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let at = fields.iter().position(|f| *f == "127.0.0.1").ok_or_else(|| anyhow::anyhow!("{line}"))?;
-    Ok(fields.get(at + 1).ok_or_else(|| anyhow::anyhow!("{line}"))?.parse()?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

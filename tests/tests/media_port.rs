@@ -49,9 +49,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use veche_protocol::ids::GroupId;
-use veche_protocol::wire::{Event, Request, Response, ServerFrame};
+use veche_protocol::wire::{Request, Response, ServerFrame};
 use veche_tests::call::{CallClient, MARK};
 use veche_tests::raw::RawDevice;
+use veche_tests::signal::{media_port, signal_until};
 use veche_tests::{Node, TempDir};
 
 // ---------------------------------------------------------------------------------------------
@@ -120,40 +121,6 @@ async fn join(device: &mut RawDevice, client: &CallClient, group: GroupId) -> an
         }
         other => bail!("join: {other:?}"),
     }
-}
-
-/// Reads `device`'s frames until `want` picks one, answering the node's offers on the way.
-async fn signal_until<T>(
-    device: &mut RawDevice,
-    client: &CallClient,
-    group: GroupId,
-    mut want: impl FnMut(&ServerFrame) -> Option<T>,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = device.conn.until(left, Some).await?;
-        if let Some(found) = want(&frame) {
-            return Ok(found);
-        }
-        if let ServerFrame::Event(Event::CallOffer { group: g, sdp }) = frame
-            && g == group
-        {
-            let answer = client.answer_offer(sdp)?;
-            device.conn.send(Request::CallAnswer { group, answer }).await?;
-        }
-    }
-}
-
-/// The media port, from the host candidate in the node's answer.
-fn media_port(answer: &str) -> anyhow::Result<u16> {
-    let line = answer
-        .lines()
-        .find(|l| l.contains("candidate:") && l.contains("127.0.0.1"))
-        .with_context(|| format!("no 127.0.0.1 host candidate in the answer:\n{answer}"))?;
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let at = fields.iter().position(|f| *f == "127.0.0.1").with_context(|| line.to_string())?;
-    Ok(fields.get(at + 1).with_context(|| line.to_string())?.parse()?)
 }
 
 /// A node with its media port on 127.0.0.1 (`port`, or a free one), and Alice and Bob in a
