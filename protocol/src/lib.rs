@@ -9,6 +9,7 @@
 //! - [`auth`]: the exact bytes a device signs to register and sign in.
 //! - [`validate`]: user-facing input rules shared by node and clients.
 //! - [`call`]: call signaling; [`meeting`]: meetings, their links and .ics files.
+//! - [`whiteboard`]: a call's whiteboard; [`incall`]: the call's data channel messages.
 //! - [`federation`]: what nodes say to each other over libp2p.
 
 pub mod auth;
@@ -16,9 +17,11 @@ pub mod call;
 pub mod content;
 pub mod federation;
 pub mod ids;
+pub mod incall;
 pub mod link;
 pub mod meeting;
 pub mod validate;
+pub mod whiteboard;
 pub mod wire;
 
 /// Version of the WebSocket protocol in [`wire`]. Bumped on incompatible changes.
