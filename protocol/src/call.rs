@@ -62,6 +62,12 @@ pub struct CallParticipant {
     pub account: AccountId,
     pub display_name: String,
     pub role: CallRole,
+    /// Their hand is raised.
+    #[serde(default)]
+    pub hand_raised: bool,
+    /// What a moderator turned off (and they have not turned back on since).
+    #[serde(default)]
+    pub muted: Vec<CallMedia>,
 }
 
 /// A track someone publishes in a call.

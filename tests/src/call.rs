@@ -2,7 +2,8 @@
 //! socket, driven by its own thread, like a browser's. It can publish a VP8 camera whose frames
 //! carry a marker (so a test can check what arrives, and that the marker never crosses the
 //! network in the clear), and it records every RTP packet it receives. It can also flood the
-//! node with key frame requests for a stream it receives ([`CallClient::send_plis`]).
+//! node with key frame requests for a stream it receives ([`CallClient::send_plis`]), and open
+//! the call's data channel ([`CallClient::open_channel`]) to send and read in-call messages.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -14,7 +15,7 @@ use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
-use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
@@ -44,6 +45,10 @@ pub struct Seen {
     pub receiving_ssrcs: Vec<u32>,
     /// Key frame requests (PLI) this client sent with [`CallClient::send_plis`].
     pub plis_sent: u64,
+    /// The call's data channel is open.
+    pub channel_open: bool,
+    /// Text messages received on it, in order.
+    pub channel: Vec<String>,
 }
 
 enum Command {
@@ -51,6 +56,8 @@ enum Command {
     SetAnswer(String, mpsc::Sender<anyhow::Result<()>>),
     AnswerOffer(String, mpsc::Sender<anyhow::Result<String>>),
     SendPlis(PliFlood),
+    OpenChannel(mpsc::Sender<anyhow::Result<()>>),
+    ChannelSend(Vec<u8>, bool, mpsc::Sender<anyhow::Result<()>>),
     Stop,
 }
 
@@ -135,6 +142,7 @@ impl CallClient {
             last_frame: None,
             receivers: HashMap::new(),
             flood: None,
+            channel: None,
         };
         std::thread::Builder::new().name(format!("call-{name}")).spawn(move || driver.run())?;
         Ok(CallClient { commands, seen, addr })
@@ -182,6 +190,29 @@ impl CallClient {
     }
 }
 
+impl CallClient {
+    /// Creates the call's data channel (before the first offer, as a browser does; it opens
+    /// once the call is connected).
+    pub fn open_channel(&self) -> anyhow::Result<()> {
+        self.ask(Command::OpenChannel)
+    }
+
+    /// Sends a text message on the data channel.
+    pub fn channel_send(&self, text: &str) -> anyhow::Result<()> {
+        self.ask(|tx| Command::ChannelSend(text.as_bytes().to_vec(), true, tx))
+    }
+
+    /// Sends a binary message on the data channel.
+    pub fn channel_send_bytes(&self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.ask(|tx| Command::ChannelSend(bytes.to_vec(), false, tx))
+    }
+
+    /// What the node sent on the data channel so far, decoded (undecodable ones are skipped).
+    pub fn channel_messages(&self) -> Vec<veche_protocol::incall::FromNode> {
+        self.seen().channel.iter().filter_map(|t| veche_protocol::incall::FromNode::decode(t.as_bytes()).ok()).collect()
+    }
+}
+
 impl Drop for CallClient {
     fn drop(&mut self) {
         let _ = self.commands.send(Command::Stop);
@@ -203,6 +234,7 @@ struct Driver {
     /// The receiver of each stream we receive, by SSRC (for RTCP about it).
     receivers: HashMap<u32, RTCRtpReceiverId>,
     flood: Option<PliFlood>,
+    channel: Option<rtc::data_channel::RTCDataChannelId>,
 }
 
 impl Driver {
@@ -309,6 +341,20 @@ impl Driver {
                 let _ = reply.send(result.map_err(Into::into));
             }
             Command::SendPlis(flood) => self.flood = Some(flood),
+            Command::OpenChannel(reply) => {
+                let made = self.pc.create_data_channel(veche_protocol::incall::CHANNEL_LABEL, None).map(|c| c.id());
+                let _ = reply.send(made.map(|id| self.channel = Some(id)).map_err(Into::into));
+            }
+            Command::ChannelSend(data, text, reply) => {
+                let sent = match self.channel.and_then(|id| self.pc.data_channel(id)) {
+                    Some(mut channel) if text => {
+                        channel.send_text(now, String::from_utf8_lossy(&data).into_owned()).map_err(Into::into)
+                    }
+                    Some(mut channel) => channel.send(now, BytesMut::from(&data[..])).map_err(Into::into),
+                    None => Err(anyhow::anyhow!("no data channel")),
+                };
+                let _ = reply.send(sent);
+            }
             Command::Stop => {}
         }
         self.service();
@@ -361,6 +407,9 @@ impl Driver {
                     self.receivers.insert(init.ssrc, init.receiver_id);
                     self.seen.lock().unwrap_or_else(|p| p.into_inner()).receiving_ssrcs.push(init.ssrc);
                 }
+                RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) if Some(id) == self.channel => {
+                    self.seen.lock().unwrap_or_else(|p| p.into_inner()).channel_open = true;
+                }
                 _ => {}
             }
         }
@@ -374,6 +423,10 @@ impl Driver {
                 {
                     self.keyframe_wanted = true;
                     self.seen.lock().unwrap_or_else(|p| p.into_inner()).plis += 1;
+                }
+                RTCMessage::DataChannelMessage(id, message) if Some(id) == self.channel => {
+                    let text = String::from_utf8_lossy(&message.data).into_owned();
+                    self.seen.lock().unwrap_or_else(|p| p.into_inner()).channel.push(text);
                 }
                 _ => {}
             }

@@ -307,8 +307,14 @@ impl Calls {
                     None => Role::Participant,
                 };
                 conf.members.push(participant);
-                let info =
-                    CallParticipant { participant, account: session.account, display_name, role: call_role(role) };
+                let info = CallParticipant {
+                    participant,
+                    account: session.account,
+                    display_name,
+                    role: call_role(role),
+                    hand_raised: false,
+                    muted: Vec::new(),
+                };
                 let member = Member { conference, group, info, out, ready: false, lobby: None };
                 state.participants.insert(participant, member);
                 (conference, participant, role, open)
@@ -615,6 +621,13 @@ impl Calls {
         }
     }
 
+    /// Keeps what the node tells later joiners about a participant (`CallJoined`) up to date.
+    fn with_info(&self, who: veche_sfu::ParticipantId, change: impl FnOnce(&mut CallParticipant)) {
+        if let Some(m) = lock(&self.state).participants.get_mut(&who.0) {
+            change(&mut m.info);
+        }
+    }
+
     async fn on_room_event(&self, conference: ConferenceId, to: Option<veche_sfu::ParticipantId>, event: room::Event) {
         let update = match event {
             room::Event::Joined { who, .. } => {
@@ -674,21 +687,33 @@ impl Calls {
                 CallUpdate::Unpublished { track: track.0 }
             }
             room::Event::MutedBy { who, kind, by } => {
+                self.with_info(who, |info| {
+                    if !info.muted.contains(&media_kind(kind)) {
+                        info.muted.push(media_kind(kind));
+                    }
+                });
                 CallUpdate::Muted { participant: who.0, media: media_kind(kind), by: by.0 }
             }
-            room::Event::Unmuted { who, kind } => CallUpdate::Unmuted { participant: who.0, media: media_kind(kind) },
+            room::Event::Unmuted { who, kind } => {
+                self.with_info(who, |info| info.muted.retain(|m| *m != media_kind(kind)));
+                CallUpdate::Unmuted { participant: who.0, media: media_kind(kind) }
+            }
             room::Event::ActiveSpeaker { who } => CallUpdate::ActiveSpeaker { participant: who.0 },
             room::Event::AskedToUnmute { who, kind } => {
                 CallUpdate::AskedToUnmute { participant: who.0, media: media_kind(kind) }
             }
             room::Event::RoleChanged { who, role } => {
-                if let Some(m) = lock(&self.state).participants.get_mut(&who.0) {
-                    m.info.role = call_role(role);
-                }
+                self.with_info(who, |info| info.role = call_role(role));
                 CallUpdate::RoleChanged { participant: who.0, role: call_role(role) }
             }
-            room::Event::HandRaised { who } => CallUpdate::HandRaised { participant: who.0 },
-            room::Event::HandLowered { who, .. } => CallUpdate::HandLowered { participant: who.0 },
+            room::Event::HandRaised { who } => {
+                self.with_info(who, |info| info.hand_raised = true);
+                CallUpdate::HandRaised { participant: who.0 }
+            }
+            room::Event::HandLowered { who, .. } => {
+                self.with_info(who, |info| info.hand_raised = false);
+                CallUpdate::HandLowered { participant: who.0 }
+            }
             room::Event::Ended => CallUpdate::Ended,
         };
         let to = match to {

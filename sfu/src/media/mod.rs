@@ -64,6 +64,7 @@ use crate::room::{Action, Event, Mode, Role, Room, RoomError};
 use crate::timers::Timers;
 use crate::{ConferenceId, MediaKind, ParticipantId, TrackId};
 
+mod channel;
 mod negotiation;
 mod packets;
 
@@ -380,6 +381,8 @@ struct Peer {
     negotiation_needed: bool,
     /// Our offer waits for the subscriber's answer.
     awaiting_answer: bool,
+    /// The call's data channel, once open.
+    channel: Option<rtc::data_channel::RTCDataChannelId>,
 }
 
 /// A track published in the room through these sessions.
@@ -570,6 +573,7 @@ impl MediaSessions {
                 outbound: HashMap::new(),
                 negotiation_needed: false,
                 awaiting_answer: false,
+                channel: None,
             },
         );
         self.service(participant, now);
@@ -727,6 +731,7 @@ impl MediaSessions {
                 _ => {}
             },
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => self.on_track_open(now, key, init),
+            RTCPeerConnectionEvent::OnDataChannel(event) => self.on_channel_event(now, key, event),
             _ => {}
         }
     }

@@ -155,6 +155,7 @@ impl MediaSessions {
                     }
                 }
             }
+            RTCMessage::DataChannelMessage(id, message) => self.on_channel_message(now, key, id, message),
             _ => {}
         }
     }
@@ -225,6 +226,7 @@ impl MediaSessions {
                     self.events.push_back(MediaEvent::Room { conference, to, event });
                 }
                 Action::Disconnect { who } => self.events.push_back(MediaEvent::Disconnect(who)),
+                Action::Signal { to, message } => self.signal(now, conference, to, message),
             }
         }
         if republish {

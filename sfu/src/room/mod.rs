@@ -16,9 +16,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use veche_protocol::incall::FromNode;
+use veche_protocol::whiteboard::Board;
+
 use crate::forward::{Forwarder, Out, PacketInfo, Want};
 use crate::speaker::ActiveSpeaker;
 use crate::{Instant, MediaKind, ParticipantId, TrackId};
+
+mod incall;
+
+pub use incall::{SIGNAL_BURST, SIGNALS_PER_SEC};
 
 /// Video streams (cameras and screens) a meeting carries at most.
 pub const MAX_VIDEO_STREAMS: usize = 50;
@@ -139,6 +146,8 @@ pub enum Action {
     Event { to: Option<ParticipantId>, event: Event },
     /// Close this participant's media session (removed, or the conference ended).
     Disconnect { who: ParticipantId },
+    /// Send this on the data channel of every participant (or only `to`).
+    Signal { to: Option<ParticipantId>, message: FromNode },
 }
 
 #[derive(Debug)]
@@ -171,6 +180,8 @@ pub struct Room {
     tracks: BTreeMap<TrackId, Track>,
     next_track: u32,
     speaker: ActiveSpeaker,
+    board: Board,
+    budgets: BTreeMap<ParticipantId, incall::Budget>,
 }
 
 fn to_all(event: Event) -> Action {
@@ -189,6 +200,8 @@ impl Room {
             tracks: BTreeMap::new(),
             next_track: 1,
             speaker: ActiveSpeaker::default(),
+            board: Board::default(),
+            budgets: BTreeMap::new(),
         }
     }
 
@@ -402,13 +415,14 @@ impl Room {
         if (current == Role::Moderator || role == Role::Moderator) && by_role != Role::Organizer {
             return Err(RoomError::Forbidden("only the organizer makes or unmakes moderators"));
         }
+        let mut out = vec![to_all(Event::RoleChanged { who, role })];
         if let Some(p) = self.participants.get_mut(&who) {
             p.role = role;
-            if role.presents() {
+            if role.presents() && p.hand_raised {
                 p.hand_raised = false;
+                out.push(to_all(Event::HandLowered { who, by }));
             }
         }
-        let mut out = vec![to_all(Event::RoleChanged { who, role })];
         out.extend(self.stop_forbidden_tracks());
         Ok(out)
     }
@@ -422,7 +436,7 @@ impl Room {
         Ok(out)
     }
 
-    /// Unpublishes every track its owner may no longer publish.
+    /// Unpublishes every track its owner may no longer publish, and tells the owner why.
     fn stop_forbidden_tracks(&mut self) -> Vec<Action> {
         let stopped: Vec<TrackId> = self
             .tracks
@@ -433,13 +447,18 @@ impl Room {
             })
             .map(|(id, _)| *id)
             .collect();
-        stopped
-            .into_iter()
-            .map(|track| {
-                self.tracks.remove(&track);
-                to_all(Event::Unpublished { track })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for track in stopped {
+            let Some(t) = self.tracks.remove(&track) else { continue };
+            out.push(to_all(Event::Unpublished { track }));
+            if let Err(RoomError::Forbidden(reason)) = self.may_publish(t.owner, t.kind) {
+                out.push(Action::Event {
+                    to: Some(t.owner),
+                    event: Event::PublishRefused { who: t.owner, kind: t.kind, reason },
+                });
+            }
+        }
+        out
     }
 
     pub fn lock(&mut self, by: ParticipantId, locked: bool) -> Result<Vec<Action>, RoomError> {
@@ -471,6 +490,7 @@ impl Room {
         }
         self.participants.remove(&who).ok_or(RoomError::Unknown)?;
         self.speaker.remove(who);
+        self.budgets.remove(&who);
         let mut out = Vec::new();
         let theirs: Vec<TrackId> = self.tracks.iter().filter(|(_, t)| t.owner == who).map(|(id, _)| *id).collect();
         for track in theirs {
@@ -622,7 +642,8 @@ mod tests {
         assert!(matches!(r.publish(ANN, MediaKind::Screen, vec![1_000_000]), Err(RoomError::Forbidden(_))));
         // A raised hand, then promotion: now Ann presents.
         r.raise_hand(ANN).unwrap();
-        r.set_role(MOD, ANN, Role::Presenter).unwrap();
+        let actions = r.set_role(MOD, ANN, Role::Presenter).unwrap();
+        assert!(actions.contains(&to_all(Event::HandLowered { who: ANN, by: MOD })), "{actions:?}");
         let (cam, _) = r.publish(ANN, MediaKind::Video, vec![150_000, 500_000]).unwrap();
         // In a meeting Bob publishes too; back to webinar, his track stops, Ann's stays.
         r.set_mode(ORG, Mode::Meeting).unwrap();
@@ -630,11 +651,26 @@ mod tests {
         let actions = r.set_mode(MOD, Mode::Webinar).unwrap();
         assert!(actions.contains(&to_all(Event::Unpublished { track: bob_mic })), "{actions:?}");
         assert!(!actions.contains(&to_all(Event::Unpublished { track: cam })));
+        // Bob is told why (only Bob).
+        let told: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event { to, event: Event::PublishRefused { who, kind, .. } } => Some((*to, *who, *kind)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, vec![(Some(BOB), BOB, MediaKind::Audio)]);
         r.subscribe(ms(0), ORG, cam, Want::default()).unwrap();
         assert_eq!(r.subscribe(ms(0), ORG, bob_mic, Want::default()), Err(RoomError::Unknown));
-        // Demoting Ann stops her camera.
+        // Demoting Ann stops her camera, and she is told; a promotion without a raised hand
+        // lowers nothing.
         let actions = r.set_role(MOD, ANN, Role::Participant).unwrap();
         assert!(actions.contains(&to_all(Event::Unpublished { track: cam })));
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Event { to: Some(ANN), event: Event::PublishRefused { .. } }))
+        );
+        let actions = r.set_role(MOD, ANN, Role::Presenter).unwrap();
+        assert_eq!(actions, vec![to_all(Event::RoleChanged { who: ANN, role: Role::Presenter })]);
     }
 
     #[test]
