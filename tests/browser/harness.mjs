@@ -19,13 +19,15 @@ const uiDir = process.env.VECHE_UI_DIR || join(root, "web-ui", "dist");
 let nextPort = 17900 + Math.floor(Math.random() * 1000);
 
 /// Starts a node; resolves once it listens (with its admin link, while it still prints one).
-/// `restart()` starts it again on the same port and data dir.
-export async function startNode({ name = "Town Library", registration = "invite", dataDir, port } = {}) {
+/// `restart()` starts it again on the same port and data dir. `args`: more `veche run` flags
+/// (for example `["--ring-timeout", "2s"]`).
+export async function startNode({ name = "Town Library", registration = "invite", dataDir, port, args = [] } = {}) {
   dataDir = dataDir || mkdtempSync(join(tmpdir(), "veche-e2e-"));
   port = port || nextPort++;
   const url = `http://127.0.0.1:${port}`;
   const proc = spawn(veche, ["run", "--data-dir", dataDir, "--http", `127.0.0.1:${port}`, "--name", name,
-    "--registration", registration, "--public-url", url, "--ui-dir", uiDir, "--p2p-port", "0", "--media-port", "0"],
+    "--registration", registration, "--public-url", url, "--ui-dir", uiDir, "--p2p-port", "0", "--media-port", "0",
+    ...args],
     { env: { ...process.env, VECHE_LOG: "debug" }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let banner = "";
@@ -53,7 +55,7 @@ export async function startNode({ name = "Town Library", registration = "invite"
     url, dataDir, port, adminLink, proc, log: () => out,
     stop: () => proc.kill("SIGTERM"),
     stopped: () => new Promise((r) => (proc.exitCode !== null ? r() : proc.on("exit", r))),
-    restart: async () => { node.stop(); await node.stopped(); return startNode({ name, registration, dataDir, port }); },
+    restart: async () => { node.stop(); await node.stopped(); return startNode({ name, registration, dataDir, port, args }); },
   };
   return node;
 }

@@ -8,7 +8,7 @@ use veche_protocol::wire::{MemberInfo, RegistrationPolicy};
 use veche_ui_core::i18n::Lang;
 use veche_ui_core::model::Delivery;
 
-use crate::device::store::SystemEvent;
+use crate::device::store::{HistoryBody, SystemEvent};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
@@ -58,6 +58,9 @@ pub struct CallState {
     pub refused: Vec<veche_protocol::call::CallMedia>,
     /// The loudest speaker, as the node last said.
     pub speaker: Option<u32>,
+    /// This device rang the other member of a direct chat, nobody has answered, and what became
+    /// of the call is not yet written in the chat (the caller's device writes it, once).
+    pub ringing_out: bool,
 }
 
 impl CallState {
@@ -77,6 +80,7 @@ impl CallState {
             locked: false,
             refused: Vec::new(),
             speaker: None,
+            ringing_out: false,
         }
     }
 
@@ -128,6 +132,21 @@ pub struct Me {
 pub enum MsgBody {
     Text(String),
     System(SystemEvent),
+    /// What became of a 1:1 call.
+    Call(veche_protocol::content::CallRecord),
+    /// A call's saved whiteboard.
+    Whiteboard(Vec<veche_protocol::whiteboard::Item>),
+}
+
+impl MsgBody {
+    pub fn of(body: &HistoryBody) -> MsgBody {
+        match body {
+            HistoryBody::Text(t) => MsgBody::Text(t.clone()),
+            HistoryBody::System(s) => MsgBody::System(s.clone()),
+            HistoryBody::Call(record) => MsgBody::Call(*record),
+            HistoryBody::Whiteboard(items) => MsgBody::Whiteboard(items.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -4,6 +4,7 @@
 
 use leptos::prelude::*;
 use veche_protocol::call::{CallMedia, CallRole, CallUpdate, ParticipantId};
+use veche_protocol::content::{AppMessage, CallRecord};
 use veche_protocol::ids::GroupId;
 use veche_protocol::wire::{Request, Response};
 use wasm_bindgen::prelude::*;
@@ -103,6 +104,9 @@ impl Device {
             js_call_label(p.participant, &p.display_name, p.participant == joined.participant);
         }
         let mut call = CallState::new(group, joined.participant);
+        // Alone in a direct chat's call: the node rings the other member.
+        let direct = self.db.chats.get(&group).is_some_and(|c| c.kind == veche_protocol::ids::ChatKind::Direct);
+        call.ringing_out = direct && joined.participants.iter().all(|p| p.participant == joined.participant);
         call.participants = joined.participants.into_iter().map(|p| (p.participant, p)).collect();
         call.tracks = joined.tracks.into_iter().map(|t| (t.track, t)).collect();
         call.mode = joined.mode;
@@ -119,16 +123,51 @@ impl Device {
     pub(super) async fn leave_call(&mut self) {
         let Some(call) = self.ui.call.get_untracked() else { return };
         call_stop();
-        self.ui.call.set(None);
+        self.call_over();
         let _ = self.call(Request::CallLeave { group: call.group }).await;
+        self.write_call_records().await;
     }
 
     /// The connection to the node closed: the node has ended this device's part in the call.
     pub(super) fn call_lost(&mut self) {
         if self.ui.call.with_untracked(|c| c.is_some()) {
             call_stop();
-            self.ui.call.set(None);
+            self.call_over();
             self.ui.toast("@call-dropped".into(), true);
+        }
+    }
+
+    /// This device is out of its call: a call it rang that nobody answered is a missed call.
+    fn call_over(&mut self) {
+        if let Some(call) = self.ui.call.get_untracked()
+            && call.ringing_out
+        {
+            self.unwritten_calls.push((call.group, CallRecord::Missed));
+        }
+        self.ui.call.set(None);
+    }
+
+    /// The node told the caller what became of its 1:1 call: written in the chat, if this
+    /// device rang and has not written it yet.
+    pub(super) fn call_ended_unanswered(&mut self, group: GroupId, record: CallRecord) {
+        let rang = self.ui.call.with_untracked(|c| c.as_ref().is_some_and(|c| c.group == group && c.ringing_out));
+        if rang {
+            self.ui.call.update(|c| {
+                if let Some(c) = c {
+                    c.ringing_out = false;
+                }
+            });
+            self.unwritten_calls.push((group, record));
+        }
+    }
+
+    /// Posts the call records waiting to be written into their direct chats (end-to-end
+    /// encrypted, through the outbox like any message).
+    pub(super) async fn write_call_records(&mut self) {
+        for (group, record) in std::mem::take(&mut self.unwritten_calls) {
+            if let Err(e) = self.queue_message(group, AppMessage::call(record, super::now_ms())).await {
+                self.ui.toast(e, true);
+            }
         }
     }
 
@@ -154,6 +193,10 @@ impl Device {
                 js_call_label(p.participant, &p.display_name, p.participant == me);
                 self.ui.call.update(|c| {
                     if let Some(c) = c {
+                        if p.participant != c.me {
+                            // Answered.
+                            c.ringing_out = false;
+                        }
                         c.waiting.remove(&p.participant);
                         c.participants.insert(p.participant, p);
                     }
@@ -298,11 +341,13 @@ impl Device {
                 };
                 self.ui.toast(id.into(), false);
             }
-            // The caller hears what became of a 1:1 call (device/sync.rs shows it).
-            CallUpdate::Declined | CallUpdate::Busy | CallUpdate::NoAnswer => {}
+            // The caller hears what became of a 1:1 call (device/sync.rs shows it): written in
+            // the chat's history.
+            CallUpdate::Declined => self.call_ended_unanswered(group, CallRecord::Declined),
+            CallUpdate::Busy | CallUpdate::NoAnswer => self.call_ended_unanswered(group, CallRecord::Missed),
             CallUpdate::Disconnected | CallUpdate::Ended => {
                 call_stop();
-                self.ui.call.set(None);
+                self.call_over();
                 let id = match update {
                     CallUpdate::Ended => "@call-ended-for-all",
                     _ if lobby == Some(CallLobby::Waiting) => "@call-turned-away",

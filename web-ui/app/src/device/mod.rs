@@ -265,6 +265,8 @@ struct Device {
     generation: u32,
     events: mpsc::UnboundedSender<(u32, Incoming)>,
     backoff_ms: u32,
+    /// What became of 1:1 calls this device rang, still to be written in their chats.
+    unwritten_calls: Vec<(GroupId, veche_protocol::content::CallRecord)>,
 }
 
 async fn run(ui: AppState, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
@@ -276,7 +278,17 @@ async fn run(ui: AppState, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         }
     };
     let (events, mut incoming) = mpsc::unbounded();
-    let mut device = Device { ui, db, mls: None, conn: None, signed_in: false, generation: 0, events, backoff_ms: 0 };
+    let mut device = Device {
+        ui,
+        db,
+        mls: None,
+        conn: None,
+        signed_in: false,
+        generation: 0,
+        events,
+        backoff_ms: 0,
+        unwritten_calls: Vec::new(),
+    };
     if let Some(record) = device.db.device.clone() {
         match veche_mls::Client::open(record.secret, device.db.mls.clone()) {
             Ok(client) => device.mls = Some(client),
@@ -297,6 +309,9 @@ async fn run(ui: AppState, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         ui.phase.set(Phase::Welcome);
     }
     loop {
+        if !device.unwritten_calls.is_empty() {
+            device.write_call_records().await;
+        }
         if device.conn.is_none() {
             device.connect().await;
         }

@@ -36,10 +36,7 @@ impl Device {
                 sender: e.sender,
                 own: e.own,
                 time_ms: if e.sent_at_ms > 0 { e.sent_at_ms } else { e.stored_at_ms },
-                body: match &e.body {
-                    HistoryBody::Text(t) => MsgBody::Text(t.clone()),
-                    HistoryBody::System(s) => MsgBody::System(s.clone()),
-                },
+                body: MsgBody::of(&e.body),
                 delivery: Delivery::Stored,
             })
             .collect();
@@ -52,7 +49,7 @@ impl Device {
                 sender: me,
                 own: true,
                 time_ms: e.sent_at_ms,
-                body: MsgBody::Text(e.text.clone()),
+                body: MsgBody::of(&HistoryBody::of(e.body.clone())),
                 delivery: if e.failed { Delivery::Failed } else { Delivery::Sending },
             }));
         }

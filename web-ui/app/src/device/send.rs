@@ -8,12 +8,19 @@ impl Device {
         if text.is_empty() {
             return Ok(());
         }
-        AppMessage::text(&text, now_ms()).map_err(|_| "@err-too-long".to_string())?;
+        let message = AppMessage::text(&text, now_ms()).map_err(|_| "@err-too-long".to_string())?;
+        self.queue_message(group, message).await
+    }
+
+    /// Puts a message (text, call record, whiteboard) into the chat's outbox and sends it when
+    /// the device can.
+    pub(super) async fn queue_message(&mut self, group: GroupId, message: AppMessage) -> Result<(), String> {
+        message.encode().map_err(|_| "@err-too-long".to_string())?;
         let mut id = now_ms() * 1000;
         while self.db.outbox.get(&group).is_some_and(|o| o.contains_key(&id)) {
             id += 1;
         }
-        let entry = OutboxEntry { text, sent_at_ms: now_ms(), ciphertext: None, failed: false };
+        let entry = OutboxEntry { body: message.body, sent_at_ms: message.sent_at_ms, ciphertext: None, failed: false };
         let mut batch = Batch::default();
         batch.outbox(group, id, entry);
         self.persist(batch).await?;
@@ -60,8 +67,8 @@ impl Device {
                         break;
                     }
                     None => {
-                        let content = AppMessage::text(&entry.text, entry.sent_at_ms)
-                            .and_then(|m| m.encode())
+                        let content = AppMessage { sent_at_ms: entry.sent_at_ms, body: entry.body.clone() }
+                            .encode()
                             .map_err(mls_err)?;
                         let ciphertext = self.mls()?.encrypt(group, &content).map_err(mls_err)?;
                         // The advanced ratchet and the ciphertext are saved before it leaves.
@@ -81,7 +88,7 @@ impl Device {
                             sent_at_ms: entry.sent_at_ms,
                             stored_at_ms: now_ms(),
                             own: true,
-                            body: HistoryBody::Text(entry.text.clone()),
+                            body: HistoryBody::of(entry.body.clone()),
                         };
                         let mut batch = Batch::default();
                         batch.remove_outbox(group, id).history(group, history);

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use js_sys::{Array, Uint8Array};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use veche_protocol::content::{Body, CallRecord};
 use veche_protocol::ids::{AccountId, ChatKind, DeviceId, GroupId, InviteId};
+use veche_protocol::whiteboard::Item;
 use wasm_bindgen::prelude::*;
 
 const DB_NAME: &str = "veche-device";
@@ -66,10 +68,27 @@ pub enum SystemEvent {
     KeysRefreshed,
 }
 
+/// What a history entry shows. Stored with postcard, which names variants by their position:
+/// new variants go at the end, so entries written by older versions still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HistoryBody {
     Text(String),
     System(SystemEvent),
+    /// What became of a 1:1 call (posted by the caller's device).
+    Call(CallRecord),
+    /// A call's whiteboard as it was when the call ended.
+    Whiteboard(Vec<Item>),
+}
+
+impl HistoryBody {
+    /// The history entry of a message's content.
+    pub fn of(body: Body) -> HistoryBody {
+        match body {
+            Body::Text { text } => HistoryBody::Text(text),
+            Body::Call(record) => HistoryBody::Call(record),
+            Body::Whiteboard { items } => HistoryBody::Whiteboard(items),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,15 +101,38 @@ pub struct HistoryEntry {
     pub body: HistoryBody,
 }
 
-/// A message typed on this device that the node has not acknowledged yet.
+/// A message written on this device that the node has not acknowledged yet (stored under
+/// `ob:` keys).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutboxEntry {
-    pub text: String,
+    /// What is encrypted, with `sent_at_ms`, as the message's content.
+    pub body: Body,
     pub sent_at_ms: u64,
     /// The ciphertext once made: it is saved before it leaves, and resent as is.
     pub ciphertext: Option<Vec<u8>>,
     /// Refused for good; the member may retry (a fresh encryption) or delete it.
     pub failed: bool,
+}
+
+/// An outbox entry as versions before call records stored it (under `o:` keys): text only.
+/// Read at load and kept in memory as an [`OutboxEntry`]; written back under `ob:`.
+#[derive(Deserialize)]
+struct TextOutboxEntry {
+    text: String,
+    sent_at_ms: u64,
+    ciphertext: Option<Vec<u8>>,
+    failed: bool,
+}
+
+impl From<TextOutboxEntry> for OutboxEntry {
+    fn from(old: TextOutboxEntry) -> Self {
+        OutboxEntry {
+            body: Body::Text { text: old.text },
+            sent_at_ms: old.sent_at_ms,
+            ciphertext: old.ciphertext,
+            failed: old.failed,
+        }
+    }
 }
 
 /// An external join saved before it is sent (see the native client).
@@ -206,6 +248,11 @@ fn history_key(group: GroupId, seq: u64) -> String {
 }
 
 fn outbox_key(group: GroupId, id: u64) -> String {
+    format!("ob:{}:{id:020}", group.to_hex())
+}
+
+/// Where versions before call records kept the (text-only) outbox entry `id`.
+fn text_outbox_key(group: GroupId, id: u64) -> String {
     format!("o:{}:{id:020}", group.to_hex())
 }
 
@@ -245,8 +292,13 @@ impl Db {
             "h" => {
                 self.history.entry(group()?).or_default().insert(number()?, decode(&value)?);
             }
-            "o" => {
+            "ob" => {
                 self.outbox.entry(group()?).or_default().insert(number()?, decode(&value)?);
+            }
+            "o" => {
+                let old: TextOutboxEntry = decode(&value)?;
+                // Written again under `ob:` by any later change; both are never present at once.
+                self.outbox.entry(group()?).or_default().entry(number()?).or_insert_with(|| old.into());
             }
             "j" => {
                 self.pending_joins.insert(group()?, decode(&value)?);
@@ -294,9 +346,13 @@ impl Db {
                 Op::DropHistory(group) => {
                     deletes.push(&format!("h:{}:*", group.to_hex()).into());
                 }
-                Op::Outbox(group, id, entry) => put(outbox_key(*group, *id), encode(entry)),
+                Op::Outbox(group, id, entry) => {
+                    deletes.push(&text_outbox_key(*group, *id).into());
+                    put(outbox_key(*group, *id), encode(entry));
+                }
                 Op::RemoveOutbox(group, id) => {
                     deletes.push(&outbox_key(*group, *id).into());
+                    deletes.push(&text_outbox_key(*group, *id).into());
                 }
                 Op::PendingJoin(group, join) => put(format!("j:{}", group.to_hex()), encode(join)),
                 Op::RemovePendingJoin(group) => {

@@ -166,13 +166,7 @@ impl Device {
             }
             let body = match self.mls()?.process(&entry.payload) {
                 Ok(Processed::Application { plaintext, .. }) => match AppMessage::decode(&plaintext) {
-                    Ok(message) => Some((
-                        message.sent_at_ms,
-                        match message.as_text() {
-                            Some(text) => HistoryBody::Text(text.to_string()),
-                            None => HistoryBody::System(SystemEvent::Unreadable),
-                        },
-                    )),
+                    Ok(message) => Some((message.sent_at_ms, HistoryBody::of(message.body))),
                     Err(_) => Some((0, HistoryBody::System(SystemEvent::Unreadable))),
                 },
                 Ok(Processed::Commit { sender, added, removed, we_were_removed, .. }) => {

@@ -2,6 +2,7 @@
 
 use leptos::html;
 use leptos::prelude::*;
+use veche_protocol::content::CallRecord;
 use veche_protocol::ids::{AccountId, ChatKind, GroupId};
 use veche_ui_core::format::{civil_date, clock, day_number};
 use veche_ui_core::i18n::Arg;
@@ -39,6 +40,17 @@ pub fn system_text(app: &AppState, i18n: &I18n, event: &SystemEvent, sender: Opt
         SystemEvent::Unreadable => i18n.t("sys-unreadable"),
         SystemEvent::KeysRefreshed => i18n.t("sys-keys-refreshed"),
     }
+}
+
+/// How a call record reads: to the caller (`own`) what became of the call, to the callee what
+/// they missed or declined.
+pub fn call_record_text(i18n: &I18n, record: CallRecord, own: bool) -> String {
+    i18n.t(match (record, own) {
+        (CallRecord::Missed, true) => "call-record-no-answer",
+        (CallRecord::Missed, false) => "call-record-missed",
+        (CallRecord::Declined, true) => "call-record-declined",
+        (CallRecord::Declined, false) => "call-record-you-declined",
+    })
 }
 
 fn day_label(i18n: &I18n, day: i64) -> String {
@@ -207,6 +219,34 @@ fn MessageView(m: MsgView, group: GroupId) -> impl IntoView {
             <li class="my-1 flex justify-center" data-testid="system-message">
                 <span class="rounded-full bg-slate-200/70 px-3 py-1 text-center text-xs text-slate-600">
                     {move || system_text(&app, &i18n, &event, Some(m.sender))}
+                </span>
+            </li>
+        }
+        .into_any(),
+        MsgBody::Call(record) => {
+            let own = m.own;
+            let (kind, tone) = match record {
+                CallRecord::Missed => ("missed", "text-rose-600"),
+                CallRecord::Declined => ("declined", "text-slate-500"),
+            };
+            view! {
+                <li class="my-1 flex justify-center" data-testid="call-record" data-record=kind data-own=own.to_string()>
+                    <span class="inline-flex items-center gap-1.5 rounded-full bg-slate-200/70 px-3 py-1 text-xs text-slate-700">
+                        <svg class=format!("h-3.5 w-3.5 {tone}") viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
+                            stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">
+                            <path d="M5 4h4l2 5-2.5 1.5a11 11 0 0 0 5 5L15 13l5 2v4a2 2 0 0 1-2 2A16 16 0 0 1 3 6a2 2 0 0 1 2-2"/>
+                        </svg>
+                        <span class="font-medium" data-testid="call-record-text">{move || call_record_text(&i18n, record, own)}</span>
+                        <span class="text-slate-500" data-testid="call-record-time">{time}</span>
+                    </span>
+                </li>
+            }
+            .into_any()
+        }
+        MsgBody::Whiteboard(items) => view! {
+            <li class="my-1 flex justify-center" data-testid="whiteboard-message" data-items=items.len()>
+                <span class="rounded-full bg-slate-200/70 px-3 py-1 text-center text-xs text-slate-600">
+                    {move || i18n.t("whiteboard")}" · "{time}
                 </span>
             </li>
         }
