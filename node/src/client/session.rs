@@ -6,7 +6,7 @@ use super::conn::{CallError, Connection};
 use super::state::{self, HistoryBody, HistoryEntry, LocalChat, State};
 use anyhow::{Context, bail};
 use veche_mls::{CommitBundle, ProcessError, Processed};
-use veche_protocol::content::AppMessage;
+use veche_protocol::content::{AppMessage, Body, CallRecord};
 use veche_protocol::ids::{AccountId, ChatKind, GroupId};
 use veche_protocol::wire::{Delivered, EntryKind, ErrorCode, Event, Request, Response};
 
@@ -283,9 +283,13 @@ impl Session {
                 Ok(Processed::Application { plaintext, .. }) => match AppMessage::decode(&plaintext) {
                     Ok(message) => Some((
                         message.sent_at_ms,
-                        match message.as_text() {
-                            Some(text) => HistoryBody::Text(text.to_string()),
-                            None => HistoryBody::Unreadable("unknown content".into()),
+                        match message.body {
+                            Body::Text { text } => HistoryBody::Text(text),
+                            Body::Call(CallRecord::Missed) => HistoryBody::System("missed call".into()),
+                            Body::Call(CallRecord::Declined) => HistoryBody::System("call declined".into()),
+                            Body::Whiteboard { items } => {
+                                HistoryBody::System(format!("whiteboard saved ({} items)", items.len()))
+                            }
                         },
                     )),
                     Err(e) => Some((0, HistoryBody::Unreadable(e.to_string()))),
