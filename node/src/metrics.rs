@@ -2,6 +2,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,13 @@ pub struct Metrics {
     pub p2p_connected: Gauge,
     pub nearby_nodes: Gauge,
     pub links_up: Gauge,
+    /// The media port's totals since the node started, set at scrape time.
+    pub media_dropped: Family<Vec<(String, String)>, Gauge>,
+    pub media_datagrams_sent: Gauge,
+    pub media_send_calls: Gauge,
+    pub media_send_failures: Gauge,
+    pub media_events_dropped: Gauge,
+    pub media_sessions: Gauge,
 }
 
 impl Metrics {
@@ -67,6 +75,36 @@ impl Metrics {
         registry.register("p2p_connected_peers", "Other nodes connected over libp2p", self.p2p_connected.clone());
         registry.register("nearby_nodes", "Other nodes found on the LAN by mDNS", self.nearby_nodes.clone());
         registry.register("links_up", "Links with other nodes that both admins approved", self.links_up.clone());
+        registry.register(
+            "media_dropped_datagrams",
+            "Datagrams the media port dropped on arrival since the node started, by reason",
+            self.media_dropped.clone(),
+        );
+        registry.register(
+            "media_datagrams_sent",
+            "Datagrams the media port sent since the node started",
+            self.media_datagrams_sent.clone(),
+        );
+        registry.register(
+            "media_send_calls",
+            "System calls that sent them (sendmmsg batches)",
+            self.media_send_calls.clone(),
+        );
+        registry.register(
+            "media_send_failures",
+            "Datagrams the kernel refused to send since the node started (lost)",
+            self.media_send_failures.clone(),
+        );
+        registry.register(
+            "media_events_dropped",
+            "Media events the node's queue had no room for since the node started",
+            self.media_events_dropped.clone(),
+        );
+        registry.register(
+            "media_sessions",
+            "Open media sessions (participants' peer connections)",
+            self.media_sessions.clone(),
+        );
         registry.register("requests", "Requests handled", self.requests.clone());
         registry.register("requests_refused", "Requests answered with an error", self.requests_refused.clone());
         registry.register("rate_limited", "Requests refused for rate", self.rate_limited.clone());

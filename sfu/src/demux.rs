@@ -49,6 +49,23 @@ pub enum Drop {
     UnknownAddress,
 }
 
+impl Drop {
+    /// Every reason, for reporting.
+    pub const ALL: [Drop; 5] =
+        [Drop::Malformed, Drop::BadStun, Drop::UnknownUfrag, Drop::ClaimsControlled, Drop::UnknownAddress];
+
+    /// Its name in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::Malformed => "malformed",
+            Drop::BadStun => "bad_stun",
+            Drop::UnknownUfrag => "unknown_ufrag",
+            Drop::ClaimsControlled => "claims_controlled",
+            Drop::UnknownAddress => "unknown_address",
+        }
+    }
+}
+
 /// Where a datagram goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route<P> {

@@ -25,6 +25,7 @@
 //! ([`forward::PacketInfo`]); the core never reads codec payloads, so end-to-end encrypted media
 //! can be added later without changing it.
 
+pub mod batch;
 pub mod demux;
 pub mod forward;
 pub mod media;

@@ -12,6 +12,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::batch;
 use crate::forward::Want;
 use crate::media::{MediaError, MediaEvent, MediaSessions};
 use crate::room::{Action, Mode, Role, Room, RoomError};
@@ -40,8 +41,24 @@ enum Command {
     Subscribe { who: ParticipantId, track: TrackId, want: Want, reply: Reply<()> },
     PendingOffer { who: ParticipantId, reply: Reply<Option<String>> },
     ApplyAnswer { who: ParticipantId, answer: String, reply: Reply<()> },
-    Dropped { reply: Reply<u64> },
+    Stats { reply: Reply<MediaStats> },
     Stop,
+}
+
+/// What the media port has done, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    /// Datagrams dropped on arrival, by reason ([`crate::demux::Drop::name`]).
+    pub dropped: Vec<(&'static str, u64)>,
+    /// Datagrams sent, and the system calls that sent them.
+    pub datagrams_sent: u64,
+    pub send_calls: u64,
+    /// Datagrams the kernel refused to send (lost).
+    pub send_failures: u64,
+    /// Events for the node dropped because its queue was full.
+    pub events_dropped: u64,
+    /// Media sessions open.
+    pub peers: usize,
 }
 
 /// Why a command got no answer.
@@ -127,9 +144,14 @@ impl MediaHandle {
         self.call(|reply| Command::ApplyAnswer { who, answer, reply })
     }
 
-    /// Datagrams the media port dropped (garbage, unknown senders), for metrics.
+    /// Datagrams the media port dropped (garbage, unknown senders).
     pub fn dropped(&self) -> Result<u64, LoopError> {
-        self.call(|reply| Command::Dropped { reply })
+        Ok(self.stats()?.dropped.iter().map(|(_, n)| n).sum())
+    }
+
+    /// What the media port has done, for metrics.
+    pub fn stats(&self) -> Result<MediaStats, LoopError> {
+        self.call(|reply| Command::Stats { reply })
     }
 
     /// Stops the loop (its thread ends after the current turn).
@@ -166,6 +188,10 @@ pub fn start(
         inbox,
         events,
         dropped_events: 0,
+        outgoing: Vec::with_capacity(batch::BATCH),
+        send_failures: 0,
+        datagrams_sent: 0,
+        send_calls: 0,
     };
     std::thread::Builder::new().name("veche-media".into()).spawn(move || worker.run())?;
     Ok((handle, events_rx))
@@ -178,6 +204,12 @@ struct Worker {
     inbox: mpsc::Receiver<Command>,
     events: mpsc::SyncSender<MediaEvent>,
     dropped_events: u64,
+    /// Datagrams waiting for the next batch send.
+    outgoing: Vec<(SocketAddr, Vec<u8>)>,
+    /// Datagrams the kernel refused to send.
+    send_failures: u64,
+    datagrams_sent: u64,
+    send_calls: u64,
 }
 
 impl Worker {
@@ -232,20 +264,35 @@ impl Worker {
             Command::ApplyAnswer { who, answer, reply } => {
                 let _ = reply.send(self.sessions.apply_answer(now, who, answer));
             }
-            Command::Dropped { reply } => {
-                let _ = reply.send(Ok(self.sessions.dropped()));
+            Command::Stats { reply } => {
+                let stats = MediaStats {
+                    dropped: self.sessions.dropped_by_reason().into_iter().map(|(r, n)| (r.name(), n)).collect(),
+                    datagrams_sent: self.datagrams_sent,
+                    send_calls: self.send_calls,
+                    send_failures: self.send_failures,
+                    events_dropped: self.dropped_events,
+                    peers: self.sessions.peer_count(),
+                };
+                let _ = reply.send(Ok(stats));
             }
             Command::Stop => return false,
         }
         true
     }
 
-    /// Sends what the sessions have to send, and passes their events on.
+    /// Sends what the sessions have to send (in batches), and passes their events on.
     fn flush(&mut self) {
-        while let Some((to, datagram)) = self.sessions.poll_transmit() {
-            // A full send buffer or an unreachable peer loses this datagram; RTP and the WebRTC
+        while let Some(datagram) = self.sessions.poll_transmit() {
+            self.outgoing.push(datagram);
+        }
+        if !self.outgoing.is_empty() {
+            // A full send buffer or an unreachable peer loses a datagram; RTP and the WebRTC
             // core's retransmissions cope with loss.
-            let _ = self.socket.send_to(&datagram, to);
+            let sent = batch::send_all(&self.socket, &self.outgoing);
+            self.send_failures += sent.failed as u64;
+            self.datagrams_sent += sent.datagrams as u64;
+            self.send_calls += sent.calls as u64;
+            self.outgoing.clear();
         }
         while let Some(event) = self.sessions.poll_event() {
             if self.events.try_send(event).is_err() {

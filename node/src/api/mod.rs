@@ -80,6 +80,18 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         m.nearby_nodes.set(status.nearby.len() as i64);
     }
     m.links_up.set(crate::service::federation::links_up(node).unwrap_or(0) as i64);
+    if let Some(calls) = &node.calls
+        && let Some(media) = calls.media_stats().await
+    {
+        for (reason, n) in media.dropped {
+            m.media_dropped.get_or_create(&vec![("reason".to_string(), reason.to_string())]).set(n as i64);
+        }
+        m.media_datagrams_sent.set(media.datagrams_sent as i64);
+        m.media_send_calls.set(media.send_calls as i64);
+        m.media_send_failures.set(media.send_failures as i64);
+        m.media_events_dropped.set(media.events_dropped as i64);
+        m.media_sessions.set(media.peers as i64);
+    }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render()).into_response()
 }
 

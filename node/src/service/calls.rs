@@ -234,6 +234,11 @@ impl Calls {
         Ok(calls)
     }
 
+    /// What the media port has done (for `/metrics`); None if the loop has stopped.
+    pub async fn media_stats(&self) -> Option<veche_sfu::media_loop::MediaStats> {
+        on_loop(&self.media, |m| m.stats()).await.ok()
+    }
+
     /// A device joins its chat's call with its SDP offer (or, let in from the lobby, opens its
     /// media session).
     pub async fn join(

@@ -507,6 +507,16 @@ impl MediaSessions {
         self.demux.dropped.values().sum()
     }
 
+    /// Datagrams the demux dropped, by reason (every reason, zero included).
+    pub fn dropped_by_reason(&self) -> Vec<(crate::demux::Drop, u64)> {
+        crate::demux::Drop::ALL.iter().map(|r| (*r, self.demux.dropped.get(r).copied().unwrap_or(0))).collect()
+    }
+
+    /// Media sessions open (participants with a peer connection).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
     /// Whether the participant's ICE and DTLS are up.
     pub fn is_connected(&self, peer: PeerKey) -> bool {
         self.peers.get(&peer).is_some_and(|p| p.connected)

@@ -525,6 +525,34 @@ async fn bad_input_to_the_media_port_leaves_the_call_alone() -> anyhow::Result<(
     );
     ensure!(buf[8..20] == request[8..20], "a success for another transaction");
     call.goes_on("a correct binding request from another address")?;
+
+    // 6. /metrics counts what the media port dropped, by reason: at least the 12 forged
+    //    ICE-CONTROLLED requests, and the strangers' DTLS and RTP/RTCP as unknown addresses.
+    let metrics = call.node.http_get("/metrics")?;
+    let gauge = |name: &str| -> anyhow::Result<u64> {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} in /metrics:\n{metrics}"))?;
+        Ok(line.rsplit(' ').next().unwrap_or("").parse()?)
+    };
+    let controlled = gauge("veche_media_dropped_datagrams{reason=\"claims_controlled\"}")?;
+    let unknown_address = gauge("veche_media_dropped_datagrams{reason=\"unknown_address\"}")?;
+    let malformed = gauge("veche_media_dropped_datagrams{reason=\"malformed\"}")?;
+    println!(
+        "metrics: {controlled} claiming ICE-CONTROLLED, {unknown_address} from unknown addresses, {malformed} malformed"
+    );
+    ensure!(controlled >= 12, "{controlled} forged ICE-CONTROLLED requests counted");
+    ensure!(
+        unknown_address >= (dtls.len() + rtp.len()) as u64,
+        "{unknown_address} counted from unknown addresses, {} sent",
+        dtls.len() + rtp.len()
+    );
+    ensure!(malformed > 0, "the garbage counted as malformed");
+    ensure!(gauge("veche_media_sessions")? == 2, "Alice's and Bob's sessions are open");
+    let (sent, calls) = (gauge("veche_media_datagrams_sent")?, gauge("veche_media_send_calls")?);
+    println!("metrics: {sent} datagrams sent in {calls} system calls");
+    ensure!(sent > 0 && calls > 0 && calls <= sent, "{sent} datagrams in {calls} calls");
     println!("bad input test: {:?}", started.elapsed());
     Ok(())
 }
