@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// How long a 1:1 call rings before it counts as missed, e.g. 30s [default: 30s].
     #[arg(long, env = "VECHE_RING_TIMEOUT", value_parser = humantime::parse_duration)]
     pub ring_timeout: Option<std::time::Duration>,
+    /// How long guests may stay after a meeting's planned end, e.g. 1h [default: 1h]. At the end
+    /// of it their meeting link stops working and connected guests are disconnected.
+    #[arg(long, env = "VECHE_GUEST_GRACE", value_parser = humantime::parse_duration)]
+    pub guest_grace: Option<std::time::Duration>,
     /// Folder of the built web UI (holding index.html) [default: web-ui/dist under the current
     /// directory or the source tree the binary was built in].
     #[arg(long, env = "VECHE_UI_DIR")]
@@ -108,6 +112,8 @@ struct FileConfig {
     retention_interval: Option<std::time::Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     ring_timeout: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    guest_grace: Option<std::time::Duration>,
     ui_dir: Option<PathBuf>,
     p2p_port: Option<u16>,
     #[serde(default)]
@@ -142,6 +148,8 @@ pub struct Config {
     pub retention_interval: std::time::Duration,
     /// How long a 1:1 call rings.
     pub ring_timeout: std::time::Duration,
+    /// How long guests may stay after a meeting's planned end.
+    pub guest_grace: std::time::Duration,
     /// The built web UI, when found.
     pub ui_dir: Option<PathBuf>,
     pub p2p_port: u16,
@@ -214,6 +222,11 @@ impl Config {
                 .or(file.ring_timeout)
                 .unwrap_or(std::time::Duration::from_secs(30))
                 .clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(600)),
+            guest_grace: args
+                .guest_grace
+                .or(file.guest_grace)
+                .unwrap_or(std::time::Duration::from_millis(veche_protocol::meeting::GUEST_GRACE_MS))
+                .min(std::time::Duration::from_secs(7 * 24 * 3600)),
             ui_dir: match args.ui_dir.or(file.ui_dir) {
                 Some(dir) => {
                     anyhow::ensure!(dir.join("index.html").is_file(), "{} has no index.html", dir.display());

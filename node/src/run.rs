@@ -32,6 +32,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         version: env!("CARGO_PKG_VERSION"),
         http_port: bound.port(),
         community_secret: config.community_secret.clone(),
+        guest_grace: config.guest_grace,
     };
     let (p2p, p2p_events) = crate::p2p::start(
         keypair,

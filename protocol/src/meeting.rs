@@ -18,7 +18,8 @@ pub const MAX_TITLE: usize = 100;
 pub const MAX_DESCRIPTION: usize = 2000;
 /// Longest meeting, in minutes (a day).
 pub const MAX_DURATION_MINS: u32 = 24 * 60;
-/// Guests of a meeting may stay this long after its planned end (meetings run over).
+/// Guests of a meeting may stay this long after its planned end (meetings run over), unless the
+/// node's admin sets another (`veche run --guest-grace`).
 pub const GUEST_GRACE_MS: u64 = 60 * 60 * 1000;
 /// Farthest ahead a meeting may be scheduled, in milliseconds (a year).
 pub const MAX_AHEAD_MS: u64 = 365 * 24 * 3600 * 1000;
@@ -48,7 +49,8 @@ pub struct MeetingInfo {
     pub created_ms: u64,
     /// The start: the planned one, or when it was created for an instant meeting.
     pub start_ms: u64,
-    /// Until when guest accounts made with its link work (planned end plus [`GUEST_GRACE_MS`]).
+    /// Until when guest accounts made with its link work (planned end plus the node's grace,
+    /// [`GUEST_GRACE_MS`] unless its admin set another). Connected guests are disconnected then.
     pub guests_until_ms: u64,
     /// The invite behind the meeting link (its secret is shown only to the organizer, once).
     pub invite: InviteId,

@@ -189,3 +189,72 @@ async fn a_webinar_with_a_lobby_and_a_guest() -> anyhow::Result<()> {
     assert!(node.log().lines().all(|l| !l.contains("panicked")), "the node panicked");
     Ok(())
 }
+
+/// Scenario: on a node whose guests may stay no time past a meeting's planned end, a meeting
+/// that ends in a few seconds. Gina, its guest, is in its call with Alice; when the meeting's end
+/// comes, the node closes her connection with a clear reason, Alice sees her leave, and she can
+/// no longer sign in. Alice, a member, stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_guest_is_let_go_when_its_time_is_over() -> anyhow::Result<()> {
+    let tmp = TempDir::new("meetings-guest-time");
+    let node = Node::start(
+        tmp.path(),
+        &[
+            "--registration",
+            "open",
+            "--mdns",
+            "false",
+            "--media-port",
+            "0",
+            "--media-address",
+            "127.0.0.1",
+            "--guest-grace",
+            "0s",
+        ],
+    )?;
+    let mut alice = RawDevice::register(&node.url, "Alice", None).await?;
+    let group = GroupId([0x4d; 16]);
+    alice.create_chat(group, "Quick sync").await?;
+    // Planned as a one-minute meeting that started 54 seconds ago: over in 6 seconds.
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let quick = MeetingSettings {
+        start_ms: Some(now_ms - 54_000),
+        duration_mins: 1,
+        lobby: false,
+        webinar: false,
+        ..settings("Quick sync")
+    };
+    let (meeting, secret) = match alice.conn.call(Request::CreateMeeting { group, settings: quick }).await? {
+        Ok(Response::MeetingCreated { meeting, secret }) => (*meeting, secret),
+        other => anyhow::bail!("create meeting: {other:?}"),
+    };
+    let over_in = Duration::from_millis(meeting.guests_until_ms.saturating_sub(now_ms));
+    assert!(over_in <= Duration::from_secs(7), "guests may stay until the planned end only: {over_in:?}");
+    let link = InviteToken { invite: meeting.invite, secret };
+    let mut gina = RawDevice::register(&node.url, "Gina", Some(link.clone())).await?;
+    gina.join(&link).await?;
+
+    let mut a = Party::new(alice, "alice", true, group)?;
+    a.join().await?.map_err(|e| anyhow::anyhow!("alice joins: {e}"))?.expect("no lobby");
+    let mut g = Party::new(gina, "gina", false, group)?;
+    let joined = g.join().await?.map_err(|e| anyhow::anyhow!("gina joins: {e}"))?.expect("no lobby");
+    let gina_id = joined.participant;
+    assert_eq!(joined.participants.iter().find(|p| p.participant == gina_id).map(|p| p.role), Some(CallRole::Guest));
+    until("Gina receives Alice's frames", &mut [&mut a, &mut g], Duration::from_secs(20), |p| {
+        p[1].media.frames_from("alice") >= 10
+    })
+    .await?;
+
+    // The meeting's end: the node lets Gina go, saying why.
+    let closed = g.update("anything, until the node closes the connection", |_| false).await;
+    let reason = closed.expect_err("the node closes a guest's connection when its time is over").to_string();
+    assert!(reason.contains("guest pass was for a meeting that is over"), "{reason}");
+    a.update("Gina leaves the call", |u| matches!(u, CallUpdate::Left { participant } if *participant == gina_id))
+        .await?;
+    let mut gina = g.device;
+    let again = gina.reconnect(&node.url).await.expect_err("a guest cannot sign in after its time");
+    assert!(again.to_string().contains("over"), "{again}");
+    // Alice is still in her chat's call, and still receives nothing wrong.
+    assert!(a.answer_errors.is_empty());
+    Ok(())
+}

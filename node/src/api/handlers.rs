@@ -18,6 +18,8 @@ pub struct Conn {
     session: Option<Session>,
     /// A guest account's meeting chat: all it may take part in.
     guest: Option<GroupId>,
+    /// When a guest's time is over (ms since the Unix epoch): the connection closes then.
+    guest_until_ms: Option<u64>,
     /// The connection's outgoing queue, for call signaling the node starts.
     out: Option<service::calls::Outbox>,
     /// The call this connection is in.
@@ -41,10 +43,33 @@ impl Conn {
             auth_failures: 0,
             session: None,
             guest: None,
+            guest_until_ms: None,
             out: None,
             call: None,
             joined: None,
         }
+    }
+
+    /// After sign-in: a guest account's meeting, and when its guest time is over.
+    fn set_guest(&mut self, guest_of: Option<GroupId>) {
+        self.guest = guest_of;
+        self.guest_until_ms = None;
+        if let (Some(_), Some(session)) = (guest_of, self.session) {
+            let until = self
+                .node
+                .store
+                .read()
+                .ok()
+                .and_then(|txn| service::meetings::guest(&txn, &session.account).ok().flatten())
+                .map(|g| g.until_ms);
+            // A guest without its record is over (sign-in refuses that already).
+            self.guest_until_ms = Some(until.unwrap_or(0));
+        }
+    }
+
+    /// When this connection's guest time is over, if it is a guest's.
+    pub fn guest_until_ms(&self) -> Option<u64> {
+        self.guest_until_ms
     }
 
     /// Lets the node send call signaling on this connection.
@@ -186,7 +211,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             if let Ok(account) = &result {
                 conn.challenge_used = true;
                 conn.session = Some(Session { account: account.account, device: account.device });
-                conn.guest = account.guest_of;
+                conn.set_guest(account.guest_of);
             }
             return reply(result.map(Response::SignedIn));
         }
@@ -202,7 +227,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             if let Ok(account) = &result {
                 conn.challenge_used = true;
                 conn.session = Some(Session { account: account.account, device: account.device });
-                conn.guest = account.guest_of;
+                conn.set_guest(account.guest_of);
             }
             return reply(result.map(Response::SignedIn));
         }

@@ -140,6 +140,11 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
 
     loop {
         let signed_in = conn.session().is_some();
+        // A guest's connection lasts until its guest time is over.
+        let guest_over = conn.guest_until_ms().map(|until| {
+            let left = until.saturating_sub(crate::store::records::now_ms());
+            tokio::time::Instant::now() + std::time::Duration::from_millis(left)
+        });
         let message = if let Some(m) = held.take() {
             m
         } else {
@@ -147,6 +152,11 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             m = stream.next() => m,
             _ = tokio::time::sleep_until(deadline), if !signed_in => {
                 let _ = out_tx.send(fatal(ErrorCode::Unauthenticated, "sign in within 30 seconds")).await;
+                break;
+            }
+            _ = tokio::time::sleep_until(guest_over.unwrap_or(deadline)), if guest_over.is_some() => {
+                tracing::debug!("a guest's time is over: closing its connection");
+                let _ = out_tx.send(fatal(ErrorCode::Forbidden, "this guest pass was for a meeting that is over")).await;
                 break;
             }
             // The flag only ever turns true, so any change means shutdown.

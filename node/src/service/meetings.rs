@@ -12,7 +12,7 @@ use crate::store::tables::{CHAT_HOMES, CHATS, GUESTS, INVITES, MEETINGS, MEMBERS
 use redb::ReadableTable;
 use veche_protocol::ids::{AccountId, ChatKind, GroupId, Role};
 use veche_protocol::link::SECRET_LEN;
-use veche_protocol::meeting::{self, GUEST_GRACE_MS, MeetingInfo, MeetingSettings};
+use veche_protocol::meeting::{self, MeetingInfo, MeetingSettings};
 use veche_protocol::wire::{ApiError, ErrorCode, Request};
 
 /// Makes a group chat the session's account owns a meeting. Returns it with its link's secret.
@@ -27,7 +27,7 @@ pub async fn create(
         meeting::validate(&settings, now).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
     let start_ms = settings.start_ms.unwrap_or(now);
     let end_ms = start_ms + u64::from(settings.duration_mins) * 60_000;
-    let guests_until_ms = end_ms + GUEST_GRACE_MS;
+    let guests_until_ms = end_ms + node.info.guest_grace.as_millis() as u64;
     if guests_until_ms <= now {
         return err(ErrorCode::BadRequest, "this meeting would already be over");
     }

@@ -46,6 +46,8 @@ pub struct NodeInfo {
     pub http_port: u16,
     /// Shared by the nodes of one community: nearby nodes that have it link automatically.
     pub community_secret: Option<String>,
+    /// How long guests may stay after a meeting's planned end (`--guest-grace`).
+    pub guest_grace: std::time::Duration,
 }
 
 /// A signed-in device.

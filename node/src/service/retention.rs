@@ -136,6 +136,7 @@ mod tests {
             version: "0",
             http_port: 0,
             community_secret: None,
+            guest_grace: std::time::Duration::from_secs(3600),
         };
         Node {
             store,
