@@ -32,6 +32,8 @@ pub struct Metrics {
     pub media_send_failures: Gauge,
     pub media_events_dropped: Gauge,
     pub media_sessions: Gauge,
+    pub media_sessions_estimated: Gauge,
+    pub media_lowest_estimate_bps: Gauge,
 }
 
 impl Metrics {
@@ -104,6 +106,16 @@ impl Metrics {
             "media_sessions",
             "Open media sessions (participants' peer connections)",
             self.media_sessions.clone(),
+        );
+        registry.register(
+            "media_sessions_estimated",
+            "Media sessions whose congestion controller has a bandwidth estimate",
+            self.media_sessions_estimated.clone(),
+        );
+        registry.register(
+            "media_lowest_estimate_bps",
+            "The lowest bandwidth estimate among media sessions, bits per second (0: none)",
+            self.media_lowest_estimate_bps.clone(),
         );
         registry.register("requests", "Requests handled", self.requests.clone());
         registry.register("requests_refused", "Requests answered with an error", self.requests_refused.clone());

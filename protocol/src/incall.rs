@@ -30,6 +30,10 @@ pub enum ToNode {
     Clear,
     /// Shows a reaction (one of [`REACTIONS`]) to everyone.
     React { reaction: String },
+    /// How tall this device shows a video track it receives, in device pixels (0: not shown, for
+    /// example on another page of the grid: then nothing of it is sent). The node sends a
+    /// smaller simulcast layer to a small tile. Nothing is answered.
+    View { track: u32, height: u16 },
 }
 
 /// An item on the board and who drew it.

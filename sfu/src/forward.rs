@@ -145,7 +145,8 @@ impl Forwarder {
         }
     }
 
-    fn layers(&self) -> u8 {
+    /// How many layers the track has.
+    pub fn layers(&self) -> u8 {
         self.caches.len() as u8
     }
 
@@ -178,6 +179,11 @@ impl Forwarder {
 
     pub fn subscribers(&self) -> impl Iterator<Item = ParticipantId> + '_ {
         self.subscribers.keys().copied()
+    }
+
+    /// What a subscriber wants of the track.
+    pub fn want(&self, who: ParticipantId) -> Option<Want> {
+        self.subscribers.get(&who).map(|d| d.want)
     }
 
     /// The layer a subscriber receives now (None: waiting for a key frame, or paused).

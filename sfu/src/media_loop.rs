@@ -59,6 +59,8 @@ pub struct MediaStats {
     pub events_dropped: u64,
     /// Media sessions open.
     pub peers: usize,
+    /// The send-side bandwidth estimates of the sessions that have one, bits per second.
+    pub estimates: Vec<u64>,
 }
 
 /// Why a command got no answer.
@@ -272,6 +274,7 @@ impl Worker {
                     send_failures: self.send_failures,
                     events_dropped: self.dropped_events,
                     peers: self.sessions.peer_count(),
+                    estimates: self.sessions.estimates(),
                 };
                 let _ = reply.send(Ok(stats));
             }

@@ -91,6 +91,8 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         m.media_send_failures.set(media.send_failures as i64);
         m.media_events_dropped.set(media.events_dropped as i64);
         m.media_sessions.set(media.peers as i64);
+        m.media_sessions_estimated.set(media.estimates.len() as i64);
+        m.media_lowest_estimate_bps.set(media.estimates.iter().min().copied().unwrap_or(0) as i64);
     }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render()).into_response()
 }

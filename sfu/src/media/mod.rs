@@ -153,10 +153,28 @@ pub enum MediaEvent {
 
 /// An interceptor that hands inbound RTCP to the application: without it the core's chain drops
 /// RTCP after its own interceptors have seen it, and PLIs from subscribers would never reach us.
+/// It also passes on the congestion controller's estimate, which rides inbound feedback as an
+/// attribute ([`Attribute::TargetBitrateChanged`]), into [`Estimate`].
 #[derive(Default)]
 pub struct DeliverRtcp {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+    estimate: Estimate,
+}
+
+/// The latest send-side bandwidth estimate of one peer connection, bits per second (0: none
+/// yet), shared between its interceptor chain and the sessions.
+#[derive(Debug, Clone, Default)]
+pub struct Estimate(Arc<std::sync::atomic::AtomicU64>);
+
+impl Estimate {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set(&self, bps: u64) {
+        self.0.store(bps, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for DeliverRtcp {
@@ -174,6 +192,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if matches!(msg.message.packet, Packet::Rtcp(_)) {
+            if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
+                msg.message.get(&Attribute::TargetBitrateChanged { bits_per_second: 0.0 })
+            {
+                self.estimate.set(*bits_per_second as u64);
+            }
             msg.message.add(Attribute::DeliverToApplication);
         }
         self.read.push_back(msg);
@@ -260,17 +283,27 @@ pub fn media_setup() -> Result<(MediaEngine, Registry), MediaError> {
     Ok((me, registry))
 }
 
+/// Where the SFU's bandwidth estimate of a subscriber starts, bits per second: enough for the top
+/// simulcast layer of one camera, so a LAN gets full quality at once; congestion brings it down.
+pub const INITIAL_ESTIMATE_BPS: f64 = 2_000_000.0;
+
 /// The SFU's own peer connections: as [`media_setup`], but without the core's NACK responder,
 /// which keeps a copy of every packet sent per stream (about 340 KB per subscriber). NACKs from
 /// subscribers reach the room instead, which answers them from the one cache per track that all
 /// its subscribers share. The NACK generator (asking publishers for what the SFU lost), RTCP
-/// reports, the TWCC receiver and the simulcast extensions stay.
-pub fn sfu_media_setup() -> Result<(MediaEngine, Registry), MediaError> {
-    use rtc::interceptor::NackGeneratorBuilder;
-    use rtc::peer_connection::configuration::interceptor_registry::{
-        configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+/// reports and the simulcast extensions stay. Transport-wide congestion control runs both ways:
+/// the TWCC receiver reports to publishers (their browsers' estimators need it), and for what the
+/// SFU sends, the TWCC sender numbers every packet and GCC turns subscribers' feedback into an
+/// estimate (read through `estimate`), from which the room picks layers. No pacer: the SFU
+/// forwards at the rate packets come, choosing layers that fit.
+pub fn sfu_media_setup(estimate: Estimate) -> Result<(MediaEngine, Registry), MediaError> {
+    use rtc::interceptor::{
+        CongestionControlBuilder, Gcc, NackGeneratorBuilder, TwccReceiverBuilder, TwccSenderBuilder,
     };
-    use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, TYPE_RTCP_FB_NACK};
+    use rtc::peer_connection::configuration::interceptor_registry::{
+        configure_rtcp_reports, configure_simulcast_extension_headers,
+    };
+    use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, TYPE_RTCP_FB_NACK, TYPE_RTCP_FB_TRANSPORT_CC};
     let mut me = codecs()?;
     for parameter in ["", "pli"] {
         me.register_feedback(
@@ -278,11 +311,25 @@ pub fn sfu_media_setup() -> Result<(MediaEngine, Registry), MediaError> {
             RtpCodecKind::Video,
         );
     }
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        me.register_feedback(
+            RTCPFeedback { typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(), parameter: String::new() },
+            kind,
+        );
+        me.register_header_extension(
+            RTCRtpHeaderExtensionCapability { uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned() },
+            kind,
+            None,
+        )?;
+    }
+    let gcc = Gcc::new(INITIAL_ESTIMATE_BPS, 100_000.0, 50_000_000.0);
     let registry = Registry::new()
-        .with(Slot::from(14_000), DeliverRtcp::default())
-        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+        .with(Slot::from(14_000), DeliverRtcp { estimate, ..DeliverRtcp::default() })
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+        .with(Slot::CongestionControl, CongestionControlBuilder::new(gcc).build())
+        .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+        .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build());
     configure_simulcast_extension_headers(&mut me)?;
-    let registry = configure_twcc_receiver_only(registry, &mut me)?;
     let registry = configure_rtcp_reports(registry);
     Ok((me, registry))
 }
@@ -383,6 +430,10 @@ struct Peer {
     awaiting_answer: bool,
     /// The call's data channel, once open.
     channel: Option<rtc::data_channel::RTCDataChannelId>,
+    /// The congestion controller's estimate of what we may send it.
+    estimate: Estimate,
+    /// The estimate the room last heard (so the forwarders' wants change only when it does).
+    estimate_applied: u64,
 }
 
 /// A track published in the room through these sessions.
@@ -517,6 +568,11 @@ impl MediaSessions {
         self.peers.len()
     }
 
+    /// The send-side bandwidth estimates of the sessions that have one, bits per second.
+    pub fn estimates(&self) -> Vec<u64> {
+        self.peers.values().map(|p| p.estimate.get()).filter(|e| *e > 0).collect()
+    }
+
     /// Whether the participant's ICE and DTLS are up.
     pub fn is_connected(&self, peer: PeerKey) -> bool {
         self.peers.get(&peer).is_some_and(|p| p.connected)
@@ -538,7 +594,8 @@ impl MediaSessions {
         if !self.rooms.contains_key(&conference) {
             return Err(MediaError::UnknownConference);
         }
-        let (media_engine, registry) = sfu_media_setup()?;
+        let estimate = Estimate::default();
+        let (media_engine, registry) = sfu_media_setup(estimate.clone())?;
         // The core picks a random ufrag and password for each peer connection.
         let settings =
             SettingEngineBuilder::new().with_lite(true).with_answering_dtls_role(RTCDtlsRole::Server).build();
@@ -584,6 +641,8 @@ impl MediaSessions {
                 negotiation_needed: false,
                 awaiting_answer: false,
                 channel: None,
+                estimate,
+                estimate_applied: 0,
             },
         );
         self.service(participant, now);
@@ -695,7 +754,29 @@ impl MediaSessions {
         for message in messages {
             self.on_message(now, key, message);
         }
+        self.apply_estimate(now, key);
         self.flush(key);
+    }
+
+    /// Tells the room a subscriber's new bandwidth estimate, when it moved by a tenth or more
+    /// since the room last heard.
+    fn apply_estimate(&mut self, now: WallInstant, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        let estimate = peer.estimate.get();
+        let applied = peer.estimate_applied;
+        if estimate == 0 || estimate.abs_diff(applied) * 10 < applied {
+            return;
+        }
+        peer.estimate_applied = estimate;
+        let (conference, at) = (peer.conference, self.since_epoch(now));
+        if let Some(actions) = self.rooms.get_mut(&conference).map(|r| r.set_bandwidth(at, key, estimate)) {
+            self.apply(now, conference, actions);
+        }
+    }
+
+    /// The bandwidth estimate for what we send a participant, bits per second (None: none yet).
+    pub fn estimate(&self, key: PeerKey) -> Option<u64> {
+        self.peers.get(&key).map(|p| p.estimate.get()).filter(|e| *e > 0)
     }
 
     /// Moves the peer's datagrams to the outbox (learning the addresses its ICE agent accepted) and

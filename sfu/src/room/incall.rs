@@ -118,6 +118,11 @@ impl Room {
                 self.board.clear();
                 vec![to_all(FromNode::Cleared { by: who.0 })]
             }),
+            ToNode::View { track, height } => match self.set_view(now, who, crate::TrackId(track), height) {
+                Ok(actions) => Ok(actions),
+                // The track just ended, or is not one it receives: nothing to change.
+                Err(_) => Ok(Vec::new()),
+            },
             ToNode::React { reaction } => {
                 if REACTIONS.contains(&reaction.as_str()) {
                     Ok(vec![to_all(FromNode::Reacted { by: who.0, reaction })])

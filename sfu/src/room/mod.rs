@@ -29,6 +29,12 @@ pub use incall::{SIGNAL_BURST, SIGNALS_PER_SEC};
 
 /// Video streams (cameras and screens) a meeting carries at most.
 pub const MAX_VIDEO_STREAMS: usize = 50;
+/// What one audio track takes of a subscriber's bandwidth, bits per second (Opus with headers).
+pub const AUDIO_BPS: u64 = 64_000;
+/// Shown at most this tall (device pixels), a video gets its lowest layer; at most
+/// [`VIEW_LAYER_1_MAX`], its middle one; taller, any.
+pub const VIEW_LAYER_0_MAX: u16 = 200;
+pub const VIEW_LAYER_1_MAX: u16 = 400;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -158,6 +164,8 @@ struct Participant {
     muted: BTreeMap<MediaKind, bool>,
     /// The participant's own mute (the client stops sending, or sends silence).
     self_muted: BTreeSet<MediaKind>,
+    /// What may be sent to it, bits per second (its bandwidth estimate; MAX: unknown).
+    bandwidth_bps: u64,
 }
 
 #[derive(Debug)]
@@ -274,8 +282,16 @@ impl Room {
     }
 
     fn admit(&mut self, who: ParticipantId, role: Role) -> Vec<Action> {
-        self.participants
-            .insert(who, Participant { role, hand_raised: false, muted: BTreeMap::new(), self_muted: BTreeSet::new() });
+        self.participants.insert(
+            who,
+            Participant {
+                role,
+                hand_raised: false,
+                muted: BTreeMap::new(),
+                self_muted: BTreeSet::new(),
+                bandwidth_bps: u64::MAX,
+            },
+        );
         vec![to_all(Event::Joined { who, role })]
     }
 
@@ -342,7 +358,68 @@ impl Room {
             return Err(RoomError::Forbidden("you do not receive your own track"));
         }
         let owner = t.owner;
-        Ok(lift(owner, track, t.forwarder.subscribe(now, who, want)))
+        let mut out = lift(owner, track, t.forwarder.subscribe(now, who, want));
+        out.extend(self.share_bandwidth(now, who));
+        Ok(out)
+    }
+
+    /// A subscriber's bandwidth estimate changed: what it receives is chosen again to fit.
+    pub fn set_bandwidth(&mut self, now: Instant, who: ParticipantId, bps: u64) -> Vec<Action> {
+        let Some(p) = self.participants.get_mut(&who) else { return Vec::new() };
+        p.bandwidth_bps = bps;
+        self.share_bandwidth(now, who)
+    }
+
+    /// How large a subscriber shows a video track (`height` in device pixels; 0: not shown, so
+    /// nothing is sent). Layers are taken as a quarter, half and full 720p.
+    pub fn set_view(
+        &mut self,
+        now: Instant,
+        who: ParticipantId,
+        track: TrackId,
+        height: u16,
+    ) -> Result<Vec<Action>, RoomError> {
+        let t = self.tracks.get_mut(&track).ok_or(RoomError::Unknown)?;
+        let mut want = t.forwarder.want(who).ok_or(RoomError::Unknown)?;
+        want.max_layer = match height {
+            0 => None,
+            1..=VIEW_LAYER_0_MAX => Some(0),
+            h if h <= VIEW_LAYER_1_MAX => Some(1),
+            _ => Some(u8::MAX),
+        };
+        let owner = t.owner;
+        let mut out = lift(owner, track, t.forwarder.set_want(now, who, want));
+        out.extend(self.share_bandwidth(now, who));
+        Ok(out)
+    }
+
+    /// Shares a subscriber's bandwidth among what it receives: audio first ([`AUDIO_BPS`]
+    /// each), the rest evenly among the video tracks it shows; each forwarder then picks the
+    /// layer that fits (switching at the next key frame).
+    fn share_bandwidth(&mut self, now: Instant, who: ParticipantId) -> Vec<Action> {
+        let Some(bps) = self.participants.get(&who).map(|p| p.bandwidth_bps) else { return Vec::new() };
+        let receives = |t: &Track| t.forwarder.want(who);
+        let audio = self.tracks.values().filter(|t| t.kind == MediaKind::Audio && receives(t).is_some()).count() as u64;
+        let shown: Vec<TrackId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.kind != MediaKind::Audio && receives(t).is_some_and(|w| w.max_layer.is_some()))
+            .map(|(id, _)| *id)
+            .collect();
+        let each = match bps {
+            u64::MAX => u64::MAX,
+            bps => bps.saturating_sub(audio * AUDIO_BPS) / (shown.len().max(1) as u64),
+        };
+        let mut out = Vec::new();
+        for track in shown {
+            let Some(t) = self.tracks.get_mut(&track) else { continue };
+            let Some(mut want) = t.forwarder.want(who) else { continue };
+            if want.bandwidth_bps != each {
+                want.bandwidth_bps = each;
+                out.extend(lift(t.owner, track, t.forwarder.set_want(now, who, want)));
+            }
+        }
+        out
     }
 
     /// The participant's own mute of its microphone, camera or screen (the client stops sending).
@@ -607,6 +684,79 @@ mod tests {
 
     fn ms(n: u64) -> Instant {
         Duration::from_millis(n)
+    }
+
+    /// Key frames of every layer of a simulcast camera at `at`, lowest first: the layer each
+    /// subscriber receives after them (one still on the old layer receives its packet, then
+    /// switches at the new layer's key frame).
+    fn layers_received(r: &mut Room, at: u64, cam: TrackId, seq: u16) -> Vec<(ParticipantId, u8)> {
+        let mut got = BTreeMap::new();
+        for layer in 0..3u8 {
+            let info = PacketInfo {
+                layer,
+                seq: seq + u16::from(layer) * 1000,
+                timestamp: u32::from(seq) * 3000,
+                marker: true,
+                keyframe_start: true,
+                audio_level: None,
+            };
+            for to in delivered_to(&r.on_packet(ms(at), cam, &info, Arc::from(vec![layer; 100]))) {
+                got.insert(to, layer);
+            }
+        }
+        got.into_iter().collect()
+    }
+
+    #[test]
+    fn each_subscriber_gets_the_layer_its_bandwidth_and_tile_size_allow() {
+        let mut r = room(Mode::Meeting);
+        let (cam, _) = r.publish(ANN, MediaKind::Video, vec![150_000, 500_000, 1_500_000]).unwrap();
+        let (mic, _) = r.publish(ANN, MediaKind::Audio, vec![64_000]).unwrap();
+        for who in [ORG, BOB] {
+            r.subscribe(ms(0), who, cam, Want::default()).unwrap();
+            r.subscribe(ms(0), who, mic, Want::default()).unwrap();
+        }
+        // No estimate yet: the top layer for both.
+        assert_eq!(layers_received(&mut r, 0, cam, 1), vec![(ORG, 2), (BOB, 2)]);
+        // Bob's estimate drops to 700 kbit/s: after audio, 636 kbit/s for the camera, so the middle
+        // layer (from its next key frame; a key frame request goes out for it).
+        let actions = r.set_bandwidth(ms(10), BOB, 700_000);
+        assert!(actions.contains(&Action::Keyframe { from: ANN, track: cam, layer: 1 }), "{actions:?}");
+        assert_eq!(layers_received(&mut r, 20, cam, 2), vec![(ORG, 2), (BOB, 1)]);
+        // Very low: the lowest layer still (never nothing for lack of bandwidth).
+        r.set_bandwidth(ms(30), BOB, 90_000);
+        assert_eq!(layers_received(&mut r, 40, cam, 3), vec![(ORG, 2), (BOB, 0)]);
+        // Back up: the top again.
+        r.set_bandwidth(ms(50), BOB, 5_000_000);
+        assert_eq!(layers_received(&mut r, 60, cam, 4), vec![(ORG, 2), (BOB, 2)]);
+
+        // The organizer shows Ann in a small tile, then not at all (another page), then large.
+        r.set_view(ms(70), ORG, cam, 180).unwrap();
+        assert_eq!(layers_received(&mut r, 80, cam, 5), vec![(ORG, 0), (BOB, 2)]);
+        r.set_view(ms(90), ORG, cam, 0).unwrap();
+        assert_eq!(layers_received(&mut r, 100, cam, 6), vec![(BOB, 2)], "a hidden tile gets nothing");
+        r.set_view(ms(110), ORG, cam, 1080).unwrap();
+        assert_eq!(layers_received(&mut r, 120, cam, 7), vec![(ORG, 2), (BOB, 2)]);
+        assert_eq!(r.set_view(ms(130), ANN, cam, 100), Err(RoomError::Unknown), "nobody receives their own");
+    }
+
+    #[test]
+    fn a_subscribers_bandwidth_is_shared_among_the_videos_it_shows() {
+        let mut r = room(Mode::Meeting);
+        let (ann_cam, _) = r.publish(ANN, MediaKind::Video, vec![150_000, 500_000, 1_500_000]).unwrap();
+        let (bob_cam, _) = r.publish(BOB, MediaKind::Video, vec![150_000, 500_000, 1_500_000]).unwrap();
+        r.subscribe(ms(0), ORG, ann_cam, Want::default()).unwrap();
+        r.subscribe(ms(0), ORG, bob_cam, Want::default()).unwrap();
+        // 1.2 Mbit/s for two cameras: 600 kbit/s each, the middle layers.
+        r.set_bandwidth(ms(0), ORG, 1_200_000);
+        assert_eq!(layers_received(&mut r, 10, ann_cam, 1), vec![(ORG, 1)]);
+        assert_eq!(layers_received(&mut r, 10, bob_cam, 1), vec![(ORG, 1)]);
+        // Bob's tile goes off screen: Ann's camera gets all of it, the top layer.
+        r.set_view(ms(20), ORG, bob_cam, 0).unwrap();
+        assert_eq!(layers_received(&mut r, 30, ann_cam, 2), vec![(ORG, 1)], "1.2 Mbit/s is under the top layer");
+        r.set_bandwidth(ms(40), ORG, 1_600_000);
+        assert_eq!(layers_received(&mut r, 50, ann_cam, 3), vec![(ORG, 2)]);
+        assert!(layers_received(&mut r, 50, bob_cam, 3).is_empty());
     }
 
     #[test]

@@ -532,7 +532,7 @@ async fn bad_input_to_the_media_port_leaves_the_call_alone() -> anyhow::Result<(
     let gauge = |name: &str| -> anyhow::Result<u64> {
         let line = metrics
             .lines()
-            .find(|l| l.starts_with(name))
+            .find(|l| l.split(' ').next() == Some(name))
             .with_context(|| format!("no {name} in /metrics:\n{metrics}"))?;
         Ok(line.rsplit(' ').next().unwrap_or("").parse()?)
     };
@@ -553,6 +553,11 @@ async fn bad_input_to_the_media_port_leaves_the_call_alone() -> anyhow::Result<(
     let (sent, calls) = (gauge("veche_media_datagrams_sent")?, gauge("veche_media_send_calls")?);
     println!("metrics: {sent} datagrams sent in {calls} system calls");
     ensure!(sent > 0 && calls > 0 && calls <= sent, "{sent} datagrams in {calls} calls");
+    // Both sessions' congestion controllers estimate from the clients' transport-wide feedback.
+    let (estimated, lowest) = (gauge("veche_media_sessions_estimated")?, gauge("veche_media_lowest_estimate_bps")?);
+    println!("metrics: {estimated} sessions with a bandwidth estimate, the lowest {lowest} bit/s");
+    ensure!(estimated == 2, "{estimated} of 2 sessions have a bandwidth estimate");
+    ensure!(lowest >= 100_000, "the lowest estimate {lowest} bit/s is under the controller's floor");
     println!("bad input test: {:?}", started.elapsed());
     Ok(())
 }
