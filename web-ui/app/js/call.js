@@ -2,11 +2,18 @@
 // microphone, and a tile (a <video>) per media stream the node sends. Signaling (offers and
 // answers) goes through the app's WebSocket; this module only touches the browser's media APIs.
 // Remote streams are named by the node "p<participant>": the app labels tiles with names.
+// The in-call data channel ("veche": the whiteboard and reactions) carries JSON text messages
+// that the app reads and writes; this module only moves the strings.
 
 let pc = null;
 let local = null;
 let grid = null;
+let corner = null;
+let channel = null;
+// The app's handler of every text message on the data channel.
+let onSignal = null;
 const labels = new Map();
+const REACTION_MS = 3000;
 // The tile of the loudest speaker ("self" or "p<participant>"), as the node last said.
 let speaking = null;
 const SPEAKING = ["ring-4", "ring-emerald-400"];
@@ -51,10 +58,64 @@ function dropTile(id) {
   grid?.querySelector(`[data-stream="${id}"]`)?.remove();
 }
 
-/// Where tiles go (the app's grid element).
-export function callMount(element) {
+/// Where tiles go (the app's grid element), and where reactions of someone without a tile show
+/// (`reactions`, a corner of the call panel).
+export function callMount(element, reactions) {
   grid = element;
+  corner = reactions || null;
   if (local) tile("self", local, { self: true });
+}
+
+/// The app's handler of the data channel's text messages (called with each one, as a string).
+export function callOnSignal(handler) {
+  onSignal = handler;
+}
+
+/// Sends one text message on the data channel; false if it is not open.
+export function callSignal(text) {
+  if (!channel || channel.readyState !== "open") return false;
+  try {
+    channel.send(text);
+    return true;
+  } catch (e) {
+    return false;
+  }
+}
+
+/// Whether the data channel is open.
+export function callSignalOpen() {
+  return !!channel && channel.readyState === "open";
+}
+
+/// A reaction someone sent: it floats over their tile (or, without a tile, shows in the corner
+/// with their name) for a few seconds. `emoji` is one the app checked against the list.
+export function callReaction(participant, self, emoji) {
+  const id = self ? "self" : `p${participant}`;
+  const box = grid?.querySelector(`[data-stream="${id}"]`);
+  const el = document.createElement("span");
+  el.dataset.testid = "call-reaction";
+  el.dataset.by = String(participant);
+  el.dataset.reaction = emoji;
+  el.setAttribute("role", "img");
+  const name = labels.get(id) || "";
+  el.setAttribute("aria-label", name ? `${name}: ${emoji}` : emoji);
+  if (box) {
+    el.className = "veche-reaction pointer-events-none absolute bottom-8 left-1/2 -translate-x-1/2 text-4xl drop-shadow";
+    el.textContent = emoji;
+    box.append(el);
+  } else if (corner) {
+    el.className = "veche-reaction pointer-events-none flex items-center gap-1 rounded-full bg-black/60 px-2 py-0.5 text-sm text-white";
+    const who = document.createElement("span");
+    who.textContent = name;
+    const what = document.createElement("span");
+    what.className = "text-2xl";
+    what.textContent = emoji;
+    el.append(who, what);
+    corner.append(el);
+  } else {
+    return;
+  }
+  setTimeout(() => el.remove(), REACTION_MS);
 }
 
 /// Names a participant's tile (`self`: our own).
@@ -96,6 +157,12 @@ export async function callStart(withVideo) {
   pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
   // For tests and diagnostics (getStats).
   window.__vechePc = pc;
+  // The in-call channel, before the first offer so that the offer carries it.
+  channel = pc.createDataChannel("veche", { ordered: true });
+  window.__vecheChannel = channel;
+  channel.onmessage = (e) => {
+    if (typeof e.data === "string" && onSignal) onSignal(e.data);
+  };
   if (local) {
     for (const track of local.getTracks()) pc.addTransceiver(track, { direction: "sendrecv", streams: [local] });
     tile("self", local, { self: true });
@@ -140,6 +207,9 @@ export function callHas(kind) {
 
 /// Ends the call on this side: the connection closes, the camera and microphone are released.
 export function callStop() {
+  channel?.close();
+  channel = null;
+  window.__vecheChannel = null;
   pc?.close();
   pc = null;
   window.__vechePc = null;
@@ -148,4 +218,5 @@ export function callStop() {
   labels.clear();
   speaking = null;
   if (grid) grid.replaceChildren();
+  if (corner) corner.replaceChildren();
 }

@@ -22,6 +22,7 @@ fn main() {
     i18n::save_lang(lang);
     let app = state::AppState::new(lang, route::current());
     route::listen(app.route);
+    device::whiteboard::listen(app);
     let (handle, runner) = device::create(app);
     views::set_globals(app, i18n::I18n { lang: app.lang });
     mount_to_body(move || {

@@ -84,6 +84,22 @@ impl CallState {
         }
     }
 
+    /// What the node says of someone as they are in the call: a raised hand, what a moderator
+    /// turned off.
+    pub fn note_standing(&mut self, p: &veche_protocol::call::CallParticipant) {
+        use veche_protocol::call::CallMedia;
+        if p.hand_raised {
+            self.hands.insert(p.participant);
+        }
+        for media in &p.muted {
+            match media {
+                CallMedia::Audio => self.muted_audio.insert(p.participant),
+                CallMedia::Video => self.muted_video.insert(p.participant),
+                CallMedia::Screen => false,
+            };
+        }
+    }
+
     /// This device's role (Guest while unknown).
     pub fn my_role(&self) -> veche_protocol::call::CallRole {
         self.participants.get(&self.me).map(|p| p.role).unwrap_or(veche_protocol::call::CallRole::Guest)
@@ -228,6 +244,8 @@ pub struct AppState {
     pub meeting_links: RwSignal<BTreeMap<GroupId, String>>,
     /// A 1:1 call ringing this account.
     pub ringing: RwSignal<Option<Ringing>>,
+    /// The whiteboard of the call this page is in.
+    pub whiteboard: RwSignal<crate::device::whiteboard::Whiteboard>,
 }
 
 /// Someone calling this account in a direct chat.
@@ -257,6 +275,7 @@ impl AppState {
             meetings: RwSignal::new(BTreeMap::new()),
             meeting_links: RwSignal::new(BTreeMap::new()),
             ringing: RwSignal::new(None),
+            whiteboard: RwSignal::new(Default::default()),
         }
     }
 

@@ -10,6 +10,7 @@ use veche_protocol::wire::{Request, Response};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use super::whiteboard::Whiteboard;
 use super::{Device, api_message};
 use crate::state::{CallLobby, CallState};
 
@@ -24,7 +25,7 @@ extern "C" {
     #[wasm_bindgen(js_name = callStop)]
     pub fn call_stop();
     #[wasm_bindgen(js_name = callMount)]
-    pub fn call_mount(element: &web_sys::Element);
+    pub fn call_mount(element: &web_sys::Element, reactions: &web_sys::Element);
     #[wasm_bindgen(js_name = callLabel)]
     fn js_call_label(participant: u32, name: &str, own: bool);
     #[wasm_bindgen(js_name = callForget)]
@@ -107,6 +108,9 @@ impl Device {
         // Alone in a direct chat's call: the node rings the other member.
         let direct = self.db.chats.get(&group).is_some_and(|c| c.kind == veche_protocol::ids::ChatKind::Direct);
         call.ringing_out = direct && joined.participants.iter().all(|p| p.participant == joined.participant);
+        for p in &joined.participants {
+            call.note_standing(p);
+        }
         call.participants = joined.participants.into_iter().map(|p| (p.participant, p)).collect();
         call.tracks = joined.tracks.into_iter().map(|t| (t.track, t)).collect();
         call.mode = joined.mode;
@@ -115,17 +119,42 @@ impl Device {
             // A webinar viewer: what it sends is not forwarded (the node says so too).
             call.refused = local_media();
         }
+        // The node sends the board when the data channel opens.
+        self.ui.whiteboard.set(Whiteboard::default());
         self.ui.call.set(Some(call));
         Ok(())
     }
 
-    /// Leaves the call (the node is told when it can be).
+    /// Leaves the call (the node is told when it can be). The last one out saves the
+    /// whiteboard in the call's chat.
     pub(super) async fn leave_call(&mut self) {
         let Some(call) = self.ui.call.get_untracked() else { return };
+        let last = call.lobby.is_none() && call.participants.keys().all(|p| *p == call.me);
+        let board = if last { self.ui.whiteboard.with_untracked(|w| w.message()) } else { None };
         call_stop();
         self.call_over();
+        if let Some(board) = board {
+            self.save_board(call.group, board).await;
+        }
         let _ = self.call(Request::CallLeave { group: call.group }).await;
         self.write_call_records().await;
+    }
+
+    /// Ends the call for everyone (the organizer and moderators), after saving its whiteboard in
+    /// the call's chat.
+    pub(super) async fn end_call(&mut self) -> Result<(), String> {
+        let Some(group) = self.ui.call.with_untracked(|c| c.as_ref().map(|c| c.group)) else { return Ok(()) };
+        if let Some(board) = self.ui.whiteboard.with_untracked(|w| w.message()) {
+            self.save_board(group, board).await;
+        }
+        self.call(Request::CallEnd { group }).await.map(|_| ()).map_err(api_message)
+    }
+
+    /// Posts the whiteboard into the chat (end-to-end encrypted, through the outbox).
+    async fn save_board(&mut self, group: GroupId, board: AppMessage) {
+        if let Err(e) = self.queue_message(group, board).await {
+            self.ui.toast(e, true);
+        }
     }
 
     /// The connection to the node closed: the node has ended this device's part in the call.
@@ -145,6 +174,7 @@ impl Device {
             self.unwritten_calls.push((call.group, CallRecord::Missed));
         }
         self.ui.call.set(None);
+        self.ui.whiteboard.set(Whiteboard::default());
     }
 
     /// The node told the caller what became of its 1:1 call: written in the chat, if this
@@ -198,6 +228,7 @@ impl Device {
                             c.ringing_out = false;
                         }
                         c.waiting.remove(&p.participant);
+                        c.note_standing(&p);
                         c.participants.insert(p.participant, p);
                     }
                 });

@@ -20,6 +20,7 @@ mod publish;
 mod send;
 pub mod store;
 mod sync;
+pub mod whiteboard;
 
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt, select};
@@ -159,6 +160,10 @@ pub enum Cmd {
         reply: Reply<()>,
     },
     LeaveCall,
+    /// Ends the call for everyone (its whiteboard saved in the chat first).
+    EndCall {
+        reply: Reply<()>,
+    },
     /// A plain request whose answer the view handles (node administration).
     Call {
         request: Request,
@@ -599,6 +604,10 @@ impl Device {
                 let _ = reply.send(result);
             }
             Cmd::LeaveCall => self.leave_call().await,
+            Cmd::EndCall { reply } => {
+                let result = self.end_call().await;
+                let _ = reply.send(result);
+            }
             Cmd::Call { request, reply } => {
                 let _ = reply.send(self.call(request).await.map_err(api_message));
             }

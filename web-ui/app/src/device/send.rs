@@ -46,8 +46,7 @@ impl Device {
         let ids: Vec<u64> = self.db.outbox.get(&group).map(|o| o.keys().copied().collect()).unwrap_or_default();
         for id in ids {
             let mut attempts = 0;
-            loop {
-                let Some(mut entry) = self.db.outbox.get(&group).and_then(|o| o.get(&id)).cloned() else { break };
+            while let Some(mut entry) = self.db.outbox.get(&group).and_then(|o| o.get(&id)).cloned() {
                 if entry.failed {
                     break;
                 }

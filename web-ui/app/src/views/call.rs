@@ -8,13 +8,16 @@ use leptos::html;
 use leptos::prelude::*;
 use veche_protocol::call::{CallAction, CallChange, CallMedia, CallMode, CallRole};
 use veche_protocol::ids::GroupId;
+use veche_protocol::incall::REACTIONS;
 use veche_protocol::wire::Request;
 
 use crate::components::{BTN_DANGER, BTN_GHOST, BTN_SECONDARY};
 use crate::device::call::{call_has, call_mount, call_set_enabled, call_stop, start_media};
+use crate::device::whiteboard::react;
 use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::use_i18n;
 use crate::state::{AppState, CallLobby};
+use crate::views::whiteboard::WhiteboardPanel;
 
 /// Starts or joins the chat's call.
 #[component]
@@ -116,13 +119,18 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
     let in_call = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.group == group));
     let lobby = move || app.call.with(|c| c.as_ref().filter(|c| c.group == group).and_then(|c| c.lobby));
     let grid = NodeRef::<html::Div>::new();
+    let corner = NodeRef::<html::Div>::new();
     Effect::new(move |_| {
         if in_call()
-            && let Some(el) = grid.get()
+            && let (Some(el), Some(corner)) = (grid.get(), corner.get())
         {
-            call_mount(&el);
+            call_mount(&el, &corner);
         }
     });
+    let board_open = RwSignal::new(false);
+    let reacting = RwSignal::new(false);
+    // Something is on the board while its panel is closed: its button says so.
+    let board_news = move || !board_open.get() && app.whiteboard.with(|w| !w.board.is_empty());
     let mic = RwSignal::new(true);
     let cam = RwSignal::new(true);
     // Let in from the lobby: a fresh peer connection, and the join again.
@@ -258,12 +266,21 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
     };
     let end = {
         let handle = handle.clone();
-        Callback::new(move |_: leptos::ev::MouseEvent| send_request(&handle, app, Request::CallEnd { group }))
+        Callback::new(move |_: leptos::ev::MouseEvent| {
+            let handle = handle.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(e) = handle.ask(|reply| Cmd::EndCall { reply }).await {
+                    app.toast(e, true);
+                }
+            });
+        })
     };
     let badge = "inline-flex items-center gap-1 rounded-full px-2 py-0.5 text-xs font-medium";
     view! {
         <Show when=in_call>
-            <section class="border-b border-slate-200 bg-slate-900 p-2 sm:p-3" data-testid="call-panel"
+            <section class=move || format!("relative border-b border-slate-200 bg-slate-900 p-2 sm:p-3 {}",
+                    if board_open.get() { "max-h-[82dvh] overflow-y-auto" } else { "" })
+                data-testid="call-panel"
                 aria-label=move || i18n.t("call") data-viewer=move || viewer().to_string() data-mode=mode_name
                 data-locked=move || locked().to_string()>
                 <Show when=move || lobby().is_some()>
@@ -295,8 +312,20 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
                         </Show>
                     </div>
                 </Show>
-                <div node_ref=grid data-testid="call-grid"
-                    class="grid max-h-[55vh] grid-cols-2 gap-2 overflow-y-auto sm:grid-cols-3 lg:grid-cols-4"></div>
+                // With the whiteboard open, the videos shrink (beside it on a wide screen).
+                <div class=move || if board_open.get() { "flex flex-col gap-2 lg:flex-row-reverse lg:items-start" } else { "" }>
+                    <div node_ref=grid data-testid="call-grid"
+                        class=move || if board_open.get() {
+                            "grid max-h-[22vh] grid-cols-2 gap-2 overflow-y-auto sm:max-h-[30vh] sm:grid-cols-3 lg:max-h-[60vh] lg:w-56 lg:shrink-0 lg:grid-cols-1"
+                        } else {
+                            "grid max-h-[55vh] grid-cols-2 gap-2 overflow-y-auto sm:grid-cols-3 lg:grid-cols-4"
+                        }></div>
+                    <Show when=move || board_open.get() && lobby().is_none()>
+                        <div class="min-w-0 flex-1"><WhiteboardPanel/></div>
+                    </Show>
+                </div>
+                <div node_ref=corner data-testid="call-reactions" aria-live="polite"
+                    class="pointer-events-none absolute right-3 top-3 z-10 flex flex-col items-end gap-1"></div>
                 <Show when=move || !waiting().is_empty()>
                     <div class="mt-2 rounded-xl bg-slate-800 p-2 text-xs text-white" data-testid="call-lobby">
                         <p class="mb-1.5 font-semibold text-slate-200">{move || i18n.t("call-lobby-title")}</p>
@@ -325,6 +354,35 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
                             on:click=move |ev| toggle_hand.run(ev)>
                             <span aria-hidden="true">"✋"</span>
                             {move || if hand() { i18n.t("call-hand-lower") } else { i18n.t("call-hand-raise") }}
+                        </button>
+                        <div class="relative">
+                            <button class=BTN_SECONDARY data-testid="call-react" aria-expanded=move || reacting.get().to_string()
+                                aria-haspopup="true" on:click=move |_| reacting.update(|r| *r = !*r)>
+                                <span aria-hidden="true">"🙂"</span>
+                                {move || i18n.t("call-react")}
+                            </button>
+                            <Show when=move || reacting.get()>
+                                <div class="absolute bottom-full left-0 z-20 mb-1 flex gap-1 rounded-full bg-white p-1 shadow-lg ring-1 ring-slate-200"
+                                    role="menu" data-testid="call-reactions-menu">
+                                    {REACTIONS.into_iter().map(|r| view! {
+                                        <button type="button" role="menuitem" data-testid="call-reaction-pick" data-reaction=r
+                                            class="flex h-10 w-10 items-center justify-center rounded-full text-2xl hover:bg-slate-100"
+                                            aria-label=r on:click=move |_| { react(app, r); reacting.set(false); }>{r}</button>
+                                    }).collect_view()}
+                                </div>
+                            </Show>
+                        </div>
+                        <button class=BTN_SECONDARY data-testid="call-whiteboard" aria-pressed=move || board_open.get().to_string()
+                            on:click=move |_| board_open.update(|o| *o = !*o)>
+                            <svg class="h-4 w-4" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8"
+                                stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">
+                                <rect x="3" y="4" width="18" height="13" rx="1.5"/><path d="M8 21l4-4 4 4"/>
+                            </svg>
+                            {move || i18n.t("whiteboard")}
+                            <Show when=board_news>
+                                <span class="h-2 w-2 rounded-full bg-indigo-500" data-testid="call-whiteboard-news"
+                                    aria-label=move || i18n.t("wb-has-drawing")></span>
+                            </Show>
                         </button>
                         <Show when=moderating>
                             <button class=BTN_SECONDARY data-testid="call-mode" data-mode=mode_name

@@ -17,6 +17,7 @@ use crate::state::{AppState, MsgBody, MsgView, Route};
 use crate::views::call::{CallButton, CallPanel};
 use crate::views::chat_list::{ConnIndicator, chat_title, tz_offset_min};
 use crate::views::dialogs::{ChatSettingsDialog, InviteDialog};
+use crate::views::whiteboard::WhiteboardMessage;
 
 const PAGE: usize = 60;
 
@@ -95,7 +96,7 @@ pub fn ChatView(group: GroupId) -> impl IntoView {
         let n = count.get();
         if let Some(el) = scroller.get() {
             let near_bottom = el.scroll_height() - el.scroll_top() - el.client_height() < 160;
-            if prev.is_none() || near_bottom || prev.is_some_and(|p| p < n) && near_bottom {
+            if prev.is_none() || near_bottom {
                 request_animation_frame(move || el.set_scroll_top(el.scroll_height()));
             }
         }
@@ -244,11 +245,7 @@ fn MessageView(m: MsgView, group: GroupId) -> impl IntoView {
             .into_any()
         }
         MsgBody::Whiteboard(items) => view! {
-            <li class="my-1 flex justify-center" data-testid="whiteboard-message" data-items=items.len()>
-                <span class="rounded-full bg-slate-200/70 px-3 py-1 text-center text-xs text-slate-600">
-                    {move || i18n.t("whiteboard")}" · "{time}
-                </span>
-            </li>
+            <WhiteboardMessage items=items sender=m.sender time=time time_ms=m.time_ms/>
         }
         .into_any(),
         MsgBody::Text(text) if m.own => {

@@ -14,6 +14,9 @@ use crate::state::{AppState, Route};
 use crate::views::chat_list::tz_offset_min;
 use crate::views::spawn_ui;
 
+/// A device command made with the channel its answer comes back on.
+type AskCmd = Box<dyn FnOnce(futures::channel::oneshot::Sender<Result<(), String>>) -> Cmd>;
+
 #[component]
 pub fn CreateGroupDialog(on_close: Callback<()>) -> impl IntoView {
     let app = expect_context::<AppState>();
@@ -198,7 +201,7 @@ pub fn InviteDialog(group: GroupId, on_close: Callback<()>) -> impl IntoView {
                         <label for="invite-link" class=LABEL>{move || i18n.t("invite-link")}</label>
                         <div class="flex gap-2">
                             <input id="invite-link" data-testid="invite-link" class=INPUT readonly prop:value=url.clone()
-                                on:focus=move |ev| { let _ = event_target::<web_sys::HtmlInputElement>(&ev).select(); }/>
+                                on:focus=move |ev| { event_target::<web_sys::HtmlInputElement>(&ev).select() }/>
                             <button class=BTN_SECONDARY data-testid="invite-copy" on:click=move |_| {
                                 let ok = copy_to_clipboard(&copy_url);
                                 app.toast(i18n.t(if ok { "copied" } else { "copy-failed" }), !ok);
@@ -264,7 +267,7 @@ pub fn ChatSettingsDialog(group: GroupId, on_close: Callback<()>) -> impl IntoVi
     let is_group = move || chat.with(|c| c.as_ref().is_some_and(|c| c.kind != ChatKind::Direct));
     let act = {
         let handle = handle.clone();
-        move |cmd: Box<dyn FnOnce(futures::channel::oneshot::Sender<Result<(), String>>) -> Cmd>| {
+        move |cmd: AskCmd| {
             let handle = handle.clone();
             spawn_ui(async move {
                 handle.ask(cmd).await?;

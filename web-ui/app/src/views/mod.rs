@@ -10,6 +10,7 @@ mod onboarding;
 mod recovery;
 mod ring;
 mod settings;
+mod whiteboard;
 
 use leptos::prelude::*;
 
