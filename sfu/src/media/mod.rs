@@ -23,11 +23,13 @@
 //!   the answer back with [`MediaSessions::apply_answer`]. Only then does the room start
 //!   forwarding (so the first packet the subscriber gets is a key frame).
 //!
-//! Not here yet: RTX, transport-wide congestion control and bandwidth estimation for
-//! subscribers (the forwarder's `Want::bandwidth_bps` stays unlimited), NACKs towards the
-//! publisher from the room's cache (the core's own NACK generator and responder handle losses on
-//! each leg), renegotiation started by the client, and screen shares (every video track is a
-//! camera until signaling says otherwise).
+//! - Congestion control: the TWCC sender numbers what we send, GCC turns each subscriber's
+//!   transport-wide feedback into an [`Estimate`], and the room shares it among what the
+//!   subscriber receives ([`Room::set_bandwidth`]); NACKs from subscribers are answered from the
+//!   room's one cache per track.
+//!
+//! Not here yet: RTX (retransmissions go on the original SSRC), renegotiation started by the
+//! client, and screen shares (every video track is a camera until signaling says otherwise).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
