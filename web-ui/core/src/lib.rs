@@ -1,10 +1,12 @@
 //! Pure logic of the web UI: translations, formatting, the chat-list model, the sealed recovery
-//! file, and the whiteboard's geometry.
+//! file, the whiteboard's geometry, and the call's video grid pages and connection quality.
 //!
 //! Nothing here touches browser APIs, so it is unit-tested natively; `web-ui/app` renders it.
 
 pub mod board;
 pub mod format;
+pub mod grid;
 pub mod i18n;
 pub mod model;
+pub mod quality;
 pub mod recovery;
