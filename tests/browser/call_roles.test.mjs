@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, tid, until } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, tid, until, joinCall } from "./harness.mjs";
 
 /// What this page's peer connection receives (video frames decoded) and sends (video).
 async function stats(page) {
@@ -47,7 +47,7 @@ test("webinar roles: a viewer raises a hand, is made presenter, and the call is 
     await a.locator(tid("chat-name")).filter({ hasText: "Family" }).waitFor();
 
     // Alice starts the call: she organizes it, and it is a meeting.
-    await a.locator(tid("call-start")).click();
+    await joinCall(a);
     await a.locator(tid("call-panel")).waitFor();
     const aliceSelf = a.locator(tid("call-person") + '[data-name="Alice"]');
     await aliceSelf.waitFor();
@@ -59,7 +59,7 @@ test("webinar roles: a viewer raises a hand, is made presenter, and the call is 
     await a.locator(tid("call-mode-badge") + '[data-mode="webinar"]').waitFor();
 
     // Bob joins with his camera and microphone: a participant, so only a viewer.
-    await b.locator(tid("call-start")).click();
+    await joinCall(b);
     await b.locator(tid("call-panel")).waitFor();
     for (const page of [a, b]) {
       await page.locator(tid("call-participants") + '[data-count="2"]').waitFor({ timeout: 15000 });
@@ -160,10 +160,10 @@ test("a meeting's lobby: a guest waits, is let in, and waiting again is turned a
     await g.locator(tid("join-submit")).click();
     await g.locator(tid("composer")).waitFor({ timeout: 30000 });
 
-    await a.locator(tid("call-start")).click();
+    await joinCall(a);
     await a.locator(tid("call-panel")).waitFor();
     // Gina, a guest, waits in the lobby; Alice sees her waiting.
-    await g.locator(tid("call-start")).click();
+    await joinCall(g);
     await g.locator(tid("call-lobby-waiting")).waitFor({ timeout: 15000 });
     assert.match(await g.locator(tid("call-lobby-waiting")).innerText(), /waiting for the organizer/i);
     assert.equal(await g.locator(tid("call-participants")).count(), 0, "a waiting guest sees nobody in the call");
@@ -186,7 +186,7 @@ test("a meeting's lobby: a guest waits, is let in, and waiting again is turned a
     // Gina leaves and asks again; this time Alice turns her away.
     await g.locator(tid("call-leave")).click();
     await a.locator(tid("call-participants") + '[data-count="1"]').waitFor({ timeout: 10000 });
-    await g.locator(tid("call-start")).click();
+    await joinCall(g);
     await g.locator(tid("call-lobby-waiting")).waitFor({ timeout: 15000 });
     await waiting.locator(tid("call-turn-away")).click();
     await g.locator(tid("call-panel")).waitFor({ state: "detached", timeout: 10000 });

@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, send, message, artifacts, inbound, until } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, send, message, artifacts, inbound, until, joinCall } from "./harness.mjs";
 
 const tid = (id) => `[data-testid="${id}"]`;
 
@@ -25,11 +25,11 @@ test("two members call each other through the node's SFU", { timeout: 180000 }, 
     await a.locator(tid("chat-name")).filter({ hasText: "Family" }).waitFor();
 
     // Alice starts the call: her own camera shows.
-    await a.locator(tid("call-start")).click();
+    await joinCall(a);
     await a.locator(tid("call-panel")).waitFor();
     await a.locator(tid("call-tile-self")).waitFor();
     // Bob joins it.
-    await b.locator(tid("call-start")).click();
+    await joinCall(b);
     await b.locator(tid("call-panel")).waitFor();
     for (const page of [a, b]) {
       await page.locator(tid("call-participants") + '[data-count="2"]').waitFor({ timeout: 15000 });

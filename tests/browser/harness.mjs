@@ -142,6 +142,13 @@ export async function joinByLink(page, link, name) {
   await page.locator(tid("composer")).waitFor({ timeout: 30000 });
 }
 
+/// Opens the chat's call from its call button and joins it from the pre-join view (with the
+/// camera and microphone the view opened).
+export async function joinCall(page) {
+  await page.locator(tid("call-start")).click();
+  await page.locator(tid("prejoin-join")).click();
+}
+
 export async function send(page, text) {
   await page.locator(tid("composer")).fill(text);
   await page.locator(tid("composer")).press("Enter");

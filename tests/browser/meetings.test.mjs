@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { startNode, launchBrowser, member, onboardWithLink, send, message, artifacts, tid, inbound, until } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, send, message, artifacts, tid, inbound, until, joinCall } from "./harness.mjs";
 
 const framesDecoded = async (page) => (await inbound(page))?.framesDecoded || 0;
 
@@ -67,9 +67,9 @@ test("a scheduled meeting: its card, its .ics file, a guest by link with only a 
     assert.equal(await g.locator(tid("new-meeting")).count(), 0);
 
     // They meet: each decodes the other's video.
-    await a.locator(tid("call-start")).click();
+    await joinCall(a);
     await a.locator(tid("call-panel")).waitFor();
-    await g.locator(tid("call-start")).click();
+    await joinCall(g);
     await g.locator(tid("call-panel")).waitFor();
     for (const page of [a, g]) {
       await page.locator(tid("call-participants") + '[data-count="2"]').waitFor({ timeout: 15000 });

@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, send, message, artifacts, tid, until } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, send, message, artifacts, tid, until, joinCall } from "./harness.mjs";
 
 /// The call records of the open chat as their users read them, oldest first.
 async function records(page) {
@@ -41,7 +41,7 @@ test("declined and missed 1:1 calls are written in both members' history", { tim
     await message(b, "can I call you?").waitFor();
 
     // 1. Alice calls; Bob's browser rings with her name; he declines.
-    await a.locator(tid("call-start")).click();
+    await joinCall(a);
     await a.locator(tid("call-panel")).waitFor();
     await b.locator(tid("incoming-call")).waitFor({ timeout: 15000 });
     assert.equal(await b.locator(tid("incoming-call-name")).innerText(), "Alice");
@@ -69,7 +69,7 @@ test("declined and missed 1:1 calls are written in both members' history", { tim
 
     // 2. Alice calls again and Bob lets it ring: after 2 s Alice hears there is no answer, Bob's
     // ring stops and he is told he missed a call.
-    await a.locator(tid("call-start")).click();
+    await joinCall(a);
     await a.locator(tid("call-panel")).waitFor();
     await b.locator(tid("incoming-call")).waitFor({ timeout: 15000 });
     const ringing = Date.now();
@@ -89,7 +89,7 @@ test("declined and missed 1:1 calls are written in both members' history", { tim
     assert.equal(await alicesRow.locator(tid("chat-preview")).innerText(), "No answer");
 
     // 3. Alice calls and hangs up while it still rings: a missed call too, written once.
-    await a.locator(tid("call-start")).click();
+    await joinCall(a);
     await a.locator(tid("call-panel")).waitFor();
     const calling = Date.now();
     await b.locator(tid("incoming-call")).waitFor({ timeout: 15000 });

@@ -12,7 +12,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, tid, until } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, tid, until, joinCall } from "./harness.mjs";
 
 const RED = "dc2626";
 const BLUE = "2563eb";
@@ -83,9 +83,9 @@ test("a call's whiteboard and reactions reach everyone, and the board is saved i
     await joinByLink(c, link, "Carol");
 
     // Alice and Bob are in the call, each with the whiteboard open.
-    await a.locator(tid("call-start")).click();
+    await joinCall(a);
     await a.locator(tid("call-panel")).waitFor();
-    await b.locator(tid("call-start")).click();
+    await joinCall(b);
     for (const page of [a, b]) {
       await page.locator(tid("call-participants") + '[data-count="2"]').waitFor({ timeout: 15000 });
       await page.locator(tid("call-whiteboard")).click();
@@ -117,7 +117,7 @@ test("a call's whiteboard and reactions reach everyone, and the board is saved i
     assert.equal(await b.locator(tid("wb-clear")).count(), 0, "a participant has no Clear");
 
     // Carol joins the call later, on her phone: she gets the board as it is.
-    await c.locator(tid("call-start")).click();
+    await joinCall(c);
     await c.locator(tid("call-participants") + '[data-count="3"]').waitFor({ timeout: 20000 });
     await c.locator(tid("call-whiteboard")).click();
     await itemsBecome(c, "Carol", 2);
@@ -225,7 +225,7 @@ test("a call's whiteboard and reactions reach everyone, and the board is saved i
 
     // Another call, which Bob starts and so organizes: he draws, clears the board, draws again
     // and leaves as the last one in: his device saves the board as it was then.
-    await b.locator(tid("call-start")).click();
+    await joinCall(b);
     await b.locator(tid("call-participants") + '[data-count="1"]').waitFor({ timeout: 15000 });
     await b.locator(tid("call-whiteboard")).click();
     assert.equal(await items(b), 0, "a new call starts with an empty board");

@@ -2,11 +2,38 @@
 // microphone, and a tile (a <video>) per media stream the node sends. Signaling (offers and
 // answers) goes through the app's WebSocket; this module only touches the browser's media APIs.
 // Remote streams are named by the node "p<participant>": the app labels tiles with names.
-// The in-call data channel ("veche": the whiteboard and reactions) carries JSON text messages
-// that the app reads and writes; this module only moves the strings.
+// The in-call data channel ("veche": the whiteboard, reactions and tile sizes) carries JSON text
+// messages that the app reads and writes; this module only moves the strings.
+// Before joining, the pre-join view shows a preview of the camera and a level meter of the
+// microphone (`callPreview`); joining takes that stream over. The camera is sent on its own
+// sender: turned off, nothing is sent and the camera is released (its light goes out), so it can
+// be turned on again without renegotiating. Remote tiles are paged by the app (`callLayout`), and
+// how tall each shows its video is reported to the app (`callOnView`), which tells the node.
 
 let pc = null;
+// What we send: the microphone's track, and the camera's while it is on.
 let local = null;
+// Our sender per kind, when we have that device (the camera's may have no track: camera off).
+const senders = { audio: null, video: null };
+// The devices the call started with (the camera is opened again with it when turned back on).
+let chosen = { camera: "", mic: "" };
+// Turning the camera on or off takes a moment; a newer toggle wins.
+let cameraToken = 0;
+// The speaker remote tiles play through ("" = the default one).
+let sink = "";
+// The pre-join view's stream and elements, and its microphone meter.
+let preview = null;
+let previewCamera = false;
+let previewToken = 0;
+let previewVideo = null;
+let previewMeter = null;
+let meter = null;
+// Remote tiles on the grid's page ("p<participant>" to its place); null: every tile shows.
+let shown = null;
+// The app's handlers of tile heights (track, device pixels) and of a fresh data channel.
+let onView = null;
+let onViewReset = null;
+const resizes = typeof ResizeObserver === "function" ? new ResizeObserver(() => reportViews()) : null;
 let grid = null;
 let corner = null;
 let channel = null;
@@ -26,6 +53,98 @@ function markSpeaking(box, on) {
     delete box.dataset.speaking;
     box.classList.remove(...SPEAKING);
   }
+}
+
+function constraint(id) {
+  return id ? { deviceId: { ideal: id } } : true;
+}
+
+function stopStream(stream) {
+  for (const t of stream?.getTracks() || []) t.stop();
+}
+
+// Why getUserMedia failed, as the app tells the member.
+function reason(e) {
+  switch (e?.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return "denied";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "none";
+    case "NotReadableError":
+    case "AbortError":
+      return "busy";
+    default:
+      return "failed";
+  }
+}
+
+// Opens the microphone and (with `withVideo`) the camera, whichever can be: both, then each
+// alone. `camera`: whether the browser has a camera at all (to turn it on later).
+async function open(camera, mic, withVideo) {
+  const out = { stream: null, error: "", camera: false };
+  if (!navigator.mediaDevices?.getUserMedia) return { ...out, error: "none" };
+  const attempts = withVideo ? [[true, true], [true, false], [false, true]] : [[true, false]];
+  for (const [audio, video] of attempts) {
+    try {
+      out.stream = await navigator.mediaDevices.getUserMedia({
+        audio: audio ? constraint(mic) : false,
+        video: video ? constraint(camera) : false,
+      });
+      break;
+    } catch (e) {
+      if (!out.error || out.error === "none") out.error = reason(e);
+    }
+  }
+  // A camera it could not open for now may be turned on later, unless the browser refuses it.
+  try {
+    out.camera = !!out.stream?.getVideoTracks().length || (out.error !== "denied"
+      && (await navigator.mediaDevices.enumerateDevices()).some((d) => d.kind === "videoinput"));
+  } catch (e) {
+    out.camera = false;
+  }
+  return out;
+}
+
+function applySink(video) {
+  if (typeof video.setSinkId !== "function" || (video.sinkId || "") === sink) return;
+  video.setSinkId(sink).catch(() => {});
+}
+
+// Where a tile goes in the grid's page: our own first, the others in the app's order, those on
+// other pages hidden.
+function place(box) {
+  if (box.dataset.stream === "self") {
+    box.style.order = "-1";
+    return;
+  }
+  const at = shown ? shown.get(box.dataset.stream) : undefined;
+  box.hidden = shown !== null && at === undefined;
+  box.style.order = at === undefined ? "" : String(at);
+}
+
+// Tells the app how tall each remote video shows, in device pixels (0: on another page).
+function reportViews() {
+  if (!onView || !grid) return;
+  const ratio = window.devicePixelRatio || 1;
+  for (const box of grid.querySelectorAll("figure[data-stream]")) {
+    if (box.dataset.stream === "self") continue;
+    const height = box.hidden ? 0 : Math.round(box.getBoundingClientRect().height * ratio);
+    for (const track of box.querySelector("video")?.srcObject?.getVideoTracks() || []) {
+      const m = /^t(\d+)$/.exec(track.id);
+      if (m) onView(Number(m[1]), Math.min(height, 65535));
+    }
+  }
+}
+
+// Shows our own stream again after its tracks changed (the camera turned on or off).
+function refreshSelf() {
+  const video = grid?.querySelector('[data-stream="self"] video');
+  if (!video) return;
+  video.srcObject = null;
+  video.srcObject = local;
+  video.play().catch(() => {});
 }
 
 function tile(id, stream, { self = false } = {}) {
@@ -48,6 +167,11 @@ function tile(id, stream, { self = false } = {}) {
     box.append(video, caption);
     grid.append(box);
     markSpeaking(box, id === speaking);
+    place(box);
+    if (!self) {
+      applySink(video);
+      resizes?.observe(box);
+    }
   }
   const video = box.querySelector("video");
   if (video.srcObject !== stream) video.srcObject = stream;
@@ -55,7 +179,10 @@ function tile(id, stream, { self = false } = {}) {
 }
 
 function dropTile(id) {
-  grid?.querySelector(`[data-stream="${id}"]`)?.remove();
+  const box = grid?.querySelector(`[data-stream="${id}"]`);
+  if (!box) return;
+  resizes?.unobserve(box);
+  box.remove();
 }
 
 /// Where tiles go (the app's grid element), and where reactions of someone without a tile show
@@ -64,6 +191,23 @@ export function callMount(element, reactions) {
   grid = element;
   corner = reactions || null;
   if (local) tile("self", local, { self: true });
+}
+
+/// The remote tiles on the grid's page, in their order: stream ids ("p<participant>") separated
+/// by commas. The others are hidden (and reported 0 pixels tall). Tiles that come later are
+/// placed by the last list.
+export function callLayout(ids) {
+  shown = new Map((ids ? ids.split(",") : []).map((id, i) => [id, i]));
+  for (const box of grid?.querySelectorAll("figure[data-stream]") || []) place(box);
+  reportViews();
+}
+
+/// The app's handlers: `view(track, height)` with how tall a remote video track shows (device
+/// pixels, 0: hidden), called whenever it may have changed (the app sends only changes); and
+/// `reset()` when a new data channel opened (what was told before is forgotten by the node).
+export function callOnView(view, reset) {
+  onView = view;
+  onViewReset = reset;
 }
 
 /// The app's handler of the data channel's text messages (called with each one, as a string).
@@ -140,20 +284,165 @@ export function callForget(participant) {
   dropTile(`p${participant}`);
 }
 
-/// Opens the camera and microphone (what is available) and the peer connection; resolves with
-/// the SDP offer to join with.
-export async function callStart(withVideo) {
-  callStop();
+/// The pre-join view's preview: opens the chosen microphone and (with `withVideo`) camera
+/// (device ids, "" for the browser's default) in place of the last preview. Resolves with what it
+/// got: `{ audio, video, camera, mic, hasCamera, error }` (`camera`, `mic`: the ids of the
+/// devices in use; `error`: "denied", "none", "busy", "failed" or ""), or null when a newer
+/// preview (or leaving the view) replaced it meanwhile.
+export async function callPreview(camera, mic, withVideo) {
+  stopPreview();
+  const token = ++previewToken;
+  const got = await open(camera, mic, withVideo);
+  if (token !== previewToken) {
+    stopStream(got.stream);
+    return null;
+  }
+  preview = got.stream;
+  previewCamera = got.camera;
+  showPreview();
+  const id = (tracks) => tracks[0]?.getSettings().deviceId || "";
+  return {
+    audio: !!preview?.getAudioTracks().length,
+    video: !!preview?.getVideoTracks().length,
+    camera: id(preview?.getVideoTracks() || []),
+    mic: id(preview?.getAudioTracks() || []),
+    hasCamera: got.camera,
+    error: got.error,
+  };
+}
+
+/// Where the preview shows: a muted <video>, and the microphone meter (an element whose first
+/// child's width is the level; its `data-level` is the level from 0 to 100).
+export function callPreviewMount(video, level) {
+  previewVideo = video;
+  previewMeter = level;
+  showPreview();
+}
+
+/// Leaves the pre-join view: its camera and microphone are released.
+export function callPreviewStop() {
+  stopPreview();
+  previewToken++;
+  previewVideo = null;
+  previewMeter = null;
+}
+
+function stopPreview() {
+  stopMeter();
+  stopStream(preview);
+  preview = null;
+  if (previewVideo) previewVideo.srcObject = null;
+}
+
+function showPreview() {
+  if (previewVideo && previewVideo.srcObject !== preview) {
+    previewVideo.srcObject = preview;
+    previewVideo.play().catch(() => {});
+  }
+  startMeter(preview);
+}
+
+function setLevel(level) {
+  if (!previewMeter) return;
+  const pct = Math.round(level * 100);
+  previewMeter.dataset.level = String(pct);
+  previewMeter.setAttribute("aria-valuenow", String(pct));
+  if (previewMeter.firstElementChild) previewMeter.firstElementChild.style.width = `${pct}%`;
+}
+
+// The microphone's level, ten times a second: its loudness from -60 dB (nothing) to 0 dB (full),
+// held and let fall slowly so that a word stays visible.
+function startMeter(stream) {
+  stopMeter();
+  const track = stream?.getAudioTracks()[0];
+  const Context = window.AudioContext || window.webkitAudioContext;
+  if (!track || !previewMeter || !Context) {
+    setLevel(0);
+    return;
+  }
+  const ctx = new Context();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 1024;
+  ctx.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+  ctx.resume().catch(() => {});
+  const data = new Float32Array(analyser.fftSize);
+  let level = 0;
+  const timer = setInterval(() => {
+    analyser.getFloatTimeDomainData(data);
+    let sum = 0;
+    for (const x of data) sum += x * x;
+    const db = 10 * Math.log10(sum / data.length || 1e-12);
+    level = Math.max(Math.min(1, Math.max(0, (db + 60) / 60)), level * 0.85);
+    setLevel(level);
+  }, 100);
+  meter = { ctx, timer };
+}
+
+function stopMeter() {
+  if (!meter) return;
+  clearInterval(meter.timer);
+  meter.ctx.close().catch(() => {});
+  meter = null;
+  setLevel(0);
+}
+
+/// The browser's cameras, microphones and speakers: `[{ kind, id, label }]` (`kind`:
+/// "videoinput", "audioinput", "audiooutput"; labels are empty until the browser allowed a
+/// device).
+export async function callDevices() {
   try {
-    local = await navigator.mediaDevices.getUserMedia({ audio: true, video: withVideo });
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    return devices
+      .filter((d) => ["videoinput", "audioinput", "audiooutput"].includes(d.kind) && d.deviceId)
+      .map((d) => ({ kind: d.kind, id: d.deviceId, label: d.label }));
   } catch (e) {
-    // No camera (or refused): try the microphone alone, then nothing (receive only).
-    try {
-      local = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
-    } catch (e2) {
-      local = null;
+    return [];
+  }
+}
+
+/// Calls `handler` when a device is plugged in or out.
+export function callOnDevices(handler) {
+  if (navigator.mediaDevices) navigator.mediaDevices.ondevicechange = () => handler();
+}
+
+/// Whether this browser can choose the speaker a tile plays through.
+export function callSinkSupported() {
+  return typeof HTMLMediaElement !== "undefined" && "setSinkId" in HTMLMediaElement.prototype;
+}
+
+/// Plays every remote tile (and those to come) through this speaker ("" = the default).
+export function callSetSink(id) {
+  sink = id || "";
+  for (const video of grid?.querySelectorAll('figure[data-stream]:not([data-stream="self"]) video') || []) applySink(video);
+}
+
+/// Opens the peer connection with the microphone and camera: the pre-join preview's stream if
+/// there is one, else the chosen devices (`camera`, `mic`: ids, "" for the default). Joins with
+/// the microphone on or off (`withAudio`) and the camera on or off (`withVideo`; off, nothing is
+/// sent until it is turned on). Whatever cannot be opened is left out (receive only at worst).
+/// Resolves with the SDP offer to join with.
+export async function callStart(camera, mic, withAudio, withVideo) {
+  let stream = preview;
+  let hasCamera = previewCamera;
+  preview = null; // taken over: stopping the preview leaves it alone
+  stopMeter();
+  if (previewVideo) previewVideo.srcObject = null;
+  previewToken++;
+  callStop();
+  chosen = { camera, mic };
+  if (!stream) {
+    const got = await open(camera, mic, withVideo);
+    stream = got.stream;
+    hasCamera = got.camera;
+  }
+  if (stream && !withVideo) {
+    for (const t of stream.getVideoTracks()) {
+      t.stop();
+      stream.removeTrack(t);
     }
   }
+  local = stream || new MediaStream();
+  for (const t of local.getAudioTracks()) t.enabled = withAudio;
   pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
   // For tests and diagnostics (getStats).
   window.__vechePc = pc;
@@ -163,16 +452,23 @@ export async function callStart(withVideo) {
   channel.onmessage = (e) => {
     if (typeof e.data === "string" && onSignal) onSignal(e.data);
   };
-  if (local) {
-    for (const track of local.getTracks()) pc.addTransceiver(track, { direction: "sendrecv", streams: [local] });
-    tile("self", local, { self: true });
-  } else {
-    pc.addTransceiver("audio", { direction: "recvonly" });
-  }
+  channel.onopen = () => {
+    onViewReset?.();
+    reportViews();
+  };
+  const audio = local.getAudioTracks()[0];
+  const video = local.getVideoTracks()[0];
+  if (audio) senders.audio = pc.addTransceiver(audio, { direction: "sendrecv", streams: [local] }).sender;
+  if (video) senders.video = pc.addTransceiver(video, { direction: "sendrecv", streams: [local] }).sender;
+  // Joining with the camera off: its sender is there, without a track until it is turned on.
+  else if (hasCamera) senders.video = pc.addTransceiver("video", { direction: "sendrecv", streams: [local] }).sender;
+  if (!senders.audio && !senders.video) pc.addTransceiver("audio", { direction: "recvonly" });
+  if (senders.audio || senders.video) tile("self", local, { self: true });
   pc.ontrack = (e) => {
     const stream = e.streams[0] || new MediaStream([e.track]);
     tile(stream.id, stream);
     e.track.onended = () => { if (stream.getTracks().every((t) => t.readyState === "ended")) dropTile(stream.id); };
+    if (e.track.kind === "video") reportViews();
   };
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
@@ -194,15 +490,92 @@ export async function callAnswerOffer(sdp) {
   return pc.localDescription.sdp;
 }
 
-/// Turns our microphone or camera on or off (the track stays negotiated; it sends silence or
-/// black while off).
-export function callSetEnabled(kind, on) {
-  for (const t of local?.getTracks() || []) if (t.kind === kind) t.enabled = on;
+/// Turns our microphone or camera on or off; resolves with whether it is on now. The
+/// microphone sends silence while off. The camera sends black for a moment (so nobody is left
+/// with a frozen picture), then nothing, and is released; turned on, it is opened again.
+export async function callSetEnabled(kind, on) {
+  if (kind === "audio") {
+    for (const t of local?.getAudioTracks() || []) t.enabled = on;
+    return on && !!local?.getAudioTracks().length;
+  }
+  const sender = senders.video;
+  if (!sender || !local) return false;
+  const token = ++cameraToken;
+  const current = local.getVideoTracks()[0];
+  if (!on) {
+    if (!current) return false;
+    current.enabled = false;
+    await new Promise((r) => setTimeout(r, 300));
+    if (token !== cameraToken) return current.enabled;
+    await sender.replaceTrack(null).catch(() => {});
+    current.stop();
+    local.removeTrack(current);
+    refreshSelf();
+    return false;
+  }
+  if (current) {
+    current.enabled = true;
+    return true;
+  }
+  let track = null;
+  try {
+    track = (await navigator.mediaDevices.getUserMedia({ video: constraint(chosen.camera) })).getVideoTracks()[0];
+  } catch (e) {
+    return false;
+  }
+  if (token !== cameraToken || senders.video !== sender || !track) {
+    track?.stop();
+    return false;
+  }
+  try {
+    await sender.replaceTrack(track);
+  } catch (e) {
+    track.stop();
+    return false;
+  }
+  local.addTrack(track);
+  refreshSelf();
+  return true;
 }
 
-/// Whether we have a track of this kind ("audio", "video").
+/// Whether we have a microphone ("audio") or camera ("video") in the call, on or off.
 export function callHas(kind) {
-  return !!local?.getTracks().some((t) => t.kind === kind);
+  return !!senders[kind];
+}
+
+/// Whether our microphone or camera is on.
+export function callEnabled(kind) {
+  const tracks = kind === "audio" ? local?.getAudioTracks() : local?.getVideoTracks();
+  return !!tracks?.some((t) => t.enabled && t.readyState === "live");
+}
+
+/// What the peer connection measures now, for the connection-quality badge: the selected
+/// candidate pair's round trip (`rtt`, seconds) and upload estimate (`upload`, bits per second),
+/// -1 when unknown; packets lost and received so far by every inbound RTP stream; and whether
+/// we send video (`sendingVideo`). Null outside a call.
+export async function callStats() {
+  if (!pc) return null;
+  const report = await pc.getStats();
+  let pair = null;
+  report.forEach((r) => {
+    if (r.type === "transport" && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId) || pair;
+  });
+  if (!pair) report.forEach((r) => { if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r; });
+  let lost = 0;
+  let received = 0;
+  report.forEach((r) => {
+    if (r.type !== "inbound-rtp") return;
+    lost += r.packetsLost || 0;
+    received += r.packetsReceived || 0;
+  });
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : -1);
+  return {
+    rtt: num(pair?.currentRoundTripTime),
+    upload: num(pair?.availableOutgoingBitrate),
+    lost,
+    received,
+    sendingVideo: !!senders.video?.track && callEnabled("video"),
+  };
 }
 
 /// Ends the call on this side: the connection closes, the camera and microphone are released.
@@ -213,10 +586,15 @@ export function callStop() {
   pc?.close();
   pc = null;
   window.__vechePc = null;
-  for (const t of local?.getTracks() || []) t.stop();
+  stopStream(local);
   local = null;
+  senders.audio = null;
+  senders.video = null;
+  cameraToken++;
   labels.clear();
   speaking = null;
+  shown = null;
+  resizes?.disconnect();
   if (grid) grid.replaceChildren();
   if (corner) corner.replaceChildren();
 }

@@ -23,6 +23,7 @@ fn main() {
     let app = state::AppState::new(lang, route::current());
     route::listen(app.route);
     device::whiteboard::listen(app);
+    device::tiles::listen();
     let (handle, runner) = device::create(app);
     views::set_globals(app, i18n::I18n { lang: app.lang });
     mount_to_body(move || {

@@ -246,6 +246,10 @@ pub struct AppState {
     pub ringing: RwSignal<Option<Ringing>>,
     /// The whiteboard of the call this page is in.
     pub whiteboard: RwSignal<crate::device::whiteboard::Whiteboard>,
+    /// The chat whose call the member is about to join: its pre-join view is open.
+    pub prejoin: RwSignal<Option<GroupId>>,
+    /// The camera, microphone and speaker to join calls with.
+    pub media: RwSignal<crate::device::call::MediaChoice>,
 }
 
 /// Someone calling this account in a direct chat.
@@ -276,6 +280,8 @@ impl AppState {
             meeting_links: RwSignal::new(BTreeMap::new()),
             ringing: RwSignal::new(None),
             whiteboard: RwSignal::new(Default::default()),
+            prejoin: RwSignal::new(None),
+            media: RwSignal::new(crate::device::call::MediaChoice::remembered()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Calls: the device's side of call signaling (spec/calls.md) and the bindings of the browser's
-//! WebRTC glue (`js/call.js`). Joining runs in the device task, so the node's first offer, which
-//! arrives right after the join's answer, always finds the peer connection stable.
+//! WebRTC glue (`js/call.js`): the pre-join preview, the devices to choose from, the peer
+//! connection and its statistics. Joining runs in the device task, so the node's first offer,
+//! which arrives right after the join's answer, always finds the peer connection stable.
 
 use leptos::prelude::*;
 use veche_protocol::call::{CallMedia, CallRole, CallUpdate, ParticipantId};
@@ -17,7 +18,25 @@ use crate::state::{CallLobby, CallState};
 #[wasm_bindgen(module = "/js/call.js")]
 extern "C" {
     #[wasm_bindgen(js_name = callStart)]
-    fn js_call_start(with_video: bool) -> js_sys::Promise;
+    fn js_call_start(camera: &str, mic: &str, with_audio: bool, with_video: bool) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = callPreview)]
+    fn js_call_preview(camera: &str, mic: &str, with_video: bool) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = callPreviewMount)]
+    pub fn call_preview_mount(video: &web_sys::Element, level: &web_sys::Element);
+    #[wasm_bindgen(js_name = callPreviewStop)]
+    pub fn call_preview_stop();
+    #[wasm_bindgen(js_name = callDevices)]
+    fn js_call_devices() -> js_sys::Promise;
+    #[wasm_bindgen(js_name = callOnDevices)]
+    fn js_call_on_devices(handler: &js_sys::Function);
+    #[wasm_bindgen(js_name = callSinkSupported)]
+    pub fn call_sink_supported() -> bool;
+    #[wasm_bindgen(js_name = callSetSink)]
+    pub fn call_set_sink(id: &str);
+    #[wasm_bindgen(js_name = callStats)]
+    fn js_call_stats() -> js_sys::Promise;
+    #[wasm_bindgen(js_name = callLayout)]
+    pub fn call_layout(ids: &str);
     #[wasm_bindgen(js_name = callSetAnswer)]
     fn js_call_set_answer(sdp: &str) -> js_sys::Promise;
     #[wasm_bindgen(js_name = callAnswerOffer)]
@@ -31,9 +50,11 @@ extern "C" {
     #[wasm_bindgen(js_name = callForget)]
     fn js_call_forget(participant: u32);
     #[wasm_bindgen(js_name = callSetEnabled)]
-    pub fn call_set_enabled(kind: &str, on: bool);
+    fn js_call_set_enabled(kind: &str, on: bool) -> js_sys::Promise;
     #[wasm_bindgen(js_name = callHas)]
     pub fn call_has(kind: &str) -> bool;
+    #[wasm_bindgen(js_name = callEnabled)]
+    pub fn call_enabled(kind: &str) -> bool;
     #[wasm_bindgen(js_name = callSpeaking)]
     fn js_call_speaking(participant: u32, own: bool);
 }
@@ -55,10 +76,163 @@ fn js_error(e: JsValue) -> String {
     format!("@err-call-media|{}", text.unwrap_or_else(|| "?".into()))
 }
 
-/// Opens the camera and microphone and the peer connection; the SDP offer to join with.
-pub async fn start_media() -> Result<String, String> {
-    let offer = JsFuture::from(js_call_start(true)).await.map_err(js_error)?;
+/// The devices a member joins calls with, and whether with the microphone and camera on. The
+/// devices are remembered in the browser (`localStorage`) for the next call; the toggles hold
+/// for this page's calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaChoice {
+    /// Device ids ("": the browser's default).
+    pub camera: String,
+    pub mic: String,
+    pub speaker: String,
+    pub with_mic: bool,
+    pub with_camera: bool,
+}
+
+const CAMERA_KEY: &str = "veche-camera";
+const MIC_KEY: &str = "veche-mic";
+const SPEAKER_KEY: &str = "veche-speaker";
+
+fn storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
+}
+
+impl MediaChoice {
+    /// The devices chosen last time, microphone and camera on.
+    pub fn remembered() -> Self {
+        let get = |key| storage().and_then(|s| s.get_item(key).ok().flatten()).unwrap_or_default();
+        MediaChoice {
+            camera: get(CAMERA_KEY),
+            mic: get(MIC_KEY),
+            speaker: get(SPEAKER_KEY),
+            with_mic: true,
+            with_camera: true,
+        }
+    }
+
+    /// Keeps the devices for next time.
+    pub fn remember(&self) {
+        if let Some(s) = storage() {
+            for (key, value) in [(CAMERA_KEY, &self.camera), (MIC_KEY, &self.mic), (SPEAKER_KEY, &self.speaker)] {
+                let _ = if value.is_empty() { s.remove_item(key) } else { s.set_item(key, value) };
+            }
+        }
+    }
+}
+
+/// Opens the chosen camera and microphone (the pre-join preview's stream, if it is open) and
+/// the peer connection, plays the others through the chosen speaker; the SDP offer to join with.
+pub async fn start_media(choice: &MediaChoice) -> Result<String, String> {
+    call_set_sink(&choice.speaker);
+    let start = js_call_start(&choice.camera, &choice.mic, choice.with_mic, choice.with_camera);
+    let offer = JsFuture::from(start).await.map_err(js_error)?;
     offer.as_string().ok_or_else(|| "@err-call-media|no offer".to_string())
+}
+
+/// Turns the microphone ("audio") or camera ("video") on or off at once, without waiting.
+pub fn call_set_enabled(kind: &str, on: bool) {
+    let _ = js_call_set_enabled(kind, on);
+}
+
+/// Turns the microphone or camera on or off; whether it is on now (the camera may fail to open).
+pub async fn set_media(kind: &str, on: bool) -> bool {
+    JsFuture::from(js_call_set_enabled(kind, on)).await.ok().and_then(|v| v.as_bool()).unwrap_or(false)
+}
+
+fn field(value: &JsValue, name: &str) -> JsValue {
+    js_sys::Reflect::get(value, &name.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn text(value: &JsValue, name: &str) -> String {
+    field(value, name).as_string().unwrap_or_default()
+}
+
+fn number(value: &JsValue, name: &str) -> f64 {
+    field(value, name).as_f64().unwrap_or(-1.0)
+}
+
+/// What the pre-join preview could open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preview {
+    pub audio: bool,
+    pub video: bool,
+    /// Ids of the devices in use ("" when none).
+    pub camera: String,
+    pub mic: String,
+    /// The browser has a camera (even if it is off or could not be opened).
+    pub has_camera: bool,
+    /// Why something could not be opened: "denied", "none", "busy", "failed" ("": it all opened).
+    pub error: String,
+}
+
+/// Opens the pre-join preview with these devices ("" for the default), the camera only if
+/// `with_video`. `None` when a newer preview replaced it meanwhile.
+pub async fn preview(camera: &str, mic: &str, with_video: bool) -> Option<Preview> {
+    let got = JsFuture::from(js_call_preview(camera, mic, with_video)).await.ok()?;
+    if got.is_null() || got.is_undefined() {
+        return None;
+    }
+    Some(Preview {
+        audio: field(&got, "audio").is_truthy(),
+        video: field(&got, "video").is_truthy(),
+        camera: text(&got, "camera"),
+        mic: text(&got, "mic"),
+        has_camera: field(&got, "hasCamera").is_truthy(),
+        error: text(&got, "error"),
+    })
+}
+
+/// A camera, microphone or speaker of the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MediaDevice {
+    /// "videoinput", "audioinput" or "audiooutput".
+    pub kind: String,
+    pub id: String,
+    /// Empty until the browser allowed a device.
+    pub label: String,
+}
+
+/// The browser's cameras, microphones and speakers.
+pub async fn devices() -> Vec<MediaDevice> {
+    let Ok(list) = JsFuture::from(js_call_devices()).await else { return Vec::new() };
+    js_sys::Array::from(&list)
+        .iter()
+        .map(|d| MediaDevice { kind: text(&d, "kind"), id: text(&d, "id"), label: text(&d, "label") })
+        .collect()
+}
+
+/// Calls `handler` whenever a device is plugged in or out (once per page: the last one wins).
+pub fn on_devices_changed(handler: impl Fn() + 'static) {
+    let handler = Closure::<dyn Fn()>::new(handler);
+    js_call_on_devices(handler.as_ref().unchecked_ref());
+    handler.forget();
+}
+
+/// What the peer connection measures now (see `veche_ui_core::quality`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub rtt_ms: Option<f64>,
+    pub upload_bps: Option<f64>,
+    pub counts: veche_ui_core::quality::Counts,
+    pub sending_video: bool,
+}
+
+/// The call's peer connection's statistics, or `None` outside a call.
+pub async fn stats() -> Option<Stats> {
+    let got = JsFuture::from(js_call_stats()).await.ok()?;
+    if got.is_null() || got.is_undefined() {
+        return None;
+    }
+    let known = |v: f64| (v >= 0.0).then_some(v);
+    Some(Stats {
+        rtt_ms: known(number(&got, "rtt")).map(|s| s * 1000.0),
+        upload_bps: known(number(&got, "upload")),
+        counts: veche_ui_core::quality::Counts {
+            lost: number(&got, "lost") as i64,
+            received: number(&got, "received").max(0.0) as u64,
+        },
+        sending_video: field(&got, "sendingVideo").is_truthy(),
+    })
 }
 
 impl Device {

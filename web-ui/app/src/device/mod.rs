@@ -20,6 +20,7 @@ mod publish;
 mod send;
 pub mod store;
 mod sync;
+pub mod tiles;
 pub mod whiteboard;
 
 use futures::channel::{mpsc, oneshot};

@@ -1,8 +1,9 @@
-//! The call screen of a chat: a button to start or join the chat's call, and, while in it, the
-//! video grid (tiles made by `js/call.js`), who is there (with their roles and raised hands, and
-//! for moderators what they may do to them), who waits in the lobby, and the controls. A device
-//! waiting in the lobby sees a waiting screen; let in, it joins again with a fresh peer
-//! connection.
+//! The call screen of a chat: a button to start or join the chat's call, which opens the
+//! pre-join view (`views::prejoin`), and, while in the call, the video grid (tiles made by
+//! `js/call.js`) in pages, the connection's quality, who is there (with their roles and raised
+//! hands, and for moderators what they may do to them), who waits in the lobby, and the
+//! controls. A device waiting in the lobby sees a waiting screen; let in, it joins again with a
+//! fresh peer connection.
 
 use leptos::html;
 use leptos::prelude::*;
@@ -11,43 +12,32 @@ use veche_protocol::ids::GroupId;
 use veche_protocol::incall::REACTIONS;
 use veche_protocol::wire::Request;
 
+use veche_ui_core::grid;
+use veche_ui_core::i18n::Arg;
+use veche_ui_core::quality::{self, Counts, Measures, Quality};
+
 use crate::components::{BTN_DANGER, BTN_GHOST, BTN_SECONDARY};
-use crate::device::call::{call_has, call_mount, call_set_enabled, call_stop, start_media};
+use crate::device::call::{call_enabled, call_has, call_layout, call_mount, call_stop, set_media, start_media, stats};
 use crate::device::whiteboard::react;
-use crate::device::{Cmd, DeviceHandle};
-use crate::i18n::use_i18n;
+use crate::device::{Cmd, DeviceHandle, sleep_ms};
+use crate::i18n::{I18n, use_i18n};
 use crate::state::{AppState, CallLobby};
+use crate::views::prejoin::PreJoin;
 use crate::views::whiteboard::WhiteboardPanel;
 
-/// Starts or joins the chat's call.
+/// How often the connection's quality is measured (milliseconds).
+const QUALITY_MS: u32 = 2000;
+
+/// Starts or joins the chat's call: opens its pre-join view.
 #[component]
 pub fn CallButton(group: GroupId) -> impl IntoView {
     let app = expect_context::<AppState>();
-    let handle = expect_context::<DeviceHandle>();
     let i18n = use_i18n();
-    let busy = RwSignal::new(false);
-    let join = move |_| {
-        if busy.get_untracked() {
-            return;
-        }
-        busy.set(true);
-        let handle = handle.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            let result = match start_media().await {
-                Ok(offer) => handle.ask(|reply| Cmd::JoinCall { group, offer, reply }).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
-                call_stop();
-                app.toast(e, true);
-            }
-            busy.set(false);
-        });
-    };
+    let open = move |_| app.prejoin.set(Some(group));
     view! {
-        <Show when=move || app.call.with(|c| c.is_none())>
+        <Show when=move || app.call.with(|c| c.is_none()) && app.prejoin.get() != Some(group)>
             <button class=BTN_GHOST data-testid="call-start" aria-label=move || i18n.t("call-start")
-                title=move || i18n.t("call-start") disabled=move || busy.get() on:click=join.clone()>
+                title=move || i18n.t("call-start") on:click=open>
                 <svg class="h-5 w-5" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><path d="M15 10.5 20 7v10l-5-3.5M4 6h11v12H4z"/></svg>
             </button>
         </Show>
@@ -110,9 +100,76 @@ impl PersonView {
     }
 }
 
-/// The call, while this page is in the chat's call (or waits in its lobby).
+/// The words of the connection-quality badge's label: how it is, and the numbers measured.
+fn quality_label(i18n: &I18n, quality: Quality, m: &Measures) -> String {
+    let comma = i18n.lang.get() == veche_ui_core::i18n::Lang::Ru;
+    let mut parts = Vec::new();
+    if let Some(rtt) = m.rtt_ms {
+        parts.push(i18n.t_with("call-quality-rtt", &[("ms", Arg::Num(rtt.round() as i64))]));
+    }
+    if let Some(loss) = m.loss {
+        parts.push(i18n.t_with("call-quality-loss", &[("percent", Arg::Str(&quality::percent(loss, comma)))]));
+    }
+    if let Some(bps) = m.upload_bps {
+        parts.push(i18n.t_with("call-quality-upload", &[("mbits", Arg::Str(&quality::mbits(bps, comma)))]));
+    }
+    let name = i18n.t(quality_id(quality));
+    if parts.is_empty() { name } else { format!("{name}: {}", parts.join(", ")) }
+}
+
+fn quality_id(quality: Quality) -> &'static str {
+    match quality {
+        Quality::Good => "call-quality-good",
+        Quality::Fair => "call-quality-fair",
+        Quality::Poor => "call-quality-poor",
+    }
+}
+
+/// The connection-quality badge: bars and a word, with the numbers in its label.
+#[component]
+fn QualityBadge(quality: RwSignal<Option<(Quality, Measures)>>) -> impl IntoView {
+    let i18n = use_i18n();
+    let q = move || quality.get().map(|(q, _)| q).unwrap_or(Quality::Good);
+    let label = move || quality.get().map(|(q, m)| quality_label(&i18n, q, &m)).unwrap_or_default();
+    let color = move || match q() {
+        Quality::Good => "bg-emerald-500/20 text-emerald-200",
+        Quality::Fair => "bg-amber-500/20 text-amber-200",
+        Quality::Poor => "bg-rose-500/20 text-rose-200",
+    };
+    let bars = move || match q() {
+        Quality::Good => 3,
+        Quality::Fair => 2,
+        Quality::Poor => 1,
+    };
+    view! {
+        <span class=move || format!("inline-flex items-center gap-1 rounded-full px-2 py-0.5 text-xs font-medium {}", color())
+            data-testid="call-quality" data-quality=move || q().name() role="img" aria-label=label title=label>
+            <svg class="h-3 w-3" viewBox="0 0 12 12" fill="currentColor" aria-hidden="true">
+                <rect x="0.5" y="8" width="3" height="3.5" rx="0.5"/>
+                <rect x="4.5" y="5" width="3" height="6.5" rx="0.5" opacity=move || { if bars() >= 2 { "1" } else { "0.3" } }/>
+                <rect x="8.5" y="1.5" width="3" height="10" rx="0.5" opacity=move || { if bars() >= 3 { "1" } else { "0.3" } }/>
+            </svg>
+            <span aria-hidden="true">{move || i18n.t(quality_id(q()))}</span>
+        </span>
+    }
+}
+
+/// The pre-join view while the member is about to join the chat's call, then the call.
 #[component]
 pub fn CallPanel(group: GroupId) -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let preparing = move || app.prejoin.get() == Some(group) && app.call.with(|c| c.is_none());
+    view! {
+        <Show when=preparing>
+            <PreJoin group=group/>
+        </Show>
+        <InCall group=group/>
+    }
+}
+
+/// The call, while this page is in the chat's call (or waits in its lobby).
+#[component]
+fn InCall(group: GroupId) -> impl IntoView {
     let app = expect_context::<AppState>();
     let handle = expect_context::<DeviceHandle>();
     let i18n = use_i18n();
@@ -143,27 +200,95 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
             }
             rejoining.set(true);
             let handle = handle.clone();
+            let choice = app.media.get_untracked();
             wasm_bindgen_futures::spawn_local(async move {
-                let result = match start_media().await {
+                let result = match start_media(&choice).await {
                     Ok(offer) => handle.ask(|reply| Cmd::JoinCall { group, offer, reply }).await,
                     Err(e) => Err(e),
                 };
-                match result {
-                    Ok(()) => {
-                        mic.set(true);
-                        cam.set(true);
+                if let Err(e) = result {
+                    call_stop();
+                    if app.call.with_untracked(|c| c.as_ref().is_some_and(|c| c.group == group)) {
+                        handle.send(Cmd::LeaveCall);
                     }
-                    Err(e) => {
-                        call_stop();
-                        if app.call.with_untracked(|c| c.as_ref().is_some_and(|c| c.group == group)) {
-                            handle.send(Cmd::LeaveCall);
-                        }
-                        app.toast(e, true);
-                    }
+                    app.toast(e, true);
                 }
                 rejoining.set(false);
             });
         }
+    });
+    // In the call (at last, from the lobby): the buttons say what it was joined with.
+    Effect::new(move |was: Option<bool>| {
+        let now = in_call() && lobby().is_none();
+        if now && was != Some(true) {
+            mic.set(call_enabled("audio"));
+            cam.set(call_enabled("video"));
+        }
+        now
+    });
+    // The grid's page: the others with a tile (they send something), the active speaker on the
+    // first page; 9 to a page on a wide screen, 4 on a phone.
+    let width = RwSignal::new(window().inner_width().ok().and_then(|w| w.as_f64()).unwrap_or(1280.0));
+    let resized = window_event_listener(leptos::ev::resize, move |_| {
+        width.set(window().inner_width().ok().and_then(|w| w.as_f64()).unwrap_or(1280.0))
+    });
+    on_cleanup(move || resized.remove());
+    let page = RwSignal::new(0usize);
+    let layout = Memo::new(move |_| {
+        let per_page = grid::per_page(width.get());
+        let wanted = page.get();
+        app.call.with(|c| {
+            let Some(c) = c.as_ref().filter(|c| c.group == group) else { return grid::page(&[], None, per_page, 0) };
+            let order: Vec<u32> = c
+                .participants
+                .keys()
+                .copied()
+                .filter(|p| *p != c.me && c.tracks.values().any(|t| t.participant == *p))
+                .collect();
+            grid::page(&order, c.speaker, per_page, wanted)
+        })
+    });
+    // Every change of the call (a new call starts with every tile shown) lays the tiles out again.
+    Effect::new(move |_| {
+        let shown = layout.with(|l| l.shown.iter().map(|p| format!("p{p}")).collect::<Vec<_>>().join(","));
+        if in_call() && lobby().is_none() {
+            call_layout(&shown);
+        }
+    });
+    // The connection's quality, measured every 2 s while in the call.
+    let quality = RwSignal::new(None::<(Quality, Measures)>);
+    let session = Memo::new(move |_| {
+        app.call.with(|c| c.as_ref().filter(|c| c.group == group && c.lobby.is_none()).map(|c| c.me))
+    });
+    let measuring = StoredValue::new(0u64);
+    Effect::new(move |_| {
+        let joined = session.get().is_some();
+        let generation = measuring.get_value() + 1;
+        measuring.set_value(generation);
+        quality.set(None);
+        if !joined {
+            return;
+        }
+        wasm_bindgen_futures::spawn_local(async move {
+            let mut before: Option<Counts> = None;
+            loop {
+                sleep_ms(QUALITY_MS).await;
+                if measuring.try_get_value() != Some(generation) {
+                    break;
+                }
+                let Some(s) = stats().await else { continue };
+                let m = Measures {
+                    rtt_ms: s.rtt_ms,
+                    loss: before.and_then(|b| quality::loss_between(b, s.counts)),
+                    upload_bps: s.upload_bps.filter(|_| s.sending_video),
+                };
+                before = Some(s.counts);
+                if measuring.try_get_value() != Some(generation) {
+                    break;
+                }
+                quality.set(Some((quality::assess(&m), m)));
+            }
+        });
     });
     // A moderator turned our microphone or camera off: the buttons say so.
     Effect::new(move |_| {
@@ -241,6 +366,18 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
     let hand = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.hands.contains(&c.me)));
     let mode_name = move || if mode() == CallMode::Webinar { "webinar" } else { "meeting" };
 
+    // The camera takes a moment to open (and may not): the button follows what it is.
+    let toggle_media = move |kind: &'static str, on: RwSignal<bool>| {
+        let want = !on.get_untracked();
+        on.set(want);
+        wasm_bindgen_futures::spawn_local(async move {
+            let now = set_media(kind, want).await;
+            let _ = on.try_set(now);
+            if want && !now && in_call() {
+                app.toast("@call-camera-failed".into(), true);
+            }
+        });
+    };
     let leave = {
         let handle = handle.clone();
         Callback::new(move |_: leptos::ev::MouseEvent| handle.send(Cmd::LeaveCall))
@@ -276,6 +413,8 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
         })
     };
     let badge = "inline-flex items-center gap-1 rounded-full px-2 py-0.5 text-xs font-medium";
+    let pager_button =
+        "flex h-9 w-9 items-center justify-center rounded-full bg-slate-700 hover:bg-slate-600 disabled:opacity-40";
     view! {
         <Show when=in_call>
             <section class=move || format!("relative border-b border-slate-200 bg-slate-900 p-2 sm:p-3 {}",
@@ -310,9 +449,13 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
                                 {move || i18n.t("call-viewer")}
                             </span>
                         </Show>
+                        <Show when=move || quality.with(|q| q.is_some())>
+                            <QualityBadge quality=quality/>
+                        </Show>
                     </div>
                 </Show>
-                // With the whiteboard open, the videos shrink (beside it on a wide screen).
+                // With the whiteboard open, the videos shrink (beside it on a wide screen). Tiles
+                // of the others on other pages are hidden (js/call.js).
                 <div class=move || if board_open.get() { "flex flex-col gap-2 lg:flex-row-reverse lg:items-start" } else { "" }>
                     <div node_ref=grid data-testid="call-grid"
                         class=move || if board_open.get() {
@@ -324,6 +467,24 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
                         <div class="min-w-0 flex-1"><WhiteboardPanel/></div>
                     </Show>
                 </div>
+                <Show when=move || lobby().is_none() && layout.with(|l| l.pages > 1)>
+                    <div class="mt-2 flex items-center justify-center gap-2 text-xs text-slate-200" data-testid="call-pager">
+                        <button class=pager_button data-testid="call-page-prev" aria-label=move || i18n.t("call-page-prev")
+                            title=move || i18n.t("call-page-prev") disabled=move || layout.with(|l| l.page == 0)
+                            on:click=move |_| page.set(layout.with_untracked(|l| l.page.saturating_sub(1)))>
+                            <svg class="h-4 w-4" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path fill-rule="evenodd" d="M12.8 4.2a.75.75 0 0 1 0 1.06L8.06 10l4.74 4.74a.75.75 0 1 1-1.06 1.06l-5.27-5.27a.75.75 0 0 1 0-1.06l5.27-5.27a.75.75 0 0 1 1.06 0Z" clip-rule="evenodd"/></svg>
+                        </button>
+                        <span data-testid="call-page" data-page=move || layout.with(|l| l.page + 1) data-pages=move || layout.with(|l| l.pages)
+                            aria-live="polite">
+                            {move || layout.with(|l| i18n.t_with("call-page", &[("page", Arg::Num(l.page as i64 + 1)), ("pages", Arg::Num(l.pages as i64))]))}
+                        </span>
+                        <button class=pager_button data-testid="call-page-next" aria-label=move || i18n.t("call-page-next")
+                            title=move || i18n.t("call-page-next") disabled=move || layout.with(|l| l.page + 1 >= l.pages)
+                            on:click=move |_| page.set(layout.with_untracked(|l| l.page + 1))>
+                            <svg class="h-4 w-4" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path fill-rule="evenodd" d="M7.2 15.8a.75.75 0 0 1 0-1.06L11.94 10 7.2 5.26a.75.75 0 0 1 1.06-1.06l5.27 5.27a.75.75 0 0 1 0 1.06l-5.27 5.27a.75.75 0 0 1-1.06 0Z" clip-rule="evenodd"/></svg>
+                        </button>
+                    </div>
+                </Show>
                 <div node_ref=corner data-testid="call-reactions" aria-live="polite"
                     class="pointer-events-none absolute right-3 top-3 z-10 flex flex-col items-end gap-1"></div>
                 <Show when=move || !waiting().is_empty()>
@@ -342,12 +503,12 @@ pub fn CallPanel(group: GroupId) -> impl IntoView {
                             data-count=count>{names}</p>
                         <button class=BTN_SECONDARY data-testid="call-mic" aria-pressed=move || (!mic.get()).to_string()
                             disabled=move || !call_has("audio")
-                            on:click=move |_| { let on = !mic.get_untracked(); call_set_enabled("audio", on); mic.set(on); }>
+                            on:click=move |_| toggle_media("audio", mic)>
                             {move || if mic.get() { i18n.t("call-mic-off") } else { i18n.t("call-mic-on") }}
                         </button>
                         <button class=BTN_SECONDARY data-testid="call-camera" aria-pressed=move || (!cam.get()).to_string()
                             disabled=move || !call_has("video")
-                            on:click=move |_| { let on = !cam.get_untracked(); call_set_enabled("video", on); cam.set(on); }>
+                            on:click=move |_| toggle_media("video", cam)>
                             {move || if cam.get() { i18n.t("call-camera-off") } else { i18n.t("call-camera-on") }}
                         </button>
                         <button class=BTN_SECONDARY data-testid="call-hand" aria-pressed=move || hand().to_string()

@@ -7,6 +7,7 @@ mod dialogs;
 mod meeting;
 mod nodes;
 mod onboarding;
+mod prejoin;
 mod recovery;
 mod ring;
 mod settings;

@@ -1,10 +1,12 @@
 //! A 1:1 call ringing this account: who calls, answer or decline. Shown over every screen.
+//! Answering picks up at once (no pre-join view: the caller is waiting), with the remembered
+//! camera and microphone, both on; the call panel turns them off.
 
 use leptos::prelude::*;
 use veche_protocol::wire::Request;
 
 use crate::components::{BTN_DANGER, BTN_PRIMARY};
-use crate::device::call::{call_stop, start_media};
+use crate::device::call::{MediaChoice, call_preview_stop, call_stop, start_media};
 use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::use_i18n;
 use crate::route::navigate;
@@ -21,11 +23,15 @@ pub fn IncomingCall() -> impl IntoView {
         move |_| {
             let Some(ring) = app.ringing.get_untracked() else { return };
             app.ringing.set(None);
+            // A pre-join view open elsewhere closes: this call is joined instead.
+            app.prejoin.set(None);
+            call_preview_stop();
             navigate(app.route, Route::Chat(ring.group));
             let handle = handle.clone();
+            let choice = MediaChoice { with_mic: true, with_camera: true, ..app.media.get_untracked() };
             wasm_bindgen_futures::spawn_local(async move {
                 let group = ring.group;
-                let result = match start_media().await {
+                let result = match start_media(&choice).await {
                     Ok(offer) => handle.ask(|reply| Cmd::JoinCall { group, offer, reply }).await,
                     Err(e) => Err(e),
                 };
