@@ -36,6 +36,16 @@ pub const AUDIO_BPS: u64 = 64_000;
 pub const VIEW_LAYER_0_MAX: u16 = 200;
 pub const VIEW_LAYER_1_MAX: u16 = 400;
 
+/// The highest layer for a tile this tall (device pixels; 0: none, it is not shown).
+fn view_layer(height: u16) -> Option<u8> {
+    match height {
+        0 => None,
+        1..=VIEW_LAYER_0_MAX => Some(0),
+        h if h <= VIEW_LAYER_1_MAX => Some(1),
+        _ => Some(u8::MAX),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Guest,
@@ -173,6 +183,10 @@ struct Track {
     owner: ParticipantId,
     kind: MediaKind,
     forwarder: Forwarder,
+    /// Sizes told by participants not subscribed yet (a subscriber learns of the track from our
+    /// offer and may report its tile before its answer makes it a subscriber): applied when
+    /// they subscribe.
+    early_views: BTreeMap<ParticipantId, u16>,
 }
 
 /// One conference.
@@ -328,7 +342,10 @@ impl Room {
         }
         let track = TrackId(self.next_track);
         self.next_track += 1;
-        self.tracks.insert(track, Track { owner: who, kind, forwarder: Forwarder::new(layer_bps) });
+        self.tracks.insert(
+            track,
+            Track { owner: who, kind, forwarder: Forwarder::new(layer_bps), early_views: BTreeMap::new() },
+        );
         Ok((track, vec![to_all(Event::Published { who, track, kind })]))
     }
 
@@ -357,6 +374,10 @@ impl Room {
         if t.owner == who {
             return Err(RoomError::Forbidden("you do not receive your own track"));
         }
+        let mut want = want;
+        if let Some(height) = t.early_views.remove(&who) {
+            want.max_layer = view_layer(height);
+        }
         let owner = t.owner;
         let mut out = lift(owner, track, t.forwarder.subscribe(now, who, want));
         out.extend(self.share_bandwidth(now, who));
@@ -371,7 +392,8 @@ impl Room {
     }
 
     /// How large a subscriber shows a video track (`height` in device pixels; 0: not shown, so
-    /// nothing is sent). Layers are taken as a quarter, half and full 720p.
+    /// nothing is sent). Layers are taken as a quarter, half and full 720p. Told before it
+    /// subscribes (it has our offer, we do not have its answer yet), the size is kept for then.
     pub fn set_view(
         &mut self,
         now: Instant,
@@ -379,14 +401,18 @@ impl Room {
         track: TrackId,
         height: u16,
     ) -> Result<Vec<Action>, RoomError> {
+        if !self.participants.contains_key(&who) {
+            return Err(RoomError::Unknown);
+        }
         let t = self.tracks.get_mut(&track).ok_or(RoomError::Unknown)?;
-        let mut want = t.forwarder.want(who).ok_or(RoomError::Unknown)?;
-        want.max_layer = match height {
-            0 => None,
-            1..=VIEW_LAYER_0_MAX => Some(0),
-            h if h <= VIEW_LAYER_1_MAX => Some(1),
-            _ => Some(u8::MAX),
+        if t.owner == who {
+            return Err(RoomError::Unknown);
+        }
+        let Some(mut want) = t.forwarder.want(who) else {
+            t.early_views.insert(who, height);
+            return Ok(Vec::new());
         };
+        want.max_layer = view_layer(height);
         let owner = t.owner;
         let mut out = lift(owner, track, t.forwarder.set_want(now, who, want));
         out.extend(self.share_bandwidth(now, who));
@@ -576,6 +602,7 @@ impl Room {
         }
         for t in self.tracks.values_mut() {
             t.forwarder.unsubscribe(who);
+            t.early_views.remove(&who);
         }
         out.push(to_all(Event::Left { who }));
         if by != who {
@@ -738,6 +765,28 @@ mod tests {
         r.set_view(ms(110), ORG, cam, 1080).unwrap();
         assert_eq!(layers_received(&mut r, 120, cam, 7), vec![(ORG, 2), (BOB, 2)]);
         assert_eq!(r.set_view(ms(130), ANN, cam, 100), Err(RoomError::Unknown), "nobody receives their own");
+    }
+
+    #[test]
+    fn a_size_told_before_subscribing_applies_when_it_subscribes() {
+        let mut r = room(Mode::Meeting);
+        let (cam, _) = r.publish(ANN, MediaKind::Video, vec![150_000, 500_000, 1_500_000]).unwrap();
+        // The organizer has our offer with Ann's camera and puts it on another page of its grid
+        // before its answer makes it a subscriber; Bob shows it small.
+        assert_eq!(r.set_view(ms(0), ORG, cam, 0), Ok(Vec::new()));
+        assert_eq!(r.set_view(ms(0), BOB, cam, 150), Ok(Vec::new()));
+        r.subscribe(ms(10), ORG, cam, Want::default()).unwrap();
+        r.subscribe(ms(10), BOB, cam, Want::default()).unwrap();
+        assert_eq!(layers_received(&mut r, 20, cam, 1), vec![(BOB, 0)], "the hidden tile gets nothing");
+        // Once shown, it does.
+        r.set_view(ms(30), ORG, cam, 720).unwrap();
+        assert_eq!(layers_received(&mut r, 40, cam, 2), vec![(ORG, 2), (BOB, 0)]);
+        // A size told by someone who left is forgotten with them.
+        let (mic, _) = r.publish(ANN, MediaKind::Audio, vec![64_000]).unwrap();
+        r.set_view(ms(50), BOB, mic, 0).unwrap();
+        r.remove(BOB, BOB).unwrap();
+        assert_eq!(r.set_view(ms(60), BOB, cam, 0), Err(RoomError::Unknown));
+        assert!(r.tracks.values().all(|t| t.early_views.is_empty()));
     }
 
     #[test]

@@ -132,10 +132,30 @@ function reportViews() {
     if (box.dataset.stream === "self") continue;
     const height = box.hidden ? 0 : Math.round(box.getBoundingClientRect().height * ratio);
     for (const track of box.querySelector("video")?.srcObject?.getVideoTracks() || []) {
-      const m = /^t(\d+)$/.exec(track.id);
-      if (m) onView(Number(m[1]), Math.min(height, 65535));
+      const number = trackNumber(track);
+      if (number !== null) onView(number, Math.min(height, 65535));
     }
   }
+}
+
+// The node's number of a remote track: "t<number>" in the a=msid of its m-line in the node's
+// offer. The browser's track id says the same only while the m-line carries what it was made
+// for: where the node sends someone's media on one of our own m-lines, or on one that carried
+// someone who left, the track keeps its first id.
+function trackNumber(track) {
+  const mid = pc?.getTransceivers().find((t) => t.receiver.track === track)?.mid;
+  const sdp = pc?.remoteDescription?.sdp;
+  if (mid != null && sdp) {
+    for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+      const lines = section.split(/\r?\n/);
+      if (!lines.includes(`a=mid:${mid}`)) continue;
+      const msid = lines.map((l) => /^a=msid:\S+ t(\d+)$/.exec(l)).find((m) => m);
+      if (msid) return Number(msid[1]);
+      break;
+    }
+  }
+  const own = /^t(\d+)$/.exec(track.id);
+  return own ? Number(own[1]) : null;
 }
 
 // Shows our own stream again after its tracks changed (the camera turned on or off).
