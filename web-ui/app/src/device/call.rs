@@ -129,6 +129,20 @@ pub async fn start_media(choice: &MediaChoice) -> Result<String, String> {
     offer.as_string().ok_or_else(|| "@err-call-media|no offer".to_string())
 }
 
+/// Joins the chat's call from this page: the camera and microphone as chosen, the peer
+/// connection, and the join with its offer. On failure the media is released again; the error
+/// is for the member (a message id).
+pub async fn join_call(handle: &super::DeviceHandle, group: GroupId, choice: &MediaChoice) -> Result<(), String> {
+    let result = match start_media(choice).await {
+        Ok(offer) => handle.ask(|reply| super::Cmd::JoinCall { group, offer, reply }).await,
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        call_stop();
+    }
+    result
+}
+
 /// Turns the microphone ("audio") or camera ("video") on or off at once, without waiting.
 pub fn call_set_enabled(kind: &str, on: bool) {
     let _ = js_call_set_enabled(kind, on);

@@ -17,7 +17,7 @@ use veche_ui_core::i18n::Arg;
 use veche_ui_core::quality::{self, Counts, Measures, Quality};
 
 use crate::components::{BTN_DANGER, BTN_GHOST, BTN_SECONDARY};
-use crate::device::call::{call_enabled, call_has, call_layout, call_mount, call_stop, set_media, start_media, stats};
+use crate::device::call::{call_enabled, call_has, call_layout, call_mount, join_call, set_media, stats};
 use crate::device::whiteboard::react;
 use crate::device::{Cmd, DeviceHandle, sleep_ms};
 use crate::i18n::{I18n, use_i18n};
@@ -202,12 +202,7 @@ fn InCall(group: GroupId) -> impl IntoView {
             let handle = handle.clone();
             let choice = app.media.get_untracked();
             wasm_bindgen_futures::spawn_local(async move {
-                let result = match start_media(&choice).await {
-                    Ok(offer) => handle.ask(|reply| Cmd::JoinCall { group, offer, reply }).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = result {
-                    call_stop();
+                if let Err(e) = join_call(&handle, group, &choice).await {
                     if app.call.with_untracked(|c| c.as_ref().is_some_and(|c| c.group == group)) {
                         handle.send(Cmd::LeaveCall);
                     }

@@ -11,11 +11,11 @@ use veche_protocol::ids::GroupId;
 use veche_ui_core::i18n::Arg;
 
 use crate::components::{BTN_PRIMARY, BTN_SECONDARY};
+use crate::device::DeviceHandle;
 use crate::device::call::{
-    MediaDevice, Preview, call_preview_mount, call_preview_stop, call_sink_supported, call_stop, devices,
-    on_devices_changed, preview, start_media,
+    MediaDevice, Preview, call_preview_mount, call_preview_stop, call_sink_supported, devices, join_call,
+    on_devices_changed, preview,
 };
-use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::use_i18n;
 use crate::state::AppState;
 
@@ -172,12 +172,7 @@ pub fn PreJoin(group: GroupId) -> impl IntoView {
         let handle = handle.clone();
         let choice = app.media.get_untracked();
         wasm_bindgen_futures::spawn_local(async move {
-            let result = match start_media(&choice).await {
-                Ok(offer) => handle.ask(|reply| Cmd::JoinCall { group, offer, reply }).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
-                call_stop();
+            if let Err(e) = join_call(&handle, group, &choice).await {
                 app.toast(e, true);
             }
             let _ = joining.try_set(false);

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use veche_protocol::wire::Request;
 
 use crate::components::{BTN_DANGER, BTN_PRIMARY};
-use crate::device::call::{MediaChoice, call_preview_stop, call_stop, start_media};
+use crate::device::call::{MediaChoice, call_preview_stop, join_call};
 use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::use_i18n;
 use crate::route::navigate;
@@ -30,13 +30,7 @@ pub fn IncomingCall() -> impl IntoView {
             let handle = handle.clone();
             let choice = MediaChoice { with_mic: true, with_camera: true, ..app.media.get_untracked() };
             wasm_bindgen_futures::spawn_local(async move {
-                let group = ring.group;
-                let result = match start_media(&choice).await {
-                    Ok(offer) => handle.ask(|reply| Cmd::JoinCall { group, offer, reply }).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = result {
-                    call_stop();
+                if let Err(e) = join_call(&handle, ring.group, &choice).await {
                     app.toast(i18n.error(&e), true);
                 }
             });
