@@ -18,7 +18,7 @@ pub const MAX_SDP_BYTES: usize = 64 * 1024;
 pub type ParticipantId = u32;
 
 /// What a published track carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum CallMedia {
     Audio,
     Video,

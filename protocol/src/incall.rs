@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::call::ParticipantId;
+use crate::call::{CallMedia, ParticipantId};
 use crate::whiteboard::Item;
 
 /// The label of the data channel the node answers.
@@ -34,6 +34,11 @@ pub enum ToNode {
     /// example on another page of the grid: then nothing of it is sent). The node sends a
     /// smaller simulcast layer to a small tile. Nothing is answered.
     View { track: u32, height: u16 },
+    /// This device turned its microphone, camera or screen share on or off. A screen share that
+    /// stops is unpublished (everyone's screen-share view closes) and published again when it
+    /// starts again on the same stream. Turning on what a moderator turned off is refused
+    /// ([`FromNode::Refused`]) until they ask; then everyone is told it is back (`Unmuted`).
+    Media { media: CallMedia, on: bool },
 }
 
 /// An item on the board and who drew it.

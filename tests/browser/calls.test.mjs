@@ -2,8 +2,9 @@
 // with a fake camera and microphone) through the node's own SFU. Each decodes the other's video
 // and receives the other's audio (getStats: inbound-rtp framesDecoded and packetsReceived rise),
 // the participants are listed by name, the organizer turns the other's microphone off and its
-// audio stops arriving, leaving is seen by the other, and the chat is still there to write in
-// after the call.
+// audio stops arriving (turning it back on is refused until the organizer asks; asked, it
+// arrives again), leaving is seen by the other, and the chat is still there to write in after
+// the call.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -65,6 +66,24 @@ test("two members call each other through the node's SFU", { timeout: 180000 }, 
     console.log(`Alice after muting Bob: audio packets ${muted.audioPackets} -> ${stillMuted.audioPackets}, frames ${muted.framesDecoded} -> ${stillMuted.framesDecoded}`);
     assert.ok(stillMuted.audioPackets - muted.audioPackets <= 2, "Bob's muted microphone no longer reaches Alice");
     assert.ok(stillMuted.framesDecoded > muted.framesDecoded, "Bob's camera still does");
+
+    // Bob turns his microphone on before he is asked: the node refuses, he is told, and his
+    // button goes back off. Asked by Alice, he turns it on: everyone sees him unmuted and Alice
+    // hears him again.
+    await b.locator(tid("call-mic")).click();
+    await b.locator(tid("toast")).filter({ hasText: /wait until you are asked/i }).waitFor({ timeout: 10000 });
+    await b.locator(tid("call-mic") + '[aria-pressed="true"]').waitFor({ timeout: 10000 });
+    await a.locator(tid("call-person") + '[data-name="Bob"] ' + tid("call-person-menu")).click();
+    await a.locator(tid("call-ask-unmute") + '[data-media="audio"]').click();
+    await b.locator(tid("toast")).filter({ hasText: /asks you to turn/i }).waitFor({ timeout: 10000 });
+    await b.locator(tid("call-mic")).click();
+    await a.locator(tid("call-person") + '[data-name="Bob"][data-muted="false"]').waitFor({ timeout: 10000 });
+    await b.locator(tid("call-person") + '[data-name="Bob"][data-muted="false"]').waitFor({ timeout: 10000 });
+    const unmuted = await inbound(a);
+    await new Promise((r) => setTimeout(r, 2000));
+    const hearing = await inbound(a);
+    console.log(`Alice after Bob turned his microphone back on: audio packets ${unmuted.audioPackets} -> ${hearing.audioPackets}`);
+    assert.ok(hearing.audioPackets - unmuted.audioPackets >= 50, "Bob's microphone reaches Alice again");
 
     // Bob leaves: Alice sees one participant and no tile of his.
     await b.locator(tid("call-leave")).click();

@@ -28,10 +28,16 @@
 //!   subscriber receives ([`Room::set_bandwidth`]); NACKs from subscribers are answered from the
 //!   room's one cache per track.
 //!
-//! Not here yet: RTX (retransmissions go on the original SSRC), renegotiation started by the
-//! client, and screen shares (every video track is a camera until signaling says otherwise).
+//! - A screen share is a video track on an m-line the participant's description marks
+//!   `a=content:slides`; what subscribers get of it is in stream `s<participant>` (cameras and
+//!   microphones in `p<participant>`). It may stop and start again on the same stream: the room
+//!   unpublishes it and asks for it again ([`Action::Resume`]).
+//!
+//! Not here yet: RTX (retransmissions go on the original SSRC), and renegotiation started by the
+//! client (a device reserves its m-lines when it joins: a camera that is off, a screen it may
+//! share).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallInstant};
@@ -432,6 +438,9 @@ struct Peer {
     awaiting_answer: bool,
     /// The call's data channel, once open.
     channel: Option<rtc::data_channel::RTCDataChannelId>,
+    /// Track ids (the second part of `a=msid`) of what it sends that its descriptions mark as a
+    /// screen share (`a=content:slides`, RFC 4796): published as [`MediaKind::Screen`].
+    screen_tracks: HashSet<String>,
     /// The congestion controller's estimate of what we may send it.
     estimate: Estimate,
     /// The estimate the room last heard (so the forwarders' wants change only when it does).
@@ -470,6 +479,19 @@ impl std::fmt::Debug for MediaSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaSessions").field("local", &self.local).field("peers", &self.peers.len()).finish()
     }
+}
+
+/// The track ids of the m-lines a description of the participant marks as screen shares
+/// (`a=content:slides`; RFC 4796 names a presentation stream so). A browser does not write it:
+/// the web UI adds it to what it sends the node, on the m-line it shares the screen on.
+fn screen_tracks(description: &RTCSessionDescription) -> impl Iterator<Item = String> + use<> {
+    let media = description.unmarshal().map(|d| d.media_descriptions).unwrap_or_default();
+    media.into_iter().filter_map(|m| {
+        if m.attribute("content") != Some(Some("slides")) {
+            return None;
+        }
+        m.attribute("msid").flatten().and_then(|v| v.split_whitespace().nth(1)).map(str::to_string)
+    })
 }
 
 fn media_kind(kind: RtpCodecKind) -> MediaKind {
@@ -611,7 +633,9 @@ impl MediaSessions {
             add_host_candidate(&mut pc, addr)?;
         }
         pc.add_local_candidate(Default::default())?; // end of candidates
-        pc.set_remote_description(now, RTCSessionDescription::offer(offer_sdp)?)?;
+        let offer = RTCSessionDescription::offer(offer_sdp)?;
+        let screens: HashSet<String> = screen_tracks(&offer).collect();
+        pc.set_remote_description(now, offer)?;
         let answer = pc.create_answer(None)?;
         pc.set_local_description(now, answer.clone())?;
         let ufrag = answer
@@ -643,6 +667,7 @@ impl MediaSessions {
                 negotiation_needed: false,
                 awaiting_answer: false,
                 channel: None,
+                screen_tracks: screens,
                 estimate,
                 estimate_applied: 0,
             },
@@ -833,6 +858,26 @@ impl MediaSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_screen_share_is_the_m_line_marked_slides() {
+        let line = |m: &str| format!("{m}\r\n");
+        let mut sdp: String = ["v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0"].into_iter().map(line).collect();
+        for (mid, stream, track, slides) in
+            [("0", "st", "mic", false), ("1", "st", "cam", false), ("2", "sc", "scr", true)]
+        {
+            let kind = if mid == "0" { "audio 9 UDP/TLS/RTP/SAVPF 111" } else { "video 9 UDP/TLS/RTP/SAVPF 96" };
+            sdp += &line(&format!("m={kind}"));
+            sdp += &line("c=IN IP4 0.0.0.0");
+            sdp += &line(&format!("a=mid:{mid}"));
+            if slides {
+                sdp += &line("a=content:slides");
+            }
+            sdp += &line(&format!("a=msid:{stream} {track}"));
+        }
+        let offer = RTCSessionDescription::offer(sdp).unwrap();
+        assert_eq!(screen_tracks(&offer).collect::<Vec<_>>(), ["scr"]);
+    }
 
     #[test]
     fn vp8_key_frames_are_recognised_from_the_descriptor_and_payload_header() {

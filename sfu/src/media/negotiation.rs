@@ -32,8 +32,13 @@ impl MediaSessions {
         };
         let mime = codec.mime_type.clone();
         let name = format!("t{}", track.0);
+        // A screen share has a stream of its own: the device shows it apart from the camera.
+        let stream = match published.kind {
+            MediaKind::Screen => format!("s{}", published.owner.0),
+            _ => format!("p{}", published.owner.0),
+        };
         let sender = peer.pc.add_track(MediaStreamTrack::new(
-            format!("p{}", published.owner.0),
+            stream,
             name.clone(),
             name,
             codec_kind(published.kind),
@@ -86,7 +91,9 @@ impl MediaSessions {
         if !p.awaiting_answer {
             return Err(MediaError::NoOfferPending);
         }
-        p.pc.set_remote_description(now, RTCSessionDescription::answer(answer_sdp)?)?;
+        let answer = RTCSessionDescription::answer(answer_sdp)?;
+        p.screen_tracks.extend(screen_tracks(&answer));
+        p.pc.set_remote_description(now, answer)?;
         p.awaiting_answer = false;
         if p.negotiation_needed {
             self.events.push_back(MediaEvent::NegotiationNeeded(peer));

@@ -11,7 +11,10 @@ impl MediaSessions {
         let Some(peer) = self.peers.get_mut(&key) else { return };
         if !peer.inbound.contains_key(&init.track_id) {
             let Some(mut receiver) = peer.pc.rtp_receiver(init.receiver_id) else { return };
-            let kind = media_kind(receiver.track().kind());
+            let kind = match media_kind(receiver.track().kind()) {
+                MediaKind::Video if peer.screen_tracks.contains(&init.track_id) => MediaKind::Screen,
+                kind => kind,
+            };
             let rids: Vec<String> = receiver
                 .track()
                 .codings()
@@ -227,6 +230,19 @@ impl MediaSessions {
                 }
                 Action::Disconnect { who } => self.events.push_back(MediaEvent::Disconnect(who)),
                 Action::Signal { to, message } => self.signal(now, conference, to, message),
+                Action::Resume { who, kind } => {
+                    let waiting: Vec<String> = self
+                        .peers
+                        .get(&who)
+                        .into_iter()
+                        .flat_map(|p| p.inbound.iter())
+                        .filter(|(_, i)| i.kind == kind && i.track.is_none())
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for track_id in waiting {
+                        self.publish(now, conference, who, &track_id, true);
+                    }
+                }
             }
         }
         if republish {

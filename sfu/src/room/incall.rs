@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
+use veche_protocol::call::CallMedia;
 use veche_protocol::incall::{FromNode, REACTIONS, ToNode};
 use veche_protocol::whiteboard::Board;
 
-use super::{Action, Mode, Room, RoomError};
-use crate::{Instant, ParticipantId};
+use super::{Action, Event, Mode, Room, RoomError};
+use crate::{Instant, MediaKind, ParticipantId};
 
 /// Messages a participant may send at once.
 pub const SIGNAL_BURST: u32 = 60;
@@ -123,6 +124,21 @@ impl Room {
                 // The track just ended, or is not one it receives: nothing to change.
                 Err(_) => Ok(Vec::new()),
             },
+            ToNode::Media { media, on } => {
+                let kind = match media {
+                    CallMedia::Audio => MediaKind::Audio,
+                    CallMedia::Video => MediaKind::Video,
+                    CallMedia::Screen => MediaKind::Screen,
+                };
+                match self.set_sending(who, kind, on) {
+                    Ok(actions) => Ok(actions),
+                    // Told the way a refused track is: the device shows why.
+                    Err(RoomError::Forbidden(reason) | RoomError::Closed(reason)) => {
+                        Ok(vec![Action::Event { to: Some(who), event: Event::PublishRefused { who, kind, reason } }])
+                    }
+                    Err(e) => Err(reason(e)),
+                }
+            }
             ToNode::React { reaction } => {
                 if REACTIONS.contains(&reaction.as_str()) {
                     Ok(vec![to_all(FromNode::Reacted { by: who.0, reaction })])

@@ -62,6 +62,19 @@ impl Room {
         Ok(vec![to_all(Event::Unpublished { track })])
     }
 
+    /// Ends every track of `kind` that `who` publishes.
+    pub(super) fn unpublish_kind(&mut self, who: ParticipantId, kind: MediaKind) -> Vec<Action> {
+        let ended: Vec<TrackId> =
+            self.tracks.iter().filter(|(_, t)| t.owner == who && t.kind == kind).map(|(id, _)| *id).collect();
+        ended
+            .into_iter()
+            .map(|track| {
+                self.tracks.remove(&track);
+                to_all(Event::Unpublished { track })
+            })
+            .collect()
+    }
+
     /// Subscribes `who` to a track (or changes what it wants of it).
     pub fn subscribe(
         &mut self,

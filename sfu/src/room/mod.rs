@@ -147,6 +147,9 @@ pub enum Action {
     Disconnect { who: ParticipantId },
     /// Send this on the data channel of every participant (or only `to`).
     Signal { to: Option<ParticipantId>, message: FromNode },
+    /// `who` may send `kind` again: publish what it sends of it, if that waits unpublished (a
+    /// screen share started again on the same stream).
+    Resume { who: ParticipantId, kind: MediaKind },
 }
 
 #[derive(Debug)]
@@ -155,8 +158,9 @@ struct Participant {
     hand_raised: bool,
     /// Kinds a moderator turned off, and whether they asked to turn it back on.
     muted: BTreeMap<MediaKind, bool>,
-    /// The participant's own mute (the client stops sending, or sends silence).
-    self_muted: BTreeSet<MediaKind>,
+    /// What the participant said it stopped sending (a screen share it stopped, a microphone it
+    /// turned off).
+    stopped: BTreeSet<MediaKind>,
     /// What may be sent to it, bits per second (its bandwidth estimate; MAX: unknown).
     bandwidth_bps: u64,
 }
@@ -285,7 +289,7 @@ impl Room {
                 role,
                 hand_raised: false,
                 muted: BTreeMap::new(),
-                self_muted: BTreeSet::new(),
+                stopped: BTreeSet::new(),
                 bandwidth_bps: u64::MAX,
             },
         );
@@ -301,6 +305,16 @@ impl Room {
 
     /// May `who` publish `kind` now?
     fn may_publish(&self, who: ParticipantId, kind: MediaKind) -> Result<(), RoomError> {
+        self.may_send(who, kind)?;
+        let p = self.participants.get(&who).ok_or(RoomError::Unknown)?;
+        if kind == MediaKind::Screen && p.stopped.contains(&kind) {
+            return Err(RoomError::Forbidden("the screen share was stopped"));
+        }
+        Ok(())
+    }
+
+    /// May `who` turn `kind` on: its role, the mode and the moderators allow it.
+    fn may_send(&self, who: ParticipantId, kind: MediaKind) -> Result<(), RoomError> {
         let p = self.participants.get(&who).ok_or(RoomError::Unknown)?;
         if self.mode == Mode::Webinar && !p.role.presents() {
             return Err(RoomError::Forbidden("in a webinar only presenters publish; raise your hand"));
@@ -311,20 +325,30 @@ impl Room {
         Ok(())
     }
 
-    /// The participant's own mute of its microphone, camera or screen (the client stops sending).
-    pub fn self_mute(&mut self, who: ParticipantId, kind: MediaKind, muted: bool) -> Result<Vec<Action>, RoomError> {
-        if !muted {
-            self.may_publish(who, kind)?;
+    /// The participant turned its microphone, camera or screen share on or off (the device says
+    /// so on the data channel). A screen share comes and goes: stopped, its track is unpublished
+    /// (everyone's screen-share view closes); started again on the same stream, it is published
+    /// again ([`Action::Resume`]). Turning something on that a moderator turned off needs their
+    /// ask first; then everyone is told it is back (`Unmuted`).
+    pub fn set_sending(&mut self, who: ParticipantId, kind: MediaKind, on: bool) -> Result<Vec<Action>, RoomError> {
+        if on {
+            self.may_send(who, kind)?;
         }
         let p = self.participants.get_mut(&who).ok_or(RoomError::Unknown)?;
-        if muted {
-            p.self_muted.insert(kind);
-            Ok(Vec::new())
+        let mut out = Vec::new();
+        if on {
+            p.stopped.remove(&kind);
+            if p.muted.remove(&kind).is_some() {
+                out.push(to_all(Event::Unmuted { who, kind }));
+            }
+            out.push(Action::Resume { who, kind });
         } else {
-            p.self_muted.remove(&kind);
-            p.muted.remove(&kind);
-            Ok(vec![to_all(Event::Unmuted { who, kind })])
+            p.stopped.insert(kind);
+            if kind == MediaKind::Screen {
+                out.extend(self.unpublish_kind(who, kind));
+            }
         }
+        Ok(out)
     }
 
     /// A moderator turns off someone's microphone, camera or screen share.
@@ -335,7 +359,12 @@ impl Room {
             return Err(RoomError::Forbidden("nobody mutes the organizer"));
         }
         target.muted.insert(kind, false);
-        Ok(vec![to_all(Event::MutedBy { who, kind, by })])
+        let mut out = vec![to_all(Event::MutedBy { who, kind, by })];
+        if kind == MediaKind::Screen {
+            // A stopped screen share leaves everyone's screen-share view.
+            out.extend(self.unpublish_kind(who, kind));
+        }
+        Ok(out)
     }
 
     /// A moderator asks someone to turn their microphone (camera, screen) back on.
@@ -650,11 +679,69 @@ mod tests {
         assert_eq!(events, [to_all(Event::MutedBy { who: ANN, kind: MediaKind::Audio, by: MOD })]);
         let (info, payload) = audio(2, 30);
         assert!(delivered_to(&r.on_packet(ms(20), mic, &info, payload)).is_empty(), "muted: nothing forwarded");
-        assert!(r.self_mute(ANN, MediaKind::Audio, false).is_err(), "not before being asked");
+        assert!(r.set_sending(ANN, MediaKind::Audio, true).is_err(), "not before being asked");
         r.ask_to_unmute(MOD, ANN, MediaKind::Audio).unwrap();
-        r.self_mute(ANN, MediaKind::Audio, false).unwrap();
+        let actions = r.set_sending(ANN, MediaKind::Audio, true).unwrap();
+        assert!(actions.contains(&to_all(Event::Unmuted { who: ANN, kind: MediaKind::Audio })), "{actions:?}");
         let (info, payload) = audio(3, 30);
         assert_eq!(delivered_to(&r.on_packet(ms(40), mic, &info, payload)).len(), 2, "forwarded again");
+        // Off and on again by herself: nobody needs to be told it is unmuted.
+        r.set_sending(ANN, MediaKind::Audio, false).unwrap();
+        assert_eq!(
+            r.set_sending(ANN, MediaKind::Audio, true).unwrap(),
+            [Action::Resume { who: ANN, kind: MediaKind::Audio }]
+        );
+    }
+
+    #[test]
+    fn a_stopped_screen_share_is_unpublished_and_published_again_when_it_starts_again() {
+        let mut r = room(Mode::Meeting);
+        let (screen, _) = r.publish(ANN, MediaKind::Screen, vec![1_500_000]).unwrap();
+        let (cam, _) = r.publish(ANN, MediaKind::Video, vec![1_500_000]).unwrap();
+        assert_eq!(
+            r.set_sending(ANN, MediaKind::Screen, false).unwrap(),
+            [to_all(Event::Unpublished { track: screen })]
+        );
+        // What is still on its stream (in flight, or a device that goes on sending) is not
+        // published again by itself.
+        assert_eq!(
+            r.publish(ANN, MediaKind::Screen, vec![1_500_000]),
+            Err(RoomError::Forbidden("the screen share was stopped"))
+        );
+        assert!(r.tracks.contains_key(&cam) && !r.tracks.contains_key(&screen), "her camera stays");
+        // Started again: the media plane publishes the stream again.
+        assert_eq!(
+            r.set_sending(ANN, MediaKind::Screen, true).unwrap(),
+            [Action::Resume { who: ANN, kind: MediaKind::Screen }]
+        );
+        let (again, actions) = r.publish(ANN, MediaKind::Screen, vec![1_500_000]).unwrap();
+        assert_eq!(actions, [to_all(Event::Published { who: ANN, track: again, kind: MediaKind::Screen })]);
+
+        // A moderator stops it: it is unpublished, and she may share again only when asked.
+        let actions = r.mute(MOD, ANN, MediaKind::Screen).unwrap();
+        assert_eq!(
+            actions,
+            [
+                to_all(Event::MutedBy { who: ANN, kind: MediaKind::Screen, by: MOD }),
+                to_all(Event::Unpublished { track: again })
+            ]
+        );
+        assert!(matches!(r.set_sending(ANN, MediaKind::Screen, true), Err(RoomError::Forbidden(_))));
+        assert!(matches!(r.publish(ANN, MediaKind::Screen, vec![1_500_000]), Err(RoomError::Forbidden(_))));
+        r.ask_to_unmute(MOD, ANN, MediaKind::Screen).unwrap();
+        let actions = r.set_sending(ANN, MediaKind::Screen, true).unwrap();
+        assert_eq!(
+            actions,
+            [
+                to_all(Event::Unmuted { who: ANN, kind: MediaKind::Screen }),
+                Action::Resume { who: ANN, kind: MediaKind::Screen }
+            ]
+        );
+        assert!(r.publish(ANN, MediaKind::Screen, vec![1_500_000]).is_ok());
+
+        // In a webinar a viewer cannot start one.
+        r.set_mode(ORG, Mode::Webinar).unwrap();
+        assert!(matches!(r.set_sending(BOB, MediaKind::Screen, true), Err(RoomError::Forbidden(_))));
     }
 
     #[test]

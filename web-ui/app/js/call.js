@@ -9,12 +9,20 @@
 // sender: turned off, nothing is sent and the camera is released (its light goes out), so it can
 // be turned on again without renegotiating. Remote tiles are paged by the app (`callLayout`), and
 // how tall each shows its video is reported to the app (`callOnView`), which tells the node.
+// A screen share goes on a sender of its own, reserved when the call starts (a video m-line
+// without a track, which the node knows as the screen by `a=content:slides` in what we send it):
+// sharing and stopping need no renegotiation. The node sends others' shares in streams
+// "s<participant>"; they show on the stage (`callMount`), larger and uncropped.
 
 let pc = null;
 // What we send: the microphone's track, and the camera's while it is on.
 let local = null;
 // Our sender per kind, when we have that device (the camera's may have no track: camera off).
-const senders = { audio: null, video: null };
+const senders = { audio: null, video: null, screen: null };
+// The screen we share (a track from getDisplayMedia), and the app's handler of its end from the
+// browser's own "stop sharing" bar.
+let screen = null;
+let onScreenEnded = null;
 // The devices the call started with (the camera is opened again with it when turned back on).
 let chosen = { camera: "", mic: "" };
 // Turning the camera on or off takes a moment; a newer toggle wins.
@@ -35,6 +43,7 @@ let onView = null;
 let onViewReset = null;
 const resizes = typeof ResizeObserver === "function" ? new ResizeObserver(() => reportViews()) : null;
 let grid = null;
+let stage = null;
 let corner = null;
 let channel = null;
 // The app's handler of every text message on the data channel.
@@ -115,6 +124,7 @@ function applySink(video) {
 // Where a tile goes in the grid's page: our own first, the others in the app's order, those on
 // other pages hidden.
 function place(box) {
+  if (box.dataset.screen === "true") return;
   if (box.dataset.stream === "self") {
     box.style.order = "-1";
     return;
@@ -128,7 +138,7 @@ function place(box) {
 function reportViews() {
   if (!onView || !grid) return;
   const ratio = window.devicePixelRatio || 1;
-  for (const box of grid.querySelectorAll("figure[data-stream]")) {
+  for (const box of tiles()) {
     if (box.dataset.stream === "self") continue;
     const height = box.hidden ? 0 : Math.round(box.getBoundingClientRect().height * ratio);
     for (const track of box.querySelector("video")?.srcObject?.getVideoTracks() || []) {
@@ -158,6 +168,25 @@ function trackNumber(track) {
   return own ? Number(own[1]) : null;
 }
 
+// Every tile: the grid's and the stage's.
+function tiles() {
+  return [...(grid?.querySelectorAll("figure[data-stream]") || []), ...(stage?.querySelectorAll("figure[data-stream]") || [])];
+}
+
+function findTile(id) {
+  return tiles().find((box) => box.dataset.stream === id) || null;
+}
+
+// A stream the node sends: "s<participant>" is someone's screen share.
+function isScreen(id) {
+  return /^s\d+$/.test(id);
+}
+
+// The label of a tile: its participant's name (a screen share is named after its sharer).
+function labelOf(id) {
+  return labels.get(isScreen(id) ? `p${id.slice(1)}` : id) || "";
+}
+
 // Shows our own stream again after its tracks changed (the camera turned on or off).
 function refreshSelf() {
   const video = grid?.querySelector('[data-stream="self"] video');
@@ -168,24 +197,30 @@ function refreshSelf() {
 }
 
 function tile(id, stream, { self = false } = {}) {
-  if (!grid) return;
-  let box = grid.querySelector(`[data-stream="${id}"]`);
+  const shared = !self && isScreen(id);
+  const parent = shared ? stage : grid;
+  if (!parent) return;
+  let box = findTile(id);
   if (!box) {
     box = document.createElement("figure");
     box.dataset.stream = id;
-    box.dataset.testid = self ? "call-tile-self" : "call-tile";
-    box.className = "relative aspect-video overflow-hidden rounded-xl bg-slate-800";
+    box.dataset.testid = self ? "call-tile-self" : shared ? "call-screen-tile" : "call-tile";
+    if (shared) box.dataset.screen = "true";
+    box.className = shared
+      ? "relative aspect-video max-h-[60vh] w-full overflow-hidden rounded-xl bg-black"
+      : "relative aspect-video overflow-hidden rounded-xl bg-slate-800";
     const video = document.createElement("video");
     video.autoplay = true;
     video.playsInline = true;
-    video.muted = self; // never play our own microphone back
-    video.className = "h-full w-full object-cover";
+    video.muted = self || shared; // never play our own microphone back; a share has no sound
+    // A shared screen is shown whole (its text must stay readable), a camera fills its tile.
+    video.className = shared ? "h-full w-full object-contain" : "h-full w-full object-cover";
     const caption = document.createElement("figcaption");
     caption.className = "absolute bottom-1 left-1 rounded bg-black/60 px-1.5 py-0.5 text-xs text-white";
-    caption.textContent = labels.get(id) || "";
+    caption.textContent = labelOf(id);
     caption.hidden = !caption.textContent;
     box.append(video, caption);
-    grid.append(box);
+    parent.append(box);
     markSpeaking(box, id === speaking);
     place(box);
     if (!self) {
@@ -199,16 +234,18 @@ function tile(id, stream, { self = false } = {}) {
 }
 
 function dropTile(id) {
-  const box = grid?.querySelector(`[data-stream="${id}"]`);
+  const box = findTile(id);
   if (!box) return;
   resizes?.unobserve(box);
   box.remove();
 }
 
-/// Where tiles go (the app's grid element), and where reactions of someone without a tile show
-/// (`reactions`, a corner of the call panel).
-export function callMount(element, reactions) {
+/// Where tiles go (the app's grid element), where others' screen shares go (`screens`, the
+/// stage), and where reactions of someone without a tile show (`reactions`, a corner of the
+/// call panel).
+export function callMount(element, screens, reactions) {
   grid = element;
+  stage = screens || null;
   corner = reactions || null;
   if (local) tile("self", local, { self: true });
 }
@@ -218,7 +255,7 @@ export function callMount(element, reactions) {
 /// placed by the last list.
 export function callLayout(ids) {
   shown = new Map((ids ? ids.split(",") : []).map((id, i) => [id, i]));
-  for (const box of grid?.querySelectorAll("figure[data-stream]") || []) place(box);
+  for (const box of tiles()) place(box);
   reportViews();
 }
 
@@ -255,7 +292,7 @@ export function callSignalOpen() {
 /// with their name) for a few seconds. `emoji` is one the app checked against the list.
 export function callReaction(participant, self, emoji) {
   const id = self ? "self" : `p${participant}`;
-  const box = grid?.querySelector(`[data-stream="${id}"]`);
+  const box = findTile(id);
   const el = document.createElement("span");
   el.dataset.testid = "call-reaction";
   el.dataset.by = String(participant);
@@ -282,14 +319,17 @@ export function callReaction(participant, self, emoji) {
   setTimeout(() => el.remove(), REACTION_MS);
 }
 
-/// Names a participant's tile (`self`: our own).
+/// Names a participant's tiles, their screen share's too (`self`: our own).
 export function callLabel(participant, name, self) {
   const id = self ? "self" : `p${participant}`;
   labels.set(id, name);
-  const caption = grid?.querySelector(`[data-stream="${id}"] figcaption`);
-  if (caption) {
-    caption.textContent = name;
-    caption.hidden = !name;
+  if (self) labels.set(`p${participant}`, name);
+  for (const box of [findTile(id), findTile(`s${participant}`)]) {
+    const caption = box?.querySelector("figcaption");
+    if (caption) {
+      caption.textContent = name;
+      caption.hidden = !name;
+    }
   }
 }
 
@@ -299,9 +339,88 @@ export function callSpeaking(participant, self) {
   for (const box of grid?.querySelectorAll("figure[data-stream]") || []) markSpeaking(box, box.dataset.stream === speaking);
 }
 
-/// A participant left: its tile goes.
+/// A participant left: its tiles go.
 export function callForget(participant) {
   dropTile(`p${participant}`);
+  dropTile(`s${participant}`);
+}
+
+/// A participant's screen share ended: its tile leaves the stage.
+export function callDropScreen(participant) {
+  dropTile(`s${participant}`);
+}
+
+/// Whether this browser can share a screen in the call (phones' browsers mostly cannot).
+export function callScreenSupported() {
+  return !!senders.screen;
+}
+
+/// The app's handler of the end of our screen share from the browser's own "stop sharing" bar
+/// (or the shared window closing).
+export function callOnScreenEnded(handler) {
+  onScreenEnded = handler;
+}
+
+/// Shares a screen, window or tab (the browser asks which; this must run from a click). Resolves
+/// with "" when it is shared, else why not: "denied" (refused or cancelled), "none" (nothing to
+/// share or no such feature), "failed".
+export async function callShareScreen() {
+  const sender = senders.screen;
+  if (!sender || !navigator.mediaDevices?.getDisplayMedia) return "none";
+  let track = null;
+  try {
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: false });
+    track = stream.getVideoTracks()[0];
+  } catch (e) {
+    return reason(e);
+  }
+  if (!track) return "none";
+  if (senders.screen !== sender) {
+    track.stop(); // the call ended meanwhile
+    return "failed";
+  }
+  // Text and lines stay sharp; the frame rate gives way first.
+  if ("contentHint" in track) track.contentHint = "detail";
+  try {
+    await sender.replaceTrack(track);
+  } catch (e) {
+    track.stop();
+    return "failed";
+  }
+  screen?.stop();
+  screen = track;
+  track.onended = () => {
+    if (screen !== track) return;
+    onScreenEnded?.();
+  };
+  return "";
+}
+
+/// Stops sharing the screen: nothing more is sent, and the browser stops capturing it.
+export function callStopScreen() {
+  const track = screen;
+  screen = null;
+  if (!track) return;
+  senders.screen?.replaceTrack(null).catch(() => {});
+  track.stop();
+}
+
+/// Whether we share a screen.
+export function callSharing() {
+  return !!screen && screen.readyState === "live";
+}
+
+// What we send the node: our description, with the m-line of the screen share marked as one
+// (`a=content:slides`, RFC 4796).
+function described() {
+  const sdp = pc.localDescription.sdp;
+  const mid = pc.getTransceivers().find((t) => t.sender === senders.screen)?.mid;
+  if (mid == null) return sdp;
+  const eol = sdp.includes("\r\n") ? "\r\n" : "\n";
+  const mark = `a=mid:${mid}${eol}`;
+  const at = sdp.indexOf(mark);
+  if (at < 0 || sdp.slice(at).split(/\r?\nm=/)[0].includes("a=content:slides")) return sdp;
+  return `${sdp.slice(0, at + mark.length)}a=content:slides${eol}${sdp.slice(at + mark.length)}`;
 }
 
 /// The pre-join view's preview: opens the chosen microphone and (with `withVideo`) camera
@@ -483,6 +602,10 @@ export async function callStart(camera, mic, withAudio, withVideo) {
   // Joining with the camera off: its sender is there, without a track until it is turned on.
   else if (hasCamera) senders.video = pc.addTransceiver("video", { direction: "sendrecv", streams: [local] }).sender;
   if (!senders.audio && !senders.video) pc.addTransceiver("audio", { direction: "recvonly" });
+  // A sender for a screen share, without a track until the member shares one.
+  if (navigator.mediaDevices?.getDisplayMedia) {
+    senders.screen = pc.addTransceiver("video", { direction: "sendrecv", streams: [new MediaStream()] }).sender;
+  }
   if (senders.audio || senders.video) tile("self", local, { self: true });
   pc.ontrack = (e) => {
     const stream = e.streams[0] || new MediaStream([e.track]);
@@ -492,7 +615,7 @@ export async function callStart(camera, mic, withAudio, withVideo) {
   };
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
-  return pc.localDescription.sdp;
+  return described();
 }
 
 /// The node's answer to our offer.
@@ -507,7 +630,7 @@ export async function callAnswerOffer(sdp) {
   await pc.setRemoteDescription({ type: "offer", sdp });
   const answer = await pc.createAnswer();
   await pc.setLocalDescription(answer);
-  return pc.localDescription.sdp;
+  return described();
 }
 
 /// Turns our microphone or camera on or off; resolves with whether it is on now. The
@@ -610,11 +733,15 @@ export function callStop() {
   local = null;
   senders.audio = null;
   senders.video = null;
+  senders.screen = null;
+  screen?.stop();
+  screen = null;
   cameraToken++;
   labels.clear();
   speaking = null;
   shown = null;
   resizes?.disconnect();
   if (grid) grid.replaceChildren();
+  if (stage) stage.replaceChildren();
   if (corner) corner.replaceChildren();
 }

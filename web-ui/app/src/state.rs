@@ -39,10 +39,13 @@ pub struct CallState {
     /// This device's id in the call.
     pub me: u32,
     pub participants: BTreeMap<u32, veche_protocol::call::CallParticipant>,
-    /// Participants whose microphone a moderator turned off.
-    pub muted_audio: std::collections::BTreeSet<u32>,
-    /// Participants whose camera a moderator turned off.
-    pub muted_video: std::collections::BTreeSet<u32>,
+    /// What a moderator turned off: (participant, their microphone, camera or screen share).
+    pub muted: std::collections::BTreeSet<(u32, veche_protocol::call::CallMedia)>,
+    /// This device shares its screen.
+    pub sharing: bool,
+    /// Counts the times something turned this device's microphone or camera off from outside (a
+    /// moderator, the node refusing to forward it): the buttons follow.
+    pub turned_off: u32,
     /// Set while this device is in the call's lobby (then `participants` is empty).
     pub lobby: Option<CallLobby>,
     /// Who waits in the lobby (told to the organizer and moderators).
@@ -70,8 +73,9 @@ impl CallState {
             group,
             me,
             participants: BTreeMap::new(),
-            muted_audio: Default::default(),
-            muted_video: Default::default(),
+            muted: Default::default(),
+            sharing: false,
+            turned_off: 0,
             lobby: None,
             waiting: BTreeMap::new(),
             hands: Default::default(),
@@ -87,17 +91,26 @@ impl CallState {
     /// What the node says of someone as they are in the call: a raised hand, what a moderator
     /// turned off.
     pub fn note_standing(&mut self, p: &veche_protocol::call::CallParticipant) {
-        use veche_protocol::call::CallMedia;
         if p.hand_raised {
             self.hands.insert(p.participant);
         }
-        for media in &p.muted {
-            match media {
-                CallMedia::Audio => self.muted_audio.insert(p.participant),
-                CallMedia::Video => self.muted_video.insert(p.participant),
-                CallMedia::Screen => false,
-            };
+        self.muted.extend(p.muted.iter().map(|m| (p.participant, *m)));
+    }
+
+    /// Whether a moderator turned off this participant's microphone, camera or screen share.
+    pub fn is_muted(&self, participant: u32, media: veche_protocol::call::CallMedia) -> bool {
+        self.muted.contains(&(participant, media))
+    }
+
+    /// Who shares a screen, first share first.
+    pub fn screens(&self) -> Vec<u32> {
+        let mut who: Vec<u32> = Vec::new();
+        for t in self.tracks.values().filter(|t| t.media == veche_protocol::call::CallMedia::Screen) {
+            if !who.contains(&t.participant) {
+                who.push(t.participant);
+            }
         }
+        who
     }
 
     /// This device's role (Guest while unknown).

@@ -11,9 +11,11 @@ use veche_protocol::wire::{Request, Response};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use veche_protocol::incall::ToNode;
+
 use super::whiteboard::Whiteboard;
 use super::{Device, api_message};
-use crate::state::{CallLobby, CallState};
+use crate::state::{AppState, CallLobby, CallState};
 
 #[wasm_bindgen(module = "/js/call.js")]
 extern "C" {
@@ -44,7 +46,7 @@ extern "C" {
     #[wasm_bindgen(js_name = callStop)]
     pub fn call_stop();
     #[wasm_bindgen(js_name = callMount)]
-    pub fn call_mount(element: &web_sys::Element, reactions: &web_sys::Element);
+    pub fn call_mount(element: &web_sys::Element, screens: &web_sys::Element, reactions: &web_sys::Element);
     #[wasm_bindgen(js_name = callLabel)]
     fn js_call_label(participant: u32, name: &str, own: bool);
     #[wasm_bindgen(js_name = callForget)]
@@ -57,6 +59,70 @@ extern "C" {
     pub fn call_enabled(kind: &str) -> bool;
     #[wasm_bindgen(js_name = callSpeaking)]
     fn js_call_speaking(participant: u32, own: bool);
+    #[wasm_bindgen(js_name = callSignal)]
+    fn js_call_signal(text: &str) -> bool;
+    #[wasm_bindgen(js_name = callScreenSupported)]
+    pub fn call_screen_supported() -> bool;
+    #[wasm_bindgen(js_name = callShareScreen)]
+    fn js_call_share_screen() -> js_sys::Promise;
+    #[wasm_bindgen(js_name = callStopScreen)]
+    fn js_call_stop_screen();
+    #[wasm_bindgen(js_name = callOnScreenEnded)]
+    fn js_call_on_screen_ended(handler: &js_sys::Function);
+    #[wasm_bindgen(js_name = callDropScreen)]
+    fn js_call_drop_screen(participant: u32);
+}
+
+/// Sends a message on the call's data channel; false if it is not open.
+pub fn signal(message: &ToNode) -> bool {
+    js_call_signal(&message.encode())
+}
+
+/// Tells the node this device turned its microphone, camera or screen share on or off (so a
+/// stopped share leaves everyone's view, and turning on what a moderator asked for is forwarded
+/// again).
+pub fn tell_sending(media: CallMedia, on: bool) {
+    signal(&ToNode::Media { media, on });
+}
+
+/// Shares a screen (or window, or tab: the browser asks which). The error is for the member (a
+/// message id); `Ok(false)` when they cancelled the browser's question.
+pub async fn share_screen(app: AppState) -> Result<bool, String> {
+    let got = JsFuture::from(js_call_share_screen()).await.map_err(js_error)?;
+    match got.as_string().unwrap_or_default().as_str() {
+        "" => {}
+        "denied" => return Ok(false),
+        "none" => return Err("@call-screen-unsupported".into()),
+        _ => return Err("@call-screen-failed".into()),
+    }
+    tell_sending(CallMedia::Screen, true);
+    app.call.update(|c| {
+        if let Some(c) = c {
+            c.sharing = true;
+        }
+    });
+    Ok(true)
+}
+
+/// Stops sharing the screen (the member did, in the call or in the browser's own bar, or a
+/// moderator did).
+pub fn stop_screen(app: AppState) {
+    js_call_stop_screen();
+    tell_sending(CallMedia::Screen, false);
+    app.call.update(|c| {
+        if let Some(c) = c
+            && c.sharing
+        {
+            c.sharing = false;
+        }
+    });
+}
+
+/// The member stops sharing from the browser's own "stop sharing" bar: the call hears of it.
+pub fn on_screen_ended(app: AppState) {
+    let handler = Closure::<dyn Fn()>::new(move || stop_screen(app));
+    js_call_on_screen_ended(handler.as_ref().unchecked_ref());
+    handler.forget();
 }
 
 /// What this device sends (from its local tracks).
@@ -427,33 +493,47 @@ impl Device {
                     c.tracks.insert(track.track, track);
                 }
             }),
-            CallUpdate::Unpublished { track } => self.ui.call.update(|c| {
-                if let Some(c) = c {
-                    c.tracks.remove(&track);
-                }
-            }),
-            CallUpdate::Muted { participant, media, .. } => {
+            CallUpdate::Unpublished { track } => {
+                let mut gone = None;
                 self.ui.call.update(|c| {
                     if let Some(c) = c {
-                        match media {
-                            CallMedia::Audio => c.muted_audio.insert(participant),
-                            CallMedia::Video => c.muted_video.insert(participant),
-                            CallMedia::Screen => false,
-                        };
+                        gone = c.tracks.remove(&track);
+                    }
+                });
+                // A screen share's tile goes when the share stops (a camera's stays, black,
+                // while its owner is in the call).
+                if let Some(t) = gone.filter(|t| t.media == CallMedia::Screen) {
+                    js_call_drop_screen(t.participant);
+                }
+            }
+            CallUpdate::Muted { participant, media, .. } => {
+                if me == participant {
+                    match media {
+                        CallMedia::Audio => call_set_enabled("audio", false),
+                        CallMedia::Video => call_set_enabled("video", false),
+                        CallMedia::Screen => stop_screen(self.ui),
+                    }
+                }
+                self.ui.call.update(|c| {
+                    if let Some(c) = c {
+                        c.muted.insert((participant, media));
+                        if participant == c.me {
+                            c.turned_off += 1;
+                        }
                     }
                 });
                 if me == participant {
-                    call_set_enabled(if media == CallMedia::Audio { "audio" } else { "video" }, false);
-                    self.ui.toast("@call-muted-by-moderator".into(), false);
+                    let id = if media == CallMedia::Screen {
+                        "@call-screen-stopped-by-moderator"
+                    } else {
+                        "@call-muted-by-moderator"
+                    };
+                    self.ui.toast(id.into(), false);
                 }
             }
             CallUpdate::Unmuted { participant, media } => self.ui.call.update(|c| {
                 if let Some(c) = c {
-                    match media {
-                        CallMedia::Audio => c.muted_audio.remove(&participant),
-                        CallMedia::Video => c.muted_video.remove(&participant),
-                        CallMedia::Screen => false,
-                    };
+                    c.muted.remove(&(participant, media));
                     if participant == c.me {
                         c.refused.retain(|m| *m != media);
                     }
@@ -548,8 +628,24 @@ impl Device {
                 self.ui.call.update(|c| {
                     let Some(c) = c else { return };
                     webinar = !c.may_present();
-                    if !c.refused.contains(&media) {
+                    // In a meeting it is what a moderator turned off, not a viewer's lot.
+                    if webinar && !c.refused.contains(&media) {
                         c.refused.push(media);
+                    }
+                });
+                // What was turned on in vain goes off again (its button follows).
+                match media {
+                    CallMedia::Audio if !webinar => call_set_enabled("audio", false),
+                    CallMedia::Video if !webinar => call_set_enabled("video", false),
+                    CallMedia::Screen => js_call_stop_screen(),
+                    _ => {}
+                }
+                self.ui.call.update(|c| {
+                    if let Some(c) = c {
+                        c.turned_off += 1;
+                        if media == CallMedia::Screen {
+                            c.sharing = false;
+                        }
                     }
                 });
                 let id = match media {

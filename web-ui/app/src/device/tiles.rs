@@ -17,8 +17,6 @@ use wasm_bindgen::prelude::*;
 extern "C" {
     #[wasm_bindgen(js_name = callOnView)]
     fn js_call_on_view(view: &js_sys::Function, reset: &js_sys::Function);
-    #[wasm_bindgen(js_name = callSignal)]
-    fn js_call_signal(text: &str) -> bool;
 }
 
 /// Least time between two sendings of sizes (milliseconds): at most four a second.
@@ -91,7 +89,7 @@ fn send() {
         std::mem::take(&mut s.waiting)
     });
     for (track, height) in waiting {
-        if js_call_signal(&ToNode::View { track, height }.encode()) {
+        if super::call::signal(&ToNode::View { track, height }) {
             SIZES.with(|s| s.borrow_mut().told.insert(track, height));
         }
     }

@@ -17,8 +17,6 @@ use crate::state::AppState;
 extern "C" {
     #[wasm_bindgen(js_name = callOnSignal)]
     fn js_call_on_signal(handler: &js_sys::Function);
-    #[wasm_bindgen(js_name = callSignal)]
-    fn js_call_signal(text: &str) -> bool;
     #[wasm_bindgen(js_name = callReaction)]
     fn js_call_reaction(participant: u32, own: bool, emoji: &str);
 }
@@ -131,7 +129,7 @@ fn refusal(reason: &str) -> String {
 }
 
 fn send(app: AppState, message: &ToNode) -> bool {
-    let sent = js_call_signal(&message.encode());
+    let sent = super::call::signal(message);
     if !sent {
         app.toast("@wb-offline".into(), true);
     }

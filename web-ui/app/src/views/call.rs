@@ -17,7 +17,10 @@ use veche_ui_core::i18n::Arg;
 use veche_ui_core::quality::{self, Counts, Measures, Quality};
 
 use crate::components::{BTN_DANGER, BTN_GHOST, BTN_SECONDARY};
-use crate::device::call::{call_enabled, call_has, call_layout, call_mount, join_call, set_media, stats};
+use crate::device::call::{
+    call_enabled, call_has, call_layout, call_mount, call_screen_supported, join_call, on_screen_ended, set_media,
+    share_screen, stats, stop_screen, tell_sending,
+};
 use crate::device::whiteboard::react;
 use crate::device::{Cmd, DeviceHandle, sleep_ms};
 use crate::i18n::{I18n, use_i18n};
@@ -75,11 +78,14 @@ struct PersonView {
     me: bool,
     muted_audio: bool,
     muted_video: bool,
+    sharing: bool,
     speaking: bool,
     mute_audio: bool,
     mute_video: bool,
+    stop_screen: bool,
     ask_audio: bool,
     ask_video: bool,
+    ask_screen: bool,
     lower_hand: bool,
     promote: bool,
     demote: bool,
@@ -90,8 +96,10 @@ struct PersonView {
 impl PersonView {
     fn has_menu(&self) -> bool {
         self.mute_video
+            || self.stop_screen
             || self.ask_audio
             || self.ask_video
+            || self.ask_screen
             || self.lower_hand
             || self.promote
             || self.demote
@@ -176,14 +184,17 @@ fn InCall(group: GroupId) -> impl IntoView {
     let in_call = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.group == group));
     let lobby = move || app.call.with(|c| c.as_ref().filter(|c| c.group == group).and_then(|c| c.lobby));
     let grid = NodeRef::<html::Div>::new();
+    let stage = NodeRef::<html::Div>::new();
     let corner = NodeRef::<html::Div>::new();
     Effect::new(move |_| {
         if in_call()
-            && let (Some(el), Some(corner)) = (grid.get(), corner.get())
+            && let (Some(el), Some(stage), Some(corner)) = (grid.get(), stage.get(), corner.get())
         {
-            call_mount(&el, &corner);
+            call_mount(&el, &stage, &corner);
         }
     });
+    // The browser's own "stop sharing" bar ends a share as the call's button does.
+    on_screen_ended(app);
     let board_open = RwSignal::new(false);
     let reacting = RwSignal::new(false);
     // Something is on the board while its panel is closed: its button says so.
@@ -285,17 +296,15 @@ fn InCall(group: GroupId) -> impl IntoView {
             }
         });
     });
-    // A moderator turned our microphone or camera off: the buttons say so.
-    Effect::new(move |_| {
-        let (audio, video) = app.call.with(|c| {
-            c.as_ref().map(|c| (c.muted_audio.contains(&c.me), c.muted_video.contains(&c.me))).unwrap_or_default()
-        });
-        if audio {
-            mic.set(false);
+    // A moderator (or the node, refusing it) turned our microphone or camera off: the buttons
+    // say what is on now.
+    Effect::new(move |was: Option<u32>| {
+        let times = app.call.with(|c| c.as_ref().map(|c| c.turned_off).unwrap_or(0));
+        if was.is_some_and(|w| w != times) {
+            mic.set(call_enabled("audio"));
+            cam.set(call_enabled("video"));
         }
-        if video {
-            cam.set(false);
-        }
+        times
     });
     let names = move || {
         app.call.with(|c| {
@@ -315,8 +324,10 @@ fn InCall(group: GroupId) -> impl IntoView {
                     let me = p.participant == c.me;
                     let acts = moderating && !me;
                     let organizer = p.role == CallRole::Organizer;
-                    let muted_audio = c.muted_audio.contains(&p.participant);
-                    let muted_video = c.muted_video.contains(&p.participant);
+                    let muted_audio = c.is_muted(p.participant, CallMedia::Audio);
+                    let muted_video = c.is_muted(p.participant, CallMedia::Video);
+                    let muted_screen = c.is_muted(p.participant, CallMedia::Screen);
+                    let sharing = c.publishes(p.participant, CallMedia::Screen);
                     let hand = c.hands.contains(&p.participant);
                     PersonView {
                         participant: p.participant,
@@ -326,11 +337,14 @@ fn InCall(group: GroupId) -> impl IntoView {
                         me,
                         muted_audio,
                         muted_video,
+                        sharing,
                         speaking: c.speaker == Some(p.participant),
                         mute_audio: acts && !organizer && !muted_audio && c.publishes(p.participant, CallMedia::Audio),
                         mute_video: acts && !organizer && !muted_video && c.publishes(p.participant, CallMedia::Video),
+                        stop_screen: acts && !organizer && sharing,
                         ask_audio: acts && muted_audio,
                         ask_video: acts && muted_video,
+                        ask_screen: acts && muted_screen,
                         lower_hand: acts && hand,
                         promote: acts && p.role <= CallRole::Participant,
                         demote: acts
@@ -361,17 +375,47 @@ fn InCall(group: GroupId) -> impl IntoView {
     let hand = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.hands.contains(&c.me)));
     let mode_name = move || if mode() == CallMode::Webinar { "webinar" } else { "meeting" };
 
-    // The camera takes a moment to open (and may not): the button follows what it is.
+    // The camera takes a moment to open (and may not): the button follows what it is. The
+    // node hears of it (what a moderator asked to turn back on is forwarded again).
     let toggle_media = move |kind: &'static str, on: RwSignal<bool>| {
         let want = !on.get_untracked();
         on.set(want);
         wasm_bindgen_futures::spawn_local(async move {
             let now = set_media(kind, want).await;
             let _ = on.try_set(now);
+            tell_sending(if kind == "audio" { CallMedia::Audio } else { CallMedia::Video }, now);
             if want && !now && in_call() {
                 app.toast("@call-camera-failed".into(), true);
             }
         });
+    };
+    // Sharing the screen: the browser asks what to share.
+    let sharing = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.sharing));
+    let may_share = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.may_present())) && call_screen_supported();
+    let toggle_screen = move |_| {
+        if sharing() {
+            stop_screen(app);
+            return;
+        }
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = share_screen(app).await {
+                app.toast(e, true);
+            }
+        });
+    };
+    // Whose screens are shared (the stage shows them above the grid).
+    let screens = move || {
+        app.call.with(|c| {
+            c.as_ref()
+                .map(|c| {
+                    c.screens()
+                        .into_iter()
+                        .filter(|p| *p != c.me)
+                        .map(|p| c.participants.get(&p).map(|p| p.display_name.clone()).unwrap_or_default())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
     };
     let leave = {
         let handle = handle.clone();
@@ -449,6 +493,22 @@ fn InCall(group: GroupId) -> impl IntoView {
                         </Show>
                     </div>
                 </Show>
+                // Others' screen shares: on the stage, above everything else.
+                <Show when=move || !screens().is_empty()>
+                    <p class="mb-1 text-xs text-slate-300" data-testid="call-stage-title">
+                        {move || i18n.t_with("call-screen-of", &[("name", Arg::Str(&screens().join(", ")))])}
+                    </p>
+                </Show>
+                <div node_ref=stage data-testid="call-stage" class=move || if screens().is_empty() { "hidden" } else { "mb-2 flex flex-col gap-2" }></div>
+                <Show when=move || sharing() && lobby().is_none()>
+                    <div class="mb-2 flex items-center gap-2 rounded-xl bg-indigo-600/30 px-3 py-2 text-sm text-indigo-100"
+                        data-testid="call-sharing" role="status">
+                        <svg class="h-4 w-4 shrink-0" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><rect x="3" y="4" width="18" height="12" rx="1.5"/><path d="M8 20h8M12 16v4"/></svg>
+                        <span class="min-w-0 flex-1">{move || i18n.t("call-sharing")}</span>
+                        <button class="rounded-full bg-rose-600 px-3 py-1 text-xs font-semibold text-white hover:bg-rose-500"
+                            data-testid="call-sharing-stop" on:click=move |_| stop_screen(app)>{move || i18n.t("call-screen-stop")}</button>
+                    </div>
+                </Show>
                 // With the whiteboard open, the videos shrink (beside it on a wide screen). Tiles
                 // of the others on other pages are hidden (js/call.js).
                 <div class=move || if board_open.get() { "flex flex-col gap-2 lg:flex-row-reverse lg:items-start" } else { "" }>
@@ -506,6 +566,13 @@ fn InCall(group: GroupId) -> impl IntoView {
                             on:click=move |_| toggle_media("video", cam)>
                             {move || if cam.get() { i18n.t("call-camera-off") } else { i18n.t("call-camera-on") }}
                         </button>
+                        <Show when=may_share>
+                            <button class=BTN_SECONDARY data-testid="call-screen" aria-pressed=move || sharing().to_string()
+                                on:click=toggle_screen>
+                                <svg class="h-4 w-4" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><rect x="3" y="4" width="18" height="12" rx="1.5"/><path d="M8 20h8M12 16v4"/></svg>
+                                {move || if sharing() { i18n.t("call-screen-stop") } else { i18n.t("call-screen-share") }}
+                            </button>
+                        </Show>
                         <button class=BTN_SECONDARY data-testid="call-hand" aria-pressed=move || hand().to_string()
                             on:click=move |ev| toggle_hand.run(ev)>
                             <span aria-hidden="true">"✋"</span>
@@ -622,6 +689,7 @@ fn CallPerson(group: GroupId, person: PersonView) -> impl IntoView {
                 "flex items-center gap-1 rounded-full bg-slate-700 py-0.5 pl-2.5 pr-1 text-xs text-white"
             }
             data-testid="call-person" data-name=person.name.clone() data-muted=person.muted_audio.to_string()
+            data-sharing=person.sharing.to_string()
             data-role=person.role data-hand=person.hand.to_string() data-me=person.me.to_string()>
             {person.hand.then(|| view! {
                 <span data-testid="call-person-hand" role="img" aria-label=move || i18n.t("call-hand-raised")
@@ -637,6 +705,12 @@ fn CallPerson(group: GroupId, person: PersonView) -> impl IntoView {
                         "rounded-full bg-indigo-500/80 px-1.5 py-px text-[10px] font-semibold uppercase"
                     }
                     data-testid="call-role-badge">{move || i18n.t(key)}</span>
+            })}
+            {person.sharing.then(|| view! {
+                <span class="pr-1" data-testid="call-person-sharing" role="img" aria-label=move || i18n.t("call-person-sharing")
+                    title=move || i18n.t("call-person-sharing")>
+                    <svg class="h-3.5 w-3.5" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" aria-hidden="true"><rect x="3" y="4" width="18" height="12" rx="1.5"/><path d="M8 20h8M12 16v4"/></svg>
+                </span>
             })}
             {person.muted_audio.then(|| view! { <span class="pr-1.5 text-slate-300">{move || i18n.t("call-muted")}</span> })}
             {p.mute_audio.then(|| view! {
@@ -658,6 +732,10 @@ fn CallPerson(group: GroupId, person: PersonView) -> impl IntoView {
                             <button class=item role="menuitem" data-testid="call-stop-camera"
                                 on:click=act(CallAction::Mute(CallMedia::Video))>{move || i18n.t("call-stop-camera")}</button>
                         })}
+                        {p.stop_screen.then(|| view! {
+                            <button class=item role="menuitem" data-testid="call-stop-screen"
+                                on:click=act(CallAction::Mute(CallMedia::Screen))>{move || i18n.t("call-stop-screen")}</button>
+                        })}
                         {p.ask_audio.then(|| view! {
                             <button class=item role="menuitem" data-testid="call-ask-unmute" data-media="audio"
                                 on:click=act(CallAction::AskToUnmute(CallMedia::Audio))>{move || i18n.t("call-ask-unmute")}</button>
@@ -665,6 +743,10 @@ fn CallPerson(group: GroupId, person: PersonView) -> impl IntoView {
                         {p.ask_video.then(|| view! {
                             <button class=item role="menuitem" data-testid="call-ask-unmute" data-media="video"
                                 on:click=act(CallAction::AskToUnmute(CallMedia::Video))>{move || i18n.t("call-ask-camera")}</button>
+                        })}
+                        {p.ask_screen.then(|| view! {
+                            <button class=item role="menuitem" data-testid="call-ask-unmute" data-media="screen"
+                                on:click=act(CallAction::AskToUnmute(CallMedia::Screen))>{move || i18n.t("call-ask-screen")}</button>
                         })}
                         {p.lower_hand.then(|| view! {
                             <button class=item role="menuitem" data-testid="call-lower-hand"
