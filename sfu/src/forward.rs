@@ -2,7 +2,7 @@
 //!
 //! A video track arrives in up to three simulcast layers (0 = lowest), each its own RTP stream.
 //! Each subscriber gets one stream: the highest layer that fits both the size it displays and its
-//! bandwidth estimate. A subscriber moves to another layer only at a key frame of that layer (a
+//! bandwidth estimate, among the layers that still come ([`LAYER_IDLE`]). A subscriber moves to another layer only at a key frame of that layer (a
 //! switch mid-frame would show garbage), and meanwhile keeps getting the old one; the publisher
 //! is asked for that key frame, at most once per [`KEYFRAME_INTERVAL`] per layer however many
 //! subscribers ask. Sequence numbers and timestamps are rewritten per subscriber so its stream
@@ -19,6 +19,10 @@ use crate::{Instant, ParticipantId};
 pub const KEYFRAME_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// Packets kept per layer for retransmission (about 1 s of 2.5 Mbit/s video).
 pub const CACHE_PACKETS: usize = 512;
+/// A layer with no packet for this long counts as stopped: a browser stops sending its top
+/// layers when its own estimate or its CPU falls short, or sends fewer layers than it offered
+/// for a small camera. Subscribers are moved to a layer that still flows.
+pub const LAYER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Timestamp step inserted at a layer switch (one frame at 30 fps, 90 kHz clock).
 const SWITCH_TS_STEP: u32 = 3000;
 
@@ -130,6 +134,9 @@ pub struct Forwarder {
     caches: Vec<Cache>,
     /// Last key frame request per layer.
     last_keyframe_request: Vec<Option<Instant>>,
+    /// When a packet of each layer last came, and the first of any.
+    last_packet: Vec<Option<Instant>>,
+    first_packet: Option<Instant>,
     subscribers: BTreeMap<ParticipantId, Downstream>,
 }
 
@@ -141,6 +148,8 @@ impl Forwarder {
             layer_bps,
             caches: (0..layers).map(|_| Cache::default()).collect(),
             last_keyframe_request: vec![None; layers],
+            last_packet: vec![None; layers],
+            first_packet: None,
             subscribers: BTreeMap::new(),
         }
     }
@@ -150,13 +159,35 @@ impl Forwarder {
         self.caches.len() as u8
     }
 
-    /// The layer a subscriber should get: the highest within its cap whose bitrate fits its
-    /// bandwidth (the lowest if none fits).
-    fn target(&self, want: Want) -> Option<u8> {
+    /// The layers whose packets still come, one bit each. Every layer counts while the track is
+    /// new (its layers' first packets come in any order) and while none comes at all.
+    fn flowing(&self, now: Instant) -> u8 {
+        let all = u8::MAX >> (8 - self.layers().min(8));
+        if self.first_packet.is_none_or(|t| now.saturating_sub(t) < LAYER_IDLE) {
+            return all;
+        }
+        let mask = self
+            .last_packet
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.is_some_and(|t| now.saturating_sub(t) < LAYER_IDLE))
+            .fold(0u8, |m, (l, _)| m | 1 << l.min(7));
+        if mask == 0 { all } else { mask }
+    }
+
+    fn target(&self, now: Instant, want: Want) -> Option<u8> {
+        self.target_among(self.flowing(now), want)
+    }
+
+    /// The layer a subscriber should get: the highest of the `flowing` layers within its cap
+    /// whose bitrate fits its bandwidth (else the lowest flowing one).
+    fn target_among(&self, flowing: u8, want: Want) -> Option<u8> {
         let cap = want.max_layer?.min(self.layers() - 1);
-        let fitting =
-            (0..=cap).rev().find(|l| self.layer_bps.get(usize::from(*l)).is_none_or(|bps| *bps <= want.bandwidth_bps));
-        Some(fitting.unwrap_or(0))
+        let flows = |l: u8| flowing & (1 << l.min(7)) != 0;
+        let fitting = (0..=cap)
+            .rev()
+            .find(|l| flows(*l) && self.layer_bps.get(usize::from(*l)).is_none_or(|bps| *bps <= want.bandwidth_bps));
+        Some(fitting.or_else(|| (0..self.layers()).find(|l| flows(*l))).unwrap_or(0))
     }
 
     /// Adds (or updates) a subscriber. A new one needs a key frame to start.
@@ -196,7 +227,7 @@ impl Forwarder {
         let Some(down) = self.subscribers.get(&who) else { return Vec::new() };
         let want = down.want;
         let current = down.current;
-        match self.target(want) {
+        match self.target(now, want) {
             Some(target) if current != Some(target) => self.keyframe(now, target).into_iter().collect(),
             _ => Vec::new(),
         }
@@ -226,8 +257,13 @@ impl Forwarder {
     pub fn on_packet(&mut self, now: Instant, info: &PacketInfo, payload: Arc<[u8]>) -> Vec<Out> {
         let Some(cache) = self.caches.get_mut(usize::from(info.layer)) else { return Vec::new() };
         cache.put(info, &payload);
+        if let Some(last) = self.last_packet.get_mut(usize::from(info.layer)) {
+            *last = Some(now);
+        }
+        self.first_packet.get_or_insert(now);
+        let flowing = self.flowing(now);
         let targets: Vec<(ParticipantId, Option<u8>)> =
-            self.subscribers.iter().map(|(who, d)| (*who, self.target(d.want))).collect();
+            self.subscribers.iter().map(|(who, d)| (*who, self.target_among(flowing, d.want))).collect();
         let mut out = Vec::new();
         let mut waiting: u8 = 0;
         for (who, target) in targets {
@@ -307,7 +343,7 @@ impl Forwarder {
     /// receives (or waits for), rate-limited across all subscribers.
     pub fn on_keyframe_request(&mut self, now: Instant, who: ParticipantId) -> Vec<Out> {
         let Some(down) = self.subscribers.get(&who) else { return Vec::new() };
-        let Some(layer) = down.current.or_else(|| self.target(down.want)) else { return Vec::new() };
+        let Some(layer) = down.current.or_else(|| self.target(now, down.want)) else { return Vec::new() };
         self.keyframe(now, layer).into_iter().collect()
     }
 }
@@ -396,6 +432,42 @@ mod tests {
         let out = f.on_packet(ms(0), &info, payload);
         assert_eq!(sent(&out, A), [(1, "L0#1".into())], "a thumbnail gets the lowest layer");
         assert!(sent(&out, B).is_empty(), "a paused subscriber gets nothing");
+    }
+
+    #[test]
+    fn a_layer_that_stops_coming_is_left_for_one_that_flows_and_taken_again_when_it_is_back() {
+        let mut f = simulcast();
+        f.subscribe(ms(0), A, Want::default());
+        let mut got = Vec::new();
+        let mut asked = Vec::new();
+        // Every layer flows; A is on the top one.
+        for t in 0..3u16 {
+            for layer in 0..3u8 {
+                let (info, payload) = packet(layer, 100 * u16::from(layer) + t, u32::from(t) * 3000, t == 0);
+                got.extend(sent(&f.on_packet(ms(u64::from(t) * 33), &info, payload), A));
+            }
+        }
+        assert_eq!(f.current_layer(A), Some(2));
+        // The browser stops sending the top layer: after a second without it, A is asked a key
+        // frame of layer 1 and moves there.
+        for t in 3..40u16 {
+            for layer in 0..2u8 {
+                let key = layer == 1 && t == 36;
+                let (info, payload) = packet(layer, 100 * u16::from(layer) + t, u32::from(t) * 3000, key);
+                let out = f.on_packet(ms(u64::from(t) * 33), &info, payload);
+                asked.extend(out.iter().filter(|o| matches!(o, Out::Keyframe { .. })).cloned());
+                got.extend(sent(&out, A));
+            }
+        }
+        assert!(asked.contains(&Out::Keyframe { layer: 1 }), "{asked:?}");
+        assert_eq!(f.current_layer(A), Some(1));
+        let &(last_seq, ref last) = got.last().unwrap();
+        assert_eq!(last, "L1#139");
+        // The top layer comes back (with a key frame, as a browser starts a layer): A is on it
+        // again from there.
+        let (info, payload) = packet(2, 240, 40 * 3000, true);
+        assert_eq!(sent(&f.on_packet(ms(40 * 33), &info, payload), A), [(last_seq + 1, "L2#240".into())]);
+        assert_eq!(f.current_layer(A), Some(2));
     }
 
     #[test]

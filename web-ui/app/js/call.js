@@ -68,6 +68,23 @@ function constraint(id) {
   return id ? { deviceId: { ideal: id } } : true;
 }
 
+// A camera is asked for 720p (most laptops' and phones' cameras give it), so that its three
+// simulcast layers are 320×180, 640×360 and 1280×720.
+function cameraConstraint(id) {
+  return { ...(id ? { deviceId: { ideal: id } } : {}), width: { ideal: 1280 }, height: { ideal: 720 } };
+}
+
+// The camera is sent in three layers (simulcast), lowest first as the node takes them: the node
+// forwards each receiver the one that fits the tile it shows and its bandwidth. The bitrates
+// are the node's expectations (sfu/src/media/mod.rs SIMULCAST_BPS). A browser sends fewer
+// layers for a smaller camera, and stops the top ones when its own estimate or CPU falls short;
+// the node then moves receivers to a layer that still comes.
+const SIMULCAST = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+];
+
 function stopStream(stream) {
   for (const t of stream?.getTracks() || []) t.stop();
 }
@@ -99,7 +116,7 @@ async function open(camera, mic, withVideo) {
     try {
       out.stream = await navigator.mediaDevices.getUserMedia({
         audio: audio ? constraint(mic) : false,
-        video: video ? constraint(camera) : false,
+        video: video ? cameraConstraint(camera) : false,
       });
       break;
     } catch (e) {
@@ -598,9 +615,10 @@ export async function callStart(camera, mic, withAudio, withVideo) {
   const audio = local.getAudioTracks()[0];
   const video = local.getVideoTracks()[0];
   if (audio) senders.audio = pc.addTransceiver(audio, { direction: "sendrecv", streams: [local] }).sender;
-  if (video) senders.video = pc.addTransceiver(video, { direction: "sendrecv", streams: [local] }).sender;
+  const layered = { direction: "sendrecv", streams: [local], sendEncodings: SIMULCAST.map((e) => ({ ...e })) };
+  if (video) senders.video = pc.addTransceiver(video, layered).sender;
   // Joining with the camera off: its sender is there, without a track until it is turned on.
-  else if (hasCamera) senders.video = pc.addTransceiver("video", { direction: "sendrecv", streams: [local] }).sender;
+  else if (hasCamera) senders.video = pc.addTransceiver("video", layered).sender;
   if (!senders.audio && !senders.video) pc.addTransceiver("audio", { direction: "recvonly" });
   // A sender for a screen share, without a track until the member shares one.
   if (navigator.mediaDevices?.getDisplayMedia) {
@@ -662,7 +680,7 @@ export async function callSetEnabled(kind, on) {
   }
   let track = null;
   try {
-    track = (await navigator.mediaDevices.getUserMedia({ video: constraint(chosen.camera) })).getVideoTracks()[0];
+    track = (await navigator.mediaDevices.getUserMedia({ video: cameraConstraint(chosen.camera) })).getVideoTracks()[0];
   } catch (e) {
     return false;
   }

@@ -1,0 +1,102 @@
+// Browser end-to-end: simulcast from the browser. Alice's camera (chromium's fake one, asked
+// for 720p) goes to the node in three layers, 320×180, 640×360 and 1280×720 (getStats
+// outbound-rtp per rid). Bob receives the layer that fits the tile he shows: a small tile on a
+// laptop-sized window gets the lowest layer; on wider windows (his tile about 300, then 480 px
+// tall) the middle and then the top one, each switched at a key frame and playing on, and back.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, until, tid, joinCall,
+} from "./harness.mjs";
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/// What this page sends of its camera, per simulcast layer (rid): size and frames encoded.
+async function sent(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    (await window.__vechePc.getStats()).forEach((r) => {
+      if (r.type === "outbound-rtp" && r.kind === "video" && r.rid) {
+        out[r.rid] = { width: r.frameWidth || 0, height: r.frameHeight || 0, frames: r.framesEncoded || 0 };
+      }
+    });
+    return out;
+  });
+}
+
+/// The video this page receives in its (one) remote camera tile: the decoded size and frames.
+async function received(page) {
+  return page.evaluate(async () => {
+    const video = document.querySelector('[data-testid="call-grid"] [data-testid="call-tile"] video');
+    const track = video?.srcObject?.getVideoTracks()[0];
+    if (!track) return null;
+    let frames = 0;
+    (await window.__vechePc.getStats(track)).forEach((r) => {
+      if (r.type === "inbound-rtp") frames += r.framesDecoded || 0;
+    });
+    const box = video.getBoundingClientRect();
+    return { width: video.videoWidth, height: video.videoHeight, frames, tile: Math.round(box.height * devicePixelRatio) };
+  });
+}
+
+/// Waits until the page decodes Alice's video at `height` lines and it keeps playing.
+async function receivesHeight(page, height, what) {
+  const got = await until(what, async () => {
+    const r = await received(page);
+    return r && r.height === height ? r : null;
+  }, 20000);
+  await sleep(1000);
+  const later = await received(page);
+  assert.equal(later.height, height, `${what}: it stays there`);
+  assert.ok(later.frames > got.frames, `${what}: it plays`);
+  return { ...later, rate: later.frames - got.frames };
+}
+
+test("simulcast: three layers from the browser, each receiver gets the one that fits its tile", { timeout: 240000 }, async () => {
+  const node = await startNode();
+  const browser = await launchBrowser();
+  try {
+    const { page: a } = await member(browser, "Alice");
+    const { page: b } = await member(browser, "Bob");
+    await onboardWithLink(a, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Alice");
+    await a.locator(tid("chat-list")).waitFor();
+    await createGroup(a, "Layers");
+    const link = await createInvite(a);
+    await joinByLink(b, link, "Bob");
+    await a.locator(tid("chat-name")).filter({ hasText: "Layers" }).waitFor();
+    await joinCall(a);
+    await a.locator(tid("call-panel")).waitFor();
+    // Bob joins to watch (no camera of his own to encode).
+    await b.locator(tid("call-start")).click();
+    await b.locator(tid("prejoin-status") + ':not([data-state="opening"])').waitFor({ timeout: 15000 });
+    await b.locator(tid("prejoin-with-camera")).setChecked(false);
+    await b.locator(tid("prejoin-join")).click();
+    await b.locator(tid("call-tile")).first().waitFor({ timeout: 20000 });
+
+    // Alice sends three layers.
+    const layers = await until("Alice encodes three layers", async () => {
+      const s = await sent(a);
+      return ["q", "h", "f"].every((rid) => s[rid]?.frames > 0) ? s : null;
+    }, 20000);
+    console.log(`Alice sends ${Object.entries(layers).map(([rid, l]) => `${rid} ${l.width}x${l.height}`).join(", ")}`);
+    assert.deepEqual(["q", "h", "f"].map((rid) => layers[rid].height), [180, 360, 720]);
+
+    // Bob's tile on a 1280×800 window is small: he gets the lowest layer.
+    const small = await receivesHeight(b, 180, "a small tile gets 320x180");
+    console.log(`Bob's tile ${small.tile} px tall: ${small.width}x${small.height}, ${small.rate} frames in 1 s`);
+    // On a wider window his tile is about 300 px tall: the middle layer.
+    await b.setViewportSize({ width: 2560, height: 1440 });
+    const middle = await receivesHeight(b, 360, "a middle-sized tile gets 640x360");
+    console.log(`Bob's tile ${middle.tile} px tall: ${middle.width}x${middle.height}, ${middle.rate} frames in 1 s`);
+    // On a large window his tile is about 480 px tall: the top layer.
+    await b.setViewportSize({ width: 3840, height: 2160 });
+    const large = await receivesHeight(b, 720, "a large tile gets 1280x720");
+    console.log(`Bob's tile ${large.tile} px tall: ${large.width}x${large.height}, ${large.rate} frames in 1 s`);
+    // Back to the small window: the lowest layer again.
+    await b.setViewportSize({ width: 1280, height: 800 });
+    await receivesHeight(b, 180, "small again, 320x180 again");
+  } finally {
+    await browser.close();
+    node.stop();
+  }
+});
