@@ -1,8 +1,9 @@
 // Browser end-to-end: simulcast from the browser. Alice's camera (chromium's fake one, asked
 // for 720p) goes to the node in three layers, 320×180, 640×360 and 1280×720 (getStats
-// outbound-rtp per rid). Bob receives the layer that fits the tile he shows: a small tile on a
-// laptop-sized window gets the lowest layer; on wider windows (his tile about 300, then 480 px
-// tall) the middle and then the top one, each switched at a key frame and playing on, and back.
+// outbound-rtp per rid). Bob receives the layer that fits the tile he shows: on a laptop-sized
+// window a two-person call's tile gets the middle layer, a small tile beside the whiteboard the
+// lowest, a large screen's tile the top one, each switched at a key frame and playing on, and
+// back.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -81,20 +82,21 @@ test("simulcast: three layers from the browser, each receiver gets the one that 
     console.log(`Alice sends ${Object.entries(layers).map(([rid, l]) => `${rid} ${l.width}x${l.height}`).join(", ")}`);
     assert.deepEqual(["q", "h", "f"].map((rid) => layers[rid].height), [180, 360, 720]);
 
-    // Bob's tile on a 1280×800 window is small: he gets the lowest layer.
-    const small = await receivesHeight(b, 180, "a small tile gets 320x180");
-    console.log(`Bob's tile ${small.tile} px tall: ${small.width}x${small.height}, ${small.rate} frames in 1 s`);
-    // On a wider window his tile is about 300 px tall: the middle layer.
-    await b.setViewportSize({ width: 2560, height: 1440 });
-    const middle = await receivesHeight(b, 360, "a middle-sized tile gets 640x360");
+    // Two in the call on a 1280×800 window: two large tiles, Bob gets the middle layer.
+    const middle = await receivesHeight(b, 360, "a two-person grid's tile gets 640x360");
     console.log(`Bob's tile ${middle.tile} px tall: ${middle.width}x${middle.height}, ${middle.rate} frames in 1 s`);
-    // On a large window his tile is about 480 px tall: the top layer.
+    // With the whiteboard open the videos are a narrow column: the lowest layer.
+    await b.locator(tid("call-whiteboard")).click();
+    const small = await receivesHeight(b, 180, "a tile beside the whiteboard gets 320x180");
+    console.log(`Bob's tile ${small.tile} px tall: ${small.width}x${small.height}, ${small.rate} frames in 1 s`);
+    await b.locator(tid("call-whiteboard")).click();
+    // On a large screen his tile is far taller than 400 px: the top layer.
     await b.setViewportSize({ width: 3840, height: 2160 });
     const large = await receivesHeight(b, 720, "a large tile gets 1280x720");
     console.log(`Bob's tile ${large.tile} px tall: ${large.width}x${large.height}, ${large.rate} frames in 1 s`);
-    // Back to the small window: the lowest layer again.
+    // Back to the laptop window: the middle layer again.
     await b.setViewportSize({ width: 1280, height: 800 });
-    await receivesHeight(b, 180, "small again, 320x180 again");
+    await receivesHeight(b, 360, "back on the laptop window, 640x360 again");
   } finally {
     await browser.close();
     node.stop();

@@ -17,6 +17,19 @@ pub fn per_page(width_px: f64) -> usize {
     if width_px < PHONE_WIDTH_PX { PHONE_PAGE } else { WIDE_PAGE }
 }
 
+/// How many columns the grid has for `tiles` tiles on its page (the device's own included) on a
+/// screen this wide: as few as keep the tiles in a square-ish block, so that two people in a
+/// call see each other large (and are sent a sharper layer), and many see everyone at once.
+pub fn columns(tiles: usize, width_px: f64) -> usize {
+    let square = (1..=4).find(|c| c * c >= tiles).unwrap_or(4);
+    if width_px < PHONE_WIDTH_PX {
+        // A phone stacks one or two tiles, and shows more two by two.
+        if tiles <= 2 { 1 } else { 2 }
+    } else {
+        square
+    }
+}
+
 /// One page of the grid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -49,6 +62,14 @@ pub fn page(order: &[u32], speaker: Option<u32>, per_page: usize, page: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn few_tiles_are_large_and_many_are_in_a_square() {
+        let wide: Vec<usize> = (1..=12).map(|n| columns(n, 1280.0)).collect();
+        assert_eq!(wide, [1, 2, 2, 2, 3, 3, 3, 3, 3, 4, 4, 4]);
+        let phone: Vec<usize> = (1..=5).map(|n| columns(n, 390.0)).collect();
+        assert_eq!(phone, [1, 1, 2, 2, 2]);
+    }
 
     #[test]
     fn phones_show_four_and_wide_screens_nine() {

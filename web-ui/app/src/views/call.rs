@@ -516,7 +516,16 @@ fn InCall(group: GroupId) -> impl IntoView {
                         class=move || if board_open.get() {
                             "grid max-h-[22vh] grid-cols-2 gap-2 overflow-y-auto sm:max-h-[30vh] sm:grid-cols-3 lg:max-h-[60vh] lg:w-56 lg:shrink-0 lg:grid-cols-1"
                         } else {
-                            "grid max-h-[55vh] grid-cols-2 gap-2 overflow-y-auto sm:grid-cols-3 lg:grid-cols-4"
+                            // Few tiles large, many in a square; a small strip under a shared screen.
+                            let phone = width.get() < grid::PHONE_WIDTH_PX;
+                            let tiles = layout.with(|l| l.shown.len()) + 1;
+                            let columns = if !screens().is_empty() { if phone { 2 } else { 4 } } else { grid::columns(tiles, width.get()) };
+                            match columns {
+                                1 => "grid max-h-[55vh] grid-cols-1 gap-2 overflow-y-auto mx-auto w-full max-w-2xl",
+                                2 => "grid max-h-[55vh] grid-cols-2 gap-2 overflow-y-auto",
+                                3 => "grid max-h-[55vh] grid-cols-3 gap-2 overflow-y-auto",
+                                _ => "grid max-h-[55vh] grid-cols-4 gap-2 overflow-y-auto",
+                            }
                         }></div>
                     <Show when=move || board_open.get() && lobby().is_none()>
                         <div class="min-w-0 flex-1"><WhiteboardPanel/></div>
