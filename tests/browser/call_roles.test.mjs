@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, tid, until, joinCall } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, artifacts, tid, until, joinCall, groupOfTwo } from "./harness.mjs";
 
 /// What this page's peer connection receives (video frames decoded) and sends (video).
 async function stats(page) {
@@ -37,14 +37,7 @@ test("webinar roles: a viewer raises a hand, is made presenter, and the call is 
   const node = await startNode();
   const browser = await launchBrowser();
   try {
-    const { page: a } = await member(browser, "Alice");
-    const { page: b } = await member(browser, "Bob");
-    await onboardWithLink(a, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Alice");
-    await a.locator(tid("chat-list")).waitFor();
-    await createGroup(a, "Family");
-    const link = await createInvite(a);
-    await joinByLink(b, link, "Bob");
-    await a.locator(tid("chat-name")).filter({ hasText: "Family" }).waitFor();
+    const { a, b } = await groupOfTwo(browser, node, "Family");
 
     // Alice starts the call: she organizes it, and it is a meeting.
     await joinCall(a);

@@ -11,8 +11,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, inbound,
-  until, tid,
+  startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, inbound, until, tid, groupOfTwo,
 } from "./harness.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -41,13 +40,7 @@ test("pre-join: preview, devices remembered, joining with the camera off", { tim
   const node = await startNode();
   const browser = await launchBrowser();
   try {
-    const { page: a } = await member(browser, "Alice");
-    const { page: b } = await member(browser, "Bob");
-    await onboardWithLink(a, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Alice");
-    await a.locator(tid("chat-list")).waitFor();
-    await createGroup(a, "Choir");
-    const link = await createInvite(a);
-    await joinByLink(b, link, "Bob");
+    const { a, b } = await groupOfTwo(browser, node, "Choir");
 
     // Bob opens the pre-join view: his camera's picture plays, the meter follows his microphone.
     await b.locator(tid("call-start")).click();

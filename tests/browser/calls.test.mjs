@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, send, message, artifacts, inbound, until, joinCall } from "./harness.mjs";
+import { startNode, launchBrowser, send, message, artifacts, inbound, until, joinCall, groupOfTwo } from "./harness.mjs";
 
 const tid = (id) => `[data-testid="${id}"]`;
 
@@ -16,14 +16,7 @@ test("two members call each other through the node's SFU", { timeout: 180000 }, 
   const node = await startNode();
   const browser = await launchBrowser();
   try {
-    const { page: a } = await member(browser, "Alice");
-    const { page: b } = await member(browser, "Bob");
-    await onboardWithLink(a, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Alice");
-    await a.locator(tid("chat-list")).waitFor();
-    await createGroup(a, "Family");
-    const link = await createInvite(a);
-    await joinByLink(b, link, "Bob");
-    await a.locator(tid("chat-name")).filter({ hasText: "Family" }).waitFor();
+    const { a, b } = await groupOfTwo(browser, node, "Family");
 
     // Alice starts the call: her own camera shows.
     await joinCall(a);

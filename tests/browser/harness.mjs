@@ -142,6 +142,20 @@ export async function joinByLink(page, link, name) {
   await page.locator(tid("composer")).waitFor({ timeout: 30000 });
 }
 
+/// Alice (the node's admin, by its admin link) and Bob (by her invite link) in a new group chat
+/// called `group`, each in a browser context of their own, both with the chat open.
+export async function groupOfTwo(browser, node, group) {
+  const { page: a } = await member(browser, "Alice");
+  const { page: b } = await member(browser, "Bob");
+  await onboardWithLink(a, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Alice");
+  await a.locator(tid("chat-list")).waitFor();
+  await createGroup(a, group);
+  const link = await createInvite(a);
+  await joinByLink(b, link, "Bob");
+  await a.locator(tid("chat-name")).filter({ hasText: group }).waitFor();
+  return { a, b };
+}
+
 /// Opens the chat's call from its call button and joins it from the pre-join view (with the
 /// camera and microphone the view opened).
 export async function joinCall(page) {

@@ -8,10 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, until, tid,
-  joinCall,
-} from "./harness.mjs";
+import { startNode, launchBrowser, artifacts, until, tid, joinCall, groupOfTwo } from "./harness.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -52,14 +49,7 @@ test("screen sharing: the stage, stop and again, a moderator stops it, a webinar
   const node = await startNode();
   const browser = await launchBrowser();
   try {
-    const { page: a } = await member(browser, "Alice");
-    const { page: b } = await member(browser, "Bob");
-    await onboardWithLink(a, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Alice");
-    await a.locator(tid("chat-list")).waitFor();
-    await createGroup(a, "Library board");
-    const link = await createInvite(a);
-    await joinByLink(b, link, "Bob");
-    await a.locator(tid("chat-name")).filter({ hasText: "Library board" }).waitFor();
+    const { a, b } = await groupOfTwo(browser, node, "Library board");
 
     await joinCall(a);
     await a.locator(tid("call-panel")).waitFor();

@@ -6,9 +6,7 @@
 // back.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, until, tid, joinCall,
-} from "./harness.mjs";
+import { startNode, launchBrowser, until, tid, joinCall, groupOfTwo } from "./harness.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -57,14 +55,7 @@ test("simulcast: three layers from the browser, each receiver gets the one that 
   const node = await startNode();
   const browser = await launchBrowser();
   try {
-    const { page: a } = await member(browser, "Alice");
-    const { page: b } = await member(browser, "Bob");
-    await onboardWithLink(a, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Alice");
-    await a.locator(tid("chat-list")).waitFor();
-    await createGroup(a, "Layers");
-    const link = await createInvite(a);
-    await joinByLink(b, link, "Bob");
-    await a.locator(tid("chat-name")).filter({ hasText: "Layers" }).waitFor();
+    const { a, b } = await groupOfTwo(browser, node, "Layers");
     await joinCall(a);
     await a.locator(tid("call-panel")).waitFor();
     // Bob joins to watch (no camera of his own to encode).
