@@ -2,11 +2,11 @@
 //!
 //! A video track arrives in up to three simulcast layers (0 = lowest), each its own RTP stream.
 //! Each subscriber gets one stream: the highest layer that fits both the size it displays and its
-//! bandwidth estimate, among the layers that still come ([`LAYER_IDLE`]). A subscriber moves to another layer only at a key frame of that layer (a
-//! switch mid-frame would show garbage), and meanwhile keeps getting the old one; the publisher
-//! is asked for that key frame, at most once per [`KEYFRAME_INTERVAL`] per layer however many
-//! subscribers ask. Sequence numbers and timestamps are rewritten per subscriber so its stream
-//! stays continuous across switches, and a gap on the way in stays a gap on the way out (so the
+//! bandwidth estimate, among the layers that still come ([`LAYER_IDLE`]). A subscriber moves to
+//! another layer only at a key frame of that layer (a switch mid-frame would show garbage), and
+//! meanwhile keeps getting the old one; the publisher is asked for that key frame, at most once
+//! per [`KEYFRAME_INTERVAL`] per layer however many subscribers ask. Sequence numbers and
+//! timestamps are rewritten per subscriber so its stream stays continuous across switches, and a gap on the way in stays a gap on the way out (so the
 //! subscriber NACKs it). NACKs are answered from one cache per layer, shared by all
 //! subscribers; what the cache no longer holds is asked of the publisher.
 

@@ -79,17 +79,28 @@ impl MediaSessions {
         }
     }
 
-    /// After a change of roles or mode: tracks the room refused before are published if it
-    /// allows them now.
-    pub(super) fn publish_refused_tracks(&mut self, now: WallInstant, conference: ConferenceId) {
+    /// Publishes the inbound tracks of the conference that wait unpublished (refused before, or a
+    /// screen share stopped), if the room allows them now: all of them after a change of roles or
+    /// mode, or only `who`'s of `kind` when it turned that back on (then a refusal is told).
+    pub(super) fn publish_waiting(
+        &mut self,
+        now: WallInstant,
+        conference: ConferenceId,
+        only: Option<(PeerKey, MediaKind)>,
+    ) {
         let waiting: Vec<(PeerKey, String)> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.conference == conference)
-            .flat_map(|(k, p)| p.inbound.iter().filter(|(_, i)| i.track.is_none()).map(move |(id, _)| (*k, id.clone())))
+            .filter(|(k, p)| p.conference == conference && only.is_none_or(|(who, _)| who == **k))
+            .flat_map(|(k, p)| {
+                p.inbound
+                    .iter()
+                    .filter(|(_, i)| i.track.is_none() && only.is_none_or(|(_, kind)| kind == i.kind))
+                    .map(move |(id, _)| (*k, id.clone()))
+            })
             .collect();
         for (key, track_id) in waiting {
-            self.publish(now, conference, key, &track_id, false);
+            self.publish(now, conference, key, &track_id, only.is_some());
         }
     }
 
@@ -230,23 +241,11 @@ impl MediaSessions {
                 }
                 Action::Disconnect { who } => self.events.push_back(MediaEvent::Disconnect(who)),
                 Action::Signal { to, message } => self.signal(now, conference, to, message),
-                Action::Resume { who, kind } => {
-                    let waiting: Vec<String> = self
-                        .peers
-                        .get(&who)
-                        .into_iter()
-                        .flat_map(|p| p.inbound.iter())
-                        .filter(|(_, i)| i.kind == kind && i.track.is_none())
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    for track_id in waiting {
-                        self.publish(now, conference, who, &track_id, true);
-                    }
-                }
+                Action::Resume { who, kind } => self.publish_waiting(now, conference, Some((who, kind))),
             }
         }
         if republish {
-            self.publish_refused_tracks(now, conference);
+            self.publish_waiting(now, conference, None);
         }
     }
 
