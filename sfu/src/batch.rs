@@ -20,7 +20,7 @@ pub struct Sent {
 
 /// Sends every datagram, in order, in batches.
 #[cfg(target_os = "linux")]
-pub fn send_all(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> Sent {
+pub fn send_all<B: AsRef<[u8]>>(socket: &UdpSocket, datagrams: &[(SocketAddr, B)]) -> Sent {
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
 
@@ -31,7 +31,7 @@ pub fn send_all(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> Sent
     let mut rest = datagrams;
     while !rest.is_empty() {
         let chunk = &rest[..rest.len().min(BATCH)];
-        let slices: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|(_, d)| [IoSlice::new(d)]).collect();
+        let slices: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|(_, d)| [IoSlice::new(d.as_ref())]).collect();
         let addrs: Vec<Option<SockaddrStorage>> =
             chunk.iter().map(|(to, _)| Some(SockaddrStorage::from(*to))).collect();
         sent.calls += 1;
@@ -43,7 +43,7 @@ pub fn send_all(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> Sent
             // The first datagram of the chunk failed (sendmmsg reports only that): try it on
             // its own, so one bad destination cannot hold up the rest.
             sent.calls += 1;
-            match socket.send_to(&chunk[0].1, chunk[0].0) {
+            match socket.send_to(chunk[0].1.as_ref(), chunk[0].0) {
                 Ok(_) => sent.datagrams += 1,
                 Err(_) => sent.failed += 1,
             }
@@ -58,11 +58,11 @@ pub fn send_all(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> Sent
 
 /// Sends every datagram, in order (one `send_to` each where `sendmmsg` is not available).
 #[cfg(not(target_os = "linux"))]
-pub fn send_all(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> Sent {
+pub fn send_all<B: AsRef<[u8]>>(socket: &UdpSocket, datagrams: &[(SocketAddr, B)]) -> Sent {
     let mut sent = Sent::default();
     for (to, datagram) in datagrams {
         sent.calls += 1;
-        match socket.send_to(datagram, to) {
+        match socket.send_to(datagram.as_ref(), to) {
             Ok(_) => sent.datagrams += 1,
             Err(_) => sent.failed += 1,
         }

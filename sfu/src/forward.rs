@@ -137,7 +137,11 @@ pub struct Forwarder {
     /// When a packet of each layer last came, and the first of any.
     last_packet: Vec<Option<Instant>>,
     first_packet: Option<Instant>,
+    /// The flowing layers when last looked at (to log changes).
+    last_flowing: u8,
     subscribers: BTreeMap<ParticipantId, Downstream>,
+    /// The room's id of the track, for logs.
+    track: u32,
 }
 
 impl Forwarder {
@@ -150,8 +154,16 @@ impl Forwarder {
             last_keyframe_request: vec![None; layers],
             last_packet: vec![None; layers],
             first_packet: None,
+            last_flowing: 0,
             subscribers: BTreeMap::new(),
+            track: 0,
         }
+    }
+
+    /// Names the track in the forwarder's debug logs.
+    pub fn for_track(mut self, track: u32) -> Self {
+        self.track = track;
+        self
     }
 
     /// How many layers the track has.
@@ -201,6 +213,7 @@ impl Forwarder {
             history: Vec::new(),
         });
         entry.want = want;
+        tracing::debug!(track = self.track, who = who.0, ?want, target = ?self.target(now, want), "forward: subscribed");
         self.request_for(now, who)
     }
 
@@ -240,6 +253,7 @@ impl Forwarder {
             return None;
         }
         *last = Some(now);
+        tracing::debug!(track = self.track, layer, "forward: key frame requested");
         Some(Out::Keyframe { layer })
     }
 
@@ -248,6 +262,7 @@ impl Forwarder {
         if let Some(down) = self.subscribers.get_mut(&who) {
             down.want = want;
         }
+        tracing::debug!(track = self.track, who = who.0, ?want, target = ?self.target(now, want), "forward: want changed");
         self.request_for(now, who)
     }
 
@@ -262,6 +277,10 @@ impl Forwarder {
         }
         self.first_packet.get_or_insert(now);
         let flowing = self.flowing(now);
+        if flowing != self.last_flowing {
+            tracing::debug!(track = self.track, from = self.last_flowing, to = flowing, "forward: flowing layers changed");
+            self.last_flowing = flowing;
+        }
         let targets: Vec<(ParticipantId, Option<u8>)> =
             self.subscribers.iter().map(|(who, d)| (*who, self.target_among(flowing, d.want))).collect();
         let mut out = Vec::new();
@@ -269,7 +288,9 @@ impl Forwarder {
         for (who, target) in targets {
             let Some(down) = self.subscribers.get_mut(&who) else { continue };
             let Some(target) = target else {
-                down.current = None; // paused
+                if down.current.take().is_some() {
+                    tracing::debug!(track = self.track, who = who.0, "forward: paused");
+                }
                 continue;
             };
             if info.layer == target && down.current != Some(target) && info.keyframe_start {
@@ -283,6 +304,7 @@ impl Forwarder {
                 down.current = Some(target);
                 down.history.insert(0, (next_seq, target, down.seq_offset, down.ts_offset));
                 down.history.truncate(8);
+                tracing::debug!(track = self.track, who = who.0, layer = target, seq = info.seq, "forward: started layer at key frame");
             }
             if down.current != Some(target) {
                 waiting |= 1 << target.min(7);

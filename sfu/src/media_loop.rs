@@ -207,7 +207,7 @@ struct Worker {
     events: mpsc::SyncSender<MediaEvent>,
     dropped_events: u64,
     /// Datagrams waiting for the next batch send.
-    outgoing: Vec<(SocketAddr, Vec<u8>)>,
+    outgoing: Vec<(SocketAddr, bytes::Bytes)>,
     /// Datagrams the kernel refused to send.
     send_failures: u64,
     datagrams_sent: u64,

@@ -84,6 +84,9 @@ pub type PeerKey = ParticipantId;
 const SINGLE_LAYER_BPS: u64 = 1_500_000;
 /// Expected bitrates of simulcast layers, lowest first (bits per second).
 const SIMULCAST_BPS: [u64; 3] = [150_000, 500_000, 1_500_000];
+/// Inbound streams (SSRCs) one participant may open: a camera's three layers, a microphone and a
+/// screen, several times over after the browser restarts them.
+const MAX_INBOUND_STREAMS: usize = 64;
 /// First SSRC of the streams the SFU sends (each outgoing stream gets the next one).
 const FIRST_OUT_SSRC: u32 = 0x5645_0001;
 
@@ -163,11 +166,44 @@ pub enum MediaEvent {
 /// RTCP after its own interceptors have seen it, and PLIs from subscribers would never reach us.
 /// It also passes on the congestion controller's estimate, which rides inbound feedback as an
 /// attribute ([`Attribute::TargetBitrateChanged`]), into [`Estimate`].
+///
+/// With `media` (the SFU's own sessions), it also takes every inbound RTP packet out of the chain
+/// (after the NACK generator, TWCC receiver and receiver reports have seen it) into that queue,
+/// instead of leaving it to the core's endpoint. The endpoint routes RTP by the SSRCs of its
+/// receivers' tracks, and every `set_remote_description` (each renegotiation: someone joined or
+/// left) rebuilds those tracks from the SDP. A simulcast layer's SSRC is not in the SDP (it is
+/// learned from the first packets' `mid`/`rid` header extensions, which browsers stop sending once
+/// a receiver report acknowledges the stream), so after the first renegotiation the endpoint
+/// dropped every packet of the publisher's camera: whoever joined a call after it started never
+/// got its video. The sessions route by the SSRCs they learned when each stream opened.
 #[derive(Default)]
 pub struct DeliverRtcp {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
     estimate: Estimate,
+    media: Option<InboundRtp>,
+}
+
+/// Inbound RTP packets of one peer connection, taken from its interceptor chain by
+/// [`DeliverRtcp`] and drained by the sessions after each datagram.
+#[derive(Debug, Clone, Default)]
+pub struct InboundRtp(Arc<std::sync::Mutex<VecDeque<rtc::rtp::Packet>>>);
+
+impl InboundRtp {
+    /// Packets held at most (one datagram's worth is the usual; the sessions drain after each).
+    const MAX: usize = 1024;
+
+    fn push(&self, packet: rtc::rtp::Packet) {
+        let mut queue = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.len() >= Self::MAX {
+            queue.pop_front();
+        }
+        queue.push_back(packet);
+    }
+
+    fn take(&self) -> VecDeque<rtc::rtp::Packet> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// The latest send-side bandwidth estimate of one peer connection, bits per second (0: none
@@ -199,6 +235,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
     type Time = WallInstant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Some(media) = &self.media
+            && matches!(msg.message.packet, Packet::Rtp(_))
+        {
+            if let Packet::Rtp(packet) = msg.message.packet {
+                media.push(packet);
+            }
+            return Ok(());
+        }
         if matches!(msg.message.packet, Packet::Rtcp(_)) {
             if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
                 msg.message.get(&Attribute::TargetBitrateChanged { bits_per_second: 0.0 })
@@ -304,7 +348,7 @@ pub const INITIAL_ESTIMATE_BPS: f64 = 2_000_000.0;
 /// SFU sends, the TWCC sender numbers every packet and GCC turns subscribers' feedback into an
 /// estimate (read through `estimate`), from which the room picks layers. No pacer: the SFU
 /// forwards at the rate packets come, choosing layers that fit.
-pub fn sfu_media_setup(estimate: Estimate) -> Result<(MediaEngine, Registry), MediaError> {
+pub fn sfu_media_setup(estimate: Estimate, media: InboundRtp) -> Result<(MediaEngine, Registry), MediaError> {
     use rtc::interceptor::{
         CongestionControlBuilder, Gcc, NackGeneratorBuilder, TwccReceiverBuilder, TwccSenderBuilder,
     };
@@ -332,7 +376,7 @@ pub fn sfu_media_setup(estimate: Estimate) -> Result<(MediaEngine, Registry), Me
     }
     let gcc = Gcc::new(INITIAL_ESTIMATE_BPS, 100_000.0, 50_000_000.0);
     let registry = Registry::new()
-        .with(Slot::from(14_000), DeliverRtcp { estimate, ..DeliverRtcp::default() })
+        .with(Slot::from(14_000), DeliverRtcp { estimate, media: Some(media), ..DeliverRtcp::default() })
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
         .with(Slot::CongestionControl, CongestionControlBuilder::new(gcc).build())
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())
@@ -445,6 +489,11 @@ struct Peer {
     estimate: Estimate,
     /// The estimate the room last heard (so the forwarders' wants change only when it does).
     estimate_applied: u64,
+    /// Its inbound RTP, taken from the interceptor chain ([`DeliverRtcp`]).
+    rtp_in: InboundRtp,
+    /// The track each inbound SSRC belongs to, learned when its stream opened: RTP is routed by
+    /// it (the core forgets simulcast SSRCs at each renegotiation; see [`DeliverRtcp`]).
+    ssrc_tracks: HashMap<u32, String>,
 }
 
 /// A track published in the room through these sessions.
@@ -468,7 +517,7 @@ pub struct MediaSessions {
     peers: HashMap<PeerKey, Peer>,
     rooms: HashMap<ConferenceId, Room>,
     tracks: HashMap<(ConferenceId, TrackId), Published>,
-    outbox: VecDeque<(SocketAddr, Vec<u8>)>,
+    outbox: VecDeque<(SocketAddr, Bytes)>,
     events: VecDeque<MediaEvent>,
     next_ssrc: u32,
     /// Binding requests our ICE agents sent, by transaction id: the peer and where it went.
@@ -619,7 +668,8 @@ impl MediaSessions {
             return Err(MediaError::UnknownConference);
         }
         let estimate = Estimate::default();
-        let (media_engine, registry) = sfu_media_setup(estimate.clone())?;
+        let rtp_in = InboundRtp::default();
+        let (media_engine, registry) = sfu_media_setup(estimate.clone(), rtp_in.clone())?;
         // The core picks a random ufrag and password for each peer connection.
         let settings =
             SettingEngineBuilder::new().with_lite(true).with_answering_dtls_role(RTCDtlsRole::Server).build();
@@ -670,6 +720,8 @@ impl MediaSessions {
                 screen_tracks: screens,
                 estimate,
                 estimate_applied: 0,
+                rtp_in,
+                ssrc_tracks: HashMap::new(),
             },
         );
         self.service(participant, now);
@@ -694,7 +746,7 @@ impl MediaSessions {
         };
         let _ = peer.pc.close();
         while let Some(t) = peer.pc.poll_write() {
-            self.outbox.push_back((t.transport.peer_addr, t.message.to_vec()));
+            self.outbox.push_back((t.transport.peer_addr, t.message.freeze()));
         }
         self.demux.remove(participant);
         self.timers.cancel(participant);
@@ -739,7 +791,7 @@ impl MediaSessions {
     }
 
     /// The next datagram to send on the media port, and where to.
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
         self.outbox.pop_front()
     }
 
@@ -781,8 +833,22 @@ impl MediaSessions {
         for message in messages {
             self.on_message(now, key, message);
         }
+        self.take_rtp(now, key);
         self.apply_estimate(now, key);
         self.flush(key);
+    }
+
+    /// Routes the peer's inbound RTP to its tracks by the SSRCs learned when their streams opened
+    /// (a packet of a stream that never opened is dropped, as the core would).
+    fn take_rtp(&mut self, now: WallInstant, key: PeerKey) {
+        let Some(peer) = self.peers.get(&key) else { return };
+        for packet in peer.rtp_in.take() {
+            let Some(track_id) = self.peers.get(&key).and_then(|p| p.ssrc_tracks.get(&packet.header.ssrc)).cloned()
+            else {
+                continue;
+            };
+            self.on_rtp(now, key, &track_id, packet);
+        }
     }
 
     /// Tells the room a subscriber's new bandwidth estimate, when it moved by a tenth or more
@@ -795,6 +861,7 @@ impl MediaSessions {
             return;
         }
         peer.estimate_applied = estimate;
+        tracing::debug!(participant = key.0, bps = estimate, "media: bandwidth estimate");
         let (conference, at) = (peer.conference, self.since_epoch(now));
         if let Some(actions) = self.rooms.get_mut(&conference).map(|r| r.set_bandwidth(at, key, estimate)) {
             self.apply(now, conference, actions);
@@ -822,7 +889,7 @@ impl MediaSessions {
                 // password checks: the address they came from is the peer's.
                 self.demux.confirm(t.transport.peer_addr, key);
             }
-            self.outbox.push_back((t.transport.peer_addr, t.message.to_vec()));
+            self.outbox.push_back((t.transport.peer_addr, t.message.freeze()));
         }
         match peer.pc.poll_timeout() {
             Some(at) => self.timers.set(key, at.saturating_duration_since(self.epoch)),

@@ -9,6 +9,10 @@ impl MediaSessions {
     /// one publishes the track in the room.
     pub(super) fn on_track_open(&mut self, now: WallInstant, key: PeerKey, init: RTCTrackEventInit) {
         let Some(peer) = self.peers.get_mut(&key) else { return };
+        if !peer.ssrc_tracks.contains_key(&init.ssrc) && peer.ssrc_tracks.len() >= MAX_INBOUND_STREAMS {
+            return; // a device sends a few streams; one that keeps opening new ones is ignored
+        }
+        peer.ssrc_tracks.insert(init.ssrc, init.track_id.clone());
         if !peer.inbound.contains_key(&init.track_id) {
             let Some(mut receiver) = peer.pc.rtp_receiver(init.receiver_id) else { return };
             let kind = match media_kind(receiver.track().kind()) {
@@ -290,9 +294,13 @@ impl MediaSessions {
     pub(super) fn request_keyframe(&mut self, now: WallInstant, from: PeerKey, track: TrackId, layer: u8) {
         let Some(peer) = self.peers.get_mut(&from) else { return };
         let Some(inbound) = peer.inbound.values().find(|i| i.track == Some(track)) else { return };
-        let Some(media_ssrc) = inbound.layer_ssrc.get(usize::from(layer)).copied().flatten() else { return };
+        let Some(media_ssrc) = inbound.layer_ssrc.get(usize::from(layer)).copied().flatten() else {
+            tracing::debug!(participant = from.0, track = track.0, layer, "media: no stream known for the layer; no PLI");
+            return;
+        };
         let Some(mut receiver) = peer.pc.rtp_receiver(inbound.receiver) else { return };
-        let _ = receiver.write_rtcp(now, vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]);
+        let sent = receiver.write_rtcp(now, vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]);
+        tracing::debug!(participant = from.0, track = track.0, layer, media_ssrc, ok = sent.is_ok(), "media: PLI to the publisher");
         self.flush(from);
     }
 }

@@ -69,7 +69,7 @@ fn pump(sfu: &mut MediaSessions, srv: SocketAddr, clients: &mut [Client], now: I
             }
         }
         while let Some((to, data)) = sfu.poll_transmit() {
-            net.push_back((srv, to, data));
+            net.push_back((srv, to, data.to_vec()));
         }
         if net.is_empty() {
             return;
@@ -230,7 +230,7 @@ fn run(subscribers: usize, packets: u64) -> anyhow::Result<Result> {
     let (mut handle, mut drain, mut forwarded) = (Duration::ZERO, Duration::ZERO, 0u64);
     // What the SFU sends besides media (ICE consent checks, RTCP), delivered between timed turns
     // so the subscribers answer and their sessions stay up, as in a call.
-    let mut other: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+    let mut other: Vec<(SocketAddr, bytes::Bytes)> = Vec::new();
     for (n, d) in datagrams.iter().enumerate() {
         // 50 packets a second of virtual time, so timers (RTCP reports, consent) run as in a call.
         now += Duration::from_millis(20);
