@@ -278,7 +278,12 @@ impl Forwarder {
         self.first_packet.get_or_insert(now);
         let flowing = self.flowing(now);
         if flowing != self.last_flowing {
-            tracing::debug!(track = self.track, from = self.last_flowing, to = flowing, "forward: flowing layers changed");
+            tracing::debug!(
+                track = self.track,
+                from = self.last_flowing,
+                to = flowing,
+                "forward: flowing layers changed"
+            );
             self.last_flowing = flowing;
         }
         let targets: Vec<(ParticipantId, Option<u8>)> =
@@ -304,7 +309,13 @@ impl Forwarder {
                 down.current = Some(target);
                 down.history.insert(0, (next_seq, target, down.seq_offset, down.ts_offset));
                 down.history.truncate(8);
-                tracing::debug!(track = self.track, who = who.0, layer = target, seq = info.seq, "forward: started layer at key frame");
+                tracing::debug!(
+                    track = self.track,
+                    who = who.0,
+                    layer = target,
+                    seq = info.seq,
+                    "forward: started layer at key frame"
+                );
             }
             if down.current != Some(target) {
                 waiting |= 1 << target.min(7);

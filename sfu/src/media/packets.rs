@@ -295,12 +295,24 @@ impl MediaSessions {
         let Some(peer) = self.peers.get_mut(&from) else { return };
         let Some(inbound) = peer.inbound.values().find(|i| i.track == Some(track)) else { return };
         let Some(media_ssrc) = inbound.layer_ssrc.get(usize::from(layer)).copied().flatten() else {
-            tracing::debug!(participant = from.0, track = track.0, layer, "media: no stream known for the layer; no PLI");
+            tracing::debug!(
+                participant = from.0,
+                track = track.0,
+                layer,
+                "media: no stream known for the layer; no PLI"
+            );
             return;
         };
         let Some(mut receiver) = peer.pc.rtp_receiver(inbound.receiver) else { return };
         let sent = receiver.write_rtcp(now, vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]);
-        tracing::debug!(participant = from.0, track = track.0, layer, media_ssrc, ok = sent.is_ok(), "media: PLI to the publisher");
+        tracing::debug!(
+            participant = from.0,
+            track = track.0,
+            layer,
+            media_ssrc,
+            ok = sent.is_ok(),
+            "media: PLI to the publisher"
+        );
         self.flush(from);
     }
 }

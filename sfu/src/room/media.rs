@@ -47,7 +47,12 @@ impl Room {
         self.next_track += 1;
         self.tracks.insert(
             track,
-            Track { owner: who, kind, forwarder: Forwarder::new(layer_bps).for_track(track.0), early_views: BTreeMap::new() },
+            Track {
+                owner: who,
+                kind,
+                forwarder: Forwarder::new(layer_bps).for_track(track.0),
+                early_views: BTreeMap::new(),
+            },
         );
         Ok((track, vec![to_all(Event::Published { who, track, kind })]))
     }
