@@ -6,7 +6,8 @@
 //    frames) until they turn it on, and nothing again once they turn it off; the connection
 //    quality badge says how the connection is, with the round trip measured.
 // 2. A phone: four tiles to a page; the member on the second page is not sent to the phone
-//    (no frames decoded) until the phone turns to that page, and then is.
+//    (no frames decoded) until the phone turns to that page, and then is; paging back stops it,
+//    paging forward again resumes it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -192,6 +193,16 @@ test("a phone pages the grid and is sent only the videos on its page", { timeout
     const again = await framesOver(v, 3000);
     console.log(`Vera back on page 1: ${again.frames} frames decoded in 3 s`);
     assert.ok(again.frames <= 1, "Alice's video stops once her tile is off the page");
+
+    // And forward again: her video resumes a second time (a paused video resumes at a fresh key
+    // frame however often the phone pages).
+    await v.locator(tid("call-page-next")).click();
+    await v.locator(tid("call-page") + '[data-page="2"]').waitFor();
+    const resumed = await until("Vera decodes Alice's video again", async () => {
+      const r = await framesOver(v, 2000);
+      return r.frames > 5 ? r : null;
+    }, 20000);
+    console.log(`Vera on page 2 again: ${resumed.frames} frames decoded in 2 s`);
   } finally {
     await browser.close();
     node.stop();

@@ -198,3 +198,43 @@ export async function until(what, check, timeoutMs = 30000) {
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/// Frames decoded so far from each remote camera tile on `page`, by the name on the tile
+/// (works in any engine: plain page.evaluate).
+export async function tileFrames(page) {
+  return page.evaluate(async () => {
+    const pc = window.__vechePc;
+    const out = {};
+    if (!pc) return out;
+    for (const box of document.querySelectorAll('[data-testid="call-tile"]')) {
+      const name = box.querySelector("figcaption")?.textContent || box.dataset.stream;
+      const track = box.querySelector("video")?.srcObject?.getVideoTracks()[0];
+      if (!track) continue;
+      let frames = 0;
+      (await pc.getStats(track)).forEach((r) => {
+        if (r.type === "inbound-rtp") frames += r.framesDecoded || 0;
+      });
+      out[name] = frames;
+    }
+    return out;
+  });
+}
+
+/// Waits until `page` (whose member is `who`) decodes video from every one of `names`, at least
+/// `min` frames each within one `windowMs` window (frames rising, not just above zero once).
+/// Returns the frames per name in that window.
+export async function keepsDecoding(page, who, names, { windowMs = 2000, min = 10, timeout = 30000 } = {}) {
+  const deadline = Date.now() + timeout;
+  let last = null;
+  for (;;) {
+    const before = await tileFrames(page);
+    await new Promise((r) => setTimeout(r, windowMs));
+    const after = await tileFrames(page);
+    const rates = Object.fromEntries(names.map((n) => [n, (after[n] ?? 0) - (before[n] ?? 0)]));
+    if (names.every((n) => after[n] !== undefined && rates[n] >= min)) return rates;
+    last = { before, after };
+    if (Date.now() > deadline) {
+      throw new Error(`${who} keeps decoding ${names.join(", ")}: not within ${timeout} ms (last window: ${JSON.stringify(last)})`);
+    }
+  }
+}
