@@ -13,21 +13,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, inbound, until, tid, groupOfTwo,
+  joinCallWith,
 } from "./harness.mjs";
+import { launchFirefox, firefoxMember, click, waitFor } from "./engines.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/// Opens the chat's call's pre-join view, sets the microphone and camera checkboxes, and joins.
-async function joinWith(page, { mic = true, camera = true } = {}) {
-  await page.locator(tid("call-start")).click();
-  await page.locator(tid("call-prejoin")).waitFor();
-  // The preview has opened (the checkboxes are enabled once it knows the devices).
-  await page.locator(tid("prejoin-status") + ':not([data-state="opening"])').waitFor({ timeout: 15000 });
-  await page.locator(tid("prejoin-with-mic")).setChecked(mic);
-  await page.locator(tid("prejoin-with-camera")).setChecked(camera);
-  await page.locator(tid("prejoin-join")).click();
-  await page.locator(tid("call-panel")).waitFor();
-}
 
 /// Frames decoded by this page over `ms` (after what was on its way has arrived).
 async function framesOver(page, ms) {
@@ -82,7 +72,7 @@ test("pre-join: preview, devices remembered, joining with the camera off", { tim
     assert.equal(await b.locator(tid("call-panel")).count(), 0);
 
     // Alice joins with her camera; Bob joins with his camera off.
-    await joinWith(a);
+    await joinCallWith(a);
     await b.locator(tid("call-start")).click();
     await b.locator(tid("prejoin-status") + ':not([data-state="opening"])').waitFor({ timeout: 15000 });
     await b.locator(tid("prejoin-with-camera")).setChecked(false);
@@ -136,75 +126,82 @@ test("pre-join: preview, devices remembered, joining with the camera off", { tim
   }
 });
 
-test("a phone pages the grid and is sent only the videos on its page", { timeout: 300000 }, async () => {
-  const node = await startNode();
-  const browser = await launchBrowser();
-  try {
-    const phone = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
-    const { page: v } = await member(browser, "Vera", phone);
-    await onboardWithLink(v, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Vera");
-    await v.locator(tid("chat-list")).waitFor();
-    await createGroup(v, "Council");
-    const link = await createInvite(v);
-    const quiet = [];
-    for (const name of ["Boris", "Galina", "Dmitri", "Elena"]) {
-      const { page } = await member(browser, name);
-      await joinByLink(page, link, name);
-      quiet.push(page);
+/// The remote tiles the page shows now (not hidden on another page of the grid).
+async function visibleTiles(page) {
+  return page.evaluate(() => [...document.querySelectorAll('[data-testid="call-tile"]')]
+    .filter((e) => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; }).length);
+}
+
+for (const engine of ["chromium", "firefox"]) {
+  test(`a phone pages the grid and is sent only the videos on its page (the phone in ${engine})`, { timeout: 300000 }, async () => {
+    const node = await startNode();
+    const browser = await launchBrowser();
+    const firefox = engine === "firefox" ? await launchFirefox() : null;
+    try {
+      const { page: v } = engine === "firefox"
+        ? await firefoxMember(firefox, "Vera", { viewport: { width: 390, height: 844 } })
+        : await member(browser, "Vera", { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+      await onboardWithLink(v, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Vera");
+      await waitFor(v, tid("chat-list"));
+      await createGroup(v, "Council");
+      const link = await createInvite(v);
+      const quiet = [];
+      for (const name of ["Boris", "Galina", "Dmitri", "Elena"]) {
+        const { page } = await member(browser, name);
+        await joinByLink(page, link, name);
+        quiet.push(page);
+      }
+      const { page: a } = await member(browser, "Alice");
+      await joinByLink(a, link, "Alice");
+      await waitFor(v, tid("chat-name"), { hasText: "Council" });
+
+      // Vera and four members with their cameras and microphones off join, then Alice with her
+      // camera: on the phone, four tiles to a page, so Alice's is on the second.
+      await joinCallWith(v, { mic: false, camera: false });
+      for (const page of quiet) await joinCallWith(page, { mic: false, camera: false });
+      await joinCallWith(a, { mic: false, camera: true });
+      await waitFor(v, tid("call-participants") + '[data-count="6"]', { timeout: 30000 });
+      await waitFor(v, tid("call-page") + '[data-pages="2"][data-page="1"]', { timeout: 30000 });
+      await until("four tiles show on the first page", async () => (await visibleTiles(v)) === 4, 15000);
+      await until("everyone's audio reaches Vera", async () => (await inbound(v))?.audioPackets > 0, 20000);
+      await until("Bob sees Alice's video (she sends it)", async () => (await inbound(quiet[0]))?.framesDecoded > 0, 20000);
+      await sleep(1500); // the phone told the node what it shows
+      const hidden = await framesOver(v, 3000);
+      console.log(`${engine}: Vera on page 1: ${hidden.frames} frames decoded in 3 s (total ${hidden.after.framesDecoded})`);
+      assert.ok(hidden.frames <= 1, "Alice's video is not sent to a phone that does not show it");
+      await v.screenshot({ path: join(artifacts, `call-phone-page1-${engine}.png`) });
+
+      // Vera turns to the second page: Alice's tile shows and her video arrives.
+      await click(v, tid("call-page-next"));
+      await waitFor(v, tid("call-page") + '[data-page="2"]');
+      await until("one tile shows on the second page", async () => (await visibleTiles(v)) === 1, 10000);
+      await until("Vera decodes Alice's video", async () => (await inbound(v)).framesDecoded > hidden.after.framesDecoded + 5, 20000);
+      const shown = await framesOver(v, 2000);
+      console.log(`${engine}: Vera on page 2: ${shown.frames} frames decoded in 2 s`);
+      assert.ok(shown.frames > 5, "Alice's video flows to the page that shows it");
+      await v.screenshot({ path: join(artifacts, `call-phone-page2-${engine}.png`) });
+
+      // Back on the first page, it stops again.
+      await click(v, tid("call-page-prev"));
+      await waitFor(v, tid("call-page") + '[data-page="1"]');
+      await sleep(1500);
+      const again = await framesOver(v, 3000);
+      console.log(`${engine}: Vera back on page 1: ${again.frames} frames decoded in 3 s`);
+      assert.ok(again.frames <= 1, "Alice's video stops once her tile is off the page");
+
+      // And forward again: her video resumes a second time (a paused video resumes at a fresh key
+      // frame however often the phone pages).
+      await click(v, tid("call-page-next"));
+      await waitFor(v, tid("call-page") + '[data-page="2"]');
+      const resumed = await until("Vera decodes Alice's video again", async () => {
+        const r = await framesOver(v, 2000);
+        return r.frames > 5 ? r : null;
+      }, 20000);
+      console.log(`${engine}: Vera on page 2 again: ${resumed.frames} frames decoded in 2 s`);
+    } finally {
+      if (firefox) await firefox.close();
+      await browser.close();
+      node.stop();
     }
-    const { page: a } = await member(browser, "Alice");
-    await joinByLink(a, link, "Alice");
-    await v.locator(tid("chat-name")).filter({ hasText: "Council" }).first().waitFor();
-
-    // Vera and four members with their cameras and microphones off join, then Alice with her
-    // camera: on the phone, four tiles to a page, so Alice's is on the second.
-    await joinWith(v, { mic: false, camera: false });
-    for (const page of quiet) await joinWith(page, { mic: false, camera: false });
-    await joinWith(a, { mic: false, camera: true });
-    await v.locator(tid("call-participants") + '[data-count="6"]').waitFor({ timeout: 30000 });
-    const pager = v.locator(tid("call-page"));
-    await v.locator(tid("call-page") + '[data-pages="2"][data-page="1"]').waitFor({ timeout: 30000 });
-    console.log(`Vera's pager: ${await pager.innerText()}`);
-    await until("four tiles show on the first page", async () =>
-      (await v.locator(tid("call-tile") + ":visible").count()) === 4, 15000);
-    await until("everyone's audio reaches Vera", async () => (await inbound(v))?.audioPackets > 0, 20000);
-    await until("Bob sees Alice's video (she sends it)", async () => (await inbound(quiet[0]))?.framesDecoded > 0, 20000);
-    await sleep(1500); // the phone told the node what it shows
-    const hidden = await framesOver(v, 3000);
-    console.log(`Vera on page 1: ${hidden.frames} frames decoded in 3 s (total ${hidden.after.framesDecoded})`);
-    assert.ok(hidden.frames <= 1, "Alice's video is not sent to a phone that does not show it");
-    await v.screenshot({ path: join(artifacts, "call-phone-page1.png") });
-
-    // Vera turns to the second page: Alice's tile shows and her video arrives.
-    await v.locator(tid("call-page-next")).click();
-    await v.locator(tid("call-page") + '[data-page="2"]').waitFor();
-    await until("one tile shows on the second page", async () =>
-      (await v.locator(tid("call-tile") + ":visible").count()) === 1, 10000);
-    await until("Vera decodes Alice's video", async () => (await inbound(v)).framesDecoded > hidden.after.framesDecoded + 5, 20000);
-    const shown = await framesOver(v, 2000);
-    console.log(`Vera on page 2: ${shown.frames} frames decoded in 2 s`);
-    assert.ok(shown.frames > 5, "Alice's video flows to the page that shows it");
-    await v.screenshot({ path: join(artifacts, "call-phone-page2.png") });
-
-    // Back on the first page, it stops again.
-    await v.locator(tid("call-page-prev")).click();
-    await v.locator(tid("call-page") + '[data-page="1"]').waitFor();
-    await sleep(1500);
-    const again = await framesOver(v, 3000);
-    console.log(`Vera back on page 1: ${again.frames} frames decoded in 3 s`);
-    assert.ok(again.frames <= 1, "Alice's video stops once her tile is off the page");
-
-    // And forward again: her video resumes a second time (a paused video resumes at a fresh key
-    // frame however often the phone pages).
-    await v.locator(tid("call-page-next")).click();
-    await v.locator(tid("call-page") + '[data-page="2"]').waitFor();
-    const resumed = await until("Vera decodes Alice's video again", async () => {
-      const r = await framesOver(v, 2000);
-      return r.frames > 5 ? r : null;
-    }, 20000);
-    console.log(`Vera on page 2 again: ${resumed.frames} frames decoded in 2 s`);
-  } finally {
-    await browser.close();
-    node.stop();
-  }
-});
+  });
+}

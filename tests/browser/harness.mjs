@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { fill, click, waitFor, pressKey, inputValue, selectOption, setChecked } from "./engines.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = join(here, "..", "..");
@@ -110,36 +111,38 @@ export function watch(page, label) {
   page.on("console", (m) => { if (m.type() === "error" && !m.text().includes("WebSocket")) console.error(`[${label} console]`, m.text()); });
 }
 
-/// Registers through the node's admin link (or any node link) and waits for the chat list.
+/// Registers through the node's admin link (or any node link). These flows take a page of any
+/// engine (playwright Chromium, puppeteer Firefox, WebKitPage): see engines.mjs.
 export async function onboardWithLink(page, link, name) {
   await page.goto(link);
-  await page.locator(tid("join-name")).fill(name);
-  await page.locator(tid("join-submit")).click();
+  await fill(page, tid("join-name"), name);
+  await click(page, tid("join-submit"));
 }
 
 export async function createGroup(page, name) {
-  await page.locator(tid("new-group")).click();
-  await page.locator(tid("group-name")).fill(name);
-  await page.locator(tid("create-group-submit")).click();
-  await page.locator(tid("chat-name")).filter({ hasText: name }).waitFor();
+  await click(page, tid("new-group"));
+  await fill(page, tid("group-name"), name);
+  await click(page, tid("create-group-submit"));
+  await waitFor(page, tid("chat-name"), { hasText: name });
 }
 
 /// Creates an invite link in the open chat; `uses`: "1", "10", "100" or "0" (unlimited).
 export async function createInvite(page, { uses = "10" } = {}) {
-  await page.locator(tid("open-invite")).click();
-  await page.locator(tid("invite-uses")).selectOption(uses);
-  await page.locator(tid("invite-create")).click();
-  const link = await page.locator(tid("invite-link")).inputValue();
-  await page.keyboard.press("Escape");
-  await page.locator(tid("invite-dialog")).waitFor({ state: "detached" });
+  await click(page, tid("open-invite"));
+  await selectOption(page, tid("invite-uses"), uses);
+  await click(page, tid("invite-create"));
+  await waitFor(page, tid("invite-link"));
+  const link = await until("the invite link is made", () => inputValue(page, tid("invite-link")), 30000);
+  await pressKey(page, "Escape");
+  await waitFor(page, tid("invite-dialog"), { state: "detached" });
   return link;
 }
 
 export async function joinByLink(page, link, name) {
   await page.goto(link);
-  await page.locator(tid("join-name")).fill(name);
-  await page.locator(tid("join-submit")).click();
-  await page.locator(tid("composer")).waitFor({ timeout: 30000 });
+  await fill(page, tid("join-name"), name);
+  await click(page, tid("join-submit"));
+  await waitFor(page, tid("composer"), { timeout: 30000 });
 }
 
 /// Alice (the node's admin, by its admin link) and Bob (by her invite link) in a new group chat
@@ -159,8 +162,21 @@ export async function groupOfTwo(browser, node, group) {
 /// Opens the chat's call from its call button and joins it from the pre-join view (with the
 /// camera and microphone the view opened).
 export async function joinCall(page) {
-  await page.locator(tid("call-start")).click();
-  await page.locator(tid("prejoin-join")).click();
+  await click(page, tid("call-start"));
+  await click(page, tid("prejoin-join"));
+}
+
+/// Opens the chat's call's pre-join view, sets the microphone and camera checkboxes, and joins
+/// (any engine).
+export async function joinCallWith(page, { mic = true, camera = true } = {}) {
+  await click(page, tid("call-start"));
+  await waitFor(page, tid("call-prejoin"));
+  // The preview has opened (the checkboxes are enabled once it knows the devices).
+  await waitFor(page, tid("prejoin-status") + ':not([data-state="opening"])', { timeout: 15000 });
+  await setChecked(page, tid("prejoin-with-mic"), mic);
+  await setChecked(page, tid("prejoin-with-camera"), camera);
+  await click(page, tid("prejoin-join"));
+  await waitFor(page, tid("call-panel"));
 }
 
 export async function send(page, text) {

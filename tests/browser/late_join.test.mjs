@@ -1,5 +1,5 @@
 // Browser end-to-end: calls as they really go, each member in a browser of their own (separate
-// Chromium processes, as on separate devices). Someone starts a call and the others join 5 s and
+// processes, as on separate devices: Alice and Bob in Chromium, Carol in Firefox). Someone starts a call and the others join 5 s and
 // 30 s later; a member leaves and rejoins; a tab reloads mid-call; a member turns the camera off
 // and on. After each step, every member's video keeps being decoded by every other member
 // (frames rising over a two-second window, per tile).
@@ -7,6 +7,7 @@ import { test } from "node:test";
 import {
   startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, joinCall, tid, keepsDecoding,
 } from "./harness.mjs";
+import { launchFirefox, firefoxMember, click, waitFor } from "./engines.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -20,8 +21,8 @@ async function everyoneSeesEveryone(members) {
 }
 
 async function inCall(page, count) {
-  await page.locator(tid("call-panel")).waitFor();
-  await page.locator(tid("call-participants") + `[data-count="${count}"]`).waitFor({ timeout: 30000 });
+  await waitFor(page, tid("call-panel"));
+  await waitFor(page, tid("call-participants") + `[data-count="${count}"]`, { timeout: 30000 });
 }
 
 test("late joiners, leaving and rejoining, a reload and a camera turned off and on: video keeps flowing both ways", { timeout: 420000 }, async () => {
@@ -30,14 +31,14 @@ test("late joiners, leaving and rejoining, a reload and a camera turned off and 
   try {
     const people = [];
     for (const name of ["Alice", "Bob", "Carol"]) {
-      const browser = await launchBrowser();
+      const browser = name === "Carol" ? await launchFirefox() : await launchBrowser();
       browsers.push(browser);
-      const { page } = await member(browser, name);
+      const { page } = name === "Carol" ? await firefoxMember(browser, name) : await member(browser, name);
       people.push({ name, page });
     }
     const [alice, bob, carol] = people;
     await onboardWithLink(alice.page, node.adminLink.replace(/^http:\/\/[^/]+/, node.url), "Alice");
-    await alice.page.locator(tid("chat-list")).waitFor();
+    await waitFor(alice.page, tid("chat-list"));
     await createGroup(alice.page, "Evening");
     const link = await createInvite(alice.page);
     await joinByLink(bob.page, link, "Bob");
@@ -58,8 +59,8 @@ test("late joiners, leaving and rejoining, a reload and a camera turned off and 
     await everyoneSeesEveryone(people);
 
     // Bob leaves and comes back.
-    await bob.page.locator(tid("call-leave")).click();
-    await bob.page.locator(tid("call-panel")).waitFor({ state: "detached" });
+    await click(bob.page, tid("call-leave"));
+    await waitFor(bob.page, tid("call-panel"), { state: "detached" });
     await inCall(alice.page, 2);
     await sleep(2000);
     await joinCall(bob.page);
@@ -69,7 +70,7 @@ test("late joiners, leaving and rejoining, a reload and a camera turned off and 
 
     // Carol's tab reloads mid-call; she opens the call again.
     await carol.page.reload();
-    await carol.page.locator(tid("composer")).waitFor({ timeout: 30000 });
+    await waitFor(carol.page, tid("composer"), { timeout: 30000 });
     await inCall(alice.page, 2);
     await joinCall(carol.page);
     await inCall(carol.page, 3);
@@ -77,11 +78,11 @@ test("late joiners, leaving and rejoining, a reload and a camera turned off and 
     await everyoneSeesEveryone(people);
 
     // Alice turns her camera off (nobody gets her video) and on again.
-    await alice.page.locator(tid("call-camera")).click();
-    await alice.page.locator(tid("call-camera") + '[aria-pressed="true"]').waitFor({ timeout: 10000 });
+    await click(alice.page, tid("call-camera"));
+    await waitFor(alice.page, tid("call-camera") + '[aria-pressed="true"]', { timeout: 10000 });
     await sleep(3000);
-    await alice.page.locator(tid("call-camera")).click();
-    await alice.page.locator(tid("call-camera") + '[aria-pressed="false"]').waitFor({ timeout: 10000 });
+    await click(alice.page, tid("call-camera"));
+    await waitFor(alice.page, tid("call-camera") + '[aria-pressed="false"]', { timeout: 10000 });
     console.log("Alice turned her camera off and on");
     await everyoneSeesEveryone(people);
   } finally {
