@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, MLS test vectors, integration tests that start real `veche`
-# processes, and browser end-to-end tests (Debian chromium driven by playwright-core) against the
-# built web UI. Builds each binary once and reuses it across tests. Installs chromium and the npm
-# packages it needs.
+# processes, and browser end-to-end tests (Debian chromium driven by playwright-core, firefox-esr by
+# puppeteer-core, WebKitGTK by WebKitWebDriver) against the built web UI. Builds each binary once
+# and reuses it across tests. Installs the browsers and the npm packages it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked -p veche-node -p veche-bootstrap
@@ -15,8 +15,10 @@ cargo test --locked --workspace --all-features -- --test-threads=2
 echo "== web UI build"
 bash scripts/build-ui.sh
 echo "== browser tests"
-if [ ! -x /usr/bin/chromium ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+# Chromium (playwright-core), Firefox ESR (puppeteer-core over WebDriver BiDi) and WebKitGTK
+# (WebKitWebDriver with MiniBrowser, in an Xvfb display): tests/browser/engines.mjs.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/firefox-esr ] || [ ! -x /usr/bin/WebKitWebDriver ] || ! command -v Xvfb >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium firefox-esr webkit2gtk-driver xvfb
 fi
 (cd tests/browser && npm install --no-audit --no-fund --loglevel=error)
 node --test --test-concurrency=1 tests/browser/

@@ -562,6 +562,11 @@ export function callOnDevices(handler) {
 }
 
 /// Whether this browser can choose the speaker a tile plays through.
+/// Whether this browser can take part in calls at all (WebKitGTK builds without WebRTC cannot).
+export function callWebRtcSupported() {
+  return typeof RTCPeerConnection === "function";
+}
+
 export function callSinkSupported() {
   return typeof HTMLMediaElement !== "undefined" && "setSinkId" in HTMLMediaElement.prototype;
 }

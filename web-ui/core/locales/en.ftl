@@ -262,6 +262,7 @@ call-page = Page { $page } of { $pages }
 call-page-prev = Previous page
 call-page-next = Next page
 prejoin-title = Before you join
+call-no-webrtc = This browser cannot take part in calls: it has no WebRTC. Open this chat in Chrome, Firefox, Edge or Safari to join the call; writing here works as usual.
 prejoin-preview = Your camera
 prejoin-camera-is-off = Your camera is off.
 prejoin-no-picture = No picture from the camera.

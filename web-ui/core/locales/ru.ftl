@@ -266,6 +266,7 @@ call-page = Страница { $page } из { $pages }
 call-page-prev = Предыдущая страница
 call-page-next = Следующая страница
 prejoin-title = Перед входом
+call-no-webrtc = Этот браузер не может участвовать в звонках: в нём нет WebRTC. Откройте этот чат в Chrome, Firefox, Edge или Safari, чтобы войти в звонок; переписка здесь работает как обычно.
 prejoin-preview = Ваша камера
 prejoin-camera-is-off = Камера выключена.
 prejoin-no-picture = С камеры нет изображения.

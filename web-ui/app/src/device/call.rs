@@ -33,6 +33,9 @@ extern "C" {
     fn js_call_on_devices(handler: &js_sys::Function);
     #[wasm_bindgen(js_name = callSinkSupported)]
     pub fn call_sink_supported() -> bool;
+    /// Whether the browser has WebRTC (`RTCPeerConnection`): without it, no calls.
+    #[wasm_bindgen(js_name = callWebRtcSupported)]
+    pub fn call_webrtc_supported() -> bool;
     #[wasm_bindgen(js_name = callSetSink)]
     pub fn call_set_sink(id: &str);
     #[wasm_bindgen(js_name = callStats)]
@@ -189,6 +192,9 @@ impl MediaChoice {
 /// Opens the chosen camera and microphone (the pre-join preview's stream, if it is open) and
 /// the peer connection, plays the others through the chosen speaker; the SDP offer to join with.
 pub async fn start_media(choice: &MediaChoice) -> Result<String, String> {
+    if !call_webrtc_supported() {
+        return Err("@call-no-webrtc".to_string());
+    }
     call_set_sink(&choice.speaker);
     let start = js_call_start(&choice.camera, &choice.mic, choice.with_mic, choice.with_camera);
     let offer = JsFuture::from(start).await.map_err(js_error)?;

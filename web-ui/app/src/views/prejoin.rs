@@ -13,8 +13,8 @@ use veche_ui_core::i18n::Arg;
 use crate::components::{BTN_PRIMARY, BTN_SECONDARY};
 use crate::device::DeviceHandle;
 use crate::device::call::{
-    MediaDevice, Preview, call_preview_mount, call_preview_stop, call_sink_supported, devices, join_call,
-    on_devices_changed, preview,
+    MediaDevice, Preview, call_preview_mount, call_preview_stop, call_sink_supported, call_webrtc_supported, devices,
+    join_call, on_devices_changed, preview,
 };
 use crate::i18n::use_i18n;
 use crate::state::AppState;
@@ -90,6 +90,20 @@ pub fn PreJoin(group: GroupId) -> impl IntoView {
     let app = expect_context::<AppState>();
     let handle = expect_context::<DeviceHandle>();
     let i18n = use_i18n();
+    if !call_webrtc_supported() {
+        // No camera preview, no join: say why, plainly, and where calls work.
+        return view! {
+            <section class="border-b border-slate-200 bg-slate-900 p-3 text-white" data-testid="call-prejoin"
+                aria-label=move || i18n.t("prejoin-title")>
+                <p class="mb-2 rounded-lg bg-amber-500/15 px-3 py-2 text-sm text-amber-100" data-testid="prejoin-no-webrtc"
+                    role="alert">{move || i18n.t("call-no-webrtc")}</p>
+                <button class=BTN_SECONDARY data-testid="prejoin-cancel" on:click=move |_| app.prejoin.set(None)>
+                    {move || i18n.t("prejoin-cancel")}
+                </button>
+            </section>
+        }
+        .into_any();
+    }
     let video = NodeRef::<html::Video>::new();
     let level = NodeRef::<html::Div>::new();
     // What the preview opened (None while it opens).
@@ -250,4 +264,5 @@ pub fn PreJoin(group: GroupId) -> impl IntoView {
             </div>
         </section>
     }
+    .into_any()
 }
