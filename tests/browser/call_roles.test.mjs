@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startNode, launchBrowser, member, onboardWithLink, artifacts, tid, until, joinCall, groupOfTwo } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, artifacts, tid, until, joinCall, groupOfTwo, callTool, openCallMore } from "./harness.mjs";
 
 /// What this page's peer connection receives (video frames decoded) and sends (video).
 async function stats(page) {
@@ -47,9 +47,8 @@ test("webinar roles: a viewer raises a hand, is made presenter, and the call is 
     assert.equal(await aliceSelf.getAttribute("data-role"), "organizer");
     assert.equal(await a.locator(tid("call-mode-badge")).getAttribute("data-mode"), "meeting");
     // She makes it a webinar.
-    await a.locator(tid("call-mode")).click();
-    await a.locator(tid("call-mode") + '[data-mode="webinar"]').waitFor({ timeout: 10000 });
-    await a.locator(tid("call-mode-badge") + '[data-mode="webinar"]').waitFor();
+    await callTool(a, "call-mode");
+    await a.locator(tid("call-mode-badge") + '[data-mode="webinar"]').waitFor({ timeout: 10000 });
 
     // Bob joins with his camera and microphone: a participant, so only a viewer.
     await joinCall(b);
@@ -114,13 +113,16 @@ test("webinar roles: a viewer raises a hand, is made presenter, and the call is 
     await a.screenshot({ path: join(artifacts, "call-roles-presenter-alice.png") });
 
     // Alice locks the call: everyone sees it is locked.
+    await openCallMore(a);
     assert.equal(await a.locator(tid("call-lock")).getAttribute("aria-pressed"), "false");
-    await a.locator(tid("call-lock")).click();
+    await callTool(a, "call-lock");
+    await openCallMore(a);
     await a.locator(tid("call-lock") + '[aria-pressed="true"]').waitFor({ timeout: 10000 });
+    await a.locator(tid("call-more")).click();
     await b.locator(tid("call-lock-badge")).waitFor({ timeout: 10000 });
 
     // Alice ends the call for everyone: both panels close, Bob is told.
-    await a.locator(tid("call-end")).click();
+    await callTool(a, "call-end");
     await b.locator(tid("call-panel")).waitFor({ state: "detached", timeout: 10000 });
     await a.locator(tid("call-panel")).waitFor({ state: "detached", timeout: 10000 });
     await b.locator(tid("toast")).filter({ hasText: /ended for everyone/i }).waitFor({ timeout: 10000 });

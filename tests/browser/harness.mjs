@@ -2,12 +2,12 @@
 // native `veche client`. Every node gets a fresh data dir and port; artifacts (screenshots) go to
 // tests/artifacts/browser/.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { fill, click, waitFor, pressKey, inputValue, selectOption, setChecked } from "./engines.mjs";
+import { fill, click, waitFor, pressKey, inputValue, selectOption, setChecked, count } from "./engines.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = join(here, "..", "..");
@@ -54,7 +54,12 @@ export async function startNode({ name = "Town Library", registration = "invite"
   });
   const node = {
     url, dataDir, port, adminLink, proc, log: () => out,
-    stop: () => proc.kill("SIGTERM"),
+    // With VECHE_TEST_LOGS=1 each node's log is kept in the artifacts when it stops (debug level:
+    // forwarding decisions and all), to look into a failure.
+    stop: () => {
+      if (process.env.VECHE_TEST_LOGS) writeFileSync(join(artifacts, `node-${port}.log`), out);
+      return proc.kill("SIGTERM");
+    },
     stopped: () => new Promise((r) => (proc.exitCode !== null ? r() : proc.on("exit", r))),
     restart: async () => { node.stop(); await node.stopped(); return startNode({ name, registration, dataDir, port, args }); },
   };
@@ -164,6 +169,25 @@ export async function groupOfTwo(browser, node, group) {
 export async function joinCall(page) {
   await click(page, tid("call-start"));
   await click(page, tid("prejoin-join"));
+}
+
+/// Opens the call bar's "more" menu (the organizer's tools: call-mode, call-lock, call-end) unless
+/// it is open.
+export async function openCallMore(page) {
+  if ((await count(page, tid("call-more-menu"))) === 0) await click(page, tid("call-more"));
+  await waitFor(page, tid("call-more-menu"));
+}
+
+/// Uses one of the organizer's tools from the "more" menu (which closes after it).
+export async function callTool(page, id) {
+  await openCallMore(page);
+  await click(page, tid(id));
+}
+
+/// Opens the call's participants panel unless it is open (on a wide window it is from the start).
+export async function openCallPeople(page) {
+  if ((await count(page, tid("call-people-panel"))) === 0) await click(page, tid("call-people-toggle"));
+  await waitFor(page, tid("call-people-panel"));
 }
 
 /// Opens the chat's call's pre-join view, sets the microphone and camera checkboxes, and joins

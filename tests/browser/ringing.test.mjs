@@ -48,11 +48,12 @@ test("declined and missed 1:1 calls are written in both members' history", { tim
     await b.locator(tid("call-decline")).click();
     await b.locator(tid("incoming-call")).waitFor({ state: "detached" });
     await a.locator(tid("toast")).filter({ hasText: /declined/i }).waitFor({ timeout: 10000 });
-    await a.locator(tid("call-record") + '[data-record="declined"]').waitFor({ timeout: 10000 });
     await b.locator(tid("call-record") + '[data-record="declined"]').waitFor({ timeout: 10000 });
-    // She hangs up: that writes nothing more.
+    // She hangs up: that writes nothing more. Her chat (beside the call only when she opens it)
+    // shows the declined call.
     await a.locator(tid("call-leave")).click();
     await a.locator(tid("call-panel")).waitFor({ state: "detached" });
+    await a.locator(tid("call-record") + '[data-record="declined"]').waitFor({ timeout: 10000 });
     assert.deepEqual(await records(a), ["Declined"]);
     assert.deepEqual(await records(b), ["Вы отклонили звонок"]);
     assert.match(await a.locator(tid("call-record-time")).innerText(), /^\d\d:\d\d$/);
@@ -76,6 +77,8 @@ test("declined and missed 1:1 calls are written in both members' history", { tim
     await b.locator(tid("incoming-call")).waitFor({ state: "detached", timeout: 10000 });
     console.log(`unanswered ring lasted ${Date.now() - ringing} ms on Bob's screen`);
     await b.locator(tid("toast")).filter({ hasText: /Пропущенный звонок/ }).waitFor({ timeout: 10000 });
+    // Alice opens the chat beside the call: it says nobody answered.
+    await a.locator(tid("call-chat")).click();
     await a.locator(tid("call-record") + '[data-record="missed"]').waitFor({ timeout: 10000 });
     await b.locator(tid("call-record") + '[data-record="missed"]').waitFor({ timeout: 10000 });
     await a.locator(tid("call-leave")).click();

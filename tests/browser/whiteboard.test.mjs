@@ -12,7 +12,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, tid, until, joinCall } from "./harness.mjs";
+import { startNode, launchBrowser, member, onboardWithLink, createGroup, createInvite, joinByLink, artifacts, tid, until, joinCall, callTool } from "./harness.mjs";
 
 const RED = "dc2626";
 const BLUE = "2563eb";
@@ -106,6 +106,8 @@ test("a call's whiteboard and reactions reach everyone, and the board is saved i
     await itemsBecome(b, "Bob", 2);
     const strokeMiddle = [0.25, 0.25];
     const rectLeftEdge = [0.55, 0.6];
+    await a.screenshot({ path: join(artifacts, "whiteboard-alice.png") });
+    await b.screenshot({ path: join(artifacts, "whiteboard-bob.png") });
     assert.ok(await drawnAt(b, strokeMiddle, RED), "Bob sees the red stroke");
     assert.ok(await drawnAt(b, rectLeftEdge, BLUE), "Bob sees the blue rectangle's edge");
     assert.ok(!(await drawnAt(b, [0.7, 0.6], BLUE)), "the rectangle is an outline");
@@ -180,7 +182,7 @@ test("a call's whiteboard and reactions reach everyone, and the board is saved i
     assert.equal(await b.locator(tid("call-panel")).count(), 1, "Bob is still in the call");
 
     // In a webinar Bob (a participant) may not draw: he is told, and the board stays as it was.
-    await a.locator(tid("call-mode")).click();
+    await callTool(a, "call-mode");
     await b.locator(tid("call-mode-badge") + '[data-mode="webinar"]').waitFor({ timeout: 10000 });
     await pick(b, "pen", GREEN);
     await drag(b, [0.1, 0.95], [0.5, 0.95]);
@@ -189,11 +191,11 @@ test("a call's whiteboard and reactions reach everyone, and the board is saved i
       (await b.locator(tid("wb-canvas")).getAttribute("data-pending")) === "0", 10000);
     assert.equal(await items(b), 4);
     assert.equal(await items(a), 4, "nothing of Bob's reached Alice's board");
-    await a.locator(tid("call-mode")).click();
+    await callTool(a, "call-mode");
     await a.locator(tid("call-mode-badge") + '[data-mode="meeting"]').waitFor({ timeout: 10000 });
 
     // Alice ends the call for everyone: every member's chat shows the board she saved.
-    await a.locator(tid("call-end")).click();
+    await callTool(a, "call-end");
     for (const [who, page] of [["Alice", a], ["Bob", b], ["Carol", c]]) {
       await page.locator(tid("call-panel")).waitFor({ state: "detached", timeout: 15000 });
       const saved = page.locator(tid("whiteboard-message"));

@@ -143,6 +143,8 @@ function applySink(video) {
 function place(box) {
   if (box.dataset.screen === "true") return;
   if (box.dataset.stream === "self") {
+    // Small in a corner once others show; in the grid while alone.
+    box.classList.toggle("veche-self-floating", shown !== null && shown.size > 0);
     box.style.order = "-1";
     return;
   }
@@ -272,6 +274,7 @@ export function callMount(element, screens, reactions) {
 /// placed by the last list.
 export function callLayout(ids) {
   shown = new Map((ids ? ids.split(",") : []).map((id, i) => [id, i]));
+  grid?.classList.toggle("veche-grid-many", shown.size >= 5);
   for (const box of tiles()) place(box);
   reportViews();
 }

@@ -16,7 +16,7 @@ use veche_ui_core::grid;
 use veche_ui_core::i18n::Arg;
 use veche_ui_core::quality::{self, Counts, Measures, Quality};
 
-use crate::components::{BTN_DANGER, BTN_GHOST, BTN_SECONDARY};
+use crate::components::{BTN_DANGER, BTN_GHOST};
 use crate::device::call::{
     call_enabled, call_has, call_layout, call_mount, call_screen_supported, join_call, on_screen_ended, set_media,
     share_screen, stats, stop_screen, tell_sending,
@@ -30,6 +30,56 @@ use crate::views::whiteboard::WhiteboardPanel;
 
 /// How often the connection's quality is measured (milliseconds).
 const QUALITY_MS: u32 = 2000;
+
+// The call bar's icons (24×24, stroked): SVG, so they show without an emoji font.
+const ICON_MIC: &str = "M12 3a3 3 0 0 0-3 3v6a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3Z M5 11a7 7 0 0 0 14 0 M12 18v3 M8 21h8";
+const ICON_MIC_OFF: &str =
+    "M12 3a3 3 0 0 0-3 3v6a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3Z M5 11a7 7 0 0 0 14 0 M12 18v3 M8 21h8 M3 3l18 18";
+const ICON_CAMERA: &str = "M15 10.5 20 7v10l-5-3.5 M4 6h11v12H4z";
+const ICON_CAMERA_OFF: &str = "M15 10.5 20 7v10l-5-3.5 M4 6h11v12H4z M3 3l18 18";
+const ICON_SCREEN: &str = "M3 4h18v12H3z M8 20h8 M12 16v4";
+const ICON_HAND: &str = "M8 13V5.5a1.5 1.5 0 0 1 3 0V12 M11 11V4.5a1.5 1.5 0 0 1 3 0V12 M14 11V6.5a1.5 1.5 0 0 1 3 0V15a6 6 0 0 1-6 6h-1a6 6 0 0 1-5-2.7L3.3 15a1.5 1.5 0 0 1 2.4-1.8L8 15.5";
+const ICON_SMILE: &str = "M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18Z M8.5 14.5a4.5 4.5 0 0 0 7 0 M9 9.5h.01 M15 9.5h.01";
+const ICON_BOARD: &str = "M3 4h18v13H3z M8 21l4-4 4 4";
+const ICON_PEOPLE: &str = "M16 19a4 4 0 0 0-8 0 M12 12a3 3 0 1 0 0-6 3 3 0 0 0 0 6Z M22 19a3.5 3.5 0 0 0-4.5-3.3 M17 11a2.5 2.5 0 1 0 0-5 M2 19a3.5 3.5 0 0 1 4.5-3.3 M7 11a2.5 2.5 0 1 1 0-5";
+const ICON_CHAT: &str = "M4 5h16v11H9l-5 4z";
+const ICON_MORE: &str = "M5 12h.01 M12 12h.01 M19 12h.01";
+const ICON_LEAVE: &str = "M3 15.5c5-4.7 13-4.7 18 0l-2 2.5-3.5-1.3V14a11 11 0 0 0-7 0v2.7L5 18z";
+const ICON_CLOSE: &str = "M6 6l12 12 M18 6 6 18";
+
+/// One icon of the call's bar.
+#[component]
+fn Icon(#[prop(into)] d: Signal<&'static str>, #[prop(default = "h-5 w-5")] class: &'static str) -> impl IntoView {
+    view! {
+        <svg class=class viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8"
+            stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d=d/></svg>
+    }
+}
+
+/// A round button of the call's bar: an icon, its name for screen readers and as a tooltip.
+const BAR_BUTTON: &str = "relative flex h-10 w-10 shrink-0 sm:h-11 sm:w-11 items-center justify-center rounded-full bg-slate-700 text-white \
+    hover:bg-slate-600 disabled:opacity-40 aria-pressed:bg-slate-100 aria-pressed:text-slate-900 aria-expanded:bg-slate-100 \
+    aria-expanded:text-slate-900 focus-visible:outline focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-indigo-400";
+/// The bar's microphone and camera: red while off.
+const BAR_MEDIA: &str = "relative flex h-10 w-10 shrink-0 sm:h-11 sm:w-11 items-center justify-center rounded-full bg-slate-700 text-white \
+    hover:bg-slate-600 disabled:opacity-40 aria-pressed:bg-rose-600 aria-pressed:hover:bg-rose-500 \
+    focus-visible:outline focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-indigo-400";
+
+/// Whether the chat's messages show beside the call (a side panel on a wide screen, a sheet on a
+/// phone): the chat view lays itself out by it, the call's bar toggles it.
+#[derive(Clone, Copy)]
+pub struct CallChatOpen(pub RwSignal<bool>);
+
+/// From this window width (CSS pixels, Tailwind's `lg`) the participants show beside the videos
+/// from the start; narrower, they open as a sheet when asked for.
+const SIDE_PANEL_WIDTH_PX: f64 = 1024.0;
+
+/// The call's side panel (or sheet on a phone): nobody, the participants, or none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    None,
+    People,
+}
 
 /// Starts or joins the chat's call: opens its pre-join view.
 #[component]
@@ -454,15 +504,27 @@ fn InCall(group: GroupId) -> impl IntoView {
     let badge = "inline-flex items-center gap-1 rounded-full px-2 py-0.5 text-xs font-medium";
     let pager_button =
         "flex h-9 w-9 items-center justify-center rounded-full bg-slate-700 hover:bg-slate-600 disabled:opacity-40";
+    // The side panel: the participants, open at first on a wide screen; opened for moderators
+    // when someone starts waiting in the lobby.
+    let side = RwSignal::new(if width.get_untracked() >= SIDE_PANEL_WIDTH_PX { Side::People } else { Side::None });
+    Effect::new(move |was: Option<usize>| {
+        let now = waiting().len();
+        if was.is_some_and(|w| now > w) {
+            side.set(Side::People);
+        }
+        now
+    });
+    let more = RwSignal::new(false);
+    let chat_open = use_context::<CallChatOpen>().map(|c| c.0).unwrap_or_else(|| RwSignal::new(false));
+    let label = move |key: &'static str| move || i18n.t(key);
     view! {
         <Show when=in_call>
-            <section class=move || format!("relative border-b border-slate-200 bg-slate-900 p-2 sm:p-3 {}",
-                    if board_open.get() { "max-h-[82dvh] overflow-y-auto" } else { "" })
+            <section class="relative flex min-h-0 min-w-0 flex-1 flex-col bg-slate-950 text-white"
                 data-testid="call-panel"
                 aria-label=move || i18n.t("call") data-viewer=move || viewer().to_string() data-mode=mode_name
                 data-locked=move || locked().to_string()>
                 <Show when=move || lobby().is_some()>
-                    <div class="mb-2 flex flex-col items-center gap-3 rounded-xl bg-slate-800 p-4 text-center text-sm text-white sm:flex-row sm:text-left"
+                    <div class="m-2 flex flex-col items-center gap-3 rounded-xl bg-slate-800 p-4 text-center text-sm text-white sm:flex-row sm:text-left"
                         data-testid="call-lobby-waiting" role="status">
                         <svg class="h-6 w-6 shrink-0 animate-pulse text-indigo-300" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><circle cx="12" cy="12" r="9"/><path d="M12 7v5l3 2"/></svg>
                         <p class="min-w-0 flex-1">{move || {
@@ -471,8 +533,9 @@ fn InCall(group: GroupId) -> impl IntoView {
                         <button class=BTN_DANGER data-testid="call-leave" on:click=move |ev| leave.run(ev)>{move || i18n.t("call-leave")}</button>
                     </div>
                 </Show>
+                // The top line: what kind of call, its lock and quality, who is in it.
                 <Show when=move || lobby().is_none()>
-                    <div class="mb-2 flex flex-wrap items-center gap-1.5">
+                    <div class="flex shrink-0 items-center gap-1.5 px-2 pt-2 sm:px-3">
                         <span class=move || format!("{badge} {}", if mode() == CallMode::Webinar { "bg-amber-500/20 text-amber-200" } else { "bg-slate-700 text-slate-200" })
                             data-testid="call-mode-badge" data-mode=mode_name>
                             {move || if mode() == CallMode::Webinar { i18n.t("call-mode-webinar") } else { i18n.t("call-mode-meeting") }}
@@ -491,110 +554,142 @@ fn InCall(group: GroupId) -> impl IntoView {
                         <Show when=move || quality.with(|q| q.is_some())>
                             <QualityBadge quality=quality/>
                         </Show>
+                        <p class="min-w-0 flex-1 truncate text-right text-xs text-slate-300" data-testid="call-participants"
+                            data-count=count>{names}</p>
                     </div>
                 </Show>
-                // Others' screen shares: on the stage, above everything else.
+                // Others' screen shares: on the stage, above the videos.
                 <Show when=move || !screens().is_empty()>
-                    <p class="mb-1 text-xs text-slate-300" data-testid="call-stage-title">
+                    <p class="shrink-0 px-2 pt-1 text-xs text-slate-300 sm:px-3" data-testid="call-stage-title">
                         {move || i18n.t_with("call-screen-of", &[("name", Arg::Str(&screens().join(", ")))])}
                     </p>
                 </Show>
-                <div node_ref=stage data-testid="call-stage" class=move || if screens().is_empty() { "hidden" } else { "mb-2 flex flex-col gap-2" }></div>
+                <div node_ref=stage data-testid="call-stage" class=move || if screens().is_empty() { "hidden" } else { "flex shrink-0 flex-col gap-2 px-2 pt-1 sm:px-3" }></div>
                 <Show when=move || sharing() && lobby().is_none()>
-                    <div class="mb-2 flex items-center gap-2 rounded-xl bg-indigo-600/30 px-3 py-2 text-sm text-indigo-100"
+                    <div class="mx-2 mt-2 flex shrink-0 items-center gap-2 rounded-xl bg-indigo-600/30 px-3 py-2 text-sm text-indigo-100 sm:mx-3"
                         data-testid="call-sharing" role="status">
-                        <svg class="h-4 w-4 shrink-0" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><rect x="3" y="4" width="18" height="12" rx="1.5"/><path d="M8 20h8M12 16v4"/></svg>
+                        <Icon d=ICON_SCREEN class="h-4 w-4 shrink-0"/>
                         <span class="min-w-0 flex-1">{move || i18n.t("call-sharing")}</span>
                         <button class="rounded-full bg-rose-600 px-3 py-1 text-xs font-semibold text-white hover:bg-rose-500"
                             data-testid="call-sharing-stop" on:click=move |_| stop_screen(app)>{move || i18n.t("call-screen-stop")}</button>
                     </div>
                 </Show>
-                // With the whiteboard open, the videos shrink (beside it on a wide screen). Tiles
-                // of the others on other pages are hidden (js/call.js).
-                <div class=move || if board_open.get() { "flex flex-col gap-2 lg:flex-row-reverse lg:items-start" } else { "" }>
-                    <div node_ref=grid data-testid="call-grid"
-                        class=move || if board_open.get() {
-                            "grid max-h-[22vh] grid-cols-2 gap-2 overflow-y-auto sm:max-h-[30vh] sm:grid-cols-3 lg:max-h-[60vh] lg:w-56 lg:shrink-0 lg:grid-cols-1"
-                        } else {
-                            // Few tiles large, many in a square; a small strip under a shared screen.
-                            let phone = width.get() < grid::PHONE_WIDTH_PX;
-                            let tiles = layout.with(|l| l.shown.len()) + 1;
-                            let columns = if !screens().is_empty() { if phone { 2 } else { 4 } } else { grid::columns(tiles, width.get()) };
-                            match columns {
-                                1 => "grid max-h-[55vh] grid-cols-1 gap-2 overflow-y-auto mx-auto w-full max-w-2xl",
-                                2 => "grid max-h-[55vh] grid-cols-2 gap-2 overflow-y-auto",
-                                3 => "grid max-h-[55vh] grid-cols-3 gap-2 overflow-y-auto",
-                                _ => "grid max-h-[55vh] grid-cols-4 gap-2 overflow-y-auto",
-                            }
-                        }></div>
-                    <Show when=move || board_open.get() && lobby().is_none()>
-                        <div class="min-w-0 flex-1"><WhiteboardPanel/></div>
+                // The videos fill what is left; the whiteboard beside them (below on a phone), the
+                // participants in a side panel (a sheet on a phone). Tiles of the others on other
+                // pages are hidden (js/call.js); our own floats small in a corner once others show.
+                <div class="relative flex min-h-0 flex-1 gap-2 p-2 sm:p-3">
+                    <div class=move || if board_open.get() { "flex min-h-0 min-w-0 flex-1 flex-col gap-2 lg:flex-row-reverse lg:items-start" } else { "relative flex min-h-0 min-w-0 flex-1 flex-col" }>
+                        <div node_ref=grid data-testid="call-grid" data-board=move || board_open.get().to_string()
+                            class=move || if board_open.get() {
+                                "relative grid max-h-[22vh] shrink-0 grid-cols-2 gap-2 overflow-y-auto sm:max-h-[30vh] sm:grid-cols-3 lg:max-h-[60vh] lg:w-56 lg:grid-cols-1"
+                            } else {
+                                // Few tiles large, many in a square; a small strip under a shared screen.
+                                let phone = width.get() < grid::PHONE_WIDTH_PX;
+                                let tiles = layout.with(|l| l.shown.len()).max(1);
+                                let columns = if !screens().is_empty() { if phone { 2 } else { 4 } } else { grid::columns(tiles, width.get()) };
+                                match columns {
+                                    1 => "grid min-h-0 flex-1 grid-cols-1 content-center gap-2 overflow-y-auto mx-auto w-full max-w-4xl",
+                                    2 => "grid min-h-0 flex-1 grid-cols-2 content-center gap-2 overflow-y-auto",
+                                    3 => "grid min-h-0 flex-1 grid-cols-3 content-center gap-2 overflow-y-auto",
+                                    _ => "grid min-h-0 flex-1 grid-cols-4 content-center gap-2 overflow-y-auto",
+                                }
+                            }></div>
+                        <Show when=move || board_open.get() && lobby().is_none()>
+                            <div class="min-h-0 min-w-0 flex-1 overflow-y-auto"><WhiteboardPanel/></div>
+                        </Show>
+                        <Show when=move || lobby().is_none() && layout.with(|l| l.pages > 1)>
+                            <div class="mt-2 flex shrink-0 items-center justify-center gap-2 text-xs text-slate-200" data-testid="call-pager">
+                                <button class=pager_button data-testid="call-page-prev" aria-label=move || i18n.t("call-page-prev")
+                                    title=move || i18n.t("call-page-prev") disabled=move || layout.with(|l| l.page == 0)
+                                    on:click=move |_| page.set(layout.with_untracked(|l| l.page.saturating_sub(1)))>
+                                    <svg class="h-4 w-4" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path fill-rule="evenodd" d="M12.8 4.2a.75.75 0 0 1 0 1.06L8.06 10l4.74 4.74a.75.75 0 1 1-1.06 1.06l-5.27-5.27a.75.75 0 0 1 0-1.06l5.27-5.27a.75.75 0 0 1 1.06 0Z" clip-rule="evenodd"/></svg>
+                                </button>
+                                <span data-testid="call-page" data-page=move || layout.with(|l| l.page + 1) data-pages=move || layout.with(|l| l.pages)
+                                    aria-live="polite">
+                                    {move || layout.with(|l| i18n.t_with("call-page", &[("page", Arg::Num(l.page as i64 + 1)), ("pages", Arg::Num(l.pages as i64))]))}
+                                </span>
+                                <button class=pager_button data-testid="call-page-next" aria-label=move || i18n.t("call-page-next")
+                                    title=move || i18n.t("call-page-next") disabled=move || layout.with(|l| l.page + 1 >= l.pages)
+                                    on:click=move |_| page.set(layout.with_untracked(|l| l.page + 1))>
+                                    <svg class="h-4 w-4" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path fill-rule="evenodd" d="M7.2 15.8a.75.75 0 0 1 0-1.06L11.94 10 7.2 5.26a.75.75 0 0 1 1.06-1.06l5.27 5.27a.75.75 0 0 1 0 1.06l-5.27 5.27a.75.75 0 0 1-1.06 0Z" clip-rule="evenodd"/></svg>
+                                </button>
+                            </div>
+                        </Show>
+                    </div>
+                    <Show when=move || side.get() == Side::People && lobby().is_none()>
+                        <aside class="fixed inset-x-0 bottom-0 z-40 flex max-h-[60dvh] flex-col rounded-t-2xl bg-slate-800 shadow-2xl lg:static lg:z-auto lg:max-h-none lg:w-72 lg:shrink-0 lg:rounded-xl lg:shadow-none"
+                            data-testid="call-people-panel" aria-label=move || i18n.t("call-people")>
+                            <div class="flex shrink-0 items-center justify-between px-3 pb-1 pt-2">
+                                <h3 class="text-sm font-semibold">{move || i18n.t("call-people")}" · "{count}</h3>
+                                <button class="flex h-8 w-8 items-center justify-center rounded-full hover:bg-slate-700" data-testid="call-people-close"
+                                    aria-label=move || i18n.t("call-close-panel") title=move || i18n.t("call-close-panel")
+                                    on:click=move |_| side.set(Side::None)>
+                                    <Icon d=ICON_CLOSE class="h-4 w-4"/>
+                                </button>
+                            </div>
+                            <div class="min-h-0 flex-1 overflow-y-auto px-2 pb-3">
+                                <Show when=move || !waiting().is_empty()>
+                                    <div class="mb-2 rounded-xl bg-slate-900 p-2 text-xs text-white" data-testid="call-lobby">
+                                        <p class="mb-1.5 font-semibold text-slate-200">{move || i18n.t("call-lobby-title")}</p>
+                                        <ul class="flex flex-col gap-1.5">
+                                            <For each=waiting key=|p| p.clone() let:p>
+                                                <WaitingPerson group=group participant=p.0 name=p.1/>
+                                            </For>
+                                        </ul>
+                                    </div>
+                                </Show>
+                                <ul class="flex flex-col items-start gap-1.5" data-testid="call-people">
+                                    <For each=people key=|p| p.clone() let:p>
+                                        <CallPerson group=group person=p/>
+                                    </For>
+                                </ul>
+                            </div>
+                        </aside>
                     </Show>
                 </div>
-                <Show when=move || lobby().is_none() && layout.with(|l| l.pages > 1)>
-                    <div class="mt-2 flex items-center justify-center gap-2 text-xs text-slate-200" data-testid="call-pager">
-                        <button class=pager_button data-testid="call-page-prev" aria-label=move || i18n.t("call-page-prev")
-                            title=move || i18n.t("call-page-prev") disabled=move || layout.with(|l| l.page == 0)
-                            on:click=move |_| page.set(layout.with_untracked(|l| l.page.saturating_sub(1)))>
-                            <svg class="h-4 w-4" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path fill-rule="evenodd" d="M12.8 4.2a.75.75 0 0 1 0 1.06L8.06 10l4.74 4.74a.75.75 0 1 1-1.06 1.06l-5.27-5.27a.75.75 0 0 1 0-1.06l5.27-5.27a.75.75 0 0 1 1.06 0Z" clip-rule="evenodd"/></svg>
-                        </button>
-                        <span data-testid="call-page" data-page=move || layout.with(|l| l.page + 1) data-pages=move || layout.with(|l| l.pages)
-                            aria-live="polite">
-                            {move || layout.with(|l| i18n.t_with("call-page", &[("page", Arg::Num(l.page as i64 + 1)), ("pages", Arg::Num(l.pages as i64))]))}
-                        </span>
-                        <button class=pager_button data-testid="call-page-next" aria-label=move || i18n.t("call-page-next")
-                            title=move || i18n.t("call-page-next") disabled=move || layout.with(|l| l.page + 1 >= l.pages)
-                            on:click=move |_| page.set(layout.with_untracked(|l| l.page + 1))>
-                            <svg class="h-4 w-4" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path fill-rule="evenodd" d="M7.2 15.8a.75.75 0 0 1 0-1.06L11.94 10 7.2 5.26a.75.75 0 0 1 1.06-1.06l5.27 5.27a.75.75 0 0 1 0 1.06l-5.27 5.27a.75.75 0 0 1-1.06 0Z" clip-rule="evenodd"/></svg>
-                        </button>
-                    </div>
-                </Show>
                 <div node_ref=corner data-testid="call-reactions" aria-live="polite"
-                    class="pointer-events-none absolute right-3 top-3 z-10 flex flex-col items-end gap-1"></div>
-                <Show when=move || !waiting().is_empty()>
-                    <div class="mt-2 rounded-xl bg-slate-800 p-2 text-xs text-white" data-testid="call-lobby">
-                        <p class="mb-1.5 font-semibold text-slate-200">{move || i18n.t("call-lobby-title")}</p>
-                        <ul class="flex flex-col gap-1.5">
-                            <For each=waiting key=|p| p.clone() let:p>
-                                <WaitingPerson group=group participant=p.0 name=p.1/>
-                            </For>
-                        </ul>
-                    </div>
-                </Show>
+                    class="pointer-events-none absolute right-3 top-10 z-10 flex flex-col items-end gap-1"></div>
+                // One bar of buttons: microphone, camera, screen, hand, reactions, whiteboard,
+                // participants, chat, more (the organizer's tools), leave.
                 <Show when=move || lobby().is_none()>
-                    <div class="mt-2 flex flex-wrap items-center gap-2">
-                        <p class="min-w-0 basis-full truncate text-xs text-slate-300 sm:basis-auto sm:flex-1" data-testid="call-participants"
-                            data-count=count>{names}</p>
-                        <button class=BTN_SECONDARY data-testid="call-mic" aria-pressed=move || (!mic.get()).to_string()
+                    <div class="flex shrink-0 flex-wrap items-center justify-center gap-1.5 px-2 pb-3 pt-1 sm:gap-2"
+                        role="toolbar" aria-label=move || i18n.t("call")>
+                        <button class=BAR_MEDIA data-testid="call-mic" aria-pressed=move || (!mic.get()).to_string()
+                            aria-label=move || if mic.get() { i18n.t("call-mic-off") } else { i18n.t("call-mic-on") }
+                            title=move || if mic.get() { i18n.t("call-mic-off") } else { i18n.t("call-mic-on") }
                             disabled=move || !call_has("audio")
                             on:click=move |_| toggle_media("audio", mic)>
-                            {move || if mic.get() { i18n.t("call-mic-off") } else { i18n.t("call-mic-on") }}
+                            <Icon d=Signal::derive(move || if mic.get() { ICON_MIC } else { ICON_MIC_OFF })/>
                         </button>
-                        <button class=BTN_SECONDARY data-testid="call-camera" aria-pressed=move || (!cam.get()).to_string()
+                        <button class=BAR_MEDIA data-testid="call-camera" aria-pressed=move || (!cam.get()).to_string()
+                            aria-label=move || if cam.get() { i18n.t("call-camera-off") } else { i18n.t("call-camera-on") }
+                            title=move || if cam.get() { i18n.t("call-camera-off") } else { i18n.t("call-camera-on") }
                             disabled=move || !call_has("video")
                             on:click=move |_| toggle_media("video", cam)>
-                            {move || if cam.get() { i18n.t("call-camera-off") } else { i18n.t("call-camera-on") }}
+                            <Icon d=Signal::derive(move || if cam.get() { ICON_CAMERA } else { ICON_CAMERA_OFF })/>
                         </button>
                         <Show when=may_share>
-                            <button class=BTN_SECONDARY data-testid="call-screen" aria-pressed=move || sharing().to_string()
+                            <button class=BAR_BUTTON data-testid="call-screen" aria-pressed=move || sharing().to_string()
+                                aria-label=move || if sharing() { i18n.t("call-screen-stop") } else { i18n.t("call-screen-share") }
+                                title=move || if sharing() { i18n.t("call-screen-stop") } else { i18n.t("call-screen-share") }
                                 on:click=toggle_screen>
-                                <svg class="h-4 w-4" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" aria-hidden="true"><rect x="3" y="4" width="18" height="12" rx="1.5"/><path d="M8 20h8M12 16v4"/></svg>
-                                {move || if sharing() { i18n.t("call-screen-stop") } else { i18n.t("call-screen-share") }}
+                                <Icon d=ICON_SCREEN/>
                             </button>
                         </Show>
-                        <button class=BTN_SECONDARY data-testid="call-hand" aria-pressed=move || hand().to_string()
+                        <button class=BAR_BUTTON data-testid="call-hand" aria-pressed=move || hand().to_string()
+                            aria-label=move || if hand() { i18n.t("call-hand-lower") } else { i18n.t("call-hand-raise") }
+                            title=move || if hand() { i18n.t("call-hand-lower") } else { i18n.t("call-hand-raise") }
                             on:click=move |ev| toggle_hand.run(ev)>
-                            <span aria-hidden="true">"✋"</span>
-                            {move || if hand() { i18n.t("call-hand-lower") } else { i18n.t("call-hand-raise") }}
+                            <Icon d=ICON_HAND/>
                         </button>
                         <div class="relative">
-                            <button class=BTN_SECONDARY data-testid="call-react" aria-expanded=move || reacting.get().to_string()
-                                aria-haspopup="true" on:click=move |_| reacting.update(|r| *r = !*r)>
-                                <span aria-hidden="true">"🙂"</span>
-                                {move || i18n.t("call-react")}
+                            <button class=BAR_BUTTON data-testid="call-react" aria-expanded=move || reacting.get().to_string()
+                                aria-haspopup="true" aria-label=label("call-react") title=label("call-react")
+                                on:click=move |_| reacting.update(|r| *r = !*r)>
+                                <Icon d=ICON_SMILE/>
                             </button>
                             <Show when=move || reacting.get()>
-                                <div class="absolute bottom-full left-0 z-20 mb-1 flex gap-1 rounded-full bg-white p-1 shadow-lg ring-1 ring-slate-200"
+                                <div class="absolute bottom-full left-1/2 z-30 mb-2 flex -translate-x-1/2 gap-1 rounded-full bg-white p-1 shadow-lg ring-1 ring-slate-200"
                                     role="menu" data-testid="call-reactions-menu">
                                     {REACTIONS.into_iter().map(|r| view! {
                                         <button type="button" role="menuitem" data-testid="call-reaction-pick" data-reaction=r
@@ -604,37 +699,67 @@ fn InCall(group: GroupId) -> impl IntoView {
                                 </div>
                             </Show>
                         </div>
-                        <button class=BTN_SECONDARY data-testid="call-whiteboard" aria-pressed=move || board_open.get().to_string()
-                            on:click=move |_| board_open.update(|o| *o = !*o)>
-                            <svg class="h-4 w-4" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8"
-                                stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">
-                                <rect x="3" y="4" width="18" height="13" rx="1.5"/><path d="M8 21l4-4 4 4"/>
-                            </svg>
-                            {move || i18n.t("whiteboard")}
+                        <button class=BAR_BUTTON data-testid="call-whiteboard" aria-pressed=move || board_open.get().to_string()
+                            aria-label=label("whiteboard") title=label("whiteboard")
+                            on:click=move |_| {
+                                // The board needs the room: the participants panel makes way for it.
+                                if !board_open.get_untracked() {
+                                    side.set(Side::None);
+                                }
+                                board_open.update(|o| *o = !*o)
+                            }>
+                            <Icon d=ICON_BOARD/>
                             <Show when=board_news>
-                                <span class="h-2 w-2 rounded-full bg-indigo-500" data-testid="call-whiteboard-news"
+                                <span class="absolute right-0.5 top-0.5 h-2.5 w-2.5 rounded-full bg-indigo-400 ring-2 ring-slate-950" data-testid="call-whiteboard-news"
                                     aria-label=move || i18n.t("wb-has-drawing")></span>
                             </Show>
                         </button>
+                        <button class=BAR_BUTTON data-testid="call-people-toggle" aria-pressed=move || (side.get() == Side::People).to_string()
+                            aria-label=label("call-people") title=label("call-people")
+                            on:click=move |_| side.update(|s| *s = if *s == Side::People { Side::None } else { Side::People })>
+                            <Icon d=ICON_PEOPLE/>
+                            <Show when=move || !waiting().is_empty()>
+                                <span class="absolute right-0.5 top-0.5 h-2.5 w-2.5 rounded-full bg-amber-400 ring-2 ring-slate-950"></span>
+                            </Show>
+                        </button>
+                        <button class=BAR_BUTTON data-testid="call-chat" aria-pressed=move || chat_open.get().to_string()
+                            aria-label=label("call-chat") title=label("call-chat")
+                            on:click=move |_| chat_open.update(|o| *o = !*o)>
+                            <Icon d=ICON_CHAT/>
+                        </button>
                         <Show when=moderating>
-                            <button class=BTN_SECONDARY data-testid="call-mode" data-mode=mode_name
-                                aria-pressed=move || (mode() == CallMode::Webinar).to_string() on:click=move |ev| toggle_mode.run(ev)>
-                                {move || if mode() == CallMode::Webinar { i18n.t("call-mode-to-meeting") } else { i18n.t("call-mode-to-webinar") }}
-                            </button>
-                            <button class=BTN_SECONDARY data-testid="call-lock" aria-pressed=move || locked().to_string()
-                                on:click=move |ev| toggle_lock.run(ev)>
-                                {move || if locked() { i18n.t("call-unlock") } else { i18n.t("call-lock") }}
-                            </button>
-                            <button class=BTN_DANGER data-testid="call-end" on:click=move |ev| end.run(ev)>
-                                {move || i18n.t("call-end")}
-                            </button>
+                            <div class="relative">
+                                <button class=BAR_BUTTON data-testid="call-more" aria-expanded=move || more.get().to_string()
+                                    aria-haspopup="true" aria-label=label("call-more") title=label("call-more")
+                                    on:click=move |_| more.update(|m| *m = !*m)>
+                                    <Icon d=ICON_MORE class="h-6 w-6"/>
+                                </button>
+                                <Show when=move || more.get()>
+                                    <div class="absolute bottom-full right-0 z-30 mb-2 flex w-60 max-w-[85vw] flex-col overflow-hidden rounded-xl bg-white py-1 text-sm text-slate-800 shadow-lg ring-1 ring-slate-200"
+                                        role="menu" data-testid="call-more-menu">
+                                        <button class="px-3 py-2 text-left hover:bg-slate-100" role="menuitemcheckbox" data-testid="call-mode" data-mode=mode_name
+                                            aria-checked=move || (mode() == CallMode::Webinar).to_string()
+                                            aria-pressed=move || (mode() == CallMode::Webinar).to_string() on:click=move |ev| { more.set(false); toggle_mode.run(ev) }>
+                                            {move || if mode() == CallMode::Webinar { i18n.t("call-mode-to-meeting") } else { i18n.t("call-mode-to-webinar") }}
+                                        </button>
+                                        <button class="px-3 py-2 text-left hover:bg-slate-100" role="menuitemcheckbox" data-testid="call-lock"
+                                            aria-checked=move || locked().to_string()
+                                            aria-pressed=move || locked().to_string() on:click=move |ev| { more.set(false); toggle_lock.run(ev) }>
+                                            {move || if locked() { i18n.t("call-unlock") } else { i18n.t("call-lock") }}
+                                        </button>
+                                        <button class="px-3 py-2 text-left font-semibold text-rose-700 hover:bg-rose-50" role="menuitem"
+                                            data-testid="call-end" on:click=move |ev| { more.set(false); end.run(ev) }>
+                                            {move || i18n.t("call-end")}
+                                        </button>
+                                    </div>
+                                </Show>
+                            </div>
                         </Show>
-                        <ul class="flex w-full flex-wrap gap-1.5 order-last" data-testid="call-people">
-                            <For each=people key=|p| p.clone() let:p>
-                                <CallPerson group=group person=p/>
-                            </For>
-                        </ul>
-                        <button class=BTN_DANGER data-testid="call-leave" on:click=move |ev| leave.run(ev)>{move || i18n.t("call-leave")}</button>
+                        <button class="flex h-10 w-14 shrink-0 sm:h-11 items-center justify-center rounded-full bg-rose-600 text-white hover:bg-rose-500 focus-visible:outline focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-rose-400"
+                            data-testid="call-leave" aria-label=label("call-leave") title=label("call-leave")
+                            on:click=move |ev| leave.run(ev)>
+                            <Icon d=ICON_LEAVE class="h-6 w-6"/>
+                        </button>
                     </div>
                 </Show>
             </section>
@@ -693,16 +818,16 @@ fn CallPerson(group: GroupId, person: PersonView) -> impl IntoView {
     let p = person.clone();
     view! {
         <li class=if person.speaking {
-                "flex items-center gap-1 rounded-full bg-slate-700 py-0.5 pl-2.5 pr-1 text-xs text-white ring-2 ring-emerald-400"
+                "flex flex-wrap items-center gap-1 rounded-2xl bg-slate-700 py-0.5 pl-2.5 pr-1 text-xs text-white ring-2 ring-emerald-400"
             } else {
-                "flex items-center gap-1 rounded-full bg-slate-700 py-0.5 pl-2.5 pr-1 text-xs text-white"
+                "flex flex-wrap items-center gap-1 rounded-2xl bg-slate-700 py-0.5 pl-2.5 pr-1 text-xs text-white"
             }
             data-testid="call-person" data-name=person.name.clone() data-muted=person.muted_audio.to_string()
             data-sharing=person.sharing.to_string()
             data-role=person.role data-hand=person.hand.to_string() data-me=person.me.to_string()>
             {person.hand.then(|| view! {
                 <span data-testid="call-person-hand" role="img" aria-label=move || i18n.t("call-hand-raised")
-                    title=move || i18n.t("call-hand-raised")>"✋"</span>
+                    title=move || i18n.t("call-hand-raised")><Icon d=ICON_HAND class="h-3.5 w-3.5 text-amber-300"/></span>
             })}
             <span class="py-0.5 pr-1">{person.name.clone()}
                 {person.me.then(|| view! { <span class="text-slate-400">" "{move || i18n.t("call-you")}</span> })}
@@ -729,13 +854,14 @@ fn CallPerson(group: GroupId, person: PersonView) -> impl IntoView {
                 </button>
             })}
             {has_menu.then(|| view! {
-                <details class="relative" node_ref=menu>
+                <details node_ref=menu>
                     <summary class="flex h-6 w-6 cursor-pointer list-none items-center justify-center rounded-full bg-slate-600 hover:bg-slate-500 [&::-webkit-details-marker]:hidden"
                         data-testid="call-person-menu" aria-label=move || i18n.t("call-person-actions")
                         title=move || i18n.t("call-person-actions")>
                         <svg class="h-4 w-4" viewBox="0 0 24 24" fill="currentColor" aria-hidden="true"><circle cx="5" cy="12" r="1.8"/><circle cx="12" cy="12" r="1.8"/><circle cx="19" cy="12" r="1.8"/></svg>
                     </summary>
-                    <div class="absolute right-0 top-full z-20 mt-1 w-56 max-w-[80vw] overflow-hidden rounded-lg bg-white py-1 text-sm text-slate-800 shadow-lg ring-1 ring-slate-200"
+                    // Opens in place (the participants panel scrolls, and would cut off a popup).
+                    <div class="my-1 w-56 max-w-[80vw] overflow-hidden rounded-lg bg-white py-1 text-sm text-slate-800 shadow-lg ring-1 ring-slate-200"
                         role="menu">
                         {p.mute_video.then(|| view! {
                             <button class=item role="menuitem" data-testid="call-stop-camera"

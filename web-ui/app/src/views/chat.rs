@@ -14,7 +14,7 @@ use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::{I18n, use_i18n};
 use crate::route::navigate;
 use crate::state::{AppState, MsgBody, MsgView, Route};
-use crate::views::call::{CallButton, CallPanel};
+use crate::views::call::{CallButton, CallChatOpen, CallPanel};
 use crate::views::chat_list::{ConnIndicator, chat_title, tz_offset_min};
 use crate::views::dialogs::{ChatSettingsDialog, InviteDialog};
 use crate::views::whiteboard::WhiteboardMessage;
@@ -77,6 +77,10 @@ pub fn ChatView(group: GroupId) -> impl IntoView {
     let settings = RwSignal::new(false);
     let scroller = NodeRef::<html::Div>::new();
     let me = move || app.me.with(|m| m.as_ref().map(|m| m.account));
+    // In this chat's call: the call fills the view; the messages open beside it when asked.
+    let calling = move || app.call.with(|c| c.as_ref().is_some_and(|c| c.group == group));
+    let chat_open = RwSignal::new(false);
+    provide_context(CallChatOpen(chat_open));
 
     // Newest messages are seen while the chat is open.
     {
@@ -144,7 +148,11 @@ pub fn ChatView(group: GroupId) -> impl IntoView {
             .collect::<Vec<_>>()
     };
     view! {
-        <header class="flex items-center gap-3 border-b border-slate-200 bg-white px-3 py-2.5">
+        <header class=move || if calling() {
+                "hidden items-center gap-3 border-b border-slate-200 bg-white px-3 py-2.5 md:flex"
+            } else {
+                "flex items-center gap-3 border-b border-slate-200 bg-white px-3 py-2.5"
+            }>
             <button class=format!("{BTN_GHOST} md:hidden") data-testid="back" aria-label=move || i18n.t("back")
                 on:click=move |_| navigate(app.route, Route::Chats)>
                 <svg class="h-5 w-5" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path fill-rule="evenodd" d="M12.8 4.2a.75.75 0 0 1 0 1.06L8.06 10l4.74 4.74a.75.75 0 1 1-1.06 1.06l-5.27-5.27a.75.75 0 0 1 0-1.06l5.27-5.27a.75.75 0 0 1 1.06 0Z" clip-rule="evenodd"/></svg>
@@ -170,8 +178,29 @@ pub fn ChatView(group: GroupId) -> impl IntoView {
                 <svg class="h-5 w-5" viewBox="0 0 20 20" fill="currentColor" aria-hidden="true"><path d="M10 3a1.5 1.5 0 1 1 0 3 1.5 1.5 0 0 1 0-3Zm0 5.5a1.5 1.5 0 1 1 0 3 1.5 1.5 0 0 1 0-3ZM11.5 15.5a1.5 1.5 0 1 0-3 0 1.5 1.5 0 0 0 3 0Z"/></svg>
             </button>
         </header>
-        <crate::views::meeting::MeetingCard group=group/>
+        <Show when=move || !calling()>
+            <crate::views::meeting::MeetingCard group=group/>
+        </Show>
+        // In the call, the call fills the view and the chat's messages open beside it (a side
+        // panel on a wide screen, a sheet on a phone) from the call's bar; otherwise the
+        // pre-join view (if any) sits above the messages.
+        <div class=move || if calling() { "flex min-h-0 flex-1" } else { "contents" }>
         <CallPanel group=group/>
+        <div class=move || match (calling(), chat_open.get()) {
+                (false, _) => "contents",
+                (true, false) => "hidden",
+                (true, true) => "fixed inset-x-0 bottom-0 z-40 flex h-[65dvh] flex-col overflow-hidden rounded-t-2xl bg-slate-50 shadow-2xl lg:static lg:z-auto lg:h-auto lg:w-96 lg:shrink-0 lg:rounded-none lg:border-l lg:border-slate-200 lg:shadow-none",
+            }
+            data-testid="chat-messages" data-beside-call=move || calling().to_string()>
+        <Show when=calling>
+            <div class="flex shrink-0 items-center justify-between border-b border-slate-200 bg-white px-3 py-2">
+                <h2 class="text-sm font-semibold text-slate-900">{move || i18n.t("call-chat")}</h2>
+                <button class=BTN_GHOST data-testid="call-chat-close" aria-label=move || i18n.t("call-close-panel")
+                    title=move || i18n.t("call-close-panel") on:click=move |_| chat_open.set(false)>
+                    <svg class="h-4 w-4" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" aria-hidden="true"><path d="M6 6l12 12 M18 6 6 18"/></svg>
+                </button>
+            </div>
+        </Show>
         <Show when=move || chat.with(|c| c.as_ref().is_some_and(|c| !c.keep_history))>
             <p class="border-b border-amber-200 bg-amber-50 px-4 py-1.5 text-center text-xs text-amber-800" data-testid="history-not-kept">
                 {move || i18n.t("history-not-kept")}
@@ -200,6 +229,8 @@ pub fn ChatView(group: GroupId) -> impl IntoView {
         }>
             <Composer group=group/>
         </Show>
+        </div>
+        </div>
         <Show when=move || inviting.get()>
             <InviteDialog group=group on_close=Callback::new(move |_| inviting.set(false))/>
         </Show>
