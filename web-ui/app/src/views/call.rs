@@ -588,10 +588,10 @@ fn InCall(group: GroupId) -> impl IntoView {
                                 let tiles = layout.with(|l| l.shown.len()).max(1);
                                 let columns = if !screens().is_empty() { if phone { 2 } else { 4 } } else { grid::columns(tiles, width.get()) };
                                 match columns {
-                                    1 => "grid min-h-0 flex-1 grid-cols-1 content-center gap-2 overflow-y-auto mx-auto w-full max-w-4xl",
-                                    2 => "grid min-h-0 flex-1 grid-cols-2 content-center gap-2 overflow-y-auto",
-                                    3 => "grid min-h-0 flex-1 grid-cols-3 content-center gap-2 overflow-y-auto",
-                                    _ => "grid min-h-0 flex-1 grid-cols-4 content-center gap-2 overflow-y-auto",
+                                    1 => "relative grid min-h-0 flex-1 grid-cols-1 content-center gap-2 overflow-y-auto mx-auto w-full max-w-4xl",
+                                    2 => "relative grid min-h-0 flex-1 grid-cols-2 content-center gap-2 overflow-y-auto",
+                                    3 => "relative grid min-h-0 flex-1 grid-cols-3 content-center gap-2 overflow-y-auto",
+                                    _ => "relative grid min-h-0 flex-1 grid-cols-4 content-center gap-2 overflow-y-auto",
                                 }
                             }></div>
                         <Show when=move || board_open.get() && lobby().is_none()>
