@@ -25,6 +25,9 @@ pub const CACHE_PACKETS: usize = 512;
 pub const LAYER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Timestamp step inserted at a layer switch (one frame at 30 fps, 90 kHz clock).
 const SWITCH_TS_STEP: u32 = 3000;
+/// The RTP clock of video (ticks per millisecond), to advance a resumed stream's timestamps by
+/// the time it was paused.
+const VIDEO_TICKS_PER_MS: u64 = 90;
 
 /// What the edge parsed out of one incoming RTP packet (headers and header extensions only).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +122,9 @@ struct Downstream {
     /// Added to an incoming layer's seq / timestamp since the last switch.
     seq_offset: u16,
     ts_offset: u32,
-    /// Last seq / timestamp sent (to continue after a switch).
+    /// Last seq / timestamp sent (to continue after a switch), and when.
     last: Option<(u16, u32)>,
+    last_at: Option<Instant>,
     /// Switch points, newest first: (first outgoing seq, layer, seq offset, timestamp offset),
     /// to map a NACKed outgoing seq back to its layer, incoming seq and outgoing timestamp.
     history: Vec<(u16, u8, u16, u32)>,
@@ -210,6 +214,7 @@ impl Forwarder {
             seq_offset: 0,
             ts_offset: 0,
             last: None,
+            last_at: None,
             history: Vec::new(),
         });
         entry.want = want;
@@ -300,8 +305,17 @@ impl Forwarder {
             };
             if info.layer == target && down.current != Some(target) && info.keyframe_start {
                 // Switch here: continue the outgoing numbering from the last packet sent.
+                // After a pause (a tile that was on another page), the timestamps move on by the
+                // time it lasted: a receiver that saw a frame 33 ms "after" one from seconds ago
+                // would take every frame for late and drop or delay them until its timing
+                // estimate caught up.
                 let (next_seq, next_ts) = match down.last {
-                    Some((seq, ts)) => (seq.wrapping_add(1), ts.wrapping_add(SWITCH_TS_STEP)),
+                    Some((seq, ts)) => {
+                        let paused_ms = down.last_at.map_or(0, |at| now.saturating_sub(at).as_millis() as u64);
+                        let step =
+                            (paused_ms * VIDEO_TICKS_PER_MS).clamp(u64::from(SWITCH_TS_STEP), u64::from(u32::MAX / 2));
+                        (seq.wrapping_add(1), ts.wrapping_add(step as u32))
+                    }
                     None => (info.seq, info.timestamp),
                 };
                 down.seq_offset = next_seq.wrapping_sub(info.seq);
@@ -329,6 +343,7 @@ impl Forwarder {
             let newer = down.last.is_none_or(|(last, _)| seq.wrapping_sub(last) < 0x8000);
             if newer {
                 down.last = Some((seq, timestamp));
+                down.last_at = Some(now);
             }
             out.push(Out::Send {
                 to: who,
@@ -596,6 +611,42 @@ mod tests {
         assert_eq!(sent(&f.on_packet(ms(800), &info, payload), B), [(5, "L0#5".into())]);
         let (info, payload) = packet(0, 6, 15000, false);
         assert!(!f.on_packet(ms(2000), &info, payload).contains(&Out::Keyframe { layer: 0 }));
+    }
+
+    #[test]
+    fn a_video_resumed_after_a_pause_moves_its_timestamps_on_by_the_pause() {
+        let mut f = simulcast();
+        f.subscribe(ms(0), A, Want { max_layer: Some(0), bandwidth_bps: u64::MAX });
+        let mut stamps = Vec::new();
+        for (t, seq, key) in [(0u64, 10u16, true), (33, 11, false)] {
+            let (info, payload) = packet(0, seq, u32::from(seq) * 3000, key);
+            stamps.extend(f.on_packet(ms(t), &info, payload).into_iter().filter_map(|o| match o {
+                Out::Send { packet, .. } => Some(packet.timestamp),
+                _ => None,
+            }));
+        }
+        // The tile goes to another page for five seconds, then shows again.
+        f.set_want(ms(40), A, Want { max_layer: None, bandwidth_bps: u64::MAX });
+        let (info, payload) = packet(0, 12, 36_000, false);
+        assert!(sent(&f.on_packet(ms(66), &info, payload), A).is_empty(), "paused");
+        f.set_want(ms(5033), A, Want { max_layer: Some(0), bandwidth_bps: u64::MAX });
+        let (info, payload) = packet(0, 160, 160 * 3000, true);
+        let out = f.on_packet(ms(5033), &info, payload);
+        let resumed: Vec<(u16, u32)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Out::Send { packet, .. } => Some((packet.seq, packet.timestamp)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(resumed.len(), 1);
+        let (seq, ts) = resumed[0];
+        assert_eq!(seq, 12, "the sequence goes on without a gap");
+        assert_eq!(
+            ts.wrapping_sub(stamps[1]),
+            5000 * 90,
+            "the timestamp moved on by the 5 s since the last frame sent"
+        );
     }
 
     #[test]

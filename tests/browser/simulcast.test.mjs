@@ -1,12 +1,12 @@
 // Browser end-to-end: simulcast from the browser. Alice's camera (chromium's fake one, asked
 // for 720p) goes to the node in three layers, 320×180, 640×360 and 1280×720 (getStats
 // outbound-rtp per rid). Bob receives the layer that fits the tile he shows: on a laptop-sized
-// window a two-person call's tile gets the middle layer, a small tile beside the whiteboard the
-// lowest, a large screen's tile the top one, each switched at a key frame and playing on, and
-// back.
+// window with the participants panel beside it a two-person call's tile gets the middle layer, a
+// small tile beside the whiteboard the lowest, a large screen's tile the top one, each switched
+// at a key frame and playing on, and back.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startNode, launchBrowser, until, tid, joinCall, groupOfTwo } from "./harness.mjs";
+import { startNode, launchBrowser, until, tid, joinCall, groupOfTwo, openCallPeople } from "./harness.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -85,9 +85,12 @@ test("simulcast: three layers from the browser, each receiver gets the one that 
     await b.setViewportSize({ width: 3840, height: 2160 });
     const large = await receivesHeight(b, 720, "a large tile gets 1280x720");
     console.log(`Bob's tile ${large.tile} px tall: ${large.width}x${large.height}, ${large.rate} frames in 1 s`);
-    // Back to the laptop window: the middle layer again.
+    // Back to the laptop window with the participants beside the videos again (opening the
+    // whiteboard had closed them): the middle layer again.
     await b.setViewportSize({ width: 1280, height: 800 });
-    await receivesHeight(b, 360, "back on the laptop window, 640x360 again");
+    await openCallPeople(b);
+    const back = await receivesHeight(b, 360, "back on the laptop window, 640x360 again");
+    console.log(`Bob's tile ${back.tile} px tall: ${back.width}x${back.height}, ${back.rate} frames in 1 s`);
   } finally {
     await browser.close();
     node.stop();
