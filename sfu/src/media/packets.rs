@@ -136,7 +136,7 @@ impl MediaSessions {
 
     pub(super) fn on_message(&mut self, now: WallInstant, key: PeerKey, message: RTCMessage) {
         match message {
-            RTCMessage::RtpPacket(track_id, packet) => self.on_rtp(now, key, &track_id, packet),
+            // Inbound RTP never comes this way: `DeliverRtcp` takes it from the chain (`take_rtp`).
             RTCMessage::RtcpPacket(track_id, packets) => {
                 // Feedback about a stream we send carries that stream's track id ("t<track>").
                 let asks_keyframe = packets.iter().any(|p| {
