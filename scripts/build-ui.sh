@@ -39,6 +39,18 @@ cp "$work/pkg/veche-web.js" "$out.new/assets/$js"
 cp "$work/app.css" "$out.new/assets/$css"
 [ -d "$work/pkg/snippets" ] && cp -r "$work/pkg/snippets" "$out.new/assets/snippets"
 sed -e "s|@JS@|$js|g" -e "s|@WASM@|$wasm|g" -e "s|@CSS@|$css|g" web-ui/index.html > "$out.new/index.html"
+# The files at the root (web app manifest, icons) from web-ui/static, and the service worker made
+# from its template there: it precaches index.html and every other file of this build, in a cache
+# named by the build's hash (so each build replaces the previous one's cache).
+cp web-ui/static/* "$out.new/"
+files=$(cd "$out.new" && find . -type f ! -name index.html ! -name sw.js | sed 's|^\.||' | LC_ALL=C sort)
+build=$( (cd "$out.new" && sha256sum index.html sw.js $(printf '.%s ' $files)) | sha256sum | cut -c1-16)
+list=$(printf '  "%s",\n' $files)
+awk -v build="$build" -v list="$list" '{
+  gsub(/@BUILD@/, build)
+  if ($0 ~ /@FILES@/) { sub(/@FILES@.*/, "["); print; print list; print "];"; next }
+  print
+}' web-ui/static/sw.js > "$out.new/sw.js"
 # Pre-compressed copies, served when the browser accepts gzip.
 for f in "$out.new/assets/$wasm" "$out.new/assets/$js" "$out.new/assets/$css"; do gzip -9 -k "$f"; done
 rm -rf "$out" && mv "$out.new" "$out"
@@ -47,3 +59,5 @@ echo "web UI built in $out:"
 for f in "$wasm" "$js" "$css"; do
   echo "  $f: $(size "$out/assets/$f") bytes, gzip $(size "$out/assets/$f.gz") bytes"
 done
+echo "  sw.js (cache veche-$build, $(echo "$files" | wc -l) files precached besides index.html), manifest and icons:" \
+  "$(cat "$out/sw.js" "$out"/*.webmanifest "$out"/*.png "$out"/*.svg | wc -c) bytes"
