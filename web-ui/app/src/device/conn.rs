@@ -64,6 +64,20 @@ impl Drop for Conn {
     }
 }
 
+/// Unhooks and closes a socket given up before its Hello (timed out, or the attempt dropped), so
+/// it never calls into the callbacks dropped with the attempt.
+struct Unhook(Option<WebSocket>);
+
+impl Drop for Unhook {
+    fn drop(&mut self) {
+        if let Some(ws) = self.0.take() {
+            ws.set_onmessage(None);
+            ws.set_onclose(None);
+            let _ = ws.close();
+        }
+    }
+}
+
 /// The WebSocket URL of the node that served this page.
 pub fn node_ws_url() -> String {
     let location = web_sys::window().map(|w| w.location());
@@ -127,10 +141,12 @@ impl Conn {
         };
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        let mut unhook = Unhook(Some(ws.clone()));
         let hello = select! {
             hello = hello_rx.fuse() => hello.map_err(|_| "the node closed the connection".to_string())?,
             _ = sleep_ms(HELLO_TIMEOUT_MS).fuse() => return Err("the node did not answer".into()),
         };
+        unhook.0 = None;
         Ok(Conn { ws, pending, next_id: Cell::new(1), hello, _on_message: on_message, _on_close: on_close })
     }
 

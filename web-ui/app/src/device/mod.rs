@@ -24,6 +24,7 @@ pub mod tiles;
 pub mod whiteboard;
 
 use futures::channel::{mpsc, oneshot};
+use futures::future::{Fuse, FusedFuture, LocalBoxFuture};
 use futures::{FutureExt, StreamExt, select};
 use leptos::prelude::*;
 use veche_mls::{CommitBundle, ProcessError, Processed};
@@ -314,22 +315,30 @@ async fn run(ui: AppState, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
     } else {
         ui.phase.set(Phase::Welcome);
     }
+    // The connection is opened (after its backoff wait) beside the commands, so the views get
+    // their answers (history, the outbox) while the node is unreachable or slow to answer.
+    let mut opening = Box::pin(Fuse::<LocalBoxFuture<'static, Result<Conn, String>>>::terminated());
+    let mut opening_generation = device.generation;
     loop {
         if !device.unwritten_calls.is_empty() {
             device.write_call_records().await;
         }
-        if device.conn.is_none() {
-            device.connect().await;
+        // A new attempt when none is under way, or when the one under way was overtaken (a lost
+        // connection, "reconnect now", or a connection opened by onboarding).
+        if device.conn.is_none() && (opening.is_terminated() || opening_generation != device.generation) {
+            opening.set(device.open_conn(device.backoff_ms).fuse());
+            opening_generation = device.generation;
         }
         // Messages waiting because the chat's home node (another node) was unreachable are
         // tried again every few seconds while connected.
         let pending = device.signed_in && device.db.outbox.values().any(|o| o.values().any(|e| !e.failed));
-        let wait = match (device.conn.is_some(), pending) {
-            (false, _) => device.backoff_ms,
-            (true, true) => OUTBOX_RETRY_MS,
-            (true, false) => 60_000,
-        };
+        let wait = if device.conn.is_some() && pending { OUTBOX_RETRY_MS } else { 60_000 };
         select! {
+            opened = opening => {
+                if opening_generation == device.generation {
+                    device.connected(opened).await;
+                }
+            }
             cmd = cmds.next() => match cmd {
                 Some(cmd) => device.handle(cmd).await,
                 None => return,
@@ -397,15 +406,32 @@ impl Device {
         self.ui.conn.set(ConnState::Offline);
     }
 
-    /// Opens a connection (and signs in when registered); on failure waits longer next time.
+    /// Opens a connection now (and signs in when registered); on failure waits longer next time.
     async fn connect(&mut self) {
+        let opened = self.open_conn(0).await;
+        self.connected(opened).await;
+    }
+
+    /// A connection attempt after `delay_ms`, of a new generation (news of older ones is ignored).
+    fn open_conn(&mut self, delay_ms: u32) -> LocalBoxFuture<'static, Result<Conn, String>> {
         // After a failure the indicator stays "offline" while retrying.
         if self.ui.conn.get_untracked() != ConnState::Offline {
             self.ui.conn.set(ConnState::Connecting);
         }
         self.generation = self.generation.wrapping_add(1);
-        let url = conn::node_ws_url();
-        let conn = match Conn::open(&url, self.generation, self.events.clone()).await {
+        let (url, generation, events) = (conn::node_ws_url(), self.generation, self.events.clone());
+        async move {
+            if delay_ms > 0 {
+                sleep_ms(delay_ms).await;
+            }
+            Conn::open(&url, generation, events).await
+        }
+        .boxed_local()
+    }
+
+    /// Takes an opened connection and signs in when registered; counts a failed attempt.
+    async fn connected(&mut self, opened: Result<Conn, String>) {
+        let conn = match opened {
             Ok(conn) => conn,
             Err(_) => {
                 self.backoff_ms = (self.backoff_ms * 2).clamp(500, BACKOFF_MAX_MS);
@@ -621,7 +647,9 @@ impl Device {
             }
             Cmd::Reconnect => {
                 if self.conn.is_none() {
+                    // Overtakes the attempt under way: the run loop starts one with no wait.
                     self.backoff_ms = 0;
+                    self.generation = self.generation.wrapping_add(1);
                 }
             }
         }
@@ -629,6 +657,8 @@ impl Device {
 
     async fn incoming(&mut self, news: Incoming) {
         match news {
+            // An attempt still opening reports its failure through `connected` instead.
+            Incoming::Closed if self.conn.is_none() => {}
             Incoming::Closed => self.disconnected(),
             Incoming::Event(event) => {
                 if !self.signed_in {
