@@ -32,12 +32,20 @@ impl From<Registration> for RegistrationPolicy {
     }
 }
 
+/// `--tls`: HTTPS with the node's own certificates (or `--tls-cert`), or plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsArg {
+    Auto,
+    Off,
+}
+
 /// Flags of `veche run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
     /// retention_interval, ui_dir, p2p_port, bootstrap, mdns, community_secret, federation_rate,
-    /// media_port, media_address, ring_timeout).
+    /// media_port, media_address, ring_timeout, tls, tls_cert, tls_key).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -97,6 +105,17 @@ pub struct RunArgs {
     /// forwarded to the media port). Default: the node's first LAN IPv4 address.
     #[arg(long = "media-address", env = "VECHE_MEDIA_ADDRESS", value_delimiter = ',')]
     pub media_address: Vec<String>,
+    /// HTTPS on the HTTP port (plain HTTP there is redirected), or `off` for plain HTTP behind a
+    /// reverse proxy that terminates TLS [default: auto].
+    #[arg(long, env = "VECHE_TLS", value_enum)]
+    pub tls: Option<TlsArg>,
+    /// The operator's certificate chain (PEM), with --tls-key; reloaded on SIGHUP and when the file
+    /// changes [default: a certificate from the node's own CA in <data dir>/tls].
+    #[arg(long, env = "VECHE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "VECHE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +143,9 @@ struct FileConfig {
     media_port: Option<u16>,
     #[serde(default)]
     media_address: Vec<String>,
+    tls: Option<TlsArg>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// `retention_interval = "60s"` in the TOML file.
@@ -160,6 +182,8 @@ pub struct Config {
     pub media_port: u16,
     /// Media addresses as given (IP or IP:PORT); empty: the first LAN address.
     pub media_address: Vec<String>,
+    /// Where the HTTPS certificate comes from.
+    pub tls: crate::tls::TlsSource,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -203,6 +227,17 @@ impl Config {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "veche".to_string());
         let name = veche_protocol::validate::chat_name(&name).map_err(|e| anyhow::anyhow!("node name: {e}"))?;
+        let tls = match (
+            args.tls.or(file.tls).unwrap_or(TlsArg::Auto),
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (TlsArg::Off, None, None) => crate::tls::TlsSource::Off,
+            (TlsArg::Off, _, _) => anyhow::bail!("--tls off and --tls-cert/--tls-key contradict each other"),
+            (TlsArg::Auto, Some(cert), Some(key)) => crate::tls::TlsSource::Files { cert, key },
+            (TlsArg::Auto, None, None) => crate::tls::TlsSource::LocalCa,
+            (TlsArg::Auto, _, _) => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
         let rate_limit = args.rate_limit.or(file.rate_limit).unwrap_or(1000);
         anyhow::ensure!(rate_limit > 0, "rate_limit must be positive");
         Ok(Config {
@@ -248,6 +283,7 @@ impl Config {
             federation_rate: args.federation_rate.or(file.federation_rate).unwrap_or(2000).max(1),
             media_port: args.media_port.or(file.media_port).unwrap_or(DEFAULT_MEDIA_PORT),
             media_address: if args.media_address.is_empty() { file.media_address } else { args.media_address },
+            tls,
         })
     }
 }

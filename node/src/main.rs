@@ -11,6 +11,7 @@ mod p2p;
 mod run;
 mod service;
 mod store;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -24,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node.
-    Run(config::RunArgs),
+    Run(Box<config::RunArgs>),
     /// The native member client (scriptable, `--json` on every command).
     Client(client::ClientArgs),
 }
@@ -44,7 +45,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => {
             init_logs();
-            runtime.block_on(run::run(args))
+            runtime.block_on(run::run(*args))
         }
         Command::Client(args) => runtime.block_on(client::main(args)),
     };

@@ -25,6 +25,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let listener =
         tokio::net::TcpListener::bind(config.http).await.with_context(|| format!("listening on {}", config.http))?;
     let bound = listener.local_addr()?;
+    let tls = crate::tls::Tls::start(
+        &config.tls,
+        &config.data_dir,
+        crate::tls::NameSource::new(&config.name, config.public_url.as_deref()),
+    )
+    .context("setting up HTTPS")?;
     let info = NodeInfo {
         node_id: node_id.clone(),
         name: config.name.clone(),
@@ -61,7 +67,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let changes = node.hub.watch_chats().context("chat changes watched twice")?;
     let notifier = tokio::spawn(crate::service::replica::notify_changes(node.clone(), changes));
     let catch_up = tokio::spawn(crate::service::replica::run_catch_up(node.clone()));
-    let urls = urls(bound, config.public_url.as_deref());
+    let urls = urls(bound, config.public_url.as_deref(), tls.is_some());
     println!("Veche node \"{}\" {}", config.name, env!("CARGO_PKG_VERSION"));
     println!("node id: {node_id}");
     println!("data dir: {}", config.data_dir.display());
@@ -73,13 +79,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for url in &urls {
         println!("listening: {url}");
     }
+    if let Some(label) = crate::tls::mdns_label(&config.name)
+        && config.public_url.is_none()
+    {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("on this LAN also: {scheme}://{label}.local:{}", bound.port());
+    }
+    if let Some(tls) = &tls {
+        match &tls.ca {
+            Some(_) => println!(
+                "TLS: certificates from the node's own CA ({}); fingerprint {}; members trust it once: {}/trust",
+                crate::tls::ca::tls_dir(&config.data_dir).display(),
+                tls.fingerprint_text(),
+                urls[0]
+            ),
+            None => println!("TLS: the operator's certificate; fingerprint {}", tls.fingerprint_text()),
+        }
+    }
     for addr in crate::p2p::shareable_addrs(&p2p.status().await.listen_addrs, &node_id) {
         println!("node address: {addr}");
     }
     if config.registration != crate::config::Registration::Open
         && let Some((invite, secret)) = crate::service::invites::create_admin_invite(&node).await?
     {
-        let link = InviteLink { node_url: urls[0].clone(), invite, secret, group: None };
+        let link = InviteLink {
+            node_url: urls[0].clone(),
+            invite,
+            secret,
+            group: None,
+            fingerprint: tls.as_ref().map(|t| t.fingerprint),
+        };
         println!("admin link (one use; whoever registers with it becomes this node's admin):");
         println!("  {}", link.to_url());
     }
@@ -105,14 +134,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         started: std::time::Instant::now(),
         shutdown: shutdown_rx,
         ui_dir: config.ui_dir.clone(),
+        tls: tls.clone(),
     };
-    // Small request/response frames: never wait for Nagle.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, api::router(state).into_make_service_with_connect_info::<SocketAddr>())
+    let listener = crate::tls::listener::DualListener::new(listener, tls.as_ref().map(|t| t.acceptor.clone()))?;
+    axum::serve(listener, api::router(state).into_make_service_with_connect_info::<crate::tls::listener::Remote>())
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             let _ = shutdown_tx.send(true);
@@ -129,7 +154,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// URLs to print: the public URL if set, else one per address we listen on.
-fn urls(bound: SocketAddr, public_url: Option<&str>) -> Vec<String> {
+fn urls(bound: SocketAddr, public_url: Option<&str>, https: bool) -> Vec<String> {
     if let Some(url) = public_url {
         return vec![url.to_string()];
     }
@@ -147,7 +172,8 @@ fn urls(bound: SocketAddr, public_url: Option<&str>) -> Vec<String> {
     if ips.is_empty() {
         ips.push(IpAddr::from([127, 0, 0, 1]));
     }
-    ips.into_iter().map(|ip| format!("http://{}", SocketAddr::new(ip, port))).collect()
+    let scheme = if https { "https" } else { "http" };
+    ips.into_iter().map(|ip| format!("{scheme}://{}", SocketAddr::new(ip, port))).collect()
 }
 
 async fn shutdown_signal() {

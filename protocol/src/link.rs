@@ -1,8 +1,10 @@
 //! Invite links.
 //!
-//! `<node url>/join#i=<invite id>&s=<secret>[&g=<chat id>]`. The part after `#` never reaches a web
-//! server, so the secret is not logged by proxies; the node stores only a hash of it. A link
-//! without `g` is a node invite (the one-time admin link is one).
+//! `<node url>/join#i=<invite id>&s=<secret>[&g=<chat id>][&f=<fingerprint>]`. The part after `#`
+//! never reaches a web server, so the secret is not logged by proxies; the node stores only a hash
+//! of it. A link without `g` is a node invite (the one-time admin link is one). `f` is the SHA-256
+//! of the node's TLS trust anchor (its own CA certificate), base64url: a client that has it trusts
+//! that node's certificates and no other.
 
 use crate::ids::{GroupId, InviteId};
 use base64::Engine;
@@ -21,6 +23,8 @@ pub struct InviteLink {
     pub secret: [u8; SECRET_LEN],
     /// The chat it admits to, if it is a chat invite.
     pub group: Option<GroupId>,
+    /// SHA-256 of the node's TLS trust anchor, when the link carries it.
+    pub fingerprint: Option<[u8; 32]>,
 }
 
 /// An invite link could not be parsed.
@@ -46,6 +50,9 @@ impl InviteLink {
         if let Some(group) = self.group {
             url.push_str(&format!("&g={group}"));
         }
+        if let Some(fp) = self.fingerprint {
+            url.push_str(&format!("&f={}", URL_SAFE_NO_PAD.encode(fp)));
+        }
         url
     }
 
@@ -55,7 +62,7 @@ impl InviteLink {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(LinkError::NotALink);
         }
-        let (mut invite, mut secret, mut group) = (None, None, None);
+        let (mut invite, mut secret, mut group, mut fingerprint) = (None, None, None, None);
         for pair in fragment.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
@@ -65,6 +72,7 @@ impl InviteLink {
                     secret = Some(<[u8; SECRET_LEN]>::try_from(bytes).map_err(|_| LinkError::Invalid("secret"))?);
                 }
                 "g" => group = Some(value.parse::<GroupId>().map_err(|_| LinkError::Invalid("chat id"))?),
+                "f" => fingerprint = Some(parse_fingerprint(value).ok_or(LinkError::Invalid("fingerprint"))?),
                 _ => {}
             }
         }
@@ -73,8 +81,14 @@ impl InviteLink {
             invite: invite.ok_or(LinkError::Missing("invite id"))?,
             secret: secret.ok_or(LinkError::Missing("secret"))?,
             group,
+            fingerprint,
         })
     }
+}
+
+/// A fingerprint as links carry it (base64url of 32 bytes).
+pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    URL_SAFE_NO_PAD.decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok())
 }
 
 /// What the node stores in place of a secret.
@@ -96,10 +110,13 @@ mod tests {
             invite: InviteId([1, 2, 3, 4, 5, 6, 7, 8]),
             secret: [0xab; 32],
             group: Some(GroupId([3; 16])),
+            fingerprint: Some([7; 32]),
         };
         assert_eq!(InviteLink::parse(&link.to_url()).unwrap(), link);
         let node_invite = InviteLink { group: None, ..link };
         assert_eq!(InviteLink::parse(&node_invite.to_url()).unwrap(), node_invite);
+        let bare = InviteLink { fingerprint: None, ..node_invite };
+        assert_eq!(InviteLink::parse(&bare.to_url()).unwrap(), bare);
     }
 
     #[test]
@@ -107,5 +124,14 @@ mod tests {
         assert_eq!(InviteLink::parse("hello"), Err(LinkError::NotALink));
         assert_eq!(InviteLink::parse("http://x/join#s=AA"), Err(LinkError::Invalid("secret")));
         assert_eq!(InviteLink::parse("http://x/join#i=0102030405060708"), Err(LinkError::Missing("secret")));
+        assert_eq!(
+            InviteLink::parse("https://x/join#i=0102030405060708&s=AA&f=short"),
+            Err(LinkError::Invalid("secret"))
+        );
+        let good_secret = URL_SAFE_NO_PAD.encode([1u8; 32]);
+        assert_eq!(
+            InviteLink::parse(&format!("https://x/join#i=0102030405060708&s={good_secret}&f=short")),
+            Err(LinkError::Invalid("fingerprint"))
+        );
     }
 }

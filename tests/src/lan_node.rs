@@ -41,7 +41,7 @@ impl<'a> Host<'a> {
             .command(self.n, &crate::veche_bin())
             .args(["run", "--data-dir"])
             .arg(self.dir.join(format!("node{}", self.n)))
-            .args(["--http", "0.0.0.0:7800", "--name", &format!("Library {}", self.n)])
+            .args(["--http", "0.0.0.0:7800", "--name", &format!("Library {}", self.n), "--tls", "off"])
             .args(&self.args)
             .env("VECHE_LOG", "debug")
             .stdout(Stdio::piped())

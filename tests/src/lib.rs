@@ -117,6 +117,8 @@ impl Node {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--name")
             .arg("Test node")
+            // Protocol tests on loopback: plain HTTP (tests/tests/tls.rs covers HTTPS).
+            .args(["--tls", "off"])
             // Free p2p ports, so tests can run side by side.
             .arg("--p2p-port")
             .arg("0")

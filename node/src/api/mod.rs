@@ -2,12 +2,15 @@
 //! page. Only this module knows HTTP and JSON; the WebSocket speaks `veche_protocol::wire`.
 
 mod handlers;
+pub mod trust;
 mod ui;
 mod ws;
 
 use crate::service::Node;
-use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
+use axum::http::uri::Authority;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -27,15 +30,57 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The built web UI served at `/` (and every app path), if any.
     pub ui_dir: Option<std::path::PathBuf>,
+    /// The node's HTTPS, unless `--tls off`: then nothing is redirected.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 pub fn router(state: ApiState) -> Router {
-    let api =
-        Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).route("/api/ws", get(websocket));
-    match state.ui_dir.clone() {
-        Some(dir) => ui::routes(api, &dir).with_state(state),
-        None => api.route("/", get(landing)).with_state(state),
+    let api = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/ws", get(websocket))
+        .route(trust::PAGE, get(trust::page))
+        .route(&format!("{}ca.pem", trust::PREFIX), get(trust::pem))
+        .route(&format!("{}ca.crt", trust::PREFIX), get(trust::der))
+        .route(&format!("{}ca.mobileconfig", trust::PREFIX), get(trust::mobileconfig));
+    let routes = match state.ui_dir.clone() {
+        Some(dir) => ui::routes(api, &dir),
+        None => api.route("/", get(landing)),
+    };
+    routes.layer(middleware::from_fn_with_state(state.clone(), secure_only)).with_state(state)
+}
+
+/// Over plain HTTP (when the node serves HTTPS) only the CA and its page are answered; every other
+/// request is redirected to the same address over https. Every response gets the security headers.
+async fn secure_only(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let plain = match request.extensions().get::<ConnectInfo<crate::tls::listener::Remote>>() {
+        Some(ConnectInfo(remote)) if state.tls.is_some() && !remote.secure => Some(remote.addr),
+        _ => None,
+    };
+    let path = request.uri().path();
+    if let Some(remote) = plain
+        && !(path == trust::PAGE || path.starts_with(trust::PREFIX))
+    {
+        tracing::debug!(%remote, "plain HTTP request redirected to https");
+        let host =
+            request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| h.parse::<Authority>().ok());
+        let Some(host) = host else {
+            return (StatusCode::BAD_REQUEST, "this node speaks HTTPS; the request has no valid Host").into_response();
+        };
+        let target = format!("https://{host}{}", request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+        let status = if matches!(*request.method(), Method::GET | Method::HEAD) {
+            StatusCode::MOVED_PERMANENTLY
+        } else {
+            StatusCode::PERMANENT_REDIRECT
+        };
+        return (status, [(header::LOCATION, target)]).into_response();
     }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
 }
 
 async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {

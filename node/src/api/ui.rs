@@ -1,5 +1,6 @@
-//! Serves the built web UI: `/assets/*` from the dist folder, and `index.html` for every other
-//! path that is not an API route, so reloads and deep links (`/chat/<id>`, `/join#…`) load the app.
+//! Serves the built web UI: `/assets/*` and the files at the dist folder's root (the service worker
+//! `sw.js`, the web app manifest, icons), and `index.html` for every other path that is not an API
+//! route, so reloads and deep links (`/chat/<id>`, `/join#…`) load the app.
 //!
 //! Caching: files whose names carry a content hash (`name-<16 hex>.ext`) never change and are
 //! cached for a year; everything else (index.html, wasm-bindgen snippets) is revalidated.
@@ -17,9 +18,9 @@ use super::ApiState;
 
 pub fn routes(api: Router<ApiState>, dir: &Path) -> Router<ApiState> {
     let assets = ServeDir::new(dir.join("assets")).precompressed_gzip();
-    api.nest_service("/assets", assets)
-        .fallback_service(ServeFile::new(dir.join("index.html")))
-        .layer(middleware::from_fn(cache_headers))
+    let root =
+        ServeDir::new(dir).append_index_html_on_directories(false).fallback(ServeFile::new(dir.join("index.html")));
+    api.nest_service("/assets", assets).fallback_service(root).layer(middleware::from_fn(cache_headers))
 }
 
 /// Whether a path's file name has the `-<16 hex digits>.` content hash our build gives it.

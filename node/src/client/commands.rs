@@ -161,7 +161,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     });
     let state = State::open(&dir)?;
     if let Command::Register { name, invite } = &args.command {
-        return register(state, args.node.as_deref(), name, invite.as_deref(), json_mode).await;
+        return register(state, args.node.as_deref(), name, invite.as_deref(), args.accept_fingerprint, json_mode)
+            .await;
     }
     let mut session = Session::connect(state).await?;
     session.sync_all().await?;
@@ -319,7 +320,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 bail!("unexpected answer")
             };
             let node_url = session.state.device()?.node_url.clone();
-            let link = InviteLink { node_url, invite: invite.invite, secret, group }.to_url();
+            let fingerprint = session.state.tls_pin()?;
+            let link = InviteLink { node_url, invite: invite.invite, secret, group, fingerprint }.to_url();
             print(
                 json_mode,
                 json!({"id": invite.invite.to_hex(), "link": link, "uses": invite.max_uses, "expires_at_ms": invite.expires_at_ms}),
@@ -512,6 +514,7 @@ async fn register(
     node: Option<&str>,
     name: &str,
     invite: Option<&str>,
+    accept_fingerprint: bool,
     json_mode: bool,
 ) -> anyhow::Result<()> {
     if state.device.is_some() {
@@ -535,7 +538,15 @@ async fn register(
     };
     let mut mls = veche_mls::Client::new(secret);
     let identity = mls.identity();
-    let mut conn = Connection::open(&node_url).await?;
+    let trust = match (link.as_ref().and_then(|l| l.fingerprint), accept_fingerprint) {
+        (Some(pin), _) => super::tls::Trust::Pinned(pin),
+        (None, true) => super::tls::Trust::FirstUse,
+        (None, false) => super::tls::Trust::System,
+    };
+    let mut conn = Connection::open(&node_url, trust).await?;
+    if let Some(anchor) = conn.anchor {
+        state.set_tls_pin(&anchor)?;
+    }
     let key = ed25519_dalek::SigningKey::from_bytes(&secret);
     let payload = veche_protocol::auth::register_payload(
         &conn.hello.node_id,

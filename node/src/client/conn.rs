@@ -28,6 +28,9 @@ pub struct Connection {
     next_id: u32,
     pub hello: Hello,
     events: VecDeque<Event>,
+    /// The fingerprint of the certificate the connection was trusted by (pinned or first use);
+    /// `None` over plain HTTP or with a publicly trusted certificate.
+    pub anchor: Option<[u8; 32]>,
 }
 
 /// `http://host:port` -> `ws://host:port/api/ws`.
@@ -42,11 +45,22 @@ pub fn ws_url(node_url: &str) -> anyhow::Result<String> {
 }
 
 impl Connection {
-    pub async fn open(node_url: &str) -> anyhow::Result<Self> {
+    pub async fn open(node_url: &str, trust: super::tls::Trust) -> anyhow::Result<Self> {
         let url = ws_url(node_url)?;
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
-            .await
-            .with_context(|| format!("connecting to {node_url}"))?;
+        let (config, seen) = super::tls::client_config(trust);
+        let connector = tokio_tungstenite::Connector::Rustls(config);
+        let (mut ws, _) =
+            match tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, Some(connector)).await {
+                Ok(connected) => connected,
+                Err(e) => {
+                    let refused = seen.lock().unwrap_or_else(|e| e.into_inner()).refused.clone();
+                    match refused {
+                        Some(why) => bail!("connecting to {node_url}: {why}"),
+                        None => return Err(anyhow::Error::new(e).context(format!("connecting to {node_url}"))),
+                    }
+                }
+            };
+        let anchor = seen.lock().unwrap_or_else(|e| e.into_inner()).anchor;
         let hello = match Self::read_frame(&mut ws).await? {
             ServerFrame::Hello(hello) => hello,
             other => bail!("node did not greet: {other:?}"),
@@ -54,7 +68,7 @@ impl Connection {
         if hello.protocol != veche_protocol::PROTOCOL_VERSION {
             bail!("node speaks protocol {}, this client {}", hello.protocol, veche_protocol::PROTOCOL_VERSION);
         }
-        Ok(Connection { ws, next_id: 1, hello, events: VecDeque::new() })
+        Ok(Connection { ws, next_id: 1, hello, events: VecDeque::new(), anchor })
     }
 
     async fn read_frame(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> anyhow::Result<ServerFrame> {

@@ -5,15 +5,20 @@ mod commands;
 mod conn;
 mod session;
 mod state;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
-    /// Node URL, e.g. http://192.168.1.5:7800 (remembered at registration).
+    /// Node URL, e.g. https://192.168.1.5:7800 (remembered at registration).
     #[arg(long, env = "VECHE_NODE")]
     pub node: Option<String>,
+    /// At registration without a link that carries the node's fingerprint: trust the certificate
+    /// the node presents now, and only it from then on.
+    #[arg(long, global = true)]
+    pub accept_fingerprint: bool,
     /// Directory holding this device's key and state [default: the user's data dir + /veche-client].
     #[arg(long, env = "VECHE_STATE")]
     pub state: Option<PathBuf>,

@@ -51,7 +51,11 @@ impl Session {
     /// Connects to the state's node and signs in.
     pub async fn connect(state: State) -> anyhow::Result<Self> {
         let device = state.device()?.clone();
-        let mut conn = Connection::open(&device.node_url).await?;
+        let trust = match state.tls_pin()? {
+            Some(pin) => super::tls::Trust::Pinned(pin),
+            None => super::tls::Trust::System,
+        };
+        let mut conn = Connection::open(&device.node_url, trust).await?;
         if conn.hello.node_id != device.node_id {
             bail!(
                 "the node at {} now has id {}, not {}: refusing to sign in",

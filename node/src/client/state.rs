@@ -162,6 +162,20 @@ impl State {
         Ok(value.and_then(|v| <[u8; 32]>::try_from(v.value()).ok()))
     }
 
+    /// The fingerprint of the node's certificate authority this device trusts, if pinned.
+    pub fn tls_pin(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        let txn = self.db.begin_read()?;
+        let value = txn.open_table(PENDING)?.get("tls_pin")?;
+        Ok(value.and_then(|v| <[u8; 32]>::try_from(v.value()).ok()))
+    }
+
+    pub fn set_tls_pin(&mut self, pin: &[u8; 32]) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(PENDING)?.insert("tls_pin", pin.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Saves a new device key before it is registered, so a crash after the node accepted it
     /// cannot lose the account.
     pub fn set_pending_secret(&mut self, secret: &[u8; 32]) -> anyhow::Result<()> {

@@ -109,7 +109,7 @@ fn start_nodes(lan: &Lan, dir: &std::path::Path, veche: &str) -> anyhow::Result<
             .command(n, std::path::Path::new(veche))
             .args(["run", "--data-dir"])
             .arg(dir.join(format!("node{n}")))
-            .args(["--http", "0.0.0.0:7800", "--name", &format!("Bench {n}"), "--registration", "open"])
+            .args(["--http", "0.0.0.0:7800", "--name", &format!("Bench {n}"), "--registration", "open", "--tls", "off"])
             .args(["--rate-limit", "100000", "--community-secret", "bench town"])
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

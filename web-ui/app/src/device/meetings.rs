@@ -19,7 +19,14 @@ impl Device {
             Err(e) => return Err(api_message(e)),
         };
         let (meeting, secret) = created;
-        let link = InviteLink { node_url: page_origin(), invite: meeting.invite, secret, group: Some(group) }.to_url();
+        let link = InviteLink {
+            node_url: page_origin(),
+            invite: meeting.invite,
+            secret,
+            group: Some(group),
+            fingerprint: None,
+        }
+        .to_url();
         self.ui.meeting_links.update(|l| {
             l.insert(group, link.clone());
         });

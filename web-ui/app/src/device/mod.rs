@@ -547,10 +547,14 @@ impl Device {
             Cmd::CreateInvite { group, max_uses, expires_in_secs, reply } => {
                 let request = Request::CreateInvite { group: Some(group), max_uses, expires_in_secs };
                 let result = match self.call(request).await {
-                    Ok(Response::InviteCreated { invite, secret }) => {
-                        Ok(InviteLink { node_url: page_origin(), invite: invite.invite, secret, group: Some(group) }
-                            .to_url())
+                    Ok(Response::InviteCreated { invite, secret }) => Ok(InviteLink {
+                        node_url: page_origin(),
+                        invite: invite.invite,
+                        secret,
+                        group: Some(group),
+                        fingerprint: None,
                     }
+                    .to_url()),
                     Ok(_) => Err("@err-unexpected".into()),
                     Err(e) => Err(api_message(e)),
                 };
