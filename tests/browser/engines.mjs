@@ -158,6 +158,8 @@ export async function launchFirefox({ hosts = [], prefs = {}, timeout = 60000 } 
     browser: "firefox",
     protocol: "webDriverBiDi",
     executablePath: FIREFOX,
+    // The node's own CA is not installed in these throwaway profiles.
+    acceptInsecureCerts: true,
     headless: true,
     timeout,
     protocolTimeout: 60000,
@@ -511,6 +513,7 @@ export async function launchWebKit({ args = [], hosts = [], env: moreEnv = {}, v
         alwaysMatch: {
           browserName: "MiniBrowser",
           pageLoadStrategy: "normal",
+          acceptInsecureCerts: true,
           "webkitgtk:browserOptions": {
             binary: MINIBROWSER,
             args: ["--automation", "--proxy=http://127.0.0.1:9",

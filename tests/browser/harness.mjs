@@ -2,7 +2,8 @@
 // native `veche client`. Every node gets a fresh data dir and port; artifacts (screenshots) go to
 // tests/artifacts/browser/.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,17 +20,51 @@ const uiDir = process.env.VECHE_UI_DIR || join(root, "web-ui", "dist");
 
 let nextPort = 17900 + Math.floor(Math.random() * 1000);
 
+/// One certificate authority for the nodes of this test run, made with openssl and put in each
+/// node's data dir (`tls/`) before its first start, where the node would otherwise create its own.
+/// Chromium trusts it as a member's device does once they installed it ("Secure this device"):
+/// launched with its public key's hash in `--ignore-certificate-errors-spki-list`, which, unlike
+/// playwright's ignoreHTTPSErrors, also covers service worker scripts.
+let testCaCache;
+export function testCa() {
+  if (testCaCache) return testCaCache;
+  const dir = mkdtempSync(join(tmpdir(), "veche-test-ca-"));
+  const sh = (cmd) => execFileSync("sh", ["-c", cmd], { cwd: dir, encoding: "utf8" });
+  sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null");
+  sh("openssl req -x509 -new -key ca.key -sha256 -days 30 -subj '/CN=Veche browser tests (local CA)' " +
+    "-addext basicConstraints=critical,CA:TRUE,pathlen:0 -addext keyUsage=critical,keyCertSign,cRLSign,digitalSignature " +
+    "-addext 'nameConstraints=critical,permitted;DNS:local,permitted;DNS:localhost,permitted;IP:127.0.0.0/255.0.0.0,permitted;IP:10.0.0.0/255.0.0.0' " +
+    "-out ca.pem 2>/dev/null");
+  writeFileSync(join(dir, "ca-names.txt"), "dns local\ndns localhost\nip 127.0.0.0/8\nip 10.0.0.0/8\n");
+  const spki = sh("openssl x509 -in ca.pem -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64").trim();
+  testCaCache = { dir, spki };
+  return testCaCache;
+}
+
+function provisionCa(dataDir) {
+  const tls = join(dataDir, "tls");
+  if (existsSync(join(tls, "ca.key"))) return;
+  const { dir } = testCa();
+  mkdirSync(tls, { recursive: true });
+  for (const f of ["ca.pem", "ca.key", "ca-names.txt"]) copyFileSync(join(dir, f), join(tls, f));
+  chmodSync(join(tls, "ca.key"), 0o600);
+}
+
 /// Starts a node; resolves once it listens (with its admin link, while it still prints one).
-/// `restart()` starts it again on the same port and data dir. `args`: more `veche run` flags
-/// (for example `["--ring-timeout", "2s"]`).
-export async function startNode({ name = "Town Library", registration = "invite", dataDir, port, args = [] } = {}) {
+/// The node serves HTTPS with its own CA, as it does by default (browsers here skip the
+/// certificate warning: `member()` sets ignoreHTTPSErrors). `restart()` starts it again on the
+/// same port and data dir. `args`: more `veche run` flags (for example `["--ring-timeout", "2s"]`).
+/// `host`/`netns`: listen on that address inside that network namespace (a LAN host: lan.mjs).
+export async function startNode({ name = "Town Library", registration = "invite", dataDir, port, args = [], host = "127.0.0.1", netns } = {}) {
   dataDir = dataDir || mkdtempSync(join(tmpdir(), "veche-e2e-"));
   port = port || nextPort++;
-  const url = `http://127.0.0.1:${port}`;
-  const proc = spawn(veche, ["run", "--data-dir", dataDir, "--http", `127.0.0.1:${port}`, "--name", name,
+  const url = `https://${host}:${port}`;
+  if (!args.includes("--tls-cert") && !args.includes("--tls")) provisionCa(dataDir);
+  const argv = ["run", "--data-dir", dataDir, "--http", `${host}:${port}`, "--name", name,
     "--registration", registration, "--public-url", url, "--ui-dir", uiDir, "--p2p-port", "0", "--media-port", "0",
-    ...args],
-    { env: { ...process.env, VECHE_LOG: "debug" }, stdio: ["ignore", "pipe", "pipe"] });
+    ...args];
+  const [cmd, cmdArgs] = netns ? ["ip", ["netns", "exec", netns, veche, ...argv]] : [veche, argv];
+  const proc = spawn(cmd, cmdArgs, { env: { ...process.env, VECHE_LOG: "debug" }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let banner = "";
   proc.stderr.on("data", (d) => { out += d; });
@@ -61,24 +96,45 @@ export async function startNode({ name = "Town Library", registration = "invite"
       return proc.kill("SIGTERM");
     },
     stopped: () => new Promise((r) => (proc.exitCode !== null ? r() : proc.on("exit", r))),
-    restart: async () => { node.stop(); await node.stopped(); return startNode({ name, registration, dataDir, port, args }); },
+    restart: async () => { node.stop(); await node.stopped(); return startNode({ name, registration, dataDir, port, args, host, netns }); },
+    /// The node's own CA certificate (PEM): what a member's device trusts once.
+    ca: () => readFileSync(join(dataDir, "tls", "ca.pem"), "utf8"),
   };
   return node;
 }
 
-export async function launchBrowser() {
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      // Calls: a fake camera and microphone, granted without a prompt.
-      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+/// GET `path` from the node over HTTPS, trusting its CA (and only it); resolves to
+/// `{ status, headers, body }`.
+export function nodeGet(node, path) {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(node.url + path, { ca: node.ca(), timeout: 10000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => { body += d; });
+      res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    });
+    req.on("timeout", () => req.destroy(new Error(`GET ${path}: timed out`)));
+    req.on("error", reject);
+    req.end();
   });
 }
 
-/// Runs the native client with its own state dir.
+export async function launchBrowser({ args = [], executablePath } = {}) {
+  return chromium.launch({
+    executablePath: executablePath || process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      // Calls: a fake camera and microphone, granted without a prompt.
+      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+      // The nodes' CA, trusted as on a member's device that installed it (testCa()).
+      `--ignore-certificate-errors-spki-list=${testCa().spki}`, ...args],
+  });
+}
+
+/// Runs the native client with its own state dir. It trusts the node's certificate on first use
+/// (links the node prints carry its fingerprint anyway).
 export function client(stateDir, ...args) {
-  return execFileSync(veche, ["client", "--state", stateDir, "--json", ...args], { encoding: "utf8", timeout: 60000 });
+  return execFileSync(veche, ["client", "--state", stateDir, "--json", "--accept-fingerprint", ...args], { encoding: "utf8", timeout: 60000 });
 }
 
 /// Every file under `dir`, recursively.

@@ -4,14 +4,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startNode, launchBrowser, client, tempDir, artifacts, tid, member, onboardWithLink, createGroup, createInvite, send, message } from "./harness.mjs";
+import { startNode, nodeGet, launchBrowser, client, tempDir, artifacts, tid, member, onboardWithLink, createGroup, createInvite, send, message } from "./harness.mjs";
 
 test("a node admin links with a nearby node from the settings page", { timeout: 180000 }, async () => {
   const north = await startNode({ name: "North library" });
   const south = await startNode({ name: "South library" });
   const browser = await launchBrowser();
   try {
-    const peerOf = async (node) => (await (await fetch(node.url + "/healthz")).json()).peer_id;
+    const peerOf = async (node) => JSON.parse((await nodeGet(node, "/healthz")).body).peer_id;
     const northPeer = await peerOf(north);
 
     const { page: a } = await member(browser, "A");
@@ -58,7 +58,7 @@ test("members of two linked nodes chat as if on one node", { timeout: 240000 }, 
   const south = await startNode({ name: "South library" });
   const browser = await launchBrowser();
   try {
-    const peerOf = async (node) => (await (await fetch(node.url + "/healthz")).json()).peer_id;
+    const peerOf = async (node) => JSON.parse((await nodeGet(node, "/healthz")).body).peer_id;
     const [northPeer, southPeer] = [await peerOf(north), await peerOf(south)];
     const nadmin = tempDir("veche-e2e-nadmin-");
     const sadmin = tempDir("veche-e2e-sadmin-");
