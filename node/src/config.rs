@@ -76,8 +76,9 @@ pub struct RunArgs {
     /// of it their meeting link stops working and connected guests are disconnected.
     #[arg(long, env = "VECHE_GUEST_GRACE", value_parser = humantime::parse_duration)]
     pub guest_grace: Option<std::time::Duration>,
-    /// Folder of the built web UI (holding index.html) [default: web-ui/dist under the current
-    /// directory or the source tree the binary was built in].
+    /// Folder of the built web UI (holding index.html), served instead of the UI built into the
+    /// binary (UI development) [default: the UI built into the binary; in a binary built without
+    /// one, web-ui/dist under the current directory or the source tree the binary was built in].
     #[arg(long, env = "VECHE_UI_DIR")]
     pub ui_dir: Option<PathBuf>,
     /// UDP (QUIC) and TCP port for links to other nodes; 0 picks free ones [default: 7801].
@@ -172,8 +173,9 @@ pub struct Config {
     pub ring_timeout: std::time::Duration,
     /// How long guests may stay after a meeting's planned end.
     pub guest_grace: std::time::Duration,
-    /// The built web UI, when found.
-    pub ui_dir: Option<PathBuf>,
+    /// Where the web UI is served from: `--ui-dir`, else the one built into the binary, else
+    /// `web-ui/dist` when found; none: a landing page.
+    pub ui: Option<crate::api::ui::UiSource>,
     pub p2p_port: u16,
     pub bootstrap: Vec<libp2p::Multiaddr>,
     pub mdns: bool,
@@ -262,12 +264,13 @@ impl Config {
                 .or(file.guest_grace)
                 .unwrap_or(std::time::Duration::from_millis(veche_protocol::meeting::GUEST_GRACE_MS))
                 .min(std::time::Duration::from_secs(7 * 24 * 3600)),
-            ui_dir: match args.ui_dir.or(file.ui_dir) {
+            ui: match args.ui_dir.or(file.ui_dir) {
                 Some(dir) => {
                     anyhow::ensure!(dir.join("index.html").is_file(), "{} has no index.html", dir.display());
-                    Some(dir)
+                    Some(crate::api::ui::UiSource::Dir(dir))
                 }
-                None => find_ui_dir(),
+                None if crate::api::ui::embedded().is_some() => Some(crate::api::ui::UiSource::Embedded),
+                None => find_ui_dir().map(crate::api::ui::UiSource::Dir),
             },
             p2p_port: args.p2p_port.or(file.p2p_port).unwrap_or(DEFAULT_P2P_PORT),
             bootstrap: if args.bootstrap.is_empty() {

@@ -72,9 +72,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     println!("node id: {node_id}");
     println!("data dir: {}", config.data_dir.display());
     println!("registration: {:?}", config.registration);
-    match &config.ui_dir {
-        Some(dir) => println!("web UI: {}", dir.display()),
-        None => println!("web UI: not built (run scripts/build-ui.sh); serving a landing page"),
+    match (&config.ui, api::ui::embedded()) {
+        (Some(api::ui::UiSource::Embedded), Some((files, bytes))) => {
+            println!("web UI: embedded ({files} files, {} KB)", bytes.div_ceil(1024))
+        }
+        (Some(api::ui::UiSource::Dir(dir)), _) => println!("web UI: {}", dir.display()),
+        _ => println!(
+            "web UI: not built into this binary (run scripts/build-ui.sh before building the node); serving a landing page"
+        ),
     }
     for url in &urls {
         println!("listening: {url}");
@@ -133,7 +138,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         rate_limit: config.rate_limit,
         started: std::time::Instant::now(),
         shutdown: shutdown_rx,
-        ui_dir: config.ui_dir.clone(),
+        ui: config.ui.clone(),
         tls: tls.clone(),
     };
     let listener = crate::tls::listener::DualListener::new(listener, tls.as_ref().map(|t| t.acceptor.clone()))?;

@@ -3,7 +3,7 @@
 
 mod handlers;
 pub mod trust;
-mod ui;
+pub mod ui;
 mod ws;
 
 use crate::service::Node;
@@ -29,7 +29,7 @@ pub struct ApiState {
     /// Becomes true when the node shuts down; connections then close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The built web UI served at `/` (and every app path), if any.
-    pub ui_dir: Option<std::path::PathBuf>,
+    pub ui: Option<ui::UiSource>,
     /// The node's HTTPS, unless `--tls off`: then nothing is redirected.
     pub tls: Option<Arc<crate::tls::Tls>>,
 }
@@ -43,8 +43,8 @@ pub fn router(state: ApiState) -> Router {
         .route(&format!("{}ca.pem", trust::PREFIX), get(trust::pem))
         .route(&format!("{}ca.crt", trust::PREFIX), get(trust::der))
         .route(&format!("{}ca.mobileconfig", trust::PREFIX), get(trust::mobileconfig));
-    let routes = match state.ui_dir.clone() {
-        Some(dir) => ui::routes(api, &dir),
+    let routes = match state.ui.clone() {
+        Some(source) => ui::routes(api, source),
         None => api.route("/", get(landing)),
     };
     routes.layer(middleware::from_fn_with_state(state.clone(), secure_only)).with_state(state)
