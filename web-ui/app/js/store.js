@@ -56,24 +56,41 @@ export async function kvApply(name, puts, deletes) {
   });
 }
 
-// Runs `body` (returning a Promise) while holding the named Web Lock, so only one tab of a
-// browser drives the device. Calls `waiting()` if another tab holds it.
+// Holds the named Web Lock for the life of the page, so only one tab of a browser drives the
+// device: calls `acquired()` once it holds it, and `waiting()` first if another tab holds it.
+// Browsers offer Web Locks only in a secure context (https, or localhost); without them (an old
+// browser, a page on plain http) the tab drives the device unguarded, as before.
 export function holdLock(name, waiting, acquired) {
-  if (!navigator.locks) {
-    acquired();
+  let started = false;
+  const start = () => {
+    if (!started) {
+      started = true;
+      acquired();
+    }
+  };
+  if (!navigator.locks || typeof navigator.locks.request !== "function") {
+    console.warn("Web Locks unavailable (not a secure context?): another tab may drive this device too");
+    start();
     return;
   }
-  navigator.locks.request(name, { ifAvailable: true }, (lock) => {
-    if (lock) {
-      acquired();
-      return new Promise(() => {}); // held for the life of the page
-    }
-    waiting();
-    return navigator.locks.request(name, () => {
-      acquired();
-      return new Promise(() => {});
+  const hold = () => new Promise(() => {}); // released when the page goes
+  navigator.locks
+    .request(name, { ifAvailable: true }, (lock) => {
+      if (lock) {
+        start();
+        return hold();
+      }
+      waiting();
+      return navigator.locks.request(name, () => {
+        start();
+        return hold();
+      });
+    })
+    .catch((e) => {
+      // A browser that refuses the request (a sandboxed or opaque origin): unguarded.
+      console.warn("Web Lock refused:", e);
+      start();
     });
-  });
 }
 
 export function sleep(ms) {
