@@ -72,3 +72,38 @@ async function cacheFirst(request) {
   }
   return response;
 }
+
+// A click on a notification the page showed (notify.js): the app comes to the front at the chat,
+// and the page is told what was chosen ("open", or "answer"/"decline" for a ringing call). With
+// no window of the app open, one is opened at the chat (`?notification=<action>` tells it).
+self.addEventListener("notificationclick", (event) => {
+  const notification = event.notification;
+  const data = notification.data || {};
+  const action = event.action || "open";
+  notification.close();
+  event.waitUntil(notificationClicked(action, data));
+});
+
+async function notificationClicked(action, data) {
+  const group = typeof data.group === "string" ? data.group : "";
+  const path = typeof data.path === "string" && data.path.startsWith("/") ? data.path : "/";
+  const windows = (await self.clients.matchAll({ type: "window", includeUncontrolled: true }))
+    .filter((c) => new URL(c.url).origin === self.location.origin);
+  const message = { type: "veche-notification", action, group };
+  if (windows.length === 0) {
+    // Declining needs no window; a closed app has nothing ringing to decline anyway.
+    if (action === "decline") return;
+    await self.clients.openWindow(path + "?notification=" + encodeURIComponent(action));
+    return;
+  }
+  // Every window hears it; only the tab driving the device acts. The most recently focused one
+  // (first in the list) comes to the front unless the call was declined.
+  for (const client of windows) client.postMessage(message);
+  if (action !== "decline") {
+    try {
+      await windows[0].focus();
+    } catch {
+      // Focusing is refused without the click's activation; the page still opens the chat.
+    }
+  }
+}

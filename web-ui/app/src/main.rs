@@ -3,6 +3,7 @@
 mod components;
 mod device;
 mod i18n;
+mod notify;
 mod route;
 mod state;
 mod views;
@@ -26,6 +27,7 @@ fn main() {
     device::tiles::listen();
     let (handle, runner) = device::create(app);
     views::set_globals(app, i18n::I18n { lang: app.lang });
+    notify::listen(app, handle.clone());
     mount_to_body(move || {
         provide_context(app);
         provide_context(handle.clone());

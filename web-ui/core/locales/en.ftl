@@ -347,3 +347,15 @@ call-remove = Remove from the call
 call-you-presenter = You are a presenter now: others see and hear you.
 call-you-moderator = You are a moderator of this call now.
 call-your-role-changed = Your role in the call changed.
+
+## Notifications (Settings, a chat's settings)
+notifications = Notifications
+notify-switch = Show notifications on this device
+notify-on = On: new messages in direct chats, mentions of you (@your name) and incoming calls are shown while you are away from the app.
+notify-allowed = Allowed by the browser, turned off here.
+notify-default = Turning them on asks the browser for permission.
+notify-blocked = Blocked by the browser: allow notifications for this site in the browser's site settings, then turn them on here.
+notify-unsupported = Not supported here: browsers show notifications only on a secure (https) page, and an iPhone or iPad only in the installed app (Share, then Add to Home Screen).
+notify-hint = Notifications arrive while Veche is open, in a tab or as an installed app, even in the background. There is no push service on a local network without internet, so a closed app is not notified.
+notify-mute = Mute notifications
+notify-mute-hint = No notifications from this chat on this device.

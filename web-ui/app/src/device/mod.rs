@@ -274,6 +274,9 @@ struct Device {
     backoff_ms: u32,
     /// What became of 1:1 calls this device rang, still to be written in their chats.
     unwritten_calls: Vec<(GroupId, veche_protocol::content::CallRecord)>,
+    /// Set once the first catch-up after the page opened is done: messages processed from then on
+    /// are new to the member and may be notified (crate::notify).
+    live: bool,
 }
 
 async fn run(ui: AppState, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
@@ -295,6 +298,7 @@ async fn run(ui: AppState, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         events,
         backoff_ms: 0,
         unwritten_calls: Vec::new(),
+        live: false,
     };
     if let Some(record) = device.db.device.clone() {
         match veche_mls::Client::open(record.secret, device.db.mls.clone()) {
@@ -455,6 +459,7 @@ impl Device {
             if let Err(e) = self.sync_all().await {
                 self.ui.toast(e, true);
             }
+            self.live = true;
         } else {
             self.ui.conn.set(ConnState::Online);
             self.backoff_ms = 0;

@@ -138,6 +138,8 @@ impl Device {
         let me = self.me()?;
         let mut batch = Batch::default();
         let mut membership_changed = false;
+        // Text messages from others, newest last: what a notification may show.
+        let mut fresh: Vec<(AccountId, String)> = Vec::new();
         for entry in entries {
             if entry.seq <= chat.processed || !chat.active {
                 continue;
@@ -203,6 +205,11 @@ impl Device {
                 Err(_) => Some((0, HistoryBody::System(SystemEvent::Unreadable))),
             };
             if let Some((sent_at_ms, body)) = body {
+                if let HistoryBody::Text(text) = &body
+                    && entry.sender != me
+                {
+                    fresh.push((entry.sender, text.clone()));
+                }
                 batch.history(
                     group,
                     HistoryEntry {
@@ -224,6 +231,14 @@ impl Device {
             self.refresh_chat(group).await;
         }
         self.learn_names(group).await;
+        if self.live {
+            // One notification per chat (each replaces the last): the newest message worth one.
+            for (sender, text) in fresh.iter().rev() {
+                if crate::notify::on_message(self.ui, group, *sender, text) {
+                    break;
+                }
+            }
+        }
         Ok(processed)
     }
 
@@ -266,13 +281,16 @@ impl Device {
                 self.ui.names.update(|n| {
                     n.insert(from, name.clone());
                 });
-                self.ui.ringing.set(Some(crate::state::Ringing { group, from, name }));
+                self.ui.ringing.set(Some(crate::state::Ringing { group, from, name: name.clone() }));
+                crate::notify::on_ring(self.ui, group, &name);
             }
             Event::CallRingEnded { group, reason } => {
                 let ringing = self.ui.ringing.get_untracked().filter(|r| r.group == group);
                 if let Some(r) = ringing {
                     self.ui.ringing.set(None);
-                    if matches!(reason, RingEnd::Missed | RingEnd::Cancelled) {
+                    let missed = matches!(reason, RingEnd::Missed | RingEnd::Cancelled);
+                    crate::notify::on_ring_end(self.ui, group, &r.name, missed);
+                    if missed {
                         self.ui.toast(format!("@call-missed|{}", r.name), false);
                     }
                 }

@@ -82,6 +82,8 @@ pub fn ChatView(group: GroupId) -> impl IntoView {
     let chat_open = RwSignal::new(false);
     provide_context(CallChatOpen(chat_open));
 
+    // Opening the chat reads its notifications.
+    crate::notify::close(group, "message");
     // Newest messages are seen while the chat is open.
     {
         let handle = handle.clone();

@@ -8,7 +8,7 @@ use veche_ui_core::i18n::Arg;
 
 use crate::components::{Avatar, BTN_DANGER, BTN_PRIMARY, BTN_SECONDARY, Dialog, INPUT, LABEL};
 use crate::device::{Cmd, DeviceHandle};
-use crate::i18n::use_i18n;
+use crate::i18n::{I18n, use_i18n};
 use crate::route::navigate;
 use crate::state::{AppState, Route};
 use crate::views::chat_list::tz_offset_min;
@@ -105,13 +105,12 @@ pub fn JoinByLinkDialog(on_close: Callback<()>) -> impl IntoView {
     }
 }
 
-pub(super) fn copy_to_clipboard(text: &str) -> bool {
-    let Some(window) = web_sys::window() else { return false };
-    let clipboard = js_sys::Reflect::get(&window.navigator(), &"clipboard".into()).ok();
-    let Some(clipboard) = clipboard.filter(|c| !c.is_undefined()) else { return false };
-    let Ok(write) = js_sys::Reflect::get(&clipboard, &"writeText".into()) else { return false };
-    let write: js_sys::Function = write.into();
-    write.call1(&clipboard, &text.into()).is_ok()
+/// Copies `text` (an invite or meeting link) and says whether it worked.
+pub(super) fn copy_and_tell(app: AppState, i18n: I18n, text: String) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let ok = crate::notify::copy_text(&text).await;
+        app.toast(i18n.t(if ok { "copied" } else { "copy-failed" }), !ok);
+    });
 }
 
 pub(super) fn qr_svg(text: &str) -> String {
@@ -203,8 +202,7 @@ pub fn InviteDialog(group: GroupId, on_close: Callback<()>) -> impl IntoView {
                             <input id="invite-link" data-testid="invite-link" class=INPUT readonly prop:value=url.clone()
                                 on:focus=move |ev| { event_target::<web_sys::HtmlInputElement>(&ev).select() }/>
                             <button class=BTN_SECONDARY data-testid="invite-copy" on:click=move |_| {
-                                let ok = copy_to_clipboard(&copy_url);
-                                app.toast(i18n.t(if ok { "copied" } else { "copy-failed" }), !ok);
+                                copy_and_tell(app, i18n, copy_url.clone());
                             }>{move || i18n.t("copy")}</button>
                         </div>
                         <div class="mt-4 flex flex-col items-center">
@@ -295,6 +293,7 @@ pub fn ChatSettingsDialog(group: GroupId, on_close: Callback<()>) -> impl IntoVi
         })
     };
     let keep = move || chat.with(|c| c.as_ref().is_some_and(|c| c.keep_history));
+    let muted = RwSignal::new(crate::notify::muted(group));
     let can_edit = move || my_role().is_some_and(|r| r.can_manage_members());
     let edit_name = RwSignal::new(chat.with_untracked(|c| c.as_ref().map(|c| c.name.clone()).unwrap_or_default()));
     let edit_description =
@@ -429,6 +428,18 @@ pub fn ChatSettingsDialog(group: GroupId, on_close: Callback<()>) -> impl IntoVi
                     <span>
                         <span class="font-medium text-slate-800">{move || i18n.t("keep-history")}</span>
                         <span class="block text-slate-500">{move || i18n.t("keep-history-hint")}</span>
+                    </span>
+                </label>
+                <label class="flex items-start gap-3 text-sm">
+                    <input type="checkbox" data-testid="mute-chat" class="mt-0.5 h-4 w-4 rounded border-slate-300 text-indigo-600"
+                        prop:checked=move || muted.get() on:change=move |ev| {
+                            let mute = event_target_checked(&ev);
+                            crate::notify::set_muted(group, mute);
+                            muted.set(mute);
+                        }/>
+                    <span>
+                        <span class="font-medium text-slate-800">{move || i18n.t("notify-mute")}</span>
+                        <span class="block text-slate-500">{move || i18n.t("notify-mute-hint")}</span>
                     </span>
                 </label>
                 <Show when=move || is_group() && chat.with(|c| c.as_ref().is_some_and(|c| c.active))>

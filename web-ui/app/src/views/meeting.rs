@@ -13,7 +13,7 @@ use crate::i18n::use_i18n;
 use crate::route::navigate;
 use crate::state::{AppState, Route};
 use crate::views::chat_list::tz_offset_min;
-use crate::views::dialogs::copy_to_clipboard;
+use crate::views::dialogs::copy_and_tell;
 use crate::views::recovery::download;
 use crate::views::spawn_ui;
 
@@ -163,10 +163,7 @@ pub fn MeetingCard(group: GroupId) -> impl IntoView {
                             view! {
                                 <button class="text-indigo-700 underline" data-testid="meeting-copy-link"
                                     data-link=url.clone()
-                                    on:click=move |_| {
-                                        let text = if copy_to_clipboard(&copy_url) { "copied" } else { "copy-failed" };
-                                        app.toast(i18n.t(text), false);
-                                    }>
+                                    on:click=move |_| copy_and_tell(app, i18n, copy_url.clone())>
                                     {move || i18n.t("meeting-copy-link")}
                                 </button>
                             }

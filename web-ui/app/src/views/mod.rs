@@ -9,7 +9,7 @@ mod nodes;
 mod onboarding;
 mod prejoin;
 mod recovery;
-mod ring;
+pub mod ring;
 mod settings;
 mod whiteboard;
 

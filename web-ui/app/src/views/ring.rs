@@ -8,43 +8,50 @@ use veche_protocol::wire::Request;
 use crate::components::{BTN_DANGER, BTN_PRIMARY};
 use crate::device::call::{MediaChoice, call_preview_stop, join_call};
 use crate::device::{Cmd, DeviceHandle};
-use crate::i18n::use_i18n;
+use crate::i18n::{I18n, use_i18n};
 use crate::route::navigate;
 use crate::state::{AppState, Route};
 use veche_ui_core::i18n::Arg;
+
+/// Answers the ringing call: the chat opens and the call is joined with the remembered camera and
+/// microphone. From the ring's buttons or a notification's "answer".
+pub fn answer(app: AppState, handle: DeviceHandle, i18n: I18n) {
+    let Some(ring) = app.ringing.get_untracked() else { return };
+    app.ringing.set(None);
+    crate::notify::close(ring.group, "call");
+    // A pre-join view open elsewhere closes: this call is joined instead.
+    app.prejoin.set(None);
+    call_preview_stop();
+    navigate(app.route, Route::Chat(ring.group));
+    let choice = MediaChoice { with_mic: true, with_camera: true, ..app.media.get_untracked() };
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(e) = join_call(&handle, ring.group, &choice).await {
+            app.toast(i18n.error(&e), true);
+        }
+    });
+}
+
+/// Declines the ringing call. From the ring's buttons or a notification's "decline".
+pub fn decline(app: AppState, handle: DeviceHandle) {
+    let Some(ring) = app.ringing.get_untracked() else { return };
+    app.ringing.set(None);
+    crate::notify::close(ring.group, "call");
+    let request = Request::CallDecline { group: ring.group };
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = handle.ask(|reply| Cmd::Call { request, reply }).await;
+    });
+}
 
 #[component]
 pub fn IncomingCall() -> impl IntoView {
     let app = expect_context::<AppState>();
     let handle = expect_context::<DeviceHandle>();
     let i18n = use_i18n();
-    let answer = {
+    let on_answer = {
         let handle = handle.clone();
-        move |_| {
-            let Some(ring) = app.ringing.get_untracked() else { return };
-            app.ringing.set(None);
-            // A pre-join view open elsewhere closes: this call is joined instead.
-            app.prejoin.set(None);
-            call_preview_stop();
-            navigate(app.route, Route::Chat(ring.group));
-            let handle = handle.clone();
-            let choice = MediaChoice { with_mic: true, with_camera: true, ..app.media.get_untracked() };
-            wasm_bindgen_futures::spawn_local(async move {
-                if let Err(e) = join_call(&handle, ring.group, &choice).await {
-                    app.toast(i18n.error(&e), true);
-                }
-            });
-        }
+        move |_| answer(app, handle.clone(), i18n)
     };
-    let decline = move |_| {
-        let Some(ring) = app.ringing.get_untracked() else { return };
-        app.ringing.set(None);
-        let handle = handle.clone();
-        let request = Request::CallDecline { group: ring.group };
-        wasm_bindgen_futures::spawn_local(async move {
-            let _ = handle.ask(|reply| Cmd::Call { request, reply }).await;
-        });
-    };
+    let on_decline = move |_| decline(app, handle.clone());
     view! {
         <Show when=move || app.ringing.with(|r| r.is_some()) && app.call.with(|c| c.is_none())>
             <div class="fixed inset-x-2 top-2 z-50 mx-auto max-w-sm rounded-2xl bg-slate-900 p-4 text-white shadow-2xl"
@@ -54,10 +61,10 @@ pub fn IncomingCall() -> impl IntoView {
                     {move || app.ringing.with(|r| r.as_ref().map(|r| r.name.clone()).unwrap_or_default())}
                 </p>
                 <div class="mt-3 flex gap-2">
-                    <button class=format!("{BTN_PRIMARY} flex-1") data-testid="call-answer" on:click=answer.clone()>
+                    <button class=format!("{BTN_PRIMARY} flex-1") data-testid="call-answer" on:click=on_answer.clone()>
                         {move || i18n.t("call-answer")}
                     </button>
-                    <button class=format!("{BTN_DANGER} flex-1") data-testid="call-decline" on:click=decline.clone()>
+                    <button class=format!("{BTN_DANGER} flex-1") data-testid="call-decline" on:click=on_decline.clone()>
                         {move || i18n.t("call-decline")}
                     </button>
                 </div>

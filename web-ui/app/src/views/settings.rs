@@ -5,6 +5,7 @@ use veche_ui_core::i18n::Lang;
 
 use crate::components::{Avatar, BTN_GHOST, INPUT, LABEL};
 use crate::i18n::{save_lang, use_i18n};
+use crate::notify::{self, Permission};
 use crate::route::navigate;
 use crate::state::{AppState, Route};
 
@@ -60,6 +61,7 @@ pub fn SettingsView() -> impl IntoView {
                 <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
                     <LanguageSelect/>
                 </section>
+                <NotificationSettings/>
                 <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
                     <crate::views::recovery::ExportRecovery/>
                 </section>
@@ -73,5 +75,56 @@ pub fn SettingsView() -> impl IntoView {
                 </section>
             </div>
         </div>
+    }
+}
+
+/// Notifications on this device: the switch asks the browser's permission and remembers the
+/// choice here; what the browser allows; when they arrive.
+#[component]
+fn NotificationSettings() -> impl IntoView {
+    let i18n = use_i18n();
+    let permission = RwSignal::new(notify::permission());
+    let on = RwSignal::new(notify::chosen() && permission.get_untracked() == Permission::Granted);
+    let toggle = move |ev: leptos::ev::Event| {
+        let input = event_target::<web_sys::HtmlInputElement>(&ev);
+        if !input.checked() {
+            notify::set_chosen(false);
+            on.set(false);
+            return;
+        }
+        wasm_bindgen_futures::spawn_local(async move {
+            let answer = notify::request().await;
+            let granted = answer == Permission::Granted;
+            notify::set_chosen(granted);
+            permission.set(answer);
+            on.set(granted);
+            input.set_checked(granted);
+        });
+    };
+    let usable = move || matches!(permission.get(), Permission::Granted | Permission::Default);
+    let state = move || {
+        i18n.t(match permission.get() {
+            Permission::Granted if on.get() => "notify-on",
+            Permission::Granted => "notify-allowed",
+            Permission::Default => "notify-default",
+            Permission::Denied => "notify-blocked",
+            Permission::Unsupported => "notify-unsupported",
+        })
+    };
+    view! {
+        <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200" data-testid="notify-settings">
+            <h2 class="font-semibold text-slate-900">{move || i18n.t("notifications")}</h2>
+            <label class="mt-3 flex items-center justify-between gap-4 text-sm">
+                <span class="font-medium text-slate-800">{move || i18n.t("notify-switch")}</span>
+                <input type="checkbox" role="switch" data-testid="notify-toggle"
+                    class="h-5 w-5 rounded border-slate-300 text-indigo-600 disabled:opacity-50"
+                    prop:checked=move || on.get() disabled=move || !usable() on:change=toggle/>
+            </label>
+            <p class=move || if usable() { "mt-2 text-sm text-slate-600" } else { "mt-2 text-sm text-amber-800" }
+                data-testid="notify-state" data-state=move || permission.get().code() data-on=move || on.get().to_string()>
+                {state}
+            </p>
+            <p class="mt-2 text-xs text-slate-500">{move || i18n.t("notify-hint")}</p>
+        </section>
     }
 }
