@@ -1,4 +1,6 @@
-// Browser end-to-end: notifications while the app is in the background. Alice turns them on in
+// Browser end-to-end: notifications while the app is in the background, and the secure
+// context's clipboard and Web Locks. Alice copies an invite link (the clipboard holds it) and a
+// second tab of her browser waits for the first (the one-tab guard). Alice turns them on in
 // Settings (the browser's permission granted beforehand, as a member who clicks "Allow" would);
 // with her page really hidden (document.visibilityState "hidden": another tab in front), Bob's
 // direct message shows a notification through the service worker with his name and the text, tagged
@@ -16,8 +18,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import puppeteer from "puppeteer-core";
-import { startNode, launchBrowser, member, watch, testCa, onboardWithLink, createGroup, createInvite, joinByLink, send, message, joinCall, artifacts, tid, until } from "./harness.mjs";
-import { click, fill, press, waitFor, pressKey } from "./engines.mjs";
+import { startNode, launchBrowser, member, watch, testCa, onboardWithLink, createGroup, joinByLink, send, message, joinCall, artifacts, tid, until } from "./harness.mjs";
+import { click, fill, press, waitFor, pressKey, inputValue } from "./engines.mjs";
 
 /// Chromium under puppeteer (headless), trusting the test nodes' CA; one page.
 async function launchAlice(node) {
@@ -30,7 +32,7 @@ async function launchAlice(node) {
       "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
       `--ignore-certificate-errors-spki-list=${testCa().spki}`],
   });
-  await browser.defaultBrowserContext().overridePermissions(node.url, ["notifications"]);
+  await browser.defaultBrowserContext().overridePermissions(node.url, ["notifications", "clipboard-read", "clipboard-write", "clipboard-sanitized-write"]);
   const page = await browser.newPage();
   watch(page, "Alice");
   return { browser, page };
@@ -74,8 +76,24 @@ test("notifications while the app is in the background", { timeout: 300000 }, as
     await waitFor(a, tid("chat-list"));
     await createGroup(a, "Family");
     const familyPath = new URL(a.url()).pathname;
-    const link = await createInvite(a);
+    // The invite link is copied through the Clipboard API (a secure context).
+    await click(a, tid("open-invite"));
+    await click(a, tid("invite-create"));
+    const link = await until("the invite link is made", () => inputValue(a, tid("invite-link")), 30000);
+    await click(a, tid("invite-copy"));
+    await waitFor(a, tid("toast"), { hasText: "Link copied" });
+    assert.equal(await a.evaluate(() => navigator.clipboard.readText()), link);
+    await pressKey(a, "Escape");
+    await waitFor(a, tid("invite-dialog"), { state: "detached" });
     await joinByLink(b, link, "Bob");
+
+    // One tab drives the device (a Web Lock): a second tab of Alice's browser waits.
+    const second = await alices.newPage();
+    await second.goto(node.url + "/");
+    await waitFor(second, tid("other-tab"));
+    assert.equal(await second.evaluate(() => typeof navigator.locks?.request), "function");
+    await second.close();
+    await a.bringToFront();
 
     // Alice opens a direct chat with Bob and writes in it; Bob opens it.
     await click(a, tid("open-chat-settings"));
