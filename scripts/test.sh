@@ -10,6 +10,7 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 export VECHE_BIN="$target_dir/debug/veche"
 export VECHE_BOOTSTRAP_BIN="$target_dir/debug/veche-bootstrap"
 command -v tcpdump >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump; } || echo "tcpdump not installed: the media port capture test will say SKIPPED"
+command -v pebble >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble; } || echo "pebble not installed: the ACME test will say SKIPPED"
 cargo test --locked --workspace --all-features -- --test-threads=2
 
 echo "== web UI build"

@@ -45,7 +45,8 @@ pub enum TlsArg {
 pub struct RunArgs {
     /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
     /// retention_interval, ui_dir, p2p_port, bootstrap, mdns, community_secret, federation_rate,
-    /// media_port, media_address, ring_timeout, tls, tls_cert, tls_key).
+    /// media_port, media_address, ring_timeout, tls, tls_cert, tls_key, acme_domain, acme_email,
+    /// acme_directory, acme_ca).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -117,6 +118,20 @@ pub struct RunArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "VECHE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A public DNS name of this node (repeatable): get and renew its certificate by ACME
+    /// (TLS-ALPN-01 on the HTTPS port, which must be reachable as port 443 of that name).
+    #[arg(long = "acme-domain", env = "VECHE_ACME_DOMAIN", value_delimiter = ',')]
+    pub acme_domain: Vec<String>,
+    /// Contact e-mail for the ACME account.
+    #[arg(long, env = "VECHE_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// The ACME directory URL [default: Let's Encrypt].
+    #[arg(long, env = "VECHE_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// A CA certificate (PEM) to trust for the ACME server's own HTTPS besides the system's (a
+    /// private or test ACME server).
+    #[arg(long, env = "VECHE_ACME_CA")]
+    pub acme_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +162,11 @@ struct FileConfig {
     tls: Option<TlsArg>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    #[serde(default)]
+    acme_domain: Vec<String>,
+    acme_email: Option<String>,
+    acme_directory: Option<String>,
+    acme_ca: Option<PathBuf>,
 }
 
 /// `retention_interval = "60s"` in the TOML file.
@@ -237,7 +257,22 @@ impl Config {
             (TlsArg::Off, None, None) => crate::tls::TlsSource::Off,
             (TlsArg::Off, _, _) => anyhow::bail!("--tls off and --tls-cert/--tls-key contradict each other"),
             (TlsArg::Auto, Some(cert), Some(key)) => crate::tls::TlsSource::Files { cert, key },
-            (TlsArg::Auto, None, None) => crate::tls::TlsSource::LocalCa,
+            (TlsArg::Auto, None, None) => {
+                let domains = if args.acme_domain.is_empty() { file.acme_domain } else { args.acme_domain };
+                if domains.is_empty() {
+                    crate::tls::TlsSource::LocalCa
+                } else {
+                    crate::tls::TlsSource::Acme(crate::tls::AcmeSettings {
+                        domains,
+                        email: args.acme_email.or(file.acme_email),
+                        directory: args
+                            .acme_directory
+                            .or(file.acme_directory)
+                            .unwrap_or_else(|| crate::tls::LETS_ENCRYPT.to_string()),
+                        extra_ca: args.acme_ca.or(file.acme_ca),
+                    })
+                }
+            }
             (TlsArg::Auto, _, _) => anyhow::bail!("--tls-cert and --tls-key go together"),
         };
         let rate_limit = args.rate_limit.or(file.rate_limit).unwrap_or(1000);

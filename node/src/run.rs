@@ -86,6 +86,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(label) = crate::tls::mdns_label(&config.name)
         && config.public_url.is_none()
+        && config.mdns
     {
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("on this LAN also: {scheme}://{label}.local:{}", bound.port());
@@ -95,10 +96,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Some(_) => println!(
                 "TLS: certificates from the node's own CA ({}); fingerprint {}; members trust it once: {}/trust",
                 crate::tls::ca::tls_dir(&config.data_dir).display(),
-                tls.fingerprint_text(),
+                tls.fingerprint_text().unwrap_or_default(),
                 urls[0]
             ),
-            None => println!("TLS: the operator's certificate; fingerprint {}", tls.fingerprint_text()),
+            None if tls.public => {
+                println!("TLS: a publicly trusted certificate by ACME (ordered and renewed by the node)")
+            }
+            None => {
+                println!("TLS: the operator's certificate; fingerprint {}", tls.fingerprint_text().unwrap_or_default())
+            }
         }
     }
     for addr in crate::p2p::shareable_addrs(&p2p.status().await.listen_addrs, &node_id) {
@@ -112,7 +118,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             invite,
             secret,
             group: None,
-            fingerprint: tls.as_ref().map(|t| t.fingerprint),
+            fingerprint: tls.as_ref().and_then(|t| t.fingerprint),
         };
         println!("admin link (one use; whoever registers with it becomes this node's admin):");
         println!("  {}", link.to_url());

@@ -41,7 +41,6 @@ fn start(lan: &Lan, dir: &std::path::Path, extra: &[&str], expect_link: bool) ->
         .args(["run", "--data-dir"])
         .arg(dir.join("node"))
         .args(["--http", "0.0.0.0:7800", "--name", "Town Library", "--p2p-port", "0", "--media-port", "0"])
-        .args(["--mdns", "false"])
         .args(extra)
         .env("VECHE_LOG", "debug")
         .stdout(Stdio::piped())
@@ -172,6 +171,20 @@ fn default_certificate_redirect_and_pinning() -> anyhow::Result<()> {
     assert_eq!(chain.len(), 2, "leaf and CA");
     let (health, _) = https_get(&addr, "town-library.local", std::slice::from_ref(&ca), "/healthz")?;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // <name>.local is announced on the LAN (mDNS) with the node's address.
+    let mdns = mdns_sd::ServiceDaemon::new()?;
+    let found = mdns.resolve_hostname("town-library.local.", Some(10_000))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut resolved = Vec::new();
+    while resolved.is_empty() && Instant::now() < deadline {
+        if let Ok(mdns_sd::HostnameResolutionEvent::AddressesFound(_, addrs)) =
+            found.recv_timeout(Duration::from_secs(1))
+        {
+            resolved.extend(addrs.iter().map(|a| a.to_ip_addr().to_string()));
+        }
+    }
+    let _ = mdns.shutdown();
+    assert!(resolved.contains(&ip), "town-library.local resolves to the node's LAN address: {resolved:?}");
     // ... and not for a name the CA may not sign.
     let other = https_get(&addr, "example.com", std::slice::from_ref(&ca), "/healthz");
     assert!(other.is_err(), "a name the certificate does not cover is refused");

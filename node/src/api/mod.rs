@@ -57,6 +57,7 @@ async fn secure_only(State(state): State<ApiState>, request: Request, next: Next
         Some(ConnectInfo(remote)) if state.tls.is_some() && !remote.secure => Some(remote.addr),
         _ => None,
     };
+    let secure_public = plain.is_none() && state.tls.as_ref().is_some_and(|t| t.public);
     let path = request.uri().path();
     if let Some(remote) = plain
         && !(path == trust::PAGE || path.starts_with(trust::PREFIX))
@@ -80,6 +81,11 @@ async fn secure_only(State(state): State<ApiState>, request: Request, next: Next
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // HSTS only with a publicly trusted certificate: with the node's own CA, a member who has not
+    // trusted it yet must still be able to reach the trust page.
+    if secure_public {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     response
 }
 
@@ -99,6 +105,7 @@ async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {
         "protocol": veche_protocol::PROTOCOL_VERSION,
         "registration": format!("{:?}", info.registration).to_lowercase(),
         "uptime_s": state.started.elapsed().as_secs(),
+        "tls_fingerprint": state.tls.as_ref().and_then(|t| t.fingerprint_text()),
     }))
 }
 

@@ -121,8 +121,12 @@ pub async fn page(State(state): State<ApiState>, headers: HeaderMap) -> Response
         .and_then(|h| h.to_str().ok())
         .filter(|h| h.parse::<axum::http::uri::Authority>().is_ok());
     let name = escape(&state.node.info.name);
-    let fp_hex = hex_fingerprint(&tls.fingerprint);
-    let fp_link = tls.fingerprint_text();
+    let Some(fp) = tls.fingerprint else {
+        return (StatusCode::NOT_FOUND, "this node's certificate is publicly trusted: nothing to install")
+            .into_response();
+    };
+    let fp_hex = hex_fingerprint(&fp);
+    let fp_link = tls.fingerprint_text().unwrap_or_default();
     let qr = host
         .and_then(|h| qrcode::QrCode::new(format!("http://{h}{PAGE}")).ok())
         .map(|code| code.render::<qrcode::render::svg::Color>().min_dimensions(180, 180).quiet_zone(true).build())

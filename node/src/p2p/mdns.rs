@@ -10,6 +10,8 @@ use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 use super::{Nearby, P2pConfig};
 
 pub const SERVICE_TYPE: &str = "_veche._udp.local.";
+/// The web app's service type: its host name is `<node name>.local`.
+pub const WEB_SERVICE_TYPE: &str = "_https._tcp.local.";
 
 pub enum Found {
     Node(Nearby),
@@ -23,6 +25,8 @@ pub struct Mdns {
     name: String,
     http_port: u16,
     announced: bool,
+    /// The web app's announced `<label>.local`, once registered.
+    web_label: Option<String>,
 }
 
 impl Mdns {
@@ -36,6 +40,7 @@ impl Mdns {
             name: config.node_name.clone(),
             http_port: config.http_port,
             announced: false,
+            web_label: None,
         })
     }
 
@@ -67,6 +72,21 @@ impl Mdns {
             },
             Err(e) => tracing::warn!(error = %e, "mDNS service info"),
         }
+        // The web app as `<node name>.local` (members type it; the certificate covers it): an
+        // `_https._tcp` service on that host name, so the daemon answers its A/AAAA queries.
+        if let Some(label) = crate::tls::mdns_label(&self.name) {
+            let web_host = format!("{label}.local.");
+            match ServiceInfo::new(WEB_SERVICE_TYPE, &label, &web_host, "", self.http_port, &[("path", "/")][..]) {
+                Ok(info) => match self.daemon.register(info.enable_addr_auto()) {
+                    Ok(()) => {
+                        self.web_label = Some(label);
+                        tracing::info!(host = %web_host, "announced the web app on the LAN");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "mDNS announce of the web app failed"),
+                },
+                Err(e) => tracing::warn!(error = %e, "mDNS web service info"),
+            }
+        }
     }
 
     /// The next node found or gone (None when the daemon stopped).
@@ -92,6 +112,11 @@ impl Mdns {
 
     /// Sends goodbye packets for our announcement (waiting at most a second), then stops.
     pub async fn stop(self) {
+        if let Some(label) = &self.web_label
+            && let Ok(done) = self.daemon.unregister(&format!("{label}.{WEB_SERVICE_TYPE}"))
+        {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), done.recv_async()).await;
+        }
         if self.announced {
             let fullname = format!("{}.{SERVICE_TYPE}", self.peer_id.to_base58());
             if let Ok(done) = self.daemon.unregister(&fullname) {

@@ -5,6 +5,8 @@
 //! - default: the node-local CA ([`ca`]) issues a short-lived serving certificate for every LAN
 //!   address, the host name, `<host>.local`, `<node name>.local` and the `--public-url` host, and
 //!   issues a new one when the addresses change or a third of its life is left.
+//! - `--acme-domain NAME`: a publicly trusted certificate by ACME (TLS-ALPN-01 on this port),
+//!   stored in `<data dir>/tls/acme` and renewed by rustls-acme.
 //! - `--tls off`: plain HTTP (behind a reverse proxy that terminates TLS).
 //!
 //! Links the node prints carry the SHA-256 fingerprint of the CA certificate (or of the top of the
@@ -34,8 +36,22 @@ pub enum TlsSource {
     LocalCa,
     /// The operator's PEM files.
     Files { cert: PathBuf, key: PathBuf },
+    /// A certificate by ACME.
+    Acme(AcmeSettings),
     /// No TLS.
     Off,
+}
+
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    pub domains: Vec<String>,
+    pub email: Option<String>,
+    pub directory: String,
+    /// A CA to trust for the ACME server's HTTPS besides the system's roots.
+    pub extra_ca: Option<PathBuf>,
 }
 
 /// The certificate the node serves, swapped in place when it is renewed or reloaded.
@@ -60,10 +76,12 @@ impl Resolver {
 pub struct Tls {
     pub acceptor: tokio_rustls::TlsAcceptor,
     /// SHA-256 of the trust anchor (the local CA, or the top of the operator's chain): what links carry.
-    pub fingerprint: [u8; 32],
+    /// None with ACME: a publicly trusted certificate needs no pin.
+    pub fingerprint: Option<[u8; 32]>,
+    /// Whether the certificate is publicly trusted (ACME): then HTTPS responses carry HSTS.
+    pub public: bool,
     /// The local CA's certificate (PEM, DER), when the node uses one.
     pub ca: Option<CaCert>,
-    resolver: Arc<Resolver>,
 }
 
 #[derive(Clone)]
@@ -154,7 +172,7 @@ fn load_files(cert: &Path, key: &Path) -> anyhow::Result<(Vec<CertificateDer<'st
     Ok((chain, key))
 }
 
-fn server_config(resolver: Arc<Resolver>) -> Arc<rustls::ServerConfig> {
+fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Arc<rustls::ServerConfig> {
     let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(resolver);
     // HTTP/1.1 only: WebSockets over HTTP/2 need extended CONNECT, and members' browsers open
     // a few connections at most.
@@ -173,13 +191,14 @@ impl Tls {
                 let resolver = Arc::new(Resolver { current: RwLock::new(certified(chain, &private)?) });
                 let tls = Arc::new(Tls {
                     acceptor: tokio_rustls::TlsAcceptor::from(server_config(resolver.clone())),
-                    fingerprint,
+                    fingerprint: Some(fingerprint),
+                    public: false,
                     ca: None,
-                    resolver,
                 });
-                tokio::spawn(reload_files(tls.clone(), cert.clone(), key.clone()));
+                tokio::spawn(reload_files(resolver, cert.clone(), key.clone()));
                 Ok(Some(tls))
             }
+            TlsSource::Acme(settings) => Ok(Some(acme(settings, data_dir)?)),
             TlsSource::LocalCa => {
                 let ca = LocalCa::load_or_create(data_dir, &names.node_name, &names.host_name, names.public.as_ref())?;
                 let issued = ca.issue(&names.current())?;
@@ -187,29 +206,82 @@ impl Tls {
                     Arc::new(Resolver { current: RwLock::new(certified(issued.chain.clone(), &issued.key)?) });
                 let tls = Arc::new(Tls {
                     acceptor: tokio_rustls::TlsAcceptor::from(server_config(resolver.clone())),
-                    fingerprint: fingerprint(&ca.cert_der),
+                    fingerprint: Some(fingerprint(&ca.cert_der)),
+                    public: false,
                     ca: Some(CaCert {
                         pem: ca.cert_pem.clone(),
                         der: ca.cert_der.to_vec(),
                         node_name: names.node_name.clone(),
                     }),
-                    resolver,
                 });
-                tokio::spawn(renew(tls.clone(), ca, names, issued.names, issued.not_after));
+                tokio::spawn(renew(resolver, ca, names, issued.names, issued.not_after));
                 Ok(Some(tls))
             }
         }
     }
 
     /// The fingerprint as it appears in links: base64url, no padding.
-    pub fn fingerprint_text(&self) -> String {
+    pub fn fingerprint_text(&self) -> Option<String> {
         use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.fingerprint)
+        self.fingerprint.map(|fp| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp))
     }
 }
 
+/// ACME: rustls-acme orders the certificate (and renews it) in a task; its resolver answers the
+/// TLS-ALPN-01 challenge on this port and serves the certificate once there is one.
+fn acme(settings: &AcmeSettings, data_dir: &Path) -> anyhow::Result<Arc<Tls>> {
+    use futures_util::StreamExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(extra) = &settings.extra_ca {
+        for cert in CertificateDer::pem_file_iter(extra).with_context(|| format!("reading {}", extra.display()))? {
+            roots.add(cert.with_context(|| format!("parsing {}", extra.display()))?)?;
+        }
+    }
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let cache = ca::tls_dir(data_dir).join("acme");
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let mut config = rustls_acme::AcmeConfig::new_with_client_config(&settings.domains, Arc::new(client))
+        .cache(rustls_acme::caches::DirCache::new(cache))
+        .directory(&settings.directory);
+    if let Some(email) = &settings.email {
+        config = config.contact_push(format!("mailto:{email}"));
+    }
+    let mut state = config.state();
+    let mut server = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(state.resolver());
+    server.alpn_protocols = vec![b"http/1.1".to_vec(), rustls_acme::acme::ACME_TLS_ALPN_NAME.to_vec()];
+    let domains = settings.domains.join(", ");
+    tokio::spawn(async move {
+        while let Some(event) = state.next().await {
+            match event {
+                Ok(ok) => tracing::info!(event = ?ok, domains = %domains, "ACME"),
+                Err(e) => tracing::warn!(error = %e, domains = %domains, "ACME"),
+            }
+        }
+    });
+    Ok(Arc::new(Tls {
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+        fingerprint: None,
+        public: true,
+        ca: None,
+    }))
+}
+
 /// Issues a new serving certificate when the machine's addresses change or a third of its life is left.
-async fn renew(tls: Arc<Tls>, ca: LocalCa, source: NameSource, mut names: Names, mut not_after: time::OffsetDateTime) {
+async fn renew(
+    resolver: Arc<Resolver>,
+    ca: LocalCa,
+    source: NameSource,
+    mut names: Names,
+    mut not_after: time::OffsetDateTime,
+) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -221,7 +293,7 @@ async fn renew(tls: Arc<Tls>, ca: LocalCa, source: NameSource, mut names: Names,
         }
         match ca.issue(&now_names).and_then(|issued| Ok((certified(issued.chain, &issued.key)?, issued.not_after))) {
             Ok((key, until)) => {
-                tls.resolver.set(key);
+                resolver.set(key);
                 tracing::info!(names = ?now_names, %until, "issued a new serving certificate");
                 names = now_names;
                 not_after = until;
@@ -232,7 +304,7 @@ async fn renew(tls: Arc<Tls>, ca: LocalCa, source: NameSource, mut names: Names,
 }
 
 /// Reloads the operator's files on SIGHUP and when they change.
-async fn reload_files(tls: Arc<Tls>, cert: PathBuf, key: PathBuf) {
+async fn reload_files(resolver: Arc<Resolver>, cert: PathBuf, key: PathBuf) {
     let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen = (stamp(&cert), stamp(&key));
     #[cfg(unix)]
@@ -256,7 +328,7 @@ async fn reload_files(tls: Arc<Tls>, cert: PathBuf, key: PathBuf) {
         seen = now;
         match load_files(&cert, &key).and_then(|(chain, private)| certified(chain, &private)) {
             Ok(certified) => {
-                tls.resolver.set(certified);
+                resolver.set(certified);
                 tracing::info!(cert = %cert.display(), "reloaded the TLS certificate");
             }
             Err(e) => {
