@@ -38,11 +38,16 @@ cp "$work/pkg/veche-web_bg.wasm" "$out.new/assets/$wasm"
 cp "$work/pkg/veche-web.js" "$out.new/assets/$js"
 cp "$work/app.css" "$out.new/assets/$css"
 [ -d "$work/pkg/snippets" ] && cp -r "$work/pkg/snippets" "$out.new/assets/snippets"
-sed -e "s|@JS@|$js|g" -e "s|@WASM@|$wasm|g" -e "s|@CSS@|$css|g" web-ui/index.html > "$out.new/index.html"
+# The page's script (it starts the app and registers the service worker) is a file of its own, not
+# inline in index.html, so the node's Content-Security-Policy allows no inline scripts.
+sed -e "s|@JS@|$js|g" -e "s|@WASM@|$wasm|g" web-ui/static/boot.js > "$work/boot.js"
+boot="boot-$(hash "$work/boot.js").js"
+cp "$work/boot.js" "$out.new/assets/$boot"
+sed -e "s|@JS@|$js|g" -e "s|@WASM@|$wasm|g" -e "s|@CSS@|$css|g" -e "s|@BOOT@|$boot|g" web-ui/index.html > "$out.new/index.html"
 # The files at the root (web app manifest, icons) from web-ui/static, and the service worker made
 # from its template there: it precaches index.html and every other file of this build, in a cache
 # named by the build's hash (so each build replaces the previous one's cache).
-cp web-ui/static/* "$out.new/"
+find web-ui/static -maxdepth 1 -type f ! -name boot.js -exec cp {} "$out.new/" \;
 files=$(cd "$out.new" && find . -type f ! -name index.html ! -name sw.js | sed 's|^\.||' | LC_ALL=C sort)
 build=$( (cd "$out.new" && sha256sum index.html sw.js $(printf '.%s ' $files)) | sha256sum | cut -c1-16)
 list=$(printf '  "%s",\n' $files)
