@@ -28,6 +28,10 @@ fn main() {
     let (handle, runner) = device::create(app);
     views::set_globals(app, i18n::I18n { lang: app.lang });
     notify::listen(app, handle.clone());
+    // The node's certificate fingerprint, for the links this page makes and for Settings.
+    wasm_bindgen_futures::spawn_local(async move {
+        device::node_fingerprint(app).await;
+    });
     mount_to_body(move || {
         provide_context(app);
         provide_context(handle.clone());

@@ -263,6 +263,10 @@ pub struct AppState {
     pub prejoin: RwSignal<Option<GroupId>>,
     /// The camera, microphone and speaker to join calls with.
     pub media: RwSignal<crate::device::call::MediaChoice>,
+    /// The SHA-256 of the node's TLS trust anchor (its own CA), as the node's `/healthz` told it:
+    /// `None` until it has answered, `Some(None)` when the node has none (`--tls off`, ACME).
+    /// Links this page makes carry it (`f=`); Settings shows it.
+    pub tls_fingerprint: RwSignal<Option<Option<[u8; 32]>>>,
 }
 
 /// Someone calling this account in a direct chat.
@@ -295,6 +299,7 @@ impl AppState {
             whiteboard: RwSignal::new(Default::default()),
             prejoin: RwSignal::new(None),
             media: RwSignal::new(crate::device::call::MediaChoice::remembered()),
+            tls_fingerprint: RwSignal::new(None),
         }
     }
 

@@ -359,3 +359,11 @@ notify-unsupported = Not supported here: browsers show notifications only on a s
 notify-hint = Notifications arrive while Veche is open, in a tab or as an installed app, even in the background. There is no push service on a local network without internet, so a closed app is not notified.
 notify-mute = Mute notifications
 notify-mute-hint = No notifications from this chat on this device.
+
+## Trusting the node's certificate
+secure-device = Secure this device
+secure-device-hint = Trust this node's certificate once, so the browser never warns about it again.
+secure-device-open = How to trust it on this device
+tls-fingerprint = Certificate fingerprint (SHA-256)
+tls-fingerprint-hint = Compare it with the one your device shows when you install the certificate.
+secure-device-small = Browser warns about this node? Secure this device

@@ -97,9 +97,22 @@ pub fn preview(text: &str, max: usize) -> String {
     }
 }
 
+/// A certificate fingerprint as certificate viewers (and the node's trust page) show it:
+/// upper-case hex, bytes separated by colons.
+pub fn fingerprint_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_print_as_colon_separated_hex() {
+        assert_eq!(fingerprint_hex(&[0x0a, 0xff, 0x00]), "0A:FF:00");
+        assert_eq!(fingerprint_hex(&[0x12; 32]).len(), 32 * 3 - 1);
+        assert_eq!(fingerprint_hex(&[]), "");
+    }
 
     #[test]
     fn meeting_times_read_and_print_in_local_time() {

@@ -24,7 +24,7 @@ impl Device {
             invite: meeting.invite,
             secret,
             group: Some(group),
-            fingerprint: None,
+            fingerprint: node_fingerprint(self.ui).await,
         }
         .to_url();
         self.ui.meeting_links.update(|l| {

@@ -56,6 +56,27 @@ extern "C" {
     fn js_sleep(ms: u32) -> js_sys::Promise;
 }
 
+#[wasm_bindgen(module = "/js/node.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = tlsFingerprint)]
+    fn js_tls_fingerprint() -> js_sys::Promise;
+}
+
+/// The fingerprint of the node's TLS trust anchor (`f=` in the links this page makes), from its
+/// `/healthz`: asked once, and again next time when the node did not answer. `None` when the node
+/// has none (`--tls off`, a publicly trusted certificate) or is unreachable.
+pub async fn node_fingerprint(ui: AppState) -> Option<[u8; 32]> {
+    if let Some(known) = ui.tls_fingerprint.get_untracked() {
+        return known;
+    }
+    let answer = wasm_bindgen_futures::JsFuture::from(js_tls_fingerprint()).await.ok()?;
+    // undefined: no answer; "": none.
+    let text = answer.as_string()?;
+    let fingerprint = veche_protocol::link::parse_fingerprint(&text);
+    ui.tls_fingerprint.set(Some(fingerprint));
+    fingerprint
+}
+
 pub async fn sleep_ms(ms: u32) {
     let _ = wasm_bindgen_futures::JsFuture::from(js_sleep(ms)).await;
 }
@@ -557,7 +578,7 @@ impl Device {
                         invite: invite.invite,
                         secret,
                         group: Some(group),
-                        fingerprint: None,
+                        fingerprint: node_fingerprint(self.ui).await,
                     }
                     .to_url()),
                     Ok(_) => Err("@err-unexpected".into()),

@@ -10,7 +10,7 @@ use crate::device::{Cmd, DeviceHandle, page_origin};
 use crate::i18n::use_i18n;
 use crate::route::navigate;
 use crate::state::{AppState, Phase, Route};
-use crate::views::settings::LanguageSelect;
+use crate::views::settings::{LanguageSelect, TrustNote};
 
 fn logo() -> impl IntoView {
     view! {
@@ -109,6 +109,7 @@ pub fn Onboarding() -> impl IntoView {
                     </Show>
                 </div>
                 <div class="mt-6 flex justify-center"><LanguageSelect/></div>
+                <TrustNote/>
             </div>
         </main>
     }
@@ -262,6 +263,7 @@ pub fn JoinPage(fragment: String) -> impl IntoView {
                     </form>
                 </Show>
                 <div class="mt-6 flex justify-center"><LanguageSelect/></div>
+                <TrustNote/>
             </div>
         </main>
     }

@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use veche_ui_core::i18n::Lang;
 
 use crate::components::{Avatar, BTN_GHOST, INPUT, LABEL};
+use crate::device::node_fingerprint;
 use crate::i18n::{save_lang, use_i18n};
 use crate::notify::{self, Permission};
 use crate::route::navigate;
@@ -62,6 +63,7 @@ pub fn SettingsView() -> impl IntoView {
                     <LanguageSelect/>
                 </section>
                 <NotificationSettings/>
+                <TrustSettings/>
                 <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
                     <crate::views::recovery::ExportRecovery/>
                 </section>
@@ -126,5 +128,65 @@ fn NotificationSettings() -> impl IntoView {
             </p>
             <p class="mt-2 text-xs text-slate-500">{move || i18n.t("notify-hint")}</p>
         </section>
+    }
+}
+
+/// "Secure this device": a link to the node's trust page (how to trust its certificate authority
+/// once, on this and other devices) and the fingerprint of that certificate, as phones and
+/// certificate viewers show it. Shown when the node has its own CA (none with `--tls off` or a
+/// publicly trusted certificate).
+#[component]
+fn TrustSettings() -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let i18n = use_i18n();
+    if app.tls_fingerprint.get_untracked().is_none() {
+        // The node had not answered when the page opened: ask again.
+        leptos::task::spawn_local(async move {
+            node_fingerprint(app).await;
+        });
+    }
+    let fingerprint = move || app.tls_fingerprint.get().flatten();
+    view! {
+        <Show when=move || fingerprint().is_some()>
+            <section class="rounded-2xl bg-white p-5 shadow-sm ring-1 ring-slate-200" data-testid="trust-settings">
+                <h2 class="font-semibold text-slate-900">{move || i18n.t("secure-device")}</h2>
+                <p class="mt-2 text-sm text-slate-600">{move || i18n.t("secure-device-hint")}</p>
+                <a href="/trust" target="_blank" rel="noopener" data-testid="trust-link"
+                    class="mt-3 inline-block text-sm font-medium text-indigo-600 underline hover:text-indigo-500">
+                    {move || i18n.t("secure-device-open")}
+                </a>
+                <p class="mt-4 text-xs font-medium text-slate-700">{move || i18n.t("tls-fingerprint")}</p>
+                <p class="mt-1 font-mono text-xs text-slate-600" data-testid="tls-fingerprint">
+                    // Lines break only between bytes.
+                    {move || fingerprint().map(|f| {
+                        let hex = veche_ui_core::format::fingerprint_hex(&f);
+                        let bytes: Vec<String> = hex.split(':').map(str::to_string).collect();
+                        let last = bytes.len().saturating_sub(1);
+                        bytes.into_iter().enumerate()
+                            .map(|(i, b)| view! { {b}{(i < last).then(|| view! { ":"<wbr/> })} })
+                            .collect_view()
+                    })}
+                </p>
+                <p class="mt-1 text-xs text-slate-500">{move || i18n.t("tls-fingerprint-hint")}</p>
+            </section>
+        </Show>
+    }
+}
+
+/// The small print of the onboarding and join pages: a link to the node's trust page, for a
+/// member whose browser warned about the node's certificate (when the node has its own CA).
+#[component]
+pub fn TrustNote() -> impl IntoView {
+    let app = expect_context::<AppState>();
+    let i18n = use_i18n();
+    view! {
+        <Show when=move || app.tls_fingerprint.get().flatten().is_some()>
+            <p class="mt-4 text-center text-xs text-slate-500">
+                <a href="/trust" target="_blank" rel="noopener" data-testid="trust-note"
+                    class="underline hover:text-slate-700" title=move || i18n.t("secure-device-hint")>
+                    {move || i18n.t("secure-device-small")}
+                </a>
+            </p>
+        </Show>
     }
 }
