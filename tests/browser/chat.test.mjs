@@ -48,7 +48,7 @@ for (const run of runs) {
       await a.locator(tid("open-invite")).click();
       await a.locator(tid("invite-create")).click();
       const link = await a.locator(tid("invite-link")).inputValue();
-      assert.match(link, new RegExp(`^${node.url}/join#i=[0-9a-f]+&s=[A-Za-z0-9_-]+&g=[0-9a-f]+$`));
+      assert.match(link, new RegExp(`^${node.url}/join#i=[0-9a-f]+&s=[A-Za-z0-9_-]+&g=[0-9a-f]+&f=[A-Za-z0-9_-]{43}$`));
       assert.ok(await a.locator(tid("invite-qr") + " svg").count() === 1, "a QR code is shown");
       await a.locator(tid("invite-row")).first().waitFor();
       await shot(a, "invite-dialog");

@@ -4,7 +4,8 @@
 // page is a secure context with a camera, a microphone, Web Locks and a service worker; Chromium
 // finds the app installable; both members chat, then call each other and each decodes the other's
 // video and receives the other's audio through the node's SFU; with the node stopped, a reload
-// opens the app with its history.
+// opens the app with its history. All of it under the node's Content-Security-Policy, with no
+// violation.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -24,10 +25,22 @@ test("two members on different LAN hosts chat and call over HTTPS", { timeout: 3
     for (const n of [2, 3]) browsers.push(await launchBrowser({ executablePath: lan.chromium(n) }));
     const { page: a } = await member(browsers[0], "Alice");
     const { page: b } = await member(browsers[1], "Bob");
+    // The app runs under the node's Content-Security-Policy: any violation is collected.
+    const violations = [];
+    for (const [name, page] of [["Alice", a], ["Bob", b]]) {
+      await page.context().addInitScript(() => document.addEventListener("securitypolicyviolation",
+        (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`)));
+      page.on("console", (m) => { if (/CSP violation|Content Security Policy/.test(m.text())) violations.push(`${name}: ${m.text()}`); });
+    }
 
     // An old http:// address still works: the node redirects it to https.
     await a.goto(node.url.replace("https://", "http://") + "/");
     assert.equal(new URL(a.url()).protocol, "https:", `redirected: ${a.url()}`);
+
+    const response = await a.goto(node.url + "/");
+    const csp = (await response.allHeaders())["content-security-policy"] ?? "";
+    assert.match(csp, /script-src 'self' 'wasm-unsafe-eval';/, `the app's CSP: ${csp}`);
+    assert.doesNotMatch(csp, /unsafe-inline'[^;]*;.*script|script-src[^;]*unsafe-inline/, "no inline scripts allowed");
 
     // Alice registers with the admin link; the page has what calls and the app need.
     await onboardWithLink(a, node.adminLink, "Alice");
@@ -90,6 +103,7 @@ test("two members on different LAN hosts chat and call over HTTPS", { timeout: 3
     await b.locator(tid("chat-name")).filter({ hasText: "Reading room" }).first().waitFor({ timeout: 20000 });
     await b.locator(tid("chat-name")).filter({ hasText: "Reading room" }).first().click();
     await message(b, text).waitFor({ timeout: 20000 });
+    assert.deepEqual(violations, [], "no Content-Security-Policy violations");
   } finally {
     for (const browser of browsers) await browser.close().catch(() => {});
     if (node) { node.stop(); await node.stopped(); }

@@ -35,7 +35,7 @@ test("a scheduled meeting: its card, its .ics file, a guest by link with only a 
     await a.locator(tid("meeting-card")).waitFor();
     assert.equal(await a.locator(tid("meeting-when")).innerText(), "15.01.2027 18:30 · 60 minutes");
     const link = await a.locator(tid("meeting-copy-link")).getAttribute("data-link");
-    assert.match(link, /\/join#i=[0-9a-f]{16}&s=[A-Za-z0-9_-]{43}&g=[0-9a-f]{32}$/);
+    assert.match(link, /\/join#i=[0-9a-f]{16}&s=[A-Za-z0-9_-]{43}&g=[0-9a-f]{32}&f=[A-Za-z0-9_-]{43}$/);
     // The link is posted in the meeting's chat, for its members to share.
     await message(a, link, true).waitFor({ timeout: 15000 });
 
