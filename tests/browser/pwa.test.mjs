@@ -47,7 +47,9 @@ test("installable app: manifest, service worker, opens offline with its history 
     assert.equal(manifest.url, `${node.url}/manifest.webmanifest`);
     assert.deepEqual(manifest.errors, [], "manifest errors");
     const parsed = JSON.parse(manifest.data);
-    assert.equal(parsed.name, "Veche");
+    // Named after the node, so the installed app shows the community's name.
+    assert.equal(parsed.name, "Town Library · Veche");
+    assert.equal(parsed.short_name, "Town Library");
     assert.equal(parsed.display, "standalone");
     const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
     // Playwright's contexts are always incognito-like, and Chromium never installs from those;

@@ -44,7 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route(&format!("{}ca.crt", trust::PREFIX), get(trust::der))
         .route(&format!("{}ca.mobileconfig", trust::PREFIX), get(trust::mobileconfig));
     let routes = match state.ui.clone() {
-        Some(source) => ui::routes(api, source),
+        Some(source) => ui::routes(api.route("/manifest.webmanifest", get(manifest)), source),
         None => api.route("/", get(landing)),
     };
     routes.layer(middleware::from_fn_with_state(state.clone(), secure_only)).with_state(state)
@@ -106,6 +106,29 @@ fn content_security_policy(host: Option<&Authority>) -> String {
          worker-src 'self'; manifest-src 'self'; font-src 'self' data:; frame-ancestors 'none'; \
          base-uri 'none'; object-src 'none'; form-action 'self'"
     )
+}
+
+/// The web app manifest, named after this node: installed, the app shows the community's name.
+async fn manifest(State(state): State<ApiState>) -> Response {
+    let Some(source) = &state.ui else { return StatusCode::NOT_FOUND.into_response() };
+    let Some(mut manifest) =
+        ui::read(source, "manifest.webmanifest").and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let name = &state.node.info.name;
+    // Home screens show about 12 characters under an icon.
+    let short: String = if name.chars().count() <= 12 {
+        name.clone()
+    } else {
+        name.chars().take(11).collect::<String>().trim_end().to_string() + "…"
+    };
+    if let Some(object) = manifest.as_object_mut() {
+        object.insert("name".into(), serde_json::Value::String(format!("{name} · Veche")));
+        object.insert("short_name".into(), serde_json::Value::String(short));
+    }
+    ([(header::CONTENT_TYPE, "application/manifest+json"), (header::CACHE_CONTROL, "no-cache")], manifest.to_string())
+        .into_response()
 }
 
 async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {

@@ -56,6 +56,14 @@ pub fn embedded() -> Option<(usize, usize)> {
     (!files.is_empty()).then(|| (files.len(), files.iter().map(|f| f.body.len()).sum()))
 }
 
+/// A file of the UI (`path` relative to dist, e.g. `manifest.webmanifest`), if it has one.
+pub fn read(source: &UiSource, path: &str) -> Option<Vec<u8>> {
+    match source {
+        UiSource::Dir(dir) => std::fs::read(dir.join(path)).ok(),
+        UiSource::Embedded => embedded::FILES.iter().find(|f| f.path == path).map(|f| f.body.to_vec()),
+    }
+}
+
 pub fn routes<S: Clone + Send + Sync + 'static>(api: Router<S>, source: UiSource) -> Router<S> {
     let api = match source {
         UiSource::Dir(dir) => {
