@@ -1,6 +1,7 @@
 // Browser end-to-end: what became of a 1:1 call is written in the direct chat's history by the
 // caller's device (end-to-end encrypted, like a message). Alice (English) calls Bob (Russian) in
-// their direct chat on a node whose rings last 2 s. Bob declines: Alice's history says
+// their direct chat on a node whose rings last 2 s. Bob's browser rings out loud (its ring tone
+// runs, and stops with the ring); he declines: Alice's history says
 // "Declined", Bob's "Вы отклонили звонок", and both still after a reload. Alice calls again and
 // Bob does not answer: after the ring time Alice's history says "No answer" and Bob's
 // "Пропущенный звонок"; the chat list shows it as the last message. A third call Alice gives up
@@ -45,8 +46,11 @@ test("declined and missed 1:1 calls are written in both members' history", { tim
     await a.locator(tid("call-panel")).waitFor();
     await b.locator(tid("incoming-call")).waitFor({ timeout: 15000 });
     assert.equal(await b.locator(tid("incoming-call-name")).innerText(), "Alice");
+    // It rings out loud: the ring tone's audio is running while the call rings, and stops with it.
+    await b.waitForFunction(() => document.documentElement.dataset.ringTone === "running", null, { timeout: 5000 });
     await b.locator(tid("call-decline")).click();
     await b.locator(tid("incoming-call")).waitFor({ state: "detached" });
+    await b.waitForFunction(() => document.documentElement.dataset.ringTone === undefined, null, { timeout: 5000 });
     await a.locator(tid("toast")).filter({ hasText: /declined/i }).waitFor({ timeout: 10000 });
     await b.locator(tid("call-record") + '[data-record="declined"]').waitFor({ timeout: 10000 });
     // She hangs up: that writes nothing more. Her chat (beside the call only when she opens it)

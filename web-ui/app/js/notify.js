@@ -169,3 +169,50 @@ export async function copyText(text) {
   if (focused && focused.focus) focused.focus();
   return ok;
 }
+
+// The ring of an incoming 1:1 call: a two-tone burst (440 + 480 Hz, 2 s on, 4 s off) from Web
+// Audio, so it needs no sound file. Browsers let a page play sound once the member has interacted
+// with it, which a signed-in member has; if the browser refuses, the call still shows (and
+// notifies). `document.documentElement.dataset.ringTone` says whether it is sounding.
+let ringContext = null;
+let ringTimer = null;
+
+export function ringTone(on) {
+  if (!on) {
+    if (ringTimer) clearInterval(ringTimer);
+    ringTimer = null;
+    if (ringContext) ringContext.close().catch(() => {});
+    ringContext = null;
+    delete document.documentElement.dataset.ringTone;
+    return;
+  }
+  if (ringContext) return;
+  try {
+    ringContext = new AudioContext();
+  } catch {
+    return;
+  }
+  const burst = () => {
+    if (!ringContext) return;
+    const t = ringContext.currentTime;
+    for (const frequency of [440, 480]) {
+      const tone = ringContext.createOscillator();
+      const gain = ringContext.createGain();
+      tone.frequency.value = frequency;
+      gain.gain.setValueAtTime(0, t);
+      gain.gain.linearRampToValueAtTime(0.08, t + 0.05);
+      gain.gain.setValueAtTime(0.08, t + 1.9);
+      gain.gain.linearRampToValueAtTime(0, t + 2);
+      tone.connect(gain).connect(ringContext.destination);
+      tone.start(t);
+      tone.stop(t + 2.05);
+    }
+  };
+  ringContext.resume().catch(() => {});
+  burst();
+  ringTimer = setInterval(burst, 6000);
+  document.documentElement.dataset.ringTone = ringContext.state;
+  ringContext.onstatechange = () => {
+    if (ringContext) document.documentElement.dataset.ringTone = ringContext.state;
+  };
+}

@@ -38,6 +38,8 @@ extern "C" {
     ) -> js_sys::Promise;
     #[wasm_bindgen(js_name = notifyClose)]
     fn js_close(tag: &str, kind: &str) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = ringTone)]
+    fn js_ring_tone(on: bool);
     #[wasm_bindgen(js_name = notifyListen)]
     fn js_listen(callback: &js_sys::Function);
     #[wasm_bindgen(js_name = copyText)]
@@ -185,6 +187,11 @@ fn show(kind: &'static str, group: GroupId, title: String, body: String, i18n: I
 }
 
 /// Closes this chat's notifications (of `kind`, or all with "").
+/// The ring tone of an incoming call, on while it rings (foreground or not).
+pub fn ring_tone(on: bool) {
+    js_ring_tone(on);
+}
+
 pub fn close(group: GroupId, kind: &str) {
     let promise = js_close(&group.to_hex(), kind);
     wasm_bindgen_futures::spawn_local(async move {

@@ -52,6 +52,8 @@ pub fn IncomingCall() -> impl IntoView {
         move |_| answer(app, handle.clone(), i18n)
     };
     let on_decline = move |_| decline(app, handle.clone());
+    // The ring sounds while the call rings and the member is not in a call already.
+    Effect::new(move |_| crate::notify::ring_tone(app.ringing.with(|r| r.is_some()) && app.call.with(|c| c.is_none())));
     view! {
         <Show when=move || app.ringing.with(|r| r.is_some()) && app.call.with(|c| c.is_none())>
             <div class="fixed inset-x-2 top-2 z-50 mx-auto max-w-sm rounded-2xl bg-slate-900 p-4 text-white shadow-2xl"
