@@ -128,6 +128,14 @@ impl Lan {
         Ok(addr)
     }
 
+    /// Gives host `n` one more address on its LAN interface, `10.<subnet>.0.<last>` (as when a
+    /// machine gets a new lease).
+    pub fn add_addr(&self, n: usize, last: u8) -> anyhow::Result<String> {
+        let addr = format!("10.{}.0.{last}", self.subnet);
+        ip(&["-n", &self.host(n), "addr", "add", &format!("{addr}/24"), "dev", &format!("{}h{n}", self.prefix)])?;
+        Ok(addr)
+    }
+
     /// Cuts (false) or restores (true) host `n`'s link to the switch.
     pub fn set_link(&self, n: usize, up: bool) -> anyhow::Result<()> {
         ip(&["-n", &self.host(n), "link", "set", &format!("{}h{n}", self.prefix), if up { "up" } else { "down" }])

@@ -1,8 +1,9 @@
 //! Scenario: HTTPS on a LAN (a node in its own network namespace, reached at its LAN address as a
 //! member's device would reach it).
 //! - By default the node serves a certificate from its own CA that covers its LAN address and
-//!   `<name>.local`; the CA key is private to the node (0600); plain HTTP is redirected to https,
-//!   except the CA and its "Secure this device" page.
+//!   `<name>.local` (announced over mDNS), and a new address once the machine gets one; the CA key
+//!   is private to the node (0600); plain HTTP is redirected to https, except the CA and its
+//!   "Secure this device" page.
 //! - The native client pins the fingerprint an invite link carries, and refuses the node once it
 //!   presents another certificate; without a fingerprint it refuses an untrusted node unless told
 //!   `--accept-fingerprint`.
@@ -188,6 +189,17 @@ fn default_certificate_redirect_and_pinning() -> anyhow::Result<()> {
     // ... and not for a name the CA may not sign.
     let other = https_get(&addr, "example.com", std::slice::from_ref(&ca), "/healthz");
     assert!(other.is_err(), "a name the certificate does not cover is refused");
+
+    // The machine gets another address (a new lease): within the node's check interval (10 s)
+    // its certificate covers that one too.
+    let new_ip = lan.add_addr(1, 77)?;
+    let new_addr = format!("{new_ip}:7800");
+    let leased = Instant::now();
+    wait_until("a certificate for the new address", Duration::from_secs(30), || {
+        https_get(&new_addr, &new_ip, std::slice::from_ref(&ca), "/healthz")
+            .is_ok_and(|(r, _)| r.starts_with("HTTP/1.1 200"))
+    })?;
+    println!("a certificate for the new address {new_ip} after {:?}", leased.elapsed());
 
     // Plain HTTP: redirected, except the CA and its page.
     let response = http_raw(&addr, format!("GET /chat/abc?x=1 HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())?;

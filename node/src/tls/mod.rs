@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// How often the node looks at its addresses (and the operator's files).
-const CHECK_EVERY: Duration = Duration::from_secs(30);
+/// How often the node looks at its addresses (a new lease gets a certificate within this).
+const CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
