@@ -118,7 +118,7 @@ fn muted_list() -> Vec<String> {
 /// Whether this chat's notifications are muted on this device.
 pub fn muted(group: GroupId) -> bool {
     let hex = group.to_hex();
-    muted_list().iter().any(|g| *g == hex)
+    muted_list().contains(&hex)
 }
 
 pub fn set_muted(group: GroupId, mute: bool) {

@@ -124,10 +124,10 @@ pub fn PreJoin(group: GroupId) -> impl IntoView {
         let choice = app.media.get_untracked();
         opened.set(None);
         wasm_bindgen_futures::spawn_local(async move {
-            if let Some(got) = preview(&choice.camera, &choice.mic, choice.with_camera).await {
-                if opened.try_set(Some(got)).is_none() {
-                    list();
-                }
+            if let Some(got) = preview(&choice.camera, &choice.mic, choice.with_camera).await
+                && opened.try_set(Some(got)).is_none()
+            {
+                list();
             }
         });
     };
