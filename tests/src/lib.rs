@@ -387,6 +387,7 @@ pub fn assert_same_history(a: &[(u64, String, String)], b: &[(u64, String, Strin
 }
 
 pub mod call;
+pub mod https;
 pub mod lan_node;
 pub mod load;
 pub mod netns;

@@ -5,15 +5,14 @@
 //! up to pebble's root for that name; responses carry HSTS (a publicly trusted certificate); a
 //! restart serves the stored certificate at once. Skipped (with the reason) without pebble.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use veche_tests::{TempDir, free_port, veche_bin};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use veche_tests::{TempDir, free_port, https, veche_bin};
 
 struct Proc(Child);
 
@@ -29,52 +28,10 @@ fn spawn(cmd: &mut Command, log: &std::path::Path) -> anyhow::Result<Proc> {
     Ok(Proc(cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).spawn()?))
 }
 
-/// GET over TLS trusting `roots`; the response and the chain.
-fn https_get(
-    port: u16,
-    name: &str,
-    roots: &[CertificateDer<'static>],
-) -> anyhow::Result<(String, Vec<CertificateDer<'static>>)> {
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store.add(r.clone())?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), ServerName::try_from(name.to_string())?)?;
-    let mut tcp = TcpStream::connect(("127.0.0.1", port))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    write!(tls, "GET /healthz HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n")?;
-    let mut body = Vec::new();
-    match tls.read_to_end(&mut body) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !body.is_empty() => {}
-        Err(e) => return Err(e.into()),
-    }
-    let chain =
-        conn.peer_certificates().map(|c| c.iter().map(|c| c.clone().into_owned()).collect()).unwrap_or_default();
-    Ok((String::from_utf8_lossy(&body).into_owned(), chain))
-}
-
 /// Pebble's root of the day (it makes a new one at every start), from its management API.
 fn pebble_root(management: u16, listener_ca: &CertificateDer<'static>) -> anyhow::Result<CertificateDer<'static>> {
-    let mut store = rustls::RootCertStore::empty();
-    store.add(listener_ca.clone())?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost")?)?;
-    let mut tcp = TcpStream::connect(("127.0.0.1", management))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    write!(tls, "GET /roots/0 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut body = Vec::new();
-    let _ = tls.read_to_end(&mut body);
-    let text = String::from_utf8_lossy(&body);
+    let (text, _) =
+        https::get(&format!("127.0.0.1:{management}"), "localhost", std::slice::from_ref(listener_ca), "/roots/0")?;
     let pem = &text[text.find("-----BEGIN").context("no PEM in pebble's answer")?..];
     Ok(CertificateDer::from_pem_slice(pem.as_bytes())?.into_owned())
 }
@@ -175,7 +132,8 @@ fn certificate_by_acme_from_pebble() -> anyhow::Result<()> {
     let root = pebble_root(management, &listener_ca)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let (response, chain) = loop {
-        match https_get(node_port, "chat.veche.test", std::slice::from_ref(&root)) {
+        match https::get(&format!("127.0.0.1:{node_port}"), "chat.veche.test", std::slice::from_ref(&root), "/healthz")
+        {
             Ok(ok) => break ok,
             Err(e) => {
                 if Instant::now() > deadline {
@@ -202,7 +160,9 @@ fn certificate_by_acme_from_pebble() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut again = None;
     while started.elapsed() < Duration::from_secs(10) {
-        if let Ok((_, chain)) = https_get(node_port, "chat.veche.test", std::slice::from_ref(&root)) {
+        if let Ok((_, chain)) =
+            https::get(&format!("127.0.0.1:{node_port}"), "chat.veche.test", std::slice::from_ref(&root), "/healthz")
+        {
             again = Some(chain);
             break;
         }

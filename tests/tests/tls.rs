@@ -15,13 +15,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use veche_tests::netns::Lan;
-use veche_tests::{TempDir, require_netns, veche_bin};
+use veche_tests::{TempDir, https, require_netns, veche_bin};
 
 struct LanNode {
     child: Child,
@@ -62,48 +62,6 @@ fn start(lan: &Lan, dir: &std::path::Path, extra: &[&str], expect_link: bool) ->
     });
     let admin_link = if expect_link { rx.recv_timeout(Duration::from_secs(20)).ok().flatten() } else { None };
     Ok(LanNode { child, admin_link })
-}
-
-/// A rustls client that trusts exactly `roots`.
-fn client_config(roots: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store.add(r.clone()).expect("root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(store)
-            .with_no_client_auth(),
-    )
-}
-
-/// GET `path` over TLS at `addr`, verifying the certificate for `name`; returns the response and
-/// the certificate chain the node presented.
-fn https_get(
-    addr: &str,
-    name: &str,
-    roots: &[CertificateDer<'static>],
-    path: &str,
-) -> anyhow::Result<(String, Vec<CertificateDer<'static>>)> {
-    let server_name = ServerName::try_from(name.to_string())?;
-    let mut conn = rustls::ClientConnection::new(client_config(roots), server_name)?;
-    let mut tcp = TcpStream::connect(addr)?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    write!(tls, "GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n")?;
-    let mut body = Vec::new();
-    match tls.read_to_end(&mut body) {
-        Ok(_) => {}
-        // Some servers close without close_notify after Connection: close.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !body.is_empty() => {}
-        Err(e) => return Err(e.into()),
-    }
-    let chain =
-        conn.peer_certificates().map(|c| c.iter().map(|c| c.clone().into_owned()).collect()).unwrap_or_default();
-    Ok((String::from_utf8_lossy(&body).into_owned(), chain))
 }
 
 /// A plain HTTP request; the whole response.
@@ -166,11 +124,11 @@ fn default_certificate_redirect_and_pinning() -> anyhow::Result<()> {
     assert_eq!(<[u8; 32]>::from(sha2::Sha256::digest(ca.as_ref())), fingerprint);
 
     // A browser that trusts the CA reaches the node by LAN address and by <name>.local.
-    let (health, chain) = https_get(&addr, &ip, std::slice::from_ref(&ca), "/healthz")?;
+    let (health, chain) = https::get(&addr, &ip, std::slice::from_ref(&ca), "/healthz")?;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.contains("\"status\":\"ok\""));
     assert_eq!(chain.len(), 2, "leaf and CA");
-    let (health, _) = https_get(&addr, "town-library.local", std::slice::from_ref(&ca), "/healthz")?;
+    let (health, _) = https::get(&addr, "town-library.local", std::slice::from_ref(&ca), "/healthz")?;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     // <name>.local is announced on the LAN (mDNS) with the node's address.
     let mdns = mdns_sd::ServiceDaemon::new()?;
@@ -187,7 +145,7 @@ fn default_certificate_redirect_and_pinning() -> anyhow::Result<()> {
     let _ = mdns.shutdown();
     assert!(resolved.contains(&ip), "town-library.local resolves to the node's LAN address: {resolved:?}");
     // ... and not for a name the CA may not sign.
-    let other = https_get(&addr, "example.com", std::slice::from_ref(&ca), "/healthz");
+    let other = https::get(&addr, "example.com", std::slice::from_ref(&ca), "/healthz");
     assert!(other.is_err(), "a name the certificate does not cover is refused");
 
     // The machine gets another address (a new lease): within the node's check interval (10 s)
@@ -196,7 +154,7 @@ fn default_certificate_redirect_and_pinning() -> anyhow::Result<()> {
     let new_addr = format!("{new_ip}:7800");
     let leased = Instant::now();
     wait_until("a certificate for the new address", Duration::from_secs(30), || {
-        https_get(&new_addr, &new_ip, std::slice::from_ref(&ca), "/healthz")
+        https::get(&new_addr, &new_ip, std::slice::from_ref(&ca), "/healthz")
             .is_ok_and(|(r, _)| r.starts_with("HTTP/1.1 200"))
     })?;
     println!("a certificate for the new address {new_ip} after {:?}", leased.elapsed());
@@ -222,7 +180,7 @@ fn default_certificate_redirect_and_pinning() -> anyhow::Result<()> {
     )?;
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").context("headers")? + 4;
     assert_eq!(&response[split..], ca.as_ref(), "the DER download is the CA");
-    let (profile, _) = https_get(&addr, &ip, std::slice::from_ref(&ca), "/.well-known/veche/ca.mobileconfig")?;
+    let (profile, _) = https::get(&addr, &ip, std::slice::from_ref(&ca), "/.well-known/veche/ca.mobileconfig")?;
     assert!(profile.contains("com.apple.security.root"));
 
     // The native client: registers with the link (pinning its fingerprint) and talks to the node.
@@ -287,7 +245,7 @@ fn operator_certificate_and_reload() -> anyhow::Result<()> {
     let node =
         start(&lan, dir.path(), &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()], false)?;
     wait_until("the node to listen", Duration::from_secs(20), || TcpStream::connect(&addr).is_ok())?;
-    let (health, chain) = https_get(&addr, "chat.example.org", std::slice::from_ref(&first), "/healthz")?;
+    let (health, chain) = https::get(&addr, "chat.example.org", std::slice::from_ref(&first), "/healthz")?;
     assert!(health.starts_with("HTTP/1.1 200"));
     assert_eq!(chain[0], first, "the operator's certificate is served");
     assert!(!dir.path().join("node/tls/ca.key").exists(), "no local CA is made");
@@ -295,14 +253,14 @@ fn operator_certificate_and_reload() -> anyhow::Result<()> {
     let second = make("second")?;
     Command::new("kill").args(["-HUP", &node.child.id().to_string()]).status()?;
     wait_until("the new certificate", Duration::from_secs(15), || {
-        https_get(&addr, "chat.example.org", std::slice::from_ref(&second), "/healthz")
+        https::get(&addr, "chat.example.org", std::slice::from_ref(&second), "/healthz")
             .is_ok_and(|(_, chain)| chain[0] == second)
     })?;
     // A broken file keeps the last good certificate.
     std::fs::write(&cert, "not a certificate")?;
     Command::new("kill").args(["-HUP", &node.child.id().to_string()]).status()?;
     std::thread::sleep(Duration::from_millis(500));
-    let (_, chain) = https_get(&addr, "chat.example.org", std::slice::from_ref(&second), "/healthz")?;
+    let (_, chain) = https::get(&addr, "chat.example.org", std::slice::from_ref(&second), "/healthz")?;
     assert_eq!(chain[0], second);
     Ok(())
 }
@@ -344,7 +302,7 @@ fn bad_handshakes_are_bounded() -> anyhow::Result<()> {
     silent.set_read_timeout(Some(Duration::from_secs(20)))?;
     stalled.push(silent);
     let served = Instant::now();
-    let (health, _) = https_get(&addr, &ip, std::slice::from_ref(&ca), "/healthz")?;
+    let (health, _) = https::get(&addr, &ip, std::slice::from_ref(&ca), "/healthz")?;
     assert!(health.starts_with("HTTP/1.1 200"));
     assert!(served.elapsed() < Duration::from_secs(2), "served while others stall: {:?}", served.elapsed());
     let opened = Instant::now();
@@ -365,7 +323,7 @@ fn bad_handshakes_are_bounded() -> anyhow::Result<()> {
     let text = String::from_utf8_lossy(&response);
     assert!(response.is_empty() || text.starts_with("HTTP/1.1 431") || text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    let (health, _) = https_get(&addr, &ip, std::slice::from_ref(&ca), "/healthz")?;
+    let (health, _) = https::get(&addr, &ip, std::slice::from_ref(&ca), "/healthz")?;
     assert!(health.starts_with("HTTP/1.1 200"));
     Ok(())
 }
