@@ -1,0 +1,4 @@
+//! Test support for scenario tests of the device core.
+#![allow(dead_code)]
+
+pub mod node;
