@@ -889,7 +889,10 @@ async fn register(cx: &Cx, name: &str, invite: Option<InviteToken>, node_url: Op
         return Err(DeviceError::HasAccount);
     }
     let name = veche_protocol::validate::display_name(name).map_err(|e| DeviceError::BadName(e.to_string()))?;
-    let hello = cx.core().hello.clone().filter(|_| cx.core().online).ok_or(DeviceError::Offline)?;
+    let hello = {
+        let core = cx.core();
+        core.hello.clone().filter(|_| core.online).ok_or(DeviceError::Offline)?
+    };
     // Reuse the key of an interrupted registration: the node may have accepted it.
     let secret = match cx.model(|m| m.pending_secret) {
         Some(secret) => secret,
