@@ -44,6 +44,9 @@ pub struct Member {
     pub lose_answer: Option<Filter>,
     /// The device stops (a crash) just before a matching request leaves; nothing is sent.
     pub crash_before: Option<Filter>,
+    /// Just before a request of this device reaches the node, the node takes another request
+    /// (conn, request), e.g. a racing member's message.
+    pub inject_before: Option<Box<dyn FnMut(&Request) -> Option<(u64, Request)>>>,
     /// The next this many writes fail.
     pub failing_writes: usize,
     crashed: bool,
@@ -183,6 +186,7 @@ impl Sim {
             timers: Vec::new(),
             lose_answer: None,
             crash_before: None,
+            inject_before: None,
             failing_writes: 0,
             crashed: false,
         });
@@ -309,6 +313,12 @@ impl Sim {
                     }
                     m.trace.push(Trace::Send(request.clone()));
                     let lose = m.lose_answer.as_mut().is_some_and(|f| f(&request));
+                    if let Some((conn, injected)) = m.inject_before.as_mut().and_then(|f| f(&request)) {
+                        m.inject_before = None;
+                        let answer = self.node.handle(conn, injected);
+                        assert!(answer.is_ok(), "the injected request: {answer:?}");
+                    }
+                    let m = &mut self.members[i];
                     let answer = self.node.handle(m.conn, request);
                     let m = &mut self.members[i];
                     if lose {
