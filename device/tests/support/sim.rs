@@ -270,6 +270,7 @@ impl Sim {
         let mut moved = false;
         loop {
             if self.members[i].crashed {
+                self.members[i].crashed = false;
                 self.restart(i);
                 return true;
             }
