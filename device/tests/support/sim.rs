@@ -22,6 +22,7 @@ use super::node::ScriptedNode;
 
 pub type Answer = Result<Response, veche_protocol::wire::ApiError>;
 type Filter = Box<dyn FnMut(&Request) -> bool>;
+type Injection = Box<dyn FnMut(&Request) -> Option<(u64, Request)>>;
 
 /// What a member's device did, in order.
 #[derive(Debug, Clone)]
@@ -46,7 +47,7 @@ pub struct Member {
     pub crash_before: Option<Filter>,
     /// Just before a request of this device reaches the node, the node takes another request
     /// (conn, request), e.g. a racing member's message.
-    pub inject_before: Option<Box<dyn FnMut(&Request) -> Option<(u64, Request)>>>,
+    pub inject_before: Option<Injection>,
     /// The next this many writes fail.
     pub failing_writes: usize,
     crashed: bool,
