@@ -1,19 +1,19 @@
-//! The client's commands.
+//! The client's commands: each one opens the device, connects, waits for the core to sign in and
+//! catch up, runs one core command (or a request), and prints the result.
 
 use super::ClientArgs;
-use super::conn::{CallError, Connection};
-use super::session::Session;
-use super::state::{self, DeviceRecord, HistoryBody, HistoryEntry, State};
+use super::conn::Connection;
+use super::driver::{Driver, now_ms};
+use super::store::Store;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
-use veche_protocol::ids::{AccountId, ChatKind, GroupId, InviteId, Retention, Role};
+use veche_device::{Command as Core, Device, HistoryBody, HistoryEntry, Outcome, SystemEvent};
+use veche_protocol::content::{Body, CallRecord};
+use veche_protocol::ids::{AccountId, GroupId, InviteId, Retention, Role};
 use veche_protocol::link::InviteLink;
 use veche_protocol::wire::{ChatInfo, InviteToken, Request, Response};
-
-/// One-time key packages uploaded at registration.
-const KEY_PACKAGES: usize = 50;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -159,58 +159,47 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     let dir = args.state.clone().unwrap_or_else(|| {
         dirs::data_dir().map(|d| d.join("veche-client")).unwrap_or_else(|| std::path::PathBuf::from("veche-client"))
     });
-    let state = State::open(&dir)?;
+    let (store, entries) = Store::open(&dir)?;
+    let device = Device::load(entries, now_ms()).context("opening the client state")?;
+    let mut d = Driver::new(device, store);
     if let Command::Register { name, invite } = &args.command {
-        return register(state, args.node.as_deref(), name, invite.as_deref(), args.accept_fingerprint, json_mode)
-            .await;
+        return register(d, args.node.as_deref(), name, invite.as_deref(), args.accept_fingerprint, json_mode).await;
     }
-    let mut session = Session::connect(state).await?;
-    session.sync_all().await?;
+    let node_url = node_url(&d)?;
+    let trust = match d.store.tls_pin()? {
+        Some(pin) => super::tls::Trust::Pinned(pin),
+        None => super::tls::Trust::System,
+    };
+    let conn = Connection::open(&node_url, trust).await?;
+    d.connected(conn);
+    d.synced().await?;
     match args.command {
         Command::Register { .. } => unreachable!("handled above"),
         Command::Whoami => {
-            let device = session.state.device()?.clone();
-            let Response::SignedIn(account) = session.call(Request::Me).await? else { bail!("unexpected answer") };
+            let record = d.device.model().device.clone().context("no device")?;
+            let Response::SignedIn(account) = d.request(Request::Me).await? else { bail!("unexpected answer") };
             print(
                 json_mode,
-                json!({"account": account.account.to_hex(), "device": device.device.to_hex(), "name": account.display_name,
-                       "node_admin": account.node_admin, "node": device.node_url, "node_id": device.node_id}),
-                || format!("{} ({}) on {}", account.display_name, account.account, device.node_url),
+                json!({"account": account.account.to_hex(), "device": record.device.to_hex(), "name": account.display_name,
+                       "node_admin": account.node_admin, "node": node_url, "node_id": record.node_id}),
+                || format!("{} ({}) on {}", account.display_name, account.account, node_url),
             );
         }
         Command::Group(GroupCommand::Create { name, description }) => {
-            let group = random_group()?;
-            let group_info = session.state.mls()?.create_group(group, ChatKind::Group)?;
-            session.state.persist(|_| Ok(()))?;
-            let request = Request::CreateChat {
-                group,
-                kind: ChatKind::Group,
-                name: name.clone(),
-                description,
-                peer: None,
-                group_info,
+            let group = match d.run(Core::CreateGroup { name, description }).await? {
+                Outcome::Group(group) => group,
+                other => bail!("unexpected outcome {other:?}"),
             };
-            let info = match session.call(request).await {
-                Ok(Response::Chat(info)) => info,
-                Ok(_) => bail!("unexpected answer"),
-                Err(e) => {
-                    session.state.mls()?.forget_group(group)?;
-                    session.state.persist(|_| Ok(()))?;
-                    return Err(e.into());
-                }
-            };
-            session.add_local_chat(group, ChatKind::Group, &info.name, 0)?;
-            print(json_mode, json!({"chat": group.to_hex(), "name": info.name}), || {
-                format!("created {} {}", group, info.name)
-            });
+            let name = d.device.model().chats.get(&group).map(|c| c.name.clone()).unwrap_or_default();
+            print(json_mode, json!({"chat": group.to_hex(), "name": name}), || format!("created {group} {name}"));
         }
         Command::Group(GroupCommand::Update { chat, name, description }) => {
-            let group = resolve_chat(&session, &chat)?;
-            let current = session.chat_info(group).await?;
+            let group = resolve_chat(&d, &chat)?;
+            let current = chat_info(&mut d, group).await?;
             let name = name.unwrap_or(current.name);
             let description = description.unwrap_or(current.description);
-            session.call(Request::UpdateChat { group, name, description }).await?;
-            let info = session.refresh_chat_name(group).await?;
+            d.run(Core::UpdateChat { group, name, description }).await?;
+            let info = chat_info(&mut d, group).await?;
             print(
                 json_mode,
                 json!({"chat": group.to_hex(), "name": info.name, "description": info.description}),
@@ -218,7 +207,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             );
         }
         Command::Admin(AdminCommand::Nearby) => {
-            let Response::Nearby(nodes) = session.call(Request::Nearby).await? else { bail!("unexpected answer") };
+            let Response::Nearby(nodes) = d.request(Request::Nearby).await? else { bail!("unexpected answer") };
             let list: Vec<Value> = nodes
                 .iter()
                 .map(|n| {
@@ -235,7 +224,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             });
         }
         Command::Admin(AdminCommand::Links) => {
-            let Response::Links(info) = session.call(Request::Links).await? else { bail!("unexpected answer") };
+            let Response::Links(info) = d.request(Request::Links).await? else { bail!("unexpected answer") };
             let list: Vec<Value> = info.links.iter().map(link_json).collect();
             print(json_mode, json!({"own_addrs": info.own_addrs, "links": list}), || {
                 let mut lines = vec![format!("this node: {}", info.own_addrs.join(" "))];
@@ -244,32 +233,30 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             });
         }
         Command::Admin(AdminCommand::Link { target }) => {
-            let Response::Link(link) = session.call(Request::Link { target }).await? else {
-                bail!("unexpected answer")
-            };
+            let Response::Link(link) = d.request(Request::Link { target }).await? else { bail!("unexpected answer") };
             print(json_mode, link_json(&link), || format!("{} {} {:?}", link.peer_id, link.name, link.state));
         }
         Command::Admin(AdminCommand::Unlink { peer_id }) => {
-            session.call(Request::Unlink { peer_id: peer_id.clone() }).await?;
+            d.request(Request::Unlink { peer_id: peer_id.clone() }).await?;
             print(json_mode, json!({"unlinked": peer_id}), || format!("unlinked {peer_id}"));
         }
         Command::Visibility { visibility } => {
             let open = matches!(visibility, Visibility::Open);
-            session.call(Request::SetAccountOpen { open }).await?;
+            d.request(Request::SetAccountOpen { open }).await?;
             print(json_mode, json!({"open": open}), || {
                 format!("your account is {}", if open { "open" } else { "closed" })
             });
         }
         Command::Group(GroupCommand::Visibility { chat, visibility }) => {
-            let group = resolve_chat(&session, &chat)?;
+            let group = resolve_chat(&d, &chat)?;
             let open = matches!(visibility, Visibility::Open);
-            session.call(Request::SetChatOpen { group, open }).await?;
+            d.request(Request::SetChatOpen { group, open }).await?;
             print(json_mode, json!({"chat": group.to_hex(), "open": open}), || {
                 format!("{group} is {}", if open { "open" } else { "closed" })
             });
         }
         Command::Directory => {
-            let Response::Directory(directory) = session.call(Request::Directory).await? else {
+            let Response::Directory(directory) = d.request(Request::Directory).await? else {
                 bail!("unexpected answer")
             };
             let accounts: Vec<Value> = directory
@@ -298,7 +285,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             });
         }
         Command::Chats => {
-            let Response::Chats(chats) = session.call(Request::Chats).await? else { bail!("unexpected answer") };
+            let Response::Chats(chats) = d.request(Request::Chats).await? else { bail!("unexpected answer") };
             let list: Vec<Value> = chats.iter().map(chat_json).collect();
             print(json_mode, json!({"chats": list}), || {
                 chats
@@ -310,17 +297,17 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
         Command::Invite(command @ (InviteCommand::Create { .. } | InviteCommand::Node { .. })) => {
             let (group, uses, expires) = match command {
-                InviteCommand::Create { chat, uses, expires } => (Some(resolve_chat(&session, &chat)?), uses, expires),
+                InviteCommand::Create { chat, uses, expires } => (Some(resolve_chat(&d, &chat)?), uses, expires),
                 InviteCommand::Node { uses, expires } => (None, uses, expires),
                 _ => unreachable!("matched above"),
             };
             let request =
                 Request::CreateInvite { group, max_uses: uses, expires_in_secs: expires.map(|d| d.as_secs().max(1)) };
-            let Response::InviteCreated { invite, secret } = session.call(request).await? else {
+            let Response::InviteCreated { invite, secret } = d.request(request).await? else {
                 bail!("unexpected answer")
             };
-            let node_url = session.state.device()?.node_url.clone();
-            let fingerprint = session.state.tls_pin()?;
+            let node_url = node_url.clone();
+            let fingerprint = d.store.tls_pin()?;
             let link = InviteLink { node_url, invite: invite.invite, secret, group, fingerprint }.to_url();
             print(
                 json_mode,
@@ -329,12 +316,12 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             );
         }
         Command::Invite(InviteCommand::Revoke { id }) => {
-            session.call(Request::RevokeInvite { invite: id }).await?;
+            d.request(Request::RevokeInvite { invite: id }).await?;
             print(json_mode, json!({"revoked": id.to_hex()}), || format!("revoked {id}"));
         }
         Command::Invite(InviteCommand::List { chat }) => {
-            let group = resolve_chat(&session, &chat)?;
-            let Response::Invites(invites) = session.call(Request::Invites { group }).await? else {
+            let group = resolve_chat(&d, &chat)?;
+            let Response::Invites(invites) = d.request(Request::Invites { group }).await? else {
                 bail!("unexpected answer")
             };
             let list: Vec<Value> = invites
@@ -350,22 +337,28 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             });
         }
         Command::Join { link } => {
-            let (group, seq) = join(&mut session, &link).await?;
+            let (group, seq) = match d.run(Core::Join { link }).await? {
+                Outcome::Joined { group, seq } => (group, seq),
+                other => bail!("unexpected outcome {other:?}"),
+            };
             print(json_mode, json!({"chat": group.to_hex(), "seq": seq}), || format!("joined {group}"));
         }
         Command::Dm { member } => {
-            let group = dm(&mut session, member).await?;
+            let group = match d.run(Core::DirectChat { member }).await? {
+                Outcome::Group(group) => group,
+                other => bail!("unexpected outcome {other:?}"),
+            };
             print(json_mode, json!({"chat": group.to_hex()}), || format!("direct chat {group}"));
         }
         Command::Add { chat, member } => {
-            let group = resolve_chat(&session, &chat)?;
-            let seq = add_member(&mut session, group, member).await?;
+            let group = resolve_chat(&d, &chat)?;
+            let seq = stored(d.run(Core::Add { group, member }).await?)?;
             print(json_mode, json!({"chat": group.to_hex(), "added": member.to_hex(), "seq": seq}), || {
                 format!("added {member}")
             });
         }
         Command::Send { chat, text, stdin } => {
-            let group = resolve_chat(&session, &chat)?;
+            let group = resolve_chat(&d, &chat)?;
             if stdin {
                 // One message per line; each stored message is printed at once, so a script sees
                 // exactly which messages the node acknowledged even if the run is cut short.
@@ -374,40 +367,43 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let seq = session.send_text(group, &line).await?;
+                    let seq = stored(d.run(Core::Send { group, body: Body::Text { text: line } }).await?)?;
                     print(json_mode, json!({"chat": group.to_hex(), "seq": seq}), || format!("sent #{seq}"));
                 }
             } else {
                 let text = text.context("give the text to send (or --stdin)")?;
-                let seq = session.send_text(group, &text).await?;
+                let seq = stored(d.run(Core::Send { group, body: Body::Text { text } }).await?)?;
                 print(json_mode, json!({"chat": group.to_hex(), "seq": seq}), || format!("sent #{seq}"));
             }
         }
         Command::Read { chat, since, follow, idle_exit } => {
-            let group = resolve_chat(&session, &chat)?;
+            let group = resolve_chat(&d, &chat)?;
             let mut names = HashMap::new();
-            let mut last = since;
-            last = print_history(&mut session, group, last, json_mode, &mut names).await?;
+            let mut last = print_history(&mut d, group, since, json_mode, &mut names).await?;
             if follow {
-                // Events buffered meanwhile are kept: handle_event skips what is already processed.
+                // The core keeps processing live events; whatever reaches the history is printed.
+                let idle = idle_exit.map(Duration::from_secs);
+                let mut deadline = idle.map(|i| tokio::time::Instant::now() + i);
                 loop {
-                    let event = match idle_exit {
-                        Some(secs) => {
-                            match tokio::time::timeout(Duration::from_secs(secs), session.conn.next_event()).await {
-                                Ok(event) => event?,
-                                Err(_) => break,
-                            }
-                        }
-                        None => session.conn.next_event().await?,
-                    };
-                    session.handle_event(event).await?;
-                    last = print_history(&mut session, group, last, json_mode, &mut names).await?;
+                    match deadline {
+                        Some(at) => match tokio::time::timeout_at(at, d.step()).await {
+                            Ok(stepped) => stepped?,
+                            Err(_) => break,
+                        },
+                        None => d.step().await?,
+                    }
+                    d.drain_events();
+                    let newest = print_history(&mut d, group, last, json_mode, &mut names).await?;
+                    if newest != last {
+                        deadline = idle.map(|i| tokio::time::Instant::now() + i);
+                    }
+                    last = newest;
                 }
             }
         }
         Command::Members { chat } => {
-            let group = resolve_chat(&session, &chat)?;
-            let info = session.chat_info(group).await?;
+            let group = resolve_chat(&d, &chat)?;
+            let info = chat_info(&mut d, group).await?;
             let list: Vec<Value> = info
                 .members
                 .iter()
@@ -422,34 +418,22 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             });
         }
         Command::Remove { chat, member } => {
-            let group = resolve_chat(&session, &chat)?;
-            let (seq, _) = session
-                .commit(group, &format!("removed {}", &member.to_hex()[..12]), |mls| {
-                    mls.remove_members(group, &[member])
-                })
-                .await?;
+            let group = resolve_chat(&d, &chat)?;
+            let seq = stored(d.run(Core::Remove { group, member }).await?)?;
             print(json_mode, json!({"chat": group.to_hex(), "removed": member.to_hex(), "seq": seq}), || {
                 format!("removed {member}")
             });
         }
         Command::Leave { chat } => {
-            let group = resolve_chat(&session, &chat)?;
-            let proposal = session.state.mls()?.leave(group)?;
-            session.state.persist(|_| Ok(()))?;
-            let Response::Stored { seq } = session.call(Request::Send { group, message: proposal }).await? else {
-                bail!("unexpected answer")
-            };
+            let group = resolve_chat(&d, &chat)?;
+            let seq = stored(d.run(Core::Leave { group }).await?)?;
             print(json_mode, json!({"chat": group.to_hex(), "left": true, "seq": seq}), || {
                 format!("left {group}; an admin's device completes the removal")
             });
         }
         Command::Role { chat, member, role } => {
-            let group = resolve_chat(&session, &chat)?;
-            let (seq, _) = session
-                .commit(group, &format!("made {} {}", &member.to_hex()[..12], role.as_str()), |mls| {
-                    mls.set_role(group, member, role)
-                })
-                .await?;
+            let group = resolve_chat(&d, &chat)?;
+            let seq = stored(d.run(Core::SetRole { group, member, role }).await?)?;
             print(
                 json_mode,
                 json!({"chat": group.to_hex(), "member": member.to_hex(), "role": role.as_str(), "seq": seq}),
@@ -457,8 +441,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             );
         }
         Command::Retention { chat, policy } => {
-            let group = resolve_chat(&session, &chat)?;
-            session.call(Request::SetRetention { group, retention: policy }).await?;
+            let group = resolve_chat(&d, &chat)?;
+            d.run(Core::SetRetention { group, retention: policy }).await?;
             print(json_mode, json!({"chat": group.to_hex(), "retention": policy.to_string()}), || {
                 format!("retention {policy}")
             });
@@ -467,10 +451,25 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn random_group() -> anyhow::Result<GroupId> {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(GroupId(id))
+fn stored(outcome: Outcome) -> anyhow::Result<u64> {
+    match outcome {
+        Outcome::Stored(seq) => Ok(seq),
+        other => bail!("unexpected outcome {other:?}"),
+    }
+}
+
+/// The URL of the node this device registered on.
+fn node_url(d: &Driver) -> anyhow::Result<String> {
+    let model = d.device.model();
+    let record = model.device.as_ref().context("this state dir has no registered device; run `register` first")?;
+    record.node_url.clone().context("the device record has no node URL")
+}
+
+async fn chat_info(d: &mut Driver, group: GroupId) -> anyhow::Result<ChatInfo> {
+    match d.request(Request::Chat { group }).await? {
+        Response::Chat(info) => Ok(info),
+        _ => bail!("unexpected answer"),
+    }
 }
 
 fn link_json(l: &veche_protocol::wire::LinkInfo) -> Value {
@@ -493,15 +492,17 @@ fn chat_json(c: &ChatInfo) -> Value {
 }
 
 /// A chat by id, or by its unique name among this device's chats.
-fn resolve_chat(session: &Session, chat: &str) -> anyhow::Result<GroupId> {
+/// A chat by id, or by its unique name among this device's chats.
+fn resolve_chat(d: &Driver, chat: &str) -> anyhow::Result<GroupId> {
+    let model = d.device.model();
     if let Ok(group) = chat.parse::<GroupId>() {
-        if session.state.chat(group)?.is_none() {
+        if !model.chats.contains_key(&group) {
             bail!("this device is not in chat {group}");
         }
         return Ok(group);
     }
     let matches: Vec<GroupId> =
-        session.state.chats()?.into_iter().filter(|(_, c)| c.name == chat && c.active).map(|(g, _)| g).collect();
+        model.chats.iter().filter(|(_, c)| c.name == chat && c.active).map(|(g, _)| *g).collect();
     match matches.as_slice() {
         [group] => Ok(*group),
         [] => bail!("no chat named {chat:?} (use its id)"),
@@ -510,14 +511,14 @@ fn resolve_chat(session: &Session, chat: &str) -> anyhow::Result<GroupId> {
 }
 
 async fn register(
-    state: State,
+    mut d: Driver,
     node: Option<&str>,
     name: &str,
     invite: Option<&str>,
     accept_fingerprint: bool,
     json_mode: bool,
 ) -> anyhow::Result<()> {
-    if state.device.is_some() {
+    if d.device.model().device.is_some() {
         bail!("this state dir already holds a registered device");
     }
     let link = invite.map(InviteLink::parse).transpose()?;
@@ -526,199 +527,57 @@ async fn register(
         .or_else(|| link.as_ref().map(|l| l.node_url.clone()))
         .context("give --node URL (or an --invite link)")?;
     let node_url = node_url.trim_end_matches('/').to_string();
-    let mut state = state;
-    // Reuse the key of a registration that was interrupted: the node may have accepted it.
-    let secret = match state.pending_secret()? {
-        Some(secret) => secret,
-        None => {
-            let secret = veche_mls::Client::generate_secret();
-            state.set_pending_secret(&secret)?;
-            secret
-        }
-    };
-    let mut mls = veche_mls::Client::new(secret);
-    let identity = mls.identity();
     let trust = match (link.as_ref().and_then(|l| l.fingerprint), accept_fingerprint) {
         (Some(pin), _) => super::tls::Trust::Pinned(pin),
         (None, true) => super::tls::Trust::FirstUse,
         (None, false) => super::tls::Trust::System,
     };
-    let mut conn = Connection::open(&node_url, trust).await?;
+    let conn = Connection::open(&node_url, trust).await?;
     if let Some(anchor) = conn.anchor {
-        state.set_tls_pin(&anchor)?;
+        d.store.set_tls_pin(&anchor)?;
     }
-    let key = ed25519_dalek::SigningKey::from_bytes(&secret);
-    let payload = veche_protocol::auth::register_payload(
-        &conn.hello.node_id,
-        &conn.hello.challenge,
-        &identity.device,
-        &identity.account,
-        name,
-    );
-    let signature = veche_protocol::auth::sign(&key, &payload);
+    d.connected(conn);
     let token = link.map(|l| InviteToken { invite: l.invite, secret: l.secret });
-    let request = Request::Register {
-        device: identity.device,
-        account: identity.account,
-        display_name: name.to_string(),
-        invite: token,
-        signature,
-    };
-    let account = match conn.call(request).await {
-        Ok(Response::SignedIn(account)) => account,
-        Ok(_) => bail!("unexpected answer"),
-        Err(CallError::Api(e)) if e.code == veche_protocol::wire::ErrorCode::Conflict => {
-            // Registered before an interruption: sign in with the same key instead.
-            let payload =
-                veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &identity.device);
-            let signature = veche_protocol::auth::sign(&key, &payload);
-            match conn.call(Request::SignIn { device: identity.device, signature }).await? {
-                Response::SignedIn(account) => account,
-                _ => bail!("unexpected answer"),
-            }
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let packages = mls.key_packages(KEY_PACKAGES)?;
-    let last_resort = mls.last_resort_key_package()?;
-    conn.call(Request::PublishKeyPackages { packages, last_resort: Some(last_resort) }).await?;
-    let record = DeviceRecord {
-        secret,
-        account: account.account,
-        device: account.device,
-        node_url: node_url.clone(),
-        node_id: conn.hello.node_id.clone(),
-        display_name: account.display_name.clone(),
-    };
-    state.save_device(record, mls)?;
+    d.run(Core::Register { name: name.to_string(), invite: token, node_url: Some(node_url) }).await?;
+    let record = d.device.model().device.clone().context("registered, yet no device record")?;
     print(
         json_mode,
-        json!({"account": account.account.to_hex(), "device": account.device.to_hex(), "name": account.display_name,
-               "node_admin": account.node_admin, "node_id": conn.hello.node_id}),
+        json!({"account": record.account.to_hex(), "device": record.device.to_hex(), "name": record.display_name,
+               "node_admin": record.node_admin, "node_id": record.node_id}),
         || {
             format!(
                 "registered {} as {}{}",
-                account.display_name,
-                account.account,
-                if account.node_admin { " (node admin)" } else { "" }
+                record.display_name,
+                record.account,
+                if record.node_admin { " (node admin)" } else { "" }
             )
         },
     );
     Ok(())
 }
 
-async fn join(session: &mut Session, link: &str) -> anyhow::Result<(GroupId, u64)> {
-    let link = InviteLink::parse(link)?;
-    let token = InviteToken { invite: link.invite, secret: link.secret };
-    for _ in 0..8 {
-        let Response::GroupInfo(group_info) = session.call(Request::JoinGroupInfo { token: token.clone() }).await?
-        else {
-            bail!("unexpected answer")
-        };
-        let (group, bundle) = session.state.mls()?.join_external(&group_info)?;
-        // Save the joined state and the commit before sending, so a crash after the node has
-        // accepted it cannot lose this device's leaf (the next run resends it; the node answers
-        // a repeat with the original sequence number).
-        let pending = state::PendingJoin {
-            invite: token.invite,
-            secret: token.secret,
-            commit: bundle.commit,
-            group_info: bundle.group_info,
-        };
-        session.state.persist(|txn| state::put_pending_join(txn, group, &pending))?;
-        match session.finish_join(group, pending).await {
-            Ok(Some(seq)) => return Ok((group, seq)),
-            Ok(None) => continue, // the chat moved on: try again with its new GroupInfo
-            Err(e) => return Err(e),
-        }
-    }
-    bail!("the chat kept changing; try again")
-}
-
-async fn claim(session: &mut Session, member: AccountId) -> anyhow::Result<Vec<Vec<u8>>> {
-    let Response::KeyPackages(packages) = session.call(Request::ClaimKeyPackages { account: member }).await? else {
-        bail!("unexpected answer")
-    };
-    Ok(packages)
-}
-
-async fn add_member(session: &mut Session, group: GroupId, member: AccountId) -> anyhow::Result<u64> {
-    let packages = claim(session, member).await?;
-    add_with(session, group, member, packages).await
-}
-
-async fn add_with(
-    session: &mut Session,
-    group: GroupId,
-    member: AccountId,
-    packages: Vec<Vec<u8>>,
-) -> anyhow::Result<u64> {
-    let (seq, _) = session
-        .commit(group, &format!("added {}", &member.to_hex()[..12]), |mls| mls.add_members(group, &packages))
-        .await?;
-    Ok(seq)
-}
-
-async fn dm(session: &mut Session, member: AccountId) -> anyhow::Result<GroupId> {
-    let me = session.me()?;
-    if member == me {
-        bail!("that is you");
-    }
-    let Response::Chats(chats) = session.call(Request::Chats).await? else { bail!("unexpected answer") };
-    let existing = chats.iter().find(|c| {
-        c.kind == ChatKind::Direct && (c.peer == Some(member) || c.members.iter().any(|m| m.account == member))
-    });
-    if let Some(existing) = existing {
-        let group = existing.group;
-        // A direct chat this device opened earlier whose add did not complete: finish it.
-        if !existing.members.iter().any(|m| m.account == member) {
-            if session.state.chat(group)?.is_none() {
-                bail!("the direct chat {group} with this member was opened on another device");
-            }
-            add_member(session, group, member).await?;
-        }
-        return Ok(group);
-    }
-    // Their key packages first: if they cannot be added, no half-made chat is left behind.
-    let packages = claim(session, member).await?;
-    let group = random_group()?;
-    let group_info = session.state.mls()?.create_group(group, ChatKind::Direct)?;
-    session.state.persist(|_| Ok(()))?;
-    let request = Request::CreateChat {
-        group,
-        kind: ChatKind::Direct,
-        name: String::new(),
-        description: String::new(),
-        peer: Some(member),
-        group_info,
-    };
-    if let Err(e) = session.call(request).await {
-        session.state.mls()?.forget_group(group)?;
-        session.state.persist(|_| Ok(()))?;
-        return Err(e.into());
-    }
-    session.add_local_chat(group, ChatKind::Direct, "", 0)?;
-    add_with(session, group, member, packages).await?;
-    Ok(group)
-}
-
+/// Prints the chat's history after `after`; returns the last sequence number printed.
 async fn print_history(
-    session: &mut Session,
+    d: &mut Driver,
     group: GroupId,
     after: u64,
     json_mode: bool,
     names: &mut HashMap<AccountId, String>,
 ) -> anyhow::Result<u64> {
-    let entries = session.state.history(group, after)?;
-    let unknown: Vec<AccountId> = entries
-        .iter()
-        .map(|e| e.sender)
-        .filter(|a| !names.contains_key(a))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let entries: Vec<HistoryEntry> = d.device.model().history_after(group, after).cloned().collect();
+    let unknown: Vec<AccountId> = {
+        let model = d.device.model();
+        let mut unknown: Vec<AccountId> = entries
+            .iter()
+            .map(|e| e.sender)
+            .filter(|a| !names.contains_key(a) && !model.profiles.contains_key(a))
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        unknown
+    };
     if !unknown.is_empty()
-        && let Ok(Response::Profiles(profiles)) = session.call(Request::Profiles { accounts: unknown }).await
+        && let Ok(Response::Profiles(profiles)) = d.request(Request::Profiles { accounts: unknown }).await
     {
         for p in profiles {
             names.insert(p.account, p.display_name);
@@ -726,18 +585,67 @@ async fn print_history(
     }
     let mut last = after;
     for entry in &entries {
-        print_entry(entry, names.get(&entry.sender).map(String::as_str).unwrap_or("?"), json_mode);
+        let name = match names.get(&entry.sender) {
+            Some(name) => name.clone(),
+            None => d.device.model().profiles.get(&entry.sender).cloned().unwrap_or_else(|| "?".into()),
+        };
+        print_entry(entry, &name, json_mode);
         last = entry.seq;
     }
     Ok(last)
 }
 
+fn short(account: &AccountId) -> String {
+    account.to_hex()[..12].to_string()
+}
+
+fn list(accounts: &[AccountId]) -> String {
+    accounts.iter().map(short).collect::<Vec<_>>().join(", ")
+}
+
+/// A history entry's kind and English text.
+fn render(body: &HistoryBody) -> (&'static str, String) {
+    match body {
+        HistoryBody::Text(text) => ("text", text.clone()),
+        HistoryBody::System(SystemEvent::Unreadable) => ("unreadable", "a message this device could not read".into()),
+        HistoryBody::System(SystemEvent::Legacy(text)) => match text.strip_prefix("unreadable: ") {
+            Some(detail) => ("unreadable", detail.to_string()),
+            None => ("system", text.clone()),
+        },
+        HistoryBody::System(event) => ("system", system_text(event)),
+        HistoryBody::Call(CallRecord::Missed) => ("system", "missed call".into()),
+        HistoryBody::Call(CallRecord::Declined) => ("system", "call declined".into()),
+        HistoryBody::Whiteboard(items) => ("system", format!("whiteboard saved ({} items)", items.len())),
+        HistoryBody::Forged { claimed } => (
+            "forged",
+            format!("warning: the node delivered this as a message from {}, but it is not from them", short(claimed)),
+        ),
+    }
+}
+
+fn system_text(event: &SystemEvent) -> String {
+    match event {
+        SystemEvent::Created => "created the chat".into(),
+        SystemEvent::JoinedByLink(account) => format!("{} joined by link", short(account)),
+        SystemEvent::Added(added) => format!("added {}", list(added)),
+        SystemEvent::Removed(removed) => format!("removed {}", list(removed)),
+        SystemEvent::Membership { added, removed } => format!("added {}; removed {}", list(added), list(removed)),
+        SystemEvent::RoleChanged(account) => format!("changed the role of {}", short(account)),
+        SystemEvent::RolesChanged { by: Some(by) } => format!("{} changed roles", short(by)),
+        SystemEvent::RolesChanged { by: None } => "roles changed".into(),
+        SystemEvent::Left => "left the chat".into(),
+        SystemEvent::RemovedLeavers => "removed members who left".into(),
+        SystemEvent::Expired(missing) => {
+            format!("{missing} earlier messages expired on the node before this device fetched them")
+        }
+        SystemEvent::Unreadable => "a message this device could not read".into(),
+        SystemEvent::KeysRefreshed => "refreshed this device's keys".into(),
+        SystemEvent::Legacy(text) => text.clone(),
+    }
+}
+
 fn print_entry(entry: &HistoryEntry, name: &str, json_mode: bool) {
-    let (kind, text) = match &entry.body {
-        HistoryBody::Text(t) => ("text", t.as_str()),
-        HistoryBody::System(t) => ("system", t.as_str()),
-        HistoryBody::Unreadable(t) => ("unreadable", t.as_str()),
-    };
+    let (kind, text) = render(&entry.body);
     if json_mode {
         println!(
             "{}",

@@ -1,33 +1,16 @@
-//! A device's connection to its node: request/response with ids, events buffered in between.
+//! The WebSocket to the node: opened with the client's TLS trust, greeted by the node's `Hello`,
+//! then frames both ways. Which answer belongs to which request is the driver's business.
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use std::collections::VecDeque;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use veche_protocol::wire::{ApiError, ClientFrame, Event, Hello, Request, Response, ServerFrame};
-
-/// A refused request or a broken connection.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error("{}", .0.message)]
-    Api(ApiError),
-    #[error("connection to the node failed: {0:#}")]
-    Transport(anyhow::Error),
-}
-
-impl From<anyhow::Error> for CallError {
-    fn from(e: anyhow::Error) -> Self {
-        CallError::Transport(e)
-    }
-}
+use veche_protocol::wire::{ClientFrame, Hello, Request, ServerFrame};
 
 pub struct Connection {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    next_id: u32,
     pub hello: Hello,
-    events: VecDeque<Event>,
     /// The fingerprint of the certificate the connection was trusted by (pinned or first use);
     /// `None` over plain HTTP or with a publicly trusted certificate.
     pub anchor: Option<[u8; 32]>,
@@ -49,7 +32,7 @@ impl Connection {
         let url = ws_url(node_url)?;
         let (config, seen) = super::tls::client_config(trust);
         let connector = tokio_tungstenite::Connector::Rustls(config);
-        let (mut ws, _) =
+        let (ws, _) =
             match tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, Some(connector)).await {
                 Ok(connected) => connected,
                 Err(e) => {
@@ -61,56 +44,37 @@ impl Connection {
                 }
             };
         let anchor = seen.lock().unwrap_or_else(|e| e.into_inner()).anchor;
-        let hello = match Self::read_frame(&mut ws).await? {
+        let mut ws = ws;
+        let hello = match read_frame(&mut ws).await? {
             ServerFrame::Hello(hello) => hello,
             other => bail!("node did not greet: {other:?}"),
         };
         if hello.protocol != veche_protocol::PROTOCOL_VERSION {
             bail!("node speaks protocol {}, this client {}", hello.protocol, veche_protocol::PROTOCOL_VERSION);
         }
-        Ok(Connection { ws, next_id: 1, hello, events: VecDeque::new(), anchor })
+        let conn = Connection { ws, hello, anchor };
+        Ok(conn)
     }
 
-    async fn read_frame(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> anyhow::Result<ServerFrame> {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Binary(bytes))) => return Ok(ServerFrame::decode(&bytes)?),
-                Some(Ok(Message::Close(_))) | None => bail!("the node closed the connection"),
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(e.into()),
-            }
-        }
+    /// The next frame from the node (cancel-safe). An error when the connection is gone.
+    pub async fn next_frame(&mut self) -> anyhow::Result<ServerFrame> {
+        read_frame(&mut self.ws).await
     }
 
-    /// Sends a request and waits for its answer; events that arrive meanwhile are kept.
-    pub async fn call(&mut self, request: Request) -> Result<Response, CallError> {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
+    pub async fn send(&mut self, id: u32, request: Request) -> anyhow::Result<()> {
         let frame = ClientFrame { id, request };
-        self.ws.send(Message::Binary(frame.encode().into())).await.map_err(anyhow::Error::from)?;
-        loop {
-            match Self::read_frame(&mut self.ws).await? {
-                ServerFrame::Response { id: got, result } if got == id => {
-                    return result.map_err(CallError::Api);
-                }
-                ServerFrame::Response { .. } | ServerFrame::Hello(_) => continue,
-                ServerFrame::Event(event) => self.events.push_back(event),
-                ServerFrame::Fatal(error) => return Err(CallError::Api(error)),
-            }
-        }
+        self.ws.send(Message::Binary(frame.encode().into())).await?;
+        Ok(())
     }
+}
 
-    /// The next event (buffered first).
-    pub async fn next_event(&mut self) -> anyhow::Result<Event> {
-        if let Some(event) = self.events.pop_front() {
-            return Ok(event);
-        }
-        loop {
-            match Self::read_frame(&mut self.ws).await? {
-                ServerFrame::Event(event) => return Ok(event),
-                ServerFrame::Fatal(error) => bail!("node closed the connection: {}", error.message),
-                _ => continue,
-            }
+async fn read_frame(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> anyhow::Result<ServerFrame> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(bytes))) => return Ok(ServerFrame::decode(&bytes)?),
+            Some(Ok(Message::Close(_))) | None => bail!("the node closed the connection"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
         }
     }
 }

@@ -1,10 +1,14 @@
 //! `veche client`: a scriptable member device. Every command prints JSON with `--json`.
 //! The device key and MLS state never leave `--state DIR`.
+//!
+//! A thin driver of `veche_device::Device`, which holds every rule a member device follows:
+//! clap commands ([`commands`]), a tokio loop between the WebSocket ([`conn`], [`tls`]), the core
+//! and redb ([`store`]) in [`driver`].
 
 mod commands;
 mod conn;
-mod session;
-mod state;
+mod driver;
+mod store;
 mod tls;
 
 use std::path::PathBuf;
@@ -36,11 +40,9 @@ pub async fn main(args: ClientArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             if json {
                 let code = e
-                    .downcast_ref::<conn::CallError>()
-                    .and_then(|c| match c {
-                        conn::CallError::Api(api) => Some(format!("{:?}", api.code)),
-                        conn::CallError::Transport(_) => None,
-                    })
+                    .downcast_ref::<driver::Failed>()
+                    .and_then(|f| f.0.code())
+                    .map(|code| format!("{code:?}"))
                     .unwrap_or_else(|| "Error".to_string());
                 println!("{}", serde_json::json!({ "error": format!("{e:#}"), "code": code }));
             } else {
