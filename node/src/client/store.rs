@@ -11,7 +11,7 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle, WriteTransaction,
 };
 use std::path::Path;
-use veche_device::migrate::NativeV0;
+use veche_device::migrate::{Entries, NativeV0};
 use veche_device::{Delete, Write};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("device_kv");
@@ -34,7 +34,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the state dir's `client.redb`, migrating an old one. Returns the store
     /// and every key/value pair it holds, for `Device::load`.
-    pub fn open(dir: &Path) -> anyhow::Result<(Store, Vec<(String, Vec<u8>)>)> {
+    pub fn open(dir: &Path) -> anyhow::Result<(Store, Entries)> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let db = Database::create(dir.join("client.redb")).context("opening client state")?;
         let store = Store { db };
