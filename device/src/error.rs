@@ -51,6 +51,8 @@ pub enum DeviceError {
     GroupName,
     #[error("the message is too long")]
     TooLong,
+    #[error("the message is empty")]
+    EmptyMessage,
     #[error("that is you")]
     ThatIsYou,
     #[error("the direct chat with this member was opened on another device")]
@@ -83,6 +85,7 @@ impl DeviceError {
             DeviceError::BadName(_) => "err-bad-name",
             DeviceError::GroupName => "err-group-name",
             DeviceError::TooLong => "err-too-long",
+            DeviceError::EmptyMessage => "err-empty-message",
             DeviceError::ThatIsYou => "err-that-is-you",
             DeviceError::DmElsewhere => "err-dm-elsewhere",
             DeviceError::UnknownChat => "err-not-found",

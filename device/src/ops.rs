@@ -488,7 +488,14 @@ async fn send(cx: &Cx, group: GroupId, body: veche_protocol::content::Body) -> R
         return Err(DeviceError::NotMember);
     }
     let sent_at_ms = cx.now();
-    let message = AppMessage { sent_at_ms, body };
+    let message = match body {
+        // A text's own rules (not empty, at most MAX_TEXT_CHARS), checked before it is queued.
+        veche_protocol::content::Body::Text { text } => AppMessage::text(&text, sent_at_ms).map_err(|e| match e {
+            veche_protocol::content::ContentError::EmptyText => DeviceError::EmptyMessage,
+            _ => DeviceError::TooLong,
+        })?,
+        body => AppMessage { sent_at_ms, body },
+    };
     message.encode().map_err(|_| DeviceError::TooLong)?;
     let mut id = sent_at_ms * 1000;
     while cx.model(|m| m.outbox.get(&group).is_some_and(|o| o.contains_key(&id))) {
