@@ -4,7 +4,7 @@
 //! which arrives right after the join's answer, always finds the peer connection stable.
 
 use leptos::prelude::*;
-use veche_protocol::call::{CallMedia, CallRole, CallUpdate, ParticipantId};
+use veche_protocol::call::{CallMedia, CallUpdate};
 use veche_protocol::content::{AppMessage, CallRecord};
 use veche_protocol::ids::GroupId;
 use veche_protocol::wire::{Request, Response};
@@ -12,6 +12,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use veche_protocol::incall::ToNode;
+use veche_ui_core::call::Effect;
 
 use super::whiteboard::Whiteboard;
 use super::{Device, api_message};
@@ -437,20 +438,6 @@ impl Device {
         self.ui.whiteboard.set(Whiteboard::default());
     }
 
-    /// The node told the caller what became of its 1:1 call: written in the chat, if this
-    /// device rang and has not written it yet.
-    pub(super) fn call_ended_unanswered(&mut self, group: GroupId, record: CallRecord) {
-        let rang = self.ui.call.with_untracked(|c| c.as_ref().is_some_and(|c| c.group == group && c.ringing_out));
-        if rang {
-            self.ui.call.update(|c| {
-                if let Some(c) = c {
-                    c.ringing_out = false;
-                }
-            });
-            self.unwritten_calls.push((group, record));
-        }
-    }
-
     /// Posts the call records waiting to be written into their direct chats (end-to-end
     /// encrypted, through the outbox like any message).
     pub(super) async fn write_call_records(&mut self) {
@@ -472,222 +459,38 @@ impl Device {
         Ok(())
     }
 
+    /// One of the node's updates to the call this page is in: the call's state changes as
+    /// `veche_ui_core::call::apply` says (the views are told if it did), then the page does
+    /// what goes with it.
     pub(super) fn call_update(&mut self, group: GroupId, update: CallUpdate) {
-        let Some((me, lobby)) =
-            self.ui.call.with_untracked(|c| c.as_ref().filter(|c| c.group == group).map(|c| (c.me, c.lobby)))
-        else {
-            return;
-        };
-        match update {
-            CallUpdate::Joined(p) => {
-                js_call_label(p.participant, &p.display_name, p.participant == me);
-                self.ui.call.update(|c| {
-                    if let Some(c) = c {
-                        if p.participant != c.me {
-                            // Answered.
-                            c.ringing_out = false;
-                        }
-                        c.waiting.remove(&p.participant);
-                        c.note_standing(&p);
-                        c.participants.insert(p.participant, p);
-                    }
-                });
-            }
-            CallUpdate::Left { participant } => self.forget(participant),
-            CallUpdate::Published(track) => self.ui.call.update(|c| {
-                if let Some(c) = c {
-                    c.tracks.insert(track.track, track);
-                }
-            }),
-            CallUpdate::Unpublished { track } => {
-                let mut gone = None;
-                self.ui.call.update(|c| {
-                    if let Some(c) = c {
-                        gone = c.tracks.remove(&track);
-                    }
-                });
-                // A screen share's tile goes when the share stops (a camera's stays, black,
-                // while its owner is in the call).
-                if let Some(t) = gone.filter(|t| t.media == CallMedia::Screen) {
-                    js_call_drop_screen(t.participant);
-                }
-            }
-            CallUpdate::Muted { participant, media, .. } => {
-                if me == participant {
-                    match media {
-                        CallMedia::Audio => call_set_enabled("audio", false),
-                        CallMedia::Video => call_set_enabled("video", false),
-                        CallMedia::Screen => stop_screen(self.ui),
+        let mut effects = Vec::new();
+        self.ui.call.maybe_update(|c| {
+            let Some(c) = c.as_mut().filter(|c| c.group == group) else { return false };
+            let before = c.clone();
+            effects = veche_ui_core::call::apply(c, update, local_media);
+            *c != before
+        });
+        for effect in effects {
+            match effect {
+                Effect::Label { participant, name, own } => js_call_label(participant, &name, own),
+                Effect::Forget(participant) => js_call_forget(participant),
+                Effect::DropScreen(participant) => js_call_drop_screen(participant),
+                Effect::Speaking { participant, own } => js_call_speaking(participant, own),
+                Effect::MicOff => call_set_enabled("audio", false),
+                Effect::CameraOff => call_set_enabled("video", false),
+                Effect::StopSharing { tell_node } => {
+                    js_call_stop_screen();
+                    if tell_node {
+                        tell_sending(CallMedia::Screen, false);
                     }
                 }
-                self.ui.call.update(|c| {
-                    if let Some(c) = c {
-                        c.muted.insert((participant, media));
-                        if participant == c.me {
-                            c.turned_off += 1;
-                        }
-                    }
-                });
-                if me == participant {
-                    let id = if media == CallMedia::Screen {
-                        "@call-screen-stopped-by-moderator"
-                    } else {
-                        "@call-muted-by-moderator"
-                    };
-                    self.ui.toast(id.into(), false);
+                Effect::Record(record) => self.unwritten_calls.push((group, record)),
+                Effect::Over => {
+                    call_stop();
+                    self.call_over();
                 }
-            }
-            CallUpdate::Unmuted { participant, media } => self.ui.call.update(|c| {
-                if let Some(c) = c {
-                    c.muted.remove(&(participant, media));
-                    if participant == c.me {
-                        c.refused.retain(|m| *m != media);
-                    }
-                }
-            }),
-            CallUpdate::AskedToUnmute { .. } => self.ui.toast("@call-asked-to-unmute".into(), false),
-            CallUpdate::RoleChanged { participant, role } => {
-                let mut promoted = false;
-                self.ui.call.update(|c| {
-                    let Some(c) = c else { return };
-                    let before = c.may_present();
-                    if let Some(p) = c.participants.get_mut(&participant) {
-                        p.role = role;
-                    }
-                    // The node lowers a presenter's hand (without a HandLowered).
-                    if role >= CallRole::Presenter {
-                        c.hands.remove(&participant);
-                    }
-                    if participant == c.me {
-                        let now = c.may_present();
-                        if now {
-                            // The node forwards what it refused by itself.
-                            c.refused.clear();
-                        } else if before {
-                            c.refused = local_media();
-                        }
-                        promoted = now && !before;
-                    }
-                });
-                if participant == me {
-                    let id = match role {
-                        CallRole::Moderator => "@call-you-moderator",
-                        CallRole::Presenter if promoted => "@call-you-presenter",
-                        _ => "@call-your-role-changed",
-                    };
-                    self.ui.toast(id.into(), false);
-                }
-            }
-            CallUpdate::HandRaised { participant } => self.ui.call.update(|c| {
-                if let Some(c) = c {
-                    c.hands.insert(participant);
-                }
-            }),
-            CallUpdate::HandLowered { participant } => self.ui.call.update(|c| {
-                if let Some(c) = c {
-                    c.hands.remove(&participant);
-                }
-            }),
-            CallUpdate::ActiveSpeaker { participant } => {
-                js_call_speaking(participant, participant == me);
-                self.ui.call.update(|c| {
-                    if let Some(c) = c {
-                        c.speaker = Some(participant);
-                    }
-                });
-            }
-            CallUpdate::Waiting(p) => self.ui.call.update(|c| {
-                if let Some(c) = c {
-                    c.waiting.insert(p.participant, p);
-                }
-            }),
-            CallUpdate::Admitted => self.ui.call.update(|c| {
-                // The call view joins again with a fresh peer connection.
-                if let Some(c) = c {
-                    c.lobby = Some(CallLobby::Admitted);
-                }
-            }),
-            CallUpdate::ModeChanged { mode } => {
-                let mut viewer = false;
-                self.ui.call.update(|c| {
-                    let Some(c) = c else { return };
-                    c.mode = mode;
-                    if c.may_present() {
-                        c.refused.clear();
-                    } else {
-                        c.refused = local_media();
-                        viewer = !c.refused.is_empty();
-                    }
-                });
-                if viewer {
-                    self.ui.toast("@call-now-webinar".into(), false);
-                }
-            }
-            CallUpdate::Locked { locked } => self.ui.call.update(|c| {
-                if let Some(c) = c {
-                    c.locked = locked;
-                }
-            }),
-            CallUpdate::PublishRefused { media, .. } => {
-                // The node's reason is English: the member is told by what it is about.
-                let mut webinar = false;
-                self.ui.call.update(|c| {
-                    let Some(c) = c else { return };
-                    webinar = !c.may_present();
-                    // In a meeting it is what a moderator turned off, not a viewer's lot.
-                    if webinar && !c.refused.contains(&media) {
-                        c.refused.push(media);
-                    }
-                });
-                // What was turned on in vain goes off again (its button follows).
-                match media {
-                    CallMedia::Audio if !webinar => call_set_enabled("audio", false),
-                    CallMedia::Video if !webinar => call_set_enabled("video", false),
-                    CallMedia::Screen => js_call_stop_screen(),
-                    _ => {}
-                }
-                self.ui.call.update(|c| {
-                    if let Some(c) = c {
-                        c.turned_off += 1;
-                        if media == CallMedia::Screen {
-                            c.sharing = false;
-                        }
-                    }
-                });
-                let id = match media {
-                    _ if !webinar => "@call-publish-refused-muted",
-                    CallMedia::Audio => "@call-publish-refused-audio",
-                    CallMedia::Video => "@call-publish-refused-video",
-                    CallMedia::Screen => "@call-publish-refused-screen",
-                };
-                self.ui.toast(id.into(), false);
-            }
-            // The caller hears what became of a 1:1 call (device/sync.rs shows it): written in
-            // the chat's history.
-            CallUpdate::Declined => self.call_ended_unanswered(group, CallRecord::Declined),
-            CallUpdate::Busy | CallUpdate::NoAnswer => self.call_ended_unanswered(group, CallRecord::Missed),
-            CallUpdate::Disconnected | CallUpdate::Ended => {
-                call_stop();
-                self.call_over();
-                let id = match update {
-                    CallUpdate::Ended => "@call-ended-for-all",
-                    _ if lobby == Some(CallLobby::Waiting) => "@call-turned-away",
-                    _ => "@call-ended",
-                };
-                self.ui.toast(id.into(), false);
+                Effect::Toast(id) => self.ui.toast(id.into(), false),
             }
         }
-    }
-
-    fn forget(&mut self, participant: ParticipantId) {
-        js_call_forget(participant);
-        self.ui.call.update(|c| {
-            if let Some(c) = c {
-                c.participants.remove(&participant);
-                c.waiting.remove(&participant);
-                c.hands.remove(&participant);
-                c.tracks.retain(|_, t| t.participant != participant);
-            }
-        });
     }
 }
