@@ -441,7 +441,8 @@ impl Batch {
     }
 }
 
-/// One storage transaction for the driver: write all of it, or none of it.
+/// One storage transaction for the driver: write all of it, or none of it; the deletes first,
+/// then the puts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Write {
     pub puts: Vec<(String, Vec<u8>)>,

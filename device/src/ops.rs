@@ -141,7 +141,12 @@ pub(crate) async fn sync_all(cx: &Cx) -> Result<()> {
     // Chats first: a removal must be processed before a Welcome that re-adds this device.
     let groups: Vec<GroupId> = cx.model(|m| m.chats.iter().filter(|(_, c)| c.active).map(|(g, _)| *g).collect());
     for group in groups {
-        sync_chat(cx, group).await?;
+        // One chat's trouble (a message refused for good) does not hold up the others.
+        match sync_chat(cx, group).await {
+            Err(DeviceError::Offline) => return Err(DeviceError::Offline),
+            Err(e) => cx.notify(DeviceEvent::Error(e)),
+            Ok(()) => {}
+        }
     }
     sync_welcomes(cx).await
 }
@@ -556,7 +561,19 @@ async fn flush(cx: &Cx, group: GroupId, stored: &mut Vec<(u64, u64)>) -> Result<
                     let content = AppMessage { sent_at_ms: entry.sent_at_ms, body: entry.body.clone() }
                         .encode()
                         .map_err(|_| DeviceError::TooLong)?;
-                    let ciphertext = cx.mls(|m| m.encrypt(group, &content))?.map_err(DeviceError::mls)?;
+                    let ciphertext = match cx.mls(|m| m.encrypt(group, &content))? {
+                        Ok(ciphertext) => ciphertext,
+                        Err(e) => {
+                            // MLS will not encrypt here (e.g. this device's own leave is pending):
+                            // refused for good, like a refusal by the node.
+                            entry.failed = true;
+                            let mut batch = Batch::default();
+                            batch.outbox(group, id, entry);
+                            cx.persist(batch).await?;
+                            cx.notify(DeviceEvent::ChatChanged(group));
+                            return Err(DeviceError::mls(e));
+                        }
+                    };
                     // The advanced ratchet and the ciphertext are saved before it leaves: a crash
                     // never makes this device encrypt twice with the same key.
                     entry.ciphertext = Some(ciphertext.clone());
