@@ -8,7 +8,7 @@ use veche_protocol::wire::{MemberInfo, RegistrationPolicy};
 use veche_ui_core::i18n::Lang;
 use veche_ui_core::model::Delivery;
 
-use crate::device::store::{HistoryBody, SystemEvent};
+use veche_device::{HistoryBody, SystemEvent};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
@@ -51,6 +51,10 @@ pub enum MsgBody {
     Call(veche_protocol::content::CallRecord),
     /// A call's saved whiteboard.
     Whiteboard(Vec<veche_protocol::whiteboard::Item>),
+    /// The node said this member sent it; MLS says otherwise: a warning, not their message.
+    Forged {
+        claimed: AccountId,
+    },
 }
 
 impl MsgBody {
@@ -60,6 +64,7 @@ impl MsgBody {
             HistoryBody::System(s) => MsgBody::System(s.clone()),
             HistoryBody::Call(record) => MsgBody::Call(*record),
             HistoryBody::Whiteboard(items) => MsgBody::Whiteboard(items.clone()),
+            HistoryBody::Forged { claimed } => MsgBody::Forged { claimed: *claimed },
         }
     }
 }

@@ -65,6 +65,9 @@ sys-expired = { $count ->
    *[other] { $count } earlier messages expired before this device fetched them
 }
 sys-unreadable = A message this device cannot read
+sys-membership = { $actor } added { $added } and removed { $removed }
+sys-roles-changed = { $name } changed roles
+sys-forged = A message here claimed to be from { $name } but is not
 group-name = Group name
 group-description = Description (optional)
 invite-expires = Expires
@@ -199,6 +202,7 @@ err-chat-busy = The chat kept changing. Try again.
 err-device-stopped = The device stopped. Reload the page.
 err-dm-elsewhere = This direct chat was opened on another device.
 err-group-name = A group needs a name.
+err-empty-message = The message is empty.
 err-has-account = This browser already has an account on this node.
 err-mls = The encryption layer refused this
 err-no-device = This browser has no account yet.

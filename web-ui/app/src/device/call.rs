@@ -367,7 +367,8 @@ impl Device {
         }
         let mut call = CallState::new(group, joined.participant);
         // Alone in a direct chat's call: the node rings the other member.
-        let direct = self.db.chats.get(&group).is_some_and(|c| c.kind == veche_protocol::ids::ChatKind::Direct);
+        let direct =
+            self.core.model().chats.get(&group).is_some_and(|c| c.kind == veche_protocol::ids::ChatKind::Direct);
         call.ringing_out = direct && joined.participants.iter().all(|p| p.participant == joined.participant);
         for p in &joined.participants {
             call.note_standing(p);

@@ -1,11 +1,12 @@
-//! One authenticated WebSocket to the node, from the browser.
+//! One WebSocket to the node, from the browser.
 //!
-//! The socket's callbacks route each [`ServerFrame`] to its place: responses to the waiting
-//! call (by request id), events and the close notice to the device task's channel. A call that
-//! gets no answer in [`CALL_TIMEOUT_MS`] fails as a transport error.
+//! The socket's callbacks put every [`ServerFrame`] after the Hello — answers (by request id),
+//! events, the close notice — on the driver's bounded channel, tagged with the connection's
+//! generation so that news from a replaced connection is ignored. If the driver falls more than
+//! the channel's capacity behind, the connection is given up ([`Conn::overflowed`]): the sync
+//! after the next connection catches up, as after the node's `Lagged`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures::channel::{mpsc, oneshot};
@@ -18,39 +19,25 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::sleep_ms;
 
-pub const CALL_TIMEOUT_MS: u32 = 20_000;
+/// A request without an answer this long gives the connection up.
+pub const CALL_TIMEOUT_MS: u64 = 20_000;
 const HELLO_TIMEOUT_MS: u32 = 10_000;
+/// Frames the driver may fall behind by (one sync page of events, and more) before the
+/// connection is given up.
+pub const FRAMES: usize = 256;
 
-/// What the device task hears from the connection besides responses, tagged with the
-/// connection's generation so news from a replaced connection is ignored.
+/// What the connection tells the driver.
 pub enum Incoming {
+    Response { id: u32, result: Result<Response, ApiError> },
     Event(Event),
     Closed,
 }
 
-#[derive(Debug)]
-pub enum CallError {
-    /// The node refused the request.
-    Api(ApiError),
-    /// No answer: the connection is gone or timed out.
-    Transport(String),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Api(e) => write!(f, "{}", e.message),
-            CallError::Transport(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-type Pending = Rc<RefCell<HashMap<u32, oneshot::Sender<Result<Response, ApiError>>>>>;
+pub type Frames = mpsc::Sender<(u32, Incoming)>;
 
 pub struct Conn {
     ws: WebSocket,
-    pending: Pending,
-    next_id: Cell<u32>,
+    overflowed: Rc<Cell<bool>>,
     pub hello: Hello,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
@@ -87,56 +74,45 @@ pub fn node_ws_url() -> String {
     format!("{scheme}://{host}/api/ws")
 }
 
+/// Puts a frame on the driver's channel; a full channel gives the connection up.
+fn forward(frames: &mut Frames, overflowed: &Cell<bool>, generation: u32, news: Incoming) {
+    if frames.try_send((generation, news)).is_err() {
+        overflowed.set(true);
+    }
+}
+
 impl Conn {
-    /// Connects and waits for the node's Hello. Events go to `events`.
-    pub async fn open(
-        url: &str,
-        generation: u32,
-        events: mpsc::UnboundedSender<(u32, Incoming)>,
-    ) -> Result<Conn, String> {
+    /// Connects and waits for the node's Hello; what follows goes to `frames`.
+    pub async fn open(url: &str, generation: u32, frames: Frames) -> Result<Conn, String> {
         let ws = WebSocket::new(url).map_err(|_| format!("cannot open {url}"))?;
         ws.set_binary_type(BinaryType::Arraybuffer);
-        let pending: Pending = Rc::default();
+        let overflowed = Rc::new(Cell::new(false));
         let (hello_tx, hello_rx) = oneshot::channel::<Hello>();
         // Shared with the close callback, which drops it so a refused connection fails at once.
         let hello_tx = Rc::new(RefCell::new(Some(hello_tx)));
         let on_message = {
-            let pending = pending.clone();
-            let events = events.clone();
-            let hello_tx = hello_tx.clone();
+            let (mut frames, overflowed, hello_tx) = (frames.clone(), overflowed.clone(), hello_tx.clone());
             Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
                 let Ok(buffer) = event.data().dyn_into::<ArrayBuffer>() else { return };
-                let bytes = Uint8Array::new(&buffer).to_vec();
-                match ServerFrame::decode(&bytes) {
+                let news = match ServerFrame::decode(&Uint8Array::new(&buffer).to_vec()) {
                     Ok(ServerFrame::Hello(hello)) => {
                         if let Some(tx) = hello_tx.borrow_mut().take() {
                             let _ = tx.send(hello);
                         }
+                        return;
                     }
-                    Ok(ServerFrame::Response { id, result }) => {
-                        if let Some(tx) = pending.borrow_mut().remove(&id) {
-                            let _ = tx.send(result);
-                        }
-                    }
-                    Ok(ServerFrame::Event(event)) => {
-                        let _ = events.unbounded_send((generation, Incoming::Event(event)));
-                    }
-                    Ok(ServerFrame::Fatal(_)) => {
-                        let _ = events.unbounded_send((generation, Incoming::Closed));
-                    }
-                    Err(_) => {
-                        let _ = events.unbounded_send((generation, Incoming::Closed));
-                    }
-                }
+                    Ok(ServerFrame::Response { id, result }) => Incoming::Response { id, result },
+                    Ok(ServerFrame::Event(event)) => Incoming::Event(event),
+                    Ok(ServerFrame::Fatal(_)) | Err(_) => Incoming::Closed,
+                };
+                forward(&mut frames, &overflowed, generation, news);
             })
         };
         let on_close = {
-            let pending = pending.clone();
+            let (mut frames, overflowed) = (frames, overflowed.clone());
             Closure::<dyn FnMut(CloseEvent)>::new(move |_event: CloseEvent| {
-                // Dropping the senders fails every waiting call (and the wait for Hello).
-                pending.borrow_mut().clear();
                 hello_tx.borrow_mut().take();
-                let _ = events.unbounded_send((generation, Incoming::Closed));
+                forward(&mut frames, &overflowed, generation, Incoming::Closed);
             })
         };
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -147,30 +123,16 @@ impl Conn {
             _ = sleep_ms(HELLO_TIMEOUT_MS).fuse() => return Err("the node did not answer".into()),
         };
         unhook.0 = None;
-        Ok(Conn { ws, pending, next_id: Cell::new(1), hello, _on_message: on_message, _on_close: on_close })
+        Ok(Conn { ws, overflowed, hello, _on_message: on_message, _on_close: on_close })
     }
 
-    /// Sends a request and waits for its answer.
-    pub async fn call(&self, request: Request) -> Result<Response, CallError> {
-        let id = self.next_id.get();
-        self.next_id.set(id.wrapping_add(1));
-        let (tx, rx) = oneshot::channel();
-        self.pending.borrow_mut().insert(id, tx);
-        let frame = ClientFrame { id, request }.encode();
-        if self.ws.send_with_u8_array(&frame).is_err() {
-            self.pending.borrow_mut().remove(&id);
-            return Err(CallError::Transport("not connected".into()));
-        }
-        let result = select! {
-            answer = rx.fuse() => answer,
-            _ = sleep_ms(CALL_TIMEOUT_MS).fuse() => {
-                self.pending.borrow_mut().remove(&id);
-                return Err(CallError::Transport("the node did not answer in time".into()));
-            }
-        };
-        match result {
-            Ok(result) => result.map_err(CallError::Api),
-            Err(_) => Err(CallError::Transport("connection lost".into())),
-        }
+    /// Sends a request under the driver's id; false if the socket would not take it.
+    pub fn send(&self, id: u32, request: Request) -> bool {
+        self.ws.send_with_u8_array(&ClientFrame { id, request }.encode()).is_ok()
+    }
+
+    /// Whether frames were lost because the driver fell too far behind.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.get()
     }
 }

@@ -1,8 +1,15 @@
 //! Meetings: creating one (its chat, then the meeting and its link, which is posted in the chat
 //! so its members can share it), and keeping the list of this account's meetings.
 
-use super::*;
+use leptos::prelude::*;
+use veche_device::{Command, Outcome};
+use veche_protocol::content::Body;
+use veche_protocol::ids::GroupId;
+use veche_protocol::link::InviteLink;
 use veche_protocol::meeting::MeetingSettings;
+use veche_protocol::wire::{Request, Response};
+
+use super::{Device, Waiter, api_message, node_fingerprint, page_origin};
 
 impl Device {
     pub(super) async fn create_meeting(&mut self, settings: MeetingSettings) -> Result<GroupId, String> {
@@ -12,13 +19,16 @@ impl Device {
         }
         let description: String =
             settings.description.chars().take(veche_protocol::validate::MAX_CHAT_DESCRIPTION).collect();
-        let group = self.create_group(title, description).await?;
-        let created = match self.call(Request::CreateMeeting { group, settings }).await {
+        let group = match self.run(Command::CreateGroup { name: title, description }).await {
+            Ok(Outcome::Group(group)) => group,
+            Ok(_) => return Err("@err-unexpected".into()),
+            Err(e) => return Err(api_message(e)),
+        };
+        let (meeting, secret) = match self.call(Request::CreateMeeting { group, settings }).await {
             Ok(Response::MeetingCreated { meeting, secret }) => (meeting, secret),
             Ok(_) => return Err("@err-unexpected".into()),
             Err(e) => return Err(api_message(e)),
         };
-        let (meeting, secret) = created;
         let link = InviteLink {
             node_url: page_origin(),
             invite: meeting.invite,
@@ -34,7 +44,7 @@ impl Device {
             m.insert(group, *meeting);
         });
         // The link lives on in the meeting's chat (end-to-end encrypted, like every message).
-        self.queue_text(group, link).await?;
+        self.command(Command::Send { group, body: Body::Text { text: link } }, Waiter::Toast);
         Ok(group)
     }
 

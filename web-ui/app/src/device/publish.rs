@@ -1,4 +1,5 @@
-//! Copies the device's state into the views' signals after it changed.
+//! Copies the core's state of a chat (`veche_device::Model`) into the views' signals after it
+//! changed.
 
 use leptos::prelude::*;
 use veche_protocol::ids::GroupId;
@@ -6,15 +7,15 @@ use veche_protocol::wire::ChatInfo;
 use veche_ui_core::model::Delivery;
 
 use super::Device;
-use super::store::HistoryBody;
 use crate::state::{ChatState, MsgBody, MsgView};
+use veche_device::HistoryBody;
 
 impl Device {
     /// Everything, after loading the store.
     pub(super) fn publish_all(&mut self) {
-        let profiles = self.db.profiles.clone();
+        let profiles = self.core.model().profiles.clone();
         self.ui.names.update(|names| names.extend(profiles));
-        let groups: Vec<GroupId> = self.db.chats.keys().copied().collect();
+        let groups: Vec<GroupId> = self.core.model().chats.keys().copied().collect();
         for group in groups {
             self.publish_chat(group);
         }
@@ -22,9 +23,9 @@ impl Device {
 
     /// One chat's messages (history then outbox) and local settings.
     pub(super) fn publish_chat(&mut self, group: GroupId) {
-        let Some(chat) = self.db.chats.get(&group) else { return };
-        let mut messages: Vec<MsgView> = self
-            .db
+        let model = self.core.model();
+        let Some(chat) = model.chats.get(&group) else { return };
+        let mut messages: Vec<MsgView> = model
             .history
             .get(&group)
             .into_iter()
@@ -40,9 +41,8 @@ impl Device {
                 delivery: Delivery::Stored,
             })
             .collect();
-        let me = self.db.device.as_ref().map(|d| d.account);
-        if let Some(me) = me {
-            messages.extend(self.db.outbox.get(&group).into_iter().flat_map(|o| o.iter()).map(|(id, e)| MsgView {
+        if let Some(me) = model.me() {
+            messages.extend(model.outbox.get(&group).into_iter().flat_map(|o| o.iter()).map(|(id, e)| MsgView {
                 key: format!("o{id}"),
                 seq: None,
                 outbox_id: Some(*id),
@@ -55,6 +55,7 @@ impl Device {
         }
         let (kind, name, active, keep_history, seen) =
             (chat.kind, chat.name.clone(), chat.active, chat.keep_history, chat.seen);
+        drop(model);
         self.ui.chats.update(|chats| {
             let entry = chats.entry(group).or_insert_with(|| ChatState {
                 group,
@@ -78,7 +79,7 @@ impl Device {
 
     /// The node's view of a chat: name, description, members with names and roles.
     pub(super) fn apply_info(&mut self, info: ChatInfo) {
-        if !self.db.chats.contains_key(&info.group) {
+        if !self.core.model().chats.contains_key(&info.group) {
             return;
         }
         if self.ui.chats.with_untracked(|c| !c.contains_key(&info.group)) {

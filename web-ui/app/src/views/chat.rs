@@ -2,6 +2,7 @@
 
 use leptos::html;
 use leptos::prelude::*;
+use veche_device::SystemEvent;
 use veche_protocol::content::CallRecord;
 use veche_protocol::ids::{AccountId, ChatKind, GroupId};
 use veche_ui_core::format::{civil_date, clock, day_number};
@@ -9,7 +10,6 @@ use veche_ui_core::i18n::Arg;
 use veche_ui_core::model::{Delivery, TimelineItem, grow_window, with_day_separators};
 
 use crate::components::{Avatar, BTN_GHOST, BTN_PRIMARY};
-use crate::device::store::SystemEvent;
 use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::{I18n, use_i18n};
 use crate::route::navigate;
@@ -40,7 +40,21 @@ pub fn system_text(app: &AppState, i18n: &I18n, event: &SystemEvent, sender: Opt
         SystemEvent::Expired(n) => i18n.t_with("sys-expired", &[("count", Arg::Num(*n as i64))]),
         SystemEvent::Unreadable => i18n.t("sys-unreadable"),
         SystemEvent::KeysRefreshed => i18n.t("sys-keys-refreshed"),
+        SystemEvent::Membership { added, removed } => i18n.t_with(
+            "sys-membership",
+            &[("actor", Arg::Str(&who)), ("added", Arg::Str(&names(added))), ("removed", Arg::Str(&names(removed)))],
+        ),
+        SystemEvent::RolesChanged { by } => {
+            let by = by.map(|a| app.name_of(&a)).unwrap_or(who);
+            i18n.t_with("sys-roles-changed", &[("name", Arg::Str(&by))])
+        }
+        SystemEvent::Legacy(text) => text.clone(),
     }
+}
+
+/// The warning shown instead of a message the node attributed to `claimed` and MLS did not.
+pub fn forged_text(app: &AppState, i18n: &I18n, claimed: AccountId) -> String {
+    i18n.t_with("sys-forged", &[("name", Arg::Str(&app.name_of(&claimed)))])
 }
 
 /// How a call record reads: to the caller (`own`) what became of the call, to the callee what
@@ -253,6 +267,14 @@ fn MessageView(m: MsgView, group: GroupId) -> impl IntoView {
             <li class="my-1 flex justify-center" data-testid="system-message">
                 <span class="rounded-full bg-slate-200/70 px-3 py-1 text-center text-xs text-slate-600">
                     {move || system_text(&app, &i18n, &event, Some(m.sender))}
+                </span>
+            </li>
+        }
+        .into_any(),
+        MsgBody::Forged { claimed } => view! {
+            <li class="my-1 flex justify-center" data-testid="forged-message">
+                <span class="rounded-full bg-amber-100 px-3 py-1 text-center text-xs text-amber-800 ring-1 ring-amber-300">
+                    {move || forged_text(&app, &i18n, claimed)}
                 </span>
             </li>
         }

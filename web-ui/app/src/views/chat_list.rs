@@ -10,7 +10,7 @@ use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::{I18n, use_i18n};
 use crate::route::navigate;
 use crate::state::{AppState, ChatState, ConnState, MsgBody, Route};
-use crate::views::chat::{ChatView, call_record_text, system_text};
+use crate::views::chat::{ChatView, call_record_text, forged_text, system_text};
 use crate::views::dialogs::{CreateGroupDialog, JoinByLinkDialog};
 use crate::views::meeting::CreateMeetingDialog;
 use crate::views::settings::SettingsView;
@@ -43,6 +43,7 @@ fn row_of(app: &AppState, i18n: &I18n, chat: &ChatState) -> ChatRow {
         Some(MsgBody::System(event)) => system_text(app, i18n, event, last.map(|m| m.sender)),
         Some(MsgBody::Call(record)) => call_record_text(i18n, *record, last.is_some_and(|m| m.own)),
         Some(MsgBody::Whiteboard(_)) => i18n.t("whiteboard"),
+        Some(MsgBody::Forged { claimed }) => forged_text(app, i18n, *claimed),
         None => String::new(),
     };
     ChatRow {
