@@ -20,7 +20,9 @@ impl LoadError {
     }
 }
 
-/// Why an operation of the device failed.
+/// Why an operation of the device failed: the failures any operation may meet (the connection,
+/// the node's refusal, MLS, storage), or the operation's own ([`SignInError`],
+/// [`RegisterError`], [`JoinError`], [`SendError`], [`CreateGroupError`], [`DirectChatError`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
     /// No connection to the node (or it dropped while waiting for the answer).
@@ -37,26 +39,6 @@ pub enum DeviceError {
     ChatBusy,
     #[error("this device is not registered yet")]
     NoDevice,
-    #[error("this device already has an account")]
-    HasAccount,
-    #[error("the node at this address now has id {now}, not {known}: refusing to sign in")]
-    NodeChanged { known: String, now: String },
-    #[error("not a valid invite link")]
-    InviteInvalid,
-    #[error("this link invites to the node, not to a chat")]
-    NodeLink,
-    #[error("the display name is not valid: {0}")]
-    BadName(String),
-    #[error("a group needs a name")]
-    GroupName,
-    #[error("the message is too long")]
-    TooLong,
-    #[error("the message is empty")]
-    EmptyMessage,
-    #[error("that is you")]
-    ThatIsYou,
-    #[error("the direct chat with this member was opened on another device")]
-    DmElsewhere,
     #[error("unknown chat")]
     UnknownChat,
     #[error("you are no longer a member of this chat")]
@@ -67,6 +49,68 @@ pub enum DeviceError {
     /// The driver could not write to storage; nothing of the operation was kept.
     #[error("storage: {0}")]
     Storage(String),
+    #[error(transparent)]
+    SignIn(#[from] SignInError),
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    CreateGroup(#[from] CreateGroupError),
+    #[error(transparent)]
+    DirectChat(#[from] DirectChatError),
+}
+
+/// Signing in after a connection opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignInError {
+    #[error("the node at this address now has id {now}, not {known}: refusing to sign in")]
+    NodeChanged { known: String, now: String },
+}
+
+/// [`crate::Command::Register`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("this device already has an account")]
+    HasAccount,
+    #[error("the display name is not valid: {0}")]
+    BadName(String),
+}
+
+/// [`crate::Command::Join`] and [`crate::Command::Preview`]: the link itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("not a valid invite link")]
+    InviteInvalid,
+    #[error("this link invites to the node, not to a chat")]
+    NodeLink,
+}
+
+/// [`crate::Command::Send`]: the message itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("the message is too long")]
+    TooLong,
+    #[error("the message is empty")]
+    Empty,
+}
+
+/// [`crate::Command::CreateGroup`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateGroupError {
+    #[error("a group needs a name")]
+    NoName,
+}
+
+/// [`crate::Command::DirectChat`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectChatError {
+    #[error("that is you")]
+    ThatIsYou,
+    #[error("the direct chat with this member was opened on another device")]
+    OpenedElsewhere,
 }
 
 impl DeviceError {
@@ -78,20 +122,20 @@ impl DeviceError {
             DeviceError::Unexpected(_) => "err-unexpected",
             DeviceError::ChatBusy => "err-chat-busy",
             DeviceError::NoDevice => "err-no-device",
-            DeviceError::HasAccount => "err-has-account",
-            DeviceError::NodeChanged { .. } => "err-node-changed",
-            DeviceError::InviteInvalid => "err-invite-invalid",
-            DeviceError::NodeLink => "err-node-link",
-            DeviceError::BadName(_) => "err-bad-name",
-            DeviceError::GroupName => "err-group-name",
-            DeviceError::TooLong => "err-too-long",
-            DeviceError::EmptyMessage => "err-empty-message",
-            DeviceError::ThatIsYou => "err-that-is-you",
-            DeviceError::DmElsewhere => "err-dm-elsewhere",
             DeviceError::UnknownChat => "err-not-found",
             DeviceError::NotMember => "err-forbidden",
             DeviceError::Mls(_) => "err-mls",
             DeviceError::Storage(_) => "err-storage",
+            DeviceError::SignIn(SignInError::NodeChanged { .. }) => "err-node-changed",
+            DeviceError::Register(RegisterError::HasAccount) => "err-has-account",
+            DeviceError::Register(RegisterError::BadName(_)) => "err-bad-name",
+            DeviceError::Join(JoinError::InviteInvalid) => "err-invite-invalid",
+            DeviceError::Join(JoinError::NodeLink) => "err-node-link",
+            DeviceError::Send(SendError::TooLong) => "err-too-long",
+            DeviceError::Send(SendError::Empty) => "err-empty-message",
+            DeviceError::CreateGroup(CreateGroupError::NoName) => "err-group-name",
+            DeviceError::DirectChat(DirectChatError::ThatIsYou) => "err-that-is-you",
+            DeviceError::DirectChat(DirectChatError::OpenedElsewhere) => "err-dm-elsewhere",
         }
     }
 
@@ -99,8 +143,10 @@ impl DeviceError {
     pub fn detail(&self) -> Option<String> {
         match self {
             DeviceError::Refused(e) if refusal_key(e.code).is_none() => Some(e.message.clone()),
-            DeviceError::NodeChanged { now, .. } => Some(now.clone()),
-            DeviceError::BadName(d) | DeviceError::Mls(d) | DeviceError::Storage(d) => Some(d.clone()),
+            DeviceError::SignIn(SignInError::NodeChanged { now, .. }) => Some(now.clone()),
+            DeviceError::Register(RegisterError::BadName(d)) | DeviceError::Mls(d) | DeviceError::Storage(d) => {
+                Some(d.clone())
+            }
             _ => None,
         }
     }

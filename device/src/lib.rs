@@ -38,7 +38,9 @@ pub mod model;
 mod ops;
 
 pub use device::{Action, Command, CommandId, Device, DeviceEvent, OUTBOX_RETRY_MS, Outcome, PersistId, RequestId};
-pub use error::{DeviceError, LoadError};
+pub use error::{
+    CreateGroupError, DeviceError, DirectChatError, JoinError, LoadError, RegisterError, SendError, SignInError,
+};
 pub use model::{
     Delete, DeviceRecord, HistoryBody, HistoryEntry, LocalChat, Model, OutboxEntry, PendingJoin, SystemEvent, Write,
 };

@@ -10,7 +10,9 @@ use veche_protocol::link::InviteLink;
 use veche_protocol::wire::{ChatInfo, Delivered, EntryKind, ErrorCode, Event, InviteToken, Request, Response};
 
 use crate::device::{Command, Cx, DeviceEvent, Outcome};
-use crate::error::{CallError, DeviceError};
+use crate::error::{
+    CallError, CreateGroupError, DeviceError, DirectChatError, JoinError, RegisterError, SendError, SignInError,
+};
 use crate::model::{Batch, DeviceRecord, HistoryBody, HistoryEntry, LocalChat, OutboxEntry, PendingJoin, SystemEvent};
 
 /// Entries fetched per request while catching up.
@@ -90,7 +92,7 @@ async fn sign_in(cx: &Cx) -> Result<()> {
     let record = cx.model(|m| m.device.clone()).ok_or(DeviceError::NoDevice)?;
     let hello = cx.core().hello.clone().ok_or(DeviceError::Offline)?;
     if hello.node_id != record.node_id {
-        return Err(DeviceError::NodeChanged { known: record.node_id, now: hello.node_id });
+        return Err(SignInError::NodeChanged { known: record.node_id, now: hello.node_id }.into());
     }
     let key = ed25519_dalek::SigningKey::from_bytes(&record.secret);
     let payload = veche_protocol::auth::sign_in_payload(&hello.node_id, &hello.challenge, &record.device);
@@ -496,12 +498,12 @@ async fn send(cx: &Cx, group: GroupId, body: veche_protocol::content::Body) -> R
     let message = match body {
         // A text's own rules (not empty, at most MAX_TEXT_CHARS), checked before it is queued.
         veche_protocol::content::Body::Text { text } => AppMessage::text(&text, sent_at_ms).map_err(|e| match e {
-            veche_protocol::content::ContentError::EmptyText => DeviceError::EmptyMessage,
-            _ => DeviceError::TooLong,
+            veche_protocol::content::ContentError::EmptyText => DeviceError::from(SendError::Empty),
+            _ => DeviceError::from(SendError::TooLong),
         })?,
         body => AppMessage { sent_at_ms, body },
     };
-    message.encode().map_err(|_| DeviceError::TooLong)?;
+    message.encode().map_err(|_| DeviceError::from(SendError::TooLong))?;
     let mut id = sent_at_ms * 1000;
     while cx.model(|m| m.outbox.get(&group).is_some_and(|o| o.contains_key(&id))) {
         id += 1;
@@ -560,7 +562,7 @@ async fn flush(cx: &Cx, group: GroupId, stored: &mut Vec<(u64, u64)>) -> Result<
                 None => {
                     let content = AppMessage { sent_at_ms: entry.sent_at_ms, body: entry.body.clone() }
                         .encode()
-                        .map_err(|_| DeviceError::TooLong)?;
+                        .map_err(|_| DeviceError::from(SendError::TooLong))?;
                     let ciphertext = match cx.mls(|m| m.encrypt(group, &content))? {
                         Ok(ciphertext) => ciphertext,
                         Err(e) => {
@@ -729,7 +731,7 @@ async fn add_local_chat(cx: &Cx, info: &ChatInfo, processed: u64, note: Option<(
 async fn create_group(cx: &Cx, name: String, description: String) -> Result<GroupId> {
     let name = name.trim().to_string();
     if name.is_empty() {
-        return Err(DeviceError::GroupName);
+        return Err(CreateGroupError::NoName.into());
     }
     let group = random_group();
     let group_info = cx.mls(|m| m.create_group(group, ChatKind::Group))?.map_err(DeviceError::mls)?;
@@ -750,8 +752,8 @@ async fn create_group(cx: &Cx, name: String, description: String) -> Result<Grou
 }
 
 async fn join(cx: &Cx, link: &str) -> Result<(GroupId, u64)> {
-    let link = InviteLink::parse(link).map_err(|_| DeviceError::InviteInvalid)?;
-    let target = link.group.ok_or(DeviceError::NodeLink)?;
+    let link = InviteLink::parse(link).map_err(|_| DeviceError::from(JoinError::InviteInvalid))?;
+    let target = link.group.ok_or(DeviceError::from(JoinError::NodeLink))?;
     if let Some(local) = chat(cx, target).filter(|c| c.active) {
         return Ok((target, local.processed));
     }
@@ -833,7 +835,7 @@ async fn add(cx: &Cx, group: GroupId, member: AccountId) -> Result<u64> {
 
 async fn direct_chat(cx: &Cx, member: AccountId) -> Result<GroupId> {
     if member == cx.me()? {
-        return Err(DeviceError::ThatIsYou);
+        return Err(DirectChatError::ThatIsYou.into());
     }
     let Response::Chats(chats) = cx.call(Request::Chats).await? else {
         return Err(DeviceError::Unexpected("Chats"));
@@ -846,7 +848,7 @@ async fn direct_chat(cx: &Cx, member: AccountId) -> Result<GroupId> {
         // A direct chat this device opened earlier whose add did not complete: finish it.
         if !existing.members.iter().any(|m| m.account == member) {
             if chat(cx, group).is_none() {
-                return Err(DeviceError::DmElsewhere);
+                return Err(DirectChatError::OpenedElsewhere.into());
             }
             add(cx, group, member).await?;
         }
@@ -910,9 +912,10 @@ async fn leave(cx: &Cx, group: GroupId) -> Result<u64> {
 
 async fn register(cx: &Cx, name: &str, invite: Option<InviteToken>, node_url: Option<String>) -> Result<()> {
     if cx.model(|m| m.device.is_some()) {
-        return Err(DeviceError::HasAccount);
+        return Err(RegisterError::HasAccount.into());
     }
-    let name = veche_protocol::validate::display_name(name).map_err(|e| DeviceError::BadName(e.to_string()))?;
+    let name = veche_protocol::validate::display_name(name)
+        .map_err(|e| DeviceError::from(RegisterError::BadName(e.to_string())))?;
     let hello = {
         let core = cx.core();
         core.hello.clone().filter(|_| core.online).ok_or(DeviceError::Offline)?
@@ -1028,7 +1031,7 @@ pub(crate) async fn command(cx: &Cx, command: Command) -> Result<Outcome> {
             register(cx, &name, invite, node_url).await.map(|()| Outcome::Done)
         }
         Command::Preview { link } => {
-            let link = InviteLink::parse(&link).map_err(|_| DeviceError::InviteInvalid)?;
+            let link = InviteLink::parse(&link).map_err(|_| DeviceError::from(JoinError::InviteInvalid))?;
             let token = InviteToken { invite: link.invite, secret: link.secret };
             match cx.call(Request::InvitePreview { token }).await? {
                 Response::InvitePreview(preview) => Ok(Outcome::Preview(preview)),

@@ -64,5 +64,8 @@ fn a_half_made_direct_chat_is_completed() {
         "found again"
     );
     let me = sim.members[alice].account();
-    assert_eq!(sim.command(alice, Command::DirectChat { member: me }), Err(DeviceError::ThatIsYou));
+    assert_eq!(
+        sim.command(alice, Command::DirectChat { member: me }),
+        Err(DeviceError::DirectChat(veche_device::DirectChatError::ThatIsYou))
+    );
 }

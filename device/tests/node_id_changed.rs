@@ -4,7 +4,7 @@
 mod support;
 
 use support::sim::Sim;
-use veche_device::{DeviceError, DeviceEvent};
+use veche_device::{DeviceError, DeviceEvent, SignInError};
 use veche_protocol::wire::Request;
 
 #[test]
@@ -17,7 +17,7 @@ fn another_node_at_the_same_address_is_refused() {
     sim.connect(alice);
     assert!(sim.members[alice].events.iter().any(|e| matches!(
         e,
-        DeviceEvent::SignInFailed(DeviceError::NodeChanged { known, now }) if known == "node-1" && now == "node-2"
+        DeviceEvent::SignInFailed(DeviceError::SignIn(SignInError::NodeChanged { known, now })) if known == "node-1" && now == "node-2"
     )));
     assert!(
         !sim.members[alice].trace[before..]
