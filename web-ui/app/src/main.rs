@@ -3,6 +3,7 @@
 mod components;
 mod device;
 mod i18n;
+mod media;
 mod notify;
 mod route;
 mod state;
@@ -23,8 +24,8 @@ fn main() {
     i18n::save_lang(lang);
     let app = state::AppState::new(lang, route::current());
     route::listen(app.route);
-    device::whiteboard::listen(app);
-    device::tiles::listen();
+    media::whiteboard::listen(app);
+    media::tiles::listen();
     let (handle, runner) = device::create(app);
     views::set_globals(app, i18n::I18n { lang: app.lang });
     notify::listen(app, handle.clone());

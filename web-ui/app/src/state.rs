@@ -149,11 +149,11 @@ pub struct AppState {
     /// A 1:1 call ringing this account.
     pub ringing: RwSignal<Option<Ringing>>,
     /// The whiteboard of the call this page is in.
-    pub whiteboard: RwSignal<crate::device::whiteboard::Whiteboard>,
+    pub whiteboard: RwSignal<crate::media::whiteboard::Whiteboard>,
     /// The chat whose call the member is about to join: its pre-join view is open.
     pub prejoin: RwSignal<Option<GroupId>>,
     /// The camera, microphone and speaker to join calls with.
-    pub media: RwSignal<crate::device::call::MediaChoice>,
+    pub media: RwSignal<crate::media::call::MediaChoice>,
     /// The SHA-256 of the node's TLS trust anchor (its own CA), as the node's `/healthz` told it:
     /// `None` until it has answered, `Some(None)` when the node has none (`--tls off`, ACME).
     /// Links this page makes carry it (`f=`); Settings shows it.
@@ -189,7 +189,7 @@ impl AppState {
             ringing: RwSignal::new(None),
             whiteboard: RwSignal::new(Default::default()),
             prejoin: RwSignal::new(None),
-            media: RwSignal::new(crate::device::call::MediaChoice::remembered()),
+            media: RwSignal::new(crate::media::call::MediaChoice::remembered()),
             tls_fingerprint: RwSignal::new(None),
         }
     }

@@ -1,10 +1,10 @@
 //! The core's events, told to the member: the views' signals, toasts, notifications. Nothing
-//! here waits: what must (call events, the meetings list) is left for the driver ([`Later`]).
+//! here waits: what must (call events, for `crate::media::signaling`, and the meetings list) is
+//! left for the driver ([`Later`]).
 
 use leptos::prelude::*;
 use veche_device::{CommandId, DeviceError, DeviceEvent, Outcome};
-use veche_protocol::call::{CallUpdate, RingEnd};
-use veche_protocol::wire::{Event, Response};
+use veche_protocol::wire::Response;
 
 use super::{Device, Later, Waiter, api_message};
 use crate::state::{ConnState, Me};
@@ -106,49 +106,6 @@ impl Device {
                     Err(e) => Err(api_message(e)),
                 });
             }
-        }
-    }
-
-    /// A call event for this page's media layer, in the order the node sent them.
-    pub(super) async fn call_event(&mut self, event: Event) {
-        match event {
-            Event::CallOffer { group, sdp } => {
-                if let Err(e) = self.call_offer(group, sdp).await {
-                    self.ui.toast(e, true);
-                }
-            }
-            Event::Call { group, update } => {
-                // What became of a 1:1 call this device started.
-                let told = match &update {
-                    CallUpdate::Declined => Some("call-declined"),
-                    CallUpdate::Busy => Some("call-busy"),
-                    CallUpdate::NoAnswer => Some("call-no-answer"),
-                    _ => None,
-                };
-                if let Some(id) = told {
-                    self.ui.toast(format!("@{id}"), false);
-                }
-                self.call_update(group, update)
-            }
-            Event::CallRing { group, from, name } => {
-                self.ui.names.update(|n| {
-                    n.insert(from, name.clone());
-                });
-                self.ui.ringing.set(Some(crate::state::Ringing { group, from, name: name.clone() }));
-                crate::notify::on_ring(self.ui, group, &name);
-            }
-            Event::CallRingEnded { group, reason } => {
-                let ringing = self.ui.ringing.get_untracked().filter(|r| r.group == group);
-                if let Some(r) = ringing {
-                    self.ui.ringing.set(None);
-                    let missed = matches!(reason, RingEnd::Missed | RingEnd::Cancelled);
-                    crate::notify::on_ring_end(self.ui, group, &r.name, missed);
-                    if missed {
-                        self.ui.toast(format!("@call-missed|{}", r.name), false);
-                    }
-                }
-            }
-            _ => {}
         }
     }
 }

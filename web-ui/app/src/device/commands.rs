@@ -1,12 +1,14 @@
 //! The views' commands: most are the core's [`Command`]s, answered when the core is done with
-//! them; invite links, meetings, calls and recovery files are the driver's own.
+//! them; invite links, meetings and recovery files are the driver's own; calls go to
+//! [`crate::media::signaling`].
 
 use veche_device::Command;
 use veche_protocol::content::Body;
 use veche_protocol::link::InviteLink;
 use veche_protocol::wire::{InviteToken, Request, Response};
 
-use super::{Cmd, Device, Waiter, api_message, call, node_fingerprint, page_origin};
+use super::{Cmd, Device, Waiter, api_message, node_fingerprint, page_origin};
+use crate::media::signaling;
 
 impl Device {
     pub(super) async fn handle(&mut self, cmd: Cmd) {
@@ -91,15 +93,12 @@ impl Device {
             }
             Cmd::KeepHistory { group, keep } => self.command(Command::KeepHistory { group, keep }, Waiter::Toast),
             Cmd::JoinCall { group, offer, reply } => {
-                let result = self.join_call(group, offer).await;
-                if result.is_err() {
-                    call::call_stop();
-                }
+                let result = signaling::join(self, group, offer).await;
                 let _ = reply.send(result);
             }
-            Cmd::LeaveCall => self.leave_call().await,
+            Cmd::LeaveCall => signaling::leave(self).await,
             Cmd::EndCall { reply } => {
-                let result = self.end_call().await;
+                let result = signaling::end(self).await;
                 let _ = reply.send(result);
             }
             Cmd::Call { request, reply } => self.command(Command::Request(request), Waiter::Response(reply)),
@@ -126,15 +125,5 @@ impl Device {
         if !text.is_empty() {
             self.command(Command::Send { group, body: Body::Text { text } }, Waiter::Toast);
         }
-    }
-
-    /// A message (a call record, a whiteboard) into the chat's outbox, for the call glue.
-    pub(super) async fn queue_message(
-        &mut self,
-        group: veche_protocol::ids::GroupId,
-        message: veche_protocol::content::AppMessage,
-    ) -> Result<(), String> {
-        self.command(Command::Send { group, body: message.body }, Waiter::Toast);
-        Ok(())
     }
 }

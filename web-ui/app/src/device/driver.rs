@@ -8,10 +8,13 @@ use futures::future::{self, Fuse, FusedFuture};
 use futures::{FutureExt, StreamExt, select};
 use leptos::prelude::*;
 use veche_device::{Action, Command, DeviceError, Outcome, PersistId, RequestId};
+use veche_protocol::content::AppMessage;
+use veche_protocol::ids::{ChatKind, GroupId};
 use veche_protocol::wire::{Request, Response};
 
 use super::conn::{self, CALL_TIMEOUT_MS, Conn, Incoming};
-use super::{Cmd, Device, Later, Opening, Waiter, now_ms, sleep_ms, store};
+use super::{Cmd, Device, Later, Opening, Waiter, api_message, now_ms, sleep_ms, store};
+use crate::media::signaling::{self, Calls};
 use crate::state::{AppState, ConnState, Me, Phase};
 
 const BACKOFF_MAX_MS: u32 = 15_000;
@@ -58,7 +61,7 @@ pub(super) async fn run(ui: AppState, cmds: mpsc::Receiver<Cmd>) {
         waiters: Default::default(),
         done: Default::default(),
         later: Default::default(),
-        unwritten_calls: Vec::new(),
+        calls: Default::default(),
     };
     let record = device.core.model().device.clone();
     if let Some(record) = record {
@@ -81,8 +84,8 @@ pub(super) async fn run(ui: AppState, cmds: mpsc::Receiver<Cmd>) {
             device.do_later(later).await;
             continue;
         }
-        if !device.unwritten_calls.is_empty() {
-            device.write_call_records().await;
+        if device.calls.has_unwritten() {
+            signaling::write_records(&mut device);
             continue;
         }
         match device.step(true).await {
@@ -268,7 +271,7 @@ impl Device {
 
     /// The connection is gone (closed, refused, or silent): the core hears of it.
     pub(super) fn disconnected(&mut self) {
-        self.call_lost();
+        signaling::lost(self);
         self.conn = None;
         self.deadlines.clear();
         self.generation = self.generation.wrapping_add(1);
@@ -278,8 +281,31 @@ impl Device {
 
     async fn do_later(&mut self, later: Later) {
         match later {
-            Later::Call(event) => self.call_event(event).await,
+            Later::Call(event) => signaling::event(self, event).await,
             Later::RefreshMeetings => self.refresh_meetings().await,
         }
+    }
+}
+
+/// All the call glue may use of the device task (`crate::media::signaling`).
+impl signaling::Driver for Device {
+    fn ui(&self) -> AppState {
+        self.ui
+    }
+
+    fn calls(&mut self) -> &mut Calls {
+        &mut self.calls
+    }
+
+    fn is_direct(&self, group: GroupId) -> bool {
+        self.core.model().chats.get(&group).is_some_and(|c| c.kind == ChatKind::Direct)
+    }
+
+    async fn request(&mut self, request: Request) -> Result<Response, String> {
+        self.call(request).await.map_err(api_message)
+    }
+
+    fn queue_message(&mut self, group: GroupId, message: AppMessage) {
+        self.command(Command::Send { group, body: message.body }, Waiter::Toast);
     }
 }

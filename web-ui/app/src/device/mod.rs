@@ -6,11 +6,12 @@
 //! timers) and hands it what happens (answers, events, the member's commands). The [`bridge`]
 //! turns the core's `DeviceEvent`s into the views' signals ([`publish`] copies a chat's state).
 //! Views send [`Cmd`]s through a [`DeviceHandle`] and get answers on oneshot channels. What is
-//! not a device rule stays here: invite links and meetings ([`meetings`]), recovery files
-//! ([`recovery`]), and the call and whiteboard glue (`call`, `whiteboard`, `tiles`).
+//! not a device rule stays here: invite links and meetings ([`meetings`]) and recovery files
+//! ([`recovery`]). Calls and the whiteboard are [`crate::media`]'s: the driver hands it the
+//! views' call commands and the core's call events, and serves it requests through
+//! [`crate::media::signaling::Driver`].
 
 mod bridge;
-pub mod call;
 mod commands;
 pub mod conn;
 mod driver;
@@ -18,8 +19,6 @@ mod meetings;
 mod publish;
 mod recovery;
 mod store;
-pub mod tiles;
-pub mod whiteboard;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -27,7 +26,6 @@ use futures::channel::{mpsc, oneshot};
 use futures::future::{Fuse, LocalBoxFuture};
 use leptos::prelude::*;
 use veche_device::{CommandId, DeviceError, Outcome};
-use veche_protocol::content::CallRecord;
 use veche_protocol::ids::{AccountId, GroupId, InviteId, Retention, Role};
 use veche_protocol::wire::{InviteInfo, InvitePreview, Request, Response};
 use wasm_bindgen::prelude::*;
@@ -166,7 +164,7 @@ pub enum Cmd {
         keep: bool,
     },
     Reconnect,
-    /// Joins a chat's call with the page's SDP offer (`call::start_media`).
+    /// Joins a chat's call with the page's SDP offer (`media::call::start_media`).
     JoinCall {
         group: GroupId,
         offer: String,
@@ -259,7 +257,7 @@ enum Waiter {
 
 /// Work for the driver after the core's events, done outside the event (it may wait for the node).
 enum Later {
-    /// A call event for the media layer, in order.
+    /// A call event for the media layer ([`crate::media::signaling::event`]), in order.
     Call(veche_protocol::wire::Event),
     RefreshMeetings,
 }
@@ -287,6 +285,6 @@ struct Device {
     /// Results of the commands the driver waits for.
     done: HashMap<CommandId, Result<Outcome, DeviceError>>,
     later: VecDeque<Later>,
-    /// What became of 1:1 calls this device rang, still to be written in their chats.
-    unwritten_calls: Vec<(GroupId, CallRecord)>,
+    /// The call glue's state ([`crate::media::signaling`]).
+    calls: crate::media::signaling::Calls,
 }

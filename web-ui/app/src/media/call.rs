@@ -1,22 +1,17 @@
-//! Calls: the device's side of call signaling (spec/calls.md) and the bindings of the browser's
-//! WebRTC glue (`js/call.js`): the pre-join preview, the devices to choose from, the peer
-//! connection and its statistics. Joining runs in the device task, so the node's first offer,
-//! which arrives right after the join's answer, always finds the peer connection stable.
+//! Calls in the page: the bindings of the browser's WebRTC glue (`js/call.js`): the pre-join
+//! preview, the devices to choose from, the peer connection and its statistics, the screen
+//! share, and joining from a view. The device task's side of signaling is [`super::signaling`].
 
 use leptos::prelude::*;
-use veche_protocol::call::{CallMedia, CallUpdate};
-use veche_protocol::content::{AppMessage, CallRecord};
+use veche_protocol::call::CallMedia;
 use veche_protocol::ids::GroupId;
-use veche_protocol::wire::{Request, Response};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use veche_protocol::incall::ToNode;
-use veche_ui_core::call::Effect;
 
-use super::whiteboard::Whiteboard;
-use super::{Device, api_message};
-use crate::state::{AppState, CallLobby, CallState};
+use crate::device::{Cmd, DeviceHandle};
+use crate::state::AppState;
 
 #[wasm_bindgen(module = "/js/call.js")]
 extern "C" {
@@ -44,17 +39,17 @@ extern "C" {
     #[wasm_bindgen(js_name = callLayout)]
     pub fn call_layout(ids: &str);
     #[wasm_bindgen(js_name = callSetAnswer)]
-    fn js_call_set_answer(sdp: &str) -> js_sys::Promise;
+    pub(super) fn js_call_set_answer(sdp: &str) -> js_sys::Promise;
     #[wasm_bindgen(js_name = callAnswerOffer)]
-    fn js_call_answer_offer(sdp: &str) -> js_sys::Promise;
+    pub(super) fn js_call_answer_offer(sdp: &str) -> js_sys::Promise;
     #[wasm_bindgen(js_name = callStop)]
     pub fn call_stop();
     #[wasm_bindgen(js_name = callMount)]
     pub fn call_mount(element: &web_sys::Element, screens: &web_sys::Element, reactions: &web_sys::Element);
     #[wasm_bindgen(js_name = callLabel)]
-    fn js_call_label(participant: u32, name: &str, own: bool);
+    pub(super) fn js_call_label(participant: u32, name: &str, own: bool);
     #[wasm_bindgen(js_name = callForget)]
-    fn js_call_forget(participant: u32);
+    pub(super) fn js_call_forget(participant: u32);
     #[wasm_bindgen(js_name = callSetEnabled)]
     fn js_call_set_enabled(kind: &str, on: bool) -> js_sys::Promise;
     #[wasm_bindgen(js_name = callHas)]
@@ -62,7 +57,7 @@ extern "C" {
     #[wasm_bindgen(js_name = callEnabled)]
     pub fn call_enabled(kind: &str) -> bool;
     #[wasm_bindgen(js_name = callSpeaking)]
-    fn js_call_speaking(participant: u32, own: bool);
+    pub(super) fn js_call_speaking(participant: u32, own: bool);
     #[wasm_bindgen(js_name = callSignal)]
     fn js_call_signal(text: &str) -> bool;
     #[wasm_bindgen(js_name = callScreenSupported)]
@@ -70,11 +65,11 @@ extern "C" {
     #[wasm_bindgen(js_name = callShareScreen)]
     fn js_call_share_screen() -> js_sys::Promise;
     #[wasm_bindgen(js_name = callStopScreen)]
-    fn js_call_stop_screen();
+    pub(super) fn js_call_stop_screen();
     #[wasm_bindgen(js_name = callOnScreenEnded)]
     fn js_call_on_screen_ended(handler: &js_sys::Function);
     #[wasm_bindgen(js_name = callDropScreen)]
-    fn js_call_drop_screen(participant: u32);
+    pub(super) fn js_call_drop_screen(participant: u32);
 }
 
 /// Sends a message on the call's data channel; false if it is not open.
@@ -130,7 +125,7 @@ pub fn on_screen_ended(app: AppState) {
 }
 
 /// What this device sends (from its local tracks).
-fn local_media() -> Vec<CallMedia> {
+pub(super) fn local_media() -> Vec<CallMedia> {
     let mut media = Vec::new();
     if call_has("audio") {
         media.push(CallMedia::Audio);
@@ -141,7 +136,7 @@ fn local_media() -> Vec<CallMedia> {
     media
 }
 
-fn js_error(e: JsValue) -> String {
+pub(super) fn js_error(e: JsValue) -> String {
     let text = e.as_string().or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok()?.as_string());
     format!("@err-call-media|{}", text.unwrap_or_else(|| "?".into()))
 }
@@ -205,9 +200,9 @@ pub async fn start_media(choice: &MediaChoice) -> Result<String, String> {
 /// Joins the chat's call from this page: the camera and microphone as chosen, the peer
 /// connection, and the join with its offer. On failure the media is released again; the error
 /// is for the member (a message id).
-pub async fn join_call(handle: &super::DeviceHandle, group: GroupId, choice: &MediaChoice) -> Result<(), String> {
+pub async fn join_call(handle: &DeviceHandle, group: GroupId, choice: &MediaChoice) -> Result<(), String> {
     let result = match start_media(choice).await {
-        Ok(offer) => handle.ask(|reply| super::Cmd::JoinCall { group, offer, reply }).await,
+        Ok(offer) => handle.ask(|reply| Cmd::JoinCall { group, offer, reply }).await,
         Err(e) => Err(e),
     };
     if result.is_err() {
@@ -320,178 +315,4 @@ pub async fn stats() -> Option<Stats> {
         },
         sending_video: field(&got, "sendingVideo").is_truthy(),
     })
-}
-
-impl Device {
-    /// Joins the chat's call with the offer of the page's peer connection: either in it at once,
-    /// or waiting in its lobby (then, let in, the view joins again with a fresh offer).
-    pub(super) async fn join_call(&mut self, group: GroupId, offer: String) -> Result<(), String> {
-        let rejoin = match self.ui.call.with_untracked(|c| c.as_ref().map(|c| (c.group, c.lobby))) {
-            None => false,
-            Some((g, Some(CallLobby::Admitted))) if g == group => true,
-            Some(_) => return Err("@err-call-already".into()),
-        };
-        let response = match self.call(Request::CallJoin { group, offer }).await {
-            Ok(response) => response,
-            Err(e) => {
-                if rejoin {
-                    self.ui.call.set(None);
-                }
-                return Err(api_message(e));
-            }
-        };
-        let joined = match response {
-            Response::CallJoined(joined) => joined,
-            Response::CallWaiting { participant } => {
-                let mut call = CallState::new(group, participant);
-                call.lobby = Some(CallLobby::Waiting);
-                self.ui.call.set(Some(call));
-                return Ok(());
-            }
-            other => {
-                if rejoin {
-                    self.ui.call.set(None);
-                }
-                return Err(format!("@err-refused|{other:?}"));
-            }
-        };
-        if let Err(e) = JsFuture::from(js_call_set_answer(&joined.answer)).await {
-            if rejoin {
-                self.ui.call.set(None);
-            }
-            let _ = self.call(Request::CallLeave { group }).await;
-            return Err(js_error(e));
-        }
-        for p in &joined.participants {
-            js_call_label(p.participant, &p.display_name, p.participant == joined.participant);
-        }
-        let mut call = CallState::new(group, joined.participant);
-        // Alone in a direct chat's call: the node rings the other member.
-        let direct =
-            self.core.model().chats.get(&group).is_some_and(|c| c.kind == veche_protocol::ids::ChatKind::Direct);
-        call.ringing_out = direct && joined.participants.iter().all(|p| p.participant == joined.participant);
-        for p in &joined.participants {
-            call.note_standing(p);
-        }
-        call.participants = joined.participants.into_iter().map(|p| (p.participant, p)).collect();
-        call.tracks = joined.tracks.into_iter().map(|t| (t.track, t)).collect();
-        call.mode = joined.mode;
-        call.locked = joined.locked;
-        if !call.may_present() {
-            // A webinar viewer: what it sends is not forwarded (the node says so too).
-            call.refused = local_media();
-        }
-        // The node sends the board when the data channel opens.
-        self.ui.whiteboard.set(Whiteboard::default());
-        self.ui.call.set(Some(call));
-        Ok(())
-    }
-
-    /// Leaves the call (the node is told when it can be). The last one out saves the
-    /// whiteboard in the call's chat.
-    pub(super) async fn leave_call(&mut self) {
-        let Some(call) = self.ui.call.get_untracked() else { return };
-        let last = call.lobby.is_none() && call.participants.keys().all(|p| *p == call.me);
-        let board = if last { self.ui.whiteboard.with_untracked(|w| w.message()) } else { None };
-        call_stop();
-        self.call_over();
-        if let Some(board) = board {
-            self.save_board(call.group, board).await;
-        }
-        let _ = self.call(Request::CallLeave { group: call.group }).await;
-        self.write_call_records().await;
-    }
-
-    /// Ends the call for everyone (the organizer and moderators), after saving its whiteboard in
-    /// the call's chat.
-    pub(super) async fn end_call(&mut self) -> Result<(), String> {
-        let Some(group) = self.ui.call.with_untracked(|c| c.as_ref().map(|c| c.group)) else { return Ok(()) };
-        if let Some(board) = self.ui.whiteboard.with_untracked(|w| w.message()) {
-            self.save_board(group, board).await;
-        }
-        self.call(Request::CallEnd { group }).await.map(|_| ()).map_err(api_message)
-    }
-
-    /// Posts the whiteboard into the chat (end-to-end encrypted, through the outbox).
-    async fn save_board(&mut self, group: GroupId, board: AppMessage) {
-        if let Err(e) = self.queue_message(group, board).await {
-            self.ui.toast(e, true);
-        }
-    }
-
-    /// The connection to the node closed: the node has ended this device's part in the call.
-    pub(super) fn call_lost(&mut self) {
-        if self.ui.call.with_untracked(|c| c.is_some()) {
-            call_stop();
-            self.call_over();
-            self.ui.toast("@call-dropped".into(), true);
-        }
-    }
-
-    /// This device is out of its call: a call it rang that nobody answered is a missed call.
-    fn call_over(&mut self) {
-        if let Some(call) = self.ui.call.get_untracked()
-            && call.ringing_out
-        {
-            self.unwritten_calls.push((call.group, CallRecord::Missed));
-        }
-        self.ui.call.set(None);
-        self.ui.whiteboard.set(Whiteboard::default());
-    }
-
-    /// Posts the call records waiting to be written into their direct chats (end-to-end
-    /// encrypted, through the outbox like any message).
-    pub(super) async fn write_call_records(&mut self) {
-        for (group, record) in std::mem::take(&mut self.unwritten_calls) {
-            if let Err(e) = self.queue_message(group, AppMessage::call(record, super::now_ms())).await {
-                self.ui.toast(e, true);
-            }
-        }
-    }
-
-    /// The node's new offer: answered at once.
-    pub(super) async fn call_offer(&mut self, group: GroupId, sdp: String) -> Result<(), String> {
-        if !self.ui.call.with_untracked(|c| c.as_ref().is_some_and(|c| c.group == group)) {
-            return Ok(());
-        }
-        let answer = JsFuture::from(js_call_answer_offer(&sdp)).await.map_err(js_error)?;
-        let answer = answer.as_string().ok_or_else(|| "@err-call-media|no answer".to_string())?;
-        self.call(Request::CallAnswer { group, answer }).await.map_err(api_message)?;
-        Ok(())
-    }
-
-    /// One of the node's updates to the call this page is in: the call's state changes as
-    /// `veche_ui_core::call::apply` says (the views are told if it did), then the page does
-    /// what goes with it.
-    pub(super) fn call_update(&mut self, group: GroupId, update: CallUpdate) {
-        let mut effects = Vec::new();
-        self.ui.call.maybe_update(|c| {
-            let Some(c) = c.as_mut().filter(|c| c.group == group) else { return false };
-            let before = c.clone();
-            effects = veche_ui_core::call::apply(c, update, local_media);
-            *c != before
-        });
-        for effect in effects {
-            match effect {
-                Effect::Label { participant, name, own } => js_call_label(participant, &name, own),
-                Effect::Forget(participant) => js_call_forget(participant),
-                Effect::DropScreen(participant) => js_call_drop_screen(participant),
-                Effect::Speaking { participant, own } => js_call_speaking(participant, own),
-                Effect::MicOff => call_set_enabled("audio", false),
-                Effect::CameraOff => call_set_enabled("video", false),
-                Effect::StopSharing { tell_node } => {
-                    js_call_stop_screen();
-                    if tell_node {
-                        tell_sending(CallMedia::Screen, false);
-                    }
-                }
-                Effect::Record(record) => self.unwritten_calls.push((group, record)),
-                Effect::Over => {
-                    call_stop();
-                    self.call_over();
-                }
-                Effect::Toast(id) => self.ui.toast(id.into(), false),
-            }
-        }
-    }
 }

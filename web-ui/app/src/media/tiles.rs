@@ -72,7 +72,7 @@ fn report(track: u32, height: u32) {
     if let Some(delay) = delay {
         wasm_bindgen_futures::spawn_local(async move {
             if delay > 0 {
-                super::sleep_ms(delay).await;
+                crate::device::sleep_ms(delay).await;
             }
             send();
         });

@@ -47,7 +47,7 @@ impl Whiteboard {
         if items.is_empty() {
             return None;
         }
-        AppMessage::whiteboard(items, super::now_ms()).ok()
+        AppMessage::whiteboard(items, crate::device::now_ms()).ok()
     }
 
     fn confirm(&mut self, me: ParticipantId, by: ParticipantId, item: &Item) {
@@ -140,7 +140,7 @@ fn send(app: AppState, message: &ToNode) -> bool {
 pub fn draw(app: AppState, color: u32, width: u16, shape: Shape) {
     let Some(item) = app.whiteboard.try_update(|w| {
         if w.next_id == 0 {
-            w.next_id = super::now_ms();
+            w.next_id = crate::device::now_ms();
         }
         let item = Item { id: w.next_id, color, width, shape };
         w.next_id += 1;
@@ -160,7 +160,7 @@ pub fn draw(app: AppState, color: u32, width: u16, shape: Shape) {
     }
     // The node answers at once; without an answer (dropped), it is not on the board.
     wasm_bindgen_futures::spawn_local(async move {
-        super::sleep_ms(PENDING_MS).await;
+        crate::device::sleep_ms(PENDING_MS).await;
         if app.whiteboard.with_untracked(|w| w.pending.iter().any(|p| p.id == id)) {
             app.whiteboard.update(|w| w.pending.retain(|p| p.id != id));
         }

@@ -17,13 +17,13 @@ use veche_ui_core::i18n::Arg;
 use veche_ui_core::quality::{self, Counts, Measures, Quality};
 
 use crate::components::{BTN_DANGER, BTN_GHOST};
-use crate::device::call::{
+use crate::device::{Cmd, DeviceHandle, sleep_ms};
+use crate::i18n::{I18n, use_i18n};
+use crate::media::call::{
     call_enabled, call_has, call_layout, call_mount, call_screen_supported, join_call, on_screen_ended, set_media,
     share_screen, stats, stop_screen, tell_sending,
 };
-use crate::device::whiteboard::react;
-use crate::device::{Cmd, DeviceHandle, sleep_ms};
-use crate::i18n::{I18n, use_i18n};
+use crate::media::whiteboard::react;
 use crate::state::{AppState, CallLobby};
 use crate::views::prejoin::PreJoin;
 use crate::views::whiteboard::WhiteboardPanel;

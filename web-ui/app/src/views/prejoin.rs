@@ -12,11 +12,11 @@ use veche_ui_core::i18n::Arg;
 
 use crate::components::{BTN_PRIMARY, BTN_SECONDARY};
 use crate::device::DeviceHandle;
-use crate::device::call::{
+use crate::i18n::use_i18n;
+use crate::media::call::{
     MediaDevice, Preview, call_preview_mount, call_preview_stop, call_sink_supported, call_webrtc_supported, devices,
     join_call, on_devices_changed, preview,
 };
-use crate::i18n::use_i18n;
 use crate::state::AppState;
 
 /// What the status line says of the preview: its `data-state` and message id (none when all is
@@ -157,7 +157,7 @@ pub fn PreJoin(group: GroupId) -> impl IntoView {
         if chosen.is_empty() { opened.with(|p| p.as_ref().map(|p| p.mic.clone()).unwrap_or_default()) } else { chosen }
     });
     let speaker = Signal::derive(move || app.media.with(|m| m.speaker.clone()));
-    let pick = move |what: fn(&mut crate::device::call::MediaChoice, String), reopening: bool| {
+    let pick = move |what: fn(&mut crate::media::call::MediaChoice, String), reopening: bool| {
         Callback::new(move |id: String| {
             app.media.update(|m| what(m, id));
             app.media.with_untracked(|m| m.remember());

@@ -6,9 +6,9 @@ use leptos::prelude::*;
 use veche_protocol::wire::Request;
 
 use crate::components::{BTN_DANGER, BTN_PRIMARY};
-use crate::device::call::{MediaChoice, call_preview_stop, join_call};
 use crate::device::{Cmd, DeviceHandle};
 use crate::i18n::{I18n, use_i18n};
+use crate::media::call::{MediaChoice, call_preview_stop, join_call};
 use crate::route::navigate;
 use crate::state::{AppState, Route};
 use veche_ui_core::i18n::Arg;

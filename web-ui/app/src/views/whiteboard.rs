@@ -2,7 +2,7 @@
 //! and colours), and a saved board in the chat's timeline, drawn as SVG built from its items.
 //!
 //! Board units (0..=10000 on both axes) are scaled to the canvas; what is drawn here shows at
-//! once and goes to the node (`device::whiteboard`), which sends everyone's drawing to everyone.
+//! once and goes to the node (`media::whiteboard`), which sends everyone's drawing to everyone.
 
 use std::collections::BTreeSet;
 use std::f64::consts::TAU;
@@ -15,8 +15,8 @@ use veche_ui_core::board::{Outline, StrokeBuilder, UNITS, WIDE_X, WIDE_Y, hit, t
 use wasm_bindgen::JsCast;
 
 use crate::components::BTN_SECONDARY;
-use crate::device::whiteboard::{clear, draw, erase};
 use crate::i18n::use_i18n;
+use crate::media::whiteboard::{clear, draw, erase};
 use crate::state::AppState;
 use crate::views::recovery::download;
 
