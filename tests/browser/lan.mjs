@@ -36,6 +36,11 @@ export class Lan {
       const host = this.host(n);
       const [inside, outside] = [`${this.prefix}h${n}`, `${this.prefix}s${n}`];
       ip("netns", "add", host);
+      // No IPv6 on the host: its link-local address would appear a second or two after the link
+      // comes up, and Chromium treats that as a network change (ERR_NETWORK_CHANGED), aborting
+      // whatever is in flight then, such as the service worker's install.
+      execFileSync("ip", ["netns", "exec", host, "sh", "-c",
+        "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"]);
       ip("link", "add", inside, "netns", host, "type", "veth", "peer", "name", outside, "netns", sw);
       ip("-n", sw, "link", "set", outside, "master", "br0");
       ip("-n", sw, "link", "set", outside, "up");
