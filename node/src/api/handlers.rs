@@ -114,6 +114,17 @@ fn ok(result: Result<(), ApiError>) -> Outcome {
     reply(result.map(|()| Response::Ok))
 }
 
+/// Whether this connection may make `request`: a guest's may take part in its meeting only
+/// (`meetings::guest_may`). Every request a signed-in connection makes passes here, one by one
+/// (`handle`) or as a batch of `Send`s (`handle_sends`).
+fn guest_may(conn: &Conn, request: &Request) -> Result<(), ApiError> {
+    let Some(group) = conn.guest else { return Ok(()) };
+    service::meetings::guest_may(request, group, || match request {
+        Request::JoinGroupInfo { token } | Request::Join { token, .. } => invites::group_of(&conn.node, token),
+        _ => None,
+    })
+}
+
 /// Handles consecutive `Send`s of one connection to one chat, in order: one write transaction
 /// here, or one request to the chat's home node. One result per message.
 pub async fn handle_sends(conn: &mut Conn, group: GroupId, messages: Vec<Vec<u8>>) -> Vec<Result<Response, ApiError>> {
@@ -121,6 +132,10 @@ pub async fn handle_sends(conn: &mut Conn, group: GroupId, messages: Vec<Vec<u8>
         let refused = ApiError::new(ErrorCode::Unauthenticated, "sign in first");
         return vec![Err(refused); messages.len()];
     };
+    // The same check as for a single request: a guest sends to its meeting's chat only.
+    if let Err(refused) = guest_may(conn, &Request::Send { group, message: Vec::new() }) {
+        return vec![Err(refused); messages.len()];
+    }
     let stored = match replica::route_sends(&conn.node, session, group, messages).await {
         Ok(results) => results,
         Err(here) => delivery::send_many(&conn.node, session, group, here).await,
@@ -244,12 +259,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
         }
         (_, Some(session)) => session,
     };
-    if let Some(group) = conn.guest
-        && let Err(e) = service::meetings::guest_may(&request, group, || match &request {
-            Request::JoinGroupInfo { token } | Request::Join { token, .. } => invites::group_of(&node, token),
-            _ => None,
-        })
-    {
+    if let Err(e) = guest_may(conn, &request) {
         return reply(Err(e));
     }
     // Chats homed on another node are served there.
