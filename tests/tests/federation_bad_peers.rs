@@ -3,8 +3,8 @@
 //! Not linked, it is refused; malformed and oversized frames are dropped; a flood is rate
 //! limited; the node keeps serving its members. Once an admin links it, it still cannot act for
 //! the node's own accounts or unknown ones, nor pull chats it has no members in. As the home of a
-//! chat, it serves pages that are not consecutive (refused: nothing applied) and pages that repeat
-//! sequence numbers (each entry applied exactly once).
+//! chat, it serves pages that are not consecutive or start at seq 0 (refused: nothing applied)
+//! and pages that repeat sequence numbers (each entry applied exactly once).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -377,6 +377,23 @@ async fn a_rogue_peer_cannot_harm_a_node() -> anyhow::Result<()> {
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(read_chat(&mut member, group).await?, None, "a page with a gap was applied");
+
+    // A page whose first entry has seq 0 is refused with a warning naming the rogue (it used to
+    // panic the node's writer thread, after which nothing could be stored).
+    let pulls = || rogue.heard.lock().unwrap().iter().filter(|r| matches!(r, FedRequest::Pull { .. })).count();
+    let before = pulls();
+    rogue.script.lock().unwrap().push_back(page(1, me, &[0, 1]));
+    rogue.ask(FedRequest::Notify { group, head: 1 }).await.map_err(anyhow::Error::msg)?;
+    wait_until("the node's pull", || async { Ok(pulls() > before) }).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(read_chat(&mut member, group).await?, None, "a page from seq 0 was applied");
+    let rogue_id = rogue.peer_id.to_string();
+    assert!(
+        node.log()
+            .lines()
+            .any(|l| l.contains("refused a page pulled") && l.contains("sequence number 0") && l.contains(&rogue_id)),
+        "no warning naming the rogue home"
+    );
 
     // A consecutive page is applied; then pages that repeat sequence numbers add each entry once.
     rogue.script.lock().unwrap().push_back(page(2, me, &[1, 2]));

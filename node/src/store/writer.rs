@@ -6,13 +6,16 @@
 //! fails every job in the batch gets an internal error and no event is published.
 //!
 //! A job must validate before it writes: a job that returns an error after writing (it called
-//! [`TxnCtx::write`]) poisons the batch, which is then aborted as a whole.
+//! [`TxnCtx::write`]) poisons the batch, which is then aborted as a whole. A job that panics counts
+//! as one that failed (its caller gets an internal error), and the thread goes on serving later
+//! batches: a bug in one job never stops every write on the node.
 //!
 //! Shutdown: when every [`Writer`] handle is dropped the channel closes, the thread finishes the
 //! batch in hand and exits.
 
 use crate::hub::{Hub, Recipients};
 use redb::{Database, WriteTransaction};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use veche_protocol::wire::{ApiError, ErrorCode, Event};
@@ -89,7 +92,11 @@ impl Writer {
     {
         let (reply_tx, reply_rx) = oneshot::channel();
         let job = Job(Box::new(move |ctx: &mut TxnCtx<'_>| {
-            let result = f(ctx);
+            // A panic is this job's failure (poisoning the batch if it had started writing).
+            let result = catch_unwind(AssertUnwindSafe(|| f(ctx))).unwrap_or_else(|panic| {
+                tracing::error!(reason = panic_text(&panic), "a write job panicked");
+                Err(ApiError::new(ErrorCode::Internal, "the node failed to store this; retry"))
+            });
             let status = JobStatus { failed: result.is_err(), wrote: ctx.wrote };
             let completion: Completion = Box::new(move |committed| {
                 let _ = reply_tx.send(committed.and(result));
@@ -105,6 +112,11 @@ fn shutting_down() -> ApiError {
     ApiError::new(ErrorCode::Internal, "the node could not store this (shutting down or database unavailable); retry")
 }
 
+/// What a panic said, for the log.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
+}
+
 fn run(db: Arc<Database>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -115,7 +127,12 @@ fn run(db: Arc<Database>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&db, &hub, &mut batch);
+        // Jobs catch their own panics; this catches the rest (the transaction is dropped, which
+        // aborts it, and the dropped replies answer their callers with an internal error).
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run_batch(&db, &hub, &mut batch))) {
+            tracing::error!(reason = panic_text(&panic), "the writer panicked in a batch; its jobs failed");
+            batch.clear();
+        }
     }
     tracing::debug!("writer stopped");
 }
@@ -169,5 +186,57 @@ fn run_batch(db: &Database, hub: &Hub, batch: &mut Vec<Job>) {
         for group in touched {
             hub.chat_changed(group);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::tables::COUNTERS;
+    use redb::ReadableTable;
+
+    fn writer(dir: &std::path::Path) -> (Store, Writer) {
+        let store = Store::open(&dir.join("veche.redb")).unwrap();
+        let writer = Writer::spawn(store.database().clone(), Arc::new(Hub::default())).unwrap();
+        (store, writer)
+    }
+
+    fn count(ctx: &mut TxnCtx<'_>, name: &'static str) -> Result<(), ApiError> {
+        let internal = |e: redb::Error| ApiError::new(ErrorCode::Internal, e.to_string());
+        let mut counters = ctx.write().open_table(COUNTERS).map_err(|e| internal(e.into()))?;
+        let value = counters.get(name).map_err(|e| internal(e.into()))?.map(|g| g.value()).unwrap_or(0);
+        counters.insert(name, value + 1).map_err(|e| internal(e.into()))?;
+        Ok(())
+    }
+
+    fn counter(store: &Store, name: &str) -> u64 {
+        let txn = store.read().unwrap();
+        let counters = txn.open_table(COUNTERS).unwrap();
+        counters.get(name).unwrap().map(|g| g.value()).unwrap_or(0)
+    }
+
+    /// A job that panics (before or after writing) fails alone or with its batch; the writer
+    /// goes on and commits the next batch.
+    #[tokio::test]
+    async fn writer_survives_a_panicking_job() {
+        let dir = std::env::temp_dir().join(format!("veche-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (store, writer) = writer(&dir);
+        let e = writer.run(|_ctx| -> Result<(), ApiError> { panic!("a bug before writing") }).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert!(!e.message.contains("shutting down"), "the writer is not shutting down: {}", e.message);
+        let e = writer
+            .run(|ctx| -> Result<(), ApiError> {
+                count(ctx, "test_panicked")?;
+                panic!("a bug after writing")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert_eq!(counter(&store, "test_panicked"), 0, "the panicking job's batch was aborted");
+        writer.run(|ctx| count(ctx, "test_good")).await.expect("a later batch still commits");
+        assert_eq!(counter(&store, "test_good"), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

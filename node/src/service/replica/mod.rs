@@ -66,7 +66,7 @@ const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 /// What the federation of chats keeps in memory (everything durable is in the store).
 #[derive(Default)]
 pub struct Replication {
-    /// One pull at a time per chat.
+    /// One pull at a time per chat (only chats with a pull running or waiting).
     pulls: Mutex<HashMap<GroupId, Arc<tokio::sync::Mutex<()>>>>,
     /// Notifications in flight to (member node, chat), and whether the chat changed since.
     notifying: Mutex<HashMap<(PeerId, GroupId), bool>>,
@@ -363,7 +363,10 @@ fn remember_in(ctx: &mut TxnCtx<'_>, me: &str, members: &[MemberAddress]) -> Api
             if m.home == me || m.home.parse::<PeerId>().is_err() || accounts.get(m.account.0).or_internal()?.is_some() {
                 continue;
             }
-            let name: String = m.display_name.chars().take(veche_protocol::validate::MAX_DISPLAY_NAME).collect();
+            let Ok(name) = veche_protocol::validate::display_name(&m.display_name) else {
+                tracing::warn!(account = %m.account, home = %m.home, "a linked node sent an invalid display name: ignored");
+                continue;
+            };
             let current: Option<RemoteAccount> = records::get(&remote, m.account.0)?;
             match current {
                 None => changes.push((m.account, RemoteAccount { home: m.home.clone(), display_name: name })),
@@ -403,14 +406,30 @@ pub fn remote_names(
 /// moment later confirms the last page (so the home's queue for this node drains and its
 /// retention may drop what every node holds).
 pub async fn sync(node: &Node, home: PeerId, group: GroupId, want: u64) -> ApiResult<()> {
-    let gate = lock(&node.replication.pulls).entry(group).or_default().clone();
-    let _one = gate.lock().await;
+    let gate = pull_gate(node, group);
+    let one = gate.lock().await;
     let result = pull_until(node, home, group, want).await;
-    drop(_one);
+    drop(one);
+    release_pull_gate(node, group, gate);
     if let Ok(true) = result {
         confirm_later(node, home, group);
     }
     result.map(|_| ())
+}
+
+/// The gate that lets one pull of `group` run at a time.
+fn pull_gate(node: &Node, group: GroupId) -> Arc<tokio::sync::Mutex<()>> {
+    lock(&node.replication.pulls).entry(group).or_default().clone()
+}
+
+/// Gives `gate` back after a pull, dropping it from the map when no other pull holds or awaits it
+/// (so the map holds only chats being pulled).
+fn release_pull_gate(node: &Node, group: GroupId, gate: Arc<tokio::sync::Mutex<()>>) {
+    let mut pulls = lock(&node.replication.pulls);
+    // One reference in the map and this one: nobody else took it (taking it needs this lock).
+    if Arc::strong_count(&gate) == 2 {
+        pulls.remove(&group);
+    }
 }
 
 fn confirm_later(node: &Node, home: PeerId, group: GroupId) {
@@ -421,11 +440,13 @@ fn confirm_later(node: &Node, home: PeerId, group: GroupId) {
     tokio::spawn(async move {
         tokio::time::sleep(CONFIRM_AFTER).await;
         lock(&node.replication.confirming).remove(&group);
-        let gate = lock(&node.replication.pulls).entry(group).or_default().clone();
-        let _one = gate.lock().await;
+        let gate = pull_gate(&node, group);
+        let one = gate.lock().await;
         if let Err(e) = pull_until(&node, home, group, u64::MAX).await {
             tracing::debug!(%group, error = %e.message, "confirmation pull failed");
         }
+        drop(one);
+        release_pull_gate(&node, group, gate);
     });
 }
 
@@ -490,13 +511,61 @@ fn retry_at(node: &Node, peer: PeerId) -> Option<Instant> {
     lock(&node.replication.backoff).get(&peer).map(|(at, _)| *at).filter(|at| *at > Instant::now())
 }
 
+/// Checks a page pulled from a chat's home node before anything of it is stored: sequence
+/// numbers from 1, consecutive, up to `upto` and never at the end of the numbers (this node
+/// adds 1 to them); at most [`MAX_PULL_ENTRIES`] entries of at most
+/// [`veche_protocol::MAX_MLS_MESSAGE_BYTES`] each; a group chat's name and description as a
+/// member would have to set them, a direct chat's empty. Returns the page with the name and
+/// description trimmed.
+fn check_page(mut replica: ChatReplica) -> ApiResult<ChatReplica> {
+    let bad =
+        |what: &str| ApiError::new(ErrorCode::BadRequest, format!("the chat's home node sent an invalid page: {what}"));
+    let ChatReplica { state, entries, upto, .. } = &mut replica;
+    if entries.len() > MAX_PULL_ENTRIES {
+        return Err(bad(&format!("more than {MAX_PULL_ENTRIES} entries")));
+    }
+    if *upto == u64::MAX || state.epoch == u64::MAX || entries.iter().any(|e| e.epoch == u64::MAX) {
+        return Err(bad("a sequence or epoch number at the end of the numbers"));
+    }
+    if entries.first().is_some_and(|e| e.seq == 0) {
+        return Err(bad("an entry with sequence number 0"));
+    }
+    if entries.windows(2).any(|w| w[0].seq.checked_add(1) != Some(w[1].seq)) {
+        return Err(bad("entries that are not consecutive"));
+    }
+    if entries.last().is_some_and(|e| e.seq > *upto) {
+        return Err(bad("entries beyond the last it may send"));
+    }
+    let max = veche_protocol::MAX_MLS_MESSAGE_BYTES;
+    let too_large = |e: &ReplicatedEntry| {
+        e.payload.len() > max || e.commit.as_ref().and_then(|c| c.welcome.as_ref()).is_some_and(|w| w.len() > max)
+    };
+    if entries.iter().any(too_large) {
+        return Err(bad(&format!("an entry larger than {max} bytes")));
+    }
+    match state.kind {
+        veche_protocol::ids::ChatKind::Group => {
+            let name = veche_protocol::validate::chat_name(&state.name).map_err(|e| bad(&e.to_string()))?;
+            let description =
+                veche_protocol::validate::chat_description(&state.description).map_err(|e| bad(&e.to_string()))?;
+            (state.name, state.description) = (name, description);
+        }
+        veche_protocol::ids::ChatKind::Direct => {
+            if !state.name.is_empty() || !state.description.is_empty() {
+                return Err(bad("a direct chat with a name"));
+            }
+        }
+    }
+    Ok(replica)
+}
+
 /// Applies a page pulled from the home node to the replica, in one transaction. Returns the new
 /// head.
 fn apply(ctx: &mut TxnCtx<'_>, me: &str, home: PeerId, group: GroupId, replica: ChatReplica) -> ApiResult<u64> {
+    let replica = check_page(replica).inspect_err(|e| {
+        tracing::warn!(%group, %home, error = %e.message, "refused a page pulled from the chat's home node");
+    })?;
     let ChatReplica { state, members, entries, upto } = replica;
-    if entries.windows(2).any(|w| w[1].seq != w[0].seq + 1) || entries.last().is_some_and(|e| e.seq > upto) {
-        return err(ErrorCode::BadRequest, "pulled entries are not consecutive");
-    }
     let home_key = home.to_string();
     let existing: Option<Chat> = records::get(&ctx.read().open_table(CHATS).or_internal()?, group.0)?;
     let recorded_home =
@@ -632,4 +701,137 @@ fn apply_entry(ctx: &mut TxnCtx<'_>, group: GroupId, chat: &mut Chat, entry: Rep
     };
     ctx.publish(recipients.into_iter().collect(), Event::Message(delivered));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Hub;
+    use crate::metrics::Metrics;
+    use crate::service::NodeInfo;
+    use crate::store::{Store, Writer};
+    use veche_protocol::ids::{ChatKind, Retention, Role};
+    use veche_protocol::wire::RegistrationPolicy;
+
+    fn node(dir: &std::path::Path) -> Node {
+        let store = Store::open(&dir.join("veche.redb")).unwrap();
+        let hub = Arc::new(Hub::default());
+        let writer = Writer::spawn(store.database().clone(), hub.clone()).unwrap();
+        let info = NodeInfo {
+            node_id: PeerId::random().to_string(),
+            name: "test".into(),
+            registration: RegistrationPolicy::Open,
+            version: "0",
+            http_port: 0,
+            community_secret: None,
+            guest_grace: Duration::from_secs(3600),
+        };
+        Node {
+            store,
+            writer,
+            hub,
+            metrics: Arc::new(Metrics::default()),
+            info: Arc::new(info),
+            p2p: None,
+            replication: Default::default(),
+            calls: None,
+        }
+    }
+
+    /// A page from the home node with entries `seqs` of a group chat named `name`.
+    fn page(seqs: &[u64], upto: u64, name: &str) -> ChatReplica {
+        let owner = AccountId([1; 32]);
+        let state = ReplicaState {
+            kind: ChatKind::Group,
+            name: name.into(),
+            description: String::new(),
+            created_by: owner,
+            created_ms: 0,
+            retention: Retention::Forever,
+            epoch: 0,
+            head: upto,
+            roster: vec![(owner, Role::Owner)],
+            leaves: Vec::new(),
+            removed_at: Vec::new(),
+            peer: None,
+        };
+        let entry = |seq: u64| ReplicatedEntry {
+            seq,
+            kind: EntryKind::Application,
+            epoch: 0,
+            sender: owner,
+            stored_ms: 0,
+            payload: vec![seq as u8; 8],
+            commit: None,
+        };
+        ChatReplica { state, members: Vec::new(), entries: seqs.iter().copied().map(entry).collect(), upto }
+    }
+
+    /// Applies a pulled page as [`pull_until`] does: in a writer job.
+    async fn apply_page(node: &Node, home: PeerId, group: GroupId, replica: ChatReplica) -> ApiResult<u64> {
+        let me = node.info.node_id.clone();
+        node.writer.run(move |ctx| apply(ctx, &me, home, group, replica)).await
+    }
+
+    fn stored_seqs(node: &Node, group: GroupId) -> Vec<u64> {
+        let txn = node.store.read().unwrap();
+        let log = txn.open_table(LOG).unwrap();
+        log.range((group.0, 0)..=(group.0, u64::MAX)).unwrap().map(|i| i.unwrap().0.value().1).collect()
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("veche-replica-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A home node's page that starts at seq 0 (or otherwise breaks the numbering) is refused
+    /// without touching the store, and a good page afterwards is applied.
+    #[tokio::test]
+    async fn invalid_pulled_pages_are_refused_and_later_pages_apply() {
+        let dir = temp_dir("seq0");
+        let node = node(&dir);
+        let home = PeerId::random();
+        let group = GroupId([3; 16]);
+        for (what, bad) in [
+            ("seq 0", page(&[0, 1], 1, "chat")),
+            ("not consecutive", page(&[1, 3], 3, "chat")),
+            ("beyond upto", page(&[1, 2], 1, "chat")),
+            ("upto at the end of the numbers", page(&[], u64::MAX, "chat")),
+            ("control character in the name", page(&[1], 1, "a\u{7}b")),
+            ("empty group name", page(&[1], 1, " ")),
+            ("name too long", page(&[1], 1, &"n".repeat(veche_protocol::validate::MAX_CHAT_NAME + 1))),
+            ("too many entries", page(&(1..=MAX_PULL_ENTRIES as u64 + 1).collect::<Vec<_>>(), 5000, "chat")),
+        ] {
+            let e = apply_page(&node, home, group, bad).await.expect_err(what);
+            assert_eq!(e.code, ErrorCode::BadRequest, "{what}: {}", e.message);
+            assert!(stored_seqs(&node, group).is_empty(), "{what}: nothing stored");
+        }
+        let mut oversized = page(&[1], 1, "chat");
+        oversized.entries[0].payload = vec![0; veche_protocol::MAX_MLS_MESSAGE_BYTES + 1];
+        assert_eq!(apply_page(&node, home, group, oversized).await.unwrap_err().code, ErrorCode::BadRequest);
+
+        assert_eq!(apply_page(&node, home, group, page(&[1, 2], 2, "chat")).await.unwrap(), 2);
+        assert_eq!(stored_seqs(&node, group), vec![1, 2]);
+        // Seq 0 on an existing replica too.
+        let e = apply_page(&node, home, group, page(&[0, 1, 2, 3], 3, "chat")).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert_eq!(apply_page(&node, home, group, page(&[3], 3, "chat")).await.unwrap(), 3);
+        assert_eq!(stored_seqs(&node, group), vec![1, 2, 3]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The per-chat pull gates do not outlive the pulls.
+    #[tokio::test]
+    async fn pull_gates_are_pruned() {
+        let dir = temp_dir("gates");
+        let node = node(&dir);
+        for i in 0..10u8 {
+            // No p2p here: each pull fails at once.
+            assert!(sync(&node, PeerId::random(), GroupId([i; 16]), 1).await.is_err());
+        }
+        assert!(lock(&node.replication.pulls).is_empty(), "no gate is left for finished pulls");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
