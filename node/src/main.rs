@@ -8,6 +8,7 @@ mod identity;
 mod metrics;
 mod mls_view;
 mod p2p;
+mod private_fs;
 mod run;
 mod service;
 mod store;

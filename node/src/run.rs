@@ -14,9 +14,12 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use veche_protocol::link::InviteLink;
 
+/// The file in the data dir holding the newest admin link (owner-only; gone once an admin exists).
+const ADMIN_LINK_FILE: &str = "admin-link.txt";
+
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::resolve(args)?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    crate::private_fs::create_dir(&config.data_dir)?;
     let keypair = crate::identity::load_or_create(&config.data_dir)?;
     let node_id = keypair.public().to_peer_id().to_string();
     let store = Store::open(&config.data_dir.join("veche.redb"))?;
@@ -110,18 +113,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for addr in crate::p2p::shareable_addrs(&p2p.status().await.listen_addrs, &node_id) {
         println!("node address: {addr}");
     }
-    if config.registration != crate::config::Registration::Open
-        && let Some((invite, secret)) = crate::service::invites::create_admin_invite(&node).await?
-    {
-        let link = InviteLink {
-            node_url: urls[0].clone(),
-            invite,
-            secret,
-            group: None,
-            fingerprint: tls.as_ref().and_then(|t| t.fingerprint),
-        };
-        println!("admin link (one use; whoever registers with it becomes this node's admin):");
-        println!("  {}", link.to_url());
+    // The admin link goes to stdout once and to an owner-only file, never to the log.
+    let link_file = config.data_dir.join(ADMIN_LINK_FILE);
+    let admin_invite = match config.registration {
+        crate::config::Registration::Open => None,
+        _ => crate::service::invites::create_admin_invite(&node).await?,
+    };
+    match admin_invite {
+        Some((invite, secret)) => {
+            let link = InviteLink {
+                node_url: urls[0].clone(),
+                invite,
+                secret,
+                group: None,
+                fingerprint: tls.as_ref().and_then(|t| t.fingerprint),
+            }
+            .to_url();
+            crate::private_fs::write(&link_file, format!("{link}\n").as_bytes())?;
+            println!(
+                "admin link (one use; whoever registers with it becomes this node's admin; also in {}):",
+                link_file.display()
+            );
+            println!("  {link}");
+        }
+        // No link this start (an admin exists, or anyone may register): an earlier one is spent
+        // or revoked, so its file goes.
+        None => match std::fs::remove_file(&link_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", link_file.display()));
+            }
+            _ => {}
+        },
     }
     tracing::info!(%node_id, addr = %bound, "node started");
 

@@ -35,8 +35,8 @@ impl Store {
     /// Opens (or creates) the state dir's `client.redb`, migrating an old one. Returns the store
     /// and every key/value pair it holds, for `Device::load`.
     pub fn open(dir: &Path) -> anyhow::Result<(Store, Entries)> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let db = Database::create(dir.join("client.redb")).context("opening client state")?;
+        crate::private_fs::create_dir(dir)?;
+        let db = crate::private_fs::open_database(&dir.join("client.redb")).context("opening client state")?;
         let store = Store { db };
         store.migrate().context("migrating the client state of an earlier version")?;
         let read = store.db.begin_read()?;

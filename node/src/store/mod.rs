@@ -11,7 +11,6 @@ pub mod records;
 pub mod tables;
 pub mod writer;
 
-use anyhow::Context;
 use redb::{Database, ReadTransaction, ReadableDatabase};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,9 +24,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database file and its tables.
+    /// Opens (or creates) the database file (owner-only) and its tables.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let db = Database::create(path).with_context(|| format!("opening database {}", path.display()))?;
+        let db = crate::private_fs::open_database(path)?;
         let txn = db.begin_write()?;
         tables::create_all(&txn)?;
         txn.commit()?;
