@@ -56,7 +56,16 @@ test("two members on different LAN hosts chat and call over HTTPS", { timeout: 3
     const sw = await until("the service worker controls the page", () => a.evaluate(() => {
       const c = navigator.serviceWorker.controller;
       return c && c.state === "activated" ? c.scriptURL : null;
-    }), 30000);
+    }), 30000).catch(async (e) => {
+      // What the registration looked like, for the log.
+      const state = await a.evaluate(async () => {
+        const r = await navigator.serviceWorker.getRegistration();
+        const s = (w) => w && w.state;
+        return r ? { installing: s(r.installing), waiting: s(r.waiting), active: s(r.active) } : "no registration";
+      }).catch((err) => String(err));
+      console.log(`service worker registration: ${JSON.stringify(state)}`);
+      throw e;
+    });
     assert.equal(sw, `${node.url}/sw.js`);
     const cdp = await a.context().newCDPSession(a);
     const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
