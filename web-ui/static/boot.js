@@ -11,5 +11,10 @@ if ("serviceWorker" in navigator) {
   addEventListener("load", () => {
     navigator.serviceWorker.register("/sw.js", { scope: "/" })
       .catch((e) => console.warn("service worker not registered:", e));
+    // A page loaded while the worker was still installing is not among the clients it claimed
+    // when it activated: ask it to claim this one too, so the page works offline without a reload.
+    navigator.serviceWorker.ready.then((registration) => {
+      if (!navigator.serviceWorker.controller && registration.active) registration.active.postMessage("claim");
+    });
   });
 }

@@ -25,6 +25,11 @@ self.addEventListener("activate", (event) => {
   );
 });
 
+// A page that loaded while this worker was installing asks to be claimed (boot.js).
+self.addEventListener("message", (event) => {
+  if (event.data === "claim") event.waitUntil(self.clients.claim());
+});
+
 // The node's own endpoints, never answered from the cache.
 function passThrough(path) {
   return path.startsWith("/api/") || path === "/api" || path === "/healthz" || path === "/metrics"
