@@ -26,7 +26,24 @@ pub type Answer = Result<Response, ApiError>;
 impl RawConn {
     pub async fn open(node_url: &str) -> anyhow::Result<Self> {
         let url = format!("{}/api/ws", node_url.replacen("http://", "ws://", 1));
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await?;
+        Self::said_hello(ws).await
+    }
+
+    /// Like [`RawConn::open`] (plain `http://` only), from the local address `from`: on Linux any
+    /// address in 127.0.0.0/8 reaches a node on 127.0.0.1, so a test can be several addresses.
+    pub async fn open_from(node_url: &str, from: std::net::IpAddr) -> anyhow::Result<Self> {
+        let authority = node_url.strip_prefix("http://").context("a plain http:// node URL")?;
+        let target = tokio::net::lookup_host(authority).await?.next().context("the node's address")?;
+        let socket = if from.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.bind(std::net::SocketAddr::new(from, 0))?;
+        let stream = socket.connect(target).await?;
+        let url = format!("ws://{authority}/api/ws");
+        let (ws, _) = tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream)).await?;
+        Self::said_hello(ws).await
+    }
+
+    async fn said_hello(mut ws: Ws) -> anyhow::Result<Self> {
         let hello = match read(&mut ws).await? {
             ServerFrame::Hello(hello) => hello,
             other => bail!("expected Hello, got {other:?}"),
@@ -135,10 +152,14 @@ impl RawDevice {
 
     /// Registers a new device (signing this connection's challenge) and publishes key packages.
     pub async fn register(node_url: &str, name: &str, invite: Option<InviteToken>) -> anyhow::Result<RawDevice> {
+        Self::register_on(RawConn::open(node_url).await?, name, invite).await
+    }
+
+    /// Registers a new device on a connection already open (see [`RawConn::open_from`]).
+    pub async fn register_on(mut conn: RawConn, name: &str, invite: Option<InviteToken>) -> anyhow::Result<RawDevice> {
         let secret = veche_mls::Client::generate_secret();
         let key = SigningKey::from_bytes(&secret);
         let mut mls = veche_mls::Client::new(secret);
-        let mut conn = RawConn::open(node_url).await?;
         let device = DeviceId(key.verifying_key().to_bytes());
         let account = AccountId(device.0);
         let payload =

@@ -14,11 +14,54 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 /// Most simultaneous WebSocket connections.
 pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// Most WebSocket connections from one IP address that have not signed in (or registered) yet.
+///
+/// A device is in that state for one round trip (its `Hello`, then its signed `SignIn`), well
+/// under a second, and must leave it within `ws::SIGN_IN_TIMEOUT`; so 64 still lets a household
+/// or an office behind one NAT (or a reverse proxy, where every device shares its address) have
+/// 64 devices signing in at the very same moment, e.g. all reconnecting after a node restart (those
+/// refused retry with backoff). One stranger, meanwhile, holds at most 64 of the node's 10,000
+/// `MAX_CONNECTIONS`, each with at most 16 frames of at most 8 KiB answered, instead of all of them.
+pub const MAX_UNAUTHENTICATED_PER_IP: usize = 64;
+
+/// Connections not signed in yet, per remote address (this process serves one node).
+static UNAUTHENTICATED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// One connection from `ip` that has not signed in yet: counted until dropped.
+pub struct Unauthenticated(IpAddr);
+
+impl Unauthenticated {
+    /// A place for one more connection from `ip`, unless it already has `MAX_UNAUTHENTICATED_PER_IP`.
+    fn take(ip: IpAddr) -> Option<Unauthenticated> {
+        let mut counts = UNAUTHENTICATED.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= MAX_UNAUTHENTICATED_PER_IP {
+            return None;
+        }
+        *count += 1;
+        Some(Unauthenticated(ip))
+    }
+}
+
+impl Drop for Unauthenticated {
+    fn drop(&mut self) {
+        let mut counts = UNAUTHENTICATED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.0) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.0);
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -204,12 +247,28 @@ async fn landing(State(state): State<ApiState>) -> Html<String> {
     ))
 }
 
-async fn websocket(State(state): State<ApiState>, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(state): State<ApiState>,
+    remote: Option<axum::Extension<ConnectInfo<crate::tls::listener::Remote>>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // Without the peer's address (never when served by `run`) there is no per-address cap.
+    let unauthenticated = match remote {
+        Some(axum::Extension(ConnectInfo(remote))) => match Unauthenticated::take(remote.addr.ip().to_canonical()) {
+            Some(place) => Some(place),
+            None => {
+                tracing::debug!(remote = %remote.addr, "too many connections from one address before sign-in");
+                return (StatusCode::SERVICE_UNAVAILABLE, "too many connections from your address waiting to sign in")
+                    .into_response();
+            }
+        },
+        None => None,
+    };
     let Ok(permit) = state.connections.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
     upgrade
         .max_message_size(ws::MAX_WS_MESSAGE)
         .max_frame_size(ws::MAX_WS_MESSAGE)
-        .on_upgrade(move |socket| ws::serve(state, socket, permit))
+        .on_upgrade(move |socket| ws::serve(state, socket, permit, unauthenticated))
 }

@@ -20,8 +20,11 @@ use veche_protocol::wire::{ApiError, ClientFrame, ErrorCode, Event, FrameError, 
 
 /// Largest WebSocket message read at all; larger ones close the connection.
 pub const MAX_WS_MESSAGE: usize = 4 * veche_protocol::MAX_FRAME_BYTES;
-/// Time a device has to sign in.
-const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a device has to sign in (or register): one round trip after its `Hello`.
+pub const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest frame before sign-in: `SignIn`, `Register` and `InvitePreview` take a few hundred bytes.
+/// A larger one is answered `TooLarge` and closes the connection.
+const MAX_UNAUTHENTICATED_FRAME: usize = 8 * 1024;
 /// Frames allowed before sign-in.
 const MAX_UNAUTHENTICATED_FRAMES: u32 = 16;
 /// Consecutive rate-limited requests before the connection is closed.
@@ -58,7 +61,14 @@ impl Bucket {
     }
 }
 
-pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePermit) {
+/// Serves one WebSocket. `unauthenticated` is its place among its address's connections that have
+/// not signed in: given up when it signs in.
+pub async fn serve(
+    state: ApiState,
+    socket: WebSocket,
+    _permit: OwnedSemaphorePermit,
+    mut unauthenticated: Option<super::Unauthenticated>,
+) {
     state.node.metrics.connections_total.inc();
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<ServerFrame>(256);
@@ -151,7 +161,7 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             tokio::select! {
             m = stream.next() => m,
             _ = tokio::time::sleep_until(deadline), if !signed_in => {
-                let _ = out_tx.send(fatal(ErrorCode::Unauthenticated, "sign in within 30 seconds")).await;
+                let _ = out_tx.send(fatal(ErrorCode::Unauthenticated, "sign in within 5 seconds")).await;
                 break;
             }
             _ = tokio::time::sleep_until(guest_over.unwrap_or(deadline)), if guest_over.is_some() => {
@@ -183,6 +193,16 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             unauthenticated_frames += 1;
             if unauthenticated_frames > MAX_UNAUTHENTICATED_FRAMES {
                 let _ = out_tx.send(fatal(ErrorCode::Unauthenticated, "too many requests before sign-in")).await;
+                break;
+            }
+            if bytes.len() > MAX_UNAUTHENTICATED_FRAME {
+                state.node.metrics.requests_refused.inc();
+                // The request is answered (by its id, when it has one), then the connection closes.
+                let id = postcard::take_from_bytes::<u32>(&bytes).map(|(id, _)| id).unwrap_or(0);
+                let message = "before sign-in a frame is at most 8 KiB";
+                let error = ApiError::new(ErrorCode::TooLarge, message);
+                let _ = out_tx.send(ServerFrame::Response { id, result: Err(error) }).await;
+                let _ = out_tx.send(fatal(ErrorCode::TooLarge, message)).await;
                 break;
             }
         }
@@ -285,6 +305,8 @@ pub async fn serve(state: ApiState, socket: WebSocket, _permit: OwnedSemaphorePe
             && let Some(session) = conn.session()
             && let Some(tx) = events_tx.take()
         {
+            // Signed in: no longer counted against its address.
+            unauthenticated.take();
             let subscriber = state.node.hub.subscribe(session.account);
             subscription = Some(subscriber.id);
             let _ = tx.send(subscriber);
