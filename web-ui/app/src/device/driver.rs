@@ -129,7 +129,12 @@ impl Device {
     pub(super) async fn step(&mut self, commands: bool) -> Result<Option<Cmd>, ()> {
         // A new attempt when none is under way, or when the one under way was overtaken (a lost
         // connection, "reconnect now", or a connection opened for onboarding).
-        if self.conn.is_none() && (self.opening.is_terminated() || self.opening_generation != self.generation) {
+        // Before registering, a device holds no connection once it has the node's Hello: the
+        // node closes sockets that do not sign in within 5 s, and registering, previews and
+        // restoring open one when they need it (`connect`).
+        let wanted = self.core.account().is_some() || self.ui.registration.get_untracked().is_none();
+        if self.conn.is_none() && wanted && (self.opening.is_terminated() || self.opening_generation != self.generation)
+        {
             let attempt = self.open_conn(self.backoff_ms);
             self.opening.set(attempt.fuse());
             self.opening_generation = self.generation;
