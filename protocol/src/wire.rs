@@ -588,6 +588,10 @@ impl ServerFrame {
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
     }
+    /// The length of [`ServerFrame::encode`]'s output, measured without encoding.
+    pub fn encoded_len(&self) -> usize {
+        postcard::serialize_with_flavor(self, postcard::ser_flavors::Size::default()).unwrap_or(0)
+    }
     /// Node frames can be large (a page of messages); devices accept up to 16 MiB.
     pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
         decode(bytes, 16 * 1024 * 1024)
@@ -607,6 +611,18 @@ mod tests {
             result: Err(ApiError::new(ErrorCode::StaleEpoch { current: 4 }, "fetch and retry")),
         };
         assert_eq!(ServerFrame::decode(&resp.encode()).unwrap(), resp);
+    }
+
+    #[test]
+    fn encoded_len_is_the_encoding_length() {
+        let frames = [
+            ServerFrame::Response { id: 300, result: Err(ApiError::new(ErrorCode::TooLarge, "x".repeat(200))) },
+            ServerFrame::Fatal(ApiError::new(ErrorCode::RateLimited, "slow down")),
+            ServerFrame::Event(Event::Lagged),
+        ];
+        for frame in frames {
+            assert_eq!(frame.encoded_len(), frame.encode().len());
+        }
     }
 
     #[test]

@@ -3,18 +3,23 @@
 //! Two tasks per connection: this reader, which decodes frames and handles requests one at a time
 //! (so a device's messages are ordered as it sent them; `Send`s already waiting on the socket are
 //! handled together, in order, as one batch), and a sender, which owns the socket's
-//! write half and merges responses with live events. Both queues are bounded. The connection
-//! ends when the device closes, on a protocol violation (after a `Fatal` frame), when sign-in
-//! takes too long, or when the node shuts down.
+//! write half and merges responses with live events. Both queues are bounded, by bytes as well as
+//! frames: responses waiting for the socket hold at most [`MAX_QUEUED_RESPONSE_BYTES`], and while
+//! they do the reader reads no further request (a device that never reads stops being read: TCP
+//! then stops it sending); live events beyond the hub's byte bound are dropped for that connection,
+//! which is told `Lagged` and fetches them. The connection ends when the device closes, on a
+//! protocol violation (after a `Fatal` frame), when sign-in takes too long, when the device has
+//! read nothing for [`WRITE_STALL`], or when the node shuts down.
 
 use super::ApiState;
 use super::handlers::{self, Conn};
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use veche_protocol::federation::MAX_FORWARD_SENDS;
 use veche_protocol::wire::{ApiError, ClientFrame, ErrorCode, Event, FrameError, Hello, Request, ServerFrame};
 
@@ -35,6 +40,16 @@ const MAX_MALFORMED: u32 = 16;
 const MAX_GATHERED_BYTES: usize = 4 * 1024 * 1024;
 /// Most frames written before one flush.
 const WRITE_BATCH: usize = 64;
+/// Most bytes of responses queued for one connection's socket. Two of the largest responses (a
+/// page of `Fetch`, `delivery::MAX_FETCH_BYTES`), so a device reading normally always has the next
+/// page on its way while it takes in the last; a device that does not read holds 8 MiB of the
+/// node's memory, not 256 pages (1 GiB) as when only frames were counted. A larger response
+/// counts as the whole budget.
+pub const MAX_QUEUED_RESPONSE_BYTES: usize = 2 * crate::service::delivery::MAX_FETCH_BYTES as usize;
+/// A socket that takes no bytes for this long is given up. A phone on poor Wi-Fi (64 kB/s) takes
+/// in a whole batch of the largest responses within it; a device that has gone away (or never
+/// reads) no longer holds its connection, its queue, and one of the node's `MAX_CONNECTIONS`.
+pub const WRITE_STALL: Duration = Duration::from_secs(120);
 
 /// Token bucket: `rate` per second, bursts of `2 * rate`.
 struct Bucket {
@@ -73,10 +88,16 @@ pub async fn serve(
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<ServerFrame>(256);
     let (events_tx, events_rx) = oneshot::channel::<crate::hub::Subscriber>();
+    // Bytes of responses the reader may still queue (see `respond`); the sender gives them back.
+    let budget = Arc::new(Semaphore::new(MAX_QUEUED_RESPONSE_BYTES));
+    let sender_budget = budget.clone();
 
     // Sender task: responses and (after sign-in) live events. Frames waiting in either queue are
     // written together and flushed once, so a burst costs one write, not one per frame.
     let sender = tokio::spawn(async move {
+        let budget = sender_budget;
+        // However it ends, a reader waiting for room in the queue is let go.
+        let _close = CloseOnDrop(budget.clone());
         let mut events_rx = Some(events_rx);
         let mut subscriber: Option<crate::hub::Subscriber> = None;
         loop {
@@ -93,23 +114,28 @@ pub async fn serve(
             let mut next = Some(first);
             let mut written = 0;
             while let Some(outgoing) = next.take() {
-                let bytes = match outgoing {
+                let (bytes, charged) = match outgoing {
                     Outgoing::Frame(frame) => {
                         fatal |= matches!(frame, ServerFrame::Fatal(_));
-                        Bytes::from(frame.encode())
+                        let response = matches!(frame, ServerFrame::Response { .. });
+                        let bytes = Bytes::from(frame.encode());
+                        let charged = if response { charge(bytes.len()) } else { 0 };
+                        (bytes, charged)
                     }
-                    Outgoing::Encoded(bytes) => bytes,
+                    Outgoing::Encoded(bytes) => (bytes, 0),
                 };
-                if sink.feed(Message::Binary(bytes)).await.is_err() {
+                if !matches!(tokio::time::timeout(WRITE_STALL, sink.feed(Message::Binary(bytes))).await, Ok(Ok(()))) {
                     return;
                 }
+                // The frame is in the socket's write buffer (bounded: writing more waits for it).
+                budget.add_permits(charged);
                 written += 1;
                 if fatal || written >= WRITE_BATCH {
                     break;
                 }
                 next = match out_rx.try_recv() {
                     Ok(frame) => Some(Outgoing::Frame(frame)),
-                    Err(_) => subscriber.as_mut().and_then(|s| s.events.try_recv().ok()).map(Outgoing::Encoded),
+                    Err(_) => subscriber.as_mut().and_then(|s| s.try_recv()).map(Outgoing::Encoded),
                 };
             }
             if let Some(sub) = &subscriber
@@ -118,7 +144,11 @@ pub async fn serve(
             {
                 break;
             }
-            if sink.flush().await.is_err() || fatal {
+            if !matches!(tokio::time::timeout(WRITE_STALL, sink.flush()).await, Ok(Ok(()))) {
+                tracing::debug!("a device read nothing for {} s: connection given up", WRITE_STALL.as_secs());
+                return;
+            }
+            if fatal {
                 break;
             }
         }
@@ -201,7 +231,7 @@ pub async fn serve(
                 let id = postcard::take_from_bytes::<u32>(&bytes).map(|(id, _)| id).unwrap_or(0);
                 let message = "before sign-in a frame is at most 8 KiB";
                 let error = ApiError::new(ErrorCode::TooLarge, message);
-                let _ = out_tx.send(ServerFrame::Response { id, result: Err(error) }).await;
+                respond(&out_tx, &budget, ServerFrame::Response { id, result: Err(error) }).await;
                 let _ = out_tx.send(fatal(ErrorCode::TooLarge, message)).await;
                 break;
             }
@@ -220,8 +250,10 @@ pub async fn serve(
                     let _ = out_tx.send(fatal(code, "too many malformed frames")).await;
                     break;
                 }
-                let _ =
-                    out_tx.send(ServerFrame::Response { id, result: Err(ApiError::new(code, e.to_string())) }).await;
+                let response = ServerFrame::Response { id, result: Err(ApiError::new(code, e.to_string())) };
+                if !respond(&out_tx, &budget, response).await {
+                    break;
+                }
                 continue;
             }
         };
@@ -235,7 +267,9 @@ pub async fn serve(
                 break;
             }
             let err = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
-            let _ = out_tx.send(ServerFrame::Response { id: frame.id, result: Err(err) }).await;
+            if !respond(&out_tx, &budget, ServerFrame::Response { id: frame.id, result: Err(err) }).await {
+                break;
+            }
             continue;
         }
         limited_in_a_row = 0;
@@ -279,7 +313,7 @@ pub async fn serve(
                     if result.is_err() {
                         state.node.metrics.requests_refused.inc();
                     }
-                    closed |= out_tx.send(ServerFrame::Response { id, result }).await.is_err();
+                    closed |= !respond(&out_tx, &budget, ServerFrame::Response { id, result }).await;
                 }
                 if closed {
                     break;
@@ -293,7 +327,7 @@ pub async fn serve(
         if outcome.result.is_err() {
             state.node.metrics.requests_refused.inc();
         }
-        if out_tx.send(ServerFrame::Response { id: frame.id, result: outcome.result }).await.is_err() {
+        if !respond(&out_tx, &budget, ServerFrame::Response { id: frame.id, result: outcome.result }).await {
             break;
         }
         conn.after_response().await;
@@ -307,7 +341,15 @@ pub async fn serve(
         {
             // Signed in: no longer counted against its address.
             unauthenticated.take();
-            let subscriber = state.node.hub.subscribe(session.account);
+            let Some(subscriber) = state.node.hub.subscribe(session.account) else {
+                state.node.metrics.requests_refused.inc();
+                let message = format!(
+                    "this account already has {} connections to this node; close some",
+                    crate::hub::MAX_CONNECTIONS_PER_ACCOUNT
+                );
+                let _ = out_tx.send(fatal(ErrorCode::RateLimited, &message)).await;
+                break;
+            };
             subscription = Some(subscriber.id);
             let _ = tx.send(subscriber);
         }
@@ -332,8 +374,34 @@ enum Outgoing {
 
 async fn next_event(subscriber: &mut Option<crate::hub::Subscriber>) -> Option<Bytes> {
     match subscriber {
-        Some(sub) => sub.events.recv().await,
+        Some(sub) => sub.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The bytes of the response budget a response of `len` bytes takes (at most all of it).
+fn charge(len: usize) -> usize {
+    len.min(MAX_QUEUED_RESPONSE_BYTES)
+}
+
+/// Queues a response once the connection's queued responses leave room for it: until then the
+/// reader waits, reading no further request. False when the connection is closing.
+async fn respond(out_tx: &mpsc::Sender<ServerFrame>, budget: &Semaphore, frame: ServerFrame) -> bool {
+    let Ok(n) = u32::try_from(charge(frame.encoded_len())) else { return false };
+    match budget.acquire_many(n).await {
+        // Given back by the sender once written.
+        Ok(permit) => permit.forget(),
+        Err(_) => return false,
+    }
+    out_tx.send(frame).await.is_ok()
+}
+
+/// Closes the response budget when the sender task ends, so a reader waiting on it stops.
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
