@@ -1,6 +1,7 @@
 //! Scenario: strangers open WebSockets to a node and never sign in. A frame over 8 KiB before
 //! sign-in closes the socket with a `Fatal` that says why; a socket that says nothing is closed
-//! after about 5 s; one address may hold only so many sockets that have not signed in, while a
+//! after about 5 s; of 1,000 sockets one address opens and never signs in, 64 are held and the
+//! rest refused (HTTP 503), while a
 //! member from another address registers and chats, and a fresh connection from the same address
 //! is let in once the others are gone.
 
@@ -13,6 +14,8 @@ use veche_tests::{Node, TempDir};
 
 /// The node's cap on sockets from one address that have not signed in (`api/mod.rs`).
 const PER_ADDRESS: usize = 64;
+/// Sockets the stranger tries to open.
+const STRANGER_SOCKETS: usize = 1000;
 
 fn big_send(id: u32, bytes: usize) -> Vec<u8> {
     ClientFrame { id, request: Request::Send { group: GroupId([0; 16]), message: vec![0; bytes] } }.encode()
@@ -74,23 +77,38 @@ async fn one_address_holds_only_so_many_sockets_before_sign_in() -> anyhow::Resu
     let stranger: IpAddr = "127.0.0.7".parse()?;
     let member: IpAddr = "127.0.0.8".parse()?;
 
-    let mut held = Vec::new();
-    for _ in 0..PER_ADDRESS {
-        held.push(RawConn::open_from(&node.url, stranger).await?);
-    }
-    for _ in 0..3 {
-        let refused = RawConn::open_from(&node.url, stranger).await;
-        let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(error.contains("503"), "the address's socket over the cap is refused: {error:?}");
-    }
-
-    // A member from another address registers and chats all the while.
-    let mut alice = RawDevice::register_on(RawConn::open_from(&node.url, member).await?, "Alice", None).await?;
-    let group = GroupId([0x51; 16]);
-    alice.create_chat(group, "Notes").await?;
-    let message = alice.mls.encrypt(group, b"still here")?;
-    let stored = alice.conn.call(Request::Send { group, message }).await?;
-    assert!(matches!(stored, Ok(Response::Stored { .. })), "{stored:?}");
+    // A stranger opens 1,000 sockets and never signs in; meanwhile a member from another address
+    // registers and chats.
+    let strangers = async {
+        let (mut held, mut refused) = (Vec::new(), 0);
+        for _ in 0..STRANGER_SOCKETS {
+            match RawConn::open_from(&node.url, stranger).await {
+                Ok(conn) => held.push(conn),
+                Err(e) => {
+                    assert!(e.to_string().contains("503"), "the address's sockets over the cap are refused: {e}");
+                    refused += 1;
+                }
+            }
+        }
+        (held, refused)
+    };
+    let member = async {
+        let started = Instant::now();
+        let mut alice = RawDevice::register_on(RawConn::open_from(&node.url, member).await?, "Alice", None).await?;
+        let group = GroupId([0x51; 16]);
+        alice.create_chat(group, "Notes").await?;
+        for i in 0..20 {
+            let message = alice.mls.encrypt(group, format!("still here {i}").as_bytes())?;
+            let stored = alice.conn.call(Request::Send { group, message }).await?;
+            assert!(matches!(stored, Ok(Response::Stored { .. })), "{stored:?}");
+        }
+        anyhow::Ok((started.elapsed(), alice.account()))
+    };
+    let ((mut held, refused), took) = tokio::join!(strangers, member);
+    let (took, alice) = took?;
+    assert_eq!(held.len(), PER_ADDRESS, "the address holds the cap's worth of sockets");
+    assert_eq!(refused, STRANGER_SOCKETS - PER_ADDRESS);
+    assert!(took < Duration::from_secs(10), "the member registered and sent 20 messages in {took:?}");
 
     // The held sockets are let go (the stranger closes some; the node the others after the
     // sign-in deadline): the address may connect again, and a device there signs in.
@@ -103,7 +121,7 @@ async fn one_address_holds_only_so_many_sockets_before_sign_in() -> anyhow::Resu
             Err(e) => anyhow::bail!("the address was never let in again: {e}"),
         }
     };
-    assert_ne!(bob.account(), alice.account());
+    assert_ne!(bob.account(), alice);
     drop(held);
     Ok(())
 }
