@@ -34,6 +34,20 @@ const EVENT_QUEUE: usize = 2048;
 const MAX_PENDING_INBOUND: usize = 64;
 /// Federation requests from other nodes being served at most (more are refused as busy).
 const MAX_PENDING_FED: usize = 1024;
+/// Federation streams open at once on one connection. Linked nodes send a few requests at a time
+/// (each peer is rate limited, `fed_limits`); 64 leaves room for bursts while one connection of a
+/// stranger holds 64 × 256 KiB of stream windows at most, not 1024 streams.
+const MAX_FED_STREAMS_PER_CONNECTION: usize = 64;
+/// Streams of any protocol open at once on one connection (yamux on TCP, QUIC): the federation's,
+/// plus identify, ping, link, relay, dcutr and rendezvous.
+const MAX_STREAMS_PER_CONNECTION: usize = 128;
+/// Connections: a node links with a handful of nodes (a small town's), each over one connection
+/// (QUIC first, a relayed one until hole punching succeeds), so 4 per peer is plenty; 32 incoming
+/// still handshaking and 128 established incoming bound what strangers on the LAN or the
+/// internet can open (each a noise handshake and a muxer), whatever number of peer ids they make.
+const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+const MAX_PENDING_INCOMING: u32 = 32;
+const MAX_ESTABLISHED_INCOMING: u32 = 128;
 /// Link messages one peer may send: a burst of this many, refilled at one per
 /// [`LINK_REFILL`].
 const LINK_BURST: u32 = 5;
@@ -307,6 +321,7 @@ impl P2pHandle {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    limits: libp2p::connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     link: request_response::cbor::Behaviour<LinkMessage, LinkReply>,
@@ -314,6 +329,13 @@ struct Behaviour {
     relay: relay::client::Behaviour,
     dcutr: dcutr::Behaviour,
     rendezvous: rendezvous::client::Behaviour,
+}
+
+/// Yamux (TCP and relayed connections) with at most [`MAX_STREAMS_PER_CONNECTION`] streams.
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+    config
 }
 
 /// Starts listening on the configured port (UDP/QUIC and TCP) and spawns the swarm task. Events
@@ -325,22 +347,28 @@ pub async fn start(
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
         .context("p2p TCP transport")?
         .with_quic_config(|mut quic| {
             // Notice a dead link (a cable pulled, a node killed) within seconds, so requests
             // move to a fresh connection instead of waiting on the old one.
             quic.max_idle_timeout = QUIC_IDLE_TIMEOUT_MS;
             quic.keep_alive_interval = Duration::from_secs(1);
+            quic.max_concurrent_stream_limit = MAX_STREAMS_PER_CONNECTION as u32;
             quic
         })
-        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .with_relay_client(noise::Config::new, yamux_config)
         .context("p2p relay client")?
         .with_behaviour(|key, relay| {
             let codec = request_response::cbor::codec::Codec::default()
                 .set_request_size_maximum(MAX_LINK_MESSAGE_BYTES as u64)
                 .set_response_size_maximum(MAX_LINK_MESSAGE_BYTES as u64);
+            let limits = libp2p::connection_limits::ConnectionLimits::default()
+                .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
             Behaviour {
+                limits: libp2p::connection_limits::Behaviour::new(limits),
                 identify: identify::Behaviour::new(identify::Config::new(PROTOCOL.into(), key.public())),
                 // Pings every second; a connection that misses them is closed (below), so a
                 // dead TCP connection is noticed as fast as a dead QUIC one.
@@ -353,11 +381,11 @@ pub async fn start(
                     request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
                 ),
                 fed: request_response::Behaviour::with_codec(
-                    codec::FedCodec,
+                    codec::FedCodec::default(),
                     [(StreamProtocol::new(FED_PROTOCOL), ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(FED_TIMEOUT)
-                        .with_max_concurrent_streams(MAX_PENDING_FED),
+                        .with_max_concurrent_streams(MAX_FED_STREAMS_PER_CONNECTION),
                 ),
                 relay,
                 dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
