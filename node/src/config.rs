@@ -67,6 +67,11 @@ pub struct RunArgs {
     /// Requests per second one connection may make (bursts of twice that) [default: 1000].
     #[arg(long, env = "VECHE_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
+    /// Serve `/metrics` on this address only (plain HTTP, e.g. 127.0.0.1:9100 for a local
+    /// Prometheus), not on the main address, where anyone who reaches the node could read it
+    /// [default: served on the main address].
+    #[arg(long, env = "VECHE_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// How often to drop messages that chats' retention no longer keeps, e.g. 60s [default: 60s].
     #[arg(long, env = "VECHE_RETENTION_INTERVAL", value_parser = humantime::parse_duration)]
     pub retention_interval: Option<std::time::Duration>,
@@ -143,6 +148,7 @@ struct FileConfig {
     registration: Option<Registration>,
     public_url: Option<String>,
     rate_limit: Option<u32>,
+    metrics_addr: Option<SocketAddr>,
     #[serde(default, with = "humantime_serde_opt")]
     retention_interval: Option<std::time::Duration>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -188,6 +194,8 @@ pub struct Config {
     pub registration: Registration,
     pub public_url: Option<String>,
     pub rate_limit: u32,
+    /// Where `/metrics` is served, if not on the main address.
+    pub metrics_addr: Option<SocketAddr>,
     pub retention_interval: std::time::Duration,
     /// How long a 1:1 call rings.
     pub ring_timeout: std::time::Duration,
@@ -284,6 +292,7 @@ impl Config {
             registration: args.registration.or(file.registration).unwrap_or(Registration::Invite),
             public_url: args.public_url.or(file.public_url).map(|u| u.trim_end_matches('/').to_string()),
             rate_limit,
+            metrics_addr: args.metrics_addr.or(file.metrics_addr),
             retention_interval: args
                 .retention_interval
                 .or(file.retention_interval)

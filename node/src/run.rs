@@ -28,6 +28,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let listener =
         tokio::net::TcpListener::bind(config.http).await.with_context(|| format!("listening on {}", config.http))?;
     let bound = listener.local_addr()?;
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening for /metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     let tls = crate::tls::Tls::start(
         &config.tls,
         &config.data_dir,
@@ -168,7 +174,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         shutdown: shutdown_rx,
         ui: config.ui.clone(),
         tls: tls.clone(),
+        metrics_on_main: metrics_listener.is_none(),
     };
+    let metrics = metrics_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "/metrics is served here (not on the main address)");
+        }
+        let router = api::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::warn!(error = %e, "the /metrics listener stopped");
+            }
+        })
+    });
     let listener = crate::tls::listener::DualListener::new(listener, tls.as_ref().map(|t| t.acceptor.clone()))?;
     axum::serve(listener, api::router(state).into_make_service_with_connect_info::<crate::tls::listener::Remote>())
         .with_graceful_shutdown(async move {
@@ -177,6 +195,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         })
         .await?;
     retention.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     // Say goodbye on the LAN, so nearby nodes drop this one at once.
     p2p.shutdown().await;
     federation.abort();

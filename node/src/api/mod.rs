@@ -75,12 +75,16 @@ pub struct ApiState {
     pub ui: Option<ui::UiSource>,
     /// The node's HTTPS, unless `--tls off`: then nothing is redirected.
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// `/metrics` is served on the main address (no `--metrics-addr`).
+    pub metrics_on_main: bool,
 }
 
 pub fn router(state: ApiState) -> Router {
-    let api = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let mut api = Router::new().route("/healthz", get(healthz));
+    if state.metrics_on_main {
+        api = api.route("/metrics", get(metrics));
+    }
+    let api = api
         .route("/api/ws", get(websocket))
         .route(trust::PAGE, get(trust::page))
         .route(&format!("{}ca.pem", trust::PREFIX), get(trust::pem))
@@ -192,6 +196,11 @@ async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {
         "uptime_s": state.started.elapsed().as_secs(),
         "tls_fingerprint": state.tls.as_ref().and_then(|t| t.fingerprint_text()),
     }))
+}
+
+/// `/metrics` alone, for `--metrics-addr` (plain HTTP).
+pub fn metrics_router(state: ApiState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
