@@ -342,9 +342,11 @@ impl Calls {
                 }
             }
         }
-        let added =
-            on_loop(&self.media, move |m| m.add_peer(conference, veche_sfu::ParticipantId(participant), role, offer))
-                .await;
+        let account = session.account;
+        let added = on_loop(&self.media, move |m| {
+            m.add_peer(conference, veche_sfu::ParticipantId(participant), account, role, offer)
+        })
+        .await;
         let answer = match added {
             Ok(answer) => answer,
             Err(LoopError::Media(MediaError::InLobby)) => {
@@ -539,7 +541,7 @@ impl Calls {
             CallAction::LowerHand => room.lower_hand(by, who),
             CallAction::SetRole(role) => room.set_role(by, who, sfu_role(role)),
             CallAction::Remove => room.remove(by, who),
-            CallAction::Admit => room.admit_from_lobby(by, who),
+            CallAction::Admit => room.admit(by, who),
         })
         .await
     }
@@ -561,6 +563,41 @@ impl Calls {
     /// Ends the call for everyone.
     pub async fn end(&self, call: InCall) -> ApiResult<()> {
         self.decide(call, |room, by| room.end(by)).await
+    }
+
+    /// The chat's members changed (a commit was stored): whoever in its call is no longer a
+    /// member (removed, or left) loses its place there at once: told `Disconnected`, its media
+    /// session closed. Joining again is refused like any non-member's join.
+    pub fn members_changed(&self, node: &Node, group: GroupId) {
+        let in_call: Vec<(ParticipantId, veche_protocol::ids::AccountId)> = lock(&self.state)
+            .participants
+            .iter()
+            .filter(|(_, m)| m.group == group)
+            .map(|(p, m)| (*p, m.info.account))
+            .collect();
+        if in_call.is_empty() {
+            return;
+        }
+        let roster = match node
+            .store
+            .read()
+            .map_err(|e| e.to_string())
+            .and_then(|txn| super::chats::load(&txn, group).map_err(|e| e.to_string()))
+        {
+            Ok(chat) => chat.map(|c| c.roster).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "calls: cannot read the chat's members");
+                return;
+            }
+        };
+        for (participant, account) in in_call {
+            if roster.contains_key(&account) {
+                continue;
+            }
+            tracing::debug!(participant, "no longer a member of the chat: out of its call");
+            self.send(&[participant], |group| Event::Call { group, update: CallUpdate::Disconnected });
+            self.leave(InCall { group, participant });
+        }
     }
 
     /// The device leaves (or its connection closed).

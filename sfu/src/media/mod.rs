@@ -71,6 +71,7 @@ use crate::forward::{OutPacket, PacketInfo, Want};
 use crate::room::{Action, Event, Mode, Role, Room, RoomError};
 use crate::timers::Timers;
 use crate::{ConferenceId, MediaKind, ParticipantId, TrackId};
+use veche_protocol::ids::AccountId;
 
 mod channel;
 mod negotiation;
@@ -427,6 +428,7 @@ impl MediaSessions {
         &mut self,
         conference: ConferenceId,
         participant: ParticipantId,
+        account: AccountId,
         role: Role,
         offer_sdp: String,
         now: WallInstant,
@@ -434,8 +436,10 @@ impl MediaSessions {
         if self.peers.contains_key(&participant) {
             return Err(MediaError::PeerExists);
         }
-        if !self.rooms.contains_key(&conference) {
-            return Err(MediaError::UnknownConference);
+        let Some(room) = self.rooms.get(&conference) else { return Err(MediaError::UnknownConference) };
+        // Refused before any work on its offer.
+        if room.is_banned(&account) {
+            return Err(MediaError::Room(RoomError::Forbidden(crate::room::REMOVED)));
         }
         let estimate = Estimate::default();
         let rtp_in = InboundRtp::default();
@@ -469,7 +473,7 @@ impl MediaSessions {
         }
 
         let room = self.rooms.get_mut(&conference).ok_or(MediaError::UnknownConference)?;
-        let actions = room.join(participant, role)?;
+        let actions = room.join(participant, account, role)?;
         let admitted = room.role(participant).is_some();
         self.apply(now, conference, actions);
         if !admitted {
