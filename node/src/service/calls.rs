@@ -33,6 +33,13 @@ use veche_sfu::{ConferenceId, MediaKind, TrackId};
 use super::{ApiResult, Node, OrInternal, Session, err};
 use veche_protocol::wire::ApiError;
 
+/// Call sessions (connections in a call or its lobby) one account may hold at once, over all
+/// calls. A person takes part in one call at a time; the rest covers a tab reopened before its
+/// old connection closed and a second device for sharing a screen. With the node's cap of
+/// `MAX_SESSIONS` (500) media sessions, one member cannot take more than 4 of them: filling the
+/// node needs 125 accounts.
+pub const MAX_SESSIONS_PER_ACCOUNT: usize = 4;
+
 /// Where a participant's frames go: its connection's outgoing queue.
 pub type Outbox = mpsc::Sender<ServerFrame>;
 
@@ -182,6 +189,13 @@ fn refused(e: LoopError) -> veche_protocol::wire::ApiError {
         LoopError::Media(MediaError::Room(room::RoomError::Unknown)) => {
             (ErrorCode::NotFound, "no such participant in this call".to_string())
         }
+        LoopError::Media(MediaError::Full) => (
+            ErrorCode::Unavailable,
+            format!(
+                "the node carries as many call sessions as it can ({}); try again later",
+                veche_sfu::media::MAX_SESSIONS
+            ),
+        ),
         LoopError::Media(MediaError::UnknownConference) => (ErrorCode::NotFound, "the call is over".to_string()),
         LoopError::Media(MediaError::NoOfferPending) => {
             (ErrorCode::Conflict, "no offer of the node waits for an answer".to_string())
@@ -282,6 +296,15 @@ impl Calls {
             }
             None => {
                 let mut state = lock(&self.state);
+                let mine = state.participants.values().filter(|m| m.info.account == session.account).count();
+                if mine >= MAX_SESSIONS_PER_ACCOUNT {
+                    return err(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "this account is already in calls from {MAX_SESSIONS_PER_ACCOUNT} connections; leave one first"
+                        ),
+                    );
+                }
                 let mode = if meeting.as_ref().is_some_and(|m| m.settings.webinar) {
                     CallMode::Webinar
                 } else {
