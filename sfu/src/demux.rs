@@ -6,8 +6,11 @@
 //! its own ufrag, so STUN goes to the peer whose ufrag it names, and that peer's ICE agent checks
 //! the message integrity with its password. Only once a peer's ICE agent has accepted an
 //! address ([`Demux::confirm`]) do DTLS and media from that address reach it: a datagram from an
-//! address no peer confirmed is dropped, whatever it claims to be. Nothing here trusts a packet
-//! to say whom it is for.
+//! address no peer confirmed is dropped, whatever it claims to be. A peer has one confirmed
+//! address, the first: a nomination (USE-CANDIDATE) for it from any other address is dropped
+//! before its ICE agent sees it, and nothing but binding responses is sent elsewhere
+//! (`media/mod.rs`), so nobody, the participant included, can steer the node's media at another
+//! address. Nothing here trusts a packet to say whom it is for.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -47,12 +50,22 @@ pub enum Drop {
     ClaimsControlled,
     /// DTLS or media from an address no peer's ICE agent accepted.
     UnknownAddress,
+    /// A nominating binding request (USE-CANDIDATE) for a session from an address other than
+    /// the one it confirmed: a session keeps its first confirmed address, so nobody (its own
+    /// participant included) can move the node's media to another.
+    OtherAddress,
 }
 
 impl Drop {
     /// Every reason, for reporting.
-    pub const ALL: [Drop; 5] =
-        [Drop::Malformed, Drop::BadStun, Drop::UnknownUfrag, Drop::ClaimsControlled, Drop::UnknownAddress];
+    pub const ALL: [Drop; 6] = [
+        Drop::Malformed,
+        Drop::BadStun,
+        Drop::UnknownUfrag,
+        Drop::ClaimsControlled,
+        Drop::UnknownAddress,
+        Drop::OtherAddress,
+    ];
 
     /// Its name in metrics.
     pub fn name(self) -> &'static str {
@@ -62,6 +75,7 @@ impl Drop {
             Drop::UnknownUfrag => "unknown_ufrag",
             Drop::ClaimsControlled => "claims_controlled",
             Drop::UnknownAddress => "unknown_address",
+            Drop::OtherAddress => "other_address",
         }
     }
 }
@@ -73,19 +87,28 @@ pub enum Route<P> {
     Drop(Drop),
 }
 
-/// The server ufrag a STUN message names (the part of USERNAME before `:`), and whether it claims
-/// the ICE-CONTROLLED role.
-fn stun_ufrag(datagram: &[u8]) -> Option<(String, bool)> {
+/// What the demux reads of a STUN message.
+struct StunInfo {
+    /// The server ufrag it names (the part of USERNAME before `:`).
+    ufrag: String,
+    /// It claims the ICE-CONTROLLED role.
+    controlled: bool,
+    /// It nominates (USE-CANDIDATE).
+    nominates: bool,
+}
+
+fn stun_info(datagram: &[u8]) -> Option<StunInfo> {
     if !rtc_stun::message::is_stun_message(datagram) {
         return None;
     }
     let mut message = rtc_stun::message::Message::new();
     message.unmarshal_binary(datagram).ok()?;
     let controlled = message.contains(rtc_stun::attributes::ATTR_ICE_CONTROLLED);
+    let nominates = message.contains(rtc_stun::attributes::ATTR_USE_CANDIDATE);
     let username =
         rtc_stun::textattrs::TextAttribute::get_from_as(&message, rtc_stun::attributes::ATTR_USERNAME).ok()?;
     let (server, _client) = username.text.split_once(':')?;
-    (!server.is_empty()).then(|| (server.to_string(), controlled))
+    (!server.is_empty()).then(|| StunInfo { ufrag: server.to_string(), controlled, nominates })
 }
 
 /// The routing table of the media port.
@@ -93,13 +116,15 @@ fn stun_ufrag(datagram: &[u8]) -> Option<(String, bool)> {
 pub struct Demux<P> {
     by_ufrag: HashMap<String, P>,
     by_addr: HashMap<SocketAddr, P>,
+    /// Each peer's one confirmed address (the first its ICE agent accepted).
+    addr_of: HashMap<P, SocketAddr>,
     /// Datagrams dropped, by reason (for metrics).
     pub dropped: HashMap<Drop, u64>,
 }
 
 impl<P> Default for Demux<P> {
     fn default() -> Self {
-        Demux { by_ufrag: HashMap::new(), by_addr: HashMap::new(), dropped: HashMap::new() }
+        Demux { by_ufrag: HashMap::new(), by_addr: HashMap::new(), addr_of: HashMap::new(), dropped: HashMap::new() }
     }
 }
 
@@ -114,25 +139,46 @@ impl<P: Copy + Eq + Hash> Demux<P> {
         self.by_ufrag.get(ufrag).copied()
     }
 
-    /// The peer's ICE agent accepted `addr` (a checked binding request came from there).
-    pub fn confirm(&mut self, addr: SocketAddr, peer: P) {
+    /// The peer's ICE agent accepted `addr` (a checked binding request came from there). The
+    /// first address confirmed is the peer's only one: another is not confirmed (false), so
+    /// neither DTLS nor media from it reaches the peer.
+    pub fn confirm(&mut self, addr: SocketAddr, peer: P) -> bool {
+        if let Some(confirmed) = self.addr_of.get(&peer) {
+            return *confirmed == addr;
+        }
+        if self.by_addr.contains_key(&addr) {
+            return false; // another peer's address
+        }
+        self.addr_of.insert(peer, addr);
         self.by_addr.insert(addr, peer);
+        true
+    }
+
+    /// The peer's confirmed address, if it has one yet.
+    pub fn address_of(&self, peer: P) -> Option<SocketAddr> {
+        self.addr_of.get(&peer).copied()
     }
 
     /// Forgets a peer (it left, or its connection failed).
     pub fn remove(&mut self, peer: P) {
         self.by_ufrag.retain(|_, p| *p != peer);
         self.by_addr.retain(|_, p| *p != peer);
+        self.addr_of.remove(&peer);
     }
 
     /// Where a datagram from `from` goes.
     pub fn route(&mut self, from: SocketAddr, datagram: &[u8]) -> Route<P> {
         let route = match classify(datagram) {
             Kind::Other => Route::Drop(Drop::Malformed),
-            Kind::Stun => match stun_ufrag(datagram) {
+            Kind::Stun => match stun_info(datagram) {
                 None => Route::Drop(Drop::BadStun),
-                Some((_, true)) => Route::Drop(Drop::ClaimsControlled),
-                Some((ufrag, false)) => match self.by_ufrag.get(&ufrag) {
+                Some(StunInfo { controlled: true, .. }) => Route::Drop(Drop::ClaimsControlled),
+                Some(info) => match self.by_ufrag.get(&info.ufrag) {
+                    // A nomination from anywhere but the session's confirmed address would
+                    // move its media: never seen by its agent.
+                    Some(peer) if info.nominates && self.addr_of.get(peer).is_some_and(|a| *a != from) => {
+                        Route::Drop(Drop::OtherAddress)
+                    }
                     Some(peer) => Route::Peer(*peer),
                     None => Route::Drop(Drop::UnknownUfrag),
                 },
@@ -185,6 +231,32 @@ mod tests {
         d.remove(2);
         assert_eq!(d.route(addr(5000), &[22, 254, 253, 0, 0]), Route::Drop(Drop::UnknownAddress));
         assert_eq!(d.route(addr(5000), &binding("bob0002:browser")), Route::Drop(Drop::UnknownUfrag));
+    }
+
+    #[test]
+    fn a_peer_keeps_its_first_confirmed_address() {
+        let mut d = Demux::default();
+        d.register("alice01", 1u32);
+        d.register("bob0002", 2u32);
+        assert!(d.confirm(addr(5000), 1));
+        assert!(!d.confirm(addr(6000), 1), "a second address is not confirmed");
+        assert!(!d.confirm(addr(5000), 2), "nor is another peer's");
+        assert_eq!(d.address_of(1), Some(addr(5000)));
+        assert_eq!(d.route(addr(6000), &[0x80, 96, 0, 1, 0, 0, 0, 0]), Route::Drop(Drop::UnknownAddress));
+        let mut nominating = Message::new();
+        let username = TextAttribute::new(rtc_stun::attributes::ATTR_USERNAME, "alice01:x".to_string());
+        let setters: Vec<Box<dyn Setter>> =
+            vec![Box::new(BINDING_REQUEST), Box::new(TransactionId::new()), Box::new(username)];
+        nominating.build(&setters).unwrap();
+        nominating.add(rtc_stun::attributes::ATTR_USE_CANDIDATE, &[]);
+        assert_eq!(d.route(addr(6000), &nominating.raw), Route::Drop(Drop::OtherAddress));
+        assert_eq!(d.route(addr(5000), &nominating.raw), Route::Peer(1), "from its own address it goes through");
+        assert_eq!(d.route(addr(6000), &binding("alice01:x")), Route::Peer(1), "a plain check is answered");
+        // Bob has no confirmed address yet: his nominations go through from anywhere.
+        assert_eq!(d.route(addr(7000), &binding("bob0002:x")), Route::Peer(2));
+        d.remove(1);
+        assert_eq!(d.address_of(1), None);
+        assert!(d.confirm(addr(5000), 2), "a freed address may be another peer's");
     }
 
     #[test]

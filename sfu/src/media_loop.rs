@@ -17,6 +17,7 @@ use crate::forward::Want;
 use crate::media::{MediaError, MediaEvent, MediaSessions};
 use crate::room::{Action, Mode, Role, Room, RoomError};
 use crate::{ConferenceId, ParticipantId, TrackId};
+use veche_protocol::ids::AccountId;
 
 /// Commands queued to the loop at most.
 const COMMANDS: usize = 256;
@@ -33,15 +34,47 @@ type Reply<T> = mpsc::SyncSender<Result<T, MediaError>>;
 pub type Decide = Box<dyn FnOnce(&mut Room) -> Result<Vec<Action>, RoomError> + Send>;
 
 enum Command {
-    Open { conference: ConferenceId, mode: Mode },
-    Close { conference: ConferenceId },
-    Moderate { conference: ConferenceId, decide: Decide, reply: Reply<()> },
-    AddPeer { conference: ConferenceId, participant: ParticipantId, role: Role, offer: String, reply: Reply<String> },
-    RemovePeer { participant: ParticipantId },
-    Subscribe { who: ParticipantId, track: TrackId, want: Want, reply: Reply<()> },
-    PendingOffer { who: ParticipantId, reply: Reply<Option<String>> },
-    ApplyAnswer { who: ParticipantId, answer: String, reply: Reply<()> },
-    Stats { reply: Reply<MediaStats> },
+    Open {
+        conference: ConferenceId,
+        mode: Mode,
+    },
+    Close {
+        conference: ConferenceId,
+    },
+    Moderate {
+        conference: ConferenceId,
+        decide: Decide,
+        reply: Reply<()>,
+    },
+    AddPeer {
+        conference: ConferenceId,
+        participant: ParticipantId,
+        account: AccountId,
+        role: Role,
+        offer: String,
+        reply: Reply<String>,
+    },
+    RemovePeer {
+        participant: ParticipantId,
+    },
+    Subscribe {
+        who: ParticipantId,
+        track: TrackId,
+        want: Want,
+        reply: Reply<()>,
+    },
+    PendingOffer {
+        who: ParticipantId,
+        reply: Reply<Option<String>>,
+    },
+    ApplyAnswer {
+        who: ParticipantId,
+        answer: String,
+        reply: Reply<()>,
+    },
+    Stats {
+        reply: Reply<MediaStats>,
+    },
     Stop,
 }
 
@@ -123,10 +156,11 @@ impl MediaHandle {
         &self,
         conference: ConferenceId,
         participant: ParticipantId,
+        account: AccountId,
         role: Role,
         offer: String,
     ) -> Result<String, LoopError> {
-        self.call(|reply| Command::AddPeer { conference, participant, role, offer, reply })
+        self.call(|reply| Command::AddPeer { conference, participant, account, role, offer, reply })
     }
 
     pub fn remove_peer(&self, participant: ParticipantId) {
@@ -253,8 +287,8 @@ impl Worker {
             Command::Moderate { conference, decide, reply } => {
                 let _ = reply.send(self.sessions.moderate(now, conference, decide));
             }
-            Command::AddPeer { conference, participant, role, offer, reply } => {
-                let _ = reply.send(self.sessions.add_peer(conference, participant, role, offer, now));
+            Command::AddPeer { conference, participant, account, role, offer, reply } => {
+                let _ = reply.send(self.sessions.add_peer(conference, participant, account, role, offer, now));
             }
             Command::RemovePeer { participant } => self.sessions.remove_peer(participant, now),
             Command::Subscribe { who, track, want, reply } => {
@@ -337,10 +371,10 @@ mod tests {
         assert!(matches!(refused, Err(LoopError::Media(MediaError::UnknownPeer))), "{refused:?}");
         // A malformed offer is refused, not fatal.
         let conference = ConferenceId(1);
-        let bad = media.add_peer(conference, ParticipantId(1), Role::Participant, "not sdp".into());
+        let bad = media.add_peer(conference, ParticipantId(1), AccountId([1; 32]), Role::Participant, "not sdp".into());
         assert!(matches!(bad, Err(LoopError::Media(MediaError::UnknownConference))), "{bad:?}");
         media.open(conference, Mode::Meeting);
-        let bad = media.add_peer(conference, ParticipantId(1), Role::Participant, "not sdp".into());
+        let bad = media.add_peer(conference, ParticipantId(1), AccountId([1; 32]), Role::Participant, "not sdp".into());
         assert!(matches!(bad, Err(LoopError::Media(MediaError::Rtc(_)))), "{bad:?}");
         media.stop();
         std::thread::sleep(Duration::from_millis(50));

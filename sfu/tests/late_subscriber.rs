@@ -30,6 +30,7 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use veche_protocol::ids::AccountId;
 use veche_sfu::forward::Want;
 use veche_sfu::media::{MediaEvent, MediaSessions, client_peer_connection, opus_codec, vp8_codec};
 use veche_sfu::room::{Event, Mode, Role};
@@ -110,7 +111,7 @@ impl Member {
     fn join(&mut self, sfu: &mut MediaSessions, who: ParticipantId, now: Instant) -> anyhow::Result<()> {
         let offer = self.pc.create_offer(None)?;
         self.pc.set_local_description(now, offer.clone())?;
-        let answer = sfu.add_peer(ROOM, who, Role::Participant, offer.sdp, now)?;
+        let answer = sfu.add_peer(ROOM, who, AccountId([who.0 as u8; 32]), Role::Participant, offer.sdp, now)?;
         self.pc.set_remote_description(now, RTCSessionDescription::answer(answer)?)?;
         Ok(())
     }

@@ -21,6 +21,7 @@ use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingPar
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use veche_protocol::ids::AccountId;
 use veche_sfu::forward::Want;
 use veche_sfu::media::{MediaEvent, MediaSessions, client_peer_connection, vp8_codec, vp8_keyframe_start};
 use veche_sfu::room::{Event, Mode, Role};
@@ -108,7 +109,7 @@ fn a_publisher_reaches_a_subscriber_through_the_room_with_srtp_on_both_legs() ->
     for (who, pc) in [(A, &mut a), (B, &mut b)] {
         let offer = pc.create_offer(None)?;
         pc.set_local_description(start, offer.clone())?;
-        let answer = sfu.add_peer(ROOM, who, Role::Participant, offer.sdp, start)?;
+        let answer = sfu.add_peer(ROOM, who, AccountId([who.0 as u8; 32]), Role::Participant, offer.sdp, start)?;
         assert!(answer.contains("a=ice-lite"), "the SFU answers as ICE-lite");
         pc.set_remote_description(start, RTCSessionDescription::answer(answer)?)?;
     }

@@ -33,6 +33,13 @@ use veche_sfu::{ConferenceId, MediaKind, TrackId};
 use super::{ApiResult, Node, OrInternal, Session, err};
 use veche_protocol::wire::ApiError;
 
+/// Call sessions (connections in a call or its lobby) one account may hold at once, over all
+/// calls. A person takes part in one call at a time; the rest covers a tab reopened before its
+/// old connection closed and a second device for sharing a screen. With the node's cap of
+/// `MAX_SESSIONS` (500) media sessions, one member cannot take more than 4 of them: filling the
+/// node needs 125 accounts.
+pub const MAX_SESSIONS_PER_ACCOUNT: usize = 4;
+
 /// Where a participant's frames go: its connection's outgoing queue.
 pub type Outbox = mpsc::Sender<ServerFrame>;
 
@@ -182,6 +189,13 @@ fn refused(e: LoopError) -> veche_protocol::wire::ApiError {
         LoopError::Media(MediaError::Room(room::RoomError::Unknown)) => {
             (ErrorCode::NotFound, "no such participant in this call".to_string())
         }
+        LoopError::Media(MediaError::Full) => (
+            ErrorCode::Unavailable,
+            format!(
+                "the node carries as many call sessions as it can ({}); try again later",
+                veche_sfu::media::MAX_SESSIONS
+            ),
+        ),
         LoopError::Media(MediaError::UnknownConference) => (ErrorCode::NotFound, "the call is over".to_string()),
         LoopError::Media(MediaError::NoOfferPending) => {
             (ErrorCode::Conflict, "no offer of the node waits for an answer".to_string())
@@ -282,6 +296,15 @@ impl Calls {
             }
             None => {
                 let mut state = lock(&self.state);
+                let mine = state.participants.values().filter(|m| m.info.account == session.account).count();
+                if mine >= MAX_SESSIONS_PER_ACCOUNT {
+                    return err(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "this account is already in calls from {MAX_SESSIONS_PER_ACCOUNT} connections; leave one first"
+                        ),
+                    );
+                }
                 let mode = if meeting.as_ref().is_some_and(|m| m.settings.webinar) {
                     CallMode::Webinar
                 } else {
@@ -342,9 +365,11 @@ impl Calls {
                 }
             }
         }
-        let added =
-            on_loop(&self.media, move |m| m.add_peer(conference, veche_sfu::ParticipantId(participant), role, offer))
-                .await;
+        let account = session.account;
+        let added = on_loop(&self.media, move |m| {
+            m.add_peer(conference, veche_sfu::ParticipantId(participant), account, role, offer)
+        })
+        .await;
         let answer = match added {
             Ok(answer) => answer,
             Err(LoopError::Media(MediaError::InLobby)) => {
@@ -539,7 +564,7 @@ impl Calls {
             CallAction::LowerHand => room.lower_hand(by, who),
             CallAction::SetRole(role) => room.set_role(by, who, sfu_role(role)),
             CallAction::Remove => room.remove(by, who),
-            CallAction::Admit => room.admit_from_lobby(by, who),
+            CallAction::Admit => room.admit(by, who),
         })
         .await
     }
@@ -561,6 +586,41 @@ impl Calls {
     /// Ends the call for everyone.
     pub async fn end(&self, call: InCall) -> ApiResult<()> {
         self.decide(call, |room, by| room.end(by)).await
+    }
+
+    /// The chat's members changed (a commit was stored): whoever in its call is no longer a
+    /// member (removed, or left) loses its place there at once: told `Disconnected`, its media
+    /// session closed. Joining again is refused like any non-member's join.
+    pub fn members_changed(&self, node: &Node, group: GroupId) {
+        let in_call: Vec<(ParticipantId, veche_protocol::ids::AccountId)> = lock(&self.state)
+            .participants
+            .iter()
+            .filter(|(_, m)| m.group == group)
+            .map(|(p, m)| (*p, m.info.account))
+            .collect();
+        if in_call.is_empty() {
+            return;
+        }
+        let roster = match node
+            .store
+            .read()
+            .map_err(|e| e.to_string())
+            .and_then(|txn| super::chats::load(&txn, group).map_err(|e| e.to_string()))
+        {
+            Ok(chat) => chat.map(|c| c.roster).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "calls: cannot read the chat's members");
+                return;
+            }
+        };
+        for (participant, account) in in_call {
+            if roster.contains_key(&account) {
+                continue;
+            }
+            tracing::debug!(participant, "no longer a member of the chat: out of its call");
+            self.send(&[participant], |group| Event::Call { group, update: CallUpdate::Disconnected });
+            self.leave(InCall { group, participant });
+        }
     }
 
     /// The device leaves (or its connection closed).

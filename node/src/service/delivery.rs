@@ -467,6 +467,9 @@ pub async fn commit(
         })
         .await?;
     metrics.messages_stored.inc();
+    if let Some(calls) = &node.calls {
+        calls.members_changed(node, group); // removed members lose their place in its call
+    }
     Ok(seq)
 }
 

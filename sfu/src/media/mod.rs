@@ -71,6 +71,7 @@ use crate::forward::{OutPacket, PacketInfo, Want};
 use crate::room::{Action, Event, Mode, Role, Room, RoomError};
 use crate::timers::Timers;
 use crate::{ConferenceId, MediaKind, ParticipantId, TrackId};
+use veche_protocol::ids::AccountId;
 
 mod channel;
 mod negotiation;
@@ -100,6 +101,18 @@ const FIRST_OUT_SSRC: u32 = 0x5645_0001;
 const STUN_BINDING_REQUEST: u16 = 0x0001;
 const STUN_BINDING_SUCCESS: u16 = 0x0101;
 const STUN_BINDING_ERROR: u16 = 0x0111;
+/// How long a peer's consent to receive lasts after its last authenticated connectivity check
+/// (RFC 7675 §5.1: 30 s). The ICE agent counts only checks (STUN with the session's
+/// credentials), never media, as consent: after [`ICE_DISCONNECTED_TIMEOUT`] without one the
+/// session is disconnected, after `CONSENT_TIMEOUT` failed, and the node sends it nothing more.
+/// Browsers check every few seconds, so several checks in a row must be lost first.
+pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Without a check for this long a session counts as disconnected (it may come back).
+pub const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
+/// Media sessions on one node, at most. The bench (ARCHITECTURE.md, "SFU forwarding") measured
+/// 500 subscribers at 6-10 µs per forwarded packet and ~180 MB: past that one media thread falls
+/// behind, so more sessions would degrade every call on the node instead of refusing one join.
+pub const MAX_SESSIONS: usize = 500;
 /// Binding requests of ours awaiting a response, at most.
 const MAX_STUN_REQUESTS: usize = 4096;
 
@@ -133,6 +146,9 @@ pub enum MediaError {
     /// The participant already has a media session.
     #[error("the participant already has a media session")]
     PeerExists,
+    /// The node carries as many media sessions as it may ([`MAX_SESSIONS`]).
+    #[error("the node's media plane is full")]
+    Full,
     /// No such published track.
     #[error("no such track")]
     UnknownTrack,
@@ -292,6 +308,8 @@ pub struct MediaSessions {
     next_ssrc: u32,
     /// Binding requests our ICE agents sent, by transaction id: the peer and where it went.
     stun_requests: HashMap<[u8; 12], (PeerKey, SocketAddr)>,
+    /// Sessions at most ([`MAX_SESSIONS`]).
+    max_sessions: usize,
 }
 
 impl std::fmt::Debug for MediaSessions {
@@ -344,7 +362,14 @@ impl MediaSessions {
             events: VecDeque::new(),
             next_ssrc: FIRST_OUT_SSRC,
             stun_requests: HashMap::new(),
+            max_sessions: MAX_SESSIONS,
         }
+    }
+
+    /// Carries at most `n` media sessions (instead of [`MAX_SESSIONS`]).
+    pub fn with_max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n;
+        self
     }
 
     fn since_epoch(&self, now: WallInstant) -> Duration {
@@ -427,6 +452,7 @@ impl MediaSessions {
         &mut self,
         conference: ConferenceId,
         participant: ParticipantId,
+        account: AccountId,
         role: Role,
         offer_sdp: String,
         now: WallInstant,
@@ -434,15 +460,23 @@ impl MediaSessions {
         if self.peers.contains_key(&participant) {
             return Err(MediaError::PeerExists);
         }
-        if !self.rooms.contains_key(&conference) {
-            return Err(MediaError::UnknownConference);
+        let Some(room) = self.rooms.get(&conference) else { return Err(MediaError::UnknownConference) };
+        if self.peers.len() >= self.max_sessions {
+            return Err(MediaError::Full);
+        }
+        // Refused before any work on its offer.
+        if room.is_banned(&account) {
+            return Err(MediaError::Room(RoomError::Forbidden(crate::room::REMOVED)));
         }
         let estimate = Estimate::default();
         let rtp_in = InboundRtp::default();
         let (media_engine, registry) = sfu_media_setup(estimate.clone(), rtp_in.clone())?;
         // The core picks a random ufrag and password for each peer connection.
-        let settings =
-            SettingEngineBuilder::new().with_lite(true).with_answering_dtls_role(RTCDtlsRole::Server).build();
+        let settings = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_answering_dtls_role(RTCDtlsRole::Server)
+            .with_ice_timeouts(Some(ICE_DISCONNECTED_TIMEOUT), Some(CONSENT_TIMEOUT - ICE_DISCONNECTED_TIMEOUT), None)
+            .build();
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(settings)
@@ -469,7 +503,7 @@ impl MediaSessions {
         }
 
         let room = self.rooms.get_mut(&conference).ok_or(MediaError::UnknownConference)?;
-        let actions = room.join(participant, role)?;
+        let actions = room.join(participant, account, role)?;
         let admitted = room.role(participant).is_some();
         self.apply(now, conference, actions);
         if !admitted {
@@ -648,6 +682,15 @@ impl MediaSessions {
     fn flush(&mut self, key: PeerKey) {
         let Some(peer) = self.peers.get_mut(&key) else { return };
         while let Some(t) = peer.pc.poll_write() {
+            let to = t.transport.peer_addr;
+            let response = [STUN_BINDING_SUCCESS, STUN_BINDING_ERROR]
+                .into_iter()
+                .any(|typ| stun_transaction(&t.message, typ).is_some());
+            // Once a peer has its address, only answers to checks go anywhere else: no checks
+            // of ours, no DTLS, no media (even if its agent picked another pair).
+            if !response && self.demux.address_of(key).is_some_and(|a| a != to) {
+                continue;
+            }
             if let Some(txid) = stun_transaction(&t.message, STUN_BINDING_REQUEST) {
                 if self.stun_requests.len() >= MAX_STUN_REQUESTS {
                     self.stun_requests.clear(); // lost responses only; their checks are retried

@@ -162,6 +162,7 @@ fn reason(e: RoomError) -> String {
 mod tests {
     use super::*;
     use crate::room::Role;
+    use crate::room::tests::acct;
     use veche_protocol::whiteboard::{Item, Shape};
 
     const ORG: ParticipantId = ParticipantId(1);
@@ -172,7 +173,7 @@ mod tests {
     fn room(mode: Mode) -> Room {
         let mut r = Room::new(mode);
         for (who, role) in [(ORG, Role::Organizer), (ANN, Role::Participant), (GUEST, Role::Guest)] {
-            r.join(who, role).unwrap();
+            r.join(who, acct(who), role).unwrap();
         }
         r
     }
@@ -212,7 +213,7 @@ mod tests {
         assert_eq!(r.board().len(), 2);
 
         let late = ParticipantId(9);
-        r.join(late, Role::Participant).unwrap();
+        r.join(late, acct(late), Role::Participant).unwrap();
         match messages(&r.board_for(late)).as_slice() {
             [(Some(to), FromNode::Board { items, first: true, done: true })] => {
                 assert_eq!(*to, late);

@@ -10,12 +10,16 @@
 //! (the SFU stops forwarding it at once, and its owner may turn it back on only after being asked
 //! to), lower raised hands, change roles (only the organizer makes or unmakes moderators), remove
 //! participants, lock the conference (no one new joins, guests wait in the lobby) and end it.
+//! Removal sticks: the removed account (every session it has in the call goes) is on the call's
+//! ban list and its joins are refused until a moderator lets it back in ([`Room::admit`] with
+//! the participant id it was removed under). The ban list lives as long as the call.
 //!
 //! Every change is an [`Event`] for the participants; packets become [`Action`]s. Tracks, who
 //! receives them and at which layer are in `media.rs`; the call's data channel in `incall.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use veche_protocol::ids::AccountId;
 use veche_protocol::incall::FromNode;
 use veche_protocol::whiteboard::Board;
 
@@ -27,6 +31,14 @@ mod incall;
 mod media;
 
 pub use incall::{SIGNAL_BURST, SIGNALS_PER_SEC};
+/// Sessions in one call, the lobby included. A conference of 100 video tiles is already past what
+/// the media plane forwards well (50 video streams at most); more sessions would only let one
+/// member's or guest link's flood of joins grow one room's state and fan-out.
+pub const MAX_PARTICIPANTS: usize = 100;
+
+/// Why a removed account's join is refused.
+pub const REMOVED: &str = "you were removed from this call; a moderator may let you back in";
+
 pub use media::{AUDIO_BPS, MAX_VIDEO_STREAMS, VIEW_LAYER_0_MAX, VIEW_LAYER_1_MAX};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -154,6 +166,8 @@ pub enum Action {
 
 #[derive(Debug)]
 struct Participant {
+    /// Whose session this is (an account may have several devices in a call).
+    account: AccountId,
     role: Role,
     hand_raised: bool,
     /// Kinds a moderator turned off, and whether they asked to turn it back on.
@@ -185,7 +199,10 @@ pub struct Room {
     guest_lobby: bool,
     ended: bool,
     participants: BTreeMap<ParticipantId, Participant>,
-    lobby: BTreeMap<ParticipantId, Role>,
+    lobby: BTreeMap<ParticipantId, (AccountId, Role)>,
+    /// Accounts a moderator removed, with the participant id they were removed under (the id
+    /// the moderators know them by, to let them back in).
+    banned: BTreeMap<AccountId, ParticipantId>,
     tracks: BTreeMap<TrackId, Track>,
     next_track: u32,
     speaker: ActiveSpeaker,
@@ -206,6 +223,7 @@ impl Room {
             ended: false,
             participants: BTreeMap::new(),
             lobby: BTreeMap::new(),
+            banned: BTreeMap::new(),
             tracks: BTreeMap::new(),
             next_track: 1,
             speaker: ActiveSpeaker::default(),
@@ -245,10 +263,16 @@ impl Room {
         Ok(role)
     }
 
-    /// Joins. In a locked conference, guests wait in the lobby for a moderator; others may not
-    /// join at all unless they moderate. With a guest lobby, guests always wait. Joining again
-    /// (someone admitted from the lobby opening its media session) changes nothing.
-    pub fn join(&mut self, who: ParticipantId, role: Role) -> Result<Vec<Action>, RoomError> {
+    /// Whether `account` was removed from this call (and not let back in).
+    pub fn is_banned(&self, account: &AccountId) -> bool {
+        self.banned.contains_key(account)
+    }
+
+    /// Joins as `account`. In a locked conference, guests wait in the lobby for a moderator;
+    /// others may not join at all unless they moderate. With a guest lobby, guests always wait.
+    /// Joining again (someone admitted from the lobby opening its media session) changes
+    /// nothing. An account a moderator removed is refused, lobby or not.
+    pub fn join(&mut self, who: ParticipantId, account: AccountId, role: Role) -> Result<Vec<Action>, RoomError> {
         if self.ended {
             return Err(RoomError::Closed("the conference has ended"));
         }
@@ -258,34 +282,41 @@ impl Room {
         if self.lobby.contains_key(&who) {
             return Ok(Vec::new());
         }
+        if self.is_banned(&account) {
+            return Err(RoomError::Forbidden(REMOVED));
+        }
+        if self.participants.len() + self.lobby.len() >= MAX_PARTICIPANTS {
+            return Err(RoomError::Closed("the call is full"));
+        }
         if role == Role::Guest && self.guest_lobby && !self.locked {
-            return Ok(self.send_to_lobby(who, role));
+            return Ok(self.send_to_lobby(who, account, role));
         }
         if role == Role::Organizer && self.participants.values().any(|p| p.role == Role::Organizer) {
             return Err(RoomError::Forbidden("a conference has one organizer"));
         }
         if self.locked && !role.moderates() {
             if role == Role::Guest {
-                return Ok(self.send_to_lobby(who, role));
+                return Ok(self.send_to_lobby(who, account, role));
             }
             return Err(RoomError::Closed("the conference is locked"));
         }
-        Ok(self.admit(who, role))
+        Ok(self.admit_as(who, account, role))
     }
 
     /// `who` waits in the lobby; the moderators are told.
-    fn send_to_lobby(&mut self, who: ParticipantId, role: Role) -> Vec<Action> {
-        self.lobby.insert(who, role);
+    fn send_to_lobby(&mut self, who: ParticipantId, account: AccountId, role: Role) -> Vec<Action> {
+        self.lobby.insert(who, (account, role));
         let waiting = Event::Waiting { who };
         let moderators: Vec<ParticipantId> =
             self.participants.iter().filter(|(_, p)| p.role.moderates()).map(|(id, _)| *id).collect();
         moderators.into_iter().map(|to| Action::Event { to: Some(to), event: waiting.clone() }).collect()
     }
 
-    fn admit(&mut self, who: ParticipantId, role: Role) -> Vec<Action> {
+    fn admit_as(&mut self, who: ParticipantId, account: AccountId, role: Role) -> Vec<Action> {
         self.participants.insert(
             who,
             Participant {
+                account,
                 role,
                 hand_raised: false,
                 muted: BTreeMap::new(),
@@ -296,11 +327,19 @@ impl Room {
         vec![to_all(Event::Joined { who, role })]
     }
 
-    /// A moderator lets a guest in from the lobby.
-    pub fn admit_from_lobby(&mut self, by: ParticipantId, who: ParticipantId) -> Result<Vec<Action>, RoomError> {
+    /// A moderator lets a guest in from the lobby, or lets someone they removed (named by the
+    /// participant id they were removed under) join again.
+    pub fn admit(&mut self, by: ParticipantId, who: ParticipantId) -> Result<Vec<Action>, RoomError> {
         self.moderator(by)?;
-        let role = self.lobby.remove(&who).ok_or(RoomError::Unknown)?;
-        Ok(self.admit(who, role))
+        if let Some((account, role)) = self.lobby.remove(&who) {
+            return Ok(self.admit_as(who, account, role));
+        }
+        let before = self.banned.len();
+        self.banned.retain(|_, removed_as| *removed_as != who);
+        if self.banned.len() == before {
+            return Err(RoomError::Unknown);
+        }
+        Ok(Vec::new())
     }
 
     /// May `who` publish `kind` now?
@@ -463,44 +502,60 @@ impl Room {
     }
 
     /// Removes a participant (a moderator; nobody removes the organizer), or one leaves (`by ==
-    /// who`).
+    /// who`). A removal by a moderator (from the call or its lobby) bans the account: its other
+    /// sessions in the call go too, and it may not join again until a moderator admits it.
     pub fn remove(&mut self, by: ParticipantId, who: ParticipantId) -> Result<Vec<Action>, RoomError> {
-        if self.lobby.contains_key(&who) {
-            // Turned away from the lobby (or gave up waiting).
-            if by != who {
-                self.moderator(by)?;
-            }
-            self.lobby.remove(&who);
-            let mut out = vec![to_all(Event::Left { who })];
-            if by != who {
-                out.push(Action::Disconnect { who });
-            }
-            return Ok(out);
+        let account = match (self.lobby.get(&who), self.participants.get(&who)) {
+            (Some((account, _)), _) => *account,
+            (None, Some(p)) => p.account,
+            (None, None) => return Err(RoomError::Unknown),
+        };
+        if by == who {
+            return Ok(self.drop_session(who, false));
         }
-        if by != who {
-            self.moderator(by)?;
-            if self.role(who) == Some(Role::Organizer) {
-                return Err(RoomError::Forbidden("nobody removes the organizer"));
-            }
+        self.moderator(by)?;
+        if self.role(who) == Some(Role::Organizer) {
+            return Err(RoomError::Forbidden("nobody removes the organizer"));
         }
-        self.participants.remove(&who).ok_or(RoomError::Unknown)?;
-        self.speaker.remove(who);
-        self.budgets.remove(&who);
-        let mut out = Vec::new();
-        let theirs: Vec<TrackId> = self.tracks.iter().filter(|(_, t)| t.owner == who).map(|(id, _)| *id).collect();
-        for track in theirs {
-            self.tracks.remove(&track);
-            out.push(to_all(Event::Unpublished { track }));
-        }
-        for t in self.tracks.values_mut() {
-            t.forwarder.unsubscribe(who);
-            t.early_views.remove(&who);
-        }
-        out.push(to_all(Event::Left { who }));
-        if by != who {
-            out.push(Action::Disconnect { who });
+        self.banned.insert(account, who);
+        let others: Vec<ParticipantId> = self
+            .lobby
+            .iter()
+            .filter(|(_, (a, _))| *a == account)
+            .map(|(id, _)| *id)
+            .chain(self.participants.iter().filter(|(_, p)| p.account == account).map(|(id, _)| *id))
+            .filter(|id| *id != who)
+            .collect();
+        let mut out = self.drop_session(who, true);
+        for other in others {
+            out.extend(self.drop_session(other, true));
         }
         Ok(out)
+    }
+
+    /// Forgets one session (from the lobby or the call) and its tracks; `disconnect`: the room
+    /// closes it (someone else removed it).
+    fn drop_session(&mut self, who: ParticipantId, disconnect: bool) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.lobby.remove(&who).is_none() {
+            self.participants.remove(&who);
+            self.speaker.remove(who);
+            self.budgets.remove(&who);
+            let theirs: Vec<TrackId> = self.tracks.iter().filter(|(_, t)| t.owner == who).map(|(id, _)| *id).collect();
+            for track in theirs {
+                self.tracks.remove(&track);
+                out.push(to_all(Event::Unpublished { track }));
+            }
+            for t in self.tracks.values_mut() {
+                t.forwarder.unsubscribe(who);
+                t.early_views.remove(&who);
+            }
+        }
+        out.push(to_all(Event::Left { who }));
+        if disconnect {
+            out.push(Action::Disconnect { who });
+        }
+        out
     }
 
     /// Ends the conference for everyone (a moderator).
@@ -529,12 +584,17 @@ mod tests {
     const BOB: ParticipantId = ParticipantId(4);
     const GUEST: ParticipantId = ParticipantId(5);
 
+    /// The account of a test participant (one account per participant unless a test says so).
+    pub(super) fn acct(p: ParticipantId) -> AccountId {
+        AccountId([p.0 as u8; 32])
+    }
+
     fn room(mode: Mode) -> Room {
         let mut r = Room::new(mode);
         for (who, role) in
             [(ORG, Role::Organizer), (MOD, Role::Moderator), (ANN, Role::Participant), (BOB, Role::Participant)]
         {
-            r.join(who, role).unwrap();
+            r.join(who, acct(who), role).unwrap();
         }
         r
     }
@@ -792,14 +852,14 @@ mod tests {
         assert!(r.mute(MOD, ORG, MediaKind::Audio).is_err());
         let actions = r.remove(MOD, BOB).unwrap();
         assert!(actions.contains(&Action::Disconnect { who: BOB }));
-        assert!(r.join(ParticipantId(9), Role::Organizer).is_err(), "one organizer");
+        assert!(r.join(ParticipantId(9), acct(ParticipantId(9)), Role::Organizer).is_err(), "one organizer");
     }
 
     #[test]
     fn a_locked_meeting_keeps_guests_in_the_lobby_until_a_moderator_admits_them() {
         let mut r = room(Mode::Meeting);
         r.lock(ORG, true).unwrap();
-        let actions = r.join(GUEST, Role::Guest).unwrap();
+        let actions = r.join(GUEST, acct(GUEST), Role::Guest).unwrap();
         let told: Vec<Option<ParticipantId>> = actions
             .iter()
             .map(|a| match a {
@@ -809,8 +869,8 @@ mod tests {
             .collect();
         assert_eq!(told, [Some(ORG), Some(MOD)], "moderators see the waiting guest");
         assert_eq!(r.role(GUEST), None);
-        assert!(r.join(ParticipantId(8), Role::Participant).is_err());
-        r.admit_from_lobby(MOD, GUEST).unwrap();
+        assert!(r.join(ParticipantId(8), acct(ParticipantId(8)), Role::Participant).is_err());
+        r.admit(MOD, GUEST).unwrap();
         assert_eq!(r.role(GUEST), Some(Role::Guest));
         // A guest moderates nothing.
         assert!(r.mute(GUEST, ANN, MediaKind::Audio).is_err());
@@ -821,27 +881,89 @@ mod tests {
     fn a_guest_lobby_holds_guests_only_and_a_moderator_turns_one_away() {
         let mut r = room(Mode::Meeting);
         r.set_guest_lobby(true);
-        assert!(r.join(ParticipantId(8), Role::Participant).is_ok(), "members come straight in");
+        assert!(
+            r.join(ParticipantId(8), acct(ParticipantId(8)), Role::Participant).is_ok(),
+            "members come straight in"
+        );
         assert_eq!(r.role(ParticipantId(8)), Some(Role::Participant));
-        r.join(GUEST, Role::Guest).unwrap();
+        r.join(GUEST, acct(GUEST), Role::Guest).unwrap();
         assert!(r.waiting(GUEST));
-        assert_eq!(r.join(GUEST, Role::Guest), Ok(Vec::new()), "asking again while waiting changes nothing");
+        assert_eq!(
+            r.join(GUEST, acct(GUEST), Role::Guest),
+            Ok(Vec::new()),
+            "asking again while waiting changes nothing"
+        );
         // A participant may not turn a guest away; a moderator may.
         assert!(r.remove(ANN, GUEST).is_err());
         let out = r.remove(MOD, GUEST).unwrap();
         assert!(out.contains(&Action::Disconnect { who: GUEST }), "{out:?}");
         assert!(!r.waiting(GUEST));
-        assert_eq!(r.admit_from_lobby(MOD, GUEST), Err(RoomError::Unknown));
+        assert_eq!(r.join(GUEST, acct(GUEST), Role::Guest), Err(RoomError::Forbidden(REMOVED)), "turned away sticks");
+        assert_eq!(r.admit(ANN, GUEST), Err(RoomError::Forbidden("only the organizer and moderators do this")));
         // Another guest is admitted, then joins with its media session: nothing new happens.
         let g2 = ParticipantId(9);
-        r.join(g2, Role::Guest).unwrap();
-        r.admit_from_lobby(ORG, g2).unwrap();
-        assert_eq!(r.join(g2, Role::Guest), Ok(Vec::new()));
+        r.join(g2, acct(g2), Role::Guest).unwrap();
+        r.admit(ORG, g2).unwrap();
+        assert_eq!(r.join(g2, acct(g2), Role::Guest), Ok(Vec::new()));
         assert_eq!(r.role(g2), Some(Role::Guest));
         // A guest who gives up waiting leaves without being disconnected by anyone.
         let g3 = ParticipantId(10);
-        r.join(g3, Role::Guest).unwrap();
+        r.join(g3, acct(g3), Role::Guest).unwrap();
         assert_eq!(r.remove(g3, g3), Ok(vec![to_all(Event::Left { who: g3 })]));
+    }
+
+    #[test]
+    fn a_removed_account_cannot_join_again_until_a_moderator_lets_it_back_in() {
+        let mut r = room(Mode::Meeting);
+        // Bob has a second device in the call; removing one of his sessions removes both.
+        let bob_phone = ParticipantId(20);
+        r.join(bob_phone, acct(BOB), Role::Participant).unwrap();
+        let (cam, _) = r.publish(bob_phone, MediaKind::Video, vec![150_000]).unwrap();
+        assert!(r.remove(ANN, BOB).is_err(), "a participant removes nobody");
+        let out = r.remove(MOD, BOB).unwrap();
+        for who in [BOB, bob_phone] {
+            assert!(out.contains(&Action::Disconnect { who }), "{out:?}");
+            assert!(out.contains(&to_all(Event::Left { who })), "{out:?}");
+            assert_eq!(r.role(who), None);
+        }
+        assert!(out.contains(&to_all(Event::Unpublished { track: cam })), "{out:?}");
+        // Every new session of his is refused, as a member or as a guest, lobby or not.
+        for (id, role) in [(ParticipantId(21), Role::Participant), (ParticipantId(22), Role::Guest)] {
+            assert_eq!(r.join(id, acct(BOB), role), Err(RoomError::Forbidden(REMOVED)));
+        }
+        r.set_guest_lobby(true);
+        assert_eq!(r.join(ParticipantId(23), acct(BOB), Role::Guest), Err(RoomError::Forbidden(REMOVED)));
+        assert!(!r.waiting(ParticipantId(23)));
+        // Others are unaffected.
+        assert!(r.join(ParticipantId(24), acct(ParticipantId(24)), Role::Participant).is_ok());
+        assert!(r.role(ANN).is_some());
+        // Leaving on one's own bans nothing.
+        r.remove(ANN, ANN).unwrap();
+        assert!(r.join(ParticipantId(25), acct(ANN), Role::Participant).is_ok());
+        // Only a moderator lets him back in, by the id he was removed under.
+        assert_eq!(r.admit(ANN, BOB), Err(RoomError::Unknown), "Ann left: she is nobody here");
+        assert_eq!(
+            r.admit(ParticipantId(24), BOB),
+            Err(RoomError::Forbidden("only the organizer and moderators do this"))
+        );
+        assert_eq!(r.admit(ORG, bob_phone), Err(RoomError::Unknown), "he was removed as BOB");
+        assert_eq!(r.admit(ORG, BOB), Ok(Vec::new()));
+        assert!(!r.is_banned(&acct(BOB)));
+        assert!(r.join(ParticipantId(26), acct(BOB), Role::Participant).is_ok());
+    }
+
+    #[test]
+    fn a_call_holds_at_most_max_participants_sessions() {
+        let mut r = Room::new(Mode::Meeting);
+        for i in 0..MAX_PARTICIPANTS as u32 {
+            r.join(ParticipantId(1000 + i), acct(ParticipantId(i)), Role::Participant).unwrap();
+        }
+        assert_eq!(
+            r.join(ParticipantId(5000), acct(ParticipantId(5000)), Role::Participant),
+            Err(RoomError::Closed("the call is full"))
+        );
+        r.remove(ParticipantId(1000), ParticipantId(1000)).unwrap();
+        assert!(r.join(ParticipantId(5000), acct(ParticipantId(5000)), Role::Participant).is_ok());
     }
 
     #[test]
@@ -851,14 +973,14 @@ mod tests {
         let actions = r.end(ORG).unwrap();
         let gone = actions.iter().filter(|a| matches!(a, Action::Disconnect { .. })).count();
         assert_eq!(gone, 4);
-        assert!(r.join(ParticipantId(7), Role::Participant).is_err());
+        assert!(r.join(ParticipantId(7), acct(ParticipantId(7)), Role::Participant).is_err());
     }
 
     #[test]
     fn a_meeting_carries_at_most_fifty_video_streams() {
         let mut r = Room::new(Mode::Meeting);
         for i in 0..60 {
-            r.join(ParticipantId(100 + i), Role::Participant).unwrap();
+            r.join(ParticipantId(100 + i), acct(ParticipantId(100 + i)), Role::Participant).unwrap();
         }
         for i in 0..50 {
             r.publish(ParticipantId(100 + i), MediaKind::Video, vec![500_000]).unwrap();

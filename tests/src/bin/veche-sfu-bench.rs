@@ -27,6 +27,7 @@ use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingPar
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use veche_protocol::ids::AccountId;
 use veche_sfu::forward::Want;
 use veche_sfu::media::{MediaEvent, MediaSessions, client_peer_connection, vp8_codec};
 use veche_sfu::room::{Event, Mode, Role};
@@ -179,7 +180,14 @@ fn run(subscribers: usize, packets: u64) -> anyhow::Result<Result> {
     for (i, c) in clients.iter_mut().enumerate() {
         let offer = c.pc.create_offer(None)?;
         c.pc.set_local_description(now, offer.clone())?;
-        let answer = sfu.add_peer(ROOM, ParticipantId(i as u32 + 1), Role::Participant, offer.sdp, now)?;
+        let answer = sfu.add_peer(
+            ROOM,
+            ParticipantId(i as u32 + 1),
+            AccountId([i as u8; 32]),
+            Role::Participant,
+            offer.sdp,
+            now,
+        )?;
         c.pc.set_remote_description(now, RTCSessionDescription::answer(answer)?)?;
     }
     // Connect everyone (ICE + DTLS), then publish.

@@ -21,7 +21,8 @@
 //!   random garbage of many sizes and every RFC 7983 class from several sockets (also
 //!   STUN-shaped garbage naming a real ufrag); binding requests naming a real session's ufrags
 //!   (`<node ufrag>:<client ufrag>`) with a wrong password, the client's password or no
-//!   MESSAGE-INTEGRITY, with USE-CANDIDATE, get no answer and do not move that session's media;
+//!   MESSAGE-INTEGRITY, half with USE-CANDIDATE (those dropped by the media port: a session
+//!   keeps its one confirmed address), get no answer and do not move that session's media;
 //!   the same request with the node's right password does get a success response (so the
 //!   refusals above are about the credentials); DTLS ClientHellos and other records from unknown
 //!   addresses get no answer; RTP- and RTCP-shaped packets (PT 96, 200-206, forged PLIs and BYEs
@@ -418,10 +419,12 @@ async fn bad_input_to_the_media_port_leaves_the_call_alone() -> anyhow::Result<(
     call.goes_on(&format!("{sent} garbage datagrams from 8 sockets"))?;
 
     // 2. Binding requests naming real sessions (`<node ufrag>:<client ufrag>`) without the
-    //    node's password: a wrong one, the client's own, none. Nominating (USE-CANDIDATE) and
-    //    with a high priority: accepted, they would move the session to the stranger. Then
-    //    some that claim ICE-CONTROLLED (a role conflict with the node, which is ICE-lite and
-    //    so always controlled).
+    //    node's password: a wrong one, the client's own, none. Half nominating (USE-CANDIDATE)
+    //    with a high priority: accepted, they would move the session to the stranger; the
+    //    media port drops those before any agent sees them (a session keeps its one confirmed
+    //    address). The other half reach the session's agent and fail its credential check.
+    //    Then some that claim ICE-CONTROLLED (a role conflict with the node, which is ICE-lite
+    //    and so always controlled).
     let forgers = strangers(6)?;
     let mut forged = Vec::new();
     for ice in [&call.a_ice, &call.b_ice] {
@@ -432,7 +435,7 @@ async fn bad_input_to_the_media_port_leaves_the_call_alone() -> anyhow::Result<(
                 1 => Some(ice.client_pwd.as_str()),
                 _ => None,
             };
-            forged.push(binding_request(&ice.username(), password, true, false, u64::MAX - i)?);
+            forged.push(binding_request(&ice.username(), password, i % 2 == 0, false, u64::MAX - i)?);
         }
     }
     for ice in [&call.a_ice, &call.b_ice] {
@@ -446,13 +449,13 @@ async fn bad_input_to_the_media_port_leaves_the_call_alone() -> anyhow::Result<(
     call.goes_on("binding requests with wrong credentials")?;
     // Nothing came to the forgers meanwhile either: the sessions' media did not move to them.
     no_answer("media after the forged binding requests", &forgers, Duration::from_millis(1))?;
-    // Each reached its session's ICE agent (routed by its ufrag) and was refused there: the
-    // agent (rtc-ice) logs "discard message from (..), integrity check failed" or "..., no
-    // MESSAGE-INTEGRITY" for each.
-    // MESSAGE-INTEGRITY" for each; the 12 claiming ICE-CONTROLLED never reach an agent (the
-    // media port drops them: only a forgery claims that role toward an ICE-lite node).
+    // Each that does not nominate reached its session's ICE agent (routed by its ufrag) and was
+    // refused there: the agent (rtc-ice) logs "discard message from (..), integrity check
+    // failed" or "..., no MESSAGE-INTEGRITY" for each; the 30 nominating ones and the 12
+    // claiming ICE-CONTROLLED never reach an agent (the media port drops them: counted in
+    // step 6).
     let discards = call.node.log().matches("discard message").count() - discards_before;
-    let to_agents = forged.len() - 12;
+    let to_agents = forged.len() - 12 - 30;
     println!("the node's ICE agents logged {discards} discarded messages for {to_agents} forged requests");
     ensure!(discards >= to_agents, "{to_agents} forged binding requests, {discards} refused by an ICE agent");
 
@@ -543,6 +546,9 @@ async fn bad_input_to_the_media_port_leaves_the_call_alone() -> anyhow::Result<(
         "metrics: {controlled} claiming ICE-CONTROLLED, {unknown_address} from unknown addresses, {malformed} malformed"
     );
     ensure!(controlled >= 12, "{controlled} forged ICE-CONTROLLED requests counted");
+    let other_address = gauge("veche_media_dropped_datagrams{reason=\"other_address\"}")?;
+    println!("metrics: {other_address} nominations from an address other than the session's");
+    ensure!(other_address >= 30, "{other_address} forged nominations from other addresses counted");
     ensure!(
         unknown_address >= (dtls.len() + rtp.len()) as u64,
         "{unknown_address} counted from unknown addresses, {} sent",
