@@ -11,7 +11,7 @@ pub mod records;
 pub mod tables;
 pub mod writer;
 
-use redb::{Database, ReadTransaction, ReadableDatabase};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,6 +29,7 @@ impl Store {
         let db = crate::private_fs::open_database(path)?;
         let txn = db.begin_write()?;
         tables::create_all(&txn)?;
+        backfill_quota_indexes(&txn)?;
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -41,4 +42,49 @@ impl Store {
     pub(crate) fn database(&self) -> &Arc<Database> {
         &self.db
     }
+}
+
+/// Fills the invite indexes and the per-account byte counts from the tables they index, once, for
+/// a database written before they existed (marked done in `META`).
+fn backfill_quota_indexes(txn: &WriteTransaction) -> anyhow::Result<()> {
+    const DONE: &str = "quota_indexes";
+    let mut meta = txn.open_table(tables::META)?;
+    if meta.get(DONE)?.is_some() {
+        return Ok(());
+    }
+    {
+        let invites = txn.open_table(tables::INVITES)?;
+        let mut by_group = txn.open_table(tables::INVITES_BY_GROUP)?;
+        let mut by_creator = txn.open_table(tables::INVITES_BY_CREATOR)?;
+        for item in invites.iter()? {
+            let (key, value) = item?;
+            let Ok(invite) = records::decode::<records::Invite>(value.value()) else { continue };
+            if let Some(group) = invite.group {
+                by_group.insert((group.0, key.value()), ())?;
+            }
+            if let Some(creator) = invite.created_by {
+                by_creator.insert((creator.0, key.value()), ())?;
+            }
+        }
+    }
+    {
+        // Only chats homed here count (a replica's entries were stored by their home node).
+        let homes = txn.open_table(tables::CHAT_HOMES)?;
+        let log = txn.open_table(tables::LOG)?;
+        let mut bytes: std::collections::BTreeMap<[u8; 32], u64> = Default::default();
+        for item in log.iter()? {
+            let (key, value) = item?;
+            if homes.get(key.value().0)?.is_some() {
+                continue;
+            }
+            let Ok(entry) = records::decode::<records::LogEntry>(value.value()) else { continue };
+            *bytes.entry(entry.sender.0).or_default() += entry.payload.len() as u64;
+        }
+        let mut table = txn.open_table(tables::ACCOUNT_BYTES)?;
+        for (account, total) in bytes {
+            table.insert(account, total)?;
+        }
+    }
+    meta.insert(DONE, [1u8].as_slice())?;
+    Ok(())
 }
