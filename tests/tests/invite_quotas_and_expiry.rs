@@ -1,6 +1,6 @@
 //! Scenario: invite links are bounded. Alice, who runs a chat, may hold at most 50 live invite
 //! links at once: the next one is refused with `QuotaExceeded` until one of hers expires or she
-//! revokes one. A link made without an expiry gets the node's default one (30 days); a meeting's
+//! revokes one (and the node keeps at most 500 of hers, dead ones included). A link made without an expiry gets the node's default one (30 days); a meeting's
 //! link admits a bounded number of people. Gina, a meeting's guest, is deleted from the node once
 //! the meeting's guest time is over: she can no longer sign in as a known device, and her profile
 //! is gone, while the meeting's chat keeps its history for its members.
@@ -97,6 +97,26 @@ async fn a_member_holds_at_most_fifty_live_invite_links() -> anyhow::Result<()> 
         invites(&mut alice, chat).await?.into_iter().chain(invites(&mut alice, other).await?).collect();
     assert!(all.iter().any(|i| i.invite == revoked && i.revoked), "the revoked link is listed as revoked");
     assert_eq!(all.iter().filter(|i| !i.revoked && i.expires_at_ms.is_some_and(|t| t > now_ms())).count(), QUOTA);
+
+    // Revoking and making links in a loop: dead links are kept a while, and the node keeps at
+    // most 500 links of one member, live or dead.
+    alice.conn.call(Request::RevokeInvite { invite: made[6] }).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut refused = None;
+    for _ in 0..600 {
+        let newest = match create_invite(&mut alice, chat, None).await? {
+            Ok(info) => info.invite,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        };
+        alice.conn.call(Request::RevokeInvite { invite: newest }).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let refused = refused.expect("the node stops keeping more links of one member");
+    assert_eq!(refused.code, ErrorCode::QuotaExceeded, "{refused}");
+    assert!(refused.message.contains("500") && refused.message.contains("kept 7 days"), "{refused}");
+    let stored = invites(&mut alice, chat).await?.len() + invites(&mut alice, other).await?.len();
+    assert_eq!(stored, 500, "500 links of Alice's are stored");
 
     // Another member's quota is their own.
     let mut bob = RawDevice::register(&node.url, "Bob", None).await?;

@@ -29,6 +29,10 @@ pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// chats. Enough for a link per chat a member runs plus links handed out person by person; each
 /// is a stored row and a secret that admits people, so nobody makes the node keep millions.
 pub const MAX_LIVE_INVITES_PER_MEMBER: usize = 50;
+/// Invites of one member the node keeps, live or dead (dead ones stay [`DEAD_INVITE_KEPT`]): ten
+/// times the live quota, so revoking and making links in a loop cannot grow the table without
+/// bound either, while a member who revokes a few links a day never meets it.
+pub const MAX_STORED_INVITES_PER_MEMBER: usize = 10 * MAX_LIVE_INVITES_PER_MEMBER;
 /// Uses of a meeting's link: joins of its chat, and separately new guest accounts. A meeting's
 /// chat is an MLS group whose GroupInfo (with the ratchet tree, for joining by link) must fit in
 /// `MAX_MLS_MESSAGE_BYTES` (128 KiB), at a few hundred bytes per member: a few hundred people at
@@ -126,7 +130,16 @@ pub async fn create(
     node.writer
         .run(move |ctx| {
             let txn = ctx.read();
-            let live = live_invites_of(txn, session.account, now_ms())?;
+            let (live, stored_rows) = invites_of(txn, session.account, now_ms())?;
+            if stored_rows >= MAX_STORED_INVITES_PER_MEMBER {
+                return err(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "the node keeps {stored_rows} of your invite links, the most it keeps for one member \
+                         (revoked and expired links are kept 7 days); try again when older ones are deleted"
+                    ),
+                );
+            }
             if live >= MAX_LIVE_INVITES_PER_MEMBER {
                 return err(
                     ErrorCode::QuotaExceeded,
@@ -169,10 +182,11 @@ fn is_live(invite: &Invite, now: u64) -> bool {
     !invite.revoked && invite.expires_ms.is_none_or(|t| t > now) && invite.max_uses.is_none_or(|max| invite.uses < max)
 }
 
-/// How many live invites `account` made (reads only its rows of the creator index).
-fn live_invites_of(txn: &WriteTransaction, account: AccountId, now: u64) -> ApiResult<usize> {
+/// How many live invites `account` made, and how many of its invites are stored (reads only its
+/// rows of the creator index).
+fn invites_of(txn: &WriteTransaction, account: AccountId, now: u64) -> ApiResult<(usize, usize)> {
     let invites = txn.open_table(INVITES).or_internal()?;
-    let mut live = 0;
+    let (mut live, mut stored) = (0, 0);
     for item in txn
         .open_table(INVITES_BY_CREATOR)
         .or_internal()?
@@ -181,11 +195,12 @@ fn live_invites_of(txn: &WriteTransaction, account: AccountId, now: u64) -> ApiR
     {
         let (key, _) = item.or_internal()?;
         let invite: Option<Invite> = records::get(&invites, key.value().1)?;
+        stored += 1;
         if invite.is_some_and(|i| is_live(&i, now)) {
             live += 1;
         }
     }
-    Ok(live)
+    Ok((live, stored))
 }
 
 /// Stores a new invite with its index rows.

@@ -88,3 +88,84 @@ fn backfill_quota_indexes(txn: &WriteTransaction) -> anyhow::Result<()> {
     meta.insert(DONE, [1u8].as_slice())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use records::{Invite, LogEntry};
+    use veche_protocol::ids::{AccountId, GroupId};
+    use veche_protocol::wire::EntryKind;
+
+    fn invite(group: Option<GroupId>, created_by: Option<AccountId>) -> Invite {
+        Invite {
+            group,
+            secret_hash: [0; 32],
+            created_by,
+            created_ms: 0,
+            expires_ms: None,
+            max_uses: None,
+            uses: 0,
+            registrations: 0,
+            revoked: false,
+            grants_admin: false,
+        }
+    }
+
+    fn entry(sender: AccountId, len: usize) -> Vec<u8> {
+        let entry = LogEntry { kind: EntryKind::Application, epoch: 0, sender, stored_ms: 0, payload: vec![7; len] };
+        records::encode(&entry)
+    }
+
+    /// A database written before the invite indexes and byte counts gets them at its next open.
+    #[test]
+    fn an_older_database_gets_its_quota_indexes_filled_once() {
+        let dir = std::env::temp_dir().join(format!("veche-store-backfill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("veche.redb");
+        let _ = std::fs::remove_file(&path);
+        let (alice, bob) = (AccountId([1; 32]), AccountId([2; 32]));
+        let (here, replica) = (GroupId([1; 16]), GroupId([2; 16]));
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut invites = txn.open_table(tables::INVITES).unwrap();
+                invites.insert([1; 8], records::encode(&invite(Some(here), Some(alice))).as_slice()).unwrap();
+                invites.insert([2; 8], records::encode(&invite(None, Some(bob))).as_slice()).unwrap();
+                invites.insert([3; 8], records::encode(&invite(None, None)).as_slice()).unwrap();
+                let mut log = txn.open_table(tables::LOG).unwrap();
+                log.insert((here.0, 1), entry(alice, 100).as_slice()).unwrap();
+                log.insert((here.0, 2), entry(alice, 50).as_slice()).unwrap();
+                log.insert((here.0, 3), entry(bob, 10).as_slice()).unwrap();
+                log.insert((replica.0, 1), entry(alice, 1000).as_slice()).unwrap();
+                txn.open_table(tables::CHAT_HOMES).unwrap().insert(replica.0, "elsewhere").unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let txn = store.read().unwrap();
+        let by_group: Vec<_> =
+            txn.open_table(tables::INVITES_BY_GROUP).unwrap().iter().unwrap().map(|i| i.unwrap().0.value()).collect();
+        assert_eq!(by_group, vec![(here.0, [1; 8])]);
+        let by_creator: Vec<_> =
+            txn.open_table(tables::INVITES_BY_CREATOR).unwrap().iter().unwrap().map(|i| i.unwrap().0.value()).collect();
+        assert_eq!(by_creator, vec![(alice.0, [1; 8]), (bob.0, [2; 8])]);
+        let bytes = txn.open_table(tables::ACCOUNT_BYTES).unwrap();
+        assert_eq!(bytes.get(alice.0).unwrap().map(|g| g.value()), Some(150), "a replica's entries do not count");
+        assert_eq!(bytes.get(bob.0).unwrap().map(|g| g.value()), Some(10));
+        drop((bytes, txn, store));
+
+        // Once: counts kept since are not recomputed at the next open.
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(tables::ACCOUNT_BYTES).unwrap().insert(bob.0, 999).unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let txn = store.read().unwrap();
+        assert_eq!(txn.open_table(tables::ACCOUNT_BYTES).unwrap().get(bob.0).unwrap().map(|g| g.value()), Some(999));
+        drop((txn, store));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
