@@ -2,8 +2,9 @@
 //! in at most so many chats. The node here allows 128 KiB of stored ciphertext per account and 3
 //! chats per account (both configured small so the test is fast):
 //! - Alice sends 4 KB messages until the node refuses the one that would exceed her quota, with
-//!   `QuotaExceeded` and a message that says so; Bob, on the same node, still sends. Once Alice's
-//!   chat drops what its members fetched (until-fetched retention), she can send again.
+//!   `QuotaExceeded` and a message that says so; Bob, on the same node, still sends. Alice can
+//!   still add Bob to her chat (commits get some headroom). Once her chat drops what its members
+//!   fetched (until-fetched retention), she can send again.
 //! - Bob is added to 3 chats; adding him to a 4th (by its admin, or by his own join with a link,
 //!   or by creating one himself) is refused with `QuotaExceeded`, and the node keeps serving. Once
 //!   he is removed from one, he can be added to the other.
@@ -65,6 +66,19 @@ async fn an_account_over_its_storage_quota_is_refused_until_retention_frees_spac
     assert!(again.is_err(), "still over quota");
     let (_, other) = send(&mut bob, workshop, &text).await?;
     other.expect("Bob's quota is his own");
+
+    // At her quota Alice still manages her chat: commits get some headroom past the quota.
+    let Ok(Response::KeyPackages(packages)) =
+        alice.conn.call(Request::ClaimKeyPackages { account: bob.account() }).await?
+    else {
+        anyhow::bail!("Bob's key packages")
+    };
+    let add = alice.mls.add_members(archive, &packages)?;
+    let commit =
+        Request::Commit { group: archive, commit: add.commit, welcome: add.welcome, group_info: add.group_info };
+    let answer = alice.conn.call(commit).await?;
+    assert!(matches!(answer, Ok(Response::Stored { .. })), "Alice adds Bob at her quota: {answer:?}");
+    alice.mls.merge_pending_commit(archive)?;
 
     // Alice's chat keeps messages only until fetched; she fetched (and acknowledged) them all.
     let set = Request::SetRetention { group: archive, retention: Retention::UntilFetched };
