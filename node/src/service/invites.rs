@@ -2,15 +2,15 @@
 //! quota of live links per member, and the clean-up of dead links and of guests whose meeting is
 //! over.
 //!
-//! Every invite is stored with its index rows (by chat, by creator: [`store_new`]), so listing a
-//! chat's links and counting a member's read only their rows.
+//! Every invite is stored with its index rows (by chat, by creator, by expiry: [`store_new`]), so
+//! listing a chat's links, counting a member's and finding the dead ones read only their rows.
 
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::mls_view::{self, MessageKind};
 use crate::store::records::{self, Account, Chat, Invite, now_ms};
 use crate::store::tables::{
     ACCOUNT_BYTES, ACCOUNTS, CHATS, CURSORS, DEVICES, GROUP_INFO, GUESTS, INVITES, INVITES_BY_CREATOR,
-    INVITES_BY_GROUP, KEY_PACKAGES, LAST_RESORT, MEMBERSHIP, OPEN_ACCOUNTS, WELCOMES,
+    INVITES_BY_EXPIRY, INVITES_BY_GROUP, KEY_PACKAGES, LAST_RESORT, MEMBERSHIP, OPEN_ACCOUNTS, WELCOMES,
 };
 use redb::{ReadableTable, WriteTransaction};
 use std::time::Duration;
@@ -212,6 +212,9 @@ pub(super) fn store_new(txn: &WriteTransaction, id: InviteId, invite: &Invite) -
     if let Some(creator) = invite.created_by {
         txn.open_table(INVITES_BY_CREATOR).or_internal()?.insert((creator.0, id.0), ()).or_internal()?;
     }
+    if let Some(expires) = invite.expires_ms {
+        txn.open_table(INVITES_BY_EXPIRY).or_internal()?.insert((expires, id.0), ()).or_internal()?;
+    }
     Ok(())
 }
 
@@ -223,6 +226,9 @@ fn delete(txn: &WriteTransaction, id: [u8; 8], invite: &Invite) -> ApiResult<()>
     }
     if let Some(creator) = invite.created_by {
         txn.open_table(INVITES_BY_CREATOR).or_internal()?.remove((creator.0, id)).or_internal()?;
+    }
+    if let Some(expires) = invite.expires_ms {
+        txn.open_table(INVITES_BY_EXPIRY).or_internal()?.remove((expires, id)).or_internal()?;
     }
     Ok(())
 }
@@ -334,7 +340,14 @@ pub async fn revoke(node: &Node, session: Session, id: InviteId) -> ApiResult<()
             invite.revoked = true;
             // Kept `DEAD_INVITE_KEPT` from now, so whoever opens it hears it was revoked.
             let now = now_ms();
-            invite.expires_ms = Some(invite.expires_ms.map_or(now, |t| t.min(now)));
+            let old_expiry = invite.expires_ms;
+            invite.expires_ms = Some(old_expiry.map_or(now, |t| t.min(now)));
+            let mut by_expiry = ctx.write().open_table(INVITES_BY_EXPIRY).or_internal()?;
+            if let Some(old) = old_expiry {
+                by_expiry.remove((old, id.0)).or_internal()?;
+            }
+            by_expiry.insert((invite.expires_ms.unwrap_or(now), id.0), ()).or_internal()?;
+            drop(by_expiry);
             ctx.write()
                 .open_table(INVITES)
                 .or_internal()?
@@ -474,7 +487,7 @@ pub struct CleanedUp {
 /// chats' logs, for the members.
 pub async fn clean_up(node: &Node) -> ApiResult<CleanedUp> {
     let now = now_ms();
-    let (guests, dead): (Vec<AccountId>, Vec<([u8; 8], Invite)>) = {
+    let (guests, dead): (Vec<AccountId>, Vec<(u64, [u8; 8])>) = {
         let txn = node.store.read().or_internal()?;
         let mut guests = Vec::new();
         for item in txn.open_table(GUESTS).or_internal()?.iter().or_internal()? {
@@ -487,17 +500,16 @@ pub async fn clean_up(node: &Node) -> ApiResult<CleanedUp> {
                 }
             }
         }
-        let kept = DEAD_INVITE_KEPT.as_millis() as u64;
+        let before = now.saturating_sub(DEAD_INVITE_KEPT.as_millis() as u64);
         let mut dead = Vec::new();
-        for item in txn.open_table(INVITES).or_internal()?.iter().or_internal()? {
-            let (key, value) = item.or_internal()?;
-            let invite: Invite = records::decode(value.value())?;
-            if invite.expires_ms.is_some_and(|t| t.saturating_add(kept) <= now) {
-                dead.push((key.value(), invite));
-                if dead.len() >= MAX_CLEANED_PER_PASS {
-                    break;
-                }
-            }
+        for item in txn
+            .open_table(INVITES_BY_EXPIRY)
+            .or_internal()?
+            .range((0, [0u8; 8])..=(before, [0xff; 8]))
+            .or_internal()?
+            .take(MAX_CLEANED_PER_PASS)
+        {
+            dead.push(item.or_internal()?.0.value());
         }
         (guests, dead)
     };
@@ -511,8 +523,16 @@ pub async fn clean_up(node: &Node) -> ApiResult<CleanedUp> {
             for account in &guests {
                 delete_guest(txn, *account)?;
             }
-            for (id, invite) in &dead {
-                delete(txn, *id, invite)?;
+            // Read again in the transaction: the row is this invite's current expiry (a row that
+            // is not, which nothing should leave, goes so it cannot hold up later passes).
+            for &(expires, id) in &dead {
+                let invite: Option<Invite> = records::get(&txn.open_table(INVITES).or_internal()?, id)?;
+                match invite {
+                    Some(invite) if invite.expires_ms == Some(expires) => delete(txn, id, &invite)?,
+                    _ => {
+                        txn.open_table(INVITES_BY_EXPIRY).or_internal()?.remove((expires, id)).or_internal()?;
+                    }
+                }
             }
             Ok(())
         })

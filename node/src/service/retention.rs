@@ -140,6 +140,7 @@ mod tests {
     use crate::hub::Hub;
     use crate::metrics::Metrics;
     use crate::service::NodeInfo;
+    use crate::store::tables::{INVITES, INVITES_BY_CREATOR, INVITES_BY_EXPIRY, INVITES_BY_GROUP};
     use crate::store::{Store, Writer};
     use std::collections::BTreeMap;
     use std::sync::Arc;
@@ -239,6 +240,43 @@ mod tests {
         let txn = node.store.read().unwrap();
         let log = txn.open_table(LOG).unwrap();
         log.range((group.0, 0)..=(group.0, u64::MAX)).unwrap().map(|i| i.unwrap().0.value().1).collect()
+    }
+
+    #[tokio::test]
+    async fn invites_go_a_week_after_their_expiry_with_their_index_rows() {
+        let dir = std::env::temp_dir().join(format!("veche-invite-cleanup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let node = node(&dir);
+        let (alice, group) = (AccountId([1; 32]), GroupId([3; 16]));
+        let day = 86_400_000;
+        let now = now_ms();
+        let ages = [(1u8, now - 8 * day), (2, now - 6 * day), (3, now + day)];
+        node.writer
+            .run(move |ctx| {
+                for (n, expires) in ages {
+                    let (_, _, invite) = super::super::invites::new_invite(Some(group), alice, Some(expires), None)?;
+                    let id = veche_protocol::ids::InviteId([n; 8]);
+                    super::super::invites::store_new(ctx.write(), id, &invite)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        run_once(&node).await.unwrap();
+        let txn = node.store.read().unwrap();
+        let ids = |rows: Vec<[u8; 8]>| rows.into_iter().map(|id| id[0]).collect::<Vec<_>>();
+        let stored: Vec<[u8; 8]> =
+            txn.open_table(INVITES).unwrap().iter().unwrap().map(|i| i.unwrap().0.value()).collect();
+        assert_eq!(ids(stored), vec![2, 3], "expired 8 days ago: deleted; 6 days ago: kept a while more");
+        let by_group: Vec<[u8; 8]> =
+            txn.open_table(INVITES_BY_GROUP).unwrap().iter().unwrap().map(|i| i.unwrap().0.value().1).collect();
+        let by_creator: Vec<[u8; 8]> =
+            txn.open_table(INVITES_BY_CREATOR).unwrap().iter().unwrap().map(|i| i.unwrap().0.value().1).collect();
+        let by_expiry: Vec<[u8; 8]> =
+            txn.open_table(INVITES_BY_EXPIRY).unwrap().iter().unwrap().map(|i| i.unwrap().0.value().1).collect();
+        assert_eq!((ids(by_group), ids(by_creator), ids(by_expiry)), (vec![2, 3], vec![2, 3], vec![2, 3]));
+        drop(txn);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

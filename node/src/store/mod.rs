@@ -56,6 +56,7 @@ fn backfill_quota_indexes(txn: &WriteTransaction) -> anyhow::Result<()> {
         let invites = txn.open_table(tables::INVITES)?;
         let mut by_group = txn.open_table(tables::INVITES_BY_GROUP)?;
         let mut by_creator = txn.open_table(tables::INVITES_BY_CREATOR)?;
+        let mut by_expiry = txn.open_table(tables::INVITES_BY_EXPIRY)?;
         for item in invites.iter()? {
             let (key, value) = item?;
             let Ok(invite) = records::decode::<records::Invite>(value.value()) else { continue };
@@ -64,6 +65,9 @@ fn backfill_quota_indexes(txn: &WriteTransaction) -> anyhow::Result<()> {
             }
             if let Some(creator) = invite.created_by {
                 by_creator.insert((creator.0, key.value()), ())?;
+            }
+            if let Some(expires) = invite.expires_ms {
+                by_expiry.insert((expires, key.value()), ())?;
             }
         }
     }
@@ -131,7 +135,8 @@ mod tests {
             {
                 let mut invites = txn.open_table(tables::INVITES).unwrap();
                 invites.insert([1; 8], records::encode(&invite(Some(here), Some(alice))).as_slice()).unwrap();
-                invites.insert([2; 8], records::encode(&invite(None, Some(bob))).as_slice()).unwrap();
+                let expiring = Invite { expires_ms: Some(5), ..invite(None, Some(bob)) };
+                invites.insert([2; 8], records::encode(&expiring).as_slice()).unwrap();
                 invites.insert([3; 8], records::encode(&invite(None, None)).as_slice()).unwrap();
                 let mut log = txn.open_table(tables::LOG).unwrap();
                 log.insert((here.0, 1), entry(alice, 100).as_slice()).unwrap();
@@ -150,6 +155,9 @@ mod tests {
         let by_creator: Vec<_> =
             txn.open_table(tables::INVITES_BY_CREATOR).unwrap().iter().unwrap().map(|i| i.unwrap().0.value()).collect();
         assert_eq!(by_creator, vec![(alice.0, [1; 8]), (bob.0, [2; 8])]);
+        let by_expiry: Vec<_> =
+            txn.open_table(tables::INVITES_BY_EXPIRY).unwrap().iter().unwrap().map(|i| i.unwrap().0.value()).collect();
+        assert_eq!(by_expiry, vec![(5, [2; 8])]);
         let bytes = txn.open_table(tables::ACCOUNT_BYTES).unwrap();
         assert_eq!(bytes.get(alice.0).unwrap().map(|g| g.value()), Some(150), "a replica's entries do not count");
         assert_eq!(bytes.get(bob.0).unwrap().map(|g| g.value()), Some(10));
