@@ -46,7 +46,7 @@ pub struct RunArgs {
     /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
     /// retention_interval, ui_dir, p2p_port, bootstrap, mdns, community_secret, federation_rate,
     /// media_port, media_address, ring_timeout, tls, tls_cert, tls_key, acme_domain, acme_email,
-    /// acme_directory, acme_ca).
+    /// acme_directory, acme_ca, storage_quota, max_chats_per_account).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -137,6 +137,14 @@ pub struct RunArgs {
     /// private or test ACME server).
     #[arg(long, env = "VECHE_ACME_CA")]
     pub acme_ca: Option<PathBuf>,
+    // Per-account quotas (issue 24).
+    /// Bytes of message ciphertext one account's messages may take on this node, e.g. 1GiB, 500MiB
+    /// [default: 1GiB]. Past it the node refuses the account's messages until retention drops some.
+    #[arg(long, env = "VECHE_STORAGE_QUOTA", value_parser = parse_bytes)]
+    pub storage_quota: Option<u64>,
+    /// Chats one account may be in [default: 10000].
+    #[arg(long, env = "VECHE_MAX_CHATS_PER_ACCOUNT")]
+    pub max_chats_per_account: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +181,9 @@ struct FileConfig {
     acme_email: Option<String>,
     acme_directory: Option<String>,
     acme_ca: Option<PathBuf>,
+    // Per-account quotas (issue 24).
+    storage_quota: Option<String>,
+    max_chats_per_account: Option<u32>,
 }
 
 /// `retention_interval = "60s"` in the TOML file.
@@ -214,6 +225,90 @@ pub struct Config {
     pub media_address: Vec<String>,
     /// Where the HTTPS certificate comes from.
     pub tls: crate::tls::TlsSource,
+    /// Per-account quotas.
+    pub quotas: Quotas,
+}
+
+// Per-account quotas (issue 24).
+
+/// Default `--storage-quota`: 1 GiB of ciphertext per account. Retention defaults to forever, so
+/// this bounds what one account can make the node keep. A very active member who sends 500 text
+/// messages a day (about 1 KiB of ciphertext each with MLS framing) stores under 200 MiB a year,
+/// so honest use takes years to reach it, while a node of 100 accounts stays under 100 GiB even
+/// if every account fills it.
+pub const DEFAULT_STORAGE_QUOTA: u64 = 1 << 30;
+/// Default `--max-chats-per-account`: far more chats than a person follows, few enough that the
+/// per-account lists (chats, meetings, the membership index) stay quick to read.
+pub const DEFAULT_MAX_CHATS_PER_ACCOUNT: u32 = 10_000;
+/// The smallest storage quota accepted: one largest MLS message must fit.
+pub const MIN_STORAGE_QUOTA: u64 = veche_protocol::MAX_MLS_MESSAGE_BYTES as u64;
+
+/// Bounds on what one account may make the node store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Bytes of message ciphertext (log entries) an account's messages may take on this node.
+    pub storage_bytes: u64,
+    /// Chats an account may be in.
+    pub max_chats: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas { storage_bytes: DEFAULT_STORAGE_QUOTA, max_chats: DEFAULT_MAX_CHATS_PER_ACCOUNT }
+    }
+}
+
+/// A byte count: a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a byte count such as 1GiB"))?;
+    let unit: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" | "g" => 1 << 30,
+        "tb" => 1000 * 1000 * 1000 * 1000,
+        "tib" | "t" => 1 << 40,
+        other => return Err(format!("unknown unit {other:?} (use B, KiB, MiB, GiB or TiB)")),
+    };
+    number.checked_mul(unit).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A byte count for people: "64 KiB", "1 GiB", "1.5 MiB".
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn resolve_quotas(args: Option<u64>, file: Option<String>, max_chats: Option<u32>) -> anyhow::Result<Quotas> {
+    let storage_bytes = match (args, file) {
+        (Some(bytes), _) => bytes,
+        (None, Some(text)) => parse_bytes(&text).map_err(|e| anyhow::anyhow!("storage_quota: {e}"))?,
+        (None, None) => DEFAULT_STORAGE_QUOTA,
+    };
+    anyhow::ensure!(
+        storage_bytes >= MIN_STORAGE_QUOTA,
+        "storage_quota must be at least {} (one largest message)",
+        format_bytes(MIN_STORAGE_QUOTA)
+    );
+    let max_chats = max_chats.unwrap_or(DEFAULT_MAX_CHATS_PER_ACCOUNT);
+    anyhow::ensure!(max_chats > 0, "max_chats_per_account must be positive");
+    Ok(Quotas { storage_bytes, max_chats })
 }
 
 fn default_data_dir() -> PathBuf {
@@ -283,6 +378,11 @@ impl Config {
             }
             (TlsArg::Auto, _, _) => anyhow::bail!("--tls-cert and --tls-key go together"),
         };
+        let quotas = resolve_quotas(
+            args.storage_quota,
+            file.storage_quota.take(),
+            args.max_chats_per_account.or(file.max_chats_per_account),
+        )?;
         let rate_limit = args.rate_limit.or(file.rate_limit).unwrap_or(1000);
         anyhow::ensure!(rate_limit > 0, "rate_limit must be positive");
         Ok(Config {
@@ -331,6 +431,35 @@ impl Config {
             media_port: args.media_port.or(file.media_port).unwrap_or(DEFAULT_MEDIA_PORT),
             media_address: if args.media_address.is_empty() { file.media_address } else { args.media_address },
             tls,
+            quotas,
         })
+    }
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_parse_with_units_and_print_for_people() {
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("64 KiB"), Ok(64 * 1024));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("1 parsec").is_err());
+        assert!(parse_bytes("99999999999TiB").is_err(), "overflow is an error, not a wrap");
+        assert_eq!(format_bytes(64 * 1024), "64 KiB");
+        assert_eq!(format_bytes(1 << 30), "1 GiB");
+        assert_eq!(format_bytes(1536 * 1024), "1.5 MiB");
+        assert_eq!(format_bytes(12), "12 bytes");
+    }
+
+    #[test]
+    fn quotas_default_and_refuse_nonsense() {
+        assert_eq!(resolve_quotas(None, None, None).unwrap(), Quotas::default());
+        assert_eq!(resolve_quotas(None, Some("2GiB".into()), Some(5)).unwrap().storage_bytes, 2 << 30);
+        assert!(resolve_quotas(Some(1000), None, None).is_err(), "below one largest message");
+        assert!(resolve_quotas(None, None, Some(0)).is_err());
     }
 }

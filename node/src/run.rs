@@ -48,6 +48,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         http_port: bound.port(),
         community_secret: config.community_secret.clone(),
         guest_grace: config.guest_grace,
+        quotas: config.quotas,
     };
     let (p2p, p2p_events) = crate::p2p::start(
         keypair,

@@ -548,6 +548,9 @@ pub enum ErrorCode {
     Internal,
     /// The chat's home node (another node) cannot be reached now; retry later.
     Unavailable,
+    /// A per-account bound of this node is reached (live invite links, stored bytes, chats); the
+    /// message says which and how to free some.
+    QuotaExceeded,
 }
 
 /// Decoding a frame failed.

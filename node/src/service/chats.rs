@@ -9,9 +9,6 @@ use std::collections::BTreeMap;
 use veche_protocol::ids::{AccountId, ChatKind, GroupId, Retention, Role};
 use veche_protocol::wire::{ApiError, ChatInfo, ErrorCode, Event, MemberInfo};
 
-/// Chats one account may be in.
-pub const MAX_CHATS_PER_ACCOUNT: usize = 10_000;
-
 /// Sorted pair key for direct chats.
 pub fn pair_key(a: AccountId, b: AccountId) -> ([u8; 32], [u8; 32]) {
     if a <= b { (a.0, b.0) } else { (b.0, a.0) }
@@ -79,6 +76,7 @@ pub async fn create(node: &Node, session: Session, new: NewChat) -> ApiResult<Ch
         peer,
     };
     let stored = chat.clone();
+    let max_chats = node.info.quotas.max_chats as usize;
     node.writer
         .run(move |ctx| {
             let txn = ctx.read();
@@ -105,9 +103,13 @@ pub async fn create(node: &Node, session: Session, new: NewChat) -> ApiResult<Ch
                 .or_internal()?
                 .range((session.account.0, [0u8; 16])..=(session.account.0, [0xff; 16]))
                 .or_internal()?
+                .take(max_chats)
                 .count();
-            if count >= MAX_CHATS_PER_ACCOUNT {
-                return err(ErrorCode::Forbidden, "too many chats");
+            if count >= max_chats {
+                return err(
+                    ErrorCode::QuotaExceeded,
+                    format!("you are already in {count} chats, the most this node allows one account"),
+                );
             }
             let txn = ctx.write();
             txn.open_table(CHATS).or_internal()?.insert(group.0, records::encode(&stored).as_slice()).or_internal()?;

@@ -6,11 +6,12 @@
 //! Commits are checked against the chat's role policy using the GroupInfo of the new epoch.
 
 use super::{ApiResult, Node, OrInternal, Session, err, internal};
+use crate::config::{Quotas, format_bytes};
 use crate::mls_view::{self, GroupInfoView, MessageKind, MessageView};
 use crate::store::records::{self, Chat, LogEntry, Welcome, now_ms};
 use crate::store::tables::{
-    ACCOUNTS, CHATS, COMMIT_EFFECTS, COUNTERS, CURSORS, DEDUP, DEVICES, GROUP_INFO, LOG, MEMBERSHIP, META,
-    REMOTE_ACCOUNTS, WELCOMES,
+    ACCOUNT_BYTES, ACCOUNTS, CHATS, COMMIT_EFFECTS, COUNTERS, CURSORS, DEDUP, DEVICES, GROUP_INFO, LOG, MEMBERSHIP,
+    META, REMOTE_ACCOUNTS, WELCOMES,
 };
 use crate::store::writer::TxnCtx;
 use redb::ReadableTable;
@@ -57,6 +58,58 @@ pub(crate) fn already_stored(ctx: &TxnCtx<'_>, group: GroupId, payload: &[u8]) -
     Ok(table.get((group.0, message_hash(payload))).or_internal()?.map(|g| g.value()))
 }
 
+/// Room past the storage quota that commits and leave proposals still get (8 of the largest MLS
+/// messages, 1 MiB): an account at its quota can still leave, and its owners and admins can still
+/// remove members and change roles, but handshakes cannot fill storage much past the quota.
+pub const HANDSHAKE_HEADROOM: u64 = 8 * veche_protocol::MAX_MLS_MESSAGE_BYTES as u64;
+
+/// Bytes of log entries `account` sent that chats homed here still store.
+pub(crate) fn account_bytes(txn: &redb::WriteTransaction, account: AccountId) -> ApiResult<u64> {
+    Ok(txn.open_table(ACCOUNT_BYTES).or_internal()?.get(account.0).or_internal()?.map(|g| g.value()).unwrap_or(0))
+}
+
+/// Refuses an entry of `len` bytes from `account` that would take it past its storage quota
+/// (past the quota and [`HANDSHAKE_HEADROOM`] for handshakes).
+fn check_storage(ctx: &TxnCtx<'_>, account: AccountId, len: usize, kind: EntryKind, quotas: Quotas) -> ApiResult<()> {
+    let used = account_bytes(ctx.read(), account)?;
+    let limit = match kind {
+        EntryKind::Application => quotas.storage_bytes,
+        _ => quotas.storage_bytes.saturating_add(HANDSHAKE_HEADROOM),
+    };
+    if used.saturating_add(len as u64) > limit {
+        return err(
+            ErrorCode::QuotaExceeded,
+            format!(
+                "your messages take {} of this node's storage, and this one would pass your storage quota of {}; \
+                 the node refuses more until the chats' retention drops older messages",
+                format_bytes(used),
+                format_bytes(quotas.storage_bytes)
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a change that would put an account in more chats than the node allows.
+fn check_chat_limit(ctx: &TxnCtx<'_>, group: GroupId, change: &Change, quotas: Quotas) -> ApiResult<()> {
+    let membership = ctx.read().open_table(MEMBERSHIP).or_internal()?;
+    let max = quotas.max_chats as usize;
+    let mut seen = BTreeSet::new();
+    for (account, _) in &change.added {
+        if !seen.insert(*account) || membership.get((account.0, group.0)).or_internal()?.is_some() {
+            continue;
+        }
+        let count = membership.range((account.0, [0u8; 16])..=(account.0, [0xff; 16])).or_internal()?.take(max).count();
+        if count >= max {
+            return err(
+                ErrorCode::QuotaExceeded,
+                format!("member {account} is already in {count} chats, the most this node allows one account"),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Appends one entry and publishes it to `recipients`.
 fn append(
     ctx: &mut TxnCtx<'_>,
@@ -69,6 +122,11 @@ fn append(
     let seq = chat.head;
     let bytes = entry.payload.len() as u64;
     let txn = ctx.write();
+    {
+        let mut usage = txn.open_table(ACCOUNT_BYTES).or_internal()?;
+        let used = usage.get(entry.sender.0).or_internal()?.map(|g| g.value()).unwrap_or(0);
+        usage.insert(entry.sender.0, used.saturating_add(bytes)).or_internal()?;
+    }
     txn.open_table(DEDUP).or_internal()?.insert((group.0, message_hash(&entry.payload)), seq).or_internal()?;
     txn.open_table(LOG).or_internal()?.insert((group.0, seq), records::encode(&entry).as_slice()).or_internal()?;
     txn.open_table(CHATS).or_internal()?.insert(group.0, records::encode(&*chat).as_slice()).or_internal()?;
@@ -105,12 +163,14 @@ pub async fn send_many(node: &Node, session: Session, group: GroupId, messages: 
     let checked: Vec<ApiResult<(Vec<u8>, MessageView, EntryKind)>> =
         messages.into_iter().map(|message| check_send(group, message)).collect();
     let count = checked.len();
+    let quotas = node.info.quotas;
     let stored = node
         .writer
         .run(move |ctx| {
             let mut results = Vec::with_capacity(checked.len());
             for c in checked {
-                let result = c.and_then(|(message, view, kind)| store_sent(ctx, session, group, message, view, kind));
+                let result =
+                    c.and_then(|(message, view, kind)| store_sent(ctx, session, group, message, view, kind, quotas));
                 // A storage failure may come after a write: the whole transaction is dropped.
                 if let Err(e) = &result
                     && e.code == ErrorCode::Internal
@@ -158,6 +218,7 @@ fn store_sent(
     message: Vec<u8>,
     view: MessageView,
     kind: EntryKind,
+    quotas: Quotas,
 ) -> ApiResult<u64> {
     // A retry of a message already stored gets its number, even if the sender has been removed
     // since.
@@ -171,6 +232,7 @@ fn store_sent(
     if view.epoch != chat.epoch {
         return stale(chat.epoch);
     }
+    check_storage(ctx, session.account, message.len(), kind, quotas)?;
     if kind == EntryKind::Handshake {
         // The only proposal a device sends on its own is leaving (a self-remove), as a
         // PublicMessage from its own leaf. Then the account is marked as leaving.
@@ -432,6 +494,7 @@ pub async fn commit(
         return err(ErrorCode::BadRequest, "GroupInfo is not for the epoch this commit creates");
     }
     let metrics = node.metrics.clone();
+    let quotas = node.info.quotas;
     let seq = node
         .writer
         .run(move |ctx| {
@@ -459,6 +522,8 @@ pub async fn commit(
             let removed_inline = check_commit_matches(&chat, &view, &change)?;
             check_policy(&chat, session.account, &change, &next, &removed_inline)?;
             check_homes_known(ctx, &change)?;
+            check_chat_limit(ctx, group, &change, quotas)?;
+            check_storage(ctx, session.account, commit.len(), EntryKind::Handshake, quotas)?;
             if !change.added.is_empty() && welcome.is_none() {
                 return err(ErrorCode::BadRequest, "a commit that adds members needs their Welcome");
             }
@@ -482,6 +547,7 @@ pub fn join_commit(
     group_info: Vec<u8>,
     view: &mls_view::MessageView,
     next: GroupInfoView,
+    quotas: Quotas,
 ) -> ApiResult<u64> {
     let (group, epoch) = (view.group, view.epoch);
     let chat = load_chat(ctx, group)?;
@@ -505,6 +571,8 @@ pub fn join_commit(
     if next.roster().get(&session.account) != Some(&Role::Member) {
         return err(ErrorCode::Forbidden, "a member who joins by link joins as a member");
     }
+    check_chat_limit(ctx, group, &change, quotas)?;
+    check_storage(ctx, session.account, commit.len(), EntryKind::Handshake, quotas)?;
     let accepted = Accepted { sender: session.account, commit, welcome: None, group_info, next, change };
     apply_commit(ctx, group, chat, accepted)
 }

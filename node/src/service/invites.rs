@@ -1,17 +1,48 @@
-//! Invite links: creation, revocation, preview, and joining a chat by external commit.
+//! Invite links: creation, revocation, preview, and joining a chat by external commit; the
+//! quota of live links per member, and the clean-up of dead links and of guests whose meeting is
+//! over.
+//!
+//! Every invite is stored with its index rows (by chat, by creator, by expiry: [`store_new`]), so
+//! listing a chat's links, counting a member's and finding the dead ones read only their rows.
 
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::mls_view::{self, MessageKind};
 use crate::store::records::{self, Account, Chat, Invite, now_ms};
-use crate::store::tables::{ACCOUNTS, CHATS, GROUP_INFO, INVITES};
+use crate::store::tables::{
+    ACCOUNT_BYTES, ACCOUNTS, CHATS, CURSORS, DEVICES, GROUP_INFO, GUESTS, INVITES, INVITES_BY_CREATOR,
+    INVITES_BY_EXPIRY, INVITES_BY_GROUP, KEY_PACKAGES, LAST_RESORT, MEMBERSHIP, OPEN_ACCOUNTS, WELCOMES,
+};
 use redb::{ReadableTable, WriteTransaction};
 use std::time::Duration;
-use veche_protocol::ids::{GroupId, InviteId};
+use veche_protocol::ids::{AccountId, GroupId, InviteId};
 use veche_protocol::link::{SECRET_LEN, secret_hash};
 use veche_protocol::wire::{ErrorCode, InviteInfo, InvitePreview, InviteToken};
 
 /// Longest an invite may stay valid.
 pub const MAX_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Expiry of an invite made without one (the browser's "never", the client without `--expires`,
+/// the one-time admin link). A link is usually handed out and used within days; a month covers a
+/// link pinned in a community's channel for a while, and a forgotten link stops admitting people
+/// on its own. The owner makes a new one when it runs out.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Live invite links (not revoked, expired or used up) one member may hold at once, over all
+/// chats. Enough for a link per chat a member runs plus links handed out person by person; each
+/// is a stored row and a secret that admits people, so nobody makes the node keep millions.
+pub const MAX_LIVE_INVITES_PER_MEMBER: usize = 50;
+/// Invites of one member the node keeps, live or dead (dead ones stay [`DEAD_INVITE_KEPT`]): ten
+/// times the live quota, so revoking and making links in a loop cannot grow the table without
+/// bound either, while a member who revokes a few links a day never meets it.
+pub const MAX_STORED_INVITES_PER_MEMBER: usize = 10 * MAX_LIVE_INVITES_PER_MEMBER;
+/// Uses of a meeting's link: joins of its chat, and separately new guest accounts. A meeting's
+/// chat is an MLS group whose GroupInfo (with the ratchet tree, for joining by link) must fit in
+/// `MAX_MLS_MESSAGE_BYTES` (128 KiB), at a few hundred bytes per member: a few hundred people at
+/// most could join anyway, and each guest is an account the node keeps until the meeting is over.
+pub const MEETING_LINK_MAX_USES: u32 = 250;
+/// How long a link stays stored after its expiry (revoking one sets its expiry to then), so that
+/// whoever opens it hears why it no longer works; then the clean-up pass deletes it.
+pub const DEAD_INVITE_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Guests and dead links deleted per clean-up pass, to keep each transaction short.
+const MAX_CLEANED_PER_PASS: usize = 500;
 
 fn random<const N: usize>() -> ApiResult<[u8; N]> {
     let mut out = [0u8; N];
@@ -93,12 +124,31 @@ pub async fn create(
         return err(ErrorCode::BadRequest, "expiry must be between one second and one year");
     }
     let now = now_ms();
-    let (id, secret, invite) =
-        new_invite(group, session.account, expires_in.map(|d| now + d.as_millis() as u64), max_uses)?;
+    let expires_in = expires_in.unwrap_or(DEFAULT_EXPIRY);
+    let (id, secret, invite) = new_invite(group, session.account, Some(now + expires_in.as_millis() as u64), max_uses)?;
     let stored = invite.clone();
     node.writer
         .run(move |ctx| {
             let txn = ctx.read();
+            let (live, stored_rows) = invites_of(txn, session.account, now_ms())?;
+            if stored_rows >= MAX_STORED_INVITES_PER_MEMBER {
+                return err(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "the node keeps {stored_rows} of your invite links, the most it keeps for one member \
+                         (revoked and expired links are kept 7 days); try again when older ones are deleted"
+                    ),
+                );
+            }
+            if live >= MAX_LIVE_INVITES_PER_MEMBER {
+                return err(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "you have {live} live invite links, the most one member may have \
+                         ({MAX_LIVE_INVITES_PER_MEMBER}); revoke one, or wait until one expires"
+                    ),
+                );
+            }
             match group {
                 Some(group) => {
                     let chat: Option<Chat> = records::get(&txn.open_table(CHATS).or_internal()?, group.0)?;
@@ -120,15 +170,67 @@ pub async fn create(
                     }
                 }
             }
-            ctx.write()
-                .open_table(INVITES)
-                .or_internal()?
-                .insert(id.0, records::encode(&stored).as_slice())
-                .or_internal()?;
+            store_new(ctx.write(), id, &stored)?;
             Ok(())
         })
         .await?;
     Ok((to_info(id, &invite), secret))
+}
+
+/// Whether an invite still admits anyone.
+fn is_live(invite: &Invite, now: u64) -> bool {
+    !invite.revoked && invite.expires_ms.is_none_or(|t| t > now) && invite.max_uses.is_none_or(|max| invite.uses < max)
+}
+
+/// How many live invites `account` made, and how many of its invites are stored (reads only its
+/// rows of the creator index).
+fn invites_of(txn: &WriteTransaction, account: AccountId, now: u64) -> ApiResult<(usize, usize)> {
+    let invites = txn.open_table(INVITES).or_internal()?;
+    let (mut live, mut stored) = (0, 0);
+    for item in txn
+        .open_table(INVITES_BY_CREATOR)
+        .or_internal()?
+        .range((account.0, [0u8; 8])..=(account.0, [0xff; 8]))
+        .or_internal()?
+    {
+        let (key, _) = item.or_internal()?;
+        let invite: Option<Invite> = records::get(&invites, key.value().1)?;
+        stored += 1;
+        if invite.is_some_and(|i| is_live(&i, now)) {
+            live += 1;
+        }
+    }
+    Ok((live, stored))
+}
+
+/// Stores a new invite with its index rows.
+pub(super) fn store_new(txn: &WriteTransaction, id: InviteId, invite: &Invite) -> ApiResult<()> {
+    txn.open_table(INVITES).or_internal()?.insert(id.0, records::encode(invite).as_slice()).or_internal()?;
+    if let Some(group) = invite.group {
+        txn.open_table(INVITES_BY_GROUP).or_internal()?.insert((group.0, id.0), ()).or_internal()?;
+    }
+    if let Some(creator) = invite.created_by {
+        txn.open_table(INVITES_BY_CREATOR).or_internal()?.insert((creator.0, id.0), ()).or_internal()?;
+    }
+    if let Some(expires) = invite.expires_ms {
+        txn.open_table(INVITES_BY_EXPIRY).or_internal()?.insert((expires, id.0), ()).or_internal()?;
+    }
+    Ok(())
+}
+
+/// Deletes an invite with its index rows.
+fn delete(txn: &WriteTransaction, id: [u8; 8], invite: &Invite) -> ApiResult<()> {
+    txn.open_table(INVITES).or_internal()?.remove(id).or_internal()?;
+    if let Some(group) = invite.group {
+        txn.open_table(INVITES_BY_GROUP).or_internal()?.remove((group.0, id)).or_internal()?;
+    }
+    if let Some(creator) = invite.created_by {
+        txn.open_table(INVITES_BY_CREATOR).or_internal()?.remove((creator.0, id)).or_internal()?;
+    }
+    if let Some(expires) = invite.expires_ms {
+        txn.open_table(INVITES_BY_EXPIRY).or_internal()?.remove((expires, id)).or_internal()?;
+    }
+    Ok(())
 }
 
 /// A new invite of a member (not stored yet): its id, secret and record.
@@ -169,7 +271,7 @@ pub async fn create_admin_invite(node: &Node) -> ApiResult<Option<(InviteId, [u8
         secret_hash: secret_hash(&secret),
         created_by: None,
         created_ms: now_ms(),
-        expires_ms: None,
+        expires_ms: Some(now_ms() + DEFAULT_EXPIRY.as_millis() as u64),
         max_uses: Some(1),
         uses: 0,
         registrations: 0,
@@ -207,7 +309,8 @@ pub async fn create_admin_invite(node: &Node) -> ApiResult<Option<(InviteId, [u8
                 old.revoked = true;
                 invites.insert(key, records::encode(&old).as_slice()).or_internal()?;
             }
-            invites.insert(id.0, records::encode(&invite).as_slice()).or_internal()?;
+            drop(invites);
+            store_new(txn, id, &invite)?;
             Ok(Some((id, secret)))
         })
         .await
@@ -235,6 +338,16 @@ pub async fn revoke(node: &Node, session: Session, id: InviteId) -> ApiResult<()
                 return err(ErrorCode::Forbidden, "you may not revoke this invite");
             }
             invite.revoked = true;
+            // Kept `DEAD_INVITE_KEPT` from now, so whoever opens it hears it was revoked.
+            let now = now_ms();
+            let old_expiry = invite.expires_ms;
+            invite.expires_ms = Some(old_expiry.map_or(now, |t| t.min(now)));
+            let mut by_expiry = ctx.write().open_table(INVITES_BY_EXPIRY).or_internal()?;
+            if let Some(old) = old_expiry {
+                by_expiry.remove((old, id.0)).or_internal()?;
+            }
+            by_expiry.insert((invite.expires_ms.unwrap_or(now), id.0), ()).or_internal()?;
+            drop(by_expiry);
             ctx.write()
                 .open_table(INVITES)
                 .or_internal()?
@@ -252,12 +365,17 @@ pub fn list(node: &Node, session: &Session, group: GroupId) -> ApiResult<Vec<Inv
     if !chat.role_of(&session.account).is_some_and(|r| r.can_manage_members()) {
         return err(ErrorCode::Forbidden, "only owners and admins see invite links");
     }
+    let invites = txn.open_table(INVITES).or_internal()?;
     let mut out = Vec::new();
-    for item in txn.open_table(INVITES).or_internal()?.iter().or_internal()? {
-        let (key, value) = item.or_internal()?;
-        let invite: Invite = records::decode(value.value())?;
-        if invite.group == Some(group) {
-            out.push(to_info(InviteId(key.value()), &invite));
+    for item in txn
+        .open_table(INVITES_BY_GROUP)
+        .or_internal()?
+        .range((group.0, [0u8; 8])..=(group.0, [0xff; 8]))
+        .or_internal()?
+    {
+        let id = item.or_internal()?.0.value().1;
+        if let Some(invite) = records::get::<_, Invite, _>(&invites, id)? {
+            out.push(to_info(InviteId(id), &invite));
         }
     }
     out.sort_by_key(|i| i.created_at_ms);
@@ -328,6 +446,7 @@ pub async fn join(
         return err(ErrorCode::BadRequest, "GroupInfo is not for the epoch this commit creates");
     }
     let metrics = node.metrics.clone();
+    let quotas = node.info.quotas;
     let group = view.group;
     let seq = node
         .writer
@@ -340,7 +459,7 @@ pub async fn join(
             if invite.group != Some(view.group) {
                 return err(ErrorCode::BadRequest, "this commit is for another chat than the invite's");
             }
-            let seq = super::delivery::join_commit(ctx, session, commit, group_info, &view, next)?;
+            let seq = super::delivery::join_commit(ctx, session, commit, group_info, &view, next, quotas)?;
             invite.uses += 1;
             ctx.write()
                 .open_table(INVITES)
@@ -353,4 +472,99 @@ pub async fn join(
     metrics.messages_stored.inc();
     tracing::info!(%group, "member joined by invite");
     Ok(seq)
+}
+
+/// What one clean-up pass deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CleanedUp {
+    pub guests: usize,
+    pub invites: usize,
+}
+
+/// Deletes guest accounts whose meeting's guest time is over (with their devices, key packages,
+/// cursors, welcomes, memberships and byte count; their connections were closed at that time),
+/// and invites that expired more than [`DEAD_INVITE_KEPT`] ago. Their messages stay in their
+/// chats' logs, for the members.
+pub async fn clean_up(node: &Node) -> ApiResult<CleanedUp> {
+    let now = now_ms();
+    let (guests, dead): (Vec<AccountId>, Vec<(u64, [u8; 8])>) = {
+        let txn = node.store.read().or_internal()?;
+        let mut guests = Vec::new();
+        for item in txn.open_table(GUESTS).or_internal()?.iter().or_internal()? {
+            let (key, value) = item.or_internal()?;
+            let guest: records::Guest = records::decode(value.value())?;
+            if guest.until_ms <= now {
+                guests.push(AccountId(key.value()));
+                if guests.len() >= MAX_CLEANED_PER_PASS {
+                    break;
+                }
+            }
+        }
+        let before = now.saturating_sub(DEAD_INVITE_KEPT.as_millis() as u64);
+        let mut dead = Vec::new();
+        for item in txn
+            .open_table(INVITES_BY_EXPIRY)
+            .or_internal()?
+            .range((0, [0u8; 8])..=(before, [0xff; 8]))
+            .or_internal()?
+            .take(MAX_CLEANED_PER_PASS)
+        {
+            dead.push(item.or_internal()?.0.value());
+        }
+        (guests, dead)
+    };
+    if guests.is_empty() && dead.is_empty() {
+        return Ok(CleanedUp::default());
+    }
+    let cleaned = CleanedUp { guests: guests.len(), invites: dead.len() };
+    node.writer
+        .run(move |ctx| {
+            let txn = ctx.write();
+            for account in &guests {
+                delete_guest(txn, *account)?;
+            }
+            // Read again in the transaction: the row is this invite's current expiry (a row that
+            // is not, which nothing should leave, goes so it cannot hold up later passes).
+            for &(expires, id) in &dead {
+                let invite: Option<Invite> = records::get(&txn.open_table(INVITES).or_internal()?, id)?;
+                match invite {
+                    Some(invite) if invite.expires_ms == Some(expires) => delete(txn, id, &invite)?,
+                    _ => {
+                        txn.open_table(INVITES_BY_EXPIRY).or_internal()?.remove((expires, id)).or_internal()?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    if cleaned.guests > 0 {
+        tracing::info!(guests = cleaned.guests, "deleted guests whose meeting is over");
+    }
+    Ok(cleaned)
+}
+
+/// Deletes a guest account and everything the node keeps for it.
+fn delete_guest(txn: &WriteTransaction, account: AccountId) -> ApiResult<()> {
+    let record: Option<Account> = records::get(&txn.open_table(ACCOUNTS).or_internal()?, account.0)?;
+    for device in record.map(|a| a.devices).unwrap_or_default() {
+        let d = device.0;
+        txn.open_table(DEVICES).or_internal()?.remove(d).or_internal()?;
+        txn.open_table(LAST_RESORT).or_internal()?.remove(d).or_internal()?;
+        txn.open_table(KEY_PACKAGES).or_internal()?.retain_in((d, 0)..=(d, u64::MAX), |_, _| false).or_internal()?;
+        txn.open_table(WELCOMES).or_internal()?.retain_in((d, 0)..=(d, u64::MAX), |_, _| false).or_internal()?;
+        txn.open_table(CURSORS)
+            .or_internal()?
+            .retain_in((d, [0u8; 16])..=(d, [0xff; 16]), |_, _| false)
+            .or_internal()?;
+    }
+    let a = account.0;
+    txn.open_table(MEMBERSHIP)
+        .or_internal()?
+        .retain_in((a, [0u8; 16])..=(a, [0xff; 16]), |_, _| false)
+        .or_internal()?;
+    txn.open_table(ACCOUNTS).or_internal()?.remove(a).or_internal()?;
+    txn.open_table(GUESTS).or_internal()?.remove(a).or_internal()?;
+    txn.open_table(OPEN_ACCOUNTS).or_internal()?.remove(a).or_internal()?;
+    txn.open_table(ACCOUNT_BYTES).or_internal()?.remove(a).or_internal()?;
+    Ok(())
 }

@@ -8,7 +8,7 @@
 
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::store::records::{self, Chat, Guest, now_ms};
-use crate::store::tables::{CHAT_HOMES, CHATS, GUESTS, INVITES, MEETINGS, MEMBERSHIP};
+use crate::store::tables::{CHAT_HOMES, CHATS, GUESTS, MEETINGS, MEMBERSHIP};
 use redb::ReadableTable;
 use veche_protocol::ids::{AccountId, ChatKind, GroupId, Role};
 use veche_protocol::link::SECRET_LEN;
@@ -31,8 +31,12 @@ pub async fn create(
     if guests_until_ms <= now {
         return err(ErrorCode::BadRequest, "this meeting would already be over");
     }
-    let (invite_id, secret, invite) =
-        super::invites::new_invite(Some(group), session.account, Some(guests_until_ms), None)?;
+    let (invite_id, secret, invite) = super::invites::new_invite(
+        Some(group),
+        session.account,
+        Some(guests_until_ms),
+        Some(super::invites::MEETING_LINK_MAX_USES),
+    )?;
     let info = MeetingInfo {
         group,
         settings,
@@ -63,10 +67,7 @@ pub async fn create(
                 return err(ErrorCode::Conflict, "this chat is already a meeting");
             }
             let txn = ctx.write();
-            txn.open_table(INVITES)
-                .or_internal()?
-                .insert(invite_id.0, records::encode(&invite).as_slice())
-                .or_internal()?;
+            super::invites::store_new(txn, invite_id, &invite)?;
             txn.open_table(MEETINGS)
                 .or_internal()?
                 .insert(group.0, records::encode(&stored).as_slice())

@@ -48,6 +48,8 @@ pub struct NodeInfo {
     pub community_secret: Option<String>,
     /// How long guests may stay after a meeting's planned end (`--guest-grace`).
     pub guest_grace: std::time::Duration,
+    /// Per-account quotas (`--storage-quota`, `--max-chats-per-account`).
+    pub quotas: crate::config::Quotas,
 }
 
 /// A signed-in device.

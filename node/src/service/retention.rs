@@ -3,12 +3,17 @@
 //! Runs periodically through the writer. `Days(n)` drops entries stored more than n days ago;
 //! `UntilFetched` drops entries every current member device has acknowledged. The chat's `tail`
 //! records the lowest sequence number still stored. An entry's row in the retry (dedup) index is
-//! dropped with it.
+//! dropped with it, and its bytes leave its sender's storage quota (for chats homed here, whose
+//! entries counted). Each pass also deletes guests whose meeting is over and long-dead invites
+//! (`invites::clean_up`).
 
 use super::{ApiResult, Node, OrInternal};
 use crate::store::records::{self, Chat, LogEntry, now_ms};
-use crate::store::tables::{CHAT_HOMES, CHATS, COMMIT_EFFECTS, CURSORS, DEDUP, DEVICES, LOG, PEER_CURSORS};
+use crate::store::tables::{
+    ACCOUNT_BYTES, CHAT_HOMES, CHATS, COMMIT_EFFECTS, CURSORS, DEDUP, DEVICES, LOG, PEER_CURSORS,
+};
 use redb::ReadableTable;
+use std::collections::BTreeMap;
 use veche_protocol::ids::{GroupId, Retention};
 
 /// Entries dropped per chat per pass, to keep each transaction short.
@@ -36,6 +41,9 @@ pub async fn run_once(node: &Node) -> ApiResult<u64> {
             Err(e) => tracing::warn!(%group, error = %e.message, "retention pass failed for a chat"),
         }
     }
+    if let Err(e) = super::invites::clean_up(node).await {
+        tracing::warn!(error = %e.message, "cleaning up guests and invites failed");
+    }
     Ok(dropped)
 }
 
@@ -44,6 +52,8 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
     let Some(mut chat): Option<Chat> = records::get(&txn.open_table(CHATS).or_internal()?, group.0)? else {
         return Ok(0);
     };
+    // A replica's entries were counted by their home node, not here.
+    let replica = txn.open_table(CHAT_HOMES).or_internal()?.get(group.0).or_internal()?.is_some();
     // Highest seq that may be dropped.
     let limit = match chat.retention {
         Retention::Forever => return Ok(0),
@@ -62,7 +72,6 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
             }
             // On the chat's home node, member nodes must hold an entry before it goes; a
             // replica answers only for this node's devices.
-            let replica = txn.open_table(CHAT_HOMES).or_internal()?.get(group.0).or_internal()?.is_some();
             if !replica {
                 let pulled = txn.open_table(PEER_CURSORS).or_internal()?;
                 for peer in super::replica::member_nodes(txn, &chat)? {
@@ -92,6 +101,7 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
     }
     let upto = limit.min(chat.tail + MAX_DROP_PER_PASS as u64 - 1);
     let txn = ctx.write();
+    let mut freed: BTreeMap<[u8; 32], u64> = BTreeMap::new();
     {
         let mut log = txn.open_table(LOG).or_internal()?;
         let mut dedup = txn.open_table(DEDUP).or_internal()?;
@@ -103,7 +113,18 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
                 && let Ok(entry) = records::decode::<LogEntry>(value.value())
             {
                 dedup.remove((group.0, crate::service::delivery::message_hash(&entry.payload))).or_internal()?;
+                if !replica {
+                    *freed.entry(entry.sender.0).or_default() += entry.payload.len() as u64;
+                }
             }
+        }
+    }
+    {
+        let mut usage = txn.open_table(ACCOUNT_BYTES).or_internal()?;
+        for (account, bytes) in freed {
+            // An account deleted since (a guest) has no count left.
+            let Some(used) = usage.get(account).or_internal()?.map(|g| g.value()) else { continue };
+            usage.insert(account, used.saturating_sub(bytes)).or_internal()?;
         }
     }
     let dropped = upto + 1 - chat.tail;
@@ -119,6 +140,7 @@ mod tests {
     use crate::hub::Hub;
     use crate::metrics::Metrics;
     use crate::service::NodeInfo;
+    use crate::store::tables::{INVITES, INVITES_BY_CREATOR, INVITES_BY_EXPIRY, INVITES_BY_GROUP};
     use crate::store::{Store, Writer};
     use std::collections::BTreeMap;
     use std::sync::Arc;
@@ -137,6 +159,7 @@ mod tests {
             http_port: 0,
             community_secret: None,
             guest_grace: std::time::Duration::from_secs(3600),
+            quotas: Default::default(),
         };
         Node {
             store,
@@ -217,6 +240,43 @@ mod tests {
         let txn = node.store.read().unwrap();
         let log = txn.open_table(LOG).unwrap();
         log.range((group.0, 0)..=(group.0, u64::MAX)).unwrap().map(|i| i.unwrap().0.value().1).collect()
+    }
+
+    #[tokio::test]
+    async fn invites_go_a_week_after_their_expiry_with_their_index_rows() {
+        let dir = std::env::temp_dir().join(format!("veche-invite-cleanup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let node = node(&dir);
+        let (alice, group) = (AccountId([1; 32]), GroupId([3; 16]));
+        let day = 86_400_000;
+        let now = now_ms();
+        let ages = [(1u8, now - 8 * day), (2, now - 6 * day), (3, now + day)];
+        node.writer
+            .run(move |ctx| {
+                for (n, expires) in ages {
+                    let (_, _, invite) = super::super::invites::new_invite(Some(group), alice, Some(expires), None)?;
+                    let id = veche_protocol::ids::InviteId([n; 8]);
+                    super::super::invites::store_new(ctx.write(), id, &invite)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        run_once(&node).await.unwrap();
+        let txn = node.store.read().unwrap();
+        let ids = |rows: Vec<[u8; 8]>| rows.into_iter().map(|id| id[0]).collect::<Vec<_>>();
+        let stored: Vec<[u8; 8]> =
+            txn.open_table(INVITES).unwrap().iter().unwrap().map(|i| i.unwrap().0.value()).collect();
+        assert_eq!(ids(stored), vec![2, 3], "expired 8 days ago: deleted; 6 days ago: kept a while more");
+        let by_group: Vec<[u8; 8]> =
+            txn.open_table(INVITES_BY_GROUP).unwrap().iter().unwrap().map(|i| i.unwrap().0.value().1).collect();
+        let by_creator: Vec<[u8; 8]> =
+            txn.open_table(INVITES_BY_CREATOR).unwrap().iter().unwrap().map(|i| i.unwrap().0.value().1).collect();
+        let by_expiry: Vec<[u8; 8]> =
+            txn.open_table(INVITES_BY_EXPIRY).unwrap().iter().unwrap().map(|i| i.unwrap().0.value().1).collect();
+        assert_eq!((ids(by_group), ids(by_creator), ids(by_expiry)), (vec![2, 3], vec![2, 3], vec![2, 3]));
+        drop(txn);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

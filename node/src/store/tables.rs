@@ -53,6 +53,14 @@ pub const MEETINGS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("mee
 pub const GUESTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("guests");
 /// counter name -> value (metrics that survive restarts)
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// (group, invite id) -> (): the invites of a chat (listing them reads only these rows)
+pub const INVITES_BY_GROUP: TableDefinition<([u8; 16], [u8; 8]), ()> = TableDefinition::new("invites_by_group");
+/// (creator account, invite id) -> (): the invites a member made (their quota counts these)
+pub const INVITES_BY_CREATOR: TableDefinition<([u8; 32], [u8; 8]), ()> = TableDefinition::new("invites_by_creator");
+/// (expiry ms, invite id) -> (): invites by expiry (the clean-up pass finds the dead ones here)
+pub const INVITES_BY_EXPIRY: TableDefinition<(u64, [u8; 8]), ()> = TableDefinition::new("invites_by_expiry");
+/// account -> bytes of log entries it sent that chats homed here still store (its storage quota)
+pub const ACCOUNT_BYTES: TableDefinition<[u8; 32], u64> = TableDefinition::new("account_bytes");
 
 /// Creates every table so readers never meet a missing one.
 pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
@@ -81,5 +89,9 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(REMOTE_DIRECTORIES)?;
     txn.open_table(MEETINGS)?;
     txn.open_table(GUESTS)?;
+    txn.open_table(INVITES_BY_GROUP)?;
+    txn.open_table(INVITES_BY_CREATOR)?;
+    txn.open_table(INVITES_BY_EXPIRY)?;
+    txn.open_table(ACCOUNT_BYTES)?;
     Ok(())
 }

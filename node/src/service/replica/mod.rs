@@ -725,6 +725,7 @@ mod tests {
             http_port: 0,
             community_secret: None,
             guest_grace: Duration::from_secs(3600),
+            quotas: Default::default(),
         };
         Node {
             store,
