@@ -180,6 +180,7 @@ fn refusal_key(code: ErrorCode) -> Option<&'static str> {
         ErrorCode::StaleEpoch { .. } => "err-chat-busy",
         ErrorCode::Internal => "err-node-internal",
         ErrorCode::Unavailable => "err-home-unavailable",
+        ErrorCode::QuotaExceeded => "err-quota",
         ErrorCode::Unauthenticated | ErrorCode::BadSignature | ErrorCode::ChallengeUsed => "err-sign-in",
         _ => return None,
     })

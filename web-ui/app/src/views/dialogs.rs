@@ -177,7 +177,7 @@ pub fn InviteDialog(group: GroupId, on_close: Callback<()>) -> impl IntoView {
                         <option value="3600">{move || i18n.t("expires-hour")}</option>
                         <option value="86400">{move || i18n.t("expires-day")}</option>
                         <option value="604800">{move || i18n.t("expires-week")}</option>
-                        <option value="0">{move || i18n.t("expires-never")}</option>
+                        <option value="2592000">{move || i18n.t("expires-month")}</option>
                     </select>
                 </div>
                 <div>
