@@ -97,7 +97,8 @@ pub struct RunArgs {
     #[arg(long, env = "VECHE_MDNS")]
     pub mdns: Option<bool>,
     /// A secret shared by a community's nodes: nearby nodes with the same secret link without
-    /// their admins' approval.
+    /// their admins' approval. It must resist offline guessing (2^128 guesses as zxcvbn estimates:
+    /// 39 random characters or more); the node refuses a weaker one and offers a generated one.
     #[arg(long, env = "VECHE_COMMUNITY_SECRET", hide_env_values = true)]
     pub community_secret: Option<String>,
     /// Federation requests each linked node may send per second (twice that in a burst)
@@ -426,7 +427,10 @@ impl Config {
                 args.bootstrap
             },
             mdns: args.mdns.or(file.mdns).unwrap_or(true),
-            community_secret: args.community_secret.or(file.community_secret).filter(|s| !s.is_empty()),
+            community_secret: match args.community_secret.or(file.community_secret).filter(|s| !s.is_empty()) {
+                Some(secret) => Some(check_community_secret(secret)?),
+                None => None,
+            },
             federation_rate: args.federation_rate.or(file.federation_rate).unwrap_or(2000).max(1),
             media_port: args.media_port.or(file.media_port).unwrap_or(DEFAULT_MEDIA_PORT),
             media_address: if args.media_address.is_empty() { file.media_address } else { args.media_address },
@@ -461,5 +465,88 @@ mod quota_tests {
         assert_eq!(resolve_quotas(None, Some("2GiB".into()), Some(5)).unwrap().storage_bytes, 2 << 30);
         assert!(resolve_quotas(Some(1000), None, None).is_err(), "below one largest message");
         assert!(resolve_quotas(None, None, Some(0)).is_err());
+    }
+}
+
+/// Least strength of a community secret, in bits: 2^128 guesses. A node that announces itself on
+/// the LAN receives an HMAC keyed by the secret from every node that shares one, and can try
+/// guesses against it offline at billions a second: only a secret out of reach of any such search
+/// keeps strangers from linking.
+const MIN_SECRET_BITS: f64 = 128.0;
+
+/// How many guesses (in bits) finding `secret` takes, after zxcvbn's pattern matching: each
+/// pattern it finds (a word, a date, a keyboard walk, a repeat, a sequence) counts its own
+/// guesses, and each character of what matches no pattern counts 10 (zxcvbn's brute-force
+/// cardinality, log2 10 = 3.3 bits), so a random secret needs 39 characters or more. Summed here
+/// because zxcvbn's own total is a u64 and stops at about 2^64.
+fn secret_bits(secret: &str) -> f64 {
+    zxcvbn::zxcvbn(secret, &[])
+        .sequence()
+        .iter()
+        .map(|m| match m.pattern {
+            zxcvbn::matching::patterns::MatchPattern::BruteForce => {
+                m.token.chars().count() as f64 * std::f64::consts::LOG2_10
+            }
+            _ => (m.guesses.unwrap_or(1).max(1) as f64).log2(),
+        })
+        .sum()
+}
+
+/// The secret itself, unless it is too easy to guess (the error offers a fresh one).
+pub fn check_community_secret(secret: String) -> anyhow::Result<String> {
+    let bits = secret_bits(&secret);
+    anyhow::ensure!(
+        bits >= MIN_SECRET_BITS,
+        "the community secret is too easy to guess: about 2^{bits:.0} guesses, and it needs 2^128 (nodes that \
+         announce themselves nearby get a value to try guesses against offline). Use a generated one, \
+         for example: {}",
+        generate_community_secret()
+    );
+    Ok(secret)
+}
+
+/// A fresh community secret: 40 random base32 characters (200 bits) in groups of five.
+pub fn generate_community_secret() -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = [0u8; 40];
+    // No randomness at all is not something a node can run without.
+    getrandom::fill(&mut bytes).expect("the system's random number generator");
+    let chars: Vec<char> = bytes.iter().map(|b| ALPHABET[usize::from(b & 31)] as char).collect();
+    chars.chunks(5).map(|group| group.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn weak_community_secrets_are_refused_with_a_fresh_one_offered() {
+        for weak in ["first town", "Pine Street readers", "correcthorsebatterystaple", &"a".repeat(60)] {
+            let error = check_community_secret(weak.to_string()).unwrap_err().to_string();
+            assert!(error.contains("too easy to guess"), "{weak}: {error}");
+            let offered = error.rsplit(' ').next().unwrap_or_default().to_string();
+            assert!(check_community_secret(offered.clone()).is_ok(), "the offered secret is strong: {offered}");
+        }
+    }
+
+    #[test]
+    fn the_test_suites_secrets_are_strong() {
+        for secret in [
+            "first-town-k7qm2-x9vtr-h4pzc-w8bn3-e6fya-u5jdg-r2mxp",
+            "pine-street-readers-c3nwq-t8zpk-m2vhx-y7ebr-g5uja-d9sfq",
+            "bench-town-q4xwm-h8tzn-k2pvr-y6cbe-f3uja-w9dgs-n5mrt",
+            "elm-street-libraries-p6vkx-w3nqz-b8try-h2mce-u9fjd-s4gxa",
+        ] {
+            assert!(check_community_secret(secret.to_string()).is_ok(), "{secret}");
+        }
+    }
+
+    #[test]
+    fn generated_secrets_are_strong_and_different() {
+        let a = generate_community_secret();
+        let b = generate_community_secret();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 47, "40 characters in 8 groups: {a}");
+        assert!(check_community_secret(a).is_ok());
     }
 }

@@ -65,7 +65,7 @@ fn two_towns_meet_through_a_bootstrap_node() -> anyhow::Result<()> {
     for dir in &dirs {
         std::fs::create_dir_all(dir)?;
     }
-    let secret = ["--community-secret", "first town"];
+    let secret = ["--community-secret", "first-town-k7qm2-x9vtr-h4pzc-w8bn3-e6fya-u5jdg-r2mxp"];
     let a = Host::start(&lan1, 1, &dirs[0], &["--bootstrap", &via1, secret[0], secret[1]])?;
     let b = Host::start(&lan1, 2, &dirs[1], &["--bootstrap", &via1, secret[0], secret[1]])?;
     let d = Host::start(&lan2, 1, &dirs[2], &["--bootstrap", &via2])?;

@@ -19,7 +19,7 @@ use veche_tests::TempDir;
 use veche_tests::lan_node::{Host, Member};
 use veche_tests::netns::Lan;
 
-const SECRET: &str = "Elm Street libraries";
+const SECRET: &str = "elm-street-libraries-p6vkx-w3nqz-b8try-h2mce-u9fjd-s4gxa";
 
 fn texts(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|i| format!("{prefix} {i:04}")).collect()

@@ -118,7 +118,13 @@ fn three_nodes_find_each_other_on_a_lan() -> anyhow::Result<()> {
     let lan = Lan::new(77, 3).context("creating network namespaces (needs root and iproute2)")?;
     let started = Instant::now();
     // Nodes 1 and 3 share a community secret; node 2 has none.
-    let extra = |n: usize| if n == 2 { vec![] } else { vec!["--community-secret", "Pine Street readers"] };
+    let extra = |n: usize| {
+        if n == 2 {
+            vec![]
+        } else {
+            vec!["--community-secret", "pine-street-readers-c3nwq-t8zpk-m2vhx-y7ebr-g5uja-d9sfq"]
+        }
+    };
     let nodes: Vec<LanNode> = (1..=3).map(|n| start(&lan, n, tmp.path(), &extra(n))).collect::<anyhow::Result<_>>()?;
     let all_listening = started.elapsed();
     for n in 1..=3 {

@@ -110,7 +110,12 @@ fn start_nodes(lan: &Lan, dir: &std::path::Path, veche: &str) -> anyhow::Result<
             .args(["run", "--data-dir"])
             .arg(dir.join(format!("node{n}")))
             .args(["--http", "0.0.0.0:7800", "--name", &format!("Bench {n}"), "--registration", "open", "--tls", "off"])
-            .args(["--rate-limit", "100000", "--community-secret", "bench town"])
+            .args([
+                "--rate-limit",
+                "100000",
+                "--community-secret",
+                "bench-town-q4xwm-h8tzn-k2pvr-y6cbe-f3uja-w9dgs-n5mrt",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()?;
