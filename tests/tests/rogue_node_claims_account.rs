@@ -5,7 +5,8 @@
 //! Bob). Alice, on A, claims Bob's key packages and adds him to a chat: she gets Bob's real
 //! package, never R's device, and Bob's own node B receives the chat. For Dave, also of B, R
 //! goes further and answers A's lookups ("Dave lives on me"): A cannot tell which node Dave
-//! lives on, and Alice's claim is refused rather than answered with R's device.
+//! lives on, and Alice's claim is refused rather than answered with R's device. The same for
+//! Erin, who joins Alice's chat through B: B gets the chat once A's admin unlinks R.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -236,6 +237,7 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
     let mut alice = RawDevice::register(&a.node.url, "Alice", Some(node_token(&a)?)).await?;
     let mut bob = RawDevice::register(&b.node.url, "Bob", Some(node_token(&b)?)).await?;
     let dave = RawDevice::register(&b.node.url, "Dave", Some(node_token(&b)?)).await?;
+    let mut erin = RawDevice::register(&b.node.url, "Erin", Some(node_token(&b)?)).await?;
     let (bob_id, bob_device) = (bob.account(), bob.device());
 
     // R's own device, with credentials that name Bob's and Dave's accounts.
@@ -253,7 +255,7 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
     let quic = address(&a)?;
     let a_id: PeerId = a.node.node_id.parse()?;
     let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{a_id}")).parse()?;
-    let rogue = Rogue::start(target, a_id, forged, vec![dave.account()]).await?;
+    let rogue = Rogue::start(target, a_id, forged, vec![dave.account(), erin.account()]).await?;
     let victim = MemberAddress { account: bob_id, home: rogue.peer_id.to_string(), display_name: "Bob".into() };
     let linked = a.admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
     assert_eq!(linked["state"], "linked", "{linked}");
@@ -316,6 +318,38 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
         anyhow::ensure!(Instant::now() < deadline, "Bob's node B never received the chat Alice added him to");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Erin, of B, joins Alice's chat with its link through B while R says Erin lives on R too: A
+    // believes neither, so B cannot take the chat yet. Once A's admin unlinks R, A looks Erin up
+    // again by itself (with its 30 s catch-up) and B receives the chat.
+    let group = GroupId([0x25; 16]);
+    alice.create_chat(group, "Erin's").await?;
+    let token = alice.invite(group).await?;
+    let Ok(Response::GroupInfo(info)) = erin.conn.call(Request::JoinGroupInfo { token: token.clone() }).await? else {
+        anyhow::bail!("no GroupInfo for Alice's link")
+    };
+    let (_, bundle) = erin.mls.join_external(&info)?;
+    let join = Request::Join { token, commit: bundle.commit, group_info: bundle.group_info };
+    eprintln!("Erin joins while R claims her: {:?}", erin.conn.call(join).await?);
+    assert!(
+        a.node.log().lines().any(|l| l.contains("several linked nodes say this account lives on them")),
+        "no warning about the conflict on A"
+    );
+    let erins = |chats: &[veche_protocol::wire::ChatInfo]| chats.iter().any(|c| c.group == group);
+    let Ok(Response::Chats(chats)) = erin.conn.call(Request::Chats).await? else { anyhow::bail!("chats") };
+    assert!(!erins(&chats), "B took the chat while A could not tell where Erin lives");
+    a.admin.run(&["admin", "unlink", &rogue.peer_id.to_string()])?;
+    let unlinked = Instant::now();
+    let deadline = unlinked + Duration::from_secs(90);
+    loop {
+        let Ok(Response::Chats(chats)) = erin.conn.call(Request::Chats).await? else { anyhow::bail!("chats") };
+        if erins(&chats) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "B never received the chat Erin joined");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("B received Erin's chat {:?} after R was unlinked", unlinked.elapsed());
 
     for node in [&a.node, &b.node] {
         node.http_get("/healthz")?;

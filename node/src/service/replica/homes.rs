@@ -12,9 +12,9 @@
 use super::*;
 
 /// How long an account that no linked node (or more than one) answered for is not looked up
-/// again: pulls name the same members every few seconds, and a node that is down or a conflict
-/// does not resolve faster than this.
-const UNRESOLVED_RETRY: Duration = Duration::from_secs(60);
+/// again: pulls name the same members every few seconds and need not ask each time, while the
+/// catch-up every 30 s (`FULL_SYNC`, `background::locate_members`) should: just under it.
+const UNRESOLVED_RETRY: Duration = Duration::from_secs(25);
 /// Accounts remembered as unresolved at most (beyond it, the oldest are forgotten): a linked node
 /// that names many made-up accounts costs this node a bounded map.
 const MAX_UNRESOLVED: usize = 10_000;
