@@ -6,7 +6,8 @@
 //! package, never R's device, and Bob's own node B receives the chat. For Dave, also of B, R
 //! goes further and answers A's lookups ("Dave lives on me"): A cannot tell which node Dave
 //! lives on, and Alice's claim is refused rather than answered with R's device. The same for
-//! Erin, who joins Alice's chat through B: B gets the chat once A's admin unlinks R.
+//! Erin, who joins Alice's chat through B: B gets the chat once A's admin unlinks R. R's own
+//! key-package claims are held to a linked node's quota.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -272,6 +273,24 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
     };
     let answer = rogue.ask(claim).await;
     eprintln!("R acting for Bob: {answer:?}");
+
+    // A linked node is a claimer too: R claiming Alice's packages over and over is held to its
+    // quota, and an account that does not exist gets the same refusal as a member gets.
+    let mut granted = 0;
+    let mut limited = 0;
+    for _ in 0..30 {
+        match rogue.ask(FedRequest::ClaimKeyPackages { account: alice.account() }).await {
+            Ok(FedReply::KeyPackages { packages, .. }) if limited == 0 && packages.len() == 1 => granted += 1,
+            Ok(FedReply::Refused(e)) if e.code == ErrorCode::RateLimited => limited += 1,
+            other => anyhow::bail!("R's claim {}: {other:?}", granted + limited),
+        }
+    }
+    eprintln!("30 claims from R for Alice: {granted} granted, {limited} rate limited");
+    assert_eq!((granted, limited), (20, 10), "a linked node's quota is 20 claims per account");
+    match rogue.ask(FedRequest::ClaimKeyPackages { account: AccountId([0x42; 32]) }).await {
+        Ok(FedReply::Refused(e)) => assert_eq!(e.message, "no member you may add has this id", "{e}"),
+        other => anyhow::bail!("R's claim for nobody: {other:?}"),
+    }
 
     // Alice claims Bob's key packages: Bob's own device's, or a clear refusal; never R's device.
     let claimed = match alice.conn.call(Request::ClaimKeyPackages { account: bob_id }).await? {
