@@ -109,3 +109,52 @@ pub fn group_info(bytes: &[u8]) -> Result<GroupInfoView, ApiError> {
 pub fn key_package(bytes: &[u8]) -> Result<veche_mls::MemberIdentity, ApiError> {
     veche_mls::inspect::inspect_key_package(bytes).map_err(|e| malformed("key package", e))
 }
+
+/// Most key packages one claim through a linked node may carry: one per device of the account,
+/// and an account has one device until devices can be linked (a few then).
+pub const MAX_CLAIMED_PACKAGES: usize = 16;
+
+/// Checks key packages a linked node handed out for `account` before a device sees them: at least
+/// one and at most [`MAX_CLAIMED_PACKAGES`], each a valid key package (signed by its leaf's key,
+/// our ciphersuite and policy extension) whose credential names `account` and whose device key
+/// is the account key. An account's only device is its first, whose key is the account id, so
+/// no other node can make such a package; a device added to an account later will need the
+/// account key's signature on it before this accepts its packages.
+pub fn remote_key_packages(account: AccountId, packages: &[Vec<u8>]) -> Result<(), ApiError> {
+    if packages.is_empty() || packages.len() > MAX_CLAIMED_PACKAGES {
+        let n = packages.len();
+        return Err(ApiError::new(ErrorCode::BadRequest, format!("{n} key packages for one account")));
+    }
+    for package in packages {
+        let identity = key_package(package)?;
+        if identity.account != account {
+            return Err(ApiError::new(ErrorCode::Forbidden, "a key package of another account"));
+        }
+        if identity.device.0 != account.0 {
+            return Err(ApiError::new(ErrorCode::Forbidden, "a key package of a device the account never signed for"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_key_packages_must_be_the_accounts_own() {
+        let mut owner = veche_mls::Client::new(veche_mls::Client::generate_secret());
+        let package = owner.key_packages(1).unwrap().remove(0);
+        let account = key_package(&package).unwrap().account;
+        assert!(remote_key_packages(account, std::slice::from_ref(&package)).is_ok());
+        // Another device whose credential names the account: refused.
+        let mut rogue = veche_mls::Client::new_for_account(veche_mls::Client::generate_secret(), account);
+        let forged = rogue.key_packages(1).unwrap().remove(0);
+        assert_eq!(remote_key_packages(account, &[forged]).unwrap_err().code, ErrorCode::Forbidden);
+        // The owner's package for another account, none, garbage, too many.
+        assert!(remote_key_packages(AccountId([7; 32]), std::slice::from_ref(&package)).is_err());
+        assert!(remote_key_packages(account, &[]).is_err());
+        assert!(remote_key_packages(account, &[vec![1, 2, 3]]).is_err());
+        assert!(remote_key_packages(account, &vec![package; MAX_CLAIMED_PACKAGES + 1]).is_err());
+    }
+}

@@ -53,6 +53,10 @@ pub const MAX_PULL_ENTRIES: usize = 1000;
 /// Most messages one [`FedRequest::ForwardSends`] carries (32 of the largest MLS messages are
 /// 4 MiB, half of [`MAX_FED_MESSAGE_BYTES`]).
 pub const MAX_FORWARD_SENDS: usize = 32;
+/// Most accounts one [`FedRequest::Locate`] asks about: as many as one chat's page of members
+/// usually names, and the answer (an id and a display name each) stays far below
+/// [`MAX_FED_MESSAGE_BYTES`].
+pub const MAX_LOCATE: usize = 1000;
 
 use crate::ids::{AccountId, ChatKind, DeviceId, GroupId, Retention, Role};
 use crate::wire::{ApiError, EntryKind, Request, Response};
@@ -92,6 +96,11 @@ pub enum FedRequest {
     ClaimKeyPackages { account: AccountId },
     /// The receiver's own open accounts and open groups (never another node's, never closed ones).
     Directory,
+    /// "Which of these accounts live on you?" (at most [`MAX_LOCATE`]). Answered with
+    /// [`FedReply::Located`]: the receiver's own accounts among them, never another node's. A node
+    /// learns where an account lives only this way, from the home node itself: it asks every
+    /// linked node and believes a home only if exactly one answers.
+    Locate { accounts: Vec<AccountId> },
 }
 
 /// The answer to a [`FedRequest`].
@@ -111,6 +120,9 @@ pub enum FedReply {
     /// The home node's answer to [`FedRequest::ForwardSends`]: each message's sequence number or
     /// why it was refused, in the order sent.
     Stored(Vec<Result<u64, ApiError>>),
+    /// The answer to [`FedRequest::Locate`]: the asked accounts that live on the answering node,
+    /// with their display names.
+    Located(Vec<(AccountId, String)>),
 }
 
 /// A node's own open accounts and open groups.

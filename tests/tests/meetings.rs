@@ -91,8 +91,9 @@ async fn a_webinar_with_a_lobby_and_a_guest() -> anyhow::Result<()> {
     assert!(refused(&gina.conn.call(Request::Directory).await?, ErrorCode::Forbidden));
     let invite = Request::CreateInvite { group: Some(group), max_uses: None, expires_in_secs: None };
     assert!(refused(&gina.conn.call(invite).await?, ErrorCode::Forbidden));
+    // Refused as if she did not exist (a claim does not tell who is a guest).
     let claim = Request::ClaimKeyPackages { account: gina.account() };
-    assert!(refused(&alice.conn.call(claim).await?, ErrorCode::Forbidden));
+    assert!(refused(&alice.conn.call(claim).await?, ErrorCode::NotFound));
     let Ok(Response::Meetings(hers)) = gina.conn.call(Request::Meetings).await? else { anyhow::bail!("meetings") };
     assert_eq!(hers, vec![meeting.clone()]);
 

@@ -289,14 +289,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             ok(accounts::publish_key_packages(&node, session, packages, last_resort).await)
         }
         Request::ClaimKeyPackages { account } => {
-            let local = accounts::claim_key_packages(&node, account).await;
-            let result = match local {
-                Err(e) if e.code == ErrorCode::NotFound && !accounts::is_local(&node, &account) => {
-                    replica::claim_remote_key_packages(&node, account).await
-                }
-                other => other,
-            };
-            reply(result.map(Response::KeyPackages))
+            reply(accounts::claim(&node, session, account).await.map(Response::KeyPackages))
         }
         Request::Profiles { accounts: ids } => reply(accounts::profiles(&node, &ids).map(Response::Profiles)),
         Request::CreateChat { group, kind, name, description, peer, group_info } => {

@@ -5,6 +5,8 @@ use crate::mls_view;
 use crate::store::records::{self, Account, now_ms};
 use crate::store::tables::{ACCOUNTS, DEVICES, GUESTS, KEY_PACKAGES, LAST_RESORT};
 use redb::{ReadableTable, ReadableTableMetadata};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use veche_protocol::ids::{AccountId, DeviceId};
 use veche_protocol::wire::{self, ErrorCode, InviteToken, Profile, RegistrationPolicy};
 
@@ -208,18 +210,63 @@ pub async fn publish_key_packages(
         .await
 }
 
+/// The same refusal for an account that does not exist, is a guest, or may not be claimed by
+/// this claimer: a claim never tells whether an account exists or is a guest.
+pub fn not_claimable() -> wire::ApiError {
+    wire::ApiError::new(ErrorCode::NotFound, "no member you may add has this id")
+}
+
+/// Whether `claimer` may take key packages of `account` (a registered account of this node) to
+/// add it to a chat: the account is open, shares a chat with the claimer, or allows contact by
+/// the claimer. There are no contact policies yet (issue 26 adds them, and refines this
+/// function): every registered account that is not a meeting's guest allows contact for now.
+/// A guest takes part in its meeting only; nobody adds it to chats.
+fn may_claim(txn: &redb::WriteTransaction, _claimer: &Claimer, account: &AccountId) -> ApiResult<bool> {
+    let record: Option<Account> = records::get(&txn.open_table(ACCOUNTS).or_internal()?, account.0)?;
+    if record.is_none() {
+        return Ok(false);
+    }
+    Ok(txn.open_table(GUESTS).or_internal()?.get(account.0).or_internal()?.is_none())
+}
+
+/// Takes one key package of every device of `account` for a member of this node: of this node's
+/// account, or through the account's home node. Counted against the member's quotas first
+/// ([`ClaimQuota`]), whatever the answer.
+pub async fn claim(node: &Node, session: Session, account: AccountId) -> ApiResult<Vec<Vec<u8>>> {
+    let claimer = Claimer::Member(session.account);
+    count_claim(node, &claimer, account)?;
+    if is_local(node, &account) {
+        take_key_packages(node, claimer, account).await
+    } else {
+        super::replica::claim_remote_key_packages(node, account).await
+    }
+}
+
+/// Takes one key package of every device of this node's `account` for `claimer` (a linked node
+/// claims for one of its members), counted against its quotas first.
+pub async fn claim_key_packages(node: &Node, claimer: Claimer, account: AccountId) -> ApiResult<Vec<Vec<u8>>> {
+    count_claim(node, &claimer, account)?;
+    take_key_packages(node, claimer, account).await
+}
+
+fn count_claim(node: &Node, claimer: &Claimer, account: AccountId) -> ApiResult<()> {
+    let mut quota = node.replication.claims.lock().unwrap_or_else(|e| e.into_inner());
+    quota.count(claimer, account, std::time::Instant::now()).map_err(|wait| {
+        let secs = wait.as_secs().max(1);
+        wire::ApiError::new(ErrorCode::RateLimited, format!("too many key package claims; try again in {secs} s"))
+    })
+}
+
 /// Takes one key package for every device of `account`: a one-time one if any is left (and
 /// deletes it), else the last-resort one.
-pub async fn claim_key_packages(node: &Node, account: AccountId) -> ApiResult<Vec<Vec<u8>>> {
+async fn take_key_packages(node: &Node, claimer: Claimer, account: AccountId) -> ApiResult<Vec<Vec<u8>>> {
     node.writer
         .run(move |ctx| {
-            let record: Option<Account> = records::get(&ctx.read().open_table(ACCOUNTS).or_internal()?, account.0)?;
-            let Some(record) = record else {
-                return err(ErrorCode::NotFound, "no such member on this node");
-            };
-            if ctx.read().open_table(GUESTS).or_internal()?.get(account.0).or_internal()?.is_some() {
-                return err(ErrorCode::Forbidden, "a guest takes part in its meeting only; nobody adds it to chats");
+            if !may_claim(ctx.read(), &claimer, &account)? {
+                return Err(not_claimable());
             }
+            let record: Option<Account> = records::get(&ctx.read().open_table(ACCOUNTS).or_internal()?, account.0)?;
+            let record = record.ok_or_else(not_claimable)?;
             // Read first: a job may only write once it cannot fail any more.
             let mut out = Vec::new();
             let mut spent = Vec::new();
@@ -268,4 +315,110 @@ pub fn key_package_count(node: &Node, session: &Session) -> ApiResult<u32> {
 /// Counts for metrics.
 pub fn device_count(node: &Node) -> u64 {
     node.store.read().ok().and_then(|txn| txn.open_table(DEVICES).ok().and_then(|t| t.len().ok())).unwrap_or(0)
+}
+
+/// Who claims key packages: a member of this node, or a linked node (for one of its members,
+/// whom that node counted against its own member quotas first).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Claimer {
+    Member(AccountId),
+    /// A linked node, by peer id.
+    Node(String),
+}
+
+/// The window claims are counted in.
+pub const CLAIM_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Claims one member may make for one account per window. Adding someone takes one claim, and a
+/// device retries an add up to 8 times (`veche_device::MAX_ATTEMPTS`) while the chat moves on;
+/// ten leave that margin, and take at most 10 of the 50 one-time packages a device keeps.
+pub const MEMBER_CLAIMS_PER_ACCOUNT: u32 = 10;
+/// Claims one member may make per window, for all accounts: a chat created with 200 people.
+pub const MEMBER_CLAIMS: u32 = 200;
+/// Claims one linked node may make for one account per window: it claims for all its members
+/// (each held to the member quotas there), so a few adds at once, but never half of the 50
+/// one-time packages a device keeps.
+pub const NODE_CLAIMS_PER_ACCOUNT: u32 = 20;
+/// Claims one linked node may make per window, for all accounts: ten members creating large
+/// chats at once.
+pub const NODE_CLAIMS: u32 = 2000;
+/// Counters kept at most (one per claimer, one per claimer and account): about 10 MB. When full
+/// of counters still running, claims are refused until some expire.
+const MAX_CLAIM_COUNTERS: usize = 100_000;
+
+/// Key-package claims counted per claimer and per claimer and account, in fixed windows of
+/// [`CLAIM_WINDOW`]. No IO: the caller passes the time.
+#[derive(Debug, Default)]
+pub struct ClaimQuota {
+    /// (claimer, account or `None` for all accounts) -> (window start, claims in it).
+    counters: HashMap<(Claimer, Option<AccountId>), (Instant, u32)>,
+}
+
+impl ClaimQuota {
+    /// Counts one claim by `claimer` for `account` at `now`; `Err(wait)`: over a quota (nothing
+    /// counted), try again after `wait`.
+    pub fn count(&mut self, claimer: &Claimer, account: AccountId, now: Instant) -> Result<(), Duration> {
+        let (per_account, total) = match claimer {
+            Claimer::Member(_) => (MEMBER_CLAIMS_PER_ACCOUNT, MEMBER_CLAIMS),
+            Claimer::Node(_) => (NODE_CLAIMS_PER_ACCOUNT, NODE_CLAIMS),
+        };
+        let keys = [((claimer.clone(), Some(account)), per_account), ((claimer.clone(), None), total)];
+        if keys.iter().any(|(key, _)| !self.counters.contains_key(key)) && self.counters.len() + 2 > MAX_CLAIM_COUNTERS
+        {
+            self.counters.retain(|_, (start, _)| now.duration_since(*start) < CLAIM_WINDOW);
+            if self.counters.len() + 2 > MAX_CLAIM_COUNTERS {
+                return Err(CLAIM_WINDOW);
+            }
+        }
+        let mut wait = None;
+        for (key, max) in &keys {
+            if let Some((start, n)) = self.counters.get(key) {
+                let age = now.duration_since(*start);
+                if age < CLAIM_WINDOW && *n >= *max {
+                    wait = wait.max(Some(CLAIM_WINDOW - age));
+                }
+            }
+        }
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
+        for (key, _) in keys {
+            let counter = self.counters.entry(key).or_insert((now, 0));
+            if now.duration_since(counter.0) >= CLAIM_WINDOW {
+                *counter = (now, 0);
+            }
+            counter.1 += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_are_counted_per_account_and_in_total() {
+        let mut quota = ClaimQuota::default();
+        let start = Instant::now();
+        let mallory = Claimer::Member(AccountId([1; 32]));
+        let carol = AccountId([2; 32]);
+        for _ in 0..MEMBER_CLAIMS_PER_ACCOUNT {
+            assert_eq!(quota.count(&mallory, carol, start), Ok(()));
+        }
+        let later = start + Duration::from_secs(60);
+        assert_eq!(quota.count(&mallory, carol, later), Err(CLAIM_WINDOW - Duration::from_secs(60)));
+        // Others, and other accounts, are not held up.
+        assert_eq!(quota.count(&Claimer::Member(AccountId([3; 32])), carol, later), Ok(()));
+        assert_eq!(quota.count(&mallory, AccountId([4; 32]), later), Ok(()));
+        // A new window.
+        assert_eq!(quota.count(&mallory, carol, start + CLAIM_WINDOW), Ok(()));
+        // The total over all accounts.
+        let node = Claimer::Node("peer".into());
+        for i in 0..NODE_CLAIMS {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            assert_eq!(quota.count(&node, AccountId(id), start), Ok(()));
+        }
+        assert!(quota.count(&node, carol, start).is_err());
+    }
 }

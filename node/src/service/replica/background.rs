@@ -21,18 +21,60 @@ pub async fn notify_changes(node: Node, mut changes: tokio::sync::mpsc::Receiver
             }
         };
         for peer in peers {
-            {
-                let mut notifying = lock(&node.replication.notifying);
-                if let Some(dirty) = notifying.get_mut(&(peer, group)) {
-                    *dirty = true;
-                    continue;
-                }
-                notifying.insert((peer, group), false);
-            }
-            let node = node.clone();
-            tokio::spawn(async move { notify(&node, peer, group).await });
+            start_notify(&node, peer, group);
         }
     }
+}
+
+/// Starts telling `peer` that `group` changed, unless a notification is in flight (then it goes
+/// again once answered).
+fn start_notify(node: &Node, peer: PeerId, group: GroupId) {
+    {
+        let mut notifying = lock(&node.replication.notifying);
+        if let Some(dirty) = notifying.get_mut(&(peer, group)) {
+            *dirty = true;
+            return;
+        }
+        notifying.insert((peer, group), false);
+    }
+    let node = node.clone();
+    tokio::spawn(async move { notify(&node, peer, group).await });
+}
+
+/// Looks up members of chats homed here whose home is not known (their node could not be asked
+/// when they were added), and tells the nodes found about those chats.
+async fn locate_members(node: &Node) -> ApiResult<()> {
+    let unknown: Vec<(GroupId, AccountId)> = {
+        let txn = node.store.read().or_internal()?;
+        let homes = txn.open_table(CHAT_HOMES).or_internal()?;
+        let accounts = txn.open_table(ACCOUNTS).or_internal()?;
+        let remote = txn.open_table(REMOTE_ACCOUNTS).or_internal()?;
+        let mut out = Vec::new();
+        for row in txn.open_table(CHATS).or_internal()?.iter().or_internal()? {
+            let (key, value) = row.or_internal()?;
+            if homes.get(key.value()).or_internal()?.is_some() {
+                continue;
+            }
+            let chat: Chat = records::decode(value.value())?;
+            for account in chat.roster.keys() {
+                if accounts.get(account.0).or_internal()?.is_none() && remote.get(account.0).or_internal()?.is_none() {
+                    out.push((GroupId(key.value()), *account));
+                }
+            }
+        }
+        out
+    };
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    super::homes::resolve(node, unknown.iter().map(|(_, a)| *a)).await?;
+    let found = remote_names(&node.store.read().or_internal()?, &unknown.iter().map(|(_, a)| *a).collect::<Vec<_>>())?;
+    for (group, account) in unknown {
+        if let Some(peer) = found.get(&account).and_then(|r| r.home.parse::<PeerId>().ok()) {
+            start_notify(node, peer, group);
+        }
+    }
+    Ok(())
 }
 
 /// Tells `peer` that `group` changed, until it answers (with backoff while it is unreachable:
@@ -133,6 +175,9 @@ pub async fn run_catch_up(node: Node) {
             last_full = now;
             if let Err(e) = catch_up(&node, None, true).await {
                 tracing::warn!(error = %e.message, "catch-up");
+            }
+            if let Err(e) = locate_members(&node).await {
+                tracing::warn!(error = %e.message, "looking up where members live");
             }
         } else {
             let due: Vec<PeerId> =

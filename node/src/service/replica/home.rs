@@ -33,20 +33,24 @@ pub async fn serve(node: &Node, peer: PeerId, relayed: bool, request: FedRequest
             });
             Ok(FedReply::Ok)
         }
-        FedRequest::ClaimKeyPackages { account } => serve_claim(node, account).await,
+        FedRequest::ClaimKeyPackages { account } => serve_claim(node, peer, account).await,
         FedRequest::Directory => crate::service::directory::own(node).map(FedReply::Directory),
+        FedRequest::Locate { accounts } => super::homes::serve_locate(node, accounts),
     };
     result.unwrap_or_else(FedReply::Refused)
 }
 
-async fn serve_claim(node: &Node, account: AccountId) -> ApiResult<FedReply> {
+/// Hands out key packages of an account of this node to linked node `peer`, which claims them for
+/// one of its devices: `peer` is the claimer (its quotas, and the same refusals as a member's).
+async fn serve_claim(node: &Node, peer: PeerId, account: AccountId) -> ApiResult<FedReply> {
+    use crate::service::accounts::{self, Claimer};
+    let packages = accounts::claim_key_packages(node, Claimer::Node(peer.to_string()), account).await?;
     let record = {
         let txn = node.store.read().or_internal()?;
-        crate::service::accounts::load_account(&txn, &account)?
+        accounts::load_account(&txn, &account)?
     };
-    let Some(record) = record else { return err(ErrorCode::NotFound, "no such member on this node") };
-    let packages = crate::service::accounts::claim_key_packages(node, account).await?;
-    let member = MemberAddress { account, home: node.info.node_id.clone(), display_name: record.display_name };
+    let display_name = record.map(|r| r.display_name).unwrap_or_default();
+    let member = MemberAddress { account, home: node.info.node_id.clone(), display_name };
     Ok(FedReply::KeyPackages { member, packages })
 }
 
@@ -59,15 +63,33 @@ async fn serve_forward(
     homes: Vec<MemberAddress>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    use crate::service::{chats, delivery, invites};
+    use crate::service::invites;
     if let Request::InvitePreview { token } = &request {
         return invites::preview(node, token).map(Response::InvitePreview);
     }
     let joining = matches!(request, Request::Join { .. } | Request::JoinGroupInfo { .. });
-    let session = forwarded_session(node, peer, account, device, display_name, homes, joining).await?;
+    let join = matches!(request, Request::Join { .. });
+    let renamed = forwarded_session(node, peer, account, joining, &display_name, &homes)?;
     if let Some(group) = routed_group(&request) {
         homed_here(node, group)?;
     }
+    // The accounts the request adds: where they live is asked of their own nodes.
+    super::homes::resolve(node, homes.iter().map(|m| m.account)).await?;
+    let session = Session { account, device };
+    let response = serve_forwarded(node, session, request).await?;
+    // Learned only once the request succeeded: a joiner's home (its external commit was signed by
+    // its own key), or a new display name from the account's home.
+    if join {
+        super::homes::resolve(node, [account]).await?;
+    }
+    if renamed {
+        super::homes::rename(node, peer, account, display_name).await?;
+    }
+    Ok(response)
+}
+
+async fn serve_forwarded(node: &Node, session: Session, request: Request) -> Result<Response, ApiError> {
+    use crate::service::{chats, delivery, invites};
     let stored = |r: ApiResult<u64>| r.map(|seq| Response::Stored { seq });
     match request {
         Request::Send { group, message } => stored(delivery::send(node, session, group, message).await),
@@ -110,23 +132,29 @@ async fn serve_forward_sends(
     if messages.is_empty() || messages.len() > veche_protocol::federation::MAX_FORWARD_SENDS {
         return err(ErrorCode::BadRequest, "1 to 32 messages at a time");
     }
-    let session = forwarded_session(node, peer, account, device, display_name, Vec::new(), false).await?;
+    let renamed = forwarded_session(node, peer, account, false, &display_name, &[])?;
     homed_here(node, group)?;
-    Ok(FedReply::Stored(crate::service::delivery::send_many(node, session, group, messages).await))
+    let stored = crate::service::delivery::send_many(node, Session { account, device }, group, messages).await;
+    if renamed && stored.iter().any(|r| r.is_ok()) {
+        super::homes::rename(node, peer, account, display_name).await?;
+    }
+    Ok(FedReply::Stored(stored))
 }
 
-/// The session a device of `peer` acts in here: its account must live on `peer` (a node vouches
-/// for its own devices only) and be known here, unless it is joining. Remembers the addresses a
-/// request names.
-async fn forwarded_session(
+/// Checks that a device of `peer` may act here for `account`: the account must live on `peer` (a
+/// node vouches for its own devices only) and be known here, unless it is joining. Returns whether
+/// `peer` gives the account a new display name. Nothing is recorded here (see `homes`).
+fn forwarded_session(
     node: &Node,
     peer: PeerId,
     account: AccountId,
-    device: veche_protocol::ids::DeviceId,
-    display_name: String,
-    homes: Vec<MemberAddress>,
     joining: bool,
-) -> ApiResult<Session> {
+    display_name: &str,
+    homes: &[MemberAddress],
+) -> ApiResult<bool> {
+    if homes.len() > veche_protocol::federation::MAX_LOCATE {
+        return err(ErrorCode::TooLarge, "a request adds too many accounts at once");
+    }
     let peer_key = peer.to_string();
     let known = {
         let txn = node.store.read().or_internal()?;
@@ -136,17 +164,11 @@ async fn forwarded_session(
         remote_names(&txn, &[account])?.remove(&account)
     };
     match &known {
-        Some(r) if r.home != peer_key => return err(ErrorCode::Forbidden, "this account lives on another node"),
-        None if !joining => return err(ErrorCode::NotFound, "no such chat, or you are not a member"),
-        _ => {}
+        Some(r) if r.home != peer_key => err(ErrorCode::Forbidden, "this account lives on another node"),
+        None if !joining => err(ErrorCode::NotFound, "no such chat, or you are not a member"),
+        Some(r) => Ok(r.display_name != display_name),
+        None => Ok(false),
     }
-    let unchanged = known.as_ref().is_some_and(|r| r.display_name == display_name) && homes.is_empty();
-    if !unchanged {
-        let mut learned = homes;
-        learned.push(MemberAddress { account, home: peer_key, display_name });
-        remember_accounts(node, learned).await?;
-    }
-    Ok(Session { account, device })
 }
 
 /// Refuses a chat that is a replica here (homed on another node).

@@ -22,9 +22,12 @@
 
 mod background;
 mod home;
+mod homes;
 
 pub use background::{catch_up, notify_changes, run_catch_up};
 pub use home::{queued, serve};
+pub use homes::claim_remote_key_packages;
+use homes::{Source, remember_in};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -76,6 +79,11 @@ pub struct Replication {
     invites: Mutex<HashMap<InviteId, PeerId>>,
     /// Chats with a confirmation pull scheduled.
     confirming: Mutex<BTreeSet<GroupId>>,
+    /// Accounts no linked node (or more than one) answered for: when to ask again, and whether
+    /// several answered.
+    unresolved: Mutex<HashMap<AccountId, (Instant, bool)>>,
+    /// Key-package claims of members and linked nodes (`accounts::claim`).
+    pub(crate) claims: Mutex<crate::service::accounts::ClaimQuota>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -321,71 +329,6 @@ pub async fn remote_invite(
     forward(node, session, home, request).await
 }
 
-/// Takes key packages of an account that lives on another node, through that node.
-pub async fn claim_remote_key_packages(node: &Node, account: AccountId) -> ApiResult<Vec<Vec<u8>>> {
-    let known = {
-        let txn = node.store.read().or_internal()?;
-        records::get::<_, RemoteAccount, _>(&txn.open_table(REMOTE_ACCOUNTS).or_internal()?, account.0)?
-    };
-    let candidates: Vec<PeerId> = match known.and_then(|r| r.home.parse().ok()) {
-        Some(home) => vec![home],
-        None => linked_peers(node)?.into_iter().map(|(p, _)| p).collect(),
-    };
-    for peer in candidates {
-        let claim = tokio::time::timeout(LOOKUP_TIMEOUT, ask(node, peer, FedRequest::ClaimKeyPackages { account }));
-        let Ok(answer) = claim.await else { continue };
-        match answer {
-            Ok(FedReply::KeyPackages { member, packages }) if member.account == account => {
-                let home = peer.to_string();
-                remember_accounts(node, vec![MemberAddress { home, ..member }]).await?;
-                return Ok(packages);
-            }
-            Ok(FedReply::Refused(e)) if e.code != ErrorCode::NotFound => return Err(e),
-            Ok(FedReply::Response(Err(e))) if e.code != ErrorCode::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    err(ErrorCode::NotFound, "no such member on this node or its linked nodes")
-}
-
-/// Records where accounts live (never overriding this node's own accounts or a known home).
-async fn remember_accounts(node: &Node, members: Vec<MemberAddress>) -> ApiResult<()> {
-    let me = node.info.node_id.clone();
-    node.writer.run(move |ctx| remember_in(ctx, &me, &members)).await
-}
-
-fn remember_in(ctx: &mut TxnCtx<'_>, me: &str, members: &[MemberAddress]) -> ApiResult<()> {
-    let mut changes = Vec::new();
-    {
-        let accounts = ctx.read().open_table(ACCOUNTS).or_internal()?;
-        let remote = ctx.read().open_table(REMOTE_ACCOUNTS).or_internal()?;
-        for m in members {
-            if m.home == me || m.home.parse::<PeerId>().is_err() || accounts.get(m.account.0).or_internal()?.is_some() {
-                continue;
-            }
-            let Ok(name) = veche_protocol::validate::display_name(&m.display_name) else {
-                tracing::warn!(account = %m.account, home = %m.home, "a linked node sent an invalid display name: ignored");
-                continue;
-            };
-            let current: Option<RemoteAccount> = records::get(&remote, m.account.0)?;
-            match current {
-                None => changes.push((m.account, RemoteAccount { home: m.home.clone(), display_name: name })),
-                Some(r) if r.home == m.home && r.display_name != name => {
-                    changes.push((m.account, RemoteAccount { display_name: name, ..r }));
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    if !changes.is_empty() {
-        let mut remote = ctx.write().open_table(REMOTE_ACCOUNTS).or_internal()?;
-        for (account, record) in changes {
-            remote.insert(account.0, records::encode(&record).as_slice()).or_internal()?;
-        }
-    }
-    Ok(())
-}
-
 /// Display names of accounts on other nodes this node knows.
 pub fn remote_names(
     txn: &redb::ReadTransaction,
@@ -483,6 +426,8 @@ async fn pull_until(node: &Node, home: PeerId, group: GroupId, want: u64) -> Api
             other => return Err(super::internal(format!("unexpected answer to a pull: {other:?}"))),
         };
         reachable(node, home);
+        // Where the chat's members live is learned from their own nodes, not from this page.
+        homes::resolve(node, replica.members.iter().map(|m| m.account)).await?;
         let upto = replica.upto;
         applied |= !replica.entries.is_empty();
         let me = node.info.node_id.clone();
@@ -596,7 +541,7 @@ fn apply(ctx: &mut TxnCtx<'_>, me: &str, home: PeerId, group: GroupId, replica: 
             }
         }
     };
-    remember_in(ctx, me, &members)?;
+    remember_in(ctx, me, Source::Node(&home_key), &members)?;
     let before = (chat.name.clone(), chat.description.clone());
     let (mut count, mut bytes) = (0u64, 0u64);
     for entry in entries {

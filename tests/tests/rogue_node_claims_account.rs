@@ -1,0 +1,378 @@
+//! Scenario: three linked nodes on loopback. A and B are honest; R is a rogue (this test,
+//! speaking the federation protocol) that A's admin linked. R tells A that Bob, who lives on B,
+//! lives on R: it acts for Bob in a forwarded request and names itself as his home, and it
+//! answers key-package claims for Bob with a package of its own device (whose credential names
+//! Bob). Alice, on A, claims Bob's key packages and adds him to a chat: she gets Bob's real
+//! package, never R's device, and Bob's own node B receives the chat. For Dave, also of B, R
+//! goes further and answers A's lookups ("Dave lives on me"): A cannot tell which node Dave
+//! lives on, and Alice's claim is refused rather than answered with R's device. The same for
+//! Erin, who joins Alice's chat through B: B gets the chat once A's admin unlinks R. R's own
+//! key-package claims are held to a linked node's quota.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use veche_protocol::federation::{
+    FED_PROTOCOL, FedReply, FedRequest, LINK_PROTOCOL, LinkMessage, LinkReply, MemberAddress,
+};
+use veche_protocol::ids::{AccountId, GroupId, InviteId};
+use veche_protocol::wire::{ApiError, ErrorCode, InviteToken, Request, Response};
+use veche_tests::raw::RawDevice;
+use veche_tests::{Client, Node, TempDir};
+
+#[derive(Debug, Clone, Copy, Default)]
+struct FedCodec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
+    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+impl request_response::Codec for FedCodec {
+    type Protocol = StreamProtocol;
+    type Request = FedRequest;
+    type Response = FedReply;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<FedRequest> {
+        veche_protocol::federation::decode(&read_frame(io).await?).map_err(invalid)
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<FedReply> {
+        veche_protocol::federation::decode(&read_frame(io).await?).map_err(invalid)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: FedRequest,
+    ) -> std::io::Result<()> {
+        write_frame(io, &veche_protocol::federation::encode(&request)).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        reply: FedReply,
+    ) -> std::io::Result<()> {
+        write_frame(io, &veche_protocol::federation::encode(&reply)).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    link: request_response::cbor::Behaviour<LinkMessage, LinkReply>,
+    fed: request_response::Behaviour<FedCodec>,
+}
+
+type Answer = Result<FedReply, String>;
+
+/// A linked node that lies: it answers every key-package claim with `forged`, and sends what the
+/// test asks.
+struct Rogue {
+    peer_id: PeerId,
+    addr: Multiaddr,
+    tx: mpsc::Sender<(FedRequest, oneshot::Sender<Answer>)>,
+}
+
+impl Rogue {
+    /// `forged`: the package R answers claims for each victim with; `lies`: the victims R also
+    /// says live on it when asked.
+    async fn start(
+        target: Multiaddr,
+        target_id: PeerId,
+        forged: HashMap<AccountId, Vec<u8>>,
+        lies: Vec<AccountId>,
+    ) -> anyhow::Result<Rogue> {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_quic()
+            .with_behaviour(|_| Behaviour {
+                link: request_response::cbor::Behaviour::new(
+                    [(StreamProtocol::new(LINK_PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default(),
+                ),
+                fed: request_response::Behaviour::with_codec(
+                    FedCodec,
+                    [(StreamProtocol::new(FED_PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                ),
+            })?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        swarm.listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)?;
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        };
+        swarm.add_peer_address(target_id, target);
+        let peer_id = *swarm.local_peer_id();
+        let (tx, mut rx) = mpsc::channel::<(FedRequest, oneshot::Sender<Answer>)>(64);
+        tokio::spawn(async move {
+            let mut pending = std::collections::HashMap::new();
+            loop {
+                tokio::select! {
+                    Some((out, reply)) = rx.recv() => {
+                        let id = swarm.behaviour_mut().fed.send_request(&target_id, out);
+                        pending.insert(id, reply);
+                    }
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::Behaviour(BehaviourEvent::Link(request_response::Event::Message {
+                            message: request_response::Message::Request { channel, .. }, ..
+                        })) => {
+                            let _ = swarm.behaviour_mut().link.send_response(channel, LinkReply::Linked);
+                        }
+                        SwarmEvent::Behaviour(BehaviourEvent::Fed(event)) => match event {
+                            request_response::Event::Message { message: request_response::Message::Request { request, channel, .. }, .. } => {
+                                let reply = match request {
+                                    FedRequest::ClaimKeyPackages { account } if forged.contains_key(&account) => {
+                                        let home = peer_id.to_string();
+                                        let member = MemberAddress { account, home, display_name: "Victim".into() };
+                                        FedReply::KeyPackages { member, packages: vec![forged[&account].clone()] }
+                                    }
+                                    FedRequest::Locate { accounts } => FedReply::Located(
+                                        accounts.into_iter().filter(|a| lies.contains(a)).map(|a| (a, "Victim".into())).collect(),
+                                    ),
+                                    _ => FedReply::Refused(ApiError::new(ErrorCode::NotFound, "nothing here")),
+                                };
+                                let _ = swarm.behaviour_mut().fed.send_response(channel, reply);
+                            }
+                            request_response::Event::Message { message: request_response::Message::Response { request_id, response }, .. } => {
+                                if let Some(reply) = pending.remove(&request_id) {
+                                    let _ = reply.send(Ok(response));
+                                }
+                            }
+                            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                                if let Some(reply) = pending.remove(&request_id) {
+                                    let _ = reply.send(Err(error.to_string()));
+                                }
+                            }
+                            _ => {}
+                        },
+                        _ => {}
+                    },
+                }
+            }
+        });
+        Ok(Rogue { peer_id, addr, tx })
+    }
+
+    async fn ask(&self, request: FedRequest) -> Answer {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send((request, reply)).await.map_err(|e| e.to_string())?;
+        rx.await.map_err(|e| e.to_string())?
+    }
+}
+
+struct Site {
+    node: Node,
+    admin: Client,
+}
+
+fn site(tmp: &TempDir, name: &str) -> anyhow::Result<Site> {
+    let dir = tmp.path().join(name);
+    std::fs::create_dir_all(&dir)?;
+    let node = Node::start(&dir, &["--mdns", "false"])?;
+    let admin = Client::new(&dir, "admin", &node.url);
+    let link = node.admin_link.clone().context("admin link")?;
+    admin.run(&["register", "--name", &format!("Admin {name}"), "--invite", &link])?;
+    Ok(Site { node, admin })
+}
+
+/// The loopback QUIC address another admin pastes.
+fn address(site: &Site) -> anyhow::Result<String> {
+    let info = site.admin.run(&["admin", "links"])?;
+    let own = info["own_addrs"].as_array().cloned().unwrap_or_default();
+    own.iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.starts_with("/ip4/127.0.0.1/udp/"))
+        .map(str::to_string)
+        .with_context(|| format!("no loopback QUIC address in {own:?}"))
+}
+
+/// A node invite from the site's admin, for a raw device.
+fn node_token(site: &Site) -> anyhow::Result<InviteToken> {
+    let link = site.admin.run(&["invite", "node", "--uses", "1"])?["link"].as_str().context("link")?.to_string();
+    let link = veche_protocol::link::InviteLink::parse(&link)?;
+    Ok(InviteToken { invite: link.invite, secret: link.secret })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()> {
+    let tmp = TempDir::new("rogue-claims-account");
+    let a = site(&tmp, "a")?;
+    let b = site(&tmp, "b")?;
+    a.admin.run(&["admin", "link", &address(&b)?])?;
+    let made = b.admin.run(&["admin", "link", &address(&a)?])?;
+    anyhow::ensure!(made["state"] == "linked", "A and B not linked: {made}");
+    let mut alice = RawDevice::register(&a.node.url, "Alice", Some(node_token(&a)?)).await?;
+    let mut bob = RawDevice::register(&b.node.url, "Bob", Some(node_token(&b)?)).await?;
+    let dave = RawDevice::register(&b.node.url, "Dave", Some(node_token(&b)?)).await?;
+    let mut erin = RawDevice::register(&b.node.url, "Erin", Some(node_token(&b)?)).await?;
+    let (bob_id, bob_device) = (bob.account(), bob.device());
+
+    // R's own device, with credentials that name Bob's and Dave's accounts.
+    let mut forged = HashMap::new();
+    for victim in [bob_id, dave.account()] {
+        let mut rogue_mls = veche_mls::Client::new_for_account(veche_mls::Client::generate_secret(), victim);
+        let package = rogue_mls.key_packages(1)?.remove(0);
+        let id = veche_mls::inspect::inspect_key_package(&package)?;
+        assert_eq!(id.account, victim);
+        assert_ne!(id.device.0, victim.0);
+        forged.insert(victim, package);
+    }
+
+    // R is linked with A.
+    let quic = address(&a)?;
+    let a_id: PeerId = a.node.node_id.parse()?;
+    let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{a_id}")).parse()?;
+    let rogue = Rogue::start(target, a_id, forged, vec![dave.account(), erin.account()]).await?;
+    let victim = MemberAddress { account: bob_id, home: rogue.peer_id.to_string(), display_name: "Bob".into() };
+    let linked = a.admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
+    assert_eq!(linked["state"], "linked", "{linked}");
+
+    // R acts for Bob as if he lived on R, and names itself as Bob's home.
+    let claim = FedRequest::Forward {
+        account: bob_id,
+        device: bob_device,
+        display_name: "Bob".into(),
+        homes: vec![victim.clone()],
+        request: Box::new(Request::JoinGroupInfo {
+            token: InviteToken { invite: InviteId([7; 8]), secret: [7; veche_protocol::link::SECRET_LEN] },
+        }),
+    };
+    let answer = rogue.ask(claim).await;
+    eprintln!("R acting for Bob: {answer:?}");
+
+    // A linked node is a claimer too: R claiming Alice's packages over and over is held to its
+    // quota, and an account that does not exist gets the same refusal as a member gets.
+    let mut granted = 0;
+    let mut limited = 0;
+    for _ in 0..30 {
+        match rogue.ask(FedRequest::ClaimKeyPackages { account: alice.account() }).await {
+            Ok(FedReply::KeyPackages { packages, .. }) if limited == 0 && packages.len() == 1 => granted += 1,
+            Ok(FedReply::Refused(e)) if e.code == ErrorCode::RateLimited => limited += 1,
+            other => anyhow::bail!("R's claim {}: {other:?}", granted + limited),
+        }
+    }
+    eprintln!("30 claims from R for Alice: {granted} granted, {limited} rate limited");
+    assert_eq!((granted, limited), (20, 10), "a linked node's quota is 20 claims per account");
+    match rogue.ask(FedRequest::ClaimKeyPackages { account: AccountId([0x42; 32]) }).await {
+        Ok(FedReply::Refused(e)) => assert_eq!(e.message, "no member you may add has this id", "{e}"),
+        other => anyhow::bail!("R's claim for nobody: {other:?}"),
+    }
+
+    // Alice claims Bob's key packages: Bob's own device's, or a clear refusal; never R's device.
+    let claimed = match alice.conn.call(Request::ClaimKeyPackages { account: bob_id }).await? {
+        Ok(Response::KeyPackages(packages)) => packages,
+        Ok(other) => anyhow::bail!("claim: {other:?}"),
+        Err(e) => anyhow::bail!("Alice could not claim Bob's key packages: {e}"),
+    };
+    anyhow::ensure!(!claimed.is_empty(), "no package");
+    for package in &claimed {
+        let id = veche_mls::inspect::inspect_key_package(package)?;
+        assert_eq!((id.account, id.device), (bob_id, bob_device), "Alice got a package of another device");
+    }
+
+    // Dave: R says he lives on R, and so does B. A believes neither; Alice is refused.
+    let answer = alice.conn.call(Request::ClaimKeyPackages { account: dave.account() }).await?;
+    match &answer {
+        Ok(Response::KeyPackages(packages)) => {
+            for package in packages {
+                let id = veche_mls::inspect::inspect_key_package(package)?;
+                assert_eq!((id.account, id.device), (dave.account(), dave.device()), "Alice got R's device for Dave");
+            }
+        }
+        Ok(other) => anyhow::bail!("claim: {other:?}"),
+        Err(e) => {
+            eprintln!("Alice's claim for Dave: {e}");
+            assert_eq!(e.code, ErrorCode::Conflict, "refused as a conflict between linked nodes: {e}");
+        }
+    }
+
+    // Alice adds Bob to a chat on A: Bob's own node B receives it.
+    let group = GroupId([0x24; 16]);
+    alice.create_chat(group, "Honest").await?;
+    let bundle = alice.mls.add_members(group, &claimed)?;
+    let commit =
+        Request::Commit { group, commit: bundle.commit, welcome: bundle.welcome, group_info: bundle.group_info };
+    alice.conn.call(commit).await?.map_err(|e| anyhow::anyhow!("commit: {e}"))?;
+    alice.mls.merge_pending_commit(group)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let Ok(Response::Chats(chats)) = bob.conn.call(Request::Chats).await? else { anyhow::bail!("chats") };
+        if chats.iter().any(|c| c.group == group) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "Bob's node B never received the chat Alice added him to");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Erin, of B, joins Alice's chat with its link through B while R says Erin lives on R too: A
+    // believes neither, so B cannot take the chat yet. Once A's admin unlinks R, A looks Erin up
+    // again by itself (with its 30 s catch-up) and B receives the chat.
+    let group = GroupId([0x25; 16]);
+    alice.create_chat(group, "Erin's").await?;
+    let token = alice.invite(group).await?;
+    let Ok(Response::GroupInfo(info)) = erin.conn.call(Request::JoinGroupInfo { token: token.clone() }).await? else {
+        anyhow::bail!("no GroupInfo for Alice's link")
+    };
+    let (_, bundle) = erin.mls.join_external(&info)?;
+    let join = Request::Join { token, commit: bundle.commit, group_info: bundle.group_info };
+    eprintln!("Erin joins while R claims her: {:?}", erin.conn.call(join).await?);
+    assert!(
+        a.node.log().lines().any(|l| l.contains("several linked nodes say this account lives on them")),
+        "no warning about the conflict on A"
+    );
+    let erins = |chats: &[veche_protocol::wire::ChatInfo]| chats.iter().any(|c| c.group == group);
+    let Ok(Response::Chats(chats)) = erin.conn.call(Request::Chats).await? else { anyhow::bail!("chats") };
+    assert!(!erins(&chats), "B took the chat while A could not tell where Erin lives");
+    a.admin.run(&["admin", "unlink", &rogue.peer_id.to_string()])?;
+    let unlinked = Instant::now();
+    let deadline = unlinked + Duration::from_secs(90);
+    loop {
+        let Ok(Response::Chats(chats)) = erin.conn.call(Request::Chats).await? else { anyhow::bail!("chats") };
+        if erins(&chats) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "B never received the chat Erin joined");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("B received Erin's chat {:?} after R was unlinked", unlinked.elapsed());
+
+    for node in [&a.node, &b.node] {
+        node.http_get("/healthz")?;
+        assert!(!node.log().contains("panicked"), "a node panicked");
+    }
+    Ok(())
+}
