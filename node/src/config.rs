@@ -251,11 +251,22 @@ pub struct Quotas {
     pub storage_bytes: u64,
     /// Chats an account may be in.
     pub max_chats: u32,
+    /// Chats homed on one linked node that this node keeps replicas of.
+    pub max_replicas_per_link: u32,
 }
+
+/// Replicas of chats homed on one linked node: a small town's node holds a few hundred chats of
+/// another node's, and 10,000 is the most chats one account may be in, so a member in every chat
+/// of that node still fits; a linked node that makes up chats cannot fill this one beyond it.
+pub const DEFAULT_MAX_REPLICAS_PER_LINK: u32 = 10_000;
 
 impl Default for Quotas {
     fn default() -> Self {
-        Quotas { storage_bytes: DEFAULT_STORAGE_QUOTA, max_chats: DEFAULT_MAX_CHATS_PER_ACCOUNT }
+        Quotas {
+            storage_bytes: DEFAULT_STORAGE_QUOTA,
+            max_chats: DEFAULT_MAX_CHATS_PER_ACCOUNT,
+            max_replicas_per_link: DEFAULT_MAX_REPLICAS_PER_LINK,
+        }
     }
 }
 
@@ -309,7 +320,7 @@ fn resolve_quotas(args: Option<u64>, file: Option<String>, max_chats: Option<u32
     );
     let max_chats = max_chats.unwrap_or(DEFAULT_MAX_CHATS_PER_ACCOUNT);
     anyhow::ensure!(max_chats > 0, "max_chats_per_account must be positive");
-    Ok(Quotas { storage_bytes, max_chats })
+    Ok(Quotas { storage_bytes, max_chats, max_replicas_per_link: DEFAULT_MAX_REPLICAS_PER_LINK })
 }
 
 fn default_data_dir() -> PathBuf {

@@ -2,7 +2,8 @@
 //!
 //! Not linked, it is refused; malformed and oversized frames are dropped; a flood is rate
 //! limited; the node keeps serving its members. Once an admin links it, it still cannot act for
-//! the node's own accounts or unknown ones, nor pull chats it has no members in. As the home of a
+//! the node's own accounts or unknown ones, nor pull chats it has no members in, nor make the node
+//! keep a chat none of whose members lives there. As the home of a
 //! chat, it serves pages that are not consecutive or start at seq 0 (refused: nothing applied)
 //! and pages that repeat sequence numbers (each entry applied exactly once).
 
@@ -368,26 +369,36 @@ async fn a_rogue_peer_cannot_harm_a_node() -> anyhow::Result<()> {
     let mut member = RawDevice::register(&node.url, "Member", Some(token)).await?;
     let me = member.account();
 
-    // A page with a gap is refused: nothing applied, no chat.
-    rogue.script.lock().unwrap().push_back(page(4, me, &[1, 2, 4]));
-    rogue.ask(FedRequest::Notify { group, head: 4 }).await.map_err(anyhow::Error::msg)?;
-    wait_until("the node's pull", || async {
-        Ok(rogue.heard.lock().unwrap().iter().any(|r| matches!(r, FedRequest::Pull { .. })))
+    // A chat none of whose members lives on the node is not kept there: the rogue cannot make the
+    // node store chats of strangers.
+    let strangers = GroupId([0x5e; 16]);
+    let pulls = || rogue.heard.lock().unwrap().iter().filter(|r| matches!(r, FedRequest::Pull { .. })).count();
+    let before = pulls();
+    rogue.script.lock().unwrap().push_back(page(1, AccountId([0x77; 32]), &[1]));
+    rogue.ask(FedRequest::Notify { group: strangers, head: 1 }).await.map_err(anyhow::Error::msg)?;
+    wait_until("the node's pull", || async { Ok(pulls() > before) }).await?;
+    let rogue_id = rogue.peer_id.to_string();
+    wait_until("the refusal in the node's log", || async {
+        Ok(node.log().lines().any(|l| l.contains("none of its members lives here") && l.contains(&rogue_id)))
     })
     .await?;
+
+    // A page with a gap is refused: nothing applied, no chat.
+    let before = pulls();
+    rogue.script.lock().unwrap().push_back(page(4, me, &[1, 2, 4]));
+    rogue.ask(FedRequest::Notify { group, head: 4 }).await.map_err(anyhow::Error::msg)?;
+    wait_until("the node's pull", || async { Ok(pulls() > before) }).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(read_chat(&mut member, group).await?, None, "a page with a gap was applied");
 
     // A page whose first entry has seq 0 is refused with a warning naming the rogue (it used to
     // panic the node's writer thread, after which nothing could be stored).
-    let pulls = || rogue.heard.lock().unwrap().iter().filter(|r| matches!(r, FedRequest::Pull { .. })).count();
     let before = pulls();
     rogue.script.lock().unwrap().push_back(page(1, me, &[0, 1]));
     rogue.ask(FedRequest::Notify { group, head: 1 }).await.map_err(anyhow::Error::msg)?;
     wait_until("the node's pull", || async { Ok(pulls() > before) }).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(read_chat(&mut member, group).await?, None, "a page from seq 0 was applied");
-    let rogue_id = rogue.peer_id.to_string();
     assert!(
         node.log()
             .lines()

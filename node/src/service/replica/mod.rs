@@ -431,7 +431,8 @@ async fn pull_until(node: &Node, home: PeerId, group: GroupId, want: u64) -> Api
         let upto = replica.upto;
         applied |= !replica.entries.is_empty();
         let me = node.info.node_id.clone();
-        let head = node.writer.run(move |ctx| apply(ctx, &me, home, group, replica)).await?;
+        let max_replicas = node.info.quotas.max_replicas_per_link;
+        let head = node.writer.run(move |ctx| apply(ctx, &me, home, group, replica, max_replicas)).await?;
         if head >= upto {
             return Ok(applied);
         }
@@ -506,7 +507,17 @@ fn check_page(mut replica: ChatReplica) -> ApiResult<ChatReplica> {
 
 /// Applies a page pulled from the home node to the replica, in one transaction. Returns the new
 /// head.
-fn apply(ctx: &mut TxnCtx<'_>, me: &str, home: PeerId, group: GroupId, replica: ChatReplica) -> ApiResult<u64> {
+/// Applies a page pulled from `home`. A new replica is made only for a chat with a member who has
+/// an account on this node, and only while `home` has fewer than `max_replicas` chats here: a
+/// linked node cannot make this node keep chats of strangers, or unboundedly many.
+fn apply(
+    ctx: &mut TxnCtx<'_>,
+    me: &str,
+    home: PeerId,
+    group: GroupId,
+    replica: ChatReplica,
+    max_replicas: u32,
+) -> ApiResult<u64> {
     let replica = check_page(replica).inspect_err(|e| {
         tracing::warn!(%group, %home, error = %e.message, "refused a page pulled from the chat's home node");
     })?;
@@ -519,6 +530,31 @@ fn apply(ctx: &mut TxnCtx<'_>, me: &str, home: PeerId, group: GroupId, replica: 
         (Some(chat), Some(h)) if h == home_key => chat,
         (Some(_), _) => return err(ErrorCode::Conflict, "this chat id is taken by another chat here"),
         (None, _) => {
+            let accounts = ctx.read().open_table(ACCOUNTS).or_internal()?;
+            let mut members_here = 0;
+            for (account, _) in &state.roster {
+                members_here += usize::from(accounts.get(account.0).or_internal()?.is_some());
+            }
+            if members_here == 0 {
+                tracing::warn!(%group, %home, "refused a chat from a linked node: none of its members lives here");
+                return err(ErrorCode::Forbidden, "no member of this chat has an account on this node");
+            }
+            let held = ctx
+                .read()
+                .open_table(CHAT_HOMES)
+                .or_internal()?
+                .iter()
+                .or_internal()?
+                .filter(|row| row.as_ref().is_ok_and(|(_, h)| h.value() == home_key))
+                .take(max_replicas as usize)
+                .count();
+            if held >= max_replicas as usize {
+                tracing::warn!(%group, %home, held, "refused a chat from a linked node: it has the most chats kept for one node");
+                return err(
+                    ErrorCode::QuotaExceeded,
+                    format!("this node keeps {held} chats homed on your node, the most it keeps for one linked node"),
+                );
+            }
             // A new replica starts at the first entry for this node's members.
             let start = entries.first().map(|e| e.seq - 1).unwrap_or(upto);
             ctx.write().open_table(CHAT_HOMES).or_internal()?.insert(group.0, home_key.as_str()).or_internal()?;
@@ -658,8 +694,27 @@ mod tests {
     use veche_protocol::ids::{ChatKind, Retention, Role};
     use veche_protocol::wire::RegistrationPolicy;
 
+    /// The account in every test page's roster (`page`).
+    const OWNER: AccountId = AccountId([1; 32]);
+
+    /// A node where `OWNER` has an account (so pages of its chats make replicas).
     fn node(dir: &std::path::Path) -> Node {
+        node_with(dir, Default::default())
+    }
+
+    fn node_with(dir: &std::path::Path, quotas: crate::config::Quotas) -> Node {
         let store = Store::open(&dir.join("veche.redb")).unwrap();
+        {
+            let txn = store.database().begin_write().unwrap();
+            let account = records::Account {
+                display_name: "Owner".into(),
+                created_ms: 0,
+                node_admin: false,
+                devices: Vec::new(),
+            };
+            txn.open_table(ACCOUNTS).unwrap().insert(OWNER.0, records::encode(&account).as_slice()).unwrap();
+            txn.commit().unwrap();
+        }
         let hub = Arc::new(Hub::default());
         let writer = Writer::spawn(store.database().clone(), hub.clone()).unwrap();
         let info = NodeInfo {
@@ -670,7 +725,7 @@ mod tests {
             http_port: 0,
             community_secret: None,
             guest_grace: Duration::from_secs(3600),
-            quotas: Default::default(),
+            quotas,
         };
         Node {
             store,
@@ -686,7 +741,7 @@ mod tests {
 
     /// A page from the home node with entries `seqs` of a group chat named `name`.
     fn page(seqs: &[u64], upto: u64, name: &str) -> ChatReplica {
-        let owner = AccountId([1; 32]);
+        let owner = OWNER;
         let state = ReplicaState {
             kind: ChatKind::Group,
             name: name.into(),
@@ -716,7 +771,8 @@ mod tests {
     /// Applies a pulled page as [`pull_until`] does: in a writer job.
     async fn apply_page(node: &Node, home: PeerId, group: GroupId, replica: ChatReplica) -> ApiResult<u64> {
         let me = node.info.node_id.clone();
-        node.writer.run(move |ctx| apply(ctx, &me, home, group, replica)).await
+        let max = node.info.quotas.max_replicas_per_link;
+        node.writer.run(move |ctx| apply(ctx, &me, home, group, replica, max)).await
     }
 
     fn stored_seqs(node: &Node, group: GroupId) -> Vec<u64> {
@@ -730,6 +786,33 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// A linked node's chat becomes a replica only if one of its members has an account here, and
+    /// only while that node has fewer chats here than its quota; other nodes are not affected.
+    #[tokio::test]
+    async fn replicas_need_a_member_here_and_fit_the_link_quota() {
+        let dir = temp_dir("admission");
+        let quotas = crate::config::Quotas { max_replicas_per_link: 2, ..Default::default() };
+        let node = node_with(&dir, quotas);
+        let (home, other) = (PeerId::random(), PeerId::random());
+
+        let mut strangers = page(&[1], 1, "strangers");
+        strangers.state.roster = vec![(AccountId([7; 32]), Role::Owner)];
+        strangers.entries[0].sender = AccountId([7; 32]);
+        let e = apply_page(&node, home, GroupId([10; 16]), strangers).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden, "{}", e.message);
+        assert!(stored_seqs(&node, GroupId([10; 16])).is_empty(), "a chat of strangers is not stored");
+
+        for g in [11, 12] {
+            assert_eq!(apply_page(&node, home, GroupId([g; 16]), page(&[1], 1, "ours")).await.unwrap(), 1);
+        }
+        let e = apply_page(&node, home, GroupId([13; 16]), page(&[1], 1, "one too many")).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::QuotaExceeded, "{}", e.message);
+        assert!(stored_seqs(&node, GroupId([13; 16])).is_empty());
+        // Replicas it holds still take new pages; another linked node has its own quota.
+        assert_eq!(apply_page(&node, home, GroupId([11; 16]), page(&[1, 2], 2, "ours")).await.unwrap(), 2);
+        assert_eq!(apply_page(&node, other, GroupId([14; 16]), page(&[1], 1, "theirs")).await.unwrap(), 1);
     }
 
     /// A home node's page that starts at seq 0 (or otherwise breaks the numbering) is refused
