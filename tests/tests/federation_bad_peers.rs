@@ -1,7 +1,8 @@
 //! Scenario: a rogue libp2p peer talks to a real `veche` node over `/veche/fed/1`.
 //!
 //! Not linked, it is refused; malformed and oversized frames are dropped; a flood is rate
-//! limited; the node keeps serving its members. Once an admin links it, it still cannot act for
+//! limited; 150 streams that announce 8 MiB and stall after 2 MiB grow the node's memory by tens of
+//! MiB, not 300; the node keeps serving its members. Once an admin links it, it still cannot act for
 //! the node's own accounts or unknown ones, nor pull chats it has no members in, nor make the node
 //! keep a chat none of whose members lives there. As the home of a
 //! chat, it serves pages that are not consecutive or start at seq 0 (refused: nothing applied)
@@ -32,6 +33,8 @@ use veche_tests::{Client, Node, TempDir};
 enum Out {
     Raw(Vec<u8>),
     Req(FedRequest),
+    /// These bytes, then nothing: the stream stays open until the request times out.
+    Stall(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -90,6 +93,11 @@ impl request_response::Codec for RogueCodec {
                 io.close().await
             }
             Out::Req(request) => write_frame(io, &veche_protocol::federation::encode(&request)).await,
+            Out::Stall(bytes) => {
+                io.write_all(&bytes).await?;
+                io.flush().await?;
+                std::future::pending().await
+            }
         }
     }
 
@@ -207,6 +215,18 @@ impl Rogue {
     async fn ask(&self, request: FedRequest) -> Answer {
         self.send(Out::Req(request)).await
     }
+}
+
+/// Streams the rogue opens and stalls, 2 MiB into an announced 8 MiB message.
+const STALLED_STREAMS: usize = 150;
+/// What they may grow the node's memory by: the read budget (64 MiB of announced lengths; 8 streams
+/// with 2 MiB each read) plus the transport's windows of the streams waiting for it.
+const STALL_RSS_BOUND: u64 = 128 * 1024 * 1024;
+
+fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse::<u64>()? * 1024)
 }
 
 fn refused_with(answer: &Answer) -> Option<ErrorCode> {
@@ -335,6 +355,32 @@ async fn a_rogue_peer_cannot_harm_a_node() -> anyhow::Result<()> {
     assert!(limited > 0, "no request of the flood was rate limited");
     node.http_get("/healthz")?;
     admin.run(&["whoami"])?;
+
+    // Streams that announce the largest message (8 MiB), send 2 MiB of it and stall: the node
+    // reads bodies within one budget and a bounded number of streams, so its memory grows by tens
+    // of MiB, not by the 300 MiB sent (which it used to read into memory, all of it).
+    let before = rss_bytes(node.pid())?;
+    let mut stall = (8u32 * 1024 * 1024).to_be_bytes().to_vec();
+    stall.extend(std::iter::repeat_n(0u8, 2 * 1024 * 1024));
+    let stalled: Vec<_> = (0..STALLED_STREAMS).map(|_| rogue.send(Out::Stall(stall.clone()))).collect();
+    let sample = async {
+        let mut peak = before;
+        for _ in 0..16 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            peak = peak.max(rss_bytes(node.pid())?);
+        }
+        anyhow::Ok(peak)
+    };
+    let (answers, peak) = tokio::join!(libp2p::futures::future::join_all(stalled), sample);
+    let peak = peak?;
+    admin.run(&["whoami"])?;
+    eprintln!("node RSS {} MiB before {STALLED_STREAMS} stalled streams, peak {} MiB", before >> 20, peak >> 20);
+    assert!(
+        peak.saturating_sub(before) < STALL_RSS_BOUND,
+        "stalled federation streams grew the node's memory by {} MiB",
+        peak.saturating_sub(before) >> 20
+    );
+    assert!(answers.iter().all(Result::is_err), "a stalled stream got an answer");
 
     // Linked by the admin (the rogue says yes): still only what its own accounts may do.
     let linked = admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
