@@ -23,6 +23,9 @@ pub struct MessageView {
     pub removed_leaves: Vec<u32>,
     /// Whether the policy extension changes.
     pub changes_policy: bool,
+    /// The roles of the policy the commit's GroupContextExtensions proposal sets, when it has one
+    /// and that policy decodes (the last one, if several).
+    pub policy_roles: Option<BTreeMap<AccountId, Role>>,
     /// A self-remove (leave) proposal.
     pub self_remove: bool,
     /// For a commit with an update path: whose leaf it installs (an external joiner's own).
@@ -79,6 +82,15 @@ pub fn message(bytes: &[u8]) -> Result<MessageView, ApiError> {
         added: inspected.added().iter().map(|id| (id.account, id.device)).collect(),
         removed_leaves: inspected.removed_leaves(),
         changes_policy: inspected.changes_extensions(),
+        policy_roles: inspected
+            .proposals
+            .iter()
+            .filter_map(|p| match p {
+                InspectedProposal::GroupContextExtensions { policy } => Some(policy.as_ref().map(|p| p.roles.clone())),
+                _ => None,
+            })
+            .last()
+            .flatten(),
         self_remove,
         path_identity: inspected.path_identity.map(|id| (id.account, id.device)),
         references: inspected

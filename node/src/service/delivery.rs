@@ -16,7 +16,7 @@ use crate::store::tables::{
 use crate::store::writer::TxnCtx;
 use redb::ReadableTable;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use veche_protocol::ids::{AccountId, ChatKind, DeviceId, GroupId, Role};
 use veche_protocol::wire::{Delivered, EntryKind, ErrorCode, Event, WelcomeEnvelope};
 
@@ -305,6 +305,37 @@ fn check_commit_matches(chat: &Chat, view: &mls_view::MessageView, change: &Chan
     Ok(removed_by_commit)
 }
 
+/// Roles as a comparable map: an account listed as a member is the same as one not listed.
+fn explicit_roles(roles: &BTreeMap<AccountId, Role>) -> BTreeMap<AccountId, Role> {
+    roles.iter().filter(|(_, r)| **r != Role::Member).map(|(a, r)| (*a, *r)).collect()
+}
+
+/// The roles in the commit's GroupInfo must be the ones members get by applying the commit: those
+/// of the policy its GroupContextExtensions proposal sets, or else the roles before it (including
+/// those of accounts not in the chat yet, so a newly added account cannot arrive with a role on the
+/// node that its devices do not give it). Returns whether the roles change.
+fn check_roles(before: &BTreeMap<AccountId, Role>, view: &MessageView, next: &GroupInfoView) -> ApiResult<bool> {
+    let expected = match (&view.policy_roles, view.changes_policy) {
+        (Some(roles), _) => explicit_roles(roles),
+        (None, true) => return err(ErrorCode::BadRequest, "the commit's policy extension cannot be read"),
+        (None, false) => explicit_roles(before),
+    };
+    if expected != explicit_roles(&next.roles) {
+        return err(ErrorCode::BadRequest, "the GroupInfo's roles are not the ones the commit gives");
+    }
+    Ok(expected != explicit_roles(before))
+}
+
+/// Roles of the chat's policy before this commit (from its stored GroupInfo; the roster's if none).
+fn roles_before(ctx: &TxnCtx<'_>, group: GroupId, chat: &Chat) -> ApiResult<BTreeMap<AccountId, Role>> {
+    let stored =
+        ctx.read().open_table(GROUP_INFO).or_internal()?.get(group.0).or_internal()?.map(|g| g.value().to_vec());
+    match stored {
+        Some(bytes) => Ok(mls_view::group_info(&bytes)?.roles),
+        None => Ok(chat.roster.clone()),
+    }
+}
+
 /// Checks a member's commit against the role policy (the same rules every member device applies).
 fn check_policy(
     chat: &Chat,
@@ -518,7 +549,8 @@ pub async fn commit(
             if !view.public {
                 return err(ErrorCode::BadRequest, "commits must be PublicMessages so the home node can check them");
             }
-            let change = diff(&chat, &next);
+            let mut change = diff(&chat, &next);
+            change.roles_changed |= check_roles(&roles_before(ctx, group, &chat)?, &view, &next)?;
             let removed_inline = check_commit_matches(&chat, &view, &change)?;
             check_policy(&chat, session.account, &change, &next, &removed_inline)?;
             check_homes_known(ctx, &change)?;
@@ -687,4 +719,66 @@ pub async fn ack_welcome(node: &Node, session: Session, id: u64) -> ApiResult<()
             Ok(())
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(policy_roles: Option<BTreeMap<AccountId, Role>>, changes_policy: bool) -> MessageView {
+        MessageView {
+            group: GroupId([1; 16]),
+            epoch: 3,
+            kind: MessageKind::Commit,
+            sender_leaf: Some(0),
+            public: true,
+            added: Vec::new(),
+            removed_leaves: Vec::new(),
+            changes_policy,
+            policy_roles,
+            self_remove: false,
+            path_identity: None,
+            proposal_ref: None,
+            references: Vec::new(),
+        }
+    }
+
+    fn info(roles: &[(AccountId, Role)]) -> GroupInfoView {
+        GroupInfoView {
+            group: GroupId([1; 16]),
+            epoch: 4,
+            kind: ChatKind::Group,
+            roles: roles.iter().copied().collect(),
+            leaves: BTreeMap::new(),
+        }
+    }
+
+    const OWNER: AccountId = AccountId([1; 32]);
+    const NEWCOMER: AccountId = AccountId([2; 32]);
+
+    /// A commit without a policy change whose GroupInfo makes a newly added account an admin is
+    /// refused: members applying the commit would treat that account as a member.
+    #[test]
+    fn a_groupinfo_cannot_give_roles_the_commit_does_not() {
+        let before: BTreeMap<_, _> = [(OWNER, Role::Owner)].into_iter().collect();
+        let escalated = info(&[(OWNER, Role::Owner), (NEWCOMER, Role::Admin)]);
+        let e = check_roles(&before, &commit(None, false), &escalated).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest, "{}", e.message);
+        // The commit's policy says member, the GroupInfo says admin.
+        let e = check_roles(&before, &commit(Some(before.clone()), true), &escalated).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        // A policy that does not decode.
+        assert!(check_roles(&before, &commit(None, true), &info(&[(OWNER, Role::Owner)])).is_err());
+    }
+
+    #[test]
+    fn roles_the_commit_sets_are_accepted_and_reported_as_a_change() {
+        let before: BTreeMap<_, _> = [(OWNER, Role::Owner)].into_iter().collect();
+        let unchanged = info(&[(OWNER, Role::Owner), (NEWCOMER, Role::Member)]);
+        assert!(!check_roles(&before, &commit(None, false), &unchanged).unwrap(), "an explicit member is no change");
+        let promoted: BTreeMap<_, _> = [(OWNER, Role::Owner), (NEWCOMER, Role::Admin)].into_iter().collect();
+        let view = commit(Some(promoted.clone()), true);
+        let next = info(&promoted.into_iter().collect::<Vec<_>>());
+        assert!(check_roles(&before, &view, &next).unwrap(), "the owner's role change is a change");
+    }
 }
