@@ -85,11 +85,11 @@ pub fn message(bytes: &[u8]) -> Result<MessageView, ApiError> {
         policy_roles: inspected
             .proposals
             .iter()
-            .filter_map(|p| match p {
+            .rev()
+            .find_map(|p| match p {
                 InspectedProposal::GroupContextExtensions { policy } => Some(policy.as_ref().map(|p| p.roles.clone())),
                 _ => None,
             })
-            .last()
             .flatten(),
         self_remove,
         path_identity: inspected.path_identity.map(|id| (id.account, id.device)),
