@@ -5,6 +5,10 @@
 # and reuses it across tests. Installs the browsers and the npm packages it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The web UI first, so the node built next embeds it (tests/tests/ui_embedded.rs checks that the
+# one binary serves the app; the browser tests serve the same build with --ui-dir).
+echo "== web UI build"
+bash scripts/build-ui.sh
 cargo build --locked -p veche-node -p veche-bootstrap
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export VECHE_BIN="$target_dir/debug/veche"
@@ -13,8 +17,6 @@ command -v tcpdump >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninte
 command -v pebble >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble; } || echo "pebble not installed: the ACME test will say SKIPPED"
 cargo test --locked --workspace --all-features -- --test-threads=2
 
-echo "== web UI build"
-bash scripts/build-ui.sh
 echo "== browser tests"
 # Chromium (playwright-core), Firefox ESR (puppeteer-core over WebDriver BiDi) and WebKitGTK
 # (WebKitWebDriver with MiniBrowser, in an Xvfb display): tests/browser/engines.mjs.
