@@ -182,6 +182,9 @@ pub(crate) struct Core {
     pub model: Model,
     pub mls: Option<veche_mls::Client>,
     pub hello: Option<Hello>,
+    /// The connection's TLS exporter, when the driver can read it (the native client): sign-ins
+    /// and registrations are bound to it (`veche_protocol::auth`).
+    pub exporter: Option<[u8; veche_protocol::auth::TLS_EXPORTER_LEN]>,
     pub online: bool,
     pub signed_in: bool,
     /// Set after the first catch-up of a connection: what is processed from then on is new.
@@ -326,6 +329,7 @@ impl Device {
             model,
             mls,
             hello: None,
+            exporter: None,
             online: false,
             signed_in: false,
             live: false,
@@ -375,12 +379,19 @@ impl Device {
     }
 
     /// A connection to the node opened and said hello: the device signs in (when registered)
-    /// and catches up.
-    pub fn handle_connected(&mut self, hello: Hello, now_ms: u64) {
+    /// and catches up. `exporter` is the connection's TLS exporter (RFC 9266) when the driver can
+    /// read it; the sign-in is then bound to this TLS session, so a relay in the middle fails.
+    pub fn handle_connected(
+        &mut self,
+        hello: Hello,
+        exporter: Option<[u8; veche_protocol::auth::TLS_EXPORTER_LEN]>,
+        now_ms: u64,
+    ) {
         {
             let mut core = self.cx.core();
             core.now = now_ms;
             core.hello = Some(hello);
+            core.exporter = exporter;
             core.online = true;
             core.signed_in = false;
             core.live = false;

@@ -90,14 +90,20 @@ pub(crate) async fn connected(cx: &Cx) {
 
 async fn sign_in(cx: &Cx) -> Result<()> {
     let record = cx.model(|m| m.device.clone()).ok_or(DeviceError::NoDevice)?;
-    let hello = cx.core().hello.clone().ok_or(DeviceError::Offline)?;
+    let (hello, exporter) = {
+        let core = cx.core();
+        (core.hello.clone().ok_or(DeviceError::Offline)?, core.exporter)
+    };
     if hello.node_id != record.node_id {
         return Err(SignInError::NodeChanged { known: record.node_id, now: hello.node_id }.into());
     }
     let key = ed25519_dalek::SigningKey::from_bytes(&record.secret);
-    let payload = veche_protocol::auth::sign_in_payload(&hello.node_id, &hello.challenge, &record.device);
+    let payload =
+        veche_protocol::auth::sign_in_payload(&hello.node_id, &hello.challenge, &record.device, exporter.as_ref());
     let signature = veche_protocol::auth::sign(&key, &payload);
-    let Response::SignedIn(account) = cx.call(Request::SignIn { device: record.device, signature }).await? else {
+    let binding = veche_protocol::auth::ChannelBinding::of(exporter.as_ref());
+    let Response::SignedIn(account) = cx.call(Request::SignIn { device: record.device, signature, binding }).await?
+    else {
         return Err(DeviceError::Unexpected("SignIn"));
     };
     cx.core().signed_in = true;
@@ -916,10 +922,11 @@ async fn register(cx: &Cx, name: &str, invite: Option<InviteToken>, node_url: Op
     }
     let name = veche_protocol::validate::display_name(name)
         .map_err(|e| DeviceError::from(RegisterError::BadName(e.to_string())))?;
-    let hello = {
+    let (hello, exporter) = {
         let core = cx.core();
-        core.hello.clone().filter(|_| core.online).ok_or(DeviceError::Offline)?
+        (core.hello.clone().filter(|_| core.online).ok_or(DeviceError::Offline)?, core.exporter)
     };
+    let binding = veche_protocol::auth::ChannelBinding::of(exporter.as_ref());
     // Reuse the key of an interrupted registration: the node may have accepted it.
     let secret = match cx.model(|m| m.pending_secret) {
         Some(secret) => secret,
@@ -940,6 +947,7 @@ async fn register(cx: &Cx, name: &str, invite: Option<InviteToken>, node_url: Op
         &identity.device,
         &identity.account,
         &name,
+        exporter.as_ref(),
     );
     let signature = veche_protocol::auth::sign(&key, &payload);
     let request = Request::Register {
@@ -948,15 +956,21 @@ async fn register(cx: &Cx, name: &str, invite: Option<InviteToken>, node_url: Op
         display_name: name.clone(),
         invite,
         signature,
+        binding,
     };
     let account = match cx.call(request).await {
         Ok(Response::SignedIn(account)) => account,
         Ok(_) => return Err(DeviceError::Unexpected("Register")),
         Err(CallError::Api(e)) if e.code == ErrorCode::Conflict => {
             // Registered before an interruption: sign in with the same key instead.
-            let payload = veche_protocol::auth::sign_in_payload(&hello.node_id, &hello.challenge, &identity.device);
+            let payload = veche_protocol::auth::sign_in_payload(
+                &hello.node_id,
+                &hello.challenge,
+                &identity.device,
+                exporter.as_ref(),
+            );
             let signature = veche_protocol::auth::sign(&key, &payload);
-            match cx.call(Request::SignIn { device: identity.device, signature }).await? {
+            match cx.call(Request::SignIn { device: identity.device, signature, binding }).await? {
                 Response::SignedIn(account) => account,
                 _ => return Err(DeviceError::Unexpected("SignIn")),
             }

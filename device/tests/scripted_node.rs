@@ -33,13 +33,14 @@ impl Dev {
     }
 
     fn register_request(&self, node_id: &str, challenge: &[u8; 32], name: &str) -> Request {
-        let payload = auth::register_payload(node_id, challenge, &self.device(), &self.account(), name);
+        let payload = auth::register_payload(node_id, challenge, &self.device(), &self.account(), name, None);
         Request::Register {
             device: self.device(),
             account: self.account(),
             display_name: name.into(),
             invite: None,
             signature: auth::sign(&self.key, &payload),
+            binding: auth::ChannelBinding::Unbound,
         }
     }
 
@@ -107,10 +108,14 @@ fn two_members_talk_through_the_scripted_node() {
     let again = alice.register_request(&hello.node_id, &hello.challenge, "Alice");
     assert_eq!(node.handle(9, again).unwrap_err().code, ErrorCode::Conflict);
     let hello = node.hello();
-    let bad = Request::SignIn { device: bob.device(), signature: vec![0; 64] };
+    let bad = Request::SignIn { device: bob.device(), signature: vec![0; 64], binding: auth::ChannelBinding::Unbound };
     assert_eq!(node.handle(3, bad).unwrap_err().code, ErrorCode::BadSignature);
-    let payload = auth::sign_in_payload(&hello.node_id, &hello.challenge, &bob.device());
-    let sign_in = Request::SignIn { device: bob.device(), signature: auth::sign(&bob.key, &payload) };
+    let payload = auth::sign_in_payload(&hello.node_id, &hello.challenge, &bob.device(), None);
+    let sign_in = Request::SignIn {
+        device: bob.device(),
+        signature: auth::sign(&bob.key, &payload),
+        binding: auth::ChannelBinding::Unbound,
+    };
     assert!(matches!(node.handle(3, sign_in.clone()), Ok(Response::SignedIn(_))));
     assert_eq!(node.handle(3, sign_in).unwrap_err().code, ErrorCode::ChallengeUsed);
     assert_eq!(node.handle(4, Request::Me).unwrap_err().code, ErrorCode::Unauthenticated);

@@ -1,14 +1,49 @@
 //! The exact bytes a device signs. Every signature is bound to the node id and to a fresh
 //! challenge the node issued on this connection, so a captured signature is useless elsewhere.
+//!
+//! A device that can read its TLS session's exporter (RFC 9266 `tls-exporter`: the native client)
+//! signs it too. The node checks it against its own end of the connection, so a machine in the
+//! middle that terminates the device's TLS and relays the challenge and signature over its own TLS
+//! session to the node is refused: the two sessions' exporters differ. A browser page cannot read
+//! the exporter; it signs [`ChannelBinding::Unbound`], and its TLS and the browser's per-origin key
+//! storage are what protect it (see spec/protocol.md, "Sign-in").
 
 use crate::ids::{AccountId, DeviceId};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
 
 const SIGN_IN_CONTEXT: &[u8] = b"veche/sign-in/v1";
 const REGISTER_CONTEXT: &[u8] = b"veche/register/v1";
 
 /// Length of a challenge issued by the node.
 pub const CHALLENGE_LEN: usize = 32;
+
+/// The TLS exporter label for channel bindings (RFC 9266).
+pub const TLS_EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+/// Length of the exporter value both ends derive (RFC 9266 uses 32 bytes).
+pub const TLS_EXPORTER_LEN: usize = 32;
+const TLS_EXPORTER_FIELD: &[u8] = b"tls-exporter";
+
+/// What a signature is bound to besides the node and its challenge (sent with the request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelBinding {
+    /// Nothing more: a browser page (it cannot read its TLS session), or a connection without TLS.
+    #[default]
+    Unbound,
+    /// The TLS session's exporter ([`TLS_EXPORTER_LABEL`], no context): the node recomputes it from
+    /// its own end of this connection.
+    TlsExporter,
+}
+
+impl ChannelBinding {
+    /// The binding a device uses when its connection gives it `exporter`.
+    pub fn of(exporter: Option<&[u8; TLS_EXPORTER_LEN]>) -> ChannelBinding {
+        match exporter {
+            Some(_) => ChannelBinding::TlsExporter,
+            None => ChannelBinding::Unbound,
+        }
+    }
+}
 
 /// Signature check failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,24 +59,41 @@ fn push_field(out: &mut Vec<u8>, field: &[u8]) {
     out.extend_from_slice(field);
 }
 
-/// Bytes signed to sign in: context, node id, challenge, device.
-pub fn sign_in_payload(node_id: &str, challenge: &[u8; CHALLENGE_LEN], device: &DeviceId) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
+/// The TLS exporter, when the signature is bound to it: two more fields (name, value).
+fn push_exporter(out: &mut Vec<u8>, exporter: Option<&[u8; TLS_EXPORTER_LEN]>) {
+    if let Some(exporter) = exporter {
+        push_field(out, TLS_EXPORTER_FIELD);
+        push_field(out, exporter);
+    }
+}
+
+/// Bytes signed to sign in: context, node id, challenge, device, and the connection's TLS
+/// exporter when bound to it ([`ChannelBinding::TlsExporter`]).
+pub fn sign_in_payload(
+    node_id: &str,
+    challenge: &[u8; CHALLENGE_LEN],
+    device: &DeviceId,
+    exporter: Option<&[u8; TLS_EXPORTER_LEN]>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(192);
     for field in [SIGN_IN_CONTEXT, node_id.as_bytes(), challenge, device.as_bytes()] {
         push_field(&mut out, field);
     }
+    push_exporter(&mut out, exporter);
     out
 }
 
-/// Bytes signed to register: context, node id, challenge, device, account, display name.
+/// Bytes signed to register: context, node id, challenge, device, account, display name, and
+/// the connection's TLS exporter when bound to it.
 pub fn register_payload(
     node_id: &str,
     challenge: &[u8; CHALLENGE_LEN],
     device: &DeviceId,
     account: &AccountId,
     display_name: &str,
+    exporter: Option<&[u8; TLS_EXPORTER_LEN]>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(192);
+    let mut out = Vec::with_capacity(256);
     for field in [
         REGISTER_CONTEXT,
         node_id.as_bytes(),
@@ -52,6 +104,7 @@ pub fn register_payload(
     ] {
         push_field(&mut out, field);
     }
+    push_exporter(&mut out, exporter);
     out
 }
 
@@ -75,12 +128,39 @@ mod tests {
     fn signatures_bind_node_and_challenge() {
         let key = SigningKey::from_bytes(&[9; 32]);
         let device = DeviceId(key.verifying_key().to_bytes());
-        let payload = sign_in_payload("node-a", &[1; 32], &device);
+        let payload = sign_in_payload("node-a", &[1; 32], &device, None);
         let sig = sign(&key, &payload);
         assert!(verify(&device, &payload, &sig).is_ok());
-        let other_challenge = sign_in_payload("node-a", &[2; 32], &device);
+        let other_challenge = sign_in_payload("node-a", &[2; 32], &device, None);
         assert_eq!(verify(&device, &other_challenge, &sig), Err(AuthError::BadSignature));
-        let other_node = sign_in_payload("node-b", &[1; 32], &device);
+        let other_node = sign_in_payload("node-b", &[1; 32], &device, None);
         assert_eq!(verify(&device, &other_node, &sig), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn a_bound_signature_holds_only_for_its_tls_session() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let device = DeviceId(key.verifying_key().to_bytes());
+        let account = AccountId([3; 32]);
+        // The device's TLS session ends at a relay; the relay's own session to the node differs.
+        let (device_session, relay_session) = ([5; TLS_EXPORTER_LEN], [6; TLS_EXPORTER_LEN]);
+        for (signed, other_session, unbound) in [
+            (
+                sign_in_payload("node-a", &[1; 32], &device, Some(&device_session)),
+                sign_in_payload("node-a", &[1; 32], &device, Some(&relay_session)),
+                sign_in_payload("node-a", &[1; 32], &device, None),
+            ),
+            (
+                register_payload("node-a", &[1; 32], &device, &account, "Ann", Some(&device_session)),
+                register_payload("node-a", &[1; 32], &device, &account, "Ann", Some(&relay_session)),
+                register_payload("node-a", &[1; 32], &device, &account, "Ann", None),
+            ),
+        ] {
+            let sig = sign(&key, &signed);
+            assert!(verify(&device, &signed, &sig).is_ok());
+            assert_eq!(verify(&device, &other_session, &sig), Err(AuthError::BadSignature));
+            // Nor can the relay pass a bound signature off as an unbound one.
+            assert_eq!(verify(&device, &unbound, &sig), Err(AuthError::BadSignature));
+        }
     }
 }

@@ -76,11 +76,15 @@ pub enum Request {
         display_name: String,
         invite: Option<InviteToken>,
         signature: Signature,
+        /// What the signature is bound to besides the node and challenge.
+        binding: crate::auth::ChannelBinding,
     },
     /// Signs in a registered device.
     SignIn {
         device: DeviceId,
         signature: Signature,
+        /// What the signature is bound to besides the node and challenge.
+        binding: crate::auth::ChannelBinding,
     },
     /// The signed-in account.
     Me,

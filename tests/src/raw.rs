@@ -162,10 +162,17 @@ impl RawDevice {
         let mut mls = veche_mls::Client::new(secret);
         let device = DeviceId(key.verifying_key().to_bytes());
         let account = AccountId(device.0);
-        let payload =
-            veche_protocol::auth::register_payload(&conn.hello.node_id, &conn.hello.challenge, &device, &account, name);
+        let payload = veche_protocol::auth::register_payload(
+            &conn.hello.node_id,
+            &conn.hello.challenge,
+            &device,
+            &account,
+            name,
+            None,
+        );
         let signature = veche_protocol::auth::sign(&key, &payload);
-        let request = Request::Register { device, account, display_name: name.into(), invite, signature };
+        let binding = veche_protocol::auth::ChannelBinding::Unbound;
+        let request = Request::Register { device, account, display_name: name.into(), invite, signature, binding };
         conn.call(request).await?.map_err(|e| anyhow::anyhow!("register: {e}"))?;
         let packages = mls.key_packages(5)?;
         let last_resort = Some(mls.last_resort_key_package()?);
@@ -177,9 +184,11 @@ impl RawDevice {
     pub async fn reconnect(&mut self, node_url: &str) -> anyhow::Result<()> {
         let mut conn = RawConn::open(node_url).await?;
         let device = self.device();
-        let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &device);
+        let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &device, None);
         let signature = veche_protocol::auth::sign(&self.key, &payload);
-        conn.call(Request::SignIn { device, signature }).await?.map_err(|e| anyhow::anyhow!("sign in: {e}"))?;
+        conn.call(Request::SignIn { device, signature, binding: veche_protocol::auth::ChannelBinding::Unbound })
+            .await?
+            .map_err(|e| anyhow::anyhow!("sign in: {e}"))?;
         self.conn = conn;
         Ok(())
     }

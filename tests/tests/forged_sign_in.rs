@@ -30,6 +30,7 @@ async fn forged_and_replayed_signatures_are_refused() -> anyhow::Result<()> {
             &device,
             &AccountId(device.0),
             name,
+            None,
         );
         veche_protocol::auth::sign(&key, &payload)
     };
@@ -41,6 +42,7 @@ async fn forged_and_replayed_signatures_are_refused() -> anyhow::Result<()> {
             display_name: "Eve".into(),
             invite: None,
             signature,
+            binding: veche_protocol::auth::ChannelBinding::Unbound,
         })
         .await?;
     assert_eq!(code(&answer), Some(ErrorCode::InviteRequired));
@@ -53,6 +55,7 @@ async fn forged_and_replayed_signatures_are_refused() -> anyhow::Result<()> {
             display_name: "".into(),
             invite: Some(token.clone()),
             signature,
+            binding: veche_protocol::auth::ChannelBinding::Unbound,
         })
         .await?;
     assert_eq!(code(&answer), Some(ErrorCode::BadRequest));
@@ -65,6 +68,7 @@ async fn forged_and_replayed_signatures_are_refused() -> anyhow::Result<()> {
             display_name: long,
             invite: Some(token.clone()),
             signature,
+            binding: veche_protocol::auth::ChannelBinding::Unbound,
         })
         .await?;
     assert_eq!(code(&answer), Some(ErrorCode::BadRequest));
@@ -78,6 +82,7 @@ async fn forged_and_replayed_signatures_are_refused() -> anyhow::Result<()> {
             display_name: "Eve".into(),
             invite: Some(token),
             signature: sign(&conn, "Eve"),
+            binding: veche_protocol::auth::ChannelBinding::Unbound,
         })
         .await?;
     assert_eq!(code(&answer), Some(ErrorCode::InviteUsedUp), "the one-time admin link is spent");
@@ -85,41 +90,92 @@ async fn forged_and_replayed_signatures_are_refused() -> anyhow::Result<()> {
     // Sign-in with a signature over another connection's challenge (a replay) fails.
     let admin_device = admin.device();
     let mut first = RawConn::open(&node.url).await?;
-    let payload = veche_protocol::auth::sign_in_payload(&first.hello.node_id, &first.hello.challenge, &admin_device);
+    let payload =
+        veche_protocol::auth::sign_in_payload(&first.hello.node_id, &first.hello.challenge, &admin_device, None);
     let captured = veche_protocol::auth::sign(&admin.key, &payload);
     let mut second = RawConn::open(&node.url).await?;
-    let answer = second.call(Request::SignIn { device: admin_device, signature: captured.clone() }).await?;
+    let answer = second
+        .call(Request::SignIn {
+            device: admin_device,
+            signature: captured.clone(),
+            binding: veche_protocol::auth::ChannelBinding::Unbound,
+        })
+        .await?;
     assert_eq!(code(&answer), Some(ErrorCode::BadSignature), "replayed challenge");
     // The genuine sign-in works once; the challenge is then spent.
-    assert!(first.call(Request::SignIn { device: admin_device, signature: captured.clone() }).await?.is_ok());
-    let answer = first.call(Request::SignIn { device: admin_device, signature: captured }).await?;
+    assert!(
+        first
+            .call(Request::SignIn {
+                device: admin_device,
+                signature: captured.clone(),
+                binding: veche_protocol::auth::ChannelBinding::Unbound
+            })
+            .await?
+            .is_ok()
+    );
+    let answer = first
+        .call(Request::SignIn {
+            device: admin_device,
+            signature: captured,
+            binding: veche_protocol::auth::ChannelBinding::Unbound,
+        })
+        .await?;
     assert_eq!(code(&answer), Some(ErrorCode::ChallengeUsed));
     assert!(first.call(Request::Me).await?.is_ok());
 
     // A signature by another key, truncated signatures, unknown devices.
     let mut conn = RawConn::open(&node.url).await?;
-    let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &admin_device);
+    let payload =
+        veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &admin_device, None);
     let forged = veche_protocol::auth::sign(&key, &payload);
     assert_eq!(
-        code(&conn.call(Request::SignIn { device: admin_device, signature: forged }).await?),
+        code(
+            &conn
+                .call(Request::SignIn {
+                    device: admin_device,
+                    signature: forged,
+                    binding: veche_protocol::auth::ChannelBinding::Unbound
+                })
+                .await?
+        ),
         Some(ErrorCode::BadSignature)
     );
     assert_eq!(
-        code(&conn.call(Request::SignIn { device: admin_device, signature: vec![1, 2, 3] }).await?),
+        code(
+            &conn
+                .call(Request::SignIn {
+                    device: admin_device,
+                    signature: vec![1, 2, 3],
+                    binding: veche_protocol::auth::ChannelBinding::Unbound
+                })
+                .await?
+        ),
         Some(ErrorCode::BadSignature)
     );
     // Third failure closes the connection.
     assert_eq!(
-        code(&conn.call(Request::SignIn { device: admin_device, signature: vec![0; 64] }).await?),
+        code(
+            &conn
+                .call(Request::SignIn {
+                    device: admin_device,
+                    signature: vec![0; 64],
+                    binding: veche_protocol::auth::ChannelBinding::Unbound
+                })
+                .await?
+        ),
         Some(ErrorCode::BadSignature)
     );
     assert!(conn.closed_within(Duration::from_secs(5)).await, "three failed sign-ins close the connection");
 
     let mut conn = RawConn::open(&node.url).await?;
-    let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &device);
+    let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &device, None);
     let signature = veche_protocol::auth::sign(&key, &payload);
     assert_eq!(
-        code(&conn.call(Request::SignIn { device, signature }).await?),
+        code(
+            &conn
+                .call(Request::SignIn { device, signature, binding: veche_protocol::auth::ChannelBinding::Unbound })
+                .await?
+        ),
         Some(ErrorCode::NotFound),
         "unregistered device"
     );

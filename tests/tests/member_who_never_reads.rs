@@ -32,9 +32,12 @@ fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
 async fn sign_in(node_url: &str, device: &RawDevice) -> anyhow::Result<RawConn> {
     let mut conn = RawConn::open(node_url).await?;
     let id = device.device();
-    let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &id);
+    let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &id, None);
     let signature = veche_protocol::auth::sign(&device.key, &payload);
-    match conn.call(Request::SignIn { device: id, signature }).await? {
+    match conn
+        .call(Request::SignIn { device: id, signature, binding: veche_protocol::auth::ChannelBinding::Unbound })
+        .await?
+    {
         Ok(_) => Ok(conn),
         Err(e) => Err(anyhow::anyhow!("sign in: {e}")),
     }
@@ -127,9 +130,11 @@ async fn one_account_holds_at_most_32_connections() -> anyhow::Result<()> {
     // The 33rd is refused after its sign-in, with a reason, and closed.
     let mut extra = RawConn::open(&node.url).await?;
     let id = alice.device();
-    let payload = veche_protocol::auth::sign_in_payload(&extra.hello.node_id, &extra.hello.challenge, &id);
+    let payload = veche_protocol::auth::sign_in_payload(&extra.hello.node_id, &extra.hello.challenge, &id, None);
     let signature = veche_protocol::auth::sign(&alice.key, &payload);
-    extra.send(Request::SignIn { device: id, signature }).await?;
+    extra
+        .send(Request::SignIn { device: id, signature, binding: veche_protocol::auth::ChannelBinding::Unbound })
+        .await?;
     let fatal = loop {
         let (id, answer) = extra.next_answer().await?;
         if id == u32::MAX {

@@ -43,9 +43,11 @@ async fn direct(a: &mut RawDevice, b: &RawDevice, group: GroupId) -> anyhow::Res
 async fn second_connection(node: &Node, device: &RawDevice) -> anyhow::Result<RawConn> {
     let mut conn = RawConn::open(&node.url).await?;
     let id = device.device();
-    let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &id);
+    let payload = veche_protocol::auth::sign_in_payload(&conn.hello.node_id, &conn.hello.challenge, &id, None);
     let signature = veche_protocol::auth::sign(&device.key, &payload);
-    conn.call(Request::SignIn { device: id, signature }).await?.map_err(|e| anyhow::anyhow!("sign in: {e}"))?;
+    conn.call(Request::SignIn { device: id, signature, binding: veche_protocol::auth::ChannelBinding::Unbound })
+        .await?
+        .map_err(|e| anyhow::anyhow!("sign in: {e}"))?;
     Ok(conn)
 }
 

@@ -498,10 +498,10 @@ impl ScriptedNode {
             (Request::Register { .. } | Request::SignIn { .. }, Some(_)) => {
                 return err(ErrorCode::ChallengeUsed, "already signed in on this connection");
             }
-            (Request::Register { device, account, display_name, invite, signature }, None) => {
+            (Request::Register { device, account, display_name, invite, signature, .. }, None) => {
                 let (device, account) = (*device, *account);
                 let sign = |c: &[u8; CHALLENGE_LEN], node_id: &str| {
-                    auth::register_payload(node_id, c, &device, &account, display_name)
+                    auth::register_payload(node_id, c, &device, &account, display_name, None)
                 };
                 let (signature, display_name, invite) = (signature.clone(), display_name.clone(), invite.clone());
                 self.authenticate(conn, &device, &signature, sign)?;
@@ -511,9 +511,11 @@ impl ScriptedNode {
                 }
                 return result.map(Response::SignedIn);
             }
-            (Request::SignIn { device, signature }, None) => {
+            (Request::SignIn { device, signature, .. }, None) => {
                 let (device, signature) = (*device, signature.clone());
-                self.authenticate(conn, &device, &signature, |c, node_id| auth::sign_in_payload(node_id, c, &device))?;
+                self.authenticate(conn, &device, &signature, |c, node_id| {
+                    auth::sign_in_payload(node_id, c, &device, None)
+                })?;
                 let result = self.account_of_device(device);
                 if let Ok(account) = &result {
                     self.sign_in_conn(conn, Session { account: account.account, device: account.device });

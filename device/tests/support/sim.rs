@@ -203,7 +203,7 @@ impl Sim {
         let m = &mut self.members[i];
         m.conn = conn;
         m.online = true;
-        m.device.handle_connected(hello, self.now);
+        m.device.handle_connected(hello, None, self.now);
         self.settle();
     }
 
@@ -401,13 +401,15 @@ impl Sim {
         let mut raw = Raw { client: Client::new(secret), key: SigningKey::from_bytes(&secret), conn: self.next_conn };
         self.next_conn += 1;
         let hello = self.node.connect(raw.conn);
-        let payload = auth::register_payload(&hello.node_id, &hello.challenge, &raw.device(), &raw.account(), name);
+        let payload =
+            auth::register_payload(&hello.node_id, &hello.challenge, &raw.device(), &raw.account(), name, None);
         let request = Request::Register {
             device: raw.device(),
             account: raw.account(),
             display_name: name.into(),
             invite: None,
             signature: auth::sign(&raw.key, &payload),
+            binding: auth::ChannelBinding::Unbound,
         };
         assert!(matches!(self.node.handle(raw.conn, request), Ok(Response::SignedIn(_))));
         let packages = raw.client.key_packages(5).unwrap();

@@ -13,6 +13,8 @@ const MAX_AUTH_FAILURES: u32 = 3;
 pub struct Conn {
     node: Node,
     challenge: [u8; auth::CHALLENGE_LEN],
+    /// This connection's TLS exporter (none without TLS).
+    exporter: Option<[u8; auth::TLS_EXPORTER_LEN]>,
     challenge_used: bool,
     auth_failures: u32,
     session: Option<Session>,
@@ -35,10 +37,15 @@ pub struct Outcome {
 }
 
 impl Conn {
-    pub fn new(node: Node, challenge: [u8; auth::CHALLENGE_LEN]) -> Self {
+    pub fn new(
+        node: Node,
+        challenge: [u8; auth::CHALLENGE_LEN],
+        exporter: Option<[u8; auth::TLS_EXPORTER_LEN]>,
+    ) -> Self {
         Conn {
             node,
             challenge,
+            exporter,
             challenge_used: false,
             auth_failures: 0,
             session: None,
@@ -97,9 +104,32 @@ impl Conn {
         self.session
     }
 
+    /// The TLS exporter a signature with `binding` covers on this connection, or why it cannot.
+    fn exporter_for(
+        &self,
+        binding: auth::ChannelBinding,
+    ) -> Result<Option<[u8; auth::TLS_EXPORTER_LEN]>, &'static str> {
+        match (binding, self.exporter) {
+            (auth::ChannelBinding::Unbound, _) => Ok(None),
+            (auth::ChannelBinding::TlsExporter, Some(exporter)) => Ok(Some(exporter)),
+            // The device saw TLS, the node did not: something in between terminated it.
+            (auth::ChannelBinding::TlsExporter, None) => {
+                Err("the signature is bound to a TLS session, but this connection reached the node without TLS: \
+                 something between the device and the node terminated it")
+            }
+        }
+    }
+
     fn bad_signature(&mut self) -> Outcome {
+        self.bad_signature_because(
+            "signature does not match this connection's challenge (and TLS session, when bound to it): \
+             if the device signed a TLS session, something between it and the node terminated that session",
+        )
+    }
+
+    fn bad_signature_because(&mut self, why: &str) -> Outcome {
         self.auth_failures += 1;
-        let error = ApiError::new(ErrorCode::BadSignature, "signature does not match this connection's challenge");
+        let error = ApiError::new(ErrorCode::BadSignature, why);
         let close = (self.auth_failures >= MAX_AUTH_FAILURES)
             .then(|| ApiError::new(ErrorCode::BadSignature, "too many failed sign-in attempts"));
         Outcome { result: Err(error), close }
@@ -214,11 +244,22 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
         (Request::Register { .. } | Request::SignIn { .. }, Some(_)) => {
             return reply(Err(ApiError::new(ErrorCode::ChallengeUsed, "already signed in on this connection")));
         }
-        (Request::Register { device, account, display_name, invite, signature }, None) => {
+        (Request::Register { device, account, display_name, invite, signature, binding }, None) => {
             if conn.challenge_used {
                 return reply(Err(ApiError::new(ErrorCode::ChallengeUsed, "challenge already used; reconnect")));
             }
-            let payload = auth::register_payload(&node.info.node_id, &conn.challenge, device, account, display_name);
+            let exporter = match conn.exporter_for(*binding) {
+                Ok(exporter) => exporter,
+                Err(why) => return conn.bad_signature_because(why),
+            };
+            let payload = auth::register_payload(
+                &node.info.node_id,
+                &conn.challenge,
+                device,
+                account,
+                display_name,
+                exporter.as_ref(),
+            );
             if auth::verify(device, &payload, signature).is_err() {
                 return conn.bad_signature();
             }
@@ -230,11 +271,15 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
             }
             return reply(result.map(Response::SignedIn));
         }
-        (Request::SignIn { device, signature }, None) => {
+        (Request::SignIn { device, signature, binding }, None) => {
             if conn.challenge_used {
                 return reply(Err(ApiError::new(ErrorCode::ChallengeUsed, "challenge already used; reconnect")));
             }
-            let payload = auth::sign_in_payload(&node.info.node_id, &conn.challenge, device);
+            let exporter = match conn.exporter_for(*binding) {
+                Ok(exporter) => exporter,
+                Err(why) => return conn.bad_signature_because(why),
+            };
+            let payload = auth::sign_in_payload(&node.info.node_id, &conn.challenge, device, exporter.as_ref());
             if auth::verify(device, &payload, signature).is_err() {
                 return conn.bad_signature();
             }

@@ -261,6 +261,7 @@ async fn websocket(
     remote: Option<axum::Extension<ConnectInfo<crate::tls::listener::Remote>>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let exporter = remote.as_ref().and_then(|axum::Extension(ConnectInfo(remote))| remote.exporter);
     // Without the peer's address (never when served by `run`) there is no per-address cap.
     let unauthenticated = match remote {
         Some(axum::Extension(ConnectInfo(remote))) => match Unauthenticated::take(remote.addr.ip().to_canonical()) {
@@ -279,5 +280,5 @@ async fn websocket(
     upgrade
         .max_message_size(ws::MAX_WS_MESSAGE)
         .max_frame_size(ws::MAX_WS_MESSAGE)
-        .on_upgrade(move |socket| ws::serve(state, socket, permit, unauthenticated))
+        .on_upgrade(move |socket| ws::serve(state, socket, permit, unauthenticated, exporter))
 }

@@ -77,12 +77,14 @@ impl Bucket {
 }
 
 /// Serves one WebSocket. `unauthenticated` is its place among its address's connections that have
-/// not signed in: given up when it signs in.
+/// not signed in: given up when it signs in. `exporter` is the TLS session's exporter, which a
+/// native client's sign-in signature covers.
 pub async fn serve(
     state: ApiState,
     socket: WebSocket,
     _permit: OwnedSemaphorePermit,
     mut unauthenticated: Option<super::Unauthenticated>,
+    exporter: Option<[u8; veche_protocol::auth::TLS_EXPORTER_LEN]>,
 ) {
     state.node.metrics.connections_total.inc();
     let (mut sink, mut stream) = socket.split();
@@ -167,7 +169,7 @@ pub async fn serve(
         registration: info.registration,
         challenge,
     };
-    let mut conn = Conn::new(state.node.clone(), challenge).with_outbox(out_tx.clone());
+    let mut conn = Conn::new(state.node.clone(), challenge, exporter).with_outbox(out_tx.clone());
     let _ = out_tx.send(ServerFrame::Hello(hello)).await;
     let mut events_tx = Some(events_tx);
     let mut subscription: Option<u64> = None;

@@ -14,6 +14,8 @@ pub struct Connection {
     /// The fingerprint of the certificate the connection was trusted by (pinned or first use);
     /// `None` over plain HTTP or with a publicly trusted certificate.
     pub anchor: Option<[u8; 32]>,
+    /// The TLS session's exporter (RFC 9266), which the sign-in signs; `None` over plain HTTP.
+    pub exporter: Option<[u8; veche_protocol::auth::TLS_EXPORTER_LEN]>,
 }
 
 /// `http://host:port` -> `ws://host:port/api/ws`.
@@ -52,7 +54,20 @@ impl Connection {
         if hello.protocol != veche_protocol::PROTOCOL_VERSION {
             bail!("node speaks protocol {}, this client {}", hello.protocol, veche_protocol::PROTOCOL_VERSION);
         }
-        let conn = Connection { ws, hello, anchor };
+        let exporter = match ws.get_ref() {
+            MaybeTlsStream::Rustls(tls) => Some(
+                tls.get_ref()
+                    .1
+                    .export_keying_material(
+                        [0u8; veche_protocol::auth::TLS_EXPORTER_LEN],
+                        veche_protocol::auth::TLS_EXPORTER_LABEL,
+                        None,
+                    )
+                    .context("reading the TLS session's exporter")?,
+            ),
+            _ => None,
+        };
+        let conn = Connection { ws, hello, anchor, exporter };
         Ok(conn)
     }
 

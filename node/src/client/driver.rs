@@ -62,10 +62,10 @@ impl Driver {
 
     /// Hands an open connection to the device (which signs in and catches up when registered).
     pub fn connected(&mut self, conn: Connection) {
-        let hello = conn.hello.clone();
+        let (hello, exporter) = (conn.hello.clone(), conn.exporter);
         self.conn = Some(conn);
         self.closed = None;
-        self.device.handle_connected(hello, now_ms());
+        self.device.handle_connected(hello, exporter, now_ms());
     }
 
     /// Waits until the device signed in and caught up.

@@ -31,6 +31,9 @@ const TLS_HANDSHAKE: u8 = 0x16;
 pub struct Remote {
     pub addr: SocketAddr,
     pub secure: bool,
+    /// The TLS session's exporter (RFC 9266), which a native client signs when it signs in: a
+    /// signature made over another TLS session (relayed by a machine in the middle) then fails.
+    pub exporter: Option<[u8; veche_protocol::auth::TLS_EXPORTER_LEN]>,
 }
 
 /// A connection: TLS or plain TCP.
@@ -137,7 +140,19 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, tx: mpsc::
             drop(permit);
             match ready {
                 Ok(Ok((stream, secure))) => {
-                    let _ = tx.send((stream, Remote { addr, secure })).await;
+                    let exporter = match &stream {
+                        Stream::Tls(tls) => tls
+                            .get_ref()
+                            .1
+                            .export_keying_material(
+                                [0u8; veche_protocol::auth::TLS_EXPORTER_LEN],
+                                veche_protocol::auth::TLS_EXPORTER_LABEL,
+                                None,
+                            )
+                            .ok(),
+                        Stream::Plain(_) => None,
+                    };
+                    let _ = tx.send((stream, Remote { addr, secure, exporter })).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%addr, error = %e, "connection dropped before its first request"),
                 Err(_) => tracing::debug!(%addr, "handshake timed out"),
@@ -174,7 +189,7 @@ impl axum::serve::Listener for DualListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(Remote { addr: self.local, secure: false })
+        Ok(Remote { addr: self.local, secure: false, exporter: None })
     }
 }
 

@@ -266,7 +266,8 @@ impl Device {
             self.ui.conn.set(ConnState::Online);
             self.backoff_ms = 0;
         }
-        self.core.handle_connected(hello, now_ms());
+        // A page cannot read its TLS session's exporter: its sign-in is unbound (spec/protocol.md §5).
+        self.core.handle_connected(hello, None, now_ms());
     }
 
     pub(super) fn failed_attempt(&mut self) {
