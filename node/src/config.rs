@@ -506,24 +506,26 @@ fn secret_bits(secret: &str) -> f64 {
 /// The secret itself, unless it is too easy to guess (the error offers a fresh one).
 pub fn check_community_secret(secret: String) -> anyhow::Result<String> {
     let bits = secret_bits(&secret);
-    anyhow::ensure!(
-        bits >= MIN_SECRET_BITS,
-        "the community secret is too easy to guess: about 2^{bits:.0} guesses, and it needs 2^128 (nodes that \
-         announce themselves nearby get a value to try guesses against offline). Use a generated one, \
-         for example: {}",
-        generate_community_secret()
-    );
+    if bits < MIN_SECRET_BITS {
+        let offer = match generate_community_secret() {
+            Ok(fresh) => format!("Use a generated one, for example: {fresh}"),
+            Err(e) => format!("Use a generated one (none could be made here: {e})"),
+        };
+        anyhow::bail!(
+            "the community secret is too easy to guess: about 2^{bits:.0} guesses, and it needs 2^128 (nodes that \
+             announce themselves nearby get a value to try guesses against offline). {offer}"
+        );
+    }
     Ok(secret)
 }
 
 /// A fresh community secret: 40 random base32 characters (200 bits) in groups of five.
-pub fn generate_community_secret() -> String {
+pub fn generate_community_secret() -> anyhow::Result<String> {
     const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut bytes = [0u8; 40];
-    // No randomness at all is not something a node can run without.
-    getrandom::fill(&mut bytes).expect("the system's random number generator");
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the system's random number generator failed: {e}"))?;
     let chars: Vec<char> = bytes.iter().map(|b| ALPHABET[usize::from(b & 31)] as char).collect();
-    chars.chunks(5).map(|group| group.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+    Ok(chars.chunks(5).map(|group| group.iter().collect::<String>()).collect::<Vec<_>>().join("-"))
 }
 
 #[cfg(test)]
@@ -554,8 +556,8 @@ mod secret_tests {
 
     #[test]
     fn generated_secrets_are_strong_and_different() {
-        let a = generate_community_secret();
-        let b = generate_community_secret();
+        let a = generate_community_secret().unwrap();
+        let b = generate_community_secret().unwrap();
         assert_ne!(a, b);
         assert_eq!(a.len(), 47, "40 characters in 8 groups: {a}");
         assert!(check_community_secret(a).is_ok());
