@@ -508,12 +508,12 @@ const REFUSED_WITHIN: Duration = Duration::from_secs(3);
 /// are open (on a quiet node it takes well under a second).
 const PAGE_WITHIN: Duration = Duration::from_secs(10);
 
-/// A page of `count` entries of 125 KiB each (the most an MLS message may be is 128 KiB): about
-/// 4 MiB, the largest page a home node sends.
-fn big_page(member: AccountId, count: u64) -> FedReply {
+/// A page of entries `seqs` of 125 KiB each (the most an MLS message may be is 128 KiB) up to
+/// `head`: 30 of them are about 4 MiB, the largest page a home node sends.
+fn big_page(member: AccountId, seqs: std::ops::RangeInclusive<u64>, head: u64) -> FedReply {
     let entries =
-        (1..=count).map(|seq| ReplicatedEntry { payload: vec![seq as u8; 125 * 1024], ..entry(seq, member) }).collect();
-    FedReply::Entries(Box::new(ChatReplica { state: state(count, member), members: Vec::new(), entries, upto: count }))
+        seqs.map(|seq| ReplicatedEntry { payload: vec![seq as u8; 125 * 1024], ..entry(seq, member) }).collect();
+    FedReply::Entries(Box::new(ChatReplica { state: state(head, member), members: Vec::new(), entries, upto: head }))
 }
 
 /// A stranger (a libp2p peer no admin linked) may send only small federation messages: a
@@ -569,7 +569,7 @@ async fn a_stranger_gets_a_tiny_cap_and_linked_nodes_do_not_wait_for_it() -> any
     }));
     let page = async {
         tokio::time::sleep(Duration::from_millis(500)).await; // the stranger's streams are open
-        home.script.lock().unwrap().push_back(big_page(member.account(), 30));
+        home.script.lock().unwrap().push_back(big_page(member.account(), 1..=30, 30));
         let sent = Instant::now();
         home.ask(FedRequest::Notify { group, head: 30 }).await.map_err(anyhow::Error::msg)?;
         loop {
@@ -595,6 +595,48 @@ async fn a_stranger_gets_a_tiny_cap_and_linked_nodes_do_not_wait_for_it() -> any
     eprintln!("the linked node's page of 30 × 125 KiB reached the member in {took:?}");
 
     node.http_get("/healthz")?;
+    assert!(!node.log().contains("panicked"), "the node panicked");
+    Ok(())
+}
+
+/// A linked node's chats take at most `--replica-quota` bytes here: of a chat's 30 entries of
+/// 125 KiB, a node with a 1 MiB quota keeps the first 8 and refuses the rest (`QuotaExceeded`,
+/// with a warning naming the linked node); its member reads those 8 and no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_nodes_chats_fit_the_replica_quota() -> anyhow::Result<()> {
+    let tmp = TempDir::new("replica-quota");
+    let node = Node::start(tmp.path(), &["--mdns", "false", "--replica-quota", "1MiB"])?;
+    let admin = Client::new(tmp.path(), "admin", &node.url);
+    admin.run(&["register", "--name", "Admin", "--invite", node.admin_link.as_deref().context("admin link")?])?;
+    let own = admin.run(&["admin", "links"])?["own_addrs"].as_array().cloned().unwrap_or_default();
+    let quic =
+        own.iter().filter_map(Value::as_str).find(|a| a.starts_with("/ip4/127.0.0.1/udp/")).context("address")?;
+    let node_id: PeerId = node.node_id.parse()?;
+    let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{node_id}")).parse()?;
+    let home = Rogue::start(target, node_id).await?;
+    let linked = admin.run(&["admin", "link", &format!("{}/p2p/{}", home.addr, home.peer_id)])?;
+    assert_eq!(linked["state"], "linked", "{linked}");
+    let invite = admin.run(&["invite", "node", "--uses", "1"])?["link"].as_str().context("invite")?.to_string();
+    let link = veche_protocol::link::InviteLink::parse(&invite)?;
+    let token = veche_protocol::wire::InviteToken { invite: link.invite, secret: link.secret };
+    let mut member = RawDevice::register(&node.url, "Member", Some(token)).await?;
+    let group = GroupId([0x71; 16]);
+
+    // The whole chat, then (as the node asks for the rest) the entries it did not keep.
+    home.script
+        .lock()
+        .unwrap()
+        .extend([big_page(member.account(), 1..=30, 30), big_page(member.account(), 9..=30, 30)]);
+    home.ask(FedRequest::Notify { group, head: 30 }).await.map_err(anyhow::Error::msg)?;
+    wait_for_entries(&mut member, group, 8).await?;
+    let home_id = home.peer_id.to_string();
+    wait_until("the quota warning in the node's log", || async {
+        Ok(node.log().lines().any(|l| l.contains("the most bytes kept for one node") && l.contains(&home_id)))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = read_chat(&mut member, group).await?.context("chat")?;
+    assert_eq!(held.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>(), "8 × 125 KiB fit 1 MiB");
     assert!(!node.log().contains("panicked"), "the node panicked");
     Ok(())
 }
