@@ -46,7 +46,7 @@ pub struct RunArgs {
     /// TOML config file (keys: data_dir, http, name, registration, public_url, rate_limit,
     /// retention_interval, ui_dir, p2p_port, bootstrap, mdns, community_secret, federation_rate,
     /// media_port, media_address, ring_timeout, tls, tls_cert, tls_key, acme_domain, acme_email,
-    /// acme_directory, acme_ca, storage_quota, max_chats_per_account).
+    /// acme_directory, acme_ca, storage_quota, max_chats_per_account, replica_quota).
     #[arg(long, env = "VECHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database and node key live [default: the user's data dir + /veche].
@@ -146,6 +146,11 @@ pub struct RunArgs {
     /// Chats one account may be in [default: 10000].
     #[arg(long, env = "VECHE_MAX_CHATS_PER_ACCOUNT")]
     pub max_chats_per_account: Option<u32>,
+    /// Bytes of messages this node keeps of the chats homed on one linked node (its replicas of
+    /// them), e.g. 10GiB [default: 10GiB]. Past it the node refuses further messages of that
+    /// node's chats until retention drops some.
+    #[arg(long, env = "VECHE_REPLICA_QUOTA", value_parser = parse_bytes)]
+    pub replica_quota: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +190,7 @@ struct FileConfig {
     // Per-account quotas (issue 24).
     storage_quota: Option<String>,
     max_chats_per_account: Option<u32>,
+    replica_quota: Option<String>,
 }
 
 /// `retention_interval = "60s"` in the TOML file.
@@ -253,6 +259,8 @@ pub struct Quotas {
     pub max_chats: u32,
     /// Chats homed on one linked node that this node keeps replicas of.
     pub max_replicas_per_link: u32,
+    /// Bytes of log entries (message ciphertext) of those replicas.
+    pub replica_bytes_per_link: u64,
 }
 
 /// Replicas of chats homed on one linked node: a small town's node holds a few hundred chats of
@@ -260,12 +268,21 @@ pub struct Quotas {
 /// of that node still fits; a linked node that makes up chats cannot fill this one beyond it.
 pub const DEFAULT_MAX_REPLICAS_PER_LINK: u32 = 10_000;
 
+/// Default `--replica-quota`: 10 GiB of messages of the chats homed on one linked node. A community
+/// node is often a Raspberry Pi with a 64-256 GB card or SSD: a handful of links at 10 GiB each
+/// leaves room for the node's own chats, while a linked node that makes up traffic cannot fill the
+/// disk. Honest use stays far below it: ten of that node's members sending 500 text messages a day
+/// (about 1 KiB of ciphertext each) into chats with members here add under 2 GiB a year, and it is
+/// ten times what one account may store on its own node (`DEFAULT_STORAGE_QUOTA`).
+pub const DEFAULT_REPLICA_QUOTA: u64 = 10 << 30;
+
 impl Default for Quotas {
     fn default() -> Self {
         Quotas {
             storage_bytes: DEFAULT_STORAGE_QUOTA,
             max_chats: DEFAULT_MAX_CHATS_PER_ACCOUNT,
             max_replicas_per_link: DEFAULT_MAX_REPLICAS_PER_LINK,
+            replica_bytes_per_link: DEFAULT_REPLICA_QUOTA,
         }
     }
 }
@@ -307,20 +324,38 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
-fn resolve_quotas(args: Option<u64>, file: Option<String>, max_chats: Option<u32>) -> anyhow::Result<Quotas> {
-    let storage_bytes = match (args, file) {
+/// A byte quota from the command line (`args`), else the file, else `default`; at least one largest
+/// message.
+fn resolve_bytes(name: &str, args: Option<u64>, file: Option<String>, default: u64) -> anyhow::Result<u64> {
+    let bytes = match (args, file) {
         (Some(bytes), _) => bytes,
-        (None, Some(text)) => parse_bytes(&text).map_err(|e| anyhow::anyhow!("storage_quota: {e}"))?,
-        (None, None) => DEFAULT_STORAGE_QUOTA,
+        (None, Some(text)) => parse_bytes(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
+        (None, None) => default,
     };
     anyhow::ensure!(
-        storage_bytes >= MIN_STORAGE_QUOTA,
-        "storage_quota must be at least {} (one largest message)",
+        bytes >= MIN_STORAGE_QUOTA,
+        "{name} must be at least {} (one largest message)",
         format_bytes(MIN_STORAGE_QUOTA)
     );
+    Ok(bytes)
+}
+
+fn resolve_quotas(
+    args: Option<u64>,
+    file: Option<String>,
+    max_chats: Option<u32>,
+    replica: (Option<u64>, Option<String>),
+) -> anyhow::Result<Quotas> {
+    let storage_bytes = resolve_bytes("storage_quota", args, file, DEFAULT_STORAGE_QUOTA)?;
     let max_chats = max_chats.unwrap_or(DEFAULT_MAX_CHATS_PER_ACCOUNT);
     anyhow::ensure!(max_chats > 0, "max_chats_per_account must be positive");
-    Ok(Quotas { storage_bytes, max_chats, max_replicas_per_link: DEFAULT_MAX_REPLICAS_PER_LINK })
+    let replica_bytes_per_link = resolve_bytes("replica_quota", replica.0, replica.1, DEFAULT_REPLICA_QUOTA)?;
+    Ok(Quotas {
+        storage_bytes,
+        max_chats,
+        max_replicas_per_link: DEFAULT_MAX_REPLICAS_PER_LINK,
+        replica_bytes_per_link,
+    })
 }
 
 fn default_data_dir() -> PathBuf {
@@ -394,6 +429,7 @@ impl Config {
             args.storage_quota,
             file.storage_quota.take(),
             args.max_chats_per_account.or(file.max_chats_per_account),
+            (args.replica_quota, file.replica_quota.take()),
         )?;
         let rate_limit = args.rate_limit.or(file.rate_limit).unwrap_or(1000);
         anyhow::ensure!(rate_limit > 0, "rate_limit must be positive");
@@ -472,10 +508,16 @@ mod quota_tests {
 
     #[test]
     fn quotas_default_and_refuse_nonsense() {
-        assert_eq!(resolve_quotas(None, None, None).unwrap(), Quotas::default());
-        assert_eq!(resolve_quotas(None, Some("2GiB".into()), Some(5)).unwrap().storage_bytes, 2 << 30);
-        assert!(resolve_quotas(Some(1000), None, None).is_err(), "below one largest message");
-        assert!(resolve_quotas(None, None, Some(0)).is_err());
+        let none = || (None, None);
+        assert_eq!(resolve_quotas(None, None, None, none()).unwrap(), Quotas::default());
+        assert_eq!(resolve_quotas(None, Some("2GiB".into()), Some(5), none()).unwrap().storage_bytes, 2 << 30);
+        assert!(resolve_quotas(Some(1000), None, None, none()).is_err(), "below one largest message");
+        assert!(resolve_quotas(None, None, Some(0), none()).is_err());
+        let replica = |args, file: Option<&str>| resolve_quotas(None, None, None, (args, file.map(String::from)));
+        assert_eq!(replica(None, Some("1GiB")).unwrap().replica_bytes_per_link, 1 << 30);
+        assert_eq!(replica(Some(5 << 20), Some("1GiB")).unwrap().replica_bytes_per_link, 5 << 20, "the flag wins");
+        assert!(replica(Some(1000), None).is_err(), "below one largest message");
+        assert!(replica(None, Some("lots")).is_err());
     }
 }
 

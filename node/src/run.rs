@@ -60,6 +60,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             node_name: config.name.clone(),
             http_port: bound.port(),
         },
+        crate::service::federation::linked_peers(&store)
+            .map_err(|e| anyhow::anyhow!("reading links: {}", e.message))?,
     )
     .await?;
     let calls = start_media(config.media_port, &config.media_address, hub.clone(), config.ring_timeout)?;

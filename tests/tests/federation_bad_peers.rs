@@ -1,12 +1,15 @@
 //! Scenario: a rogue libp2p peer talks to a real `veche` node over `/veche/fed/1`.
 //!
 //! Not linked, it is refused; malformed and oversized frames are dropped; a flood is rate
-//! limited; 150 streams that announce 8 MiB and stall after 2 MiB grow the node's memory by tens of
-//! MiB, not 300; the node keeps serving its members. Once an admin links it, it still cannot act for
+//! limited; the node keeps serving its members. Once an admin links it, 150 streams that announce
+//! 8 MiB and stall after 2 MiB grow the node's memory by tens of MiB, not 300; it still cannot act for
 //! the node's own accounts or unknown ones, nor pull chats it has no members in, nor make the node
 //! keep a chat none of whose members lives there. As the home of a
 //! chat, it serves pages that are not consecutive or start at seq 0 (refused: nothing applied)
 //! and pages that repeat sequence numbers (each entry applied exactly once).
+//!
+//! A stranger may send only small messages (64 KiB): its large announces are refused at once,
+//! and a linked node's 4 MiB page does not wait for them.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -35,6 +38,12 @@ enum Out {
     Req(FedRequest),
     /// These bytes, then nothing: the stream stays open until the request times out.
     Stall(Vec<u8>),
+    /// The length `announce`, then a 16 KiB chunk of the body every 100 ms for as long as the
+    /// node reads it: a slow sender that holds whatever the node set aside for its message. Ends
+    /// with an error as soon as the node refuses the stream.
+    Trickle {
+        announce: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -98,6 +107,17 @@ impl request_response::Codec for RogueCodec {
                 io.flush().await?;
                 std::future::pending().await
             }
+            Out::Trickle { announce } => {
+                io.write_all(&announce.to_be_bytes()).await?;
+                io.flush().await?;
+                let chunk = vec![0u8; 16 * 1024];
+                for _ in 0..(announce as usize).div_ceil(chunk.len()) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    io.write_all(&chunk).await?;
+                    io.flush().await?;
+                }
+                std::future::pending().await
+            }
         }
     }
 
@@ -132,6 +152,11 @@ struct Rogue {
 
 impl Rogue {
     async fn start(target: Multiaddr, target_id: PeerId) -> anyhow::Result<Rogue> {
+        Self::start_with(target, target_id, Duration::from_secs(10)).await
+    }
+
+    /// A rogue whose requests wait `timeout` for an answer.
+    async fn start_with(target: Multiaddr, target_id: PeerId, timeout: Duration) -> anyhow::Result<Rogue> {
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_quic()
@@ -144,7 +169,7 @@ impl Rogue {
                     RogueCodec,
                     [(StreamProtocol::new(FED_PROTOCOL), ProtocolSupport::Full)],
                     request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(10))
+                        .with_request_timeout(timeout)
                         .with_max_concurrent_streams(10_000),
                 ),
             })?
@@ -356,9 +381,14 @@ async fn a_rogue_peer_cannot_harm_a_node() -> anyhow::Result<()> {
     node.http_get("/healthz")?;
     admin.run(&["whoami"])?;
 
-    // Streams that announce the largest message (8 MiB), send 2 MiB of it and stall: the node
-    // reads bodies within one budget and a bounded number of streams, so its memory grows by tens
-    // of MiB, not by the 300 MiB sent (which it used to read into memory, all of it).
+    // Linked by the admin (the rogue says yes): still only what its own accounts may do.
+    let linked = admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
+    assert_eq!(linked["state"], "linked", "{linked}");
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the rate limit refill
+    // Streams that announce the largest message (8 MiB), send 2 MiB of it and stall (a stranger's
+    // are refused at once, see below; these are a linked node's): the node reads bodies within
+    // one budget and a bounded number of streams, so its memory grows by tens of MiB, not by the
+    // 300 MiB sent (which it used to read into memory, all of it).
     let before = rss_bytes(node.pid())?;
     let mut stall = (8u32 * 1024 * 1024).to_be_bytes().to_vec();
     stall.extend(std::iter::repeat_n(0u8, 2 * 1024 * 1024));
@@ -382,10 +412,6 @@ async fn a_rogue_peer_cannot_harm_a_node() -> anyhow::Result<()> {
     );
     assert!(answers.iter().all(Result::is_err), "a stalled stream got an answer");
 
-    // Linked by the admin (the rogue says yes): still only what its own accounts may do.
-    let linked = admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
-    assert_eq!(linked["state"], "linked", "{linked}");
-    tokio::time::sleep(Duration::from_secs(2)).await; // let the rate limit refill
     let answer = rogue.ask(forward(admin_account)).await;
     assert_eq!(refused_with(&answer), Some(ErrorCode::Forbidden), "acting for the node's own account: {answer:?}");
     let answer = rogue.ask(forward(AccountId([9; 32]))).await;
@@ -470,6 +496,147 @@ async fn a_rogue_peer_cannot_harm_a_node() -> anyhow::Result<()> {
     // Still serving everyone, and no panic in the log.
     node.http_get("/healthz")?;
     admin.run(&["whoami"])?;
+    assert!(!node.log().contains("panicked"), "the node panicked");
+    Ok(())
+}
+
+/// Streams a stranger opens that announce the largest message and send its body slowly.
+const STRANGER_STREAMS: usize = 16;
+/// How soon each of them must be refused: the node decides on the 4-byte length alone.
+const REFUSED_WITHIN: Duration = Duration::from_secs(3);
+/// How soon a linked node's page of about 4 MiB must reach a member while the stranger's streams
+/// are open (on a quiet node it takes well under a second).
+const PAGE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A page of entries `seqs` of 125 KiB each (the most an MLS message may be is 128 KiB) up to
+/// `head`: 30 of them are about 4 MiB, the largest page a home node sends.
+fn big_page(member: AccountId, seqs: std::ops::RangeInclusive<u64>, head: u64) -> FedReply {
+    let entries =
+        seqs.map(|seq| ReplicatedEntry { payload: vec![seq as u8; 125 * 1024], ..entry(seq, member) }).collect();
+    FedReply::Entries(Box::new(ChatReplica { state: state(head, member), members: Vec::new(), entries, upto: head }))
+}
+
+/// A stranger (a libp2p peer no admin linked) may send only small federation messages: a
+/// `Locate` of the most accounts still gets its typed refusal, a 100 KiB forward is dropped
+/// unread, and streams announcing 8 MiB are refused at once, however slowly they would send the
+/// rest. Meanwhile a linked node's 4 MiB page reaches the node's member as fast as ever: the
+/// stranger takes nothing from what the node reads linked nodes' messages with. (Before, any peer
+/// could announce 8 MiB: the stranger's streams held the node's whole read budget until they
+/// timed out, 30 s, and the linked node's page waited behind them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_gets_a_tiny_cap_and_linked_nodes_do_not_wait_for_it() -> anyhow::Result<()> {
+    let tmp = TempDir::new("stranger-cap");
+    let node = Node::start(tmp.path(), &["--mdns", "false"])?;
+    let admin = Client::new(tmp.path(), "admin", &node.url);
+    admin.run(&["register", "--name", "Admin", "--invite", node.admin_link.as_deref().context("admin link")?])?;
+    let own = admin.run(&["admin", "links"])?["own_addrs"].as_array().cloned().unwrap_or_default();
+    let quic =
+        own.iter().filter_map(Value::as_str).find(|a| a.starts_with("/ip4/127.0.0.1/udp/")).context("address")?;
+    let node_id: PeerId = node.node_id.parse()?;
+    let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{node_id}")).parse()?;
+
+    // A linked node, home of a chat with a member of this node.
+    let home = Rogue::start(target.clone(), node_id).await?;
+    let linked = admin.run(&["admin", "link", &format!("{}/p2p/{}", home.addr, home.peer_id)])?;
+    assert_eq!(linked["state"], "linked", "{linked}");
+    let invite = admin.run(&["invite", "node", "--uses", "1"])?["link"].as_str().context("invite")?.to_string();
+    let link = veche_protocol::link::InviteLink::parse(&invite)?;
+    let token = veche_protocol::wire::InviteToken { invite: link.invite, secret: link.secret };
+    let mut member = RawDevice::register(&node.url, "Member", Some(token)).await?;
+    let group = GroupId([0x4b; 16]);
+
+    // A stranger whose requests wait longer than the node's own timeout for an answer.
+    let stranger = Rogue::start_with(target, node_id, Duration::from_secs(45)).await?;
+    let locate = FedRequest::Locate {
+        accounts: (0..veche_protocol::federation::MAX_LOCATE).map(|i| AccountId([(i % 251) as u8; 32])).collect(),
+    };
+    let answer = stranger.ask(locate).await;
+    assert_eq!(refused_with(&answer), Some(ErrorCode::Forbidden), "a Locate of the most accounts: {answer:?}");
+    let forward = FedRequest::Forward {
+        account: AccountId([9; 32]),
+        device: DeviceId([1; 32]),
+        display_name: "Mallory".into(),
+        homes: Vec::new(),
+        request: Box::new(Request::Send { group, message: vec![7; 100 * 1024] }),
+    };
+    let answer = stranger.ask(forward).await;
+    assert!(answer.is_err(), "a stranger's 100 KiB request was read and answered: {answer:?}");
+
+    let trickles = libp2p::futures::future::join_all((0..STRANGER_STREAMS).map(|_| async {
+        let started = Instant::now();
+        let answer = stranger.send(Out::Trickle { announce: 8 * 1024 * 1024 }).await;
+        (answer, started.elapsed())
+    }));
+    let page = async {
+        tokio::time::sleep(Duration::from_millis(500)).await; // the stranger's streams are open
+        home.script.lock().unwrap().push_back(big_page(member.account(), 1..=30, 30));
+        let sent = Instant::now();
+        home.ask(FedRequest::Notify { group, head: 30 }).await.map_err(anyhow::Error::msg)?;
+        loop {
+            if read_chat(&mut member, group).await?.is_some_and(|m| m.len() == 30) {
+                break anyhow::Ok(Some(sent.elapsed()));
+            }
+            if sent.elapsed() > PAGE_WITHIN {
+                break anyhow::Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (trickles, page) = tokio::join!(trickles, page);
+    let slowest = trickles.iter().map(|(_, took)| *took).max().unwrap_or_default();
+    eprintln!(
+        "stranger's {STRANGER_STREAMS} streams of 8 MiB: the last refused after {slowest:?}; linked page: {page:?}"
+    );
+    for (answer, _) in &trickles {
+        assert!(answer.is_err(), "a stranger's 8 MiB message got an answer: {answer:?}");
+    }
+    assert!(slowest < REFUSED_WITHIN, "the stranger's streams stayed open for up to {slowest:?}");
+    let took = page?.with_context(|| format!("the linked node's 4 MiB page did not arrive within {PAGE_WITHIN:?}"))?;
+    eprintln!("the linked node's page of 30 × 125 KiB reached the member in {took:?}");
+
+    node.http_get("/healthz")?;
+    assert!(!node.log().contains("panicked"), "the node panicked");
+    Ok(())
+}
+
+/// A linked node's chats take at most `--replica-quota` bytes here: of a chat's 30 entries of
+/// 125 KiB, a node with a 1 MiB quota keeps the first 8 and refuses the rest (`QuotaExceeded`,
+/// with a warning naming the linked node); its member reads those 8 and no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_nodes_chats_fit_the_replica_quota() -> anyhow::Result<()> {
+    let tmp = TempDir::new("replica-quota");
+    let node = Node::start(tmp.path(), &["--mdns", "false", "--replica-quota", "1MiB"])?;
+    let admin = Client::new(tmp.path(), "admin", &node.url);
+    admin.run(&["register", "--name", "Admin", "--invite", node.admin_link.as_deref().context("admin link")?])?;
+    let own = admin.run(&["admin", "links"])?["own_addrs"].as_array().cloned().unwrap_or_default();
+    let quic =
+        own.iter().filter_map(Value::as_str).find(|a| a.starts_with("/ip4/127.0.0.1/udp/")).context("address")?;
+    let node_id: PeerId = node.node_id.parse()?;
+    let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{node_id}")).parse()?;
+    let home = Rogue::start(target, node_id).await?;
+    let linked = admin.run(&["admin", "link", &format!("{}/p2p/{}", home.addr, home.peer_id)])?;
+    assert_eq!(linked["state"], "linked", "{linked}");
+    let invite = admin.run(&["invite", "node", "--uses", "1"])?["link"].as_str().context("invite")?.to_string();
+    let link = veche_protocol::link::InviteLink::parse(&invite)?;
+    let token = veche_protocol::wire::InviteToken { invite: link.invite, secret: link.secret };
+    let mut member = RawDevice::register(&node.url, "Member", Some(token)).await?;
+    let group = GroupId([0x71; 16]);
+
+    // The whole chat, then (as the node asks for the rest) the entries it did not keep.
+    home.script
+        .lock()
+        .unwrap()
+        .extend([big_page(member.account(), 1..=30, 30), big_page(member.account(), 9..=30, 30)]);
+    home.ask(FedRequest::Notify { group, head: 30 }).await.map_err(anyhow::Error::msg)?;
+    wait_for_entries(&mut member, group, 8).await?;
+    let home_id = home.peer_id.to_string();
+    wait_until("the quota warning in the node's log", || async {
+        Ok(node.log().lines().any(|l| l.contains("the most bytes kept for one node") && l.contains(&home_id)))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = read_chat(&mut member, group).await?.context("chat")?;
+    assert_eq!(held.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>(), "8 × 125 KiB fit 1 MiB");
     assert!(!node.log().contains("panicked"), "the node panicked");
     Ok(())
 }

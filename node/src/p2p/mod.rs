@@ -8,6 +8,8 @@
 mod codec;
 mod mdns;
 
+pub use codec::LinkedPeers;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
@@ -265,9 +267,16 @@ pub enum P2pEvent {
 #[derive(Clone, Debug)]
 pub struct P2pHandle {
     tx: mpsc::Sender<Command>,
+    linked: LinkedPeers,
 }
 
 impl P2pHandle {
+    /// Records whether the link with `peer` is up: a peer that is not linked may send federation
+    /// messages of [`codec::MAX_UNLINKED_MESSAGE_BYTES`] at most (from its next stream on).
+    pub fn set_linked(&self, peer: PeerId, linked: bool) {
+        self.linked.set(peer, linked);
+    }
+
     /// The current status (empty if the task has stopped).
     pub async fn status(&self) -> Status {
         let (tx, rx) = oneshot::channel();
@@ -325,7 +334,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     link: request_response::cbor::Behaviour<LinkMessage, LinkReply>,
-    fed: request_response::Behaviour<codec::FedCodec>,
+    fed: codec::FedBehaviour,
     relay: relay::client::Behaviour,
     dcutr: dcutr::Behaviour,
     rendezvous: rendezvous::client::Behaviour,
@@ -339,11 +348,14 @@ fn yamux_config() -> yamux::Config {
 }
 
 /// Starts listening on the configured port (UDP/QUIC and TCP) and spawns the swarm task. Events
-/// for the federation service come out of the returned receiver.
+/// for the federation service come out of the returned receiver. `linked`: the peers whose link
+/// is up (the federation service keeps this up to date with [`P2pHandle::set_linked`]).
 pub async fn start(
     keypair: libp2p::identity::Keypair,
     config: P2pConfig,
+    linked: impl IntoIterator<Item = PeerId>,
 ) -> anyhow::Result<(P2pHandle, mpsc::Receiver<P2pEvent>)> {
+    let linked = LinkedPeers::new(linked);
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -380,9 +392,9 @@ pub async fn start(
                     [(StreamProtocol::new(LINK_PROTOCOL), ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
                 ),
-                fed: request_response::Behaviour::with_codec(
-                    codec::FedCodec::default(),
-                    [(StreamProtocol::new(FED_PROTOCOL), ProtocolSupport::Full)],
+                fed: codec::FedBehaviour::new(
+                    codec::FedCodec::new(linked.clone()),
+                    StreamProtocol::new(FED_PROTOCOL),
                     request_response::Config::default()
                         .with_request_timeout(FED_TIMEOUT)
                         .with_max_concurrent_streams(MAX_FED_STREAMS_PER_CONNECTION),
@@ -449,7 +461,7 @@ pub async fn start(
         discovered_at: None,
     };
     tokio::spawn(task.run());
-    Ok((P2pHandle { tx }, events_rx))
+    Ok((P2pHandle { tx, linked }, events_rx))
 }
 
 struct SwarmTask {

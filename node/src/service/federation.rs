@@ -92,7 +92,9 @@ async fn update(
     peer: String,
     change: impl FnOnce(Option<Link>) -> Option<Link> + Send + 'static,
 ) -> ApiResult<Option<Link>> {
-    node.writer
+    let key = peer.clone();
+    let written = node
+        .writer
         .run(move |ctx| {
             let current: Option<Link> = records::get(&ctx.read().open_table(LINKS).or_internal()?, peer.as_str())?;
             let next = change(current).filter(|l| state(l).is_some());
@@ -103,7 +105,27 @@ async fn update(
             };
             Ok(next)
         })
-        .await
+        .await?;
+    // The swarm reads large federation messages only from linked peers.
+    if let (Some(p2p), Ok(id)) = (&node.p2p, key.parse::<PeerId>()) {
+        p2p.set_linked(id, written.as_ref().and_then(state) == Some(LinkState::Linked));
+    }
+    Ok(written)
+}
+
+/// The peers whose link is up, as stored (read at start, before the swarm runs).
+pub fn linked_peers(store: &crate::store::Store) -> ApiResult<Vec<PeerId>> {
+    use redb::ReadableTable;
+    let txn = store.read().or_internal()?;
+    let mut out = Vec::new();
+    for row in txn.open_table(LINKS).or_internal()?.iter().or_internal()? {
+        let (key, value) = row.or_internal()?;
+        let link: Link = records::decode(value.value())?;
+        if let (Some(LinkState::Linked), Ok(peer)) = (state(&link), key.value().parse::<PeerId>()) {
+            out.push(peer);
+        }
+    }
+    Ok(out)
 }
 
 fn new_link(name: String) -> Link {

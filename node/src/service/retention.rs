@@ -4,13 +4,13 @@
 //! `UntilFetched` drops entries every current member device has acknowledged. The chat's `tail`
 //! records the lowest sequence number still stored. An entry's row in the retry (dedup) index is
 //! dropped with it, and its bytes leave its sender's storage quota (for chats homed here, whose
-//! entries counted). Each pass also deletes guests whose meeting is over and long-dead invites
+//! entries counted) or its home node's replica quota (for replicas). Each pass also deletes guests whose meeting is over and long-dead invites
 //! (`invites::clean_up`).
 
 use super::{ApiResult, Node, OrInternal};
 use crate::store::records::{self, Chat, LogEntry, now_ms};
 use crate::store::tables::{
-    ACCOUNT_BYTES, CHAT_HOMES, CHATS, COMMIT_EFFECTS, CURSORS, DEDUP, DEVICES, LOG, PEER_CURSORS,
+    ACCOUNT_BYTES, CHAT_HOMES, CHATS, COMMIT_EFFECTS, CURSORS, DEDUP, DEVICES, LOG, PEER_CURSORS, REPLICA_USAGE,
 };
 use redb::ReadableTable;
 use std::collections::BTreeMap;
@@ -52,8 +52,11 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
     let Some(mut chat): Option<Chat> = records::get(&txn.open_table(CHATS).or_internal()?, group.0)? else {
         return Ok(0);
     };
-    // A replica's entries were counted by their home node, not here.
-    let replica = txn.open_table(CHAT_HOMES).or_internal()?.get(group.0).or_internal()?.is_some();
+    // A replica's entries were counted by their home node, not here; here they count for the
+    // home node's replica quota.
+    let home: Option<String> =
+        txn.open_table(CHAT_HOMES).or_internal()?.get(group.0).or_internal()?.map(|g| g.value().to_string());
+    let replica = home.is_some();
     // Highest seq that may be dropped.
     let limit = match chat.retention {
         Retention::Forever => return Ok(0),
@@ -102,6 +105,7 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
     let upto = limit.min(chat.tail + MAX_DROP_PER_PASS as u64 - 1);
     let txn = ctx.write();
     let mut freed: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+    let mut freed_replica = 0u64;
     {
         let mut log = txn.open_table(LOG).or_internal()?;
         let mut dedup = txn.open_table(DEDUP).or_internal()?;
@@ -113,7 +117,9 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
                 && let Ok(entry) = records::decode::<LogEntry>(value.value())
             {
                 dedup.remove((group.0, crate::service::delivery::message_hash(&entry.payload))).or_internal()?;
-                if !replica {
+                if replica {
+                    freed_replica += entry.payload.len() as u64;
+                } else {
                     *freed.entry(entry.sender.0).or_default() += entry.payload.len() as u64;
                 }
             }
@@ -125,6 +131,13 @@ fn drop_expired(ctx: &mut crate::store::writer::TxnCtx<'_>, group: GroupId) -> A
             // An account deleted since (a guest) has no count left.
             let Some(used) = usage.get(account).or_internal()?.map(|g| g.value()) else { continue };
             usage.insert(account, used.saturating_sub(bytes)).or_internal()?;
+        }
+    }
+    if let Some(home) = home.filter(|_| freed_replica > 0) {
+        let mut usage = txn.open_table(REPLICA_USAGE).or_internal()?;
+        let counted = usage.get(home.as_str()).or_internal()?.map(|g| g.value());
+        if let Some((replicas, used)) = counted {
+            usage.insert(home.as_str(), (replicas, used.saturating_sub(freed_replica))).or_internal()?;
         }
     }
     let dropped = upto + 1 - chat.tail;

@@ -30,6 +30,7 @@ impl Store {
         let txn = db.begin_write()?;
         tables::create_all(&txn)?;
         backfill_quota_indexes(&txn)?;
+        backfill_replica_usage(&txn)?;
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -88,6 +89,40 @@ fn backfill_quota_indexes(txn: &WriteTransaction) -> anyhow::Result<()> {
         for (account, total) in bytes {
             table.insert(account, total)?;
         }
+    }
+    meta.insert(DONE, [1u8].as_slice())?;
+    Ok(())
+}
+
+/// Counts each home node's replicas and their bytes (`REPLICA_USAGE`), once, for a database
+/// written before the count was kept (marked done in `META`).
+fn backfill_replica_usage(txn: &WriteTransaction) -> anyhow::Result<()> {
+    const DONE: &str = "replica_usage";
+    let mut meta = txn.open_table(tables::META)?;
+    if meta.get(DONE)?.is_some() {
+        return Ok(());
+    }
+    let mut usage: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    {
+        let homes = txn.open_table(tables::CHAT_HOMES)?;
+        let log = txn.open_table(tables::LOG)?;
+        for item in homes.iter()? {
+            let (group, home) = item?;
+            let group = group.value();
+            let mut bytes = 0;
+            for row in log.range((group, 0)..=(group, u64::MAX))? {
+                let (_, value) = row?;
+                if let Ok(entry) = records::decode::<records::LogEntry>(value.value()) {
+                    bytes += entry.payload.len() as u64;
+                }
+            }
+            let counted = usage.entry(home.value().to_string()).or_default();
+            *counted = (counted.0 + 1, counted.1 + bytes);
+        }
+    }
+    let mut table = txn.open_table(tables::REPLICA_USAGE)?;
+    for (home, counted) in usage {
+        table.insert(home.as_str(), counted)?;
     }
     meta.insert(DONE, [1u8].as_slice())?;
     Ok(())
@@ -161,6 +196,9 @@ mod tests {
         let bytes = txn.open_table(tables::ACCOUNT_BYTES).unwrap();
         assert_eq!(bytes.get(alice.0).unwrap().map(|g| g.value()), Some(150), "a replica's entries do not count");
         assert_eq!(bytes.get(bob.0).unwrap().map(|g| g.value()), Some(10));
+        let usage = txn.open_table(tables::REPLICA_USAGE).unwrap();
+        assert_eq!(usage.get("elsewhere").unwrap().map(|g| g.value()), Some((1, 1000)), "one replica, its bytes");
+        drop(usage);
         drop((bytes, txn, store));
 
         // Once: counts kept since are not recomputed at the next open.

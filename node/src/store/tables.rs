@@ -62,6 +62,10 @@ pub const INVITES_BY_EXPIRY: TableDefinition<(u64, [u8; 8]), ()> = TableDefiniti
 /// account -> bytes of log entries it sent that chats homed here still store (its storage quota)
 pub const ACCOUNT_BYTES: TableDefinition<[u8; 32], u64> = TableDefinition::new("account_bytes");
 
+/// home node's peer id -> (replicas of its chats kept here, bytes of their log entries kept here):
+/// a linked node's quotas (`Quotas::max_replicas_per_link`, `replica_bytes_per_link`)
+pub const REPLICA_USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("replica_usage");
+
 /// Creates every table so readers never meet a missing one.
 pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(META)?;
@@ -93,5 +97,6 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(INVITES_BY_CREATOR)?;
     txn.open_table(INVITES_BY_EXPIRY)?;
     txn.open_table(ACCOUNT_BYTES)?;
+    txn.open_table(REPLICA_USAGE)?;
     Ok(())
 }

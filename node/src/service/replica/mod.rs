@@ -45,7 +45,7 @@ use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::store::records::{self, Account, Chat, Link, LogEntry, RemoteAccount};
 use crate::store::tables::{
     ACCOUNTS, CHAT_HOMES, CHATS, COMMIT_EFFECTS, COUNTERS, CURSORS, DEVICES, LINKS, LOG, MEMBERSHIP, PEER_CURSORS,
-    REMOTE_ACCOUNTS,
+    REMOTE_ACCOUNTS, REPLICA_USAGE,
 };
 use crate::store::writer::TxnCtx;
 
@@ -431,8 +431,8 @@ async fn pull_until(node: &Node, home: PeerId, group: GroupId, want: u64) -> Api
         let upto = replica.upto;
         applied |= !replica.entries.is_empty();
         let me = node.info.node_id.clone();
-        let max_replicas = node.info.quotas.max_replicas_per_link;
-        let head = node.writer.run(move |ctx| apply(ctx, &me, home, group, replica, max_replicas)).await?;
+        let quotas = node.info.quotas;
+        let head = node.writer.run(move |ctx| apply(ctx, &me, home, group, replica, quotas)).await?;
         if head >= upto {
             return Ok(applied);
         }
@@ -505,24 +505,36 @@ fn check_page(mut replica: ChatReplica) -> ApiResult<ChatReplica> {
     Ok(replica)
 }
 
-/// Applies a page pulled from the home node to the replica, in one transaction. Returns the new
-/// head.
-/// Applies a page pulled from `home`. A new replica is made only for a chat with a member who has
-/// an account on this node, and only while `home` has fewer than `max_replicas` chats here: a
-/// linked node cannot make this node keep chats of strangers, or unboundedly many.
+/// Applies a page pulled from `home` to the replica, in one transaction. Returns the new head.
+///
+/// A new replica is made only for a chat with a member who has an account on this node, and only
+/// while `home` has fewer than `quotas.max_replicas_per_link` chats here; the entries of all of
+/// `home`'s replicas together take at most `quotas.replica_bytes_per_link` bytes here (the entries
+/// of a page that fit are applied, and a page of which none fits is refused): a linked node cannot
+/// make this node keep chats of strangers, or unboundedly many, or unboundedly large ones. Each
+/// home's count and bytes are kept in `REPLICA_USAGE` (retention gives the bytes back).
 fn apply(
     ctx: &mut TxnCtx<'_>,
     me: &str,
     home: PeerId,
     group: GroupId,
     replica: ChatReplica,
-    max_replicas: u32,
+    quotas: crate::config::Quotas,
 ) -> ApiResult<u64> {
     let replica = check_page(replica).inspect_err(|e| {
         tracing::warn!(%group, %home, error = %e.message, "refused a page pulled from the chat's home node");
     })?;
-    let ChatReplica { state, members, entries, upto } = replica;
+    let ChatReplica { state, members, mut entries, upto } = replica;
     let home_key = home.to_string();
+    let (held, used) = ctx
+        .read()
+        .open_table(REPLICA_USAGE)
+        .or_internal()?
+        .get(home_key.as_str())
+        .or_internal()?
+        .map(|g| g.value())
+        .unwrap_or((0, 0));
+    let mut new_replica = false;
     let existing: Option<Chat> = records::get(&ctx.read().open_table(CHATS).or_internal()?, group.0)?;
     let recorded_home =
         ctx.read().open_table(CHAT_HOMES).or_internal()?.get(group.0).or_internal()?.map(|g| g.value().to_string());
@@ -539,16 +551,7 @@ fn apply(
                 tracing::warn!(%group, %home, "refused a chat from a linked node: none of its members lives here");
                 return err(ErrorCode::Forbidden, "no member of this chat has an account on this node");
             }
-            let held = ctx
-                .read()
-                .open_table(CHAT_HOMES)
-                .or_internal()?
-                .iter()
-                .or_internal()?
-                .filter(|row| row.as_ref().is_ok_and(|(_, h)| h.value() == home_key))
-                .take(max_replicas as usize)
-                .count();
-            if held >= max_replicas as usize {
+            if held >= u64::from(quotas.max_replicas_per_link) {
                 tracing::warn!(%group, %home, held, "refused a chat from a linked node: it has the most chats kept for one node");
                 return err(
                     ErrorCode::QuotaExceeded,
@@ -557,8 +560,7 @@ fn apply(
             }
             // A new replica starts at the first entry for this node's members.
             let start = entries.first().map(|e| e.seq - 1).unwrap_or(upto);
-            ctx.write().open_table(CHAT_HOMES).or_internal()?.insert(group.0, home_key.as_str()).or_internal()?;
-            tracing::info!(%group, home = %home, "new chat from a linked node");
+            new_replica = true;
             Chat {
                 kind: state.kind,
                 name: state.name.clone(),
@@ -577,6 +579,35 @@ fn apply(
             }
         }
     };
+    // The entries new here that fit the home's byte quota (checked before anything is written).
+    let quota = quotas.replica_bytes_per_link;
+    let (mut fit, mut adding) = (0, 0u64);
+    for entry in entries.iter().filter(|e| e.seq > chat.head) {
+        let size = entry.payload.len() as u64;
+        if used.saturating_add(adding).saturating_add(size) > quota {
+            break;
+        }
+        (fit, adding) = (fit + 1, adding + size);
+    }
+    let new_entries = entries.iter().filter(|e| e.seq > chat.head).count();
+    if fit < new_entries {
+        tracing::warn!(%group, %home, used, quota, "refused entries from a linked node: its chats take the most bytes kept for one node");
+        if fit == 0 {
+            return err(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "this node keeps {} of messages of chats homed on your node, the most it keeps for one linked node",
+                    crate::config::format_bytes(used)
+                ),
+            );
+        }
+        let keep = entries.len() - (new_entries - fit);
+        entries.truncate(keep);
+    }
+    if new_replica {
+        ctx.write().open_table(CHAT_HOMES).or_internal()?.insert(group.0, home_key.as_str()).or_internal()?;
+        tracing::info!(%group, home = %home, "new chat from a linked node");
+    }
     remember_in(ctx, me, Source::Node(&home_key), &members)?;
     let before = (chat.name.clone(), chat.description.clone());
     let (mut count, mut bytes) = (0u64, 0u64);
@@ -590,6 +621,10 @@ fn apply(
         count += 1;
         bytes += entry.payload.len() as u64;
         apply_entry(ctx, group, &mut chat, entry)?;
+    }
+    if count > 0 || new_replica {
+        let usage = (held + u64::from(new_replica), used + bytes);
+        ctx.write().open_table(REPLICA_USAGE).or_internal()?.insert(home_key.as_str(), usage).or_internal()?;
     }
     if count > 0 {
         // Replicas count as stored messages too (`/metrics`).
@@ -771,8 +806,8 @@ mod tests {
     /// Applies a pulled page as [`pull_until`] does: in a writer job.
     async fn apply_page(node: &Node, home: PeerId, group: GroupId, replica: ChatReplica) -> ApiResult<u64> {
         let me = node.info.node_id.clone();
-        let max = node.info.quotas.max_replicas_per_link;
-        node.writer.run(move |ctx| apply(ctx, &me, home, group, replica, max)).await
+        let quotas = node.info.quotas;
+        node.writer.run(move |ctx| apply(ctx, &me, home, group, replica, quotas)).await
     }
 
     fn stored_seqs(node: &Node, group: GroupId) -> Vec<u64> {
@@ -813,6 +848,58 @@ mod tests {
         // Replicas it holds still take new pages; another linked node has its own quota.
         assert_eq!(apply_page(&node, home, GroupId([11; 16]), page(&[1, 2], 2, "ours")).await.unwrap(), 2);
         assert_eq!(apply_page(&node, other, GroupId([14; 16]), page(&[1], 1, "theirs")).await.unwrap(), 1);
+    }
+
+    fn usage(node: &Node, home: PeerId) -> Option<(u64, u64)> {
+        let txn = node.store.read().unwrap();
+        txn.open_table(REPLICA_USAGE).unwrap().get(home.to_string().as_str()).unwrap().map(|g| g.value())
+    }
+
+    /// The entries of one linked node's chats take at most `replica_bytes_per_link` here: the
+    /// entries of a page that fit are applied, a page of which none fits is refused
+    /// (`QuotaExceeded`, nothing stored, no new replica), other linked nodes are not affected, and
+    /// retention gives the bytes back. The count is kept as entries are applied.
+    #[tokio::test]
+    async fn replicas_of_one_link_fit_its_byte_quota() {
+        let dir = temp_dir("bytes");
+        // Test pages carry 8 bytes per entry: room for 12 entries.
+        let quotas = crate::config::Quotas { replica_bytes_per_link: 100, ..Default::default() };
+        let node = node_with(&dir, quotas);
+        let (home, other) = (PeerId::random(), PeerId::random());
+        let (group, second) = (GroupId([20; 16]), GroupId([21; 16]));
+        let kept = |seqs: &[u64], upto: u64| {
+            let mut p = page(seqs, upto, "chat");
+            p.state.retention = Retention::Days(1);
+            p
+        };
+
+        assert_eq!(apply_page(&node, home, group, kept(&(1..=10).collect::<Vec<_>>(), 15)).await.unwrap(), 10);
+        assert_eq!(usage(&node, home), Some((1, 80)));
+        // Two of the next five fit.
+        assert_eq!(apply_page(&node, home, group, kept(&[11, 12, 13, 14, 15], 15)).await.unwrap(), 12);
+        assert_eq!(stored_seqs(&node, group), (1..=12).collect::<Vec<_>>());
+        assert_eq!(usage(&node, home), Some((1, 96)));
+        // None of these does: refused, nothing stored; nor a new chat with entries from that node.
+        let e = apply_page(&node, home, group, kept(&[13, 14, 15], 15)).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::QuotaExceeded, "{}", e.message);
+        let e = apply_page(&node, home, second, kept(&[1], 1)).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::QuotaExceeded, "{}", e.message);
+        assert!(stored_seqs(&node, second).is_empty());
+        assert!(node.store.read().unwrap().open_table(CHAT_HOMES).unwrap().get(second.0).unwrap().is_none());
+        assert_eq!(usage(&node, home), Some((1, 96)), "nothing counted for refused pages");
+        // Another linked node has a quota of its own.
+        assert_eq!(
+            apply_page(&node, other, GroupId([22; 16]), kept(&(1..=12).collect::<Vec<_>>(), 12)).await.unwrap(),
+            12
+        );
+        assert_eq!(usage(&node, other), Some((1, 96)));
+
+        // Retention drops the entries (stored long ago): their bytes are free again.
+        assert!(crate::service::retention::run_once(&node).await.unwrap() >= 12);
+        assert_eq!(usage(&node, home), Some((1, 0)));
+        assert_eq!(apply_page(&node, home, group, kept(&[13, 14, 15], 15)).await.unwrap(), 15);
+        assert_eq!(usage(&node, home), Some((1, 24)));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A home node's page that starts at seq 0 (or otherwise breaks the numbering) is refused
