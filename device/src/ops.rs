@@ -420,6 +420,10 @@ pub(crate) async fn handle_event(cx: &Cx, event: Event) -> Result<()> {
         Event::ChatUpdated { group } => {
             if chat(cx, group).is_some() {
                 refresh_chat(cx, group).await;
+                // Members the node deleted (guests whose meeting is over) may have to go.
+                if chat(cx, group).is_some_and(|c| c.active && !c.leavers.is_empty()) {
+                    commit_pending_leaves(cx, group).await?;
+                }
             }
         }
         // Handed to the media layer by `Device::handle_event`.
@@ -435,13 +439,17 @@ async fn refresh_chat(cx: &Cx, group: GroupId) {
     }
 }
 
-/// Keeps the node's view of a chat: its (possibly new) name is stored, member names learnt.
+/// Keeps the node's view of a chat: its (possibly new) name is stored, member names learnt, and
+/// members whose accounts the node deleted (guests whose meeting is over) are treated as leavers,
+/// whom an owner's or admin's device removes (`commit_pending_leaves`).
 async fn apply_info(cx: &Cx, info: ChatInfo) -> Result<()> {
     let group = info.group;
     let Some(mut local) = chat(cx, group) else { return Ok(()) };
     let mut batch = Batch::default();
-    if local.name != info.name {
+    let new_gone: Vec<AccountId> = info.gone.iter().filter(|a| !local.leavers.contains(a)).copied().collect();
+    if local.name != info.name || !new_gone.is_empty() {
         local.name = info.name.clone();
+        local.leavers.extend(new_gone);
         batch.chat(group, local);
     }
     let mut names = Vec::new();

@@ -475,6 +475,9 @@ pub struct ChatInfo {
     pub members: Vec<MemberInfo>,
     /// For a direct chat: the member it was opened with (its creator is the other one).
     pub peer: Option<AccountId>,
+    /// Members whose accounts the node deleted (guests whose meeting is over) and who are still
+    /// in the chat's MLS group: an owner's or admin's device commits their removal.
+    pub gone: Vec<AccountId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -339,6 +339,9 @@ pub struct ScriptedNode {
     pub next_welcome_id: u64,
     pub invites: BTreeMap<InviteId, InviteRecord>,
     pub refusals: BTreeMap<GroupId, Refusal>,
+    /// Members the node deleted (guests whose meeting is over) that `ChatInfo::gone` lists while
+    /// they are still in the chat.
+    pub gone: BTreeSet<(GroupId, AccountId)>,
     /// Source of challenges, invite ids and secrets.
     pub counter: u64,
 }
@@ -363,6 +366,7 @@ impl ScriptedNode {
             next_welcome_id: 1,
             invites: BTreeMap::new(),
             refusals: BTreeMap::new(),
+            gone: BTreeSet::new(),
             counter: 0,
         }
     }
@@ -469,7 +473,7 @@ impl ScriptedNode {
     }
 
     /// Queues `event` on every signed-in connection of the accounts.
-    fn publish(&mut self, to: &[AccountId], event: Event) {
+    pub fn publish(&mut self, to: &[AccountId], event: Event) {
         for conn in self.conns.values_mut() {
             if conn.session.is_some_and(|s| to.contains(&s.account)) {
                 conn.events.push(event.clone());
@@ -898,6 +902,12 @@ impl ScriptedNode {
             retention: chat.retention,
             epoch: chat.epoch,
             head: chat.head,
+            gone: self
+                .gone
+                .iter()
+                .filter(|(g, a)| *g == group && chat.roster.contains_key(a))
+                .map(|(_, a)| *a)
+                .collect(),
             members,
             peer: chat.peer,
         }

@@ -42,7 +42,7 @@ pub struct Driver {
 }
 
 enum Input {
-    Frame(anyhow::Result<ServerFrame>),
+    Frame(Box<anyhow::Result<ServerFrame>>),
     Timer,
 }
 
@@ -122,12 +122,14 @@ impl Driver {
             }
         };
         let input = tokio::select! {
-            frame = conn.next_frame() => Input::Frame(frame),
+            frame = conn.next_frame() => Input::Frame(Box::new(frame)),
             () = sleep => Input::Timer,
         };
         match input {
-            Input::Frame(Ok(frame)) => self.frame(frame),
-            Input::Frame(Err(e)) => self.disconnected(format!("{e:#}")),
+            Input::Frame(frame) => match *frame {
+                Ok(frame) => self.frame(frame),
+                Err(e) => self.disconnected(format!("{e:#}")),
+            },
             Input::Timer => {
                 self.timer = None;
                 self.device.handle_timeout(now_ms());

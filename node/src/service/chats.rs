@@ -169,6 +169,18 @@ pub fn info(txn: &redb::ReadTransaction, this: &super::NodeInfo, group: GroupId,
     }
     let home_node =
         super::replica::home_of(txn, group)?.map(|p| p.to_string()).unwrap_or_else(|| this_node.to_string());
+    let mut gone = Vec::new();
+    for item in txn
+        .open_table(crate::store::tables::GONE_MEMBERS)
+        .or_internal()?
+        .range((group.0, [0u8; 32])..=(group.0, [0xff; 32]))
+        .or_internal()?
+    {
+        let account = AccountId(item.or_internal()?.0.value().1);
+        if chat.roster.contains_key(&account) {
+            gone.push(account);
+        }
+    }
     Ok(ChatInfo {
         group,
         kind: chat.kind,
@@ -180,6 +192,7 @@ pub fn info(txn: &redb::ReadTransaction, this: &super::NodeInfo, group: GroupId,
         head: chat.head,
         members,
         peer: chat.peer,
+        gone,
     })
 }
 

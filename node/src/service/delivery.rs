@@ -443,8 +443,10 @@ fn apply_commit(ctx: &mut TxnCtx<'_>, group: GroupId, mut chat: Chat, accepted: 
         .or_internal()?;
     {
         let mut membership = txn.open_table(MEMBERSHIP).or_internal()?;
+        let mut gone = txn.open_table(crate::store::tables::GONE_MEMBERS).or_internal()?;
         for account in &change.removed {
             membership.remove((account.0, group.0)).or_internal()?;
+            gone.remove((group.0, account.0)).or_internal()?;
         }
         for (account, _) in &change.added {
             membership.insert((account.0, group.0), ()).or_internal()?;

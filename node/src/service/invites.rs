@@ -9,14 +9,14 @@ use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::mls_view::{self, MessageKind};
 use crate::store::records::{self, Account, Chat, Invite, now_ms};
 use crate::store::tables::{
-    ACCOUNT_BYTES, ACCOUNTS, CHATS, CURSORS, DEVICES, GROUP_INFO, GUESTS, INVITES, INVITES_BY_CREATOR,
+    ACCOUNT_BYTES, ACCOUNTS, CHATS, CURSORS, DEVICES, GONE_MEMBERS, GROUP_INFO, GUESTS, INVITES, INVITES_BY_CREATOR,
     INVITES_BY_EXPIRY, INVITES_BY_GROUP, KEY_PACKAGES, LAST_RESORT, MEMBERSHIP, OPEN_ACCOUNTS, WELCOMES,
 };
 use redb::{ReadableTable, WriteTransaction};
 use std::time::Duration;
 use veche_protocol::ids::{AccountId, GroupId, InviteId};
 use veche_protocol::link::{SECRET_LEN, secret_hash};
-use veche_protocol::wire::{ErrorCode, InviteInfo, InvitePreview, InviteToken};
+use veche_protocol::wire::{ErrorCode, Event, InviteInfo, InvitePreview, InviteToken};
 
 /// Longest an invite may stay valid.
 pub const MAX_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -519,9 +519,10 @@ pub async fn clean_up(node: &Node) -> ApiResult<CleanedUp> {
     let cleaned = CleanedUp { guests: guests.len(), invites: dead.len() };
     node.writer
         .run(move |ctx| {
+            let mut told = Vec::new();
             let txn = ctx.write();
             for account in &guests {
-                delete_guest(txn, *account)?;
+                told.extend(delete_guest(txn, *account)?);
             }
             // Read again in the transaction: the row is this invite's current expiry (a row that
             // is not, which nothing should leave, goes so it cannot hold up later passes).
@@ -534,6 +535,11 @@ pub async fn clean_up(node: &Node) -> ApiResult<CleanedUp> {
                     }
                 }
             }
+            // Their chats' members learn that someone is gone: an owner's or admin's device
+            // removes the guests from the MLS group (`ChatInfo::gone`).
+            for (group, roster) in told {
+                ctx.publish(roster, Event::ChatUpdated { group });
+            }
             Ok(())
         })
         .await?;
@@ -543,8 +549,9 @@ pub async fn clean_up(node: &Node) -> ApiResult<CleanedUp> {
     Ok(cleaned)
 }
 
-/// Deletes a guest account and everything the node keeps for it.
-fn delete_guest(txn: &WriteTransaction, account: AccountId) -> ApiResult<()> {
+/// Deletes a guest account and everything the node keeps for it. The chats it is still in keep a
+/// `GONE_MEMBERS` row until a commit removes it; returns those chats with their rosters.
+fn delete_guest(txn: &WriteTransaction, account: AccountId) -> ApiResult<Vec<(GroupId, Vec<AccountId>)>> {
     let record: Option<Account> = records::get(&txn.open_table(ACCOUNTS).or_internal()?, account.0)?;
     for device in record.map(|a| a.devices).unwrap_or_default() {
         let d = device.0;
@@ -558,6 +565,22 @@ fn delete_guest(txn: &WriteTransaction, account: AccountId) -> ApiResult<()> {
             .or_internal()?;
     }
     let a = account.0;
+    let groups: Vec<[u8; 16]> = txn
+        .open_table(MEMBERSHIP)
+        .or_internal()?
+        .range((a, [0u8; 16])..=(a, [0xff; 16]))
+        .or_internal()?
+        .map(|item| item.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()
+        .or_internal()?;
+    let mut still_in = Vec::new();
+    for group in groups {
+        let chat: Option<Chat> = records::get(&txn.open_table(CHATS).or_internal()?, group)?;
+        if let Some(chat) = chat.filter(|c| c.roster.contains_key(&account)) {
+            txn.open_table(GONE_MEMBERS).or_internal()?.insert((group, a), ()).or_internal()?;
+            still_in.push((GroupId(group), chat.roster.keys().copied().filter(|m| *m != account).collect()));
+        }
+    }
     txn.open_table(MEMBERSHIP)
         .or_internal()?
         .retain_in((a, [0u8; 16])..=(a, [0xff; 16]), |_, _| false)
@@ -566,5 +589,5 @@ fn delete_guest(txn: &WriteTransaction, account: AccountId) -> ApiResult<()> {
     txn.open_table(GUESTS).or_internal()?.remove(a).or_internal()?;
     txn.open_table(OPEN_ACCOUNTS).or_internal()?.remove(a).or_internal()?;
     txn.open_table(ACCOUNT_BYTES).or_internal()?.remove(a).or_internal()?;
-    Ok(())
+    Ok(still_in)
 }

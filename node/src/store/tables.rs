@@ -51,6 +51,10 @@ pub const REMOTE_DIRECTORIES: TableDefinition<&str, &[u8]> = TableDefinition::ne
 pub const MEETINGS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("meetings");
 /// account -> records::Guest: guest accounts made with a meeting link
 pub const GUESTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("guests");
+/// (group, account) -> (): members this node deleted (guests whose meeting is over) that are
+/// still in the chat's MLS group; `ChatInfo::gone` lists them until an owner's or admin's device
+/// commits their removal
+pub const GONE_MEMBERS: TableDefinition<([u8; 16], [u8; 32]), ()> = TableDefinition::new("gone_members");
 /// counter name -> value (metrics that survive restarts)
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// (group, invite id) -> (): the invites of a chat (listing them reads only these rows)
@@ -98,5 +102,6 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(INVITES_BY_EXPIRY)?;
     txn.open_table(ACCOUNT_BYTES)?;
     txn.open_table(REPLICA_USAGE)?;
+    txn.open_table(GONE_MEMBERS)?;
     Ok(())
 }
