@@ -44,4 +44,7 @@ pub use error::{
 pub use model::{
     Delete, DeviceRecord, HistoryBody, HistoryEntry, LocalChat, Model, OutboxEntry, PendingJoin, SystemEvent, Write,
 };
-pub use ops::{KEY_PACKAGES_BATCH, KEY_PACKAGES_FIRST, KEY_PACKAGES_LOW, MAX_ATTEMPTS, PAGE};
+pub use ops::{
+    KEY_PACKAGES_BATCH, KEY_PACKAGES_FIRST, KEY_PACKAGES_LOW, MAX_ATTEMPTS, PAGE, RESYNC_BACKOFF_FIRST_MS,
+    RESYNC_BACKOFF_MAX_MS,
+};
