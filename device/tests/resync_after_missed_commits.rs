@@ -119,3 +119,32 @@ fn a_refused_resync_waits_before_it_is_tried_again() {
     sim.sent(alice, group, "after");
     assert_eq!(sim.members[bob].texts(group).last().map(String::as_str), Some("after"));
 }
+
+/// A device restored from a recovery file made after which it committed (a role change, whose
+/// secrets only the lost state held) cannot process its own commit: it rejoins the chat instead
+/// of dropping it, refreshes its keys, and both sides read each other.
+#[test]
+fn a_restored_device_behind_its_own_commit_rejoins() {
+    let mut sim = Sim::new();
+    let alice = sim.member("Alice");
+    let bob = sim.member("Bob");
+    let group = sim.chat_of(&[alice, bob]);
+    let mut backup: Vec<(String, Vec<u8>)> =
+        sim.members[alice].kv.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    backup.push(("restored".into(), vec![1]));
+    let bob_account = sim.members[bob].account();
+    let promoted = sim.command(alice, Command::SetRole { group, member: bob_account, role: Role::Admin });
+    assert!(promoted.is_ok(), "{promoted:?}");
+    sim.sent(bob, group, "after the backup");
+    sim.disconnect(alice);
+    let restored = sim.device_from("Alice again", backup);
+    sim.connect(restored);
+    assert!(sim.members[restored].device.model().chats[&group].active, "the chat is still followed");
+    assert_eq!(resynced_lines(&sim, restored, group), [2], "the role change and Bob's message");
+    sim.sent(bob, group, "hello again");
+    assert_eq!(sim.members[restored].texts(group), ["hello again"]);
+    sim.sent(restored, group, "back");
+    assert_eq!(sim.members[bob].texts(group).last().map(String::as_str), Some("back"));
+    let roles = sim.node.chat_info(group).members;
+    assert!(roles.iter().any(|m| m.account == bob_account && m.role == Role::Admin), "{roles:?}");
+}
