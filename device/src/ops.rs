@@ -1178,6 +1178,11 @@ async fn refresh_keys_after_restore(cx: &Cx) -> Result<()> {
             if !cx.core().signed_in || e == DeviceError::Offline {
                 return Err(e); // offline: try again on the next connection
             }
+            if e == DeviceError::Resyncing {
+                // Stuck behind a commit and waiting to rejoin: the resync gives this device a
+                // new leaf, whose keys the old state never held either.
+                continue;
+            }
             // The old state cannot follow this chat any more (it missed its own later commits).
             if let Some(mut local) = chat(cx, group) {
                 local.active = false;

@@ -148,3 +148,63 @@ fn a_restored_device_behind_its_own_commit_rejoins() {
     let roles = sim.node.chat_info(group).members;
     assert!(roles.iter().any(|m| m.account == bob_account && m.role == Role::Admin), "{roles:?}");
 }
+
+/// The same in a direct chat: Bob misses Alice's key refresh (a commit) and it is dropped before
+/// he fetches it; his device rejoins the direct chat by replacing its own leaf, and the two go on.
+#[test]
+fn a_device_behind_in_a_direct_chat_rejoins() {
+    let mut sim = Sim::new();
+    let alice = sim.member("Alice");
+    let bob = sim.member("Bob");
+    let bob_account = sim.members[bob].account();
+    let group = match sim.command(alice, Command::DirectChat { member: bob_account }) {
+        Ok(veche_device::Outcome::Group(g)) => g,
+        other => panic!("direct chat: {other:?}"),
+    };
+    sim.sent(alice, group, "hi");
+    assert_eq!(sim.members[bob].texts(group), ["hi"]);
+    let mut backup: Vec<(String, Vec<u8>)> =
+        sim.members[alice].kv.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    backup.push(("restored".into(), vec![1]));
+    sim.disconnect(bob);
+    sim.disconnect(alice);
+    let restored = sim.device_from("Alice again", backup);
+    sim.connect(restored);
+    let refreshed = sim.node.log(group).last().map(|e| e.seq).expect("the key refresh is stored");
+    sim.sent(restored, group, "while Bob was away");
+    sim.node.expire(group, refreshed);
+    sim.connect(bob);
+    assert!(sim.members[bob].device.model().chats[&group].active);
+    assert_eq!(resynced_lines(&sim, bob, group), [1]);
+    sim.sent(restored, group, "after");
+    assert_eq!(sim.members[bob].texts(group), ["hi", "after"]);
+    sim.sent(bob, group, "back");
+    assert_eq!(sim.members[restored].texts(group).last().map(String::as_str), Some("back"));
+    assert_eq!(sim.node.chat_info(group).members.len(), 2);
+}
+
+/// A restored device whose first resync is refused keeps the chat: it rejoins after the pause.
+#[test]
+fn a_restored_device_keeps_a_chat_whose_resync_must_wait() {
+    let mut sim = Sim::new();
+    let alice = sim.member("Alice");
+    let bob = sim.member("Bob");
+    let group = sim.chat_of(&[alice, bob]);
+    let mut backup: Vec<(String, Vec<u8>)> =
+        sim.members[alice].kv.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    backup.push(("restored".into(), vec![1]));
+    let bob_account = sim.members[bob].account();
+    let promoted = sim.command(alice, Command::SetRole { group, member: bob_account, role: Role::Admin });
+    assert!(promoted.is_ok(), "{promoted:?}");
+    sim.disconnect(alice);
+    let restored = sim.device_from("Alice again", backup);
+    sim.node.refuse_next(group, 1, ErrorCode::Internal);
+    sim.connect(restored);
+    assert!(sim.members[restored].device.model().chats[&group].active, "kept while the resync waits");
+    assert!(!sim.members[restored].device.model().restored);
+    sim.advance(veche_device::RESYNC_BACKOFF_FIRST_MS);
+    sim.command(restored, Command::Sync).ok();
+    assert_eq!(resynced_lines(&sim, restored, group).len(), 1);
+    sim.sent(restored, group, "back");
+    assert_eq!(sim.members[bob].texts(group).last().map(String::as_str), Some("back"));
+}

@@ -282,9 +282,6 @@ fn check_resync(chat: &ChatRecord, session: Session, view: &MessageView, next: &
     if !view.public {
         return err(ErrorCode::BadRequest, "commits must be PublicMessages so the home node can check them");
     }
-    if chat.kind == ChatKind::Direct {
-        return err(ErrorCode::Forbidden, "direct chats cannot be rejoined by external commit");
-    }
     let removes_own_leaf =
         !view.removed_leaves.is_empty() && view.removed_leaves.iter().all(|leaf| chat.leaves.get(leaf) == Some(&own));
     if !removes_own_leaf {
