@@ -208,3 +208,34 @@ fn a_restored_device_keeps_a_chat_whose_resync_must_wait() {
     sim.sent(restored, group, "back");
     assert_eq!(sim.members[bob].texts(group).last().map(String::as_str), Some("back"));
 }
+
+/// Stuck behind a commit, but the node no longer lists the account (a later commit removed it):
+/// no resync; the chat is kept read-only with a line saying this device was removed.
+#[test]
+fn a_device_behind_its_own_removal_does_not_rejoin() {
+    let mut sim = Sim::new();
+    let alice = sim.member("Alice");
+    let bob = sim.member("Bob");
+    let carol = sim.member("Carol");
+    let group = sim.chat_of(&[alice, bob, carol]);
+    sim.disconnect(bob);
+    let carol_account = sim.members[carol].account();
+    let promoted = sim.command(alice, Command::SetRole { group, member: carol_account, role: Role::Admin });
+    let Ok(veche_device::Outcome::Stored(promoted)) = promoted else { panic!("{promoted:?}") };
+    let bob_account = sim.members[bob].account();
+    let removed = sim.command(alice, Command::Remove { group, member: bob_account });
+    assert!(removed.is_ok(), "{removed:?}");
+    sim.node.expire(group, promoted);
+    sim.connect(bob);
+    let commits = sim.members[bob].sent().filter(|r| matches!(r, Request::Commit { .. })).count();
+    assert_eq!(commits, 0, "no resync for a former member");
+    assert!(!sim.members[bob].device.model().chats[&group].active);
+    assert!(
+        sim.members[bob]
+            .history(group)
+            .iter()
+            .any(|e| e.body == HistoryBody::System(SystemEvent::Removed(vec![bob_account]))),
+        "{:?}",
+        sim.members[bob].history(group)
+    );
+}
