@@ -198,6 +198,9 @@ pub(crate) struct Core {
     writing: BTreeMap<u64, (Batch, veche_mls::Changes)>,
     persisted: BTreeMap<u64, Result<(), String>>,
     timer: Option<u64>,
+    /// Chats this device resynced or tried to: when it may try again (not persisted: after a
+    /// restart the first sync may try at once).
+    pub resyncs: BTreeMap<GroupId, crate::ops::ResyncWait>,
 }
 
 /// An operation's handle on the core.
@@ -341,6 +344,7 @@ impl Device {
             writing: BTreeMap::new(),
             persisted: BTreeMap::new(),
             timer: None,
+            resyncs: BTreeMap::new(),
         };
         let mut device =
             Device { cx: Cx(Rc::new(RefCell::new(core))), queue: VecDeque::new(), running: None, next_command: 0 };
@@ -542,8 +546,10 @@ impl Device {
                 if !cx.core().signed_in {
                     return;
                 }
-                if let Err(e) = crate::ops::handle_event(&cx, event).await {
-                    cx.notify(DeviceEvent::Error(e));
+                match crate::ops::handle_event(&cx, event).await {
+                    // Said once, by the failed attempt, not on every message while it waits.
+                    Ok(()) | Err(DeviceError::Resyncing) => {}
+                    Err(e) => cx.notify(DeviceEvent::Error(e)),
                 }
             }),
             Work::Flush => Box::pin(async move {

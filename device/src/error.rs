@@ -43,6 +43,10 @@ pub enum DeviceError {
     UnknownChat,
     #[error("you are no longer a member of this chat")]
     NotMember,
+    /// This device cannot follow the chat and its last attempt to rejoin it failed; it tries
+    /// again after a pause (see `RESYNC_BACKOFF_FIRST_MS`).
+    #[error("this device fell behind in this chat and is rejoining it; try again shortly")]
+    Resyncing,
     /// The MLS layer refused or failed.
     #[error("encryption: {0}")]
     Mls(String),
@@ -124,6 +128,7 @@ impl DeviceError {
             DeviceError::NoDevice => "err-no-device",
             DeviceError::UnknownChat => "err-not-found",
             DeviceError::NotMember => "err-forbidden",
+            DeviceError::Resyncing => "err-resyncing",
             DeviceError::Mls(_) => "err-mls",
             DeviceError::Storage(_) => "err-storage",
             DeviceError::SignIn(SignInError::NodeChanged { .. }) => "err-node-changed",

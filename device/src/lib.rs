@@ -25,11 +25,15 @@
 //! - **Nothing leaves the device before it is durable.** A `Send` is never returned while a
 //!   `Persist` is unreported, and every operation persists its MLS changes (and the data they
 //!   produced: an outbox entry with its ciphertext, a pending join, new key packages' keys)
-//!   before the request that depends on them.
+//!   before the request that depends on them. The one exception is a resync's external commit
+//!   (`ops.rs` `resync_once`): the group it makes is kept only once the node stored it, so a
+//!   lost attempt leaves the stuck state, which the next attempt replaces.
 //! - **One operation at a time.** Commands, live events and the sync after connecting run one
 //!   after the other in arrival order; a chat is never processed by two at once.
 //! - **The log is processed strictly in order**, each entry once; a message is shown under the
-//!   member MLS authenticates as its sender, never only under the node's word.
+//!   member MLS authenticates as its sender, never only under the node's word. Entries are passed
+//!   over only with a history line saying so: those retention dropped, and those a device stuck
+//!   behind an entry it cannot process skips when it rejoins the chat (a resync, `ops.rs`).
 
 mod device;
 pub mod error;
@@ -44,4 +48,7 @@ pub use error::{
 pub use model::{
     Delete, DeviceRecord, HistoryBody, HistoryEntry, LocalChat, Model, OutboxEntry, PendingJoin, SystemEvent, Write,
 };
-pub use ops::{KEY_PACKAGES_BATCH, KEY_PACKAGES_FIRST, KEY_PACKAGES_LOW, MAX_ATTEMPTS, PAGE};
+pub use ops::{
+    KEY_PACKAGES_BATCH, KEY_PACKAGES_FIRST, KEY_PACKAGES_LOW, MAX_ATTEMPTS, PAGE, RESYNC_BACKOFF_FIRST_MS,
+    RESYNC_BACKOFF_MAX_MS,
+};

@@ -107,6 +107,14 @@ pub enum SystemEvent {
     },
     /// A system line written by a native client before the device core, in English.
     Legacy(String),
+    /// This device could not follow the chat any more (it missed or could not process a commit)
+    /// and rejoined it with a new leaf (a resync): the `skipped` log entries before that could
+    /// not be decrypted on this device.
+    Resynced {
+        skipped: u64,
+    },
+    /// Another member's device rejoined the chat the same way, replacing its own leaf.
+    DeviceRejoined(AccountId),
 }
 
 /// What a history entry shows. Stored: new variants go at the end.
@@ -142,7 +150,9 @@ impl HistoryBody {
             HistoryBody::System(SystemEvent::Membership { added, removed }) => {
                 added.iter().chain(removed).copied().collect()
             }
-            HistoryBody::System(SystemEvent::JoinedByLink(a) | SystemEvent::RoleChanged(a)) => vec![*a],
+            HistoryBody::System(
+                SystemEvent::JoinedByLink(a) | SystemEvent::RoleChanged(a) | SystemEvent::DeviceRejoined(a),
+            ) => vec![*a],
             HistoryBody::System(SystemEvent::RolesChanged { by: Some(a) }) => vec![*a],
             HistoryBody::Forged { claimed } => vec![*claimed],
             _ => Vec::new(),

@@ -25,6 +25,22 @@ pub const KEY_PACKAGES_LOW: u32 = 10;
 pub const KEY_PACKAGES_BATCH: usize = 40;
 /// One-time key packages uploaded at registration (plus a last-resort one).
 pub const KEY_PACKAGES_FIRST: usize = 50;
+/// The pause after a resync before a chat may be resynced again, and after a first failed one,
+/// milliseconds: one outbox retry period, so a passing refusal clears quickly, while a device that
+/// keeps falling behind makes at most one commit per chat in this time.
+pub const RESYNC_BACKOFF_FIRST_MS: u64 = 5_000;
+/// The longest pause between failed resyncs of a chat (the pause doubles per failure up to this),
+/// milliseconds: a chat the node keeps refusing costs it one commit attempt per 10 minutes per
+/// device, and the member still gets the chat back within 10 minutes once the cause is gone.
+pub const RESYNC_BACKOFF_MAX_MS: u64 = 10 * 60 * 1000;
+
+/// When a chat may be resynced again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResyncWait {
+    /// Failed attempts in a row.
+    pub failures: u32,
+    pub not_before_ms: u64,
+}
 
 type Result<T, E = DeviceError> = std::result::Result<T, E>;
 
@@ -152,8 +168,9 @@ pub(crate) async fn sync_all(cx: &Cx) -> Result<()> {
         // One chat's trouble (a message refused for good) does not hold up the others.
         match sync_chat(cx, group).await {
             Err(DeviceError::Offline) => return Err(DeviceError::Offline),
+            // Said once, by the failed attempt (see `resync`).
+            Err(DeviceError::Resyncing) | Ok(()) => {}
             Err(e) => cx.notify(DeviceEvent::Error(e)),
-            Ok(()) => {}
         }
     }
     sync_welcomes(cx).await
@@ -240,7 +257,8 @@ pub(crate) async fn sync_chat(cx: &Cx, group: GroupId) -> Result<()> {
     flush_outbox(cx, group).await
 }
 
-/// Processes every log entry of the chat this device has not processed yet.
+/// Processes every log entry of the chat this device has not processed yet; rejoins the chat
+/// ([`resync`]) when it reaches one it cannot process.
 pub(crate) async fn catch_up(cx: &Cx, group: GroupId) -> Result<()> {
     loop {
         let Some(chat) = chat(cx, group) else { return Ok(()) };
@@ -255,23 +273,56 @@ pub(crate) async fn catch_up(cx: &Cx, group: GroupId) -> Result<()> {
         if messages.is_empty() {
             return commit_pending_leaves(cx, group).await;
         }
-        let last = process_batch(cx, group, messages, true).await?;
-        cx.call(Request::Ack { group, seq: last }).await?;
+        let Progress { processed: last, stuck } = process_batch(cx, group, messages, true).await?;
+        if last > chat.processed {
+            cx.call(Request::Ack { group, seq: last }).await?;
+        }
+        if stuck {
+            resync(cx, group, last + 1).await?;
+            continue;
+        }
         if last >= head {
             return commit_pending_leaves(cx, group).await;
         }
     }
 }
 
-/// Applies fetched or live entries in order and persists what they did in one write. Returns
-/// the new processed sequence number. `fetched`: the entries answer a Fetch, so a gap before
-/// them means the node no longer keeps what is missing (retention); live entries stop at a gap.
-pub(crate) async fn process_batch(cx: &Cx, group: GroupId, entries: Vec<Delivered>, fetched: bool) -> Result<u64> {
+/// How far [`process_batch`] got.
+pub(crate) struct Progress {
+    /// The new processed sequence number.
+    pub processed: u64,
+    /// Stopped at the entry after `processed`: this device cannot process it, and will not be
+    /// able to process anything after it (see [`cannot_follow`]).
+    pub stuck: bool,
+}
+
+/// Whether a failure to process a log entry means this device cannot follow the chat any more
+/// from here, rather than one unreadable message: its state of the chat is gone, the entry is
+/// from an epoch it has not reached (it missed commits, e.g. dropped by retention before it
+/// fetched them), or it is a commit it cannot apply (so every later entry is out of reach too).
+/// Not: a commit the group policy refuses (rejoining would accept what the policy refused), nor
+/// one bad application message (any member could then make every device rejoin).
+fn cannot_follow(error: &ProcessError, payload: &[u8]) -> bool {
+    match error {
+        ProcessError::UnknownGroup(_) | ProcessError::NotActive(_) | ProcessError::FutureEpoch { .. } => true,
+        ProcessError::Rejected(_) => veche_mls::inspect::inspect_message(payload).is_ok_and(|m| {
+            matches!(m.kind, veche_mls::inspect::MessageKind::Commit | veche_mls::inspect::MessageKind::ExternalCommit)
+        }),
+        _ => false,
+    }
+}
+
+/// Applies fetched or live entries in order and persists what they did in one write, stopping
+/// at an entry this device cannot follow the chat past. `fetched`: the entries answer a Fetch, so
+/// a gap before them means the node no longer keeps what is missing (retention); live entries
+/// stop at a gap.
+pub(crate) async fn process_batch(cx: &Cx, group: GroupId, entries: Vec<Delivered>, fetched: bool) -> Result<Progress> {
     let me = cx.me()?;
-    let Some(mut chat) = chat(cx, group) else { return Ok(0) };
+    let Some(mut chat) = chat(cx, group) else { return Ok(Progress { processed: 0, stuck: false }) };
     let mut batch = Batch::default();
     let mut membership_changed = false;
     let mut fresh: Vec<(AccountId, String)> = Vec::new();
+    let mut stuck = false;
     for entry in entries {
         if entry.seq <= chat.processed || !chat.active {
             continue;
@@ -325,7 +376,10 @@ pub(crate) async fn process_batch(cx: &Cx, group: GroupId, entries: Vec<Delivere
                 }
                 let added: Vec<AccountId> = added.iter().map(|m| m.account).collect();
                 let removed: Vec<AccountId> = removed.iter().map(|m| m.account).collect();
-                let event = if committer.is_some()
+                let rejoined = committer.map(|c| c.account).filter(|c| added == [*c] && removed == [*c]);
+                let event = if let Some(account) = rejoined {
+                    Some(SystemEvent::DeviceRejoined(account))
+                } else if committer.is_some()
                     && added.len() == 1
                     && removed.is_empty()
                     && committer.map(|s| s.account) == added.first().copied()
@@ -351,17 +405,22 @@ pub(crate) async fn process_batch(cx: &Cx, group: GroupId, entries: Vec<Delivere
                 None
             }
             Err(ProcessError::OwnMessage | ProcessError::Stale { .. }) => None,
-            Err(_) if entry.sender == me && entry.kind == EntryKind::Handshake => {
+            Err(e) => {
                 // Our own commit, stored by the node although we never heard back: apply it.
-                match cx.mls(|m| m.merge_pending_commit(group))? {
-                    Ok(()) => {
-                        membership_changed = true;
-                        None
-                    }
-                    Err(_) => Some((0, HistoryBody::System(SystemEvent::Unreadable))),
+                let own_commit = entry.sender == me
+                    && entry.kind == EntryKind::Handshake
+                    && cx.mls(|m| m.merge_pending_commit(group))?.is_ok();
+                if own_commit {
+                    membership_changed = true;
+                    None
+                } else if cannot_follow(&e, &entry.payload) {
+                    chat.processed = entry.seq - 1;
+                    stuck = true;
+                    break;
+                } else {
+                    Some((0, HistoryBody::System(SystemEvent::Unreadable)))
                 }
             }
-            Err(_) => Some((0, HistoryBody::System(SystemEvent::Unreadable))),
         };
         if let Some((sent_at_ms, body)) = body {
             if let HistoryBody::Text(text) = &body
@@ -393,7 +452,7 @@ pub(crate) async fn process_batch(cx: &Cx, group: GroupId, entries: Vec<Delivere
     if cx.core().live && !fresh.is_empty() {
         cx.notify(DeviceEvent::Fresh { group, messages: fresh });
     }
-    Ok(processed)
+    Ok(Progress { processed, stuck })
 }
 
 /// Handles a live event from the node.
@@ -403,7 +462,11 @@ pub(crate) async fn handle_event(cx: &Cx, event: Event) -> Result<()> {
             let group = delivered.group;
             let Some(chat) = chat(cx, group) else { return Ok(()) };
             if delivered.seq == chat.processed + 1 {
-                let seq = process_batch(cx, group, vec![delivered], false).await?;
+                let Progress { processed: seq, stuck } = process_batch(cx, group, vec![delivered], false).await?;
+                if stuck {
+                    // Caught up from the node's log, which rejoins the chat.
+                    return sync_chat(cx, group).await;
+                }
                 cx.call(Request::Ack { group, seq }).await?;
                 commit_pending_leaves(cx, group).await?;
             } else if delivered.seq > chat.processed + 1 {
@@ -727,6 +790,118 @@ async fn commit_pending_leaves(cx: &Cx, group: GroupId) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Resync: rejoining a chat this device cannot follow any more
+
+/// Rejoins a chat whose entry `stuck_at` this device cannot process ([`cannot_follow`]), if the
+/// node still lists its account as a member: an external commit from the chat's current
+/// GroupInfo that removes this device's own old leaf in the same commit (openmls does, for the
+/// leaf with this device's key), after which the device carries on from the new epoch. The
+/// entries from `stuck_at` to that commit are skipped, with one [`SystemEvent::Resynced`] line.
+/// A failed attempt is said once and tried again after a pause that doubles up to
+/// [`RESYNC_BACKOFF_MAX_MS`]; until then this fails with [`DeviceError::Resyncing`].
+async fn resync(cx: &Cx, group: GroupId, stuck_at: u64) -> Result<()> {
+    let now = cx.now();
+    let wait = cx.core().resyncs.get(&group).copied();
+    if wait.is_some_and(|w| w.not_before_ms > now) {
+        return Err(DeviceError::Resyncing);
+    }
+    match resync_once(cx, group, stuck_at).await {
+        Ok(()) => {
+            // Even when it worked, not again at once: a device that keeps falling behind makes
+            // at most one commit per chat per pause.
+            let next = ResyncWait { failures: 0, not_before_ms: now + RESYNC_BACKOFF_FIRST_MS };
+            cx.core().resyncs.insert(group, next);
+            Ok(())
+        }
+        Err(DeviceError::Offline) => Err(DeviceError::Offline),
+        Err(e) => {
+            let failures = wait.map_or(0, |w| w.failures).saturating_add(1);
+            let pause = RESYNC_BACKOFF_FIRST_MS.saturating_mul(1 << (failures - 1).min(16)).min(RESYNC_BACKOFF_MAX_MS);
+            cx.core().resyncs.insert(group, ResyncWait { failures, not_before_ms: now + pause });
+            cx.notify(DeviceEvent::Error(e));
+            Err(DeviceError::Resyncing)
+        }
+    }
+}
+
+/// One resync, retried while other commits win the epoch. The new group is kept (persisted)
+/// only once the node stored the commit: if the node refuses it, the answer is lost or the device
+/// stops, the stored state is still the stuck one and a later sync resyncs again (the GroupInfo
+/// then holds the leaf this attempt made, which the next external commit replaces in turn).
+async fn resync_once(cx: &Cx, group: GroupId, stuck_at: u64) -> Result<()> {
+    let me = cx.me()?;
+    for _ in 0..MAX_ATTEMPTS {
+        // Only while the node still lists this account: else the entry this device could not
+        // process is (or follows) the one that removed it.
+        let member = match cx.call(Request::Chat { group }).await {
+            Ok(Response::Chat(info)) => info.members.iter().any(|m| m.account == me),
+            Ok(_) => return Err(DeviceError::Unexpected("Chat")),
+            Err(CallError::Api(e)) if e.code == ErrorCode::NotFound => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !member {
+            return no_longer_member(cx, group, stuck_at).await;
+        }
+        let Response::GroupInfo(group_info) = cx.call(Request::GroupInfo { group }).await? else {
+            return Err(DeviceError::Unexpected("GroupInfo"));
+        };
+        let (joined, bundle) = cx.mls(|m| m.join_external(&group_info))?.map_err(DeviceError::mls)?;
+        if joined != group {
+            cx.mls(|m| m.rollback())?;
+            return Err(DeviceError::Unexpected("GroupInfo"));
+        }
+        match cx.call(commit_request(group, &bundle)).await {
+            Ok(Response::Stored { seq }) => {
+                let Some(mut local) = chat(cx, group) else { return Ok(()) };
+                // Everything before the resync is out of reach, including what came between
+                // fetching the GroupInfo and the commit.
+                local.processed = local.processed.max(seq);
+                let skipped = seq.saturating_sub(stuck_at);
+                let mut batch = Batch::default();
+                batch.chat(group, local).history(
+                    group,
+                    own_entry(cx, seq, cx.now(), HistoryBody::System(SystemEvent::Resynced { skipped }))?,
+                );
+                cx.persist(batch).await?;
+                cx.call(Request::Ack { group, seq }).await?;
+                cx.notify(DeviceEvent::ChatChanged(group));
+                refresh_chat(cx, group).await;
+                return Ok(());
+            }
+            Ok(_) => {
+                cx.mls(|m| m.rollback())?;
+                return Err(DeviceError::Unexpected("Commit"));
+            }
+            Err(e) => {
+                cx.mls(|m| m.rollback())?;
+                match e {
+                    CallError::Api(e) if matches!(e.code, ErrorCode::StaleEpoch { .. }) => continue,
+                    e => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Err(DeviceError::ChatBusy)
+}
+
+/// The node no longer lists this account in a chat this device cannot follow: it was removed
+/// (by the entry it could not process, or later). The chat stays, read-only.
+async fn no_longer_member(cx: &Cx, group: GroupId, stuck_at: u64) -> Result<()> {
+    let Some(mut local) = chat(cx, group) else { return Ok(()) };
+    local.active = false;
+    let mut batch = Batch::default();
+    batch
+        .chat(group, local)
+        .history(group, own_entry(cx, stuck_at, cx.now(), HistoryBody::System(SystemEvent::Removed(vec![cx.me()?])))?);
+    if cx.mls(|m| m.is_active(group))? {
+        cx.mls(|m| m.forget_group(group))?.map_err(DeviceError::mls)?;
+    }
+    cx.persist(batch).await?;
+    cx.notify(DeviceEvent::ChatChanged(group));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Chats: create, join, direct chats, leave
 
 async fn add_local_chat(cx: &Cx, info: &ChatInfo, processed: u64, note: Option<(u64, SystemEvent)>) -> Result<()> {
@@ -1024,6 +1199,11 @@ async fn refresh_keys_after_restore(cx: &Cx) -> Result<()> {
         if let Err(e) = commit(cx, group, SystemEvent::KeysRefreshed, move |m| m.self_update(group)).await {
             if !cx.core().signed_in || e == DeviceError::Offline {
                 return Err(e); // offline: try again on the next connection
+            }
+            if e == DeviceError::Resyncing {
+                // Stuck behind a commit and waiting to rejoin: the resync gives this device a
+                // new leaf, whose keys the old state never held either.
+                continue;
             }
             // The old state cannot follow this chat any more (it missed its own later commits).
             if let Some(mut local) = chat(cx, group) {

@@ -282,9 +282,6 @@ impl Client {
             let epoch = info.epoch().as_u64();
             // Refuse early what every member would refuse (the GroupInfo is verified below).
             let policy = GroupPolicy::from_extensions(info.group_context().extensions())?;
-            if policy.kind == ChatKind::Direct {
-                return Err(PolicyViolation::DirectExternalJoin.into());
-            }
             let me = c.key.identity;
             let tree = info.extensions().ratchet_tree().ok_or(ClientError::Malformed("no ratchet tree"))?;
             let resync: Vec<MemberIdentity> = tree
@@ -293,6 +290,10 @@ impl Client {
                 .filter(|leaf| leaf.signature_key().as_slice() == me.device.0.as_slice())
                 .filter_map(|leaf| MemberIdentity::from_leaf(leaf.credential(), leaf.signature_key().as_slice()).ok())
                 .collect();
+            // Only a device already in a direct chat may rejoin it (replacing its own leaf).
+            if resync.is_empty() && policy.kind == ChatKind::Direct {
+                return Err(PolicyViolation::DirectExternalJoin.into());
+            }
             if resync.is_empty() && policy.role(&me.account) != Role::Member {
                 return Err(PolicyViolation::ExternalJoinPrivileged.into());
             }

@@ -233,9 +233,6 @@ pub(crate) fn check_commit(view: &CommitView) -> Result<CommitEffect, PolicyViol
     if matches!(view.committer, Actor::Outsider) {
         return Err(PolicyViolation::ExternalSender);
     }
-    if external && old.kind == ChatKind::Direct {
-        return Err(PolicyViolation::DirectExternalJoin);
-    }
 
     let role_of_actor = |actor: Actor| -> Result<(Role, Option<u32>), PolicyViolation> {
         match actor {
@@ -335,6 +332,11 @@ pub(crate) fn check_commit(view: &CommitView) -> Result<CommitEffect, PolicyViol
     }
     effect.roles_changed = new != old;
 
+    // A direct chat is never joined from outside; one of its two members' devices may only
+    // replace its own leaf (a resync).
+    if external && old.kind == ChatKind::Direct && resync_of.is_none() {
+        return Err(PolicyViolation::DirectExternalJoin);
+    }
     if let Some(joiner) = &effect.joiner
         && resync_of.is_none()
         && old.role(&joiner.account) != Role::Member
@@ -443,9 +445,19 @@ mod tests {
         let mut admin = v.clone();
         admin.path_identity = Some(Ok(MemberIdentity { account: id(2).account, device: DeviceId([7; 32]) }));
         assert_eq!(check_commit(&admin), Err(PolicyViolation::ExternalJoinPrivileged));
-        let mut direct = v;
+        let mut direct = v.clone();
         direct.old_policy.kind = ChatKind::Direct;
+        direct.new_policy.as_mut().unwrap().kind = ChatKind::Direct;
         assert_eq!(check_commit(&direct), Err(PolicyViolation::DirectExternalJoin));
+        // A member's device replacing its own leaf (a resync), in a group and in a direct chat.
+        let mut resync = v;
+        resync.path_identity = Some(Ok(id(3)));
+        resync.proposals.push((Actor::Joiner, ProposalView::Remove { leaf: 2 }));
+        assert_eq!(check_commit(&resync).unwrap().removed, vec![id(3)]);
+        resync.old_policy.kind = ChatKind::Direct;
+        resync.new_policy.as_mut().unwrap().kind = ChatKind::Direct;
+        resync.members_before.retain(|leaf, _| *leaf == 0 || *leaf == 2);
+        assert!(check_commit(&resync).is_ok(), "{:?}", check_commit(&resync));
     }
 
     #[test]

@@ -260,6 +260,12 @@ pub enum Request {
     },
     /// The meetings of the chats the account is in (a guest: its meeting).
     Meetings,
+    /// The chat's current GroupInfo, for a member whose device cannot follow the chat any more:
+    /// it rejoins by an external commit that replaces its own leaf (a resync; see
+    /// spec/protocol.md), sent with [`Request::Commit`]. Members only.
+    GroupInfo {
+        group: GroupId,
+    },
 }
 
 /// What the node answers.

@@ -273,6 +273,34 @@ fn check_commit_matches(chat: &ChatRecord, view: &MessageView, change: &Change) 
 }
 
 /// `delivery::check_policy`: the role policy every member device applies too.
+/// `delivery::check_resync`.
+fn check_resync(chat: &ChatRecord, session: Session, view: &MessageView, next: &GroupInfoView) -> ApiResult<()> {
+    let own = (session.account, session.device);
+    if view.path_identity != Some(own) {
+        return err(ErrorCode::Forbidden, "a resync must carry your own device's new leaf");
+    }
+    if !view.public {
+        return err(ErrorCode::BadRequest, "commits must be PublicMessages so the home node can check them");
+    }
+    let removes_own_leaf =
+        !view.removed_leaves.is_empty() && view.removed_leaves.iter().all(|leaf| chat.leaves.get(leaf) == Some(&own));
+    if !removes_own_leaf {
+        return err(ErrorCode::Forbidden, "a resync replaces your own device's leaf and removes no other");
+    }
+    if !view.added.is_empty() || view.changes_policy || next.kind != chat.kind {
+        return err(ErrorCode::Forbidden, "a resync only replaces your own device's leaf");
+    }
+    let devices = |leaves: &BTreeMap<u32, (AccountId, DeviceId)>| {
+        let mut all: Vec<(AccountId, DeviceId)> = leaves.values().copied().collect();
+        all.sort();
+        all
+    };
+    if devices(&chat.leaves) != devices(&next.leaves) || next.roster() != chat.roster {
+        return err(ErrorCode::BadRequest, "the GroupInfo of a resync must keep the same members and devices");
+    }
+    Ok(())
+}
+
 fn check_policy(
     chat: &ChatRecord,
     sender: AccountId,
@@ -558,6 +586,10 @@ impl ScriptedNode {
             Request::Chat { group } => {
                 self.member_chat(session, group)?;
                 Ok(Response::Chat(self.chat_info(group)))
+            }
+            Request::GroupInfo { group } => {
+                let chat = self.member_chat(session, group)?;
+                Ok(Response::GroupInfo(chat.group_info.clone()))
             }
             Request::Commit { group, commit, welcome, group_info } => {
                 self.take_refusal(group)?;
@@ -1024,7 +1056,7 @@ impl ScriptedNode {
             check_size(w, "welcome")?;
         }
         let view = view_message(&commit)?;
-        if view.group != group || view.kind != MessageKind::Commit {
+        if view.group != group || !matches!(view.kind, MessageKind::Commit | MessageKind::ExternalCommit) {
             return err(ErrorCode::BadRequest, "not a commit for this chat");
         }
         let next = view_group_info(&group_info)?;
@@ -1042,6 +1074,14 @@ impl ScriptedNode {
         }
         if view.epoch != chat.epoch {
             return stale(chat.epoch);
+        }
+        if view.kind == MessageKind::ExternalCommit {
+            if welcome.is_some() {
+                return err(ErrorCode::BadRequest, "a resync adds nobody: it has no Welcome");
+            }
+            check_resync(chat, session, &view, &next)?;
+            let change = Change { added: Vec::new(), removed: Vec::new(), roles_changed: false };
+            return Ok(self.apply_commit(group, session.account, commit, None, group_info, next, change));
         }
         let sender_device = view.sender_leaf.and_then(|leaf| chat.leaves.get(&leaf)).map(|(_, d)| *d);
         if sender_device != Some(session.device) {

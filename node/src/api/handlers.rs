@@ -351,6 +351,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
         Request::Send { group, message } => {
             reply(delivery::send(&node, session, group, message).await.map(|seq| Response::Stored { seq }))
         }
+        Request::GroupInfo { group } => reply(delivery::group_info(&node, &session, group).map(Response::GroupInfo)),
         Request::Fetch { group, after, limit } => reply(
             delivery::fetch(&node, &session, group, after, limit)
                 .map(|(messages, head)| Response::Messages { messages, head }),

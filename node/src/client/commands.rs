@@ -641,6 +641,13 @@ fn system_text(event: &SystemEvent) -> String {
         SystemEvent::Unreadable => "a message this device could not read".into(),
         SystemEvent::KeysRefreshed => "refreshed this device's keys".into(),
         SystemEvent::Legacy(text) => text.clone(),
+        SystemEvent::Resynced { skipped } => format!(
+            "this device fell behind in this chat and rejoined it: {skipped} earlier entries could not be decrypted \
+             on this device"
+        ),
+        SystemEvent::DeviceRejoined(account) => {
+            format!("{}'s device fell behind and rejoined the chat", short(account))
+        }
     }
 }
 

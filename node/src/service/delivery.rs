@@ -519,7 +519,7 @@ pub async fn commit(
         check_size(w, "welcome")?;
     }
     let view = mls_view::message(&commit)?;
-    if view.group != group || view.kind != MessageKind::Commit {
+    if view.group != group || !matches!(view.kind, MessageKind::Commit | MessageKind::ExternalCommit) {
         return err(ErrorCode::BadRequest, "not a commit for this chat");
     }
     let next = mls_view::group_info(&group_info)?;
@@ -540,6 +540,16 @@ pub async fn commit(
             }
             if view.epoch != chat.epoch {
                 return stale(chat.epoch);
+            }
+            if view.kind == MessageKind::ExternalCommit {
+                if welcome.is_some() {
+                    return err(ErrorCode::BadRequest, "a resync adds nobody: it has no Welcome");
+                }
+                check_resync(&chat, session, &roles_before(ctx, group, &chat)?, &view, &next)?;
+                check_storage(ctx, session.account, commit.len(), EntryKind::Handshake, quotas)?;
+                let change = Change { added: Vec::new(), removed: Vec::new(), roles_changed: false };
+                let accepted = Accepted { sender: session.account, commit, welcome, group_info, next, change };
+                return apply_commit(ctx, group, chat, accepted);
             }
             let sender_device = view.sender_leaf.and_then(|leaf| chat.leaves.get(&leaf)).map(|(_, d)| *d);
             if sender_device != Some(session.device) {
@@ -570,6 +580,48 @@ pub async fn commit(
         calls.members_changed(node, group); // removed members lose their place in its call
     }
     Ok(seq)
+}
+
+/// A member's external commit is a resync: the device cannot follow the chat any more (its MLS
+/// state was lost, or it cannot process a commit) and rejoins from the current GroupInfo,
+/// removing its own old leaf in the same commit. Nothing else may change: the commit carries the
+/// session's own device in its path, removes only leaves of that same device (never another
+/// device's or account's), adds nobody, and the new GroupInfo has the same kind, the same
+/// members on the same devices and the same roles (the account keeps its role).
+fn check_resync(
+    chat: &Chat,
+    session: Session,
+    roles_before: &BTreeMap<AccountId, Role>,
+    view: &MessageView,
+    next: &GroupInfoView,
+) -> ApiResult<()> {
+    let own = (session.account, session.device);
+    if view.path_identity != Some(own) {
+        return err(ErrorCode::Forbidden, "a resync must carry your own device's new leaf");
+    }
+    if !view.public {
+        return err(ErrorCode::BadRequest, "commits must be PublicMessages so the home node can check them");
+    }
+    let removes_own_leaf =
+        !view.removed_leaves.is_empty() && view.removed_leaves.iter().all(|leaf| chat.leaves.get(leaf) == Some(&own));
+    if !removes_own_leaf {
+        return err(ErrorCode::Forbidden, "a resync replaces your own device's leaf and removes no other");
+    }
+    if !view.added.is_empty() || view.changes_policy || next.kind != chat.kind {
+        return err(ErrorCode::Forbidden, "a resync only replaces your own device's leaf");
+    }
+    let devices = |leaves: &BTreeMap<u32, (AccountId, DeviceId)>| {
+        let mut all: Vec<(AccountId, DeviceId)> = leaves.values().copied().collect();
+        all.sort();
+        all
+    };
+    if devices(&chat.leaves) != devices(&next.leaves) || next.roster() != chat.roster {
+        return err(ErrorCode::BadRequest, "the GroupInfo of a resync must keep the same members and devices");
+    }
+    if check_roles(roles_before, view, next)? {
+        return err(ErrorCode::Forbidden, "a resync may not change roles");
+    }
+    Ok(())
 }
 
 /// Accepts an external commit by which the session's device joins through an invite.
@@ -609,6 +661,16 @@ pub fn join_commit(
     check_storage(ctx, session.account, commit.len(), EntryKind::Handshake, quotas)?;
     let accepted = Accepted { sender: session.account, commit, welcome: None, group_info, next, change };
     apply_commit(ctx, group, chat, accepted)
+}
+
+/// The chat's current GroupInfo, for a member's device that must rejoin it ([`check_resync`]).
+pub fn group_info(node: &Node, session: &Session, group: GroupId) -> ApiResult<Vec<u8>> {
+    let txn = node.store.read().or_internal()?;
+    super::chats::load_member(&txn, session, group)?;
+    match txn.open_table(GROUP_INFO).or_internal()?.get(group.0).or_internal()? {
+        Some(bytes) => Ok(bytes.value().to_vec()),
+        None => err(ErrorCode::NotFound, "this node has no GroupInfo of that chat"),
+    }
 }
 
 /// Entries after `after`, oldest first. Former members read up to the commit that removed them.
@@ -757,6 +819,100 @@ mod tests {
 
     const OWNER: AccountId = AccountId([1; 32]);
     const NEWCOMER: AccountId = AccountId([2; 32]);
+    const OWNER_DEVICE: DeviceId = DeviceId([11; 32]);
+    const ADMIN: AccountId = AccountId([3; 32]);
+    const ADMIN_DEVICE: DeviceId = DeviceId([13; 32]);
+
+    /// A group chat of the owner (leaf 0) and an admin (leaf 1).
+    fn two_member_chat() -> Chat {
+        Chat {
+            kind: ChatKind::Group,
+            name: "chat".into(),
+            description: String::new(),
+            created_by: OWNER,
+            created_ms: 0,
+            retention: veche_protocol::ids::Retention::Forever,
+            epoch: 3,
+            head: 10,
+            tail: 1,
+            roster: [(OWNER, Role::Owner), (ADMIN, Role::Admin)].into_iter().collect(),
+            leaves: [(0, (OWNER, OWNER_DEVICE)), (1, (ADMIN, ADMIN_DEVICE))].into_iter().collect(),
+            leaving: BTreeMap::new(),
+            removed_at: BTreeMap::new(),
+            peer: None,
+        }
+    }
+
+    /// The admin's device rejoins: an external commit that removes `removed` and puts the admin's
+    /// device back at `new_leaf`.
+    fn resync(removed: u32, new_leaf: u32) -> (MessageView, GroupInfoView) {
+        let mut view = commit(None, false);
+        view.kind = MessageKind::ExternalCommit;
+        view.sender_leaf = None;
+        view.removed_leaves = vec![removed];
+        view.path_identity = Some((ADMIN, ADMIN_DEVICE));
+        let mut next = info(&[(OWNER, Role::Owner), (ADMIN, Role::Admin)]);
+        let mut leaves = two_member_chat().leaves;
+        leaves.remove(&removed);
+        leaves.insert(new_leaf, (ADMIN, ADMIN_DEVICE));
+        next.leaves = leaves;
+        (view, next)
+    }
+
+    fn admin() -> Session {
+        Session { account: ADMIN, device: ADMIN_DEVICE }
+    }
+
+    #[test]
+    fn a_member_replaces_its_own_leaf_and_keeps_its_role() {
+        let chat = two_member_chat();
+        let (view, next) = resync(1, 1);
+        check_resync(&chat, admin(), &chat.roster, &view, &next).expect("the admin's own resync");
+        // Nothing changes for the roster: nobody added or removed, no role changed.
+        let change = diff(&chat, &next);
+        assert!(change.added.is_empty() && change.removed.is_empty() && !change.roles_changed);
+    }
+
+    /// The removed leaf must be the sender's own device's: a "resync" that removes another
+    /// account's leaf (here the owner's) is refused, whatever the GroupInfo says.
+    #[test]
+    fn a_resync_that_removes_another_accounts_leaf_is_refused() {
+        let chat = two_member_chat();
+        let (view, mut next) = resync(0, 0);
+        let e = check_resync(&chat, admin(), &chat.roster, &view, &next).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden, "{}", e.message);
+        // Even with a GroupInfo that still lists the owner's device.
+        next.leaves = chat.leaves.clone();
+        next.leaves.insert(2, (ADMIN, ADMIN_DEVICE));
+        let e = check_resync(&chat, admin(), &chat.roster, &view, &next).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden, "{}", e.message);
+        // Removing its own leaf and another's in one commit.
+        let (mut both, next) = resync(1, 1);
+        both.removed_leaves = vec![0, 1];
+        let e = check_resync(&chat, admin(), &chat.roster, &both, &next).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden, "{}", e.message);
+    }
+
+    #[test]
+    fn a_resync_is_only_a_leaf_replacement() {
+        let chat = two_member_chat();
+        // Another device's commit (path of someone else).
+        let (mut view, next) = resync(1, 1);
+        view.path_identity = Some((OWNER, OWNER_DEVICE));
+        assert_eq!(check_resync(&chat, admin(), &chat.roster, &view, &next).unwrap_err().code, ErrorCode::Forbidden);
+        // A new role for itself in the GroupInfo.
+        let (view, mut next) = resync(1, 1);
+        next.roles.insert(ADMIN, Role::Owner);
+        assert!(check_resync(&chat, admin(), &chat.roster, &view, &next).is_err());
+        // Another device brought along.
+        let (view, mut next) = resync(1, 1);
+        next.leaves.insert(2, (NEWCOMER, DeviceId([12; 32])));
+        assert!(check_resync(&chat, admin(), &chat.roster, &view, &next).is_err());
+        // Adding nobody's own leaf: an external commit without a removal is a join, not a resync.
+        let (mut view, next) = resync(1, 1);
+        view.removed_leaves.clear();
+        assert_eq!(check_resync(&chat, admin(), &chat.roster, &view, &next).unwrap_err().code, ErrorCode::Forbidden);
+    }
 
     /// A commit without a policy change whose GroupInfo makes a newly added account an admin is
     /// refused: members applying the commit would treat that account as a member.

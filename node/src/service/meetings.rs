@@ -132,6 +132,7 @@ pub fn guest_may(request: &Request, group: GroupId, token_group: impl Fn() -> Op
         Request::Chats | Request::Welcomes | Request::AckWelcome { .. } | Request::Meetings => true,
         Request::Chat { group: g }
         | Request::Commit { group: g, .. }
+        | Request::GroupInfo { group: g }
         | Request::Send { group: g, .. }
         | Request::Fetch { group: g, .. }
         | Request::Ack { group: g, .. }

@@ -182,6 +182,13 @@ err-forbidden = You are not allowed to do that.
 err-quota = You have reached one of this node's limits (storage, invite links or chats): free some up or ask its admin.
 err-offline = No connection to the node. Try again when online.
 sys-keys-refreshed = This device refreshed its keys after being restored
+sys-resynced = { $count ->
+    [0] This device fell behind in this chat and rejoined it
+    [one] This device fell behind in this chat and rejoined it: { $count } earlier message could not be decrypted on this device
+   *[other] This device fell behind in this chat and rejoined it: { $count } earlier messages could not be decrypted on this device
+}
+sys-device-rejoined = { $name }'s device fell behind and rejoined the chat
+err-resyncing = This device fell behind in this chat and is rejoining it. Try again shortly.
 recovery-file = Recovery file
 recovery-export-hint = Save your account and chats in a file sealed with a passphrase. With it you can come back if this browser's data is cleared. Keep the file and the passphrase apart. Export again after joining chats.
 recovery-import-hint = Restore the account saved in a recovery file from this node.

@@ -96,6 +96,7 @@ async fn serve_forwarded(node: &Node, session: Session, request: Request) -> Res
         Request::Commit { group, commit, welcome, group_info } => {
             stored(delivery::commit(node, session, group, commit, welcome, group_info).await)
         }
+        Request::GroupInfo { group } => delivery::group_info(node, &session, group).map(Response::GroupInfo),
         Request::JoinGroupInfo { token } => invites::group_info(node, &token).map(Response::GroupInfo),
         Request::Join { token, commit, group_info } => {
             stored(invites::join(node, session, token, commit, group_info).await)

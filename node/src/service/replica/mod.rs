@@ -157,6 +157,7 @@ async fn ask(node: &Node, peer: PeerId, request: FedRequest) -> Result<FedReply,
 fn routed_group(request: &Request) -> Option<GroupId> {
     match request {
         Request::Commit { group, .. }
+        | Request::GroupInfo { group }
         | Request::Send { group, .. }
         | Request::SetRetention { group, .. }
         | Request::UpdateChat { group, .. }

@@ -49,6 +49,8 @@ pub fn system_text(app: &AppState, i18n: &I18n, event: &SystemEvent, sender: Opt
             i18n.t_with("sys-roles-changed", &[("name", Arg::Str(&by))])
         }
         SystemEvent::Legacy(text) => text.clone(),
+        SystemEvent::Resynced { skipped } => i18n.t_with("sys-resynced", &[("count", Arg::Num(*skipped as i64))]),
+        SystemEvent::DeviceRejoined(a) => i18n.t_with("sys-device-rejoined", &[("name", Arg::Str(&app.name_of(a)))]),
     }
 }
 
