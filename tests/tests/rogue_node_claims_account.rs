@@ -4,10 +4,11 @@
 //! answers key-package claims for Bob with a package of its own device (whose credential names
 //! Bob). Alice, on A, claims Bob's key packages and adds him to a chat: she gets Bob's real
 //! package, never R's device, and Bob's own node B receives the chat. For Dave, also of B, R
-//! goes further and answers A's lookups ("Dave lives on me"): A cannot tell which node Dave
-//! lives on, and Alice's claim is refused rather than answered with R's device. The same for
-//! Erin, who joins Alice's chat through B: B gets the chat once A's admin unlinks R. R's own
-//! key-package claims are held to a linked node's quota.
+//! goes further and answers A's lookups ("Dave lives on me", signed with R's own key): only B
+//! holds Dave's signed home binding, so A believes B and Alice gets Dave's own package. The same
+//! for Erin, who joins Alice's chat through B: B gets the chat while R is still linked. R's own
+//! key-package claims are held to a linked node's quota. The second test: A is linked with R but
+//! not with B, so nobody A asks knows better than R.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use veche_protocol::federation::{
-    FED_PROTOCOL, FedReply, FedRequest, LINK_PROTOCOL, LinkMessage, LinkReply, MemberAddress,
+    FED_PROTOCOL, FedReply, FedRequest, LINK_PROTOCOL, LinkMessage, LinkReply, LocatedAccount, MemberAddress,
 };
 use veche_protocol::ids::{AccountId, GroupId, InviteId};
 use veche_protocol::wire::{ApiError, ErrorCode, InviteToken, Request, Response};
@@ -137,6 +138,7 @@ impl Rogue {
         };
         swarm.add_peer_address(target_id, target);
         let peer_id = *swarm.local_peer_id();
+        let own_key = ed25519_dalek::SigningKey::from_bytes(&veche_mls::Client::generate_secret());
         let (tx, mut rx) = mpsc::channel::<(FedRequest, oneshot::Sender<Answer>)>(64);
         tokio::spawn(async move {
             let mut pending = std::collections::HashMap::new();
@@ -160,8 +162,21 @@ impl Rogue {
                                         let member = MemberAddress { account, home, display_name: "Victim".into() };
                                         FedReply::KeyPackages { member, packages: vec![forged[&account].clone()] }
                                     }
+                                    // R signs "this account lives on R" with a key of its own: the
+                                    // victim's key is the only one that could make it hold.
                                     FedRequest::Locate { accounts } => FedReply::Located(
-                                        accounts.into_iter().filter(|a| lies.contains(a)).map(|a| (a, "Victim".into())).collect(),
+                                        accounts
+                                            .into_iter()
+                                            .filter(|a| lies.contains(a))
+                                            .map(|account| LocatedAccount {
+                                                account,
+                                                display_name: "Victim".into(),
+                                                home_signature: Some(veche_protocol::auth::sign(
+                                                    &own_key,
+                                                    &veche_protocol::auth::home_payload(&account, &peer_id.to_string()),
+                                                )),
+                                            })
+                                            .collect(),
                                     ),
                                     _ => FedReply::Refused(ApiError::new(ErrorCode::NotFound, "nothing here")),
                                 };
@@ -304,20 +319,17 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
         assert_eq!((id.account, id.device), (bob_id, bob_device), "Alice got a package of another device");
     }
 
-    // Dave: R says he lives on R, and so does B. A believes neither; Alice is refused.
-    let answer = alice.conn.call(Request::ClaimKeyPackages { account: dave.account() }).await?;
-    match &answer {
+    // Dave: R says he lives on R, and so does B. Only B has Dave's signed home: A believes B, and
+    // Alice gets Dave's own package.
+    match alice.conn.call(Request::ClaimKeyPackages { account: dave.account() }).await? {
         Ok(Response::KeyPackages(packages)) => {
-            for package in packages {
+            anyhow::ensure!(!packages.is_empty(), "no package for Dave");
+            for package in &packages {
                 let id = veche_mls::inspect::inspect_key_package(package)?;
                 assert_eq!((id.account, id.device), (dave.account(), dave.device()), "Alice got R's device for Dave");
             }
         }
-        Ok(other) => anyhow::bail!("claim: {other:?}"),
-        Err(e) => {
-            eprintln!("Alice's claim for Dave: {e}");
-            assert_eq!(e.code, ErrorCode::Conflict, "refused as a conflict between linked nodes: {e}");
-        }
+        other => anyhow::bail!("Alice's claim for Dave: {other:?}"),
     }
 
     // Alice adds Bob to a chat on A: Bob's own node B receives it.
@@ -339,8 +351,7 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
     }
 
     // Erin, of B, joins Alice's chat with its link through B while R says Erin lives on R too: A
-    // believes neither, so B cannot take the chat yet. Once A's admin unlinks R, A looks Erin up
-    // again by itself (with its 30 s catch-up) and B receives the chat.
+    // believes B, which holds Erin's signed home, and B receives the chat while R is still linked.
     let group = GroupId([0x25; 16]);
     alice.create_chat(group, "Erin's").await?;
     let token = alice.invite(group).await?;
@@ -349,27 +360,93 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
     };
     let (_, bundle) = erin.mls.join_external(&info)?;
     let join = Request::Join { token, commit: bundle.commit, group_info: bundle.group_info };
+    let joined = Instant::now();
     eprintln!("Erin joins while R claims her: {:?}", erin.conn.call(join).await?);
-    assert!(
-        a.node.log().lines().any(|l| l.contains("several linked nodes say this account lives on them")),
-        "no warning about the conflict on A"
-    );
-    let erins = |chats: &[veche_protocol::wire::ChatInfo]| chats.iter().any(|c| c.group == group);
-    let Ok(Response::Chats(chats)) = erin.conn.call(Request::Chats).await? else { anyhow::bail!("chats") };
-    assert!(!erins(&chats), "B took the chat while A could not tell where Erin lives");
-    a.admin.run(&["admin", "unlink", &rogue.peer_id.to_string()])?;
-    let unlinked = Instant::now();
-    let deadline = unlinked + Duration::from_secs(90);
+    let deadline = joined + Duration::from_secs(20);
     loop {
         let Ok(Response::Chats(chats)) = erin.conn.call(Request::Chats).await? else { anyhow::bail!("chats") };
-        if erins(&chats) {
+        if chats.iter().any(|c| c.group == group) {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "B never received the chat Erin joined");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        anyhow::ensure!(Instant::now() < deadline, "B never received the chat Erin joined while R claimed her");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("B received Erin's chat {:?} after R was unlinked", unlinked.elapsed());
+    eprintln!("B received Erin's chat {:?} after she joined, R still linked", joined.elapsed());
+    assert!(
+        a.node.log().lines().any(|l| l.contains("without the member's signed home")),
+        "no warning on A about R's unproven claims"
+    );
 
+    for node in [&a.node, &b.node] {
+        node.http_get("/healthz")?;
+        assert!(!node.log().contains("panicked"), "a node panicked");
+    }
+    Ok(())
+}
+
+/// A is linked with R but not with B, where Bob lives: nobody A can ask knows better when R says
+/// "Bob lives on me". A records a home only with Bob's own signature naming it, which R cannot
+/// make: Alice's claim for Bob is refused with a clear error, and once A's admin links B, Alice
+/// reaches Bob's own device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_node_cannot_claim_an_account_whose_home_is_not_linked() -> anyhow::Result<()> {
+    let tmp = TempDir::new("rogue-claims-unlinked");
+    let a = site(&tmp, "a")?;
+    let b = site(&tmp, "b")?;
+    let mut alice = RawDevice::register(&a.node.url, "Alice", Some(node_token(&a)?)).await?;
+    let bob = RawDevice::register(&b.node.url, "Bob", Some(node_token(&b)?)).await?;
+    let bob_id = bob.account();
+    let mut rogue_mls = veche_mls::Client::new_for_account(veche_mls::Client::generate_secret(), bob_id);
+    let forged = HashMap::from([(bob_id, rogue_mls.key_packages(1)?.remove(0))]);
+
+    let a_id: PeerId = a.node.node_id.parse()?;
+    let target: Multiaddr = address(&a)?.trim_end_matches(&format!("/p2p/{a_id}")).parse()?;
+    let rogue = Rogue::start(target, a_id, forged, vec![bob_id]).await?;
+    let linked = a.admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
+    assert_eq!(linked["state"], "linked", "{linked}");
+
+    // Alice claims Bob's key packages: R is the only linked node that says Bob lives on it.
+    let answer = alice.conn.call(Request::ClaimKeyPackages { account: bob_id }).await?;
+    eprintln!("Alice's claim for Bob: {answer:?}");
+    let refusal = match answer {
+        Ok(Response::KeyPackages(packages)) => {
+            let ids: Vec<_> = packages.iter().map(|p| veche_mls::inspect::inspect_key_package(p)).collect();
+            anyhow::bail!("Alice got key packages for Bob from R: {ids:?}")
+        }
+        Ok(other) => anyhow::bail!("claim: {other:?}"),
+        Err(e) => e,
+    };
+
+    // A's admin links B: A asks again, and Alice reaches Bob's own device (a node that took R
+    // for Bob's home would keep asking R).
+    a.admin.run(&["admin", "link", &address(&b)?])?;
+    let made = b.admin.run(&["admin", "link", &address(&a)?])?;
+    anyhow::ensure!(made["state"] == "linked", "A and B not linked: {made}");
+    let linked = Instant::now();
+    loop {
+        let answer = alice.conn.call(Request::ClaimKeyPackages { account: bob_id }).await?;
+        if let Ok(Response::KeyPackages(packages)) = &answer {
+            anyhow::ensure!(!packages.is_empty(), "no package");
+            for package in packages {
+                let id = veche_mls::inspect::inspect_key_package(package)?;
+                assert_eq!((id.account, id.device), (bob_id, bob.device()), "Alice got another device for Bob");
+            }
+            break;
+        }
+        // Every 5 s for 40 s: Alice's claims for one account stay within a member's quota (10).
+        anyhow::ensure!(
+            linked.elapsed() < Duration::from_secs(40),
+            "A still takes R for Bob's home after it linked B: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    eprintln!("Alice got Bob's own package {:?} after A linked B", linked.elapsed());
+    assert_eq!(refusal.code, ErrorCode::Forbidden, "{refusal}");
+    assert!(refusal.message.contains("cannot prove"), "the refusal says why: {refusal}");
+    assert!(
+        a.node.log().lines().any(|l| l.contains("without the member's signed home")),
+        "no warning on A about R's unproven claim"
+    );
     for node in [&a.node, &b.node] {
         node.http_get("/healthz")?;
         assert!(!node.log().contains("panicked"), "a node panicked");
