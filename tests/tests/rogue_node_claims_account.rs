@@ -14,199 +14,47 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-use veche_protocol::federation::{
-    FED_PROTOCOL, FedReply, FedRequest, LINK_PROTOCOL, LinkMessage, LinkReply, LocatedAccount, MemberAddress,
-};
+use veche_protocol::federation::{FedReply, FedRequest, LocatedAccount, MemberAddress};
 use veche_protocol::ids::{AccountId, GroupId, InviteId};
-use veche_protocol::wire::{ApiError, ErrorCode, InviteToken, Request, Response};
+use veche_protocol::wire::{ErrorCode, InviteToken, Request, Response};
 use veche_tests::raw::RawDevice;
+use veche_tests::rogue::Rogue;
 use veche_tests::{Client, Node, TempDir};
 
-#[derive(Debug, Clone, Copy, Default)]
-struct FedCodec;
-
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-    io.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
-    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
-    io.write_all(bytes).await?;
-    io.close().await
-}
-
-fn invalid(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-}
-
-impl request_response::Codec for FedCodec {
-    type Protocol = StreamProtocol;
-    type Request = FedRequest;
-    type Response = FedReply;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<FedRequest> {
-        veche_protocol::federation::decode(&read_frame(io).await?).map_err(invalid)
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<FedReply> {
-        veche_protocol::federation::decode(&read_frame(io).await?).map_err(invalid)
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: FedRequest,
-    ) -> std::io::Result<()> {
-        write_frame(io, &veche_protocol::federation::encode(&request)).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        reply: FedReply,
-    ) -> std::io::Result<()> {
-        write_frame(io, &veche_protocol::federation::encode(&reply)).await
-    }
-}
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    link: request_response::cbor::Behaviour<LinkMessage, LinkReply>,
-    fed: request_response::Behaviour<FedCodec>,
-}
-
-type Answer = Result<FedReply, String>;
-
-/// A linked node that lies: it answers every key-package claim with `forged`, and sends what the
-/// test asks.
-struct Rogue {
-    peer_id: PeerId,
-    addr: Multiaddr,
-    tx: mpsc::Sender<(FedRequest, oneshot::Sender<Answer>)>,
-}
-
-impl Rogue {
-    /// `forged`: the package R answers claims for each victim with; `lies`: the victims R also
-    /// says live on it when asked.
-    async fn start(
-        target: Multiaddr,
-        target_id: PeerId,
-        forged: HashMap<AccountId, Vec<u8>>,
-        lies: Vec<AccountId>,
-    ) -> anyhow::Result<Rogue> {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_quic()
-            .with_behaviour(|_| Behaviour {
-                link: request_response::cbor::Behaviour::new(
-                    [(StreamProtocol::new(LINK_PROTOCOL), ProtocolSupport::Full)],
-                    request_response::Config::default(),
-                ),
-                fed: request_response::Behaviour::with_codec(
-                    FedCodec,
-                    [(StreamProtocol::new(FED_PROTOCOL), ProtocolSupport::Full)],
-                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
-                ),
-            })?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
-        swarm.listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)?;
-        let addr = loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                break address;
-            }
-        };
-        swarm.add_peer_address(target_id, target);
-        let peer_id = *swarm.local_peer_id();
-        let own_key = ed25519_dalek::SigningKey::from_bytes(&veche_mls::Client::generate_secret());
-        let (tx, mut rx) = mpsc::channel::<(FedRequest, oneshot::Sender<Answer>)>(64);
-        tokio::spawn(async move {
-            let mut pending = std::collections::HashMap::new();
-            loop {
-                tokio::select! {
-                    Some((out, reply)) = rx.recv() => {
-                        let id = swarm.behaviour_mut().fed.send_request(&target_id, out);
-                        pending.insert(id, reply);
-                    }
-                    event = swarm.select_next_some() => match event {
-                        SwarmEvent::Behaviour(BehaviourEvent::Link(request_response::Event::Message {
-                            message: request_response::Message::Request { channel, .. }, ..
-                        })) => {
-                            let _ = swarm.behaviour_mut().link.send_response(channel, LinkReply::Linked);
-                        }
-                        SwarmEvent::Behaviour(BehaviourEvent::Fed(event)) => match event {
-                            request_response::Event::Message { message: request_response::Message::Request { request, channel, .. }, .. } => {
-                                let reply = match request {
-                                    FedRequest::ClaimKeyPackages { account } if forged.contains_key(&account) => {
-                                        let home = peer_id.to_string();
-                                        let member = MemberAddress { account, home, display_name: "Victim".into() };
-                                        FedReply::KeyPackages { member, packages: vec![forged[&account].clone()] }
-                                    }
-                                    // R signs "this account lives on R" with a key of its own: the
-                                    // victim's key is the only one that could make it hold.
-                                    FedRequest::Locate { accounts } => FedReply::Located(
-                                        accounts
-                                            .into_iter()
-                                            .filter(|a| lies.contains(a))
-                                            .map(|account| LocatedAccount {
-                                                account,
-                                                display_name: "Victim".into(),
-                                                home_signature: Some(veche_protocol::auth::sign(
-                                                    &own_key,
-                                                    &veche_protocol::auth::home_payload(&account, &peer_id.to_string()),
-                                                )),
-                                            })
-                                            .collect(),
-                                    ),
-                                    _ => FedReply::Refused(ApiError::new(ErrorCode::NotFound, "nothing here")),
-                                };
-                                let _ = swarm.behaviour_mut().fed.send_response(channel, reply);
-                            }
-                            request_response::Event::Message { message: request_response::Message::Response { request_id, response }, .. } => {
-                                if let Some(reply) = pending.remove(&request_id) {
-                                    let _ = reply.send(Ok(response));
-                                }
-                            }
-                            request_response::Event::OutboundFailure { request_id, error, .. } => {
-                                if let Some(reply) = pending.remove(&request_id) {
-                                    let _ = reply.send(Err(error.to_string()));
-                                }
-                            }
-                            _ => {}
-                        },
-                        _ => {}
-                    },
-                }
-            }
-        });
-        Ok(Rogue { peer_id, addr, tx })
-    }
-
-    async fn ask(&self, request: FedRequest) -> Answer {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send((request, reply)).await.map_err(|e| e.to_string())?;
-        rx.await.map_err(|e| e.to_string())?
-    }
+/// A linked node that lies: it answers key-package claims for each victim in `forged` with that
+/// package, says that the victims in `lies` live on it (signing that with a key of its own: the
+/// victim's key is the only one that could make it hold), and sends what the test asks.
+async fn liar(
+    target: Multiaddr,
+    target_id: PeerId,
+    forged: HashMap<AccountId, Vec<u8>>,
+    lies: Vec<AccountId>,
+) -> anyhow::Result<Rogue> {
+    let own_key = ed25519_dalek::SigningKey::from_bytes(&veche_mls::Client::generate_secret());
+    let respond = move |me: PeerId, request: &FedRequest| match request {
+        FedRequest::ClaimKeyPackages { account } if forged.contains_key(account) => {
+            let member = MemberAddress { account: *account, home: me.to_string(), display_name: "Victim".into() };
+            Some(FedReply::KeyPackages { member, packages: vec![forged[account].clone()] })
+        }
+        FedRequest::Locate { accounts } => Some(FedReply::Located(
+            accounts
+                .iter()
+                .filter(|a| lies.contains(a))
+                .map(|account| LocatedAccount {
+                    account: *account,
+                    display_name: "Victim".into(),
+                    home_signature: Some(veche_protocol::auth::sign(
+                        &own_key,
+                        &veche_protocol::auth::home_payload(account, &me.to_string()),
+                    )),
+                })
+                .collect(),
+        )),
+        _ => None,
+    };
+    Rogue::start(target, target_id, Duration::from_secs(10), Box::new(respond)).await
 }
 
 struct Site {
@@ -271,7 +119,7 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
     let quic = address(&a)?;
     let a_id: PeerId = a.node.node_id.parse()?;
     let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{a_id}")).parse()?;
-    let rogue = Rogue::start(target, a_id, forged, vec![dave.account(), erin.account()]).await?;
+    let rogue = liar(target, a_id, forged, vec![dave.account(), erin.account()]).await?;
     let victim = MemberAddress { account: bob_id, home: rogue.peer_id.to_string(), display_name: "Bob".into() };
     let linked = a.admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
     assert_eq!(linked["state"], "linked", "{linked}");
@@ -401,7 +249,7 @@ async fn a_rogue_node_cannot_claim_an_account_whose_home_is_not_linked() -> anyh
 
     let a_id: PeerId = a.node.node_id.parse()?;
     let target: Multiaddr = address(&a)?.trim_end_matches(&format!("/p2p/{a_id}")).parse()?;
-    let rogue = Rogue::start(target, a_id, forged, vec![bob_id]).await?;
+    let rogue = liar(target, a_id, forged, vec![bob_id]).await?;
     let linked = a.admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
     assert_eq!(linked["state"], "linked", "{linked}");
 
