@@ -54,8 +54,8 @@ pub const MAX_PULL_ENTRIES: usize = 1000;
 /// 4 MiB, half of [`MAX_FED_MESSAGE_BYTES`]).
 pub const MAX_FORWARD_SENDS: usize = 32;
 /// Most accounts one [`FedRequest::Locate`] asks about: as many as one chat's page of members
-/// usually names, and the answer (an id and a display name each) stays far below
-/// [`MAX_FED_MESSAGE_BYTES`].
+/// usually names, and the answer (an id, a display name and a 64-byte home binding each: under
+/// 400 KiB) stays far below [`MAX_FED_MESSAGE_BYTES`].
 pub const MAX_LOCATE: usize = 1000;
 
 use crate::ids::{AccountId, ChatKind, DeviceId, GroupId, Retention, Role};
