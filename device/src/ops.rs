@@ -5,7 +5,7 @@
 
 use veche_mls::{CommitBundle, ProcessError, Processed};
 use veche_protocol::content::AppMessage;
-use veche_protocol::ids::{AccountId, ChatKind, GroupId};
+use veche_protocol::ids::{AccountId, ChatKind, DeviceId, GroupId};
 use veche_protocol::link::InviteLink;
 use veche_protocol::wire::{ChatInfo, Delivered, EntryKind, ErrorCode, Event, InviteToken, Request, Response};
 
@@ -123,6 +123,10 @@ async fn sign_in(cx: &Cx) -> Result<()> {
         return Err(DeviceError::Unexpected("SignIn"));
     };
     cx.core().signed_in = true;
+    if !account.home_bound {
+        // Registered before home bindings existed (or the binding was lost): send it now.
+        bind_home(cx, &record.secret, account.account, account.device, &hello.node_id).await;
+    }
     // The node knows the current name and admin flag (changed elsewhere, or by an admin).
     if account.display_name != record.display_name || account.node_admin != record.node_admin {
         let mut updated = record;
@@ -1180,6 +1184,9 @@ async fn register(cx: &Cx, name: &str, invite: Option<InviteToken>, node_url: Op
         return Err(e);
     }
     cx.call(Request::PublishKeyPackages { packages, last_resort: Some(last_resort) }).await?;
+    if !account.home_bound {
+        bind_home(cx, &secret, account.account, account.device, &hello.node_id).await;
+    }
     {
         let mut core = cx.core();
         core.signed_in = true;
@@ -1188,6 +1195,23 @@ async fn register(cx: &Cx, name: &str, invite: Option<InviteToken>, node_url: Op
     cx.notify(DeviceEvent::SignedIn(account));
     cx.notify(DeviceEvent::Synced);
     Ok(())
+}
+
+/// Sends the account's signed home binding: the account key's signature naming `node_id` as the
+/// account's home, which other nodes ask for before they believe that node is its home
+/// (`veche_protocol::auth::home_payload`). Only the account's first device holds the account key
+/// (`AccountId == DeviceId` of that device); others have nothing to send. A failure is reported
+/// and not fatal: the device sends it again at its next sign-in.
+async fn bind_home(cx: &Cx, secret: &[u8; 32], account: AccountId, device: DeviceId, node_id: &str) {
+    if account.0 != device.0 {
+        return;
+    }
+    let key = ed25519_dalek::SigningKey::from_bytes(secret);
+    let signature = veche_protocol::auth::sign(&key, &veche_protocol::auth::home_payload(&account, node_id));
+    match cx.call(Request::BindHome { signature }).await {
+        Ok(_) => {}
+        Err(e) => cx.notify(DeviceEvent::Error(e.into())),
+    }
 }
 
 /// A restored state may be older than what the device did before it was lost: its sender

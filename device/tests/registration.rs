@@ -49,3 +49,28 @@ fn an_interrupted_registration_signs_in_with_the_same_key() {
     assert!(sim.members[i].sent().any(|r| matches!(r, Request::SignIn { .. })), "Conflict, then sign-in");
     assert!(!sim.members[i].kv.contains_key("pending-secret"));
 }
+
+/// The account key signs its node as the account's home when it registers; an account whose node
+/// holds no binding (registered before bindings existed) sends it at its next sign-in, once.
+#[test]
+fn the_first_device_signs_its_home_at_registration_and_when_the_node_has_none() {
+    let mut sim = Sim::new();
+    let alice = sim.member("Alice");
+    let account = sim.members[alice].account();
+    let node_id = sim.node.node_id.clone();
+    let bound = |sim: &Sim| sim.node.accounts[&account].home_signature.clone();
+    let signature = bound(&sim).expect("the home binding was sent at registration");
+    assert!(veche_protocol::auth::verify_home(&account, &node_id, &signature).is_ok());
+    let binds = |sim: &Sim| sim.members[alice].sent().filter(|r| matches!(r, Request::BindHome { .. })).count();
+    assert_eq!(binds(&sim), 1);
+    // Signing in again to a node that holds it: nothing more is sent.
+    sim.disconnect(alice);
+    sim.connect(alice);
+    assert_eq!(binds(&sim), 1);
+    // The node has none (an account from before bindings): the next sign-in sends it.
+    sim.node.accounts.get_mut(&account).unwrap().home_signature = None;
+    sim.disconnect(alice);
+    sim.connect(alice);
+    assert_eq!(binds(&sim), 2);
+    assert!(bound(&sim).is_some_and(|s| veche_protocol::auth::verify_home(&account, &node_id, &s).is_ok()));
+}

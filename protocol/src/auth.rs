@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 const SIGN_IN_CONTEXT: &[u8] = b"veche/sign-in/v1";
 const REGISTER_CONTEXT: &[u8] = b"veche/register/v1";
+const HOME_CONTEXT: &[u8] = b"veche/home/v1";
 
 /// Length of a challenge issued by the node.
 pub const CHALLENGE_LEN: usize = 32;
@@ -108,6 +109,25 @@ pub fn register_payload(
     out
 }
 
+/// Bytes the account key (the account's first device key: `AccountId == DeviceId` of that
+/// device) signs to say which node is the account's home: context, account, home node id (its
+/// libp2p peer id, as [`crate::wire::Hello::node_id`] shows it). Not bound to a connection or a
+/// challenge: other nodes check it when the home answers a lookup
+/// ([`crate::federation::FedReply::Located`]), so a linked node cannot pass itself off as the home
+/// of an account that did not sign it.
+pub fn home_payload(account: &AccountId, home: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    for field in [HOME_CONTEXT, account.as_bytes(), home.as_bytes()] {
+        push_field(&mut out, field);
+    }
+    out
+}
+
+/// Verifies an account's signed home binding ([`home_payload`]), made with the account's key.
+pub fn verify_home(account: &AccountId, home: &str, signature: &[u8]) -> Result<(), AuthError> {
+    verify(&DeviceId(account.0), &home_payload(account, home), signature)
+}
+
 /// Signs `payload` with a device key.
 pub fn sign(key: &SigningKey, payload: &[u8]) -> Vec<u8> {
     key.sign(payload).to_bytes().to_vec()
@@ -162,5 +182,30 @@ mod tests {
             // Nor can the relay pass a bound signature off as an unbound one.
             assert_eq!(verify(&device, &unbound, &sig), Err(AuthError::BadSignature));
         }
+    }
+
+    #[test]
+    fn a_home_binding_names_one_account_and_one_home() {
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let account = AccountId(key.verifying_key().to_bytes());
+        let signature = sign(&key, &home_payload(&account, "node-b"));
+        assert!(verify_home(&account, "node-b", &signature).is_ok());
+        // Another node cannot use it for itself, nor for another account.
+        assert_eq!(verify_home(&account, "node-r", &signature), Err(AuthError::BadSignature));
+        let other = AccountId(SigningKey::from_bytes(&[5; 32]).verifying_key().to_bytes());
+        assert_eq!(verify_home(&other, "node-b", &signature), Err(AuthError::BadSignature));
+        // A node's own key signing "this account lives on me" is not the account's signature.
+        let rogue = SigningKey::from_bytes(&[6; 32]);
+        let forged = sign(&rogue, &home_payload(&account, "node-r"));
+        assert_eq!(verify_home(&account, "node-r", &forged), Err(AuthError::BadSignature));
+        // Fields are length-prefixed: moving bytes between account and home changes the payload.
+        assert_ne!(home_payload(&account, "ab"), {
+            let mut p = Vec::new();
+            push_field(&mut p, HOME_CONTEXT);
+            push_field(&mut p, account.as_bytes());
+            push_field(&mut p, b"a");
+            p
+        });
+        assert_eq!(&home_payload(&account, "b")[..4], &(HOME_CONTEXT.len() as u32).to_be_bytes());
     }
 }

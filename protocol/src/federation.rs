@@ -54,8 +54,8 @@ pub const MAX_PULL_ENTRIES: usize = 1000;
 /// 4 MiB, half of [`MAX_FED_MESSAGE_BYTES`]).
 pub const MAX_FORWARD_SENDS: usize = 32;
 /// Most accounts one [`FedRequest::Locate`] asks about: as many as one chat's page of members
-/// usually names, and the answer (an id and a display name each) stays far below
-/// [`MAX_FED_MESSAGE_BYTES`].
+/// usually names, and the answer (an id, a display name and a 64-byte home binding each: under
+/// 400 KiB) stays far below [`MAX_FED_MESSAGE_BYTES`].
 pub const MAX_LOCATE: usize = 1000;
 
 use crate::ids::{AccountId, ChatKind, DeviceId, GroupId, Retention, Role};
@@ -99,7 +99,8 @@ pub enum FedRequest {
     /// "Which of these accounts live on you?" (at most [`MAX_LOCATE`]). Answered with
     /// [`FedReply::Located`]: the receiver's own accounts among them, never another node's. A node
     /// learns where an account lives only this way, from the home node itself: it asks every
-    /// linked node and believes a home only if exactly one answers.
+    /// linked node and believes a home only if exactly one answers with the account's signed home
+    /// binding naming the answering node ([`LocatedAccount::home_signature`]).
     Locate { accounts: Vec<AccountId> },
 }
 
@@ -121,8 +122,19 @@ pub enum FedReply {
     /// why it was refused, in the order sent.
     Stored(Vec<Result<u64, ApiError>>),
     /// The answer to [`FedRequest::Locate`]: the asked accounts that live on the answering node,
-    /// with their display names.
-    Located(Vec<(AccountId, String)>),
+    /// with their display names and signed home bindings.
+    Located(Vec<LocatedAccount>),
+}
+
+/// One account in a [`FedReply::Located`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocatedAccount {
+    pub account: AccountId,
+    pub display_name: String,
+    /// The account key's signature over [`crate::auth::home_payload`]`(account, answering node's
+    /// peer id)`; `None` for an account whose first device has not sent one yet
+    /// ([`crate::wire::Request::BindHome`]). The asking node believes the answer only with it.
+    pub home_signature: Option<Vec<u8>>,
 }
 
 /// A node's own open accounts and open groups.

@@ -25,7 +25,7 @@ pub mod whiteboard;
 pub mod wire;
 
 /// Version of the WebSocket protocol in [`wire`]. Bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Largest WebSocket frame the node accepts from a device, in bytes.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;

@@ -266,6 +266,14 @@ pub enum Request {
     GroupInfo {
         group: GroupId,
     },
+    /// The account's signed home binding: the account key's signature over
+    /// [`crate::auth::home_payload`]`(account, node id)`. Sent by the account's first device (its
+    /// key is the account key) right after registering, and after signing in when
+    /// [`Account::home_bound`] is false. Answered [`Response::Ok`]; other nodes believe this node
+    /// is the account's home only with it.
+    BindHome {
+        signature: Signature,
+    },
 }
 
 /// What the node answers.
@@ -417,6 +425,8 @@ pub struct Account {
     /// A guest account: made with a meeting link, it may only be in that meeting's chat and
     /// call, until the meeting's guest time ends.
     pub guest_of: Option<GroupId>,
+    /// The node holds the account's signed home binding ([`Request::BindHome`]).
+    pub home_bound: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -392,4 +392,5 @@ pub mod lan_node;
 pub mod load;
 pub mod netns;
 pub mod raw;
+pub mod rogue;
 pub mod signal;

@@ -177,6 +177,10 @@ impl RawDevice {
         let packages = mls.key_packages(5)?;
         let last_resort = Some(mls.last_resort_key_package()?);
         conn.call(Request::PublishKeyPackages { packages, last_resort }).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        // As the device core does: the account key signs this node as the account's home.
+        let payload = veche_protocol::auth::home_payload(&account, &conn.hello.node_id);
+        let signature = veche_protocol::auth::sign(&key, &payload);
+        conn.call(Request::BindHome { signature }).await?.map_err(|e| anyhow::anyhow!("bind home: {e}"))?;
         Ok(RawDevice { key, mls, conn })
     }
 

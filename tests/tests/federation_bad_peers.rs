@@ -11,235 +11,21 @@
 //! A stranger may send only small messages (64 KiB): its large announces are refused at once,
 //! and a linked node's 4 MiB page does not wait for them.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-use veche_protocol::federation::{
-    ChatReplica, FED_PROTOCOL, FedReply, FedRequest, LINK_PROTOCOL, LinkMessage, LinkReply, ReplicaState,
-    ReplicatedEntry,
-};
+use veche_protocol::federation::{ChatReplica, FedReply, FedRequest, ReplicaState, ReplicatedEntry};
 use veche_protocol::ids::{AccountId, ChatKind, DeviceId, GroupId, Retention, Role};
 use veche_protocol::wire::{EntryKind, ErrorCode, Request, Response};
 use veche_tests::raw::RawDevice;
+use veche_tests::rogue::{Answer, Out, Rogue};
 use veche_tests::{Client, Node, TempDir};
 
-/// What the rogue sends: raw bytes (anything), or a well-formed request.
-#[derive(Debug, Clone)]
-enum Out {
-    Raw(Vec<u8>),
-    Req(FedRequest),
-    /// These bytes, then nothing: the stream stays open until the request times out.
-    Stall(Vec<u8>),
-    /// The length `announce`, then a 16 KiB chunk of the body every 100 ms for as long as the
-    /// node reads it: a slow sender that holds whatever the node set aside for its message. Ends
-    /// with an error as soon as the node refuses the stream.
-    Trickle {
-        announce: u32,
-    },
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct RogueCodec;
-
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-    io.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
-    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
-    io.write_all(bytes).await?;
-    io.close().await
-}
-
-fn invalid(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-}
-
-impl request_response::Codec for RogueCodec {
-    type Protocol = StreamProtocol;
-    type Request = Out;
-    type Response = FedReply;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Out> {
-        let bytes = read_frame(io).await?;
-        veche_protocol::federation::decode(&bytes).map(Out::Req).map_err(invalid)
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<FedReply> {
-        let bytes = read_frame(io).await?;
-        veche_protocol::federation::decode(&bytes).map_err(invalid)
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        out: Out,
-    ) -> std::io::Result<()> {
-        match out {
-            Out::Raw(bytes) => {
-                io.write_all(&bytes).await?;
-                io.close().await
-            }
-            Out::Req(request) => write_frame(io, &veche_protocol::federation::encode(&request)).await,
-            Out::Stall(bytes) => {
-                io.write_all(&bytes).await?;
-                io.flush().await?;
-                std::future::pending().await
-            }
-            Out::Trickle { announce } => {
-                io.write_all(&announce.to_be_bytes()).await?;
-                io.flush().await?;
-                let chunk = vec![0u8; 16 * 1024];
-                for _ in 0..(announce as usize).div_ceil(chunk.len()) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    io.write_all(&chunk).await?;
-                    io.flush().await?;
-                }
-                std::future::pending().await
-            }
-        }
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        reply: FedReply,
-    ) -> std::io::Result<()> {
-        write_frame(io, &veche_protocol::federation::encode(&reply)).await
-    }
-}
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    link: request_response::cbor::Behaviour<LinkMessage, LinkReply>,
-    fed: request_response::Behaviour<RogueCodec>,
-}
-
-type Answer = Result<FedReply, String>;
-
-/// A peer that says whatever the test scripts.
-struct Rogue {
-    peer_id: PeerId,
-    addr: Multiaddr,
-    tx: mpsc::Sender<(Out, oneshot::Sender<Answer>)>,
-    /// Replies to the node's requests (pulls), in order; `Refused` once empty.
-    script: Arc<Mutex<VecDeque<FedReply>>>,
-    /// Requests the node sent us.
-    heard: Arc<Mutex<Vec<FedRequest>>>,
-}
-
-impl Rogue {
-    async fn start(target: Multiaddr, target_id: PeerId) -> anyhow::Result<Rogue> {
-        Self::start_with(target, target_id, Duration::from_secs(10)).await
-    }
-
-    /// A rogue whose requests wait `timeout` for an answer.
-    async fn start_with(target: Multiaddr, target_id: PeerId, timeout: Duration) -> anyhow::Result<Rogue> {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_quic()
-            .with_behaviour(|_| Behaviour {
-                link: request_response::cbor::Behaviour::new(
-                    [(StreamProtocol::new(LINK_PROTOCOL), ProtocolSupport::Full)],
-                    request_response::Config::default(),
-                ),
-                fed: request_response::Behaviour::with_codec(
-                    RogueCodec,
-                    [(StreamProtocol::new(FED_PROTOCOL), ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(timeout)
-                        .with_max_concurrent_streams(10_000),
-                ),
-            })?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
-        swarm.listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)?;
-        let addr = loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                break address;
-            }
-        };
-        swarm.add_peer_address(target_id, target);
-        let peer_id = *swarm.local_peer_id();
-        let (tx, mut rx) = mpsc::channel::<(Out, oneshot::Sender<Answer>)>(16_384);
-        let script: Arc<Mutex<VecDeque<FedReply>>> = Arc::default();
-        let heard: Arc<Mutex<Vec<FedRequest>>> = Arc::default();
-        let (script2, heard2) = (script.clone(), heard.clone());
-        tokio::spawn(async move {
-            let mut pending = std::collections::HashMap::new();
-            loop {
-                tokio::select! {
-                    Some((out, reply)) = rx.recv() => {
-                        let id = swarm.behaviour_mut().fed.send_request(&target_id, out);
-                        pending.insert(id, reply);
-                    }
-                    event = swarm.select_next_some() => match event {
-                        SwarmEvent::Behaviour(BehaviourEvent::Link(request_response::Event::Message {
-                            message: request_response::Message::Request { channel, .. }, ..
-                        })) => {
-                            let _ = swarm.behaviour_mut().link.send_response(channel, LinkReply::Linked);
-                        }
-                        SwarmEvent::Behaviour(BehaviourEvent::Fed(event)) => match event {
-                            request_response::Event::Message { message: request_response::Message::Request { request, channel, .. }, .. } => {
-                                if let Out::Req(request) = request {
-                                    heard2.lock().unwrap().push(request);
-                                }
-                                let reply = script2.lock().unwrap().pop_front().unwrap_or(FedReply::Refused(
-                                    veche_protocol::wire::ApiError::new(ErrorCode::NotFound, "nothing scripted"),
-                                ));
-                                let _ = swarm.behaviour_mut().fed.send_response(channel, reply);
-                            }
-                            request_response::Event::Message { message: request_response::Message::Response { request_id, response }, .. } => {
-                                if let Some(reply) = pending.remove(&request_id) {
-                                    let _ = reply.send(Ok(response));
-                                }
-                            }
-                            request_response::Event::OutboundFailure { request_id, error, .. } => {
-                                if let Some(reply) = pending.remove(&request_id) {
-                                    let _ = reply.send(Err(error.to_string()));
-                                }
-                            }
-                            _ => {}
-                        },
-                        _ => {}
-                    },
-                }
-            }
-        });
-        Ok(Rogue { peer_id, addr, tx, script, heard })
-    }
-
-    async fn send(&self, out: Out) -> Answer {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send((out, reply)).await.map_err(|e| e.to_string())?;
-        rx.await.map_err(|e| e.to_string())?
-    }
-
-    async fn ask(&self, request: FedRequest) -> Answer {
-        self.send(Out::Req(request)).await
-    }
+/// A rogue whose requests wait 10 s for an answer and which answers the node from its script.
+async fn scripted(target: Multiaddr, target_id: PeerId) -> anyhow::Result<Rogue> {
+    Rogue::start(target, target_id, Duration::from_secs(10), Box::new(|_, _| None)).await
 }
 
 /// Streams the rogue opens and stalls, 2 MiB into an announced 8 MiB message.
@@ -346,7 +132,7 @@ async fn a_rogue_peer_cannot_harm_a_node() -> anyhow::Result<()> {
         own.iter().filter_map(Value::as_str).find(|a| a.starts_with("/ip4/127.0.0.1/udp/")).context("address")?;
     let node_id: PeerId = node.node_id.parse()?;
     let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{node_id}")).parse()?;
-    let rogue = Rogue::start(target, node_id).await?;
+    let rogue = scripted(target, node_id).await?;
     let admin_account: AccountId = admin.account()?.parse()?;
     let group = GroupId([0x5a; 16]);
 
@@ -536,7 +322,7 @@ async fn a_stranger_gets_a_tiny_cap_and_linked_nodes_do_not_wait_for_it() -> any
     let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{node_id}")).parse()?;
 
     // A linked node, home of a chat with a member of this node.
-    let home = Rogue::start(target.clone(), node_id).await?;
+    let home = scripted(target.clone(), node_id).await?;
     let linked = admin.run(&["admin", "link", &format!("{}/p2p/{}", home.addr, home.peer_id)])?;
     assert_eq!(linked["state"], "linked", "{linked}");
     let invite = admin.run(&["invite", "node", "--uses", "1"])?["link"].as_str().context("invite")?.to_string();
@@ -546,7 +332,7 @@ async fn a_stranger_gets_a_tiny_cap_and_linked_nodes_do_not_wait_for_it() -> any
     let group = GroupId([0x4b; 16]);
 
     // A stranger whose requests wait longer than the node's own timeout for an answer.
-    let stranger = Rogue::start_with(target, node_id, Duration::from_secs(45)).await?;
+    let stranger = Rogue::start(target, node_id, Duration::from_secs(45), Box::new(|_, _| None)).await?;
     let locate = FedRequest::Locate {
         accounts: (0..veche_protocol::federation::MAX_LOCATE).map(|i| AccountId([(i % 251) as u8; 32])).collect(),
     };
@@ -613,7 +399,7 @@ async fn a_linked_nodes_chats_fit_the_replica_quota() -> anyhow::Result<()> {
         own.iter().filter_map(Value::as_str).find(|a| a.starts_with("/ip4/127.0.0.1/udp/")).context("address")?;
     let node_id: PeerId = node.node_id.parse()?;
     let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{node_id}")).parse()?;
-    let home = Rogue::start(target, node_id).await?;
+    let home = scripted(target, node_id).await?;
     let linked = admin.run(&["admin", "link", &format!("{}/p2p/{}", home.addr, home.peer_id)])?;
     assert_eq!(linked["state"], "linked", "{linked}");
     let invite = admin.run(&["invite", "node", "--uses", "1"])?["link"].as_str().context("invite")?.to_string();

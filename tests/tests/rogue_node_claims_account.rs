@@ -4,194 +4,57 @@
 //! answers key-package claims for Bob with a package of its own device (whose credential names
 //! Bob). Alice, on A, claims Bob's key packages and adds him to a chat: she gets Bob's real
 //! package, never R's device, and Bob's own node B receives the chat. For Dave, also of B, R
-//! goes further and answers A's lookups ("Dave lives on me"): A cannot tell which node Dave
-//! lives on, and Alice's claim is refused rather than answered with R's device. The same for
-//! Erin, who joins Alice's chat through B: B gets the chat once A's admin unlinks R. R's own
-//! key-package claims are held to a linked node's quota.
+//! goes further and answers A's lookups ("Dave lives on me", signed with R's own key): only B
+//! holds Dave's signed home binding, so A believes B and Alice gets Dave's own package. The same
+//! for Erin, who joins Alice's chat through B: B gets the chat while R is still linked. R's own
+//! key-package claims are held to a linked node's quota. The second test: A is linked with R but
+//! not with B, so nobody A asks knows better than R.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-use veche_protocol::federation::{
-    FED_PROTOCOL, FedReply, FedRequest, LINK_PROTOCOL, LinkMessage, LinkReply, MemberAddress,
-};
+use veche_protocol::federation::{FedReply, FedRequest, LocatedAccount, MemberAddress};
 use veche_protocol::ids::{AccountId, GroupId, InviteId};
-use veche_protocol::wire::{ApiError, ErrorCode, InviteToken, Request, Response};
+use veche_protocol::wire::{ErrorCode, InviteToken, Request, Response};
 use veche_tests::raw::RawDevice;
+use veche_tests::rogue::Rogue;
 use veche_tests::{Client, Node, TempDir};
 
-#[derive(Debug, Clone, Copy, Default)]
-struct FedCodec;
-
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-    io.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
-    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
-    io.write_all(bytes).await?;
-    io.close().await
-}
-
-fn invalid(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-}
-
-impl request_response::Codec for FedCodec {
-    type Protocol = StreamProtocol;
-    type Request = FedRequest;
-    type Response = FedReply;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<FedRequest> {
-        veche_protocol::federation::decode(&read_frame(io).await?).map_err(invalid)
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<FedReply> {
-        veche_protocol::federation::decode(&read_frame(io).await?).map_err(invalid)
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: FedRequest,
-    ) -> std::io::Result<()> {
-        write_frame(io, &veche_protocol::federation::encode(&request)).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        reply: FedReply,
-    ) -> std::io::Result<()> {
-        write_frame(io, &veche_protocol::federation::encode(&reply)).await
-    }
-}
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    link: request_response::cbor::Behaviour<LinkMessage, LinkReply>,
-    fed: request_response::Behaviour<FedCodec>,
-}
-
-type Answer = Result<FedReply, String>;
-
-/// A linked node that lies: it answers every key-package claim with `forged`, and sends what the
-/// test asks.
-struct Rogue {
-    peer_id: PeerId,
-    addr: Multiaddr,
-    tx: mpsc::Sender<(FedRequest, oneshot::Sender<Answer>)>,
-}
-
-impl Rogue {
-    /// `forged`: the package R answers claims for each victim with; `lies`: the victims R also
-    /// says live on it when asked.
-    async fn start(
-        target: Multiaddr,
-        target_id: PeerId,
-        forged: HashMap<AccountId, Vec<u8>>,
-        lies: Vec<AccountId>,
-    ) -> anyhow::Result<Rogue> {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_quic()
-            .with_behaviour(|_| Behaviour {
-                link: request_response::cbor::Behaviour::new(
-                    [(StreamProtocol::new(LINK_PROTOCOL), ProtocolSupport::Full)],
-                    request_response::Config::default(),
-                ),
-                fed: request_response::Behaviour::with_codec(
-                    FedCodec,
-                    [(StreamProtocol::new(FED_PROTOCOL), ProtocolSupport::Full)],
-                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
-                ),
-            })?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
-        swarm.listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)?;
-        let addr = loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                break address;
-            }
-        };
-        swarm.add_peer_address(target_id, target);
-        let peer_id = *swarm.local_peer_id();
-        let (tx, mut rx) = mpsc::channel::<(FedRequest, oneshot::Sender<Answer>)>(64);
-        tokio::spawn(async move {
-            let mut pending = std::collections::HashMap::new();
-            loop {
-                tokio::select! {
-                    Some((out, reply)) = rx.recv() => {
-                        let id = swarm.behaviour_mut().fed.send_request(&target_id, out);
-                        pending.insert(id, reply);
-                    }
-                    event = swarm.select_next_some() => match event {
-                        SwarmEvent::Behaviour(BehaviourEvent::Link(request_response::Event::Message {
-                            message: request_response::Message::Request { channel, .. }, ..
-                        })) => {
-                            let _ = swarm.behaviour_mut().link.send_response(channel, LinkReply::Linked);
-                        }
-                        SwarmEvent::Behaviour(BehaviourEvent::Fed(event)) => match event {
-                            request_response::Event::Message { message: request_response::Message::Request { request, channel, .. }, .. } => {
-                                let reply = match request {
-                                    FedRequest::ClaimKeyPackages { account } if forged.contains_key(&account) => {
-                                        let home = peer_id.to_string();
-                                        let member = MemberAddress { account, home, display_name: "Victim".into() };
-                                        FedReply::KeyPackages { member, packages: vec![forged[&account].clone()] }
-                                    }
-                                    FedRequest::Locate { accounts } => FedReply::Located(
-                                        accounts.into_iter().filter(|a| lies.contains(a)).map(|a| (a, "Victim".into())).collect(),
-                                    ),
-                                    _ => FedReply::Refused(ApiError::new(ErrorCode::NotFound, "nothing here")),
-                                };
-                                let _ = swarm.behaviour_mut().fed.send_response(channel, reply);
-                            }
-                            request_response::Event::Message { message: request_response::Message::Response { request_id, response }, .. } => {
-                                if let Some(reply) = pending.remove(&request_id) {
-                                    let _ = reply.send(Ok(response));
-                                }
-                            }
-                            request_response::Event::OutboundFailure { request_id, error, .. } => {
-                                if let Some(reply) = pending.remove(&request_id) {
-                                    let _ = reply.send(Err(error.to_string()));
-                                }
-                            }
-                            _ => {}
-                        },
-                        _ => {}
-                    },
-                }
-            }
-        });
-        Ok(Rogue { peer_id, addr, tx })
-    }
-
-    async fn ask(&self, request: FedRequest) -> Answer {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send((request, reply)).await.map_err(|e| e.to_string())?;
-        rx.await.map_err(|e| e.to_string())?
-    }
+/// A linked node that lies: it answers key-package claims for each victim in `forged` with that
+/// package, says that the victims in `lies` live on it (signing that with a key of its own: the
+/// victim's key is the only one that could make it hold), and sends what the test asks.
+async fn liar(
+    target: Multiaddr,
+    target_id: PeerId,
+    forged: HashMap<AccountId, Vec<u8>>,
+    lies: Vec<AccountId>,
+) -> anyhow::Result<Rogue> {
+    let own_key = ed25519_dalek::SigningKey::from_bytes(&veche_mls::Client::generate_secret());
+    let respond = move |me: PeerId, request: &FedRequest| match request {
+        FedRequest::ClaimKeyPackages { account } if forged.contains_key(account) => {
+            let member = MemberAddress { account: *account, home: me.to_string(), display_name: "Victim".into() };
+            Some(FedReply::KeyPackages { member, packages: vec![forged[account].clone()] })
+        }
+        FedRequest::Locate { accounts } => Some(FedReply::Located(
+            accounts
+                .iter()
+                .filter(|a| lies.contains(a))
+                .map(|account| LocatedAccount {
+                    account: *account,
+                    display_name: "Victim".into(),
+                    home_signature: Some(veche_protocol::auth::sign(
+                        &own_key,
+                        &veche_protocol::auth::home_payload(account, &me.to_string()),
+                    )),
+                })
+                .collect(),
+        )),
+        _ => None,
+    };
+    Rogue::start(target, target_id, Duration::from_secs(10), Box::new(respond)).await
 }
 
 struct Site {
@@ -256,7 +119,7 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
     let quic = address(&a)?;
     let a_id: PeerId = a.node.node_id.parse()?;
     let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{a_id}")).parse()?;
-    let rogue = Rogue::start(target, a_id, forged, vec![dave.account(), erin.account()]).await?;
+    let rogue = liar(target, a_id, forged, vec![dave.account(), erin.account()]).await?;
     let victim = MemberAddress { account: bob_id, home: rogue.peer_id.to_string(), display_name: "Bob".into() };
     let linked = a.admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
     assert_eq!(linked["state"], "linked", "{linked}");
@@ -304,20 +167,17 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
         assert_eq!((id.account, id.device), (bob_id, bob_device), "Alice got a package of another device");
     }
 
-    // Dave: R says he lives on R, and so does B. A believes neither; Alice is refused.
-    let answer = alice.conn.call(Request::ClaimKeyPackages { account: dave.account() }).await?;
-    match &answer {
+    // Dave: R says he lives on R, and so does B. Only B has Dave's signed home: A believes B, and
+    // Alice gets Dave's own package.
+    match alice.conn.call(Request::ClaimKeyPackages { account: dave.account() }).await? {
         Ok(Response::KeyPackages(packages)) => {
-            for package in packages {
+            anyhow::ensure!(!packages.is_empty(), "no package for Dave");
+            for package in &packages {
                 let id = veche_mls::inspect::inspect_key_package(package)?;
                 assert_eq!((id.account, id.device), (dave.account(), dave.device()), "Alice got R's device for Dave");
             }
         }
-        Ok(other) => anyhow::bail!("claim: {other:?}"),
-        Err(e) => {
-            eprintln!("Alice's claim for Dave: {e}");
-            assert_eq!(e.code, ErrorCode::Conflict, "refused as a conflict between linked nodes: {e}");
-        }
+        other => anyhow::bail!("Alice's claim for Dave: {other:?}"),
     }
 
     // Alice adds Bob to a chat on A: Bob's own node B receives it.
@@ -339,8 +199,7 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
     }
 
     // Erin, of B, joins Alice's chat with its link through B while R says Erin lives on R too: A
-    // believes neither, so B cannot take the chat yet. Once A's admin unlinks R, A looks Erin up
-    // again by itself (with its 30 s catch-up) and B receives the chat.
+    // believes B, which holds Erin's signed home, and B receives the chat while R is still linked.
     let group = GroupId([0x25; 16]);
     alice.create_chat(group, "Erin's").await?;
     let token = alice.invite(group).await?;
@@ -349,27 +208,93 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
     };
     let (_, bundle) = erin.mls.join_external(&info)?;
     let join = Request::Join { token, commit: bundle.commit, group_info: bundle.group_info };
+    let joined = Instant::now();
     eprintln!("Erin joins while R claims her: {:?}", erin.conn.call(join).await?);
-    assert!(
-        a.node.log().lines().any(|l| l.contains("several linked nodes say this account lives on them")),
-        "no warning about the conflict on A"
-    );
-    let erins = |chats: &[veche_protocol::wire::ChatInfo]| chats.iter().any(|c| c.group == group);
-    let Ok(Response::Chats(chats)) = erin.conn.call(Request::Chats).await? else { anyhow::bail!("chats") };
-    assert!(!erins(&chats), "B took the chat while A could not tell where Erin lives");
-    a.admin.run(&["admin", "unlink", &rogue.peer_id.to_string()])?;
-    let unlinked = Instant::now();
-    let deadline = unlinked + Duration::from_secs(90);
+    let deadline = joined + Duration::from_secs(20);
     loop {
         let Ok(Response::Chats(chats)) = erin.conn.call(Request::Chats).await? else { anyhow::bail!("chats") };
-        if erins(&chats) {
+        if chats.iter().any(|c| c.group == group) {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "B never received the chat Erin joined");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        anyhow::ensure!(Instant::now() < deadline, "B never received the chat Erin joined while R claimed her");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("B received Erin's chat {:?} after R was unlinked", unlinked.elapsed());
+    eprintln!("B received Erin's chat {:?} after she joined, R still linked", joined.elapsed());
+    assert!(
+        a.node.log().lines().any(|l| l.contains("without the member's signed home")),
+        "no warning on A about R's unproven claims"
+    );
 
+    for node in [&a.node, &b.node] {
+        node.http_get("/healthz")?;
+        assert!(!node.log().contains("panicked"), "a node panicked");
+    }
+    Ok(())
+}
+
+/// A is linked with R but not with B, where Bob lives: nobody A can ask knows better when R says
+/// "Bob lives on me". A records a home only with Bob's own signature naming it, which R cannot
+/// make: Alice's claim for Bob is refused with a clear error, and once A's admin links B, Alice
+/// reaches Bob's own device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_node_cannot_claim_an_account_whose_home_is_not_linked() -> anyhow::Result<()> {
+    let tmp = TempDir::new("rogue-claims-unlinked");
+    let a = site(&tmp, "a")?;
+    let b = site(&tmp, "b")?;
+    let mut alice = RawDevice::register(&a.node.url, "Alice", Some(node_token(&a)?)).await?;
+    let bob = RawDevice::register(&b.node.url, "Bob", Some(node_token(&b)?)).await?;
+    let bob_id = bob.account();
+    let mut rogue_mls = veche_mls::Client::new_for_account(veche_mls::Client::generate_secret(), bob_id);
+    let forged = HashMap::from([(bob_id, rogue_mls.key_packages(1)?.remove(0))]);
+
+    let a_id: PeerId = a.node.node_id.parse()?;
+    let target: Multiaddr = address(&a)?.trim_end_matches(&format!("/p2p/{a_id}")).parse()?;
+    let rogue = liar(target, a_id, forged, vec![bob_id]).await?;
+    let linked = a.admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
+    assert_eq!(linked["state"], "linked", "{linked}");
+
+    // Alice claims Bob's key packages: R is the only linked node that says Bob lives on it.
+    let answer = alice.conn.call(Request::ClaimKeyPackages { account: bob_id }).await?;
+    eprintln!("Alice's claim for Bob: {answer:?}");
+    let refusal = match answer {
+        Ok(Response::KeyPackages(packages)) => {
+            let ids: Vec<_> = packages.iter().map(|p| veche_mls::inspect::inspect_key_package(p)).collect();
+            anyhow::bail!("Alice got key packages for Bob from R: {ids:?}")
+        }
+        Ok(other) => anyhow::bail!("claim: {other:?}"),
+        Err(e) => e,
+    };
+
+    // A's admin links B: A asks again, and Alice reaches Bob's own device (a node that took R
+    // for Bob's home would keep asking R).
+    a.admin.run(&["admin", "link", &address(&b)?])?;
+    let made = b.admin.run(&["admin", "link", &address(&a)?])?;
+    anyhow::ensure!(made["state"] == "linked", "A and B not linked: {made}");
+    let linked = Instant::now();
+    loop {
+        let answer = alice.conn.call(Request::ClaimKeyPackages { account: bob_id }).await?;
+        if let Ok(Response::KeyPackages(packages)) = &answer {
+            anyhow::ensure!(!packages.is_empty(), "no package");
+            for package in packages {
+                let id = veche_mls::inspect::inspect_key_package(package)?;
+                assert_eq!((id.account, id.device), (bob_id, bob.device()), "Alice got another device for Bob");
+            }
+            break;
+        }
+        // Every 5 s for 40 s: Alice's claims for one account stay within a member's quota (10).
+        anyhow::ensure!(
+            linked.elapsed() < Duration::from_secs(40),
+            "A still takes R for Bob's home after it linked B: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    eprintln!("Alice got Bob's own package {:?} after A linked B", linked.elapsed());
+    assert_eq!(refusal.code, ErrorCode::Forbidden, "{refusal}");
+    assert!(refusal.message.contains("cannot prove"), "the refusal says why: {refusal}");
+    assert!(
+        a.node.log().lines().any(|l| l.contains("without the member's signed home")),
+        "no warning on A about R's unproven claim"
+    );
     for node in [&a.node, &b.node] {
         node.http_get("/healthz")?;
         assert!(!node.log().contains("panicked"), "a node panicked");

@@ -71,6 +71,8 @@ pub struct AccountRecord {
     pub display_name: String,
     pub node_admin: bool,
     pub devices: Vec<DeviceId>,
+    /// The account's signed home binding (`Request::BindHome`), once its first device sent it.
+    pub home_signature: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -668,6 +670,15 @@ impl ScriptedNode {
                 self.publish(&members, Event::ChatUpdated { group });
                 Ok(Response::Ok)
             }
+            Request::BindHome { signature } => {
+                if veche_protocol::auth::verify_home(&session.account, &self.node_id, &signature).is_err() {
+                    return err(ErrorCode::BadSignature, "the home binding is not the account key's signature");
+                }
+                if let Some(record) = self.accounts.get_mut(&session.account) {
+                    record.home_signature = Some(signature);
+                }
+                Ok(Response::Ok)
+            }
             _ => err(ErrorCode::Unavailable, "not served by the scripted node"),
         }
     }
@@ -753,10 +764,15 @@ impl ScriptedNode {
         }
         self.accounts.insert(
             account,
-            AccountRecord { display_name: display_name.clone(), node_admin: false, devices: vec![device] },
+            AccountRecord {
+                display_name: display_name.clone(),
+                node_admin: false,
+                devices: vec![device],
+                home_signature: None,
+            },
         );
         self.devices.insert(device, account);
-        Ok(wire::Account { account, device, display_name, node_admin: false, guest_of: None })
+        Ok(wire::Account { account, device, display_name, node_admin: false, guest_of: None, home_bound: false })
     }
 
     fn account_of_device(&self, device: DeviceId) -> ApiResult<wire::Account> {
@@ -770,6 +786,7 @@ impl ScriptedNode {
             display_name: record.display_name.clone(),
             node_admin: record.node_admin,
             guest_of: None,
+            home_bound: record.home_signature.is_some(),
         })
     }
 

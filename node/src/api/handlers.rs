@@ -329,6 +329,7 @@ pub async fn handle(conn: &mut Conn, request: Request) -> Outcome {
                 .map(|(meeting, secret)| Response::MeetingCreated { meeting: Box::new(meeting), secret }),
         ),
         Request::Meetings => reply(service::meetings::list(&node, &session).map(Response::Meetings)),
+        Request::BindHome { signature } => ok(accounts::bind_home(&node, session, signature).await),
         Request::Me => reply(accounts::sign_in(&node, session.device).map(Response::SignedIn)),
         Request::PublishKeyPackages { packages, last_resort } => {
             ok(accounts::publish_key_packages(&node, session, packages, last_resort).await)

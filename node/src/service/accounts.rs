@@ -3,7 +3,7 @@
 use super::{ApiResult, Node, OrInternal, Session, err};
 use crate::mls_view;
 use crate::store::records::{self, Account, now_ms};
-use crate::store::tables::{ACCOUNTS, DEVICES, GUESTS, KEY_PACKAGES, LAST_RESORT};
+use crate::store::tables::{ACCOUNTS, DEVICES, GUESTS, HOME_BINDINGS, KEY_PACKAGES, LAST_RESORT};
 use redb::{ReadableTable, ReadableTableMetadata};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -106,7 +106,14 @@ pub async fn register(
         .await?;
     let (record, guest) = record;
     tracing::info!(account = %account, admin = record.node_admin, guest = guest.is_some(), "member registered");
-    Ok(wire::Account { account, device, display_name, node_admin: record.node_admin, guest_of: guest.map(|g| g.group) })
+    Ok(wire::Account {
+        account,
+        device,
+        display_name,
+        node_admin: record.node_admin,
+        guest_of: guest.map(|g| g.group),
+        home_bound: false,
+    })
 }
 
 /// Looks up a registered device for sign-in.
@@ -127,7 +134,39 @@ pub fn sign_in(node: &Node, device: DeviceId) -> ApiResult<wire::Account> {
         display_name: record.display_name,
         node_admin: record.node_admin,
         guest_of: guest.map(|g| g.group),
+        home_bound: home_binding(&txn, &account)?.is_some(),
     })
+}
+
+/// The account's signed home binding, if its first device sent one ([`bind_home`]).
+pub(crate) fn home_binding(txn: &redb::ReadTransaction, account: &AccountId) -> ApiResult<Option<Vec<u8>>> {
+    let table = txn.open_table(HOME_BINDINGS).or_internal()?;
+    Ok(table.get(account.0).or_internal()?.map(|v| v.value().to_vec()))
+}
+
+/// Stores the signed-in account's home binding: the account key's signature naming this node as
+/// its home ([`veche_protocol::auth::home_payload`]). Other nodes believe this node is the
+/// account's home only with it (`replica::homes`).
+pub async fn bind_home(node: &Node, session: Session, signature: Vec<u8>) -> ApiResult<()> {
+    let account = session.account;
+    if veche_protocol::auth::verify_home(&account, &node.info.node_id, &signature).is_err() {
+        return err(
+            ErrorCode::BadSignature,
+            "the home binding is not the account key's signature naming this node (only the account's first device holds that key)",
+        );
+    }
+    node.writer
+        .run(move |ctx| {
+            ctx.write()
+                .open_table(HOME_BINDINGS)
+                .or_internal()?
+                .insert(account.0, signature.as_slice())
+                .or_internal()?;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(%account, "the account's home binding is stored");
+    Ok(())
 }
 
 pub(crate) fn load_account(txn: &redb::ReadTransaction, account: &AccountId) -> ApiResult<Option<Account>> {

@@ -110,6 +110,9 @@ async fn update(
     if let (Some(p2p), Ok(id)) = (&node.p2p, key.parse::<PeerId>()) {
         p2p.set_linked(id, written.as_ref().and_then(state) == Some(LinkState::Linked));
     }
+    if written.as_ref().and_then(state) == Some(LinkState::Linked) {
+        crate::service::replica::forget_unresolved(node);
+    }
     Ok(written)
 }
 

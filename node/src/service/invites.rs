@@ -589,5 +589,6 @@ fn delete_guest(txn: &WriteTransaction, account: AccountId) -> ApiResult<Vec<(Gr
     txn.open_table(GUESTS).or_internal()?.remove(a).or_internal()?;
     txn.open_table(OPEN_ACCOUNTS).or_internal()?.remove(a).or_internal()?;
     txn.open_table(ACCOUNT_BYTES).or_internal()?.remove(a).or_internal()?;
+    txn.open_table(crate::store::tables::HOME_BINDINGS).or_internal()?.remove(a).or_internal()?;
     Ok(still_in)
 }

@@ -65,6 +65,9 @@ pub const INVITES_BY_CREATOR: TableDefinition<([u8; 32], [u8; 8]), ()> = TableDe
 pub const INVITES_BY_EXPIRY: TableDefinition<(u64, [u8; 8]), ()> = TableDefinition::new("invites_by_expiry");
 /// account -> bytes of log entries it sent that chats homed here still store (its storage quota)
 pub const ACCOUNT_BYTES: TableDefinition<[u8; 32], u64> = TableDefinition::new("account_bytes");
+/// account of this node -> the account key's signature over `auth::home_payload(account, this
+/// node's id)`: the proof other nodes ask for before they believe this node is the account's home
+pub const HOME_BINDINGS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("home_bindings");
 
 /// home node's peer id -> (replicas of its chats kept here, bytes of their log entries kept here):
 /// a linked node's quotas (`Quotas::max_replicas_per_link`, `replica_bytes_per_link`)
@@ -103,5 +106,6 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(ACCOUNT_BYTES)?;
     txn.open_table(REPLICA_USAGE)?;
     txn.open_table(GONE_MEMBERS)?;
+    txn.open_table(HOME_BINDINGS)?;
     Ok(())
 }

@@ -2,7 +2,13 @@
 //!
 //! An account's home is learned only from the home node itself: this node asks every linked node
 //! which of some accounts live on it ([`FedRequest::Locate`]) and believes a home only if exactly
-//! one linked node answers for the account. What a linked node says about other nodes' accounts
+//! one linked node answers for the account with the account's signed home binding naming that
+//! node (the account key's signature, `veche_protocol::auth::home_payload`, which the account's
+//! first device sends its node: `Request::BindHome`). A linked node cannot make one for an account
+//! that is not its own, so it cannot claim an account whose real home this node is not linked
+//! with or cannot reach. An answer without a valid binding is not believed, with a warning: an
+//! account registered before bindings existed is found again once its first device signs in
+//! (it then sends its binding). What a linked node says about other nodes' accounts
 //! (the addresses in a forwarded request, a pulled page's members, a key-package answer) is a hint
 //! to look up, never a record; a node that names itself as the home of an account of another node
 //! gets a conflict, not the account. A known home never changes; its display name is updated only
@@ -18,6 +24,18 @@ const UNRESOLVED_RETRY: Duration = Duration::from_secs(25);
 /// Accounts remembered as unresolved at most (beyond it, the oldest are forgotten): a linked node
 /// that names many made-up accounts costs this node a bounded map.
 const MAX_UNRESOLVED: usize = 10_000;
+
+/// Why an account's home is not known after a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unresolved {
+    /// No linked node answered for it.
+    Nobody,
+    /// Several linked nodes answered with a valid binding (the account key signed more than one
+    /// home): none is believed.
+    Several,
+    /// Linked nodes answered for it, but none with the account's signed home binding.
+    Unproven,
+}
 
 /// Who told this node about an account's home.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +57,8 @@ pub(super) fn serve_locate(node: &Node, accounts: Vec<AccountId>) -> ApiResult<F
     let mut out = Vec::new();
     for account in accounts {
         if let Some(record) = crate::service::accounts::load_account(&txn, &account)? {
-            out.push((account, record.display_name));
+            let home_signature = crate::service::accounts::home_binding(&txn, &account)?;
+            out.push(LocatedAccount { account, display_name: record.display_name, home_signature });
         }
     }
     Ok(FedReply::Located(out))
@@ -84,16 +103,32 @@ pub(super) async fn resolve(node: &Node, accounts: impl IntoIterator<Item = Acco
     });
     let answers = futures_util::future::join_all(asks).await;
     let mut claims: BTreeMap<AccountId, Vec<(PeerId, String)>> = BTreeMap::new();
+    let mut unproven: BTreeMap<AccountId, Vec<PeerId>> = BTreeMap::new();
     for (peer, found) in answers {
         // Each answer is about the asked accounts only, and names each once.
-        let found: BTreeMap<AccountId, String> = found.into_iter().filter(|(a, _)| wanted.contains(a)).collect();
-        for (account, name) in found {
-            claims.entry(account).or_default().push((peer, name));
+        let found: BTreeMap<AccountId, LocatedAccount> =
+            found.into_iter().filter(|a| wanted.contains(&a.account)).map(|a| (a.account, a)).collect();
+        let home = peer.to_string();
+        for (account, answer) in found {
+            let proven = answer
+                .home_signature
+                .as_deref()
+                .is_some_and(|signature| veche_protocol::auth::verify_home(&account, &home, signature).is_ok());
+            if proven {
+                claims.entry(account).or_default().push((peer, answer.display_name));
+            } else {
+                unproven.entry(account).or_default().push(peer);
+            }
         }
     }
     let mut located = Vec::new();
-    let mut failed = Vec::new(); // (account, several nodes answered)
+    let mut failed = Vec::new();
     for account in &wanted {
+        let without = unproven.remove(account).unwrap_or_default();
+        if !without.is_empty() {
+            let nodes: Vec<String> = without.iter().map(PeerId::to_string).collect();
+            tracing::warn!(%account, ?nodes, "a linked node says this account lives on it, without the member's signed home: not believed");
+        }
         match claims.remove(account).as_deref() {
             Some([(peer, name)]) => {
                 located.push(MemberAddress { account: *account, home: peer.to_string(), display_name: name.clone() });
@@ -101,20 +136,21 @@ pub(super) async fn resolve(node: &Node, accounts: impl IntoIterator<Item = Acco
             Some(several) => {
                 let nodes: Vec<String> = several.iter().map(|(p, _)| p.to_string()).collect();
                 tracing::warn!(%account, ?nodes, "several linked nodes say this account lives on them: none is believed");
-                failed.push((*account, true));
+                failed.push((*account, Unresolved::Several));
             }
-            None => failed.push((*account, false)),
+            None if !without.is_empty() => failed.push((*account, Unresolved::Unproven)),
+            None => failed.push((*account, Unresolved::Nobody)),
         }
     }
     if !failed.is_empty() {
         let mut unresolved = lock(&node.replication.unresolved);
         let now = Instant::now();
         unresolved.retain(|_, (until, _)| *until > now);
-        for (account, conflict) in failed {
+        for (account, why) in failed {
             if unresolved.len() >= MAX_UNRESOLVED {
                 break;
             }
-            unresolved.insert(account, (now + UNRESOLVED_RETRY, conflict));
+            unresolved.insert(account, (now + UNRESOLVED_RETRY, why));
         }
     }
     if !located.is_empty() {
@@ -124,11 +160,15 @@ pub(super) async fn resolve(node: &Node, accounts: impl IntoIterator<Item = Acco
     Ok(())
 }
 
-/// Whether more than one linked node answered for `account` when it was last looked up.
-fn conflicted(node: &Node, account: AccountId) -> bool {
-    lock(&node.replication.unresolved)
-        .get(&account)
-        .is_some_and(|(until, conflict)| *conflict && *until > Instant::now())
+/// Why `account`'s home was not found when it was last looked up (if that was recently).
+fn unresolved(node: &Node, account: AccountId) -> Option<Unresolved> {
+    lock(&node.replication.unresolved).get(&account).filter(|(until, _)| *until > Instant::now()).map(|(_, why)| *why)
+}
+
+/// Forgets which accounts were not found, so they are looked up again at once: a link just came
+/// up, and the new node may be their home.
+pub(crate) fn forget_unresolved(node: &Node) {
+    lock(&node.replication.unresolved).clear();
 }
 
 /// The home of an account of another node, if known.
@@ -147,13 +187,21 @@ pub async fn claim_remote_key_packages(node: &Node, account: AccountId) -> ApiRe
             resolve(node, [account]).await?;
             match known_home(node, account)? {
                 Some(home) => home,
-                None if conflicted(node, account) => {
-                    return err(
-                        ErrorCode::Conflict,
-                        "several linked nodes say this member lives on them; the node's admin should check its links",
-                    );
-                }
-                None => return Err(crate::service::accounts::not_claimable()),
+                None => match unresolved(node, account) {
+                    Some(Unresolved::Several) => {
+                        return err(
+                            ErrorCode::Conflict,
+                            "several linked nodes say this member lives on them; the node's admin should check its links",
+                        );
+                    }
+                    Some(Unresolved::Unproven) => {
+                        return err(
+                            ErrorCode::Forbidden,
+                            "a linked node says this member lives on it but cannot prove it (no home signed by the member's key); the member's own node may not be linked with this one, or the member has not signed in with their first device since their node was updated",
+                        );
+                    }
+                    _ => return Err(crate::service::accounts::not_claimable()),
+                },
             }
         }
     };

@@ -27,6 +27,7 @@ mod homes;
 pub use background::{catch_up, notify_changes, run_catch_up};
 pub use home::{queued, serve};
 pub use homes::claim_remote_key_packages;
+pub(crate) use homes::forget_unresolved;
 use homes::{Source, remember_in};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -36,7 +37,8 @@ use std::time::{Duration, Instant};
 use libp2p::{Multiaddr, PeerId};
 use redb::ReadableTable;
 use veche_protocol::federation::{
-    ChatReplica, CommitEffect, FedReply, FedRequest, MAX_PULL_ENTRIES, MemberAddress, ReplicaState, ReplicatedEntry,
+    ChatReplica, CommitEffect, FedReply, FedRequest, LocatedAccount, MAX_PULL_ENTRIES, MemberAddress, ReplicaState,
+    ReplicatedEntry,
 };
 use veche_protocol::ids::{AccountId, GroupId, InviteId};
 use veche_protocol::wire::{ApiError, EntryKind, ErrorCode, Event, Request, Response};
@@ -79,9 +81,9 @@ pub struct Replication {
     invites: Mutex<HashMap<InviteId, PeerId>>,
     /// Chats with a confirmation pull scheduled.
     confirming: Mutex<BTreeSet<GroupId>>,
-    /// Accounts no linked node (or more than one) answered for: when to ask again, and whether
-    /// several answered.
-    unresolved: Mutex<HashMap<AccountId, (Instant, bool)>>,
+    /// Accounts no linked node (or more than one) proved to be the home of: when to ask again,
+    /// and what the answers were.
+    unresolved: Mutex<HashMap<AccountId, (Instant, homes::Unresolved)>>,
     /// Key-package claims of members and linked nodes (`accounts::claim`).
     pub(crate) claims: Mutex<crate::service::accounts::ClaimQuota>,
 }
