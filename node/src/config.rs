@@ -97,8 +97,9 @@ pub struct RunArgs {
     #[arg(long, env = "VECHE_MDNS")]
     pub mdns: Option<bool>,
     /// A secret shared by a community's nodes: nearby nodes with the same secret link without
-    /// their admins' approval. It must resist offline guessing (2^128 guesses as zxcvbn estimates:
-    /// 39 random characters or more); the node refuses a weaker one and offers a generated one.
+    /// their admins' approval (a SPAKE2 exchange, so no node learns anything to guess it
+    /// offline). It must still be out of reach of guessing (2^128 guesses as zxcvbn estimates: 39
+    /// random characters or more); the node refuses a weaker one and offers a generated one.
     #[arg(long, env = "VECHE_COMMUNITY_SECRET", hide_env_values = true)]
     pub community_secret: Option<String>,
     /// Federation requests each linked node may send per second (twice that in a burst)
@@ -521,10 +522,11 @@ mod quota_tests {
     }
 }
 
-/// Least strength of a community secret, in bits: 2^128 guesses. A node that announces itself on
-/// the LAN receives an HMAC keyed by the secret from every node that shares one, and can try
-/// guesses against it offline at billions a second: only a secret out of reach of any such search
-/// keeps strangers from linking.
+/// Least strength of a community secret, in bits: 2^128 guesses. Linking by the secret is a
+/// SPAKE2 exchange, so a stranger gets one guess per exchange, online; but the secret is all that
+/// stands between a stranger's node and the community's links, it is typed into several nodes'
+/// configurations (and may leak from one), and a secret people chose tends to be one they reuse:
+/// so the node asks for one that no search reaches, and generates one.
 const MIN_SECRET_BITS: f64 = 128.0;
 
 /// How many guesses (in bits) finding `secret` takes, after zxcvbn's pattern matching: each
@@ -554,8 +556,8 @@ pub fn check_community_secret(secret: String) -> anyhow::Result<String> {
             Err(e) => format!("Use a generated one (none could be made here: {e})"),
         };
         anyhow::bail!(
-            "the community secret is too easy to guess: about 2^{bits:.0} guesses, and it needs 2^128 (nodes that \
-             announce themselves nearby get a value to try guesses against offline). {offer}"
+            "the community secret is too easy to guess: about 2^{bits:.0} guesses, and it needs 2^128 (it is all that \
+             keeps a stranger's node from linking with the community's nodes). {offer}"
         );
     }
     Ok(secret)

@@ -2,22 +2,30 @@
 //!
 //! Linking: a link between two nodes exists once both admins approved it. Each side asks the
 //! other with [`LinkMessage::Request`] when its admin approves. On a LAN, nodes that share a
-//! community secret link without their admins: the request carries `proof`, and the receiver
-//! either verifies it and answers [`LinkReply::Linked`] (both sides approved at once) or refuses;
-//! a request with a proof never counts as an admin's approval.
+//! community secret link without their admins, by a password-authenticated key exchange
+//! (SPAKE2, bound to both peer ids) so that neither side ever sends anything a node without the
+//! secret could test guesses against offline: the request carries the asker's SPAKE2 message
+//! (`pake`); the receiver answers [`LinkReply::Pake`] with its own message and a confirmation
+//! made with the agreed key; the asker checks it and sends [`LinkMessage::Confirm`] with its own
+//! confirmation, which the receiver checks before answering [`LinkReply::Linked`] (both sides
+//! approved at once). A node with another secret (or none) gets one online guess per exchange
+//! and learns only that it failed. A request with `pake` never counts as an admin's approval.
 
 use serde::{Deserialize, Serialize};
 
 /// libp2p request-response protocol of [`LinkMessage`] / [`LinkReply`].
-pub const LINK_PROTOCOL: &str = "/veche/link/1";
+pub const LINK_PROTOCOL: &str = "/veche/link/2";
 /// Largest link message either side accepts, in bytes.
 pub const MAX_LINK_MESSAGE_BYTES: usize = 4 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LinkMessage {
-    /// "My admin approved a link with you" (no proof), or "we share a community secret" (proof:
-    /// HMAC-SHA256 keyed by the secret over both peer ids, see the node's federation service).
-    Request { name: String, http_port: u16, proof: Option<Vec<u8>> },
+    /// "My admin approved a link with you" (no `pake`), or "let us check that we share a
+    /// community secret" (`pake`: the asker's SPAKE2 message, side A, see the node's federation
+    /// service).
+    Request { name: String, http_port: u16, pake: Option<Vec<u8>> },
+    /// The asker's key confirmation, after the receiver's [`LinkReply::Pake`] checked out.
+    Confirm { mac: Vec<u8> },
     /// "My admin removed the link."
     Unlink,
 }
@@ -32,6 +40,9 @@ pub enum LinkReply {
     Unlinked,
     /// Refused, with a reason for the other admin.
     Refused(String),
+    /// The receiver's SPAKE2 message (side B) and its key confirmation: the asker answers with
+    /// [`LinkMessage::Confirm`] if the confirmation checks out.
+    Pake { message: Vec<u8>, confirm: Vec<u8> },
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ use hmac::{Hmac, Mac};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use sha2::Sha256;
+use spake2::{Ed25519Group, Identity, Password, Spake2};
 use tokio::sync::mpsc;
 use veche_protocol::federation::{LinkMessage, LinkReply};
 use veche_protocol::wire::{ErrorCode, LinkInfo, LinkState, LinksInfo, NearbyNode};
@@ -38,25 +39,59 @@ fn p2p(node: &Node) -> ApiResult<&P2pHandle> {
     node.p2p.as_ref().ok_or_else(|| veche_protocol::wire::ApiError::new(ErrorCode::Internal, "p2p is not running"))
 }
 
-/// HMAC-SHA256 keyed by the community secret over "veche/community/v1", the sender's and the
-/// receiver's peer ids (each length-prefixed).
-fn proof_mac(secret: &str, from: &PeerId, to: &PeerId) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    for part in [b"veche/community/v1".as_slice(), &from.to_bytes(), &to.to_bytes()] {
-        mac.update(&(part.len() as u32).to_be_bytes());
-        mac.update(part);
+/// Most SPAKE2 exchanges this node keeps open as the receiver, waiting for the asker's
+/// confirmation: a LAN has a handful of nodes, each asking once per sighting; more are refused.
+const MAX_PENDING_EXCHANGES: usize = 64;
+/// How long the receiver waits for the asker's confirmation (one round trip on a LAN).
+const EXCHANGE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The receiver's half of an exchange: the agreed key, and what to record once confirmed.
+struct PendingExchange {
+    key: Vec<u8>,
+    started: std::time::Instant,
+    name: String,
+    addr: Option<String>,
+}
+
+/// Exchanges waiting for the asker's confirmation, by (this node, asker): one process may run
+/// several nodes in tests.
+static PENDING: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<(PeerId, PeerId), PendingExchange>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// SPAKE2 over Ed25519 with the community secret as password, the asker as side A and the
+/// receiver as side B (their peer ids as identities), so the exchange holds for this pair only.
+fn pake_start(secret: &str, asker: &PeerId, receiver: &PeerId, side_a: bool) -> (Spake2<Ed25519Group>, Vec<u8>) {
+    let (password, a, b) =
+        (Password::new(secret.as_bytes()), Identity::new(&asker.to_bytes()), Identity::new(&receiver.to_bytes()));
+    if side_a {
+        Spake2::<Ed25519Group>::start_a(&password, &a, &b)
+    } else {
+        Spake2::<Ed25519Group>::start_b(&password, &a, &b)
     }
+}
+
+/// A key confirmation: HMAC-SHA256 keyed by the agreed key over who sends it.
+fn confirmation(key: &[u8], from_asker: bool) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(if from_asker { b"veche/link/v2 asker" } else { b"veche/link/v2 receiver" });
     mac
 }
 
-/// Proves the sender knows the community secret, for this pair of nodes only.
-pub fn community_proof(secret: &str, from: &PeerId, to: &PeerId) -> Vec<u8> {
-    proof_mac(secret, from, to).finalize().into_bytes().to_vec()
+/// The receiver's side: its SPAKE2 message and confirmation for the asker's `message`, and the
+/// key it keeps until the asker confirms. `None` if the message is malformed.
+fn pake_answer(secret: &str, asker: &PeerId, me: &PeerId, message: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let (state, reply) = pake_start(secret, asker, me, false);
+    let key = state.finish(message).ok()?;
+    let confirm = confirmation(&key, false).finalize().into_bytes().to_vec();
+    Some((reply, confirm, key))
 }
 
-/// Checks a proof in constant time.
-fn verify_proof(secret: &str, from: &PeerId, to: &PeerId, proof: &[u8]) -> bool {
-    proof_mac(secret, from, to).verify_slice(proof).is_ok()
+/// The asker's side, given the receiver's answer: its own confirmation if the receiver's checks
+/// out (the same secret), else `None`.
+fn pake_confirm(state: Spake2<Ed25519Group>, message: &[u8], confirm: &[u8]) -> Option<Vec<u8>> {
+    let key = state.finish(message).ok()?;
+    confirmation(&key, false).verify_slice(confirm).ok()?;
+    Some(confirmation(&key, true).finalize().into_bytes().to_vec())
 }
 
 fn state(link: &Link) -> Option<LinkState> {
@@ -232,7 +267,7 @@ pub async fn link(node: &Node, session: Session, target: String) -> ApiResult<Li
         Some(link)
     })
     .await?;
-    let message = LinkMessage::Request { name: node.info.name.clone(), http_port: node.info.http_port, proof: None };
+    let message = LinkMessage::Request { name: node.info.name.clone(), http_port: node.info.http_port, pake: None };
     let answer = p2p.send(peer, addrs, message).await;
     let they = match answer {
         Ok(LinkReply::Linked) => Some(true),
@@ -241,7 +276,7 @@ pub async fn link(node: &Node, session: Session, target: String) -> ApiResult<Li
             tracing::info!(peer = %peer, %reason, "link refused");
             None
         }
-        Ok(LinkReply::Unlinked) => None,
+        Ok(LinkReply::Unlinked | LinkReply::Pake { .. }) => None,
         Err(e) => {
             tracing::info!(peer = %peer, error = %e, "could not reach the node to link; ask again later");
             None
@@ -338,7 +373,7 @@ async fn reassert(node: &Node, peer: PeerId) -> ApiResult<()> {
     let key = peer.to_string();
     let Some(link) = load(node, &key)? else { return Ok(()) };
     let addrs = link.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-    let message = LinkMessage::Request { name: node.info.name.clone(), http_port: node.info.http_port, proof: None };
+    let message = LinkMessage::Request { name: node.info.name.clone(), http_port: node.info.http_port, pake: None };
     let they = match p2p.send(peer, addrs, message).await {
         Ok(LinkReply::Linked) => true,
         Ok(LinkReply::Pending) => false,
@@ -377,22 +412,38 @@ async fn on_message(node: &Node, id: u64, peer: PeerId, addr: Multiaddr, message
     let key = peer.to_string();
     let existing = load(node, &key)?;
     let reply = match message {
-        LinkMessage::Request { name, http_port: _, proof } => {
-            let by_secret = match (&node.info.community_secret, &proof) {
-                (Some(secret), Some(proof)) => verify_proof(secret, &peer, &me, proof),
-                _ => false,
-            };
-            if proof.is_some() && !by_secret {
-                // An automatic request: only a matching secret may approve it.
-                LinkReply::Refused("no shared community secret".into())
-            } else {
-                let waiting = all(node)?.iter().filter(|(_, l)| state(l) == Some(LinkState::WaitingForUs)).count();
-                if existing.is_none() && waiting >= MAX_WAITING_FOR_US {
-                    LinkReply::Refused("too many link requests are waiting".into())
-                } else {
-                    let addr = (!addr.is_empty()).then(|| addr.to_string());
-                    let name: String = name.chars().take(100).collect();
-                    let link = update(node, key, move |current| {
+        LinkMessage::Request { name, http_port: _, pake: Some(message) } => {
+            // Someone nearby checks whether we share a community secret: answer the exchange;
+            // nothing is recorded until it confirms.
+            match &node.info.community_secret {
+                None => LinkReply::Refused("no shared community secret".into()),
+                Some(secret) => match pake_answer(secret, &peer, &me, &message) {
+                    None => LinkReply::Refused("malformed key exchange".into()),
+                    Some((message, confirm, key)) => {
+                        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+                        pending.retain(|_, p| p.started.elapsed() < EXCHANGE_TTL);
+                        if pending.len() >= MAX_PENDING_EXCHANGES && !pending.contains_key(&(me, peer)) {
+                            LinkReply::Refused("too many key exchanges are open: try again".into())
+                        } else {
+                            let addr = (!addr.is_empty()).then(|| addr.to_string());
+                            let name: String = name.chars().take(100).collect();
+                            let started = std::time::Instant::now();
+                            pending.insert((me, peer), PendingExchange { key, started, name, addr });
+                            LinkReply::Pake { message, confirm }
+                        }
+                    }
+                },
+            }
+        }
+        LinkMessage::Confirm { mac } => {
+            let exchange = PENDING.lock().unwrap_or_else(|e| e.into_inner()).remove(&(me, peer));
+            match exchange {
+                Some(exchange)
+                    if exchange.started.elapsed() < EXCHANGE_TTL
+                        && confirmation(&exchange.key, true).verify_slice(&mac).is_ok() =>
+                {
+                    let PendingExchange { name, addr, .. } = exchange;
+                    update(node, key, move |current| {
                         let mut link = current.unwrap_or_else(|| new_link(String::new()));
                         link.name = name;
                         if let Some(addr) = addr
@@ -401,15 +452,41 @@ async fn on_message(node: &Node, id: u64, peer: PeerId, addr: Multiaddr, message
                             link.addrs.push(addr);
                         }
                         link.they_approved = true;
-                        link.we_approved |= by_secret;
+                        link.we_approved = true;
                         link.last_seen_ms = now_ms();
                         Some(link)
                     })
                     .await?;
-                    let linked = link.is_some_and(|l| l.we_approved);
-                    tracing::info!(%peer, linked, by_secret, "link request");
-                    if linked { LinkReply::Linked } else { LinkReply::Pending }
+                    tracing::info!(%peer, linked = true, by_secret = true, "link request");
+                    LinkReply::Linked
                 }
+                // Another secret, a stale or unknown exchange: the same answer.
+                _ => LinkReply::Refused("no shared community secret".into()),
+            }
+        }
+        LinkMessage::Request { name, http_port: _, pake: None } => {
+            let waiting = all(node)?.iter().filter(|(_, l)| state(l) == Some(LinkState::WaitingForUs)).count();
+            if existing.is_none() && waiting >= MAX_WAITING_FOR_US {
+                LinkReply::Refused("too many link requests are waiting".into())
+            } else {
+                let addr = (!addr.is_empty()).then(|| addr.to_string());
+                let name: String = name.chars().take(100).collect();
+                let link = update(node, key, move |current| {
+                    let mut link = current.unwrap_or_else(|| new_link(String::new()));
+                    link.name = name;
+                    if let Some(addr) = addr
+                        && !link.addrs.contains(&addr)
+                    {
+                        link.addrs.push(addr);
+                    }
+                    link.they_approved = true;
+                    link.last_seen_ms = now_ms();
+                    Some(link)
+                })
+                .await?;
+                let linked = link.is_some_and(|l| l.we_approved);
+                tracing::info!(%peer, linked, by_secret = false, "link request");
+                if linked { LinkReply::Linked } else { LinkReply::Pending }
             }
         }
         LinkMessage::Unlink => {
@@ -435,10 +512,15 @@ async fn on_nearby(node: &Node, peer: PeerId, addrs: Vec<Multiaddr>) -> ApiResul
         return Ok(());
     }
     let me: PeerId = node.info.node_id.parse().or_internal()?;
-    let proof = community_proof(secret, &me, &peer);
+    let (exchange, pake) = pake_start(secret, &me, &peer, true);
     let message =
-        LinkMessage::Request { name: node.info.name.clone(), http_port: node.info.http_port, proof: Some(proof) };
-    if let Ok(LinkReply::Linked) = p2p.send(peer, addrs.clone(), message).await {
+        LinkMessage::Request { name: node.info.name.clone(), http_port: node.info.http_port, pake: Some(pake) };
+    let Ok(LinkReply::Pake { message, confirm }) = p2p.send(peer, addrs.clone(), message).await else { return Ok(()) };
+    let Some(mac) = pake_confirm(exchange, &message, &confirm) else {
+        tracing::info!(%peer, "a nearby node has another community secret: not linked");
+        return Ok(());
+    };
+    if let Ok(LinkReply::Linked) = p2p.send(peer, addrs.clone(), LinkMessage::Confirm { mac }).await {
         let name =
             p2p.status().await.nearby.into_iter().find(|n| n.peer_id == peer).map(|n| n.name).unwrap_or_default();
         let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
@@ -463,15 +545,32 @@ async fn on_nearby(node: &Node, peer: PeerId, addrs: Vec<Multiaddr>) -> ApiResul
 mod tests {
     use super::*;
 
+    /// One exchange: the asker's confirmation if it got that far, and whether the receiver
+    /// accepted it.
+    fn exchange(asker_secret: &str, receiver_secret: &str, asker: &PeerId, receiver: &PeerId) -> (bool, bool) {
+        let (state, message) = pake_start(asker_secret, asker, receiver, true);
+        let (reply, confirm, key) = pake_answer(receiver_secret, asker, receiver, &message).expect("well-formed");
+        match pake_confirm(state, &reply, &confirm) {
+            Some(mac) => (true, confirmation(&key, true).verify_slice(&mac).is_ok()),
+            None => (false, false),
+        }
+    }
+
     #[test]
-    fn community_proofs_bind_the_secret_and_both_peers() {
+    fn nodes_link_by_a_shared_secret_only_and_only_as_this_pair() {
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
-        let proof = community_proof("town secret", &a, &b);
-        assert!(verify_proof("town secret", &a, &b, &proof));
-        assert!(!verify_proof("other secret", &a, &b, &proof));
-        assert!(!verify_proof("town secret", &b, &a, &proof), "direction matters");
-        assert!(!verify_proof("town secret", &a, &c, &proof), "bound to the receiver");
-        assert!(!verify_proof("town secret", &a, &b, &proof[..31]));
+        assert_eq!(exchange("town secret", "town secret", &a, &b), (true, true), "the same secret links");
+        // Another secret: the asker stops at the receiver's confirmation and sends nothing more.
+        assert_eq!(exchange("town secret", "other secret", &a, &b), (false, false));
+        // The receiver took the exchange as one with another node: it fails too.
+        let (state, message) = pake_start("town secret", &a, &b, true);
+        let (reply, confirm, _) = pake_answer("town secret", &c, &b, &message).expect("well-formed");
+        assert!(pake_confirm(state, &reply, &confirm).is_none(), "bound to both peer ids");
+        // What the asker sends is fresh each time: nothing fixed by the secret to test guesses on.
+        let (_, first) = pake_start("town secret", &a, &b, true);
+        let (_, second) = pake_start("town secret", &a, &b, true);
+        assert_ne!(first, second);
+        assert!(pake_answer("town secret", &a, &b, &first[..10]).is_none(), "a malformed message is refused");
     }
 
     #[test]
