@@ -53,10 +53,9 @@ struct PendingExchange {
     addr: Option<String>,
 }
 
-/// Exchanges waiting for the asker's confirmation, by (this node, asker): one process may run
-/// several nodes in tests.
-static PENDING: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<(PeerId, PeerId), PendingExchange>>> =
-    std::sync::LazyLock::new(Default::default);
+/// Exchanges waiting for the asker's confirmation, by asker; owned by [`run`], the only task
+/// that handles link messages.
+type PendingExchanges = std::collections::HashMap<PeerId, PendingExchange>;
 
 /// SPAKE2 over Ed25519 with the community secret as password, the asker as side A and the
 /// receiver as side B (their peer ids as identities), so the exchange holds for this pair only.
@@ -314,9 +313,12 @@ pub async fn unlink(node: &Node, session: Session, peer_id: String) -> ApiResult
 
 /// Handles what the swarm task reports, for the life of the node.
 pub async fn run(node: Node, mut events: mpsc::Receiver<P2pEvent>) {
+    let mut exchanges = PendingExchanges::new();
     while let Some(event) = events.recv().await {
         let result = match event {
-            P2pEvent::Link { id, peer, addr, message } => on_message(&node, id, peer, addr, message).await,
+            P2pEvent::Link { id, peer, addr, message } => {
+                on_message(&node, &mut exchanges, id, peer, addr, message).await
+            }
             P2pEvent::NearbyVerified(nearby) => {
                 // Asking the other node waits for its answer: never block this loop on it (the
                 // other node may be asking us at the same moment).
@@ -406,7 +408,14 @@ async fn touch(node: &Node, peer: PeerId) -> ApiResult<()> {
 }
 
 /// Another node sent a link message.
-async fn on_message(node: &Node, id: u64, peer: PeerId, addr: Multiaddr, message: LinkMessage) -> ApiResult<()> {
+async fn on_message(
+    node: &Node,
+    pending: &mut PendingExchanges,
+    id: u64,
+    peer: PeerId,
+    addr: Multiaddr,
+    message: LinkMessage,
+) -> ApiResult<()> {
     let Some(p2p) = &node.p2p else { return Ok(()) };
     let me: PeerId = node.info.node_id.parse().or_internal()?;
     let key = peer.to_string();
@@ -420,15 +429,14 @@ async fn on_message(node: &Node, id: u64, peer: PeerId, addr: Multiaddr, message
                 Some(secret) => match pake_answer(secret, &peer, &me, &message) {
                     None => LinkReply::Refused("malformed key exchange".into()),
                     Some((message, confirm, key)) => {
-                        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
                         pending.retain(|_, p| p.started.elapsed() < EXCHANGE_TTL);
-                        if pending.len() >= MAX_PENDING_EXCHANGES && !pending.contains_key(&(me, peer)) {
+                        if pending.len() >= MAX_PENDING_EXCHANGES && !pending.contains_key(&peer) {
                             LinkReply::Refused("too many key exchanges are open: try again".into())
                         } else {
                             let addr = (!addr.is_empty()).then(|| addr.to_string());
                             let name: String = name.chars().take(100).collect();
                             let started = std::time::Instant::now();
-                            pending.insert((me, peer), PendingExchange { key, started, name, addr });
+                            pending.insert(peer, PendingExchange { key, started, name, addr });
                             LinkReply::Pake { message, confirm }
                         }
                     }
@@ -436,7 +444,7 @@ async fn on_message(node: &Node, id: u64, peer: PeerId, addr: Multiaddr, message
             }
         }
         LinkMessage::Confirm { mac } => {
-            let exchange = PENDING.lock().unwrap_or_else(|e| e.into_inner()).remove(&(me, peer));
+            let exchange = pending.remove(&peer);
             match exchange {
                 Some(exchange)
                     if exchange.started.elapsed() < EXCHANGE_TTL
