@@ -394,3 +394,4 @@ pub mod netns;
 pub mod raw;
 pub mod rogue;
 pub mod signal;
+pub mod site;

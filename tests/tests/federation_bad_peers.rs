@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use libp2p::{Multiaddr, PeerId};
-use serde_json::Value;
 use veche_protocol::federation::{ChatReplica, FedReply, FedRequest, ReplicaState, ReplicatedEntry};
 use veche_protocol::ids::{AccountId, ChatKind, DeviceId, GroupId, Retention, Role};
 use veche_protocol::wire::{EntryKind, ErrorCode, Request, Response};
@@ -127,9 +126,7 @@ async fn a_rogue_peer_cannot_harm_a_node() -> anyhow::Result<()> {
     let node = Node::start(tmp.path(), &["--mdns", "false", "--federation-rate", "200"])?;
     let admin = Client::new(tmp.path(), "admin", &node.url);
     admin.run(&["register", "--name", "Admin", "--invite", node.admin_link.as_deref().context("admin link")?])?;
-    let own = admin.run(&["admin", "links"])?["own_addrs"].as_array().cloned().unwrap_or_default();
-    let quic =
-        own.iter().filter_map(Value::as_str).find(|a| a.starts_with("/ip4/127.0.0.1/udp/")).context("address")?;
+    let quic = veche_tests::site::loopback_quic(&admin)?;
     let node_id: PeerId = node.node_id.parse()?;
     let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{node_id}")).parse()?;
     let rogue = scripted(target, node_id).await?;
@@ -315,9 +312,7 @@ async fn a_stranger_gets_a_tiny_cap_and_linked_nodes_do_not_wait_for_it() -> any
     let node = Node::start(tmp.path(), &["--mdns", "false"])?;
     let admin = Client::new(tmp.path(), "admin", &node.url);
     admin.run(&["register", "--name", "Admin", "--invite", node.admin_link.as_deref().context("admin link")?])?;
-    let own = admin.run(&["admin", "links"])?["own_addrs"].as_array().cloned().unwrap_or_default();
-    let quic =
-        own.iter().filter_map(Value::as_str).find(|a| a.starts_with("/ip4/127.0.0.1/udp/")).context("address")?;
+    let quic = veche_tests::site::loopback_quic(&admin)?;
     let node_id: PeerId = node.node_id.parse()?;
     let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{node_id}")).parse()?;
 
@@ -394,9 +389,7 @@ async fn a_linked_nodes_chats_fit_the_replica_quota() -> anyhow::Result<()> {
     let node = Node::start(tmp.path(), &["--mdns", "false", "--replica-quota", "1MiB"])?;
     let admin = Client::new(tmp.path(), "admin", &node.url);
     admin.run(&["register", "--name", "Admin", "--invite", node.admin_link.as_deref().context("admin link")?])?;
-    let own = admin.run(&["admin", "links"])?["own_addrs"].as_array().cloned().unwrap_or_default();
-    let quic =
-        own.iter().filter_map(Value::as_str).find(|a| a.starts_with("/ip4/127.0.0.1/udp/")).context("address")?;
+    let quic = veche_tests::site::loopback_quic(&admin)?;
     let node_id: PeerId = node.node_id.parse()?;
     let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{node_id}")).parse()?;
     let home = scripted(target, node_id).await?;

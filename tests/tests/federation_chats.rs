@@ -8,47 +8,15 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::Value;
 use veche_protocol::ids::{GroupId, Retention};
 use veche_protocol::wire::{InviteToken, Request, Response};
 use veche_tests::raw::RawDevice;
-use veche_tests::{Client, Node, TempDir, assert_same_history};
-
-struct Site {
-    node: Node,
-    admin: Client,
-}
-
-fn site(tmp: &TempDir, name: &str) -> anyhow::Result<Site> {
-    site_with(tmp, name, &[])
-}
-
-fn site_with(tmp: &TempDir, name: &str, extra: &[&str]) -> anyhow::Result<Site> {
-    let dir = tmp.path().join(name);
-    std::fs::create_dir_all(&dir)?;
-    let mut args = vec!["--mdns", "false"];
-    args.extend_from_slice(extra);
-    let node = Node::start(&dir, &args)?;
-    let admin = Client::new(&dir, "admin", &node.url);
-    let link = node.admin_link.clone().context("admin link")?;
-    admin.run(&["register", "--name", &format!("Admin {name}"), "--invite", &link])?;
-    Ok(Site { node, admin })
-}
-
-/// The loopback QUIC address another admin pastes.
-fn address(site: &Site) -> anyhow::Result<String> {
-    let info = site.admin.run(&["admin", "links"])?;
-    let own = info["own_addrs"].as_array().cloned().unwrap_or_default();
-    own.iter()
-        .filter_map(Value::as_str)
-        .find(|a| a.starts_with("/ip4/127.0.0.1/udp/"))
-        .map(str::to_string)
-        .with_context(|| format!("no loopback QUIC address in {own:?}"))
-}
+use veche_tests::site::Site;
+use veche_tests::{Client, TempDir, assert_same_history};
 
 fn link(a: &Site, b: &Site) -> anyhow::Result<()> {
-    a.admin.run(&["admin", "link", &address(b)?])?;
-    let made = b.admin.run(&["admin", "link", &address(a)?])?;
+    a.admin.run(&["admin", "link", &b.address()?])?;
+    let made = b.admin.run(&["admin", "link", &a.address()?])?;
     anyhow::ensure!(made["state"] == "linked", "link not up: {made}");
     Ok(())
 }
@@ -76,7 +44,7 @@ fn wait_texts(client: &Client, chat: &str, count: usize) -> anyhow::Result<Vec<(
 #[test]
 fn a_group_spans_three_linked_nodes() -> anyhow::Result<()> {
     let tmp = TempDir::new("federation-chats");
-    let (a, b, c) = (site(&tmp, "a")?, site(&tmp, "b")?, site(&tmp, "c")?);
+    let (a, b, c) = (Site::start(&tmp, "a", &[])?, Site::start(&tmp, "b", &[])?, Site::start(&tmp, "c", &[])?);
     link(&a, &b)?;
     link(&a, &c)?;
     link(&b, &c)?;
@@ -200,8 +168,8 @@ async fn until_seqs(device: &mut RawDevice, group: GroupId, want: &[u64], what: 
 async fn until_fetched_waits_for_member_nodes() -> anyhow::Result<()> {
     let tmp = TempDir::new("federation-retention");
     let fast = ["--retention-interval", "200ms"];
-    let a = site_with(&tmp, "a", &fast)?;
-    let mut b = site_with(&tmp, "b", &fast)?;
+    let a = Site::start(&tmp, "a", &fast)?;
+    let mut b = Site::start(&tmp, "b", &fast)?;
     link(&a, &b)?;
     let mut owner = RawDevice::register(&a.node.url, "Owner", Some(node_token(&a)?)).await?;
     let mut member = RawDevice::register(&b.node.url, "Member", Some(node_token(&b)?)).await?;
@@ -258,7 +226,7 @@ async fn until_fetched_waits_for_member_nodes() -> anyhow::Result<()> {
 async fn a_burst_through_a_member_node_keeps_its_order() -> anyhow::Result<()> {
     const BURST: usize = 300;
     let tmp = TempDir::new("federation-burst");
-    let (a, b) = (site(&tmp, "a")?, site(&tmp, "b")?);
+    let (a, b) = (Site::start(&tmp, "a", &[])?, Site::start(&tmp, "b", &[])?);
     link(&a, &b)?;
     let mut owner = RawDevice::register(&a.node.url, "Owner", Some(node_token(&a)?)).await?;
     let mut member = RawDevice::register(&b.node.url, "Member", Some(node_token(&b)?)).await?;

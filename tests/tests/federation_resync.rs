@@ -8,34 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::Value;
-use veche_tests::{Client, Node, TempDir};
-
-struct Site {
-    node: Node,
-    admin: Client,
-}
-
-fn site(tmp: &TempDir, name: &str) -> anyhow::Result<Site> {
-    let dir = tmp.path().join(name);
-    std::fs::create_dir_all(&dir)?;
-    let node = Node::start(&dir, &["--mdns", "false"])?;
-    let admin = Client::new(&dir, "admin", &node.url);
-    let link = node.admin_link.clone().context("admin link")?;
-    admin.run(&["register", "--name", &format!("Admin {name}"), "--invite", &link])?;
-    Ok(Site { node, admin })
-}
-
-/// The loopback QUIC address another admin pastes.
-fn address(site: &Site) -> anyhow::Result<String> {
-    let info = site.admin.run(&["admin", "links"])?;
-    let own = info["own_addrs"].as_array().cloned().unwrap_or_default();
-    own.iter()
-        .filter_map(Value::as_str)
-        .find(|a| a.starts_with("/ip4/127.0.0.1/udp/"))
-        .map(str::to_string)
-        .with_context(|| format!("no loopback QUIC address in {own:?}"))
-}
+use veche_tests::site::Site;
+use veche_tests::{Client, TempDir};
 
 fn member(tmp: &TempDir, site: &Site, name: &str) -> anyhow::Result<Client> {
     let invite = site.admin.run(&["invite", "node", "--uses", "1"])?;
@@ -74,9 +48,9 @@ fn wait_last(client: &Client, chat: &str, want: &str) -> anyhow::Result<()> {
 #[test]
 fn a_member_of_another_node_resyncs_through_its_own_node() -> anyhow::Result<()> {
     let tmp = TempDir::new("federation-resync");
-    let (a, b) = (site(&tmp, "a")?, site(&tmp, "b")?);
-    a.admin.run(&["admin", "link", &address(&b)?])?;
-    let made = b.admin.run(&["admin", "link", &address(&a)?])?;
+    let (a, b) = (Site::start(&tmp, "a", &[])?, Site::start(&tmp, "b", &[])?);
+    a.admin.run(&["admin", "link", &b.address()?])?;
+    let made = b.admin.run(&["admin", "link", &a.address()?])?;
     anyhow::ensure!(made["state"] == "linked", "link not up: {made}");
 
     let alice = member(&tmp, &a, "Alice")?;

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use libp2p::{Multiaddr, PeerId};
-use serde_json::Value;
 use veche_protocol::federation::{FedReply, FedRequest, LocatedAccount, MemberAddress};
 use veche_protocol::ids::{AccountId, GroupId, InviteId};
 use veche_protocol::wire::{ErrorCode, InviteToken, Request, Response};
+use veche_tests::TempDir;
 use veche_tests::raw::RawDevice;
 use veche_tests::rogue::Rogue;
-use veche_tests::{Client, Node, TempDir};
+use veche_tests::site::Site;
 
 /// A linked node that lies: it answers key-package claims for each victim in `forged` with that
 /// package, says that the victims in `lies` live on it (signing that with a key of its own: the
@@ -57,32 +57,6 @@ async fn liar(
     Rogue::start(target, target_id, Duration::from_secs(10), Box::new(respond)).await
 }
 
-struct Site {
-    node: Node,
-    admin: Client,
-}
-
-fn site(tmp: &TempDir, name: &str) -> anyhow::Result<Site> {
-    let dir = tmp.path().join(name);
-    std::fs::create_dir_all(&dir)?;
-    let node = Node::start(&dir, &["--mdns", "false"])?;
-    let admin = Client::new(&dir, "admin", &node.url);
-    let link = node.admin_link.clone().context("admin link")?;
-    admin.run(&["register", "--name", &format!("Admin {name}"), "--invite", &link])?;
-    Ok(Site { node, admin })
-}
-
-/// The loopback QUIC address another admin pastes.
-fn address(site: &Site) -> anyhow::Result<String> {
-    let info = site.admin.run(&["admin", "links"])?;
-    let own = info["own_addrs"].as_array().cloned().unwrap_or_default();
-    own.iter()
-        .filter_map(Value::as_str)
-        .find(|a| a.starts_with("/ip4/127.0.0.1/udp/"))
-        .map(str::to_string)
-        .with_context(|| format!("no loopback QUIC address in {own:?}"))
-}
-
 /// A node invite from the site's admin, for a raw device.
 fn node_token(site: &Site) -> anyhow::Result<InviteToken> {
     let link = site.admin.run(&["invite", "node", "--uses", "1"])?["link"].as_str().context("link")?.to_string();
@@ -93,10 +67,10 @@ fn node_token(site: &Site) -> anyhow::Result<InviteToken> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()> {
     let tmp = TempDir::new("rogue-claims-account");
-    let a = site(&tmp, "a")?;
-    let b = site(&tmp, "b")?;
-    a.admin.run(&["admin", "link", &address(&b)?])?;
-    let made = b.admin.run(&["admin", "link", &address(&a)?])?;
+    let a = Site::start(&tmp, "a", &[])?;
+    let b = Site::start(&tmp, "b", &[])?;
+    a.admin.run(&["admin", "link", &b.address()?])?;
+    let made = b.admin.run(&["admin", "link", &a.address()?])?;
     anyhow::ensure!(made["state"] == "linked", "A and B not linked: {made}");
     let mut alice = RawDevice::register(&a.node.url, "Alice", Some(node_token(&a)?)).await?;
     let mut bob = RawDevice::register(&b.node.url, "Bob", Some(node_token(&b)?)).await?;
@@ -116,7 +90,7 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
     }
 
     // R is linked with A.
-    let quic = address(&a)?;
+    let quic = a.address()?;
     let a_id: PeerId = a.node.node_id.parse()?;
     let target: Multiaddr = quic.trim_end_matches(&format!("/p2p/{a_id}")).parse()?;
     let rogue = liar(target, a_id, forged, vec![dave.account(), erin.account()]).await?;
@@ -239,8 +213,8 @@ async fn a_rogue_node_cannot_claim_another_nodes_account() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rogue_node_cannot_claim_an_account_whose_home_is_not_linked() -> anyhow::Result<()> {
     let tmp = TempDir::new("rogue-claims-unlinked");
-    let a = site(&tmp, "a")?;
-    let b = site(&tmp, "b")?;
+    let a = Site::start(&tmp, "a", &[])?;
+    let b = Site::start(&tmp, "b", &[])?;
     let mut alice = RawDevice::register(&a.node.url, "Alice", Some(node_token(&a)?)).await?;
     let bob = RawDevice::register(&b.node.url, "Bob", Some(node_token(&b)?)).await?;
     let bob_id = bob.account();
@@ -248,7 +222,7 @@ async fn a_rogue_node_cannot_claim_an_account_whose_home_is_not_linked() -> anyh
     let forged = HashMap::from([(bob_id, rogue_mls.key_packages(1)?.remove(0))]);
 
     let a_id: PeerId = a.node.node_id.parse()?;
-    let target: Multiaddr = address(&a)?.trim_end_matches(&format!("/p2p/{a_id}")).parse()?;
+    let target: Multiaddr = a.address()?.trim_end_matches(&format!("/p2p/{a_id}")).parse()?;
     let rogue = liar(target, a_id, forged, vec![bob_id]).await?;
     let linked = a.admin.run(&["admin", "link", &format!("{}/p2p/{}", rogue.addr, rogue.peer_id)])?;
     assert_eq!(linked["state"], "linked", "{linked}");
@@ -267,8 +241,8 @@ async fn a_rogue_node_cannot_claim_an_account_whose_home_is_not_linked() -> anyh
 
     // A's admin links B: A asks again, and Alice reaches Bob's own device (a node that took R
     // for Bob's home would keep asking R).
-    a.admin.run(&["admin", "link", &address(&b)?])?;
-    let made = b.admin.run(&["admin", "link", &address(&a)?])?;
+    a.admin.run(&["admin", "link", &b.address()?])?;
+    let made = b.admin.run(&["admin", "link", &a.address()?])?;
     anyhow::ensure!(made["state"] == "linked", "A and B not linked: {made}");
     let linked = Instant::now();
     loop {
